@@ -1,0 +1,191 @@
+//! Agent configuration, validated on construction: site code, site mode and MP location.
+
+/// A configuration value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Site codes are exactly three ASCII letters or digits.
+    InvalidSiteCode,
+    /// The MP URL is not `http://host[:port][/]` or `https://host[:port][/]`.
+    InvalidMpUrl,
+    /// Mixed mode speaks HTTP and native mode HTTPS (spec §1); the URL's scheme says otherwise.
+    SchemeDoesNotMatchMode,
+    /// Host names travel in XML and HTTP headers: letters, digits, `-`, `.`, `_` only, 1–255 bytes.
+    InvalidHostName,
+}
+
+/// A three-character Configuration Manager site code, stored upper case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SiteCode([u8; 3]);
+
+impl SiteCode {
+    /// Validate `s` (three ASCII alphanumerics, any case).
+    pub fn new(s: &str) -> Result<Self, ConfigError> {
+        let b: [u8; 3] = s.as_bytes().try_into().map_err(|_| ConfigError::InvalidSiteCode)?;
+        if !b.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(ConfigError::InvalidSiteCode);
+        }
+        Ok(Self(b.map(|c| c.to_ascii_uppercase())))
+    }
+    /// The code, upper case.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+/// How the site authenticates clients (spec §1, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SiteMode {
+    /// HTTP and a self-signed certificate made on first run.
+    Mixed,
+    /// HTTPS with a CA-issued certificate provisioned by the administrator.
+    Native,
+}
+
+/// Where the management point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MpLocation<'a> {
+    /// Host name or address as it goes into `Host:` and `TargetHost` (IPv6 without brackets).
+    pub host: &'a str,
+    /// TCP port.
+    pub port: u16,
+    /// HTTPS (native mode) or HTTP.
+    pub https: bool,
+}
+
+/// Whether `name` is safe to place in XML attributes and HTTP headers as a host or NetBIOS name.
+pub fn is_valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b':'))
+}
+
+impl<'a> MpLocation<'a> {
+    /// Parse `http://host[:port][/]` or `https://…`; IPv6 literals in brackets.
+    pub fn parse(url: &'a str) -> Result<Self, ConfigError> {
+        let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else {
+            return Err(ConfigError::InvalidMpUrl);
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') {
+            return Err(ConfigError::InvalidMpUrl);
+        }
+        let default_port = if https { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or(ConfigError::InvalidMpUrl)?;
+            let port = match after {
+                "" => default_port,
+                p => parse_port(p.strip_prefix(':').ok_or(ConfigError::InvalidMpUrl)?)?,
+            };
+            (host, port)
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, parse_port(p)?),
+                None => (rest, default_port),
+            }
+        };
+        if !is_valid_host_name(host) {
+            return Err(ConfigError::InvalidHostName);
+        }
+        Ok(Self { host, port, https })
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, ConfigError> {
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(ConfigError::InvalidMpUrl),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// Everything an appliance is configured with.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AgentConfig<'a> {
+    /// The site the appliance joins.
+    pub site_code: SiteCode,
+    /// Mixed (HTTP + self-signed) or native (HTTPS + PKI).
+    pub mode: SiteMode,
+    /// The management point.
+    pub mp: MpLocation<'a>,
+    /// The appliance's NetBIOS name (also `SourceHost` and `ReplyTo`).
+    pub netbios_name: &'a str,
+    /// The appliance's fully qualified name.
+    pub fqdn: &'a str,
+}
+
+impl<'a> AgentConfig<'a> {
+    /// Validate and assemble a configuration.
+    pub fn new(
+        site_code: &str,
+        mode: SiteMode,
+        mp_url: &'a str,
+        netbios_name: &'a str,
+        fqdn: &'a str,
+    ) -> Result<Self, ConfigError> {
+        let site_code = SiteCode::new(site_code)?;
+        let mp = MpLocation::parse(mp_url)?;
+        if mp.https != (mode == SiteMode::Native) {
+            return Err(ConfigError::SchemeDoesNotMatchMode);
+        }
+        if !is_valid_host_name(netbios_name) || !is_valid_host_name(fqdn) {
+            return Err(ConfigError::InvalidHostName);
+        }
+        Ok(Self {
+            site_code,
+            mode,
+            mp,
+            netbios_name,
+            fqdn,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_codes() {
+        assert_eq!(SiteCode::new("ps1").unwrap().as_str(), "PS1");
+        for bad in ["", "PS", "PS12", "P-1", "P 1", "PÄ"] {
+            assert_eq!(SiteCode::new(bad), Err(ConfigError::InvalidSiteCode), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mp_urls() {
+        let l = MpLocation::parse("http://mp.corp.example:8080/").unwrap();
+        assert_eq!((l.host, l.port, l.https), ("mp.corp.example", 8080, false));
+        let l = MpLocation::parse("https://mp").unwrap();
+        assert_eq!((l.host, l.port, l.https), ("mp", 443, true));
+        let l = MpLocation::parse("http://[::1]:81").unwrap();
+        assert_eq!((l.host, l.port), ("::1", 81));
+        for bad in ["ftp://mp", "http://", "http://mp:0", "http://mp:99999", "http://mp/x", "http://m p", "http://mp\r\nX: y", "http://[::1"] {
+            assert!(MpLocation::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mode_must_match_scheme() {
+        assert!(AgentConfig::new("PS1", SiteMode::Mixed, "http://mp", "dev", "dev.corp").is_ok());
+        assert_eq!(
+            AgentConfig::new("PS1", SiteMode::Native, "http://mp", "dev", "dev.corp").err(),
+            Some(ConfigError::SchemeDoesNotMatchMode)
+        );
+        assert_eq!(
+            AgentConfig::new("PS1", SiteMode::Mixed, "http://mp", "dev<x>", "dev.corp").err(),
+            Some(ConfigError::InvalidHostName)
+        );
+    }
+}

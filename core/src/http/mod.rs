@@ -1,0 +1,71 @@
+//! HTTP/1.1 framing for the MP conversation (spec §1), sans-IO and allocation-free.
+//!
+//! - [`request`]: the request head (`CCM_POST /ccm_system/request`, plain `GET`s) as an
+//!   [`Emit`](crate::sink::Emit), refusing header injection.
+//! - [`response`]: the response head (through `httparse`), the body framing, the multipart
+//!   boundary and the `Date` header; [`poll_response`] is what an IO loop calls after each read.
+//! - [`chunked`]: `Transfer-Encoding: chunked` decoded in place in the caller's buffer (IIS).
+//!
+//! An IO loop reading into one fixed buffer:
+//! ```ignore
+//! let mut filled = 0;
+//! loop {
+//!     let n = sock.read(&mut buf[filled..]).await?;
+//!     filled += n;
+//!     match http::poll_response(&mut buf, filled, n == 0)? {
+//!         ResponseProgress::Complete { head, body } => break handle(head, &buf[body]),
+//!         ResponseProgress::NeedMore => {} // poll_response fails with ResponseTooLarge when full
+//!     }
+//! }
+//! ```
+
+pub mod chunked;
+pub mod request;
+pub mod response;
+
+pub use chunked::{decode_chunked_in_place, scan_chunked, ChunkedProgress, ChunkedScan};
+pub use request::{Method, RequestHead, CCM_REQUEST_PATH, USER_AGENT};
+pub use response::{
+    body_complete, parse_response_head, poll_response, BodyFraming, BodyState, ResponseHead,
+    ResponseProgress, MAX_BOUNDARY_LEN, MAX_HEADERS,
+};
+
+/// What went wrong framing or parsing HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum HttpError {
+    /// A request field holds CR, LF or another control character (header injection), or is empty
+    /// where a value is needed.
+    InvalidHeaderValue,
+    /// An extra request header name is not an HTTP token, or names a header the framing owns
+    /// (`Host`, `Content-Length`, `Transfer-Encoding`, `Connection`, …).
+    InvalidHeaderName,
+    /// The request path is empty, does not start with `/`, or holds spaces or control characters.
+    InvalidPath,
+    /// The response head is not HTTP/1.x (`httparse` refused it).
+    MalformedHead,
+    /// More response headers than [`MAX_HEADERS`].
+    TooManyHeaders,
+    /// The status code is outside 100–599, or is `101 Switching Protocols`.
+    UnexpectedStatus,
+    /// `Content-Length` is not a decimal number that fits in `usize`.
+    InvalidContentLength,
+    /// Several `Content-Length` values disagree, or `Content-Length` comes with
+    /// `Transfer-Encoding` (a request-smuggling pattern RFC 9112 §6.1 forbids senders).
+    ConflictingFraming,
+    /// A `Transfer-Encoding` other than exactly `chunked`.
+    UnsupportedTransferEncoding,
+    /// The multipart `boundary` parameter is empty, longer than 70 bytes, or badly quoted.
+    InvalidBoundary,
+    /// A chunk-size line is not hexadecimal, or its line is malformed.
+    InvalidChunkSize,
+    /// A chunk size does not fit in `usize`.
+    ChunkSizeOverflow,
+    /// Chunk data is not followed by CRLF, or a trailer line is malformed.
+    MalformedChunk,
+    /// The peer closed the connection before the response was complete.
+    UnexpectedEof,
+    /// The response does not fit in the caller's buffer.
+    ResponseTooLarge,
+}

@@ -1,0 +1,447 @@
+//! Building a self-signed X.509 v3 certificate into a caller buffer.
+
+use core::time::Duration;
+
+use der::asn1::{
+    AnyRef, BitStringRef, ContextSpecificRef, GeneralizedTime, ObjectIdentifier, OctetStringRef,
+    UintRef, UtcTime, Utf8StringRef,
+};
+use der::{
+    Decode, Encode, EncodeValue, FixedTag, Header, Length, Tag, TagMode, TagNumber, Tagged, Writer,
+};
+use sha2::Digest;
+use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
+
+use super::{CertError, CertParams, EKU_SMS_ENCRYPTION, EKU_SMS_SIGNING, MAX_COMMON_NAME_LEN};
+use crate::sign::{P256Signer, SignatureScheme, Signer, MAX_SIGNATURE_LEN};
+use crate::time::UnixTime;
+
+/// Upper bound of a self-signed P-256 certificate from [`build_self_signed_p256`]: a
+/// [`MAX_COMMON_NAME_LEN`]-byte name, GeneralizedTime validity, a serial with its top bit set and
+/// the longest DER signature. The default name ("ConfigMgr Client") gives 402..=404 bytes.
+pub const MAX_CERT_LEN: usize = 506;
+
+/// Length of the DER SubjectPublicKeyInfo of an uncompressed P-256 key.
+pub const P256_SPKI_LEN: usize = 91;
+
+pub(super) const OID_ECDSA_WITH_SHA256: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+pub(super) const OID_SHA256_WITH_RSA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+pub(super) const OID_EC_PUBLIC_KEY: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+pub(super) const OID_SECP256R1: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+pub(super) const OID_COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+pub(super) const OID_SUBJECT_KEY_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
+pub(super) const OID_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
+pub(super) const OID_BASIC_CONSTRAINTS: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.5.29.19");
+pub(super) const OID_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
+
+/// KeyUsage digitalSignature (bit 0) | dataEncipherment (bit 3): `1001` then 4 unused bits.
+const KEY_USAGE_BITS: u8 = 0x90;
+const KEY_USAGE_UNUSED_BITS: u8 = 4;
+
+/// A DER signature is at most this much longer than the signer's wire bytes (ECDSA: SEQUENCE
+/// header ≤ 4, two INTEGER headers ≤ 2 each, two sign octets).
+const SIGNATURE_DER_OVERHEAD: usize = 10;
+
+/// Build a self-signed certificate for a software P-256 key into `out`; returns its length.
+///
+/// Deterministic: the same key, parameters and serial give the same bytes (RFC 6979 nonces).
+/// `out` of [`MAX_CERT_LEN`] bytes always suffices.
+pub fn build_self_signed_p256(
+    params: &CertParams<'_>,
+    signer: &P256Signer,
+    out: &mut [u8],
+) -> Result<usize, CertError> {
+    let point = signer.verifying_key().to_encoded_point(false);
+    let mut spki_buf = [0u8; P256_SPKI_LEN];
+    let spki = p256_spki_der(point.as_bytes(), &mut spki_buf)?;
+    build_self_signed(params, spki, signer, out)
+}
+
+/// Build a self-signed certificate for any [`Signer`] into `out`; returns its length.
+///
+/// `spki_der` is the DER SubjectPublicKeyInfo of the signer's key (it is not checked against the
+/// key). The signature algorithm follows [`Signer::scheme`]. The whole certificate is written to
+/// `out`; no other buffer larger than one signature is used.
+pub fn build_self_signed(
+    params: &CertParams<'_>,
+    spki_der: &[u8],
+    signer: &dyn Signer,
+    out: &mut [u8],
+) -> Result<usize, CertError> {
+    // Parameters.
+    if params.common_name.is_empty() || params.common_name.len() > MAX_COMMON_NAME_LEN {
+        return Err(CertError::InvalidName);
+    }
+    let name = Name {
+        cn: Utf8StringRef::new(params.common_name).map_err(|_| CertError::InvalidName)?,
+    };
+    if params.not_before > params.not_after {
+        return Err(CertError::InvalidValidity);
+    }
+    let validity = [Time::new(params.not_before)?, Time::new(params.not_after)?];
+    if params.serial.iter().all(|b| *b == 0) {
+        return Err(CertError::InvalidSerial);
+    }
+    let serial = UintRef::new(&params.serial).map_err(|_| CertError::InvalidSerial)?;
+    let spki = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| CertError::InvalidKey)?;
+    let scheme = signer.scheme();
+    let sig_alg = signature_algorithm(scheme);
+
+    // Extension values, each DER-encoded into a small stack buffer.
+    let mut ku_buf = [0u8; 4];
+    let ku = BitStringRef::new(KEY_USAGE_UNUSED_BITS, &[KEY_USAGE_BITS])
+        .and_then(|bits| bits.encode_to_slice(&mut ku_buf))
+        .map_err(|_| CertError::Encoding)?;
+    let mut eku_buf = [0u8; 32];
+    let eku = SeqOf(&[EKU_SMS_SIGNING, EKU_SMS_ENCRYPTION])
+        .encode_to_slice(&mut eku_buf)
+        .map_err(|_| CertError::Encoding)?;
+    let mut bc_buf = [0u8; 2];
+    let bc = SeqOf::<ObjectIdentifier>(&[])
+        .encode_to_slice(&mut bc_buf)
+        .map_err(|_| CertError::Encoding)?;
+    let ski_digest = sha2::Sha256::digest(spki.subject_public_key.raw_bytes());
+    let mut ski_buf = [0u8; 22];
+    let ski = OctetStringRef::new(ski_digest.get(..20).unwrap_or(&[]))
+        .and_then(|octets| octets.encode_to_slice(&mut ski_buf))
+        .map_err(|_| CertError::Encoding)?;
+    let extensions = [
+        Extension::new(OID_KEY_USAGE, true, ku)?,
+        Extension::new(OID_EXT_KEY_USAGE, false, eku)?,
+        Extension::new(OID_BASIC_CONSTRAINTS, false, bc)?,
+        Extension::new(OID_SUBJECT_KEY_ID, false, ski)?,
+    ];
+
+    let tbs = Tbs {
+        serial,
+        sig_alg,
+        name,
+        validity: SeqOf(&validity),
+        spki,
+        extensions: SeqOf(&extensions),
+    };
+
+    // Lengths: reserve room for the largest possible outer header in front of the TBS.
+    let tbs_len = der_len(tbs.encoded_len())?;
+    let sig_alg_len = der_len(sig_alg.encoded_len())?;
+    let max_sig_tlv = der_len(
+        Length::try_from(MAX_SIGNATURE_LEN.saturating_add(SIGNATURE_DER_OVERHEAD + 1))
+            .and_then(Length::for_tlv),
+    )?;
+    let max_content = tbs_len
+        .checked_add(sig_alg_len)
+        .and_then(|n| n.checked_add(max_sig_tlv))
+        .ok_or(CertError::Encoding)?;
+    let reserve = der_len(Header::new(Tag::Sequence, max_content).and_then(|h| h.encoded_len()))?;
+    let tbs_end = reserve.checked_add(tbs_len).ok_or(CertError::Encoding)?;
+
+    // The TBS is encoded once, straight into its place in `out`, and hashed from there.
+    let tbs_out = out.get_mut(reserve..tbs_end).ok_or(CertError::BufferTooSmall)?;
+    tbs.encode_to_slice(tbs_out)
+        .map_err(|_| CertError::Encoding)?;
+    let digest: [u8; 32] = sha2::Sha256::digest(&*tbs_out).into();
+    let wire_sig = signer.sign_sha256(&digest)?;
+
+    let mut sig_buf = [0u8; MAX_SIGNATURE_LEN + SIGNATURE_DER_OVERHEAD];
+    let sig_value = signature_value(scheme, wire_sig.as_bytes(), &mut sig_buf)?;
+    let sig_bits = BitStringRef::from_bytes(sig_value).map_err(|_| CertError::Encoding)?;
+
+    // Outer header, then shift the TBS down if the header came out shorter than reserved.
+    let content_len = tbs_len
+        .checked_add(sig_alg_len)
+        .and_then(|n| n.checked_add(der_len(sig_bits.encoded_len()).ok()?))
+        .ok_or(CertError::Encoding)?;
+    let header = Header::new(Tag::Sequence, content_len).map_err(|_| CertError::Encoding)?;
+    let header_len = der_len(header.encoded_len())?;
+    let total = header_len
+        .checked_add(content_len)
+        .ok_or(CertError::Encoding)?;
+    if total > out.len() {
+        return Err(CertError::BufferTooSmall);
+    }
+    let shift = reserve
+        .checked_sub(header_len)
+        .ok_or(CertError::Encoding)?;
+    if shift > 0 {
+        out.get_mut(header_len..tbs_end)
+            .ok_or(CertError::Encoding)?
+            .copy_within(shift.., 0);
+    }
+    let (head, rest) = out.split_at_mut(header_len);
+    header
+        .encode_to_slice(head)
+        .map_err(|_| CertError::Encoding)?;
+    let tail = rest
+        .get_mut(tbs_len..content_len)
+        .ok_or(CertError::Encoding)?;
+    let mut w = der::SliceWriter::new(tail);
+    w.encode(&sig_alg).map_err(|_| CertError::Encoding)?;
+    w.encode(&sig_bits).map_err(|_| CertError::Encoding)?;
+    let written = w.finish().map_err(|_| CertError::Encoding)?.len();
+    if written != content_len.saturating_sub(tbs_len) {
+        return Err(CertError::Encoding);
+    }
+    Ok(total)
+}
+
+/// DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) of an uncompressed P-256 point.
+pub(super) fn p256_spki_der<'o>(point: &[u8], out: &'o mut [u8]) -> Result<&'o [u8], CertError> {
+    let spki = SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some(AnyRef::from(&OID_SECP256R1)),
+        },
+        subject_public_key: BitStringRef::from_bytes(point).map_err(|_| CertError::InvalidKey)?,
+    };
+    spki.encode_to_slice(out).map_err(|_| CertError::Encoding)
+}
+
+/// The certificate's signature AlgorithmIdentifier for a scheme.
+fn signature_algorithm(scheme: SignatureScheme) -> AlgorithmIdentifierRef<'static> {
+    match scheme {
+        // RFC 5758: the parameters field MUST be absent.
+        SignatureScheme::EcdsaP256Sha256 => AlgorithmIdentifierRef {
+            oid: OID_ECDSA_WITH_SHA256,
+            parameters: None,
+        },
+        // RFC 4055: NULL parameters.
+        SignatureScheme::RsaPkcs1Sha256 => AlgorithmIdentifierRef {
+            oid: OID_SHA256_WITH_RSA,
+            parameters: Some(AnyRef::NULL),
+        },
+    }
+}
+
+/// Turn the signer's wire bytes into the X.509 signature value.
+fn signature_value<'o>(
+    scheme: SignatureScheme,
+    wire: &[u8],
+    out: &'o mut [u8],
+) -> Result<&'o [u8], CertError> {
+    match scheme {
+        SignatureScheme::EcdsaP256Sha256 => {
+            // Raw r‖s (P1363) → Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }.
+            if wire.len() != 64 {
+                return Err(CertError::Sign(crate::sign::SignError::Crypto));
+            }
+            let (r, s) = wire.split_at(32);
+            let rs = [
+                UintRef::new(r).map_err(|_| CertError::Encoding)?,
+                UintRef::new(s).map_err(|_| CertError::Encoding)?,
+            ];
+            SeqOf(&rs)
+                .encode_to_slice(out)
+                .map_err(|_| CertError::Encoding)
+        }
+        SignatureScheme::RsaPkcs1Sha256 => {
+            // The wire form is byte-reversed (CryptoAPI); X.509 wants it big-endian.
+            let dst = out.get_mut(..wire.len()).ok_or(CertError::Encoding)?;
+            for (d, s) in dst.iter_mut().zip(wire.iter().rev()) {
+                *d = *s;
+            }
+            Ok(dst)
+        }
+    }
+}
+
+fn der_len(len: der::Result<Length>) -> Result<usize, CertError> {
+    len.and_then(usize::try_from)
+        .map_err(|_| CertError::Encoding)
+}
+
+/// `SEQUENCE OF T` over a slice (also used for fixed SEQUENCEs of one type).
+struct SeqOf<'a, T>(&'a [T]);
+
+impl<T: Encode> EncodeValue for SeqOf<'_, T> {
+    fn value_len(&self) -> der::Result<Length> {
+        self.0
+            .iter()
+            .try_fold(Length::ZERO, |acc, item| acc + item.encoded_len()?)
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.0.iter().try_for_each(|item| item.encode(writer))
+    }
+}
+
+impl<T> FixedTag for SeqOf<'_, T> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+/// `Name` holding one RDN with one CN: `SEQUENCE { SET { SEQUENCE { 2.5.4.3, UTF8String } } }`.
+struct Name<'a> {
+    cn: Utf8StringRef<'a>,
+}
+
+impl Name<'_> {
+    fn atv_len(&self) -> der::Result<Length> {
+        OID_COMMON_NAME.encoded_len()? + self.cn.encoded_len()?
+    }
+}
+
+impl EncodeValue for Name<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        self.atv_len()?.for_tlv()?.for_tlv()
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        let atv_len = self.atv_len()?;
+        Header::new(Tag::Set, atv_len.for_tlv()?)?.encode(writer)?;
+        Header::new(Tag::Sequence, atv_len)?.encode(writer)?;
+        OID_COMMON_NAME.encode(writer)?;
+        self.cn.encode(writer)
+    }
+}
+
+impl FixedTag for Name<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+/// X.509 `Time`: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 §4.1.2.5).
+enum Time {
+    Utc(UtcTime),
+    General(GeneralizedTime),
+}
+
+impl Time {
+    fn new(t: UnixTime) -> Result<Self, CertError> {
+        let dt = der::DateTime::from_unix_duration(Duration::from_secs(t.0))
+            .map_err(|_| CertError::InvalidValidity)?;
+        if dt.year() < 2050 {
+            UtcTime::from_date_time(dt)
+                .map(Self::Utc)
+                .map_err(|_| CertError::InvalidValidity)
+        } else {
+            Ok(Self::General(GeneralizedTime::from_date_time(dt)))
+        }
+    }
+}
+
+impl EncodeValue for Time {
+    fn value_len(&self) -> der::Result<Length> {
+        match self {
+            Self::Utc(t) => t.value_len(),
+            Self::General(t) => t.value_len(),
+        }
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        match self {
+            Self::Utc(t) => t.encode_value(writer),
+            Self::General(t) => t.encode_value(writer),
+        }
+    }
+}
+
+impl Tagged for Time {
+    fn tag(&self) -> Tag {
+        match self {
+            Self::Utc(_) => Tag::UtcTime,
+            Self::General(_) => Tag::GeneralizedTime,
+        }
+    }
+}
+
+/// `Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }`.
+struct Extension<'a> {
+    oid: ObjectIdentifier,
+    critical: bool,
+    value: OctetStringRef<'a>,
+}
+
+impl<'a> Extension<'a> {
+    fn new(oid: ObjectIdentifier, critical: bool, value: &'a [u8]) -> Result<Self, CertError> {
+        Ok(Self {
+            oid,
+            critical,
+            value: OctetStringRef::new(value).map_err(|_| CertError::Encoding)?,
+        })
+    }
+}
+
+impl EncodeValue for Extension<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        // DER: a DEFAULT FALSE boolean is omitted when false.
+        let critical = if self.critical {
+            true.encoded_len()?
+        } else {
+            Length::ZERO
+        };
+        (self.oid.encoded_len()? + critical)? + self.value.encoded_len()?
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.oid.encode(writer)?;
+        if self.critical {
+            true.encode(writer)?;
+        }
+        self.value.encode(writer)
+    }
+}
+
+impl FixedTag for Extension<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+/// `TBSCertificate` of a self-signed v3 certificate (issuer = subject).
+struct Tbs<'a> {
+    serial: UintRef<'a>,
+    sig_alg: AlgorithmIdentifierRef<'a>,
+    name: Name<'a>,
+    validity: SeqOf<'a, Time>,
+    spki: SubjectPublicKeyInfoRef<'a>,
+    extensions: SeqOf<'a, Extension<'a>>,
+}
+
+/// `version [0] EXPLICIT Version`: v3 is 2.
+const VERSION_V3: u8 = 2;
+
+impl Tbs<'_> {
+    fn version(&self) -> ContextSpecificRef<'static, u8> {
+        ContextSpecificRef {
+            tag_number: TagNumber::N0,
+            tag_mode: TagMode::Explicit,
+            value: &VERSION_V3,
+        }
+    }
+    fn extensions(&self) -> ContextSpecificRef<'_, SeqOf<'_, Extension<'_>>> {
+        ContextSpecificRef {
+            tag_number: TagNumber::N3,
+            tag_mode: TagMode::Explicit,
+            value: &self.extensions,
+        }
+    }
+}
+
+impl EncodeValue for Tbs<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        let name = self.name.encoded_len()?;
+        [
+            self.version().encoded_len()?,
+            self.serial.encoded_len()?,
+            self.sig_alg.encoded_len()?,
+            name,
+            self.validity.encoded_len()?,
+            name,
+            self.spki.encoded_len()?,
+            self.extensions().encoded_len()?,
+        ]
+        .iter()
+        .try_fold(Length::ZERO, |acc, len| acc + *len)
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.version().encode(writer)?;
+        self.serial.encode(writer)?;
+        self.sig_alg.encode(writer)?;
+        self.name.encode(writer)?; // issuer
+        self.validity.encode(writer)?;
+        self.name.encode(writer)?; // subject
+        self.spki.encode(writer)?;
+        self.extensions().encode(writer)
+    }
+}
+
+impl FixedTag for Tbs<'_> {
+    const TAG: Tag = Tag::Sequence;
+}

@@ -1,0 +1,220 @@
+//! Byte sinks that messages are emitted through: counting, hashing, slicing into a caller buffer,
+//! and the *window* sink that lets a message of any size be sent through a fixed small buffer by
+//! emitting it once per window (emission is deterministic, so every pass yields the same bytes).
+
+use sha2::Digest;
+
+/// The sink has no room left for the bytes offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Overflow;
+
+/// Where emitted bytes go. Object-safe on purpose: emitters take `&mut dyn Sink` so that each
+/// message's emit code exists once in flash, not once per sink type.
+pub trait Sink {
+    /// Accept all of `bytes` or fail with [`Overflow`].
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow>;
+}
+
+/// Something that can write itself, deterministically, into a sink.
+pub trait Emit {
+    /// Write the whole representation. Must produce the same bytes on every call.
+    fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow>;
+}
+
+impl<F: Fn(&mut dyn Sink) -> Result<(), Overflow>> Emit for F {
+    fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
+        self(out)
+    }
+}
+
+/// Counts bytes and drops them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CountingSink {
+    /// Bytes seen so far.
+    pub count: usize,
+}
+
+impl Sink for CountingSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        self.count = self.count.checked_add(bytes.len()).ok_or(Overflow)?;
+        Ok(())
+    }
+}
+
+/// Number of bytes `item` emits.
+pub fn emitted_len(item: &dyn Emit) -> Result<usize, Overflow> {
+    let mut c = CountingSink::default();
+    item.emit(&mut c)?;
+    Ok(c.count)
+}
+
+/// Feeds a SHA-256 hasher.
+#[derive(Clone, Default)]
+pub struct Sha256Sink(pub sha2::Sha256);
+
+impl Sha256Sink {
+    /// The digest of everything written so far.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
+impl Sink for Sha256Sink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        self.0.update(bytes);
+        Ok(())
+    }
+}
+
+/// SHA-256 of everything `item` emits.
+pub fn sha256_of(item: &dyn Emit) -> Result<[u8; 32], Overflow> {
+    let mut h = Sha256Sink::default();
+    item.emit(&mut h)?;
+    Ok(h.finish())
+}
+
+/// Writes into a caller's slice; fails when it is full.
+pub struct SliceSink<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> SliceSink<'a> {
+    /// A sink writing from the start of `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The bytes written so far.
+    pub fn written(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+    /// Give back the written part with the buffer's lifetime.
+    pub fn into_written(self) -> &'a [u8] {
+        let len = self.len;
+        let buf: &'a [u8] = self.buf;
+        buf.get(..len).unwrap_or(&[])
+    }
+}
+
+impl Sink for SliceSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        let end = self.len.checked_add(bytes.len()).ok_or(Overflow)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(Overflow)?;
+        dst.copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Captures the bytes at stream offsets `[start, start + buf.len())` and drops the rest.
+/// Never fails: a pass through it yields one window of a message of any length.
+pub struct WindowSink<'a> {
+    buf: &'a mut [u8],
+    start: usize,
+    pos: usize,
+    filled: usize,
+}
+
+impl<'a> WindowSink<'a> {
+    /// A window of `buf.len()` bytes starting at stream offset `start`.
+    pub fn new(buf: &'a mut [u8], start: usize) -> Self {
+        Self {
+            buf,
+            start,
+            pos: 0,
+            filled: 0,
+        }
+    }
+    /// How many bytes of the window were filled.
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+}
+
+impl Sink for WindowSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        let chunk_start = self.pos;
+        self.pos = self.pos.saturating_add(bytes.len());
+        let win_start = self.start;
+        let win_end = self.start.saturating_add(self.buf.len());
+        let from = chunk_start.max(win_start);
+        let to = self.pos.min(win_end);
+        if from < to {
+            let src = bytes.get(from - chunk_start..to - chunk_start);
+            let dst = self.buf.get_mut(from - win_start..to - win_start);
+            if let (Some(src), Some(dst)) = (src, dst) {
+                dst.copy_from_slice(src);
+                self.filled = self.filled.max(to - win_start);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends every byte to two sinks (e.g. a hasher and a counter in one pass).
+pub struct TeeSink<'a, 'b> {
+    /// First receiver.
+    pub a: &'a mut dyn Sink,
+    /// Second receiver.
+    pub b: &'b mut dyn Sink,
+}
+
+impl Sink for TeeSink<'_, '_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        self.a.write(bytes)?;
+        self.b.write(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers(out: &mut dyn Sink) -> Result<(), Overflow> {
+        for i in 0u8..=250 {
+            out.write(&[i, i.wrapping_add(1)])?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn windows_reassemble_the_stream() {
+        let total = emitted_len(&numbers).unwrap();
+        let mut whole = [0u8; 1024];
+        let mut s = SliceSink::new(&mut whole);
+        numbers(&mut s).unwrap();
+        assert_eq!(s.len(), total);
+        for win in [1usize, 3, 7, 64, 501, 502, 600] {
+            let mut joined = [0u8; 1024];
+            let mut off = 0;
+            while off < total {
+                let mut buf = [0u8; 600];
+                let mut w = WindowSink::new(&mut buf[..win], off);
+                numbers(&mut w).unwrap();
+                let n = w.filled();
+                assert!(n > 0);
+                joined[off..off + n].copy_from_slice(&buf[..n]);
+                off += n;
+            }
+            assert_eq!(&joined[..total], &whole[..total], "window {win}");
+        }
+    }
+
+    #[test]
+    fn slice_sink_refuses_overflow() {
+        let mut buf = [0u8; 3];
+        let mut s = SliceSink::new(&mut buf);
+        s.write(b"ab").unwrap();
+        assert_eq!(s.write(b"cd"), Err(Overflow));
+        assert_eq!(s.written(), b"ab");
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure wire formats (smoltcp `wire/` style): each message is a plain struct that emits itself
+//! into a [`crate::sink::Sink`], and inbound types parse from bytes. No IO, no time, no allocation.
+//!
+//! Outbound: [`xml`] (writer, UTF-16LE on the fly), [`multipart`] (the two-part envelope),
+//! [`header`] (`<Msg>`), [`registration`] (`ClientRegistrationRequest`).
+//! Inbound: [`utf16`], [`xml_reader`] (bounded tokenizer), [`reply`] (envelope + reply bodies).
+
+pub mod header;
+pub mod multipart;
+pub mod registration;
+pub mod reply;
+pub mod utf16;
+pub mod xml;
+pub mod xml_reader;

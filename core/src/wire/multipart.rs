@@ -1,0 +1,57 @@
+//! The two-part multipart/mixed envelope every request travels in (spec §2): the `<Msg>` header
+//! (UTF-16LE with BOM) and the octet-stream body part (UTF-16LE body + NUL + CRLF).
+
+use crate::sink::{emitted_len, Emit, Overflow, Sink};
+use crate::wire::header::MsgHeader;
+
+/// The boundary the public tools use.
+pub const BOUNDARY: &str = "aAbBcCdDv1234567890VxXyYzZ";
+/// `Content-Type` of a request.
+pub const CONTENT_TYPE: &str = "multipart/mixed; boundary=\"aAbBcCdDv1234567890VxXyYzZ\"";
+
+/// The octet-stream part as sent: body bytes (UTF-16LE XML), the UTF-16 NUL and `\r\n`.
+/// `PayloadSignature` is made over exactly these bytes.
+#[derive(Clone, Copy)]
+pub struct OctetPart<'a> {
+    /// The body XML, emitting UTF-16LE without BOM.
+    pub body: &'a dyn Emit,
+}
+
+impl Emit for OctetPart<'_> {
+    fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
+        self.body.emit(out)?;
+        out.write(&[0, 0, b'\r', b'\n'])
+    }
+}
+
+/// `<Body Length>` for a body: its UTF-16LE bytes plus the terminating NUL (spec §2).
+pub fn body_range_length(body: &dyn Emit) -> Result<usize, Overflow> {
+    emitted_len(body)?.checked_add(2).ok_or(Overflow)
+}
+
+/// A whole multipart request body.
+#[derive(Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The header; its `body_length` must be [`body_range_length`] of `body`.
+    pub header: &'a MsgHeader<'a>,
+    /// The body XML (UTF-16LE, no BOM).
+    pub body: &'a dyn Emit,
+}
+
+impl Emit for Envelope<'_> {
+    fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
+        let b = BOUNDARY.as_bytes();
+        out.write(b"--")?;
+        out.write(b)?;
+        out.write(b"\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n")?;
+        out.write(&[0xFF, 0xFE])?;
+        self.header.emit(out)?;
+        out.write(b"\r\n--")?;
+        out.write(b)?;
+        out.write(b"\r\ncontent-type: application/octet-stream\r\n\r\n")?;
+        OctetPart { body: self.body }.emit(out)?;
+        out.write(b"\r\n--")?;
+        out.write(b)?;
+        out.write(b"--")
+    }
+}

@@ -1,0 +1,108 @@
+//! `mpagent-sim demo`: the main job with no setup. Starts the MP emulator in-process on a free
+//! loopback port with a temporary site database, then walks a simulated appliance through its
+//! life: first run (identity), registration, pending approval, the administrator's approval,
+//! confirmation, and a second run that reuses the identity.
+
+use anyhow::{bail, Result};
+use mpagent_core::agent::registration::{RegistrationEvent, RegistrationState};
+use mpagent_core::io::Progress;
+
+use crate::client::{self, ClientOptions};
+use crate::mp::{db::SiteDb, Approval, Limits, MpConfig, MpServer};
+
+/// Print one driver step readably.
+pub fn print_progress(p: &Progress) {
+    match p {
+        Progress::Sending {
+            request_type,
+            message_id,
+            content_length,
+        } => println!(
+            "   -> CCM_POST /ccm_system/request  {request_type:?} message {}  ({content_length} bytes, signed)",
+            String::from_utf8_lossy(&message_id.to_braced())
+        ),
+        Progress::Failed(f) => println!("   !! attempt failed: {f:?}"),
+        Progress::Event(RegistrationEvent::Registered(id)) => {
+            println!("   <- ClientRegistrationResponse Status=0: registered as {id}")
+        }
+        Progress::Event(RegistrationEvent::PendingApproval(id, _)) => {
+            println!("   <- ClientRegistrationResponse Status=1: SMSID {id} issued, pending approval")
+        }
+        Progress::Event(RegistrationEvent::Rejected) => {
+            println!("   <- ClientRegistrationResponse Status=3: rejected")
+        }
+        Progress::Event(RegistrationEvent::RetryAt(t)) => println!("   .. will retry at {}", t.0),
+        Progress::Waiting(t) => println!("   .. waiting until {}", t.0),
+    }
+}
+
+/// Run the demo.
+pub async fn run() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let db_path = work.path().join("site.db");
+    let site_code = "PS1";
+    println!("== mpagent demo ==");
+    println!("1. Starting the MP emulator (site {site_code}, new clients need approval)");
+    let server = MpServer::start(
+        MpConfig {
+            site_code: site_code.into(),
+            db_path: db_path.clone(),
+            approval: Approval::Pending,
+            limits: Limits::default(),
+            mp_host: "mp.demo.local".into(),
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let mp_url = format!("http://{}", server.local_addr());
+    println!("   MP emulator listening on {mp_url}, site database {}", db_path.display());
+
+    let opts = ClientOptions {
+        mp_url: mp_url.clone(),
+        site_code: site_code.into(),
+        state_dir: work.path().join("appliance"),
+        name: "PRINTER-0042".into(),
+        fqdn: Some("printer-0042.demo.local".into()),
+        wait_for_approval: false,
+        max_failures: 3,
+    };
+
+    println!("\n2. Appliance PRINTER-0042, first run: create identity, register");
+    let first = client::register(&opts, &mut print_progress).await?;
+    let cert = std::fs::read(&first.cert_path)?;
+    println!(
+        "   identity: P-256 key + self-signed certificate ({} bytes DER, {}), created now: {}",
+        cert.len(),
+        first.cert_path.display(),
+        first.identity_created
+    );
+    let smsid = match first.state {
+        RegistrationState::Pending(id) => id,
+        other => bail!("expected a pending registration, got {other:?}"),
+    };
+
+    println!("\n3. Administrator approves {smsid} in the site database");
+    let db = SiteDb::open(&db_path)?;
+    if !db.approve(&smsid.to_string())? {
+        bail!("the MP does not know {smsid}");
+    }
+
+    println!("\n4. Appliance, second run: same identity, confirm the registration");
+    let second = client::register(&opts, &mut print_progress).await?;
+    match second.state {
+        RegistrationState::Registered(id) if id == smsid && !second.identity_created => {
+            println!("   registered with the same SMSID {id}; identity reused")
+        }
+        other => bail!("expected Registered({smsid}) with the same identity, got {other:?}"),
+    }
+
+    println!("\n5. The site database now holds:");
+    for c in db.clients()? {
+        println!("   {c:?}");
+    }
+    let rejections = db.rejections()?;
+    println!("   rejected requests: {}", rejections.len());
+    server.shutdown().await;
+    println!("\nDone: the appliance is a registered, approved client of site {site_code}.");
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! mpagent host simulator: runs the same no_std core over std networking ([`client`]), the
+//! bundled management point emulator ([`mp`], independent of the core's parsers), and the demo.
+
+pub mod client;
+pub mod demo;
+pub mod mp;

@@ -1,0 +1,102 @@
+//! The management point (MP) emulator: an independent implementation of the wire profile
+//! (`shared/spec/wire.md`) that registers clients into a SQLite site database.
+//!
+//! It deliberately shares no parser with `mpagent-core`: requests are framed with `httparse`, the
+//! multipart envelope and UTF-16 are decoded by hand ([`envelope`]), the XML is read with
+//! `serde-xml-rs` ([`messages`]) and signatures are checked with RustCrypto ([`verify`]). A bug in the
+//! core's emitter therefore shows up here instead of being mirrored.
+//!
+//! Layout: [`server`] (TCP + HTTP/1.1), [`handler`] (the `CCM_POST` pipeline and endpoint dispatch),
+//! [`registration`] (`MP_ClientRegistration`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site
+//! database), [`cli`] (`mpagent-sim mp …`), [`util`] (GUIDs and time stamps).
+
+pub mod cli;
+pub mod db;
+pub mod envelope;
+pub mod handler;
+pub mod lookup;
+pub mod messages;
+pub mod registration;
+pub mod server;
+pub mod util;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use cli::{run, MpCommand};
+pub use server::MpServer;
+
+/// Everything the emulator needs to run one site.
+#[derive(Clone, Debug)]
+pub struct MpConfig {
+    /// Three ASCII alphanumerics; validated (and upper-cased) by [`MpServer::start`].
+    pub site_code: String,
+    /// SQLite site database (created if missing).
+    pub db_path: PathBuf,
+    /// What happens to a new registration.
+    pub approval: Approval,
+    /// Resource limits for each connection.
+    pub limits: Limits,
+    /// The name we report as our FQDN (`TargetHost` of replies, `MPLIST`, …).
+    pub mp_host: String,
+}
+
+/// Approval policy for new (non-proxy) registrations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Approval {
+    /// Status 0 at once.
+    Auto,
+    /// Status 1 (`ApprovalStatus="-1"`) until `mpagent-sim mp approve`.
+    Pending,
+}
+
+/// Per-connection resource limits; anything beyond them is refused with HTTP 403 and logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Request line plus headers.
+    pub max_head_bytes: usize,
+    /// Request body (and the decompressed message body).
+    pub max_body_bytes: usize,
+    /// Time allowed for one whole request to arrive (slowloris guard) and for an idle keep-alive.
+    pub read_timeout: Duration,
+    /// Connections served at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            read_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
+/// Maximum number of HTTP request headers accepted.
+pub const MAX_HEADERS: usize = 32;
+
+/// Validates a site code: exactly three ASCII alphanumerics, returned upper-cased.
+pub fn validate_site_code(code: &str) -> anyhow::Result<String> {
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(code.to_ascii_uppercase())
+    } else {
+        anyhow::bail!("site code must be exactly 3 ASCII letters or digits, got {code:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_code_validation() {
+        assert_eq!(validate_site_code("p01").unwrap(), "P01");
+        assert!(validate_site_code("P0").is_err());
+        assert!(validate_site_code("P012").is_err());
+        assert!(validate_site_code("P-1").is_err());
+        assert!(validate_site_code("PÄ1").is_err());
+    }
+}

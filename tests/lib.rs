@@ -1,0 +1,65 @@
+//! Shared helpers for the end-to-end tests in `tests/tests/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use mpagent_core::agent::outbound::{Post, PostParams};
+use mpagent_core::agent::registration::{build_request, SigningIdentity};
+use mpagent_core::config::AgentConfig;
+use mpagent_core::guid::Guid;
+use mpagent_core::sink::{emitted_len, Emit, SliceSink};
+use mpagent_core::time::UnixTime;
+use mpagent_core::wire::header::{endpoint, ReplyMode};
+use mpagent_core::wire::registration::{AgentType, RequestType};
+
+/// `tests/interop/NAME` in the source tree.
+pub fn interop_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop").join(name)
+}
+
+/// Emit anything into a Vec.
+pub fn emit_to_vec(item: &dyn Emit) -> Vec<u8> {
+    let len = emitted_len(item).expect("length");
+    let mut v = vec![0u8; len];
+    let mut sink = SliceSink::new(&mut v);
+    item.emit(&mut sink).expect("emit");
+    assert_eq!(sink.len(), len);
+    v
+}
+
+/// The whole HTTP registration request the core sends for this identity, as bytes.
+pub fn capture_registration(
+    config: &AgentConfig<'_>,
+    identity: &SigningIdentity<'_>,
+    agent_type: AgentType,
+    now: UnixTime,
+    message_id: Guid,
+) -> Vec<u8> {
+    let request = build_request(config, identity, agent_type, RequestType::Registration, None, now)
+        .expect("build");
+    let params = PostParams {
+        endpoint: endpoint::CLIENT_REGISTRATION,
+        reply_mode: ReplyMode::Sync,
+        source_id: None,
+        message_id,
+        now,
+        hooks: None,
+    };
+    let post = Post::new(config, params, &request).expect("post");
+    emit_to_vec(&post)
+}
+
+/// Run `python3 SCRIPT ARGS…`; returns (success, stdout + stderr).
+pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(interop_script(script))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

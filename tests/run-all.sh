@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of mpagent, installing what a fresh machine lacks first.
+# Used by the README and by CI (.ci/run). Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s ===\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "toolchain and tools"
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+rustup target list --installed | grep -q '^thumbv7em-none-eabihf$' || rustup target add thumbv7em-none-eabihf
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  as_root apt-get update -qq && as_root apt-get install -y -qq "${need_apt[@]}"
+fi
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (warnings denied; core also denies unwrap/expect/panic/indexing)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "core for thumbv7em-none-eabihf (no_std, no alloc)"
+cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release
+cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release --features defmt
+
+step "host tests, interop and end-to-end"
+cargo test --workspace --locked
