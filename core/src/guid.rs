@@ -8,7 +8,13 @@ pub struct Guid(pub [u8; 16]);
 /// Length of `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`.
 pub const GUID_TEXT_LEN: usize = 36;
 
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+/// Upper-case hex digit of a nibble.
+fn hex_digit(nibble: u8) -> u8 {
+    match nibble {
+        0..=9 => b'0' + nibble,
+        _ => b'A' + (nibble & 0xF) - 10,
+    }
+}
 
 fn hex_val(c: u8) -> Option<u8> {
     match c {
@@ -41,9 +47,9 @@ impl Guid {
             if matches!(i, 4 | 6 | 8 | 10) {
                 pos += 1;
             }
-            if let Some(slot) = out.get_mut(pos..pos + 2) {
-                slot[0] = HEX_UPPER[usize::from(byte >> 4)];
-                slot[1] = HEX_UPPER[usize::from(byte & 0xF)];
+            if let Some([hi, lo]) = out.get_mut(pos..pos + 2) {
+                *hi = hex_digit(byte >> 4);
+                *lo = hex_digit(byte & 0xF);
             }
             pos += 2;
         }

@@ -98,7 +98,15 @@ pub async fn run() -> Result<()> {
 
     println!("\n5. The site database now holds:");
     for c in db.clients()? {
-        println!("   {c:?}");
+        println!(
+            "   {}  {:<14} agent type {}  {:?}  cert sha256 {}…  {}",
+            c.smsid,
+            c.netbios_name.as_deref().unwrap_or("-"),
+            c.agent_type,
+            c.status,
+            &c.cert_sha256[..16],
+            c.hash_algorithm.as_deref().unwrap_or("-"),
+        );
     }
     let rejections = db.rejections()?;
     println!("   rejected requests: {}", rejections.len());

@@ -41,9 +41,17 @@ pub enum ChunkedScan {
 }
 
 enum Step {
-    Data { start: usize, len: usize, next: usize },
-    End { next: usize },
-    Incomplete { min_len: usize },
+    Data {
+        start: usize,
+        len: usize,
+        next: usize,
+    },
+    End {
+        next: usize,
+    },
+    Incomplete {
+        min_len: usize,
+    },
 }
 
 fn hex_digit(b: u8) -> Option<usize> {
@@ -128,10 +136,16 @@ fn next_chunk(buf: &[u8], pos: usize) -> Result<Step, HttpError> {
             t = next;
         }
     }
-    let end = start.checked_add(size).ok_or(HttpError::ChunkSizeOverflow)?;
+    let end = start
+        .checked_add(size)
+        .ok_or(HttpError::ChunkSizeOverflow)?;
     let next = end.checked_add(2).ok_or(HttpError::ChunkSizeOverflow)?;
     match (buf.get(end), buf.get(end.saturating_add(1))) {
-        (Some(b'\r'), Some(b'\n')) => Ok(Step::Data { start, len: size, next }),
+        (Some(b'\r'), Some(b'\n')) => Ok(Step::Data {
+            start,
+            len: size,
+            next,
+        }),
         (None, _) | (Some(b'\r'), None) => Ok(more(buf, next)),
         _ => Err(HttpError::MalformedChunk),
     }
@@ -215,7 +229,10 @@ mod tests {
         assert_eq!(&b[..n], b"Wikipedia in\r\n\r\nchunks.");
         assert_eq!(
             scan_chunked(b"4\r\nWiki\r\n0\r\n\r\nHTTP/1.1 200 OK").unwrap(),
-            ChunkedScan::Complete { body_len: 4, encoded_len: 14 }
+            ChunkedScan::Complete {
+                body_len: 4,
+                encoded_len: 14
+            }
         );
     }
 
@@ -231,14 +248,22 @@ mod tests {
 
     #[test]
     fn every_truncation_is_incomplete_and_untouched() {
-        let full: &[u8] = b"5;x=y\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: v\r\n\r\n";
+        let full: &[u8] =
+            b"5;x=y\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: v\r\n\r\n";
         for cut in 0..full.len() {
             let mut buf = [0u8; 128];
             buf[..cut].copy_from_slice(&full[..cut]);
-            assert_eq!(decode_chunked_in_place(&mut buf[..cut]), Ok(ChunkedProgress::Incomplete), "cut {cut}");
+            assert_eq!(
+                decode_chunked_in_place(&mut buf[..cut]),
+                Ok(ChunkedProgress::Incomplete),
+                "cut {cut}"
+            );
             assert_eq!(&buf[..cut], &full[..cut]);
             match scan_chunked(&full[..cut]).unwrap() {
-                ChunkedScan::Incomplete { min_len } => assert!(min_len > cut && min_len <= full.len(), "cut {cut}: {min_len}"),
+                ChunkedScan::Incomplete { min_len } => assert!(
+                    min_len > cut && min_len <= full.len(),
+                    "cut {cut}: {min_len}"
+                ),
                 c => panic!("{c:?}"),
             }
         }
@@ -248,26 +273,58 @@ mod tests {
 
     #[test]
     fn announced_size_gives_min_len() {
-        assert_eq!(scan_chunked(b"1000\r\nab").unwrap(), ChunkedScan::Incomplete { min_len: 6 + 0x1000 + 2 });
+        assert_eq!(
+            scan_chunked(b"1000\r\nab").unwrap(),
+            ChunkedScan::Incomplete {
+                min_len: 6 + 0x1000 + 2
+            }
+        );
     }
 
     #[test]
     fn bad_sizes_are_refused() {
-        for bad in [&b"\r\n"[..], b";ext\r\n", b"x\r\n", b"-1\r\n", b"+1\r\n", b" 1\r\n", b"1x\r\na\r\n", b"0x10\r\n", b"1 2\r\n"] {
-            assert_eq!(decode(bad), Err(HttpError::InvalidChunkSize), "{:?}", core::str::from_utf8(bad));
+        for bad in [
+            &b"\r\n"[..],
+            b";ext\r\n",
+            b"x\r\n",
+            b"-1\r\n",
+            b"+1\r\n",
+            b" 1\r\n",
+            b"1x\r\na\r\n",
+            b"0x10\r\n",
+            b"1 2\r\n",
+        ] {
+            assert_eq!(
+                decode(bad),
+                Err(HttpError::InvalidChunkSize),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
         }
         // Bare LF or CR in the size line.
-        assert_eq!(decode(b"1\na\r\n0\r\n\r\n"), Err(HttpError::InvalidChunkSize));
+        assert_eq!(
+            decode(b"1\na\r\n0\r\n\r\n"),
+            Err(HttpError::InvalidChunkSize)
+        );
         assert_eq!(decode(b"1\rxa\r\n"), Err(HttpError::InvalidChunkSize));
         assert_eq!(decode(b"1;a\0b\r\n"), Err(HttpError::InvalidChunkSize));
     }
 
     #[test]
     fn huge_sizes_are_refused() {
-        assert_eq!(decode(b"10000000000000000\r\n"), Err(HttpError::ChunkSizeOverflow));
-        assert_eq!(decode(b"FFFFFFFFFFFFFFFFFFFFFFFF\r\n"), Err(HttpError::ChunkSizeOverflow));
+        assert_eq!(
+            decode(b"10000000000000000\r\n"),
+            Err(HttpError::ChunkSizeOverflow)
+        );
+        assert_eq!(
+            decode(b"FFFFFFFFFFFFFFFFFFFFFFFF\r\n"),
+            Err(HttpError::ChunkSizeOverflow)
+        );
         // Fits in usize but not in the address space: pos + size overflows.
-        assert_eq!(decode(b"FFFFFFFFFFFFFFFF\r\n"), Err(HttpError::ChunkSizeOverflow));
+        assert_eq!(
+            decode(b"FFFFFFFFFFFFFFFF\r\n"),
+            Err(HttpError::ChunkSizeOverflow)
+        );
         // Fits and is merely far away: incomplete, and min_len says how far.
         match scan_chunked(b"7FFFFFFFFFFFFFF0\r\n").unwrap() {
             ChunkedScan::Incomplete { min_len } => assert!(min_len > 0x7FFF_FFFF_FFFF_FFF0),
@@ -277,10 +334,22 @@ mod tests {
 
     #[test]
     fn data_must_end_with_crlf() {
-        assert_eq!(decode(b"3\r\nabcd\r\n0\r\n\r\n"), Err(HttpError::MalformedChunk));
-        assert_eq!(decode(b"3\r\nabc\n0\r\n\r\n"), Err(HttpError::MalformedChunk));
+        assert_eq!(
+            decode(b"3\r\nabcd\r\n0\r\n\r\n"),
+            Err(HttpError::MalformedChunk)
+        );
+        assert_eq!(
+            decode(b"3\r\nabc\n0\r\n\r\n"),
+            Err(HttpError::MalformedChunk)
+        );
         assert_eq!(decode(b"3\r\nabc\rx"), Err(HttpError::MalformedChunk));
-        assert_eq!(decode(b"0\r\nBad\rTrailer\r\n\r\n"), Err(HttpError::MalformedChunk));
-        assert_eq!(decode(b"0\r\nBad\nTrailer\r\n\r\n"), Err(HttpError::MalformedChunk));
+        assert_eq!(
+            decode(b"0\r\nBad\rTrailer\r\n\r\n"),
+            Err(HttpError::MalformedChunk)
+        );
+        assert_eq!(
+            decode(b"0\r\nBad\nTrailer\r\n\r\n"),
+            Err(HttpError::MalformedChunk)
+        );
     }
 }

@@ -94,7 +94,12 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
     Err(HttpError::UnexpectedStatus)
 }
 
-fn analyse(status: u16, head_len: usize, http10: bool, headers: &[httparse::Header<'_>]) -> Result<ResponseHead, HttpError> {
+fn analyse(
+    status: u16,
+    head_len: usize,
+    http10: bool,
+    headers: &[httparse::Header<'_>],
+) -> Result<ResponseHead, HttpError> {
     let mut content_length: Option<usize> = None;
     let mut transfer_encoding = false;
     let mut boundary = heapless::String::new();
@@ -168,7 +173,10 @@ fn analyse(status: u16, head_len: usize, http10: bool, headers: &[httparse::Head
 
 /// Items of a comma-separated header list, trimmed of optional whitespace, empty items skipped.
 fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim_ows).filter(|s| !s.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|s| !s.is_empty())
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {
@@ -199,13 +207,42 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
         )
 }
 
 /// RFC 2046 `bchars`.
 fn is_bchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'(' | b')' | b'+' | b'_' | b',' | b'-' | b'.' | b'/' | b':' | b'=' | b'?' | b' ')
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'\''
+                | b'('
+                | b')'
+                | b'+'
+                | b'_'
+                | b','
+                | b'-'
+                | b'.'
+                | b'/'
+                | b':'
+                | b'='
+                | b'?'
+                | b' '
+        )
 }
 
 /// The boundary of a `multipart/mixed` Content-Type; empty for other media types.
@@ -263,13 +300,20 @@ fn multipart_boundary(value: &[u8]) -> Result<heapless::String<72>, HttpError> {
             }
             params = quoted.get(i.saturating_add(1)..).unwrap_or(&[]);
         } else {
-            let len = rest.iter().take_while(|&&b| is_tchar(b)).count();
+            // Lenient: up to `;` or whitespace (servers send `=` and `/` unquoted); the boundary
+            // itself is checked against `bchars` below.
+            let len = rest
+                .iter()
+                .take_while(|&&b| b > b' ' && b != 0x7F && b != b';' && b != b'"')
+                .count();
             let (token, tail) = rest.split_at(len);
             if token.is_empty() {
                 return Err(HttpError::InvalidBoundary);
             }
             if is_boundary {
-                value.extend_from_slice(token).map_err(|_| HttpError::InvalidBoundary)?;
+                value
+                    .extend_from_slice(token)
+                    .map_err(|_| HttpError::InvalidBoundary)?;
             }
             params = tail;
         }
@@ -294,7 +338,8 @@ fn multipart_boundary(value: &[u8]) -> Result<heapless::String<72>, HttpError> {
 pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
     const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
     const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
     ];
     let v: &[u8; 29] = trim_ows(value).try_into().ok()?;
     let num = |a: usize, b: usize| -> Option<u16> {
@@ -319,7 +364,20 @@ pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
     let year = num(12, 16)?;
     let day = num(5, 7)?;
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if day == 0 || day > *month_days.get(month)? {
         return None;
     }
@@ -354,9 +412,15 @@ pub enum BodyState {
 /// Whether the body following `head` is complete in `after_head` (the bytes after
 /// `head.head_len`), without changing them. `eof`: the peer closed the connection; an
 /// incomplete body is then [`HttpError::UnexpectedEof`], and an `UntilClose` body is complete.
-pub fn body_complete(head: &ResponseHead, after_head: &[u8], eof: bool) -> Result<BodyState, HttpError> {
+pub fn body_complete(
+    head: &ResponseHead,
+    after_head: &[u8],
+    eof: bool,
+) -> Result<BodyState, HttpError> {
     let state = match head.body {
-        BodyFraming::ContentLength(n) if after_head.len() >= n => BodyState::Complete { encoded_len: n },
+        BodyFraming::ContentLength(n) if after_head.len() >= n => {
+            BodyState::Complete { encoded_len: n }
+        }
         BodyFraming::ContentLength(n) => BodyState::NeedMore { min_len: n },
         BodyFraming::Chunked => match scan_chunked(after_head)? {
             ChunkedScan::Complete { encoded_len, .. } => BodyState::Complete { encoded_len },
@@ -408,7 +472,11 @@ impl ResponseProgress {
 /// Fails with [`HttpError::ResponseTooLarge`] as soon as the response is known not to fit in
 /// `buf` (a `Content-Length` or chunk size beyond it, or a full buffer that is still incomplete),
 /// and with [`HttpError::UnexpectedEof`] when the peer closed early.
-pub fn poll_response(buf: &mut [u8], filled: usize, eof: bool) -> Result<ResponseProgress, HttpError> {
+pub fn poll_response(
+    buf: &mut [u8],
+    filled: usize,
+    eof: bool,
+) -> Result<ResponseProgress, HttpError> {
     let capacity = buf.len();
     let data = buf.get_mut(..filled).ok_or(HttpError::ResponseTooLarge)?;
     let Some(head) = parse_response_head(data)? else {
@@ -434,7 +502,9 @@ pub fn poll_response(buf: &mut [u8], filled: usize, eof: bool) -> Result<Respons
         BodyState::Complete { encoded_len } => {
             let body_len = match head.body {
                 BodyFraming::Chunked => {
-                    let region = after.get_mut(..encoded_len).ok_or(HttpError::MalformedChunk)?;
+                    let region = after
+                        .get_mut(..encoded_len)
+                        .ok_or(HttpError::MalformedChunk)?;
                     match decode_chunked_in_place(region)? {
                         ChunkedProgress::Complete { body_len } => body_len,
                         ChunkedProgress::Incomplete => return Err(HttpError::MalformedChunk),
@@ -442,7 +512,9 @@ pub fn poll_response(buf: &mut [u8], filled: usize, eof: bool) -> Result<Respons
                 }
                 BodyFraming::ContentLength(_) | BodyFraming::UntilClose => encoded_len,
             };
-            let body_end = body_start.checked_add(body_len).ok_or(HttpError::MalformedHead)?;
+            let body_end = body_start
+                .checked_add(body_len)
+                .ok_or(HttpError::MalformedHead)?;
             Ok(ResponseProgress::Complete {
                 head,
                 body: body_start..body_end,
@@ -462,8 +534,8 @@ Transfer-Encoding: chunked\r\n\
 X-Powered-By: ASP.NET\r\n\
 Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
 \r\n\
-1a\r\n--aAbBcCdDv1234567890VxXyYzZ\r\n\
-4;ext=1\r\n--\r\n\
+1c\r\n--aAbBcCdDv1234567890VxXyYzZ\r\n\
+2;ext=1\r\n--\r\n\
 0\r\n\r\n";
 
     fn head(s: &[u8]) -> ResponseHead {
@@ -479,7 +551,7 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         assert_eq!(h.date, Some(UnixTime(1_795_428_000)));
         assert!(!h.connection_close);
         assert!(h.is_success());
-        assert_eq!(&IIS_CHUNKED[h.head_len..h.head_len + 4], b"1a\r\n");
+        assert_eq!(&IIS_CHUNKED[h.head_len..h.head_len + 4], b"1c\r\n");
 
         let mut buf = [0u8; 512];
         buf[..IIS_CHUNKED.len()].copy_from_slice(IIS_CHUNKED);
@@ -493,8 +565,16 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         let mut buf = [0u8; 512];
         for filled in 0..IIS_CHUNKED.len() {
             buf[..filled].copy_from_slice(&IIS_CHUNKED[..filled]);
-            assert_eq!(poll_response(&mut buf, filled, false), Ok(ResponseProgress::NeedMore), "{filled}");
-            assert_eq!(poll_response(&mut buf, filled, true), Err(HttpError::UnexpectedEof), "{filled}");
+            assert_eq!(
+                poll_response(&mut buf, filled, false),
+                Ok(ResponseProgress::NeedMore),
+                "{filled}"
+            );
+            assert_eq!(
+                poll_response(&mut buf, filled, true),
+                Err(HttpError::UnexpectedEof),
+                "{filled}"
+            );
         }
     }
 
@@ -524,9 +604,20 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
             m[n..n + 4].copy_from_slice(b"\r\n\r\n");
             parse_response_head(&m[..n + 4]).map(|h| h.unwrap().boundary)
         };
-        assert_eq!(ct("multipart/mixed; boundary=\"a b\"").unwrap().as_str(), "a b");
-        assert_eq!(ct("multipart/mixed; boundary=\"a\\bc\"").unwrap().as_str(), "abc");
-        assert_eq!(ct("multipart/mixed;boundary=x;charset=\"utf;8\"").unwrap().as_str(), "x");
+        assert_eq!(
+            ct("multipart/mixed; boundary=\"a b\"").unwrap().as_str(),
+            "a b"
+        );
+        assert_eq!(
+            ct("multipart/mixed; boundary=\"a\\bc\"").unwrap().as_str(),
+            "abc"
+        );
+        assert_eq!(
+            ct("multipart/mixed;boundary=x;charset=\"utf;8\"")
+                .unwrap()
+                .as_str(),
+            "x"
+        );
         assert_eq!(ct("multipart/mixed").unwrap().as_str(), "");
         assert_eq!(ct("multipart/mixed;").unwrap().as_str(), "");
         assert_eq!(ct("text/html; charset=utf-8").unwrap().as_str(), "");
@@ -556,7 +647,8 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
 
     #[test]
     fn truncated_heads_need_more() {
-        let full = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: 3\r\n\r\n";
+        let full =
+            b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: 3\r\n\r\n";
         for cut in 0..full.len() {
             assert_eq!(parse_response_head(&full[..cut]), Ok(None), "{cut}");
         }
@@ -578,9 +670,18 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
             b"HTTP/1.1 200 OK\r\nX:\x01\r\n\r\n",
             b"\x00\x01\x02",
         ] {
-            assert_eq!(parse_response_head(bad), Err(HttpError::MalformedHead), "{:?}", core::str::from_utf8(bad));
+            assert_eq!(
+                parse_response_head(bad),
+                Err(HttpError::MalformedHead),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
         }
-        for bad in [&b"HTTP/1.1 099 X\r\n\r\n"[..], b"HTTP/1.1 600 X\r\n\r\n", b"HTTP/1.1 101 Switching\r\n\r\n"] {
+        for bad in [
+            &b"HTTP/1.1 099 X\r\n\r\n"[..],
+            b"HTTP/1.1 600 X\r\n\r\n",
+            b"HTTP/1.1 101 Switching\r\n\r\n",
+        ] {
             assert_eq!(parse_response_head(bad), Err(HttpError::UnexpectedStatus));
         }
     }
@@ -596,7 +697,10 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
             n += 6;
         }
         m[n..n + 2].copy_from_slice(b"\r\n");
-        assert_eq!(parse_response_head(&m[..n + 2]), Err(HttpError::TooManyHeaders));
+        assert_eq!(
+            parse_response_head(&m[..n + 2]),
+            Err(HttpError::TooManyHeaders)
+        );
     }
 
     #[test]
@@ -612,18 +716,48 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
             parse_response_head(&m[..n + 4]).map(|h| h.unwrap().body)
         };
         assert_eq!(cl("Content-Length: 42"), Ok(BodyFraming::ContentLength(42)));
-        assert_eq!(cl("Content-Length: 42, 42\r\nContent-Length: 42"), Ok(BodyFraming::ContentLength(42)));
+        assert_eq!(
+            cl("Content-Length: 42, 42\r\nContent-Length: 42"),
+            Ok(BodyFraming::ContentLength(42))
+        );
         assert_eq!(cl("Content-Length: 0"), Ok(BodyFraming::ContentLength(0)));
         assert_eq!(cl("X-Other: 1"), Ok(BodyFraming::UntilClose));
         assert_eq!(cl("Transfer-Encoding: Chunked"), Ok(BodyFraming::Chunked));
-        for bad in ["Content-Length: -1", "Content-Length: +1", "Content-Length: 1x", "Content-Length: ", "Content-Length: 0x10", "Content-Length: 99999999999999999999999"] {
+        for bad in [
+            "Content-Length: -1",
+            "Content-Length: +1",
+            "Content-Length: 1x",
+            "Content-Length: ",
+            "Content-Length: 0x10",
+            "Content-Length: 99999999999999999999999",
+        ] {
             assert_eq!(cl(bad), Err(HttpError::InvalidContentLength), "{bad}");
         }
-        assert_eq!(cl("Content-Length: 1, 2"), Err(HttpError::ConflictingFraming));
-        assert_eq!(cl("Content-Length: 1\r\nContent-Length: 2"), Err(HttpError::ConflictingFraming));
-        assert_eq!(cl("Content-Length: 1\r\nTransfer-Encoding: chunked"), Err(HttpError::ConflictingFraming));
-        for bad in ["Transfer-Encoding: gzip", "Transfer-Encoding: gzip, chunked", "Transfer-Encoding: chunked, chunked", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", "Transfer-Encoding: ", "Transfer-Encoding: identity"] {
-            assert_eq!(cl(bad), Err(HttpError::UnsupportedTransferEncoding), "{bad}");
+        assert_eq!(
+            cl("Content-Length: 1, 2"),
+            Err(HttpError::ConflictingFraming)
+        );
+        assert_eq!(
+            cl("Content-Length: 1\r\nContent-Length: 2"),
+            Err(HttpError::ConflictingFraming)
+        );
+        assert_eq!(
+            cl("Content-Length: 1\r\nTransfer-Encoding: chunked"),
+            Err(HttpError::ConflictingFraming)
+        );
+        for bad in [
+            "Transfer-Encoding: gzip",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: chunked, chunked",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: ",
+            "Transfer-Encoding: identity",
+        ] {
+            assert_eq!(
+                cl(bad),
+                Err(HttpError::UnsupportedTransferEncoding),
+                "{bad}"
+            );
         }
     }
 
@@ -635,7 +769,10 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         let h = head(m);
         assert_eq!(h.status, 200);
         assert_eq!(&m[h.head_len..], b"ok");
-        assert_eq!(parse_response_head(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2"), Ok(None));
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2"),
+            Ok(None)
+        );
         assert_eq!(
             parse_response_head(b"HTTP/1.1 100 A\r\n\r\nHTTP/1.1 100 A\r\n\r\nHTTP/1.1 100 A\r\n\r\nHTTP/1.1 100 A\r\n\r\nHTTP/1.1 100 A\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),
             Err(HttpError::UnexpectedStatus)
@@ -645,16 +782,28 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
     #[test]
     fn connection_handling() {
         assert!(head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").connection_close);
-        assert!(!head(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n").connection_close);
-        assert!(head(b"HTTP/1.1 200 OK\r\nConnection: upgrade, CLOSE\r\nContent-Length: 0\r\n\r\n").connection_close);
+        assert!(
+            !head(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
+                .connection_close
+        );
+        assert!(
+            head(b"HTTP/1.1 200 OK\r\nConnection: upgrade, CLOSE\r\nContent-Length: 0\r\n\r\n")
+                .connection_close
+        );
         assert!(!head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").connection_close);
         assert!(head(b"HTTP/1.1 200 OK\r\n\r\n").connection_close);
     }
 
     #[test]
     fn dates() {
-        assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"), Some(UnixTime(784_111_777)));
-        assert_eq!(parse_http_date(b"  Thu, 29 Feb 2024 00:00:00 GMT "), Some(UnixTime(1_709_164_800)));
+        assert_eq!(
+            parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(UnixTime(784_111_777))
+        );
+        assert_eq!(
+            parse_http_date(b"  Thu, 29 Feb 2024 00:00:00 GMT "),
+            Some(UnixTime(1_709_164_800))
+        );
         for bad in [
             &b"Sunday, 06-Nov-94 08:49:37 GMT"[..],
             b"Sun Nov  6 08:49:37 1994",
@@ -671,10 +820,18 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
             b"Sun,  6 Nov 1994 08:49:37 GMT",
             b"",
         ] {
-            assert_eq!(parse_http_date(bad), None, "{:?}", core::str::from_utf8(bad));
+            assert_eq!(
+                parse_http_date(bad),
+                None,
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
         }
         // A bad Date is ignored, not an error.
-        assert_eq!(head(b"HTTP/1.1 200 OK\r\nDate: yesterday\r\nContent-Length: 0\r\n\r\n").date, None);
+        assert_eq!(
+            head(b"HTTP/1.1 200 OK\r\nDate: yesterday\r\nContent-Length: 0\r\n\r\n").date,
+            None
+        );
     }
 
     #[test]
@@ -706,7 +863,10 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         let m = b"HTTP/1.0 200 OK\r\n\r\nsome body";
         let mut buf = [0u8; 64];
         buf[..m.len()].copy_from_slice(m);
-        assert_eq!(poll_response(&mut buf, m.len(), false), Ok(ResponseProgress::NeedMore));
+        assert_eq!(
+            poll_response(&mut buf, m.len(), false),
+            Ok(ResponseProgress::NeedMore)
+        );
         let p = poll_response(&mut buf, m.len(), true).unwrap();
         assert_eq!(&buf[p.body_range().unwrap()], b"some body");
     }
@@ -716,20 +876,35 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         let m = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc";
         let mut buf = [0u8; 128];
         buf[..m.len()].copy_from_slice(m);
-        assert_eq!(poll_response(&mut buf, m.len(), false), Err(HttpError::ResponseTooLarge));
+        assert_eq!(
+            poll_response(&mut buf, m.len(), false),
+            Err(HttpError::ResponseTooLarge)
+        );
         let m = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFF\r\nabc";
         buf[..m.len()].copy_from_slice(m);
-        assert_eq!(poll_response(&mut buf, m.len(), false), Err(HttpError::ResponseTooLarge));
+        assert_eq!(
+            poll_response(&mut buf, m.len(), false),
+            Err(HttpError::ResponseTooLarge)
+        );
         // A head that does not fit.
         let mut small = *b"HTTP/1.1 200 OK\r\nX: 1";
         let n = small.len();
-        assert_eq!(poll_response(&mut small, n, false), Err(HttpError::ResponseTooLarge));
+        assert_eq!(
+            poll_response(&mut small, n, false),
+            Err(HttpError::ResponseTooLarge)
+        );
         // UntilClose body filling the buffer.
         let mut full = *b"HTTP/1.1 200 OK\r\n\r\nabcdef";
         let n = full.len();
-        assert_eq!(poll_response(&mut full, n, false), Err(HttpError::ResponseTooLarge));
+        assert_eq!(
+            poll_response(&mut full, n, false),
+            Err(HttpError::ResponseTooLarge)
+        );
         // `filled` beyond the buffer is a caller bug, refused without panicking.
-        assert_eq!(poll_response(&mut full, n + 1, false), Err(HttpError::ResponseTooLarge));
+        assert_eq!(
+            poll_response(&mut full, n + 1, false),
+            Err(HttpError::ResponseTooLarge)
+        );
     }
 
     #[test]
@@ -737,8 +912,14 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         let m = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
         let mut buf = [0u8; 128];
         buf[..m.len()].copy_from_slice(m);
-        assert_eq!(poll_response(&mut buf, m.len(), true), Err(HttpError::UnexpectedEof));
-        assert_eq!(poll_response(&mut buf, 0, true), Err(HttpError::UnexpectedEof));
+        assert_eq!(
+            poll_response(&mut buf, m.len(), true),
+            Err(HttpError::UnexpectedEof)
+        );
+        assert_eq!(
+            poll_response(&mut buf, 0, true),
+            Err(HttpError::UnexpectedEof)
+        );
     }
 
     #[test]
@@ -746,6 +927,9 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         let m = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
         let mut buf = [0u8; 128];
         buf[..m.len()].copy_from_slice(m);
-        assert_eq!(poll_response(&mut buf, m.len(), false), Err(HttpError::InvalidChunkSize));
+        assert_eq!(
+            poll_response(&mut buf, m.len(), false),
+            Err(HttpError::InvalidChunkSize)
+        );
     }
 }

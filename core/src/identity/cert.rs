@@ -66,7 +66,9 @@ pub fn build_self_signed_p256(
 ///
 /// `spki_der` is the DER SubjectPublicKeyInfo of the signer's key (it is not checked against the
 /// key). The signature algorithm follows [`Signer::scheme`]. The whole certificate is written to
-/// `out`; no other buffer larger than one signature is used.
+/// `out`; no other buffer larger than one signature is used. A buffer too small for the TBS is
+/// refused before signing; one that holds the TBS but not the signature after it costs one
+/// signature before [`CertError::BufferTooSmall`].
 pub fn build_self_signed(
     params: &CertParams<'_>,
     spki_der: &[u8],
@@ -107,7 +109,7 @@ pub fn build_self_signed(
         .map_err(|_| CertError::Encoding)?;
     let ski_digest = sha2::Sha256::digest(spki.subject_public_key.raw_bytes());
     let mut ski_buf = [0u8; 22];
-    let ski = OctetStringRef::new(ski_digest.get(..20).unwrap_or(&[]))
+    let ski = OctetStringRef::new(ski_digest.get(..20).ok_or(CertError::Encoding)?)
         .and_then(|octets| octets.encode_to_slice(&mut ski_buf))
         .map_err(|_| CertError::Encoding)?;
     let extensions = [
@@ -141,7 +143,9 @@ pub fn build_self_signed(
     let tbs_end = reserve.checked_add(tbs_len).ok_or(CertError::Encoding)?;
 
     // The TBS is encoded once, straight into its place in `out`, and hashed from there.
-    let tbs_out = out.get_mut(reserve..tbs_end).ok_or(CertError::BufferTooSmall)?;
+    let tbs_out = out
+        .get_mut(reserve..tbs_end)
+        .ok_or(CertError::BufferTooSmall)?;
     tbs.encode_to_slice(tbs_out)
         .map_err(|_| CertError::Encoding)?;
     let digest: [u8; 32] = sha2::Sha256::digest(&*tbs_out).into();
@@ -164,15 +168,15 @@ pub fn build_self_signed(
     if total > out.len() {
         return Err(CertError::BufferTooSmall);
     }
-    let shift = reserve
-        .checked_sub(header_len)
-        .ok_or(CertError::Encoding)?;
+    let shift = reserve.checked_sub(header_len).ok_or(CertError::Encoding)?;
     if shift > 0 {
         out.get_mut(header_len..tbs_end)
             .ok_or(CertError::Encoding)?
             .copy_within(shift.., 0);
     }
-    let (head, rest) = out.split_at_mut(header_len);
+    let (head, rest) = out
+        .split_at_mut_checked(header_len)
+        .ok_or(CertError::Encoding)?;
     header
         .encode_to_slice(head)
         .map_err(|_| CertError::Encoding)?;

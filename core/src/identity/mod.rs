@@ -35,7 +35,8 @@ pub use parse::{cert_has_eku, cert_public_key_p256, cert_validity};
 /// Extended key usage "SMS signing" (spec §7).
 pub const EKU_SMS_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.101.2");
 /// Extended key usage "SMS encryption" (spec §7).
-pub const EKU_SMS_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.101");
+pub const EKU_SMS_ENCRYPTION: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.101");
 
 /// Longest common name accepted, in bytes (RFC 5280 `ub-common-name` is 64 characters; we count
 /// bytes so that [`MAX_CERT_LEN`] is a true bound).

@@ -86,7 +86,8 @@ fn verify_p256(der: &[u8]) {
     .unwrap();
     r.finish(()).unwrap();
     let sig = p256::ecdsa::Signature::from_slice(&rs).unwrap();
-    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&cert_public_key_p256(der).unwrap()).unwrap();
+    let vk =
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&cert_public_key_p256(der).unwrap()).unwrap();
     vk.verify(view.tbs, &sig).unwrap();
 }
 
@@ -94,7 +95,11 @@ fn verify_p256(der: &[u8]) {
 fn known_answer_fixed_key() {
     let signer = fixed_signer();
     let cert = build(&fixed_params(), &signer);
-    std::println!("fixed-key certificate ({} bytes): {}", cert.len(), hex(&cert));
+    std::println!(
+        "fixed-key certificate ({} bytes): {}",
+        cert.len(),
+        hex(&cert)
+    );
     // Deterministic: RFC 6979 nonces, no randomness anywhere.
     assert_eq!(build(&fixed_params(), &signer), cert);
     assert_eq!(cert.len(), KAT_LEN);
@@ -110,7 +115,10 @@ fn known_answer_fixed_key() {
     // What our reader sees.
     assert_eq!(
         cert_validity(&cert).unwrap(),
-        (UnixTime(NOW.0 - 86_400), UnixTime(NOW.0 + 10 * 365 * 86_400))
+        (
+            UnixTime(NOW.0 - 86_400),
+            UnixTime(NOW.0 + 10 * 365 * 86_400)
+        )
     );
     assert!(cert_has_eku(&cert, &EKU_SMS_SIGNING).unwrap());
     assert!(cert_has_eku(&cert, &EKU_SMS_ENCRYPTION).unwrap());
@@ -121,7 +129,10 @@ fn known_answer_fixed_key() {
     let (critical, ku) = view.extension(&cert::OID_KEY_USAGE).unwrap().unwrap();
     assert!(critical);
     assert_eq!(ku, [0x03, 0x02, 0x04, 0x90]); // digitalSignature | dataEncipherment
-    let (critical, bc) = view.extension(&cert::OID_BASIC_CONSTRAINTS).unwrap().unwrap();
+    let (critical, bc) = view
+        .extension(&cert::OID_BASIC_CONSTRAINTS)
+        .unwrap()
+        .unwrap();
     assert!(!critical);
     assert_eq!(bc, [0x30, 0x00]); // CA:FALSE
     let (_, ski) = view.extension(&cert::OID_SUBJECT_KEY_ID).unwrap().unwrap();
@@ -208,23 +219,53 @@ fn invalid_parameters_are_refused() {
     let mut out = [0u8; MAX_CERT_LEN];
     let long = "n".repeat(MAX_COMMON_NAME_LEN + 1);
     let cases = [
-        (CertParams { common_name: "", ..fixed_params() }, CertError::InvalidName),
-        (CertParams { common_name: &long, ..fixed_params() }, CertError::InvalidName),
         (
-            CertParams { not_before: NOW, not_after: NOW.minus(1), ..fixed_params() },
+            CertParams {
+                common_name: "",
+                ..fixed_params()
+            },
+            CertError::InvalidName,
+        ),
+        (
+            CertParams {
+                common_name: &long,
+                ..fixed_params()
+            },
+            CertError::InvalidName,
+        ),
+        (
+            CertParams {
+                not_before: NOW,
+                not_after: NOW.minus(1),
+                ..fixed_params()
+            },
             CertError::InvalidValidity,
         ),
         (
-            CertParams { not_after: MAX_CERT_TIME.plus(1), ..fixed_params() },
+            CertParams {
+                not_after: MAX_CERT_TIME.plus(1),
+                ..fixed_params()
+            },
             CertError::InvalidValidity,
         ),
-        (CertParams { serial: [0; 16], ..fixed_params() }, CertError::InvalidSerial),
+        (
+            CertParams {
+                serial: [0; 16],
+                ..fixed_params()
+            },
+            CertError::InvalidSerial,
+        ),
     ];
     for (params, err) in cases {
         assert_eq!(build_self_signed_p256(&params, &signer, &mut out), Err(err));
     }
     // A one-second validity and a serial of 1 are fine.
-    let ok = CertParams { not_before: NOW, not_after: NOW, serial: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], ..fixed_params() };
+    let ok = CertParams {
+        not_before: NOW,
+        not_after: NOW,
+        serial: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        ..fixed_params()
+    };
     let cert = build(&ok, &signer);
     assert_eq!(cert_validity(&cert).unwrap(), (NOW, NOW));
     verify_p256(&cert);
@@ -242,7 +283,10 @@ fn short_buffers_are_refused_without_panicking() {
             "buffer of {n}"
         );
     }
-    assert_eq!(build_self_signed_p256(&fixed_params(), &signer, &mut out[..len]), Ok(len));
+    assert_eq!(
+        build_self_signed_p256(&fixed_params(), &signer, &mut out[..len]),
+        Ok(len)
+    );
 }
 
 /// A stand-in for an RSA signer: fixed "wire" bytes, byte-reversed like CryptoAPI's.
@@ -273,6 +317,7 @@ fn rsa_signers_get_sha256_with_rsa_and_a_big_endian_signature() {
     let mut out = [0u8; 1024];
     let n = build_self_signed(&fixed_params(), &spki, &FakeRsa, &mut out).unwrap();
     let cert = &out[..n];
+    std::println!("RSA-2048 certificate: {n} bytes");
     let view = CertView::parse(cert).unwrap();
     assert_eq!(view.sig_alg.oid, OID_SHA256_WITH_RSA);
     assert!(view.sig_alg.parameters.unwrap().is_null());
@@ -297,11 +342,16 @@ fn other_curves_are_unsupported() {
     // secp256k1 parameters around a P-256 point: well-formed, but not ours to read.
     let signer = fixed_signer();
     let mut spki = [0u8; P256_SPKI_LEN];
-    let n = cert::p256_spki_der(&point_of(&signer), &mut spki).unwrap().len();
+    let n = cert::p256_spki_der(&point_of(&signer), &mut spki)
+        .unwrap()
+        .len();
     let mut spki = spki[..n].to_vec();
     let p256_params = unhex("06082a8648ce3d030107");
     let k1_params = unhex("06052b8104000a");
-    let at = spki.windows(p256_params.len()).position(|w| w == p256_params).unwrap();
+    let at = spki
+        .windows(p256_params.len())
+        .position(|w| w == p256_params)
+        .unwrap();
     spki.splice(at..at + p256_params.len(), k1_params);
     spki[1] -= 3;
     spki[3] -= 3;
@@ -323,7 +373,10 @@ fn reads_certificates_made_elsewhere() {
     let p256 = unhex(FOREIGN_P256);
     let validity = (UnixTime(1_735_787_045), UnixTime(2_569_738_150));
     assert_eq!(cert_validity(&p256).unwrap(), validity);
-    assert_eq!(cert_public_key_p256(&p256).unwrap()[..], unhex(FOREIGN_P256_POINT)[..]);
+    assert_eq!(
+        cert_public_key_p256(&p256).unwrap()[..],
+        unhex(FOREIGN_P256_POINT)[..]
+    );
     assert!(cert_has_eku(&p256, &EKU_CLIENT_AUTH).unwrap());
     assert!(!cert_has_eku(&p256, &EKU_SMS_SIGNING).unwrap());
     verify_p256(&p256);
@@ -374,13 +427,19 @@ fn malformed_input_is_an_error_not_a_panic() {
     let mut indefinite = vec_with(&[0x30, 0x80], &cert[4..]);
     indefinite.extend([0, 0]);
     let huge4 = vec_with(&[0x30, 0x84, 0x7F, 0xFF, 0xFF, 0xFF], &cert[4..]);
-    let huge8 = vec_with(&[0x30, 0x88, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], &cert[4..]);
+    let huge8 = vec_with(
+        &[0x30, 0x88, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+        &cert[4..],
+    );
     let non_minimal = vec_with(&[0x30, 0x83, 0x00, cert[2], cert[3]], &cert[4..]);
     let mut inner_huge = cert.clone();
     inner_huge[5..8].copy_from_slice(&[0x84, 0xFF, 0xFF]); // TBS claims far more than there is
     for bad in [set, indefinite, huge4, huge8, non_minimal, inner_huge] {
         assert_eq!(cert_validity(&bad), Err(CertError::Malformed));
-        assert_eq!(cert_has_eku(&bad, &EKU_SMS_SIGNING), Err(CertError::Malformed));
+        assert_eq!(
+            cert_has_eku(&bad, &EKU_SMS_SIGNING),
+            Err(CertError::Malformed)
+        );
         assert_eq!(cert_public_key_p256(&bad), Err(CertError::Malformed));
     }
 }
@@ -415,6 +474,9 @@ fn wrong_field_contents_are_caught() {
     let at = cert.windows(5).position(|w| w == bc_oid).unwrap();
     let mut dup = cert.clone();
     dup[at + 4] = 0x25;
-    assert_eq!(cert_has_eku(&dup, &EKU_SMS_SIGNING), Err(CertError::Malformed));
+    assert_eq!(
+        cert_has_eku(&dup, &EKU_SMS_SIGNING),
+        Err(CertError::Malformed)
+    );
     assert!(cert_validity(&dup).is_ok());
 }

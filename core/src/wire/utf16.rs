@@ -36,9 +36,12 @@ pub fn utf16le_to_utf8<'b>(src: &[u8], dst: &'b mut [u8]) -> Result<&'b str, Utf
         Some(rest) => (rest, 2usize),
         None => (src, 0usize),
     };
-    let units = body
-        .chunks_exact(2)
-        .map(|p| u16::from_le_bytes([p.first().copied().unwrap_or(0), p.get(1).copied().unwrap_or(0)]));
+    let units = body.chunks_exact(2).map(|p| {
+        u16::from_le_bytes([
+            p.first().copied().unwrap_or(0),
+            p.get(1).copied().unwrap_or(0),
+        ])
+    });
     let mut len = 0usize;
     // Byte offset of the current code unit, for error reporting.
     let mut at = base;
@@ -66,9 +69,12 @@ pub fn utf8_len_of_utf16le(src: &[u8]) -> Result<usize, Utf16Error> {
         Some(rest) => (rest, 2usize),
         None => (src, 0usize),
     };
-    let units = body
-        .chunks_exact(2)
-        .map(|p| u16::from_le_bytes([p.first().copied().unwrap_or(0), p.get(1).copied().unwrap_or(0)]));
+    let units = body.chunks_exact(2).map(|p| {
+        u16::from_le_bytes([
+            p.first().copied().unwrap_or(0),
+            p.get(1).copied().unwrap_or(0),
+        ])
+    });
     let mut len = 0usize;
     let mut at = base;
     for decoded in char::decode_utf16(units) {
@@ -99,7 +105,13 @@ mod tests {
 
     #[test]
     fn ascii_bmp_and_astral_round_trip() {
-        for s in ["", "<Msg/>", "héllo wörld €", "emoji 😀 and 𝄞", "\u{FFFD}\u{E000}\u{D7FF}"] {
+        for s in [
+            "",
+            "<Msg/>",
+            "héllo wörld €",
+            "emoji 😀 and 𝄞",
+            "\u{FFFD}\u{E000}\u{D7FF}",
+        ] {
             for bom in [false, true] {
                 let (b, n) = enc(s, bom);
                 let mut out = [0u8; 512];
@@ -116,7 +128,10 @@ mod tests {
         assert_eq!(utf16le_to_utf8(&b[..n], &mut out).unwrap(), "\u{FEFF}x");
         // A big-endian BOM is not a BOM here: FE FF decodes to U+FFFE, a valid noncharacter.
         let mut out = [0u8; 16];
-        assert_eq!(utf16le_to_utf8(&[0xFE, 0xFF, b'a', 0], &mut out).unwrap(), "\u{FFFE}a");
+        assert_eq!(
+            utf16le_to_utf8(&[0xFE, 0xFF, b'a', 0], &mut out).unwrap(),
+            "\u{FFFE}a"
+        );
     }
 
     #[test]
@@ -128,9 +143,18 @@ mod tests {
     #[test]
     fn odd_length_is_refused() {
         let mut out = [0u8; 16];
-        assert_eq!(utf16le_to_utf8(&[b'a', 0, b'b'], &mut out), Err(Utf16Error::OddLength));
-        assert_eq!(utf16le_to_utf8(&[0xFF], &mut out), Err(Utf16Error::OddLength));
-        assert_eq!(utf8_len_of_utf16le(&[0xFF, 0xFE, 1]), Err(Utf16Error::OddLength));
+        assert_eq!(
+            utf16le_to_utf8(&[b'a', 0, b'b'], &mut out),
+            Err(Utf16Error::OddLength)
+        );
+        assert_eq!(
+            utf16le_to_utf8(&[0xFF], &mut out),
+            Err(Utf16Error::OddLength)
+        );
+        assert_eq!(
+            utf8_len_of_utf16le(&[0xFF, 0xFE, 1]),
+            Err(Utf16Error::OddLength)
+        );
     }
 
     #[test]
@@ -153,14 +177,20 @@ mod tests {
             utf16le_to_utf8(&b[..n + 2], &mut out),
             Err(Utf16Error::UnpairedSurrogate { offset: 4 })
         );
-        assert_eq!(utf8_len_of_utf16le(&[0x00, 0xDC]), Err(Utf16Error::UnpairedSurrogate { offset: 0 }));
+        assert_eq!(
+            utf8_len_of_utf16le(&[0x00, 0xDC]),
+            Err(Utf16Error::UnpairedSurrogate { offset: 0 })
+        );
     }
 
     #[test]
     fn small_destination_is_refused() {
         let (b, n) = enc("€€", false);
         let mut out = [0u8; 5];
-        assert_eq!(utf16le_to_utf8(&b[..n], &mut out), Err(Utf16Error::BufferTooSmall));
+        assert_eq!(
+            utf16le_to_utf8(&b[..n], &mut out),
+            Err(Utf16Error::BufferTooSmall)
+        );
         let mut out = [0u8; 6];
         assert_eq!(utf16le_to_utf8(&b[..n], &mut out).unwrap(), "€€");
         let mut empty = [0u8; 0];

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::Smsid;
-use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
+use mpagent_core::identity::{
+    build_self_signed_p256, cert_public_key_p256, CertParams, MAX_CERT_LEN,
+};
 use mpagent_core::sign::P256Signer;
 use mpagent_core::time::UnixTime;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -60,6 +62,16 @@ impl StateDir {
                 let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der)
                     .map_err(|e| anyhow!("{}: not a P-256 PKCS#8 key: {e}", key_path.display()))?;
                 let cert_der = fs::read(&cert_path)?;
+                let cert_key = cert_public_key_p256(&cert_der).map_err(|e| {
+                    anyhow!("{}: unreadable certificate: {e:?}", cert_path.display())
+                })?;
+                if key.verifying_key().to_encoded_point(false).as_bytes() != cert_key.as_slice() {
+                    bail!(
+                        "{} and {} do not belong together (the certificate's public key is not the key's)",
+                        key_path.display(),
+                        cert_path.display()
+                    );
+                }
                 Ok(Identity {
                     signer: P256Signer::new(key),
                     cert_der,

@@ -91,7 +91,9 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a
     let open = format!("--{boundary}");
     let delim = format!("\r\n--{boundary}");
     if !body.starts_with(open.as_bytes()) {
-        return Err(EnvelopeError::Multipart("body does not start with the boundary"));
+        return Err(EnvelopeError::Multipart(
+            "body does not start with the boundary",
+        ));
     }
     let mut pos = open.len();
     let mut parts = Vec::new();
@@ -121,8 +123,9 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a
             }
         }
         let data_start = head_end + 4;
-        let data_end = find(body, delim.as_bytes(), data_start)
-            .ok_or(EnvelopeError::Multipart("part not terminated by a boundary"))?;
+        let data_end = find(body, delim.as_bytes(), data_start).ok_or(EnvelopeError::Multipart(
+            "part not terminated by a boundary",
+        ))?;
         parts.push(Part {
             headers,
             data: &body[data_start..data_end],
@@ -192,7 +195,9 @@ pub fn decode_utf16le(bytes: &[u8]) -> Result<String, EnvelopeError> {
 pub fn decode_header_part(data: &[u8]) -> Result<String, EnvelopeError> {
     let rest = data
         .strip_prefix(&[0xFF, 0xFE])
-        .ok_or(EnvelopeError::Utf16("header part does not start with the UTF-16LE BOM FF FE"))?;
+        .ok_or(EnvelopeError::Utf16(
+            "header part does not start with the UTF-16LE BOM FF FE",
+        ))?;
     let rest = rest.strip_suffix(&[0, 0]).unwrap_or(rest);
     decode_utf16le(rest)
 }
@@ -211,7 +216,9 @@ pub fn zlib_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, EnvelopeErr
         )));
     }
     if dec.total_in() != data.len() as u64 {
-        return Err(EnvelopeError::Zlib("data after the end of the zlib stream".into()));
+        return Err(EnvelopeError::Zlib(
+            "data after the end of the zlib stream".into(),
+        ));
     }
     Ok(out)
 }
@@ -281,9 +288,9 @@ pub fn decode_body_part(
     if raw.len() % 2 != 0 {
         return Err(EnvelopeError::Utf16("odd number of bytes"));
     }
-    let bytes = raw
-        .strip_suffix(&[0, 0])
-        .ok_or(EnvelopeError::Utf16("body does not end with the UTF-16 NUL 00 00"))?;
+    let bytes = raw.strip_suffix(&[0, 0]).ok_or(EnvelopeError::Utf16(
+        "body does not end with the UTF-16 NUL 00 00",
+    ))?;
     let text = decode_utf16le(bytes)?;
     Ok(Body {
         bytes: bytes.to_vec(),
@@ -305,13 +312,14 @@ fn find_units(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
 /// The exact received UTF-16LE bytes of the one `<name …>…</name>` element of a body, from `<` to
 /// the closing `>`. The element must occur exactly once (a decoy copy, e.g. in a comment, would
 /// otherwise let the signed bytes differ from the parsed ones) and must not be self-closing.
-pub fn element_bytes<'a>(body_utf16le: &'a [u8], name: &'static str) -> Result<&'a [u8], EnvelopeError> {
+pub fn element_bytes<'a>(
+    body_utf16le: &'a [u8],
+    name: &'static str,
+) -> Result<&'a [u8], EnvelopeError> {
     let units = utf16_units(body_utf16le)?;
     let open = utf16_of(&format!("<{name}"));
     let close = utf16_of(&format!("</{name}>"));
-    let is_open_at = |i: usize| {
-        matches!(units.get(i + open.len()).copied(), Some(c) if c == u16::from(b'>') || c == u16::from(b'/') || (c < 0x80 && (c as u8).is_ascii_whitespace()))
-    };
+    let is_open_at = |i: usize| matches!(units.get(i + open.len()).copied(), Some(c) if c == u16::from(b'>') || c == u16::from(b'/') || (c < 0x80 && (c as u8).is_ascii_whitespace()));
     let mut starts = Vec::new();
     let mut from = 0;
     while let Some(i) = find_units(&units, &open, from) {
@@ -325,7 +333,8 @@ pub fn element_bytes<'a>(body_utf16le: &'a [u8], name: &'static str) -> Result<&
         [one] => *one,
         _ => return Err(EnvelopeError::Element(name, "occurs more than once")),
     };
-    let end = find_units(&units, &close, start).ok_or(EnvelopeError::Element(name, "not closed"))?;
+    let end =
+        find_units(&units, &close, start).ok_or(EnvelopeError::Element(name, "not closed"))?;
     if find_units(&units, &close, end + 1).is_some() {
         return Err(EnvelopeError::Element(name, "closed more than once"));
     }
@@ -395,8 +404,17 @@ mod tests {
         let parts = split_multipart(&msg, BOUNDARY).unwrap();
         let (h, b) = message_parts(&parts).unwrap();
         assert_eq!(decode_header_part(h).unwrap(), "<Msg/>");
-        let body = decode_body_part(b, false, ByteRange { offset: 0, length: 10 }, &[], 1 << 20)
-            .unwrap();
+        let body = decode_body_part(
+            b,
+            false,
+            ByteRange {
+                offset: 0,
+                length: 10,
+            },
+            &[],
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(body.text, "<A/>");
         assert_eq!(body.bytes, encode_utf16le("<A/>"));
     }
@@ -416,26 +434,38 @@ mod tests {
         assert!(split_multipart(&good[..40], BOUNDARY).is_err());
         assert!(split_multipart(&good, "otherboundary").is_err());
         // One part only.
-        let one = format!("--{BOUNDARY}\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\nx\r\n--{BOUNDARY}--");
+        let one = format!(
+            "--{BOUNDARY}\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\nx\r\n--{BOUNDARY}--"
+        );
         let parts = split_multipart(one.as_bytes(), BOUNDARY).unwrap();
         assert_eq!(message_parts(&parts), Err(EnvelopeError::PartCount(1)));
     }
 
     #[test]
     fn wrong_part_types_are_refused() {
-        let msg = String::from_utf8_lossy(&sample("<A/>")).replace("application/octet-stream", "text/xml");
+        let msg = String::from_utf8_lossy(&sample("<A/>"))
+            .replace("application/octet-stream", "text/xml");
         let parts = split_multipart(msg.as_bytes(), BOUNDARY).unwrap();
-        assert!(matches!(message_parts(&parts), Err(EnvelopeError::PartType { index: 1, .. })));
+        assert!(matches!(
+            message_parts(&parts),
+            Err(EnvelopeError::PartType { index: 1, .. })
+        ));
     }
 
     #[test]
     fn utf16_errors() {
-        assert_eq!(decode_utf16le(&[0x41, 0x00, 0x42]), Err(EnvelopeError::Utf16("odd number of bytes")));
+        assert_eq!(
+            decode_utf16le(&[0x41, 0x00, 0x42]),
+            Err(EnvelopeError::Utf16("odd number of bytes"))
+        );
         // Lone high surrogate D800.
         assert!(decode_utf16le(&[0x00, 0xD8, 0x41, 0x00]).is_err());
         assert!(decode_utf16le(&[0x41, 0x00, 0x00, 0x00, 0x41, 0x00]).is_err());
         // Surrogate pair is fine.
-        assert_eq!(decode_utf16le(&[0x3D, 0xD8, 0x00, 0xDE]).unwrap(), "\u{1F600}");
+        assert_eq!(
+            decode_utf16le(&[0x3D, 0xD8, 0x00, 0xDE]).unwrap(),
+            "\u{1F600}"
+        );
         // Header without BOM / big-endian BOM.
         assert!(decode_header_part(&encode_utf16le("<Msg/>")).is_err());
         let mut be = vec![0xFE, 0xFF];
@@ -449,8 +479,14 @@ mod tests {
         let (stream, len) = body_stream("<A/>");
         assert_eq!(len, 10);
         // Length mismatch either way.
-        assert!(matches!(decode_body_part(&stream, false, r(8), &[], 1 << 20), Err(EnvelopeError::Body(_))));
-        assert!(matches!(decode_body_part(&stream, false, r(12), &[], 1 << 20), Err(EnvelopeError::Body(_))));
+        assert!(matches!(
+            decode_body_part(&stream, false, r(8), &[], 1 << 20),
+            Err(EnvelopeError::Body(_))
+        ));
+        assert!(matches!(
+            decode_body_part(&stream, false, r(12), &[], 1 << 20),
+            Err(EnvelopeError::Body(_))
+        ));
         // Missing CRLF, missing NUL, BOM, odd length.
         assert!(decode_body_part(&stream[..10], false, r(10), &[], 1 << 20).is_err());
         let mut no_nul = encode_utf16le("<A/>");
@@ -464,7 +500,20 @@ mod tests {
         // Attachment before the body.
         let mut two = encode_utf16le("<R/>");
         two.extend_from_slice(&stream);
-        let body = decode_body_part(&two, false, ByteRange { offset: 8, length: 10 }, &[ByteRange { offset: 0, length: 8 }], 1 << 20).unwrap();
+        let body = decode_body_part(
+            &two,
+            false,
+            ByteRange {
+                offset: 8,
+                length: 10,
+            },
+            &[ByteRange {
+                offset: 0,
+                length: 8,
+            }],
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(body.text, "<A/>");
     }
 
@@ -472,10 +521,23 @@ mod tests {
     fn zlib_body_and_bomb_limit() {
         let (stream, len) = body_stream("<A/>");
         let z = zlib_compress(&stream);
-        let body = decode_body_part(&z, true, ByteRange { offset: 0, length: len }, &[], 1 << 20).unwrap();
+        let body = decode_body_part(
+            &z,
+            true,
+            ByteRange {
+                offset: 0,
+                length: len,
+            },
+            &[],
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(body.text, "<A/>");
         let big = zlib_compress(&vec![0u8; 100_000]);
-        assert!(matches!(zlib_decompress(&big, 50_000), Err(EnvelopeError::Zlib(_))));
+        assert!(matches!(
+            zlib_decompress(&big, 50_000),
+            Err(EnvelopeError::Zlib(_))
+        ));
         assert!(zlib_decompress(b"not zlib", 1000).is_err());
         let mut trailing = z.clone();
         trailing.push(0);
@@ -490,14 +552,20 @@ mod tests {
         assert_eq!(got, encode_utf16le("<Data A=\"1\">\r\n<X/></Data>"));
         // <DataX> is another element.
         let b2 = encode_utf16le("<R><DataX/><Data>1</Data></R>");
-        assert_eq!(element_bytes(&b2, "Data").unwrap(), encode_utf16le("<Data>1</Data>"));
+        assert_eq!(
+            element_bytes(&b2, "Data").unwrap(),
+            encode_utf16le("<Data>1</Data>")
+        );
         for bad in [
             "<R><X/></R>",
             "<R><Data>1</R>",
             "<R><!--<Data>0</Data>--><Data>1</Data></R>",
             "<R><Data>1</Data></Data></R>",
         ] {
-            assert!(element_bytes(&encode_utf16le(bad), "Data").is_err(), "{bad}");
+            assert!(
+                element_bytes(&encode_utf16le(bad), "Data").is_err(),
+                "{bad}"
+            );
         }
     }
 }

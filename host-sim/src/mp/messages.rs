@@ -37,7 +37,9 @@ pub fn check_plain_markup(xml: &str) -> Result<(), XmlError> {
         return Err(XmlError::Forbidden("a comment or CDATA section"));
     }
     if xml.contains("<?") {
-        return Err(XmlError::Forbidden("a processing instruction or XML declaration"));
+        return Err(XmlError::Forbidden(
+            "a processing instruction or XML declaration",
+        ));
     }
     Ok(())
 }
@@ -67,7 +69,9 @@ impl XmlByteRange {
     fn to_range(&self, what: &str) -> Result<ByteRange, XmlError> {
         if let Some(kind) = &self.kind {
             if kind != "ByteRange" {
-                return Err(XmlError::Header(format!("{what} Type {kind:?} is not ByteRange")));
+                return Err(XmlError::Header(format!(
+                    "{what} Type {kind:?} is not ByteRange"
+                )));
             }
         }
         let num = |field: &str, v: &str| {
@@ -162,7 +166,10 @@ impl MsgHeader {
     }
 
     pub fn attachment_ranges(&self) -> Result<Vec<ByteRange>, XmlError> {
-        self.attachments.iter().map(|a| a.to_range("Attachment")).collect()
+        self.attachments
+            .iter()
+            .map(|a| a.to_range("Attachment"))
+            .collect()
     }
 
     /// The hook with this `Name` attribute, whatever its element name.
@@ -297,7 +304,12 @@ impl ClientRegistrationRequest {
 /// The `<Msg>` header of a reply to `request` carrying a body of `body_len` bytes.
 /// Reply shape [profile]: addressed back along the client's `ReplyTo` (`direct:{host}:{endpoint}`),
 /// `CorrelationID` = the request's `ID`.
-pub fn reply_header_xml(request: &MsgHeader, mp_host: &str, body_len: usize, compressed: bool) -> String {
+pub fn reply_header_xml(
+    request: &MsgHeader,
+    mp_host: &str,
+    body_len: usize,
+    compressed: bool,
+) -> String {
     let reply_to = request
         .reply_to
         .clone()
@@ -343,14 +355,21 @@ pub enum RegistrationStatus {
 
 /// `<ClientRegistrationResponse …/>`. The SMSID is only sent with status 0 or 1; pending adds
 /// `ApprovalStatus="-1"`.
-pub fn registration_response_xml(response_type: &str, status: RegistrationStatus, smsid: Option<&str>) -> String {
+pub fn registration_response_xml(
+    response_type: &str,
+    status: RegistrationStatus,
+    smsid: Option<&str>,
+) -> String {
     let mut s = format!(
         "<ClientRegistrationResponse ResponseType=\"{}\" TimeStamp=\"{}\" Status=\"{}\"",
         xml_escape(response_type),
         utc_timestamp(),
         status as u8
     );
-    if matches!(status, RegistrationStatus::Registered | RegistrationStatus::Pending) {
+    if matches!(
+        status,
+        RegistrationStatus::Registered | RegistrationStatus::Pending
+    ) {
         if let Some(id) = smsid {
             s.push_str(&format!(" SMSID=\"{}\"", xml_escape(id)));
         }
@@ -374,7 +393,13 @@ mod tests {
     fn header_parses() {
         let h = MsgHeader::parse(HEADER).unwrap();
         assert_eq!(h.target_endpoint, "MP_ClientRegistration");
-        assert_eq!(h.body_range().unwrap(), ByteRange { offset: 0, length: 1234 });
+        assert_eq!(
+            h.body_range().unwrap(),
+            ByteRange {
+                offset: 0,
+                length: 1234
+            }
+        );
         assert!(h.is_compressed());
         assert!(h.wants_zlib_reply());
         assert_eq!(h.id, "{5DD100CD-DF1D-45F5-BA17-A327F43465F8}");
@@ -399,7 +424,10 @@ mod tests {
     fn bad_headers_are_refused() {
         for (from, to) in [
             ("Length=\"1234\"", "Length=\"12x4\""),
-            ("<ID>{5DD100CD-DF1D-45F5-BA17-A327F43465F8}</ID>", "<ID>5DD100CD</ID>"),
+            (
+                "<ID>{5DD100CD-DF1D-45F5-BA17-A327F43465F8}</ID>",
+                "<ID>5DD100CD</ID>",
+            ),
             ("<ID>{5DD100CD-DF1D-45F5-BA17-A327F43465F8}</ID>", ""),
             ("<TargetEndpoint>MP_ClientRegistration</TargetEndpoint>", ""),
             ("</Msg>", ""),
@@ -419,16 +447,32 @@ mod tests {
         assert_eq!(MsgHeader::parse(&evil), Err(XmlError::Doctype));
         assert_eq!(check_no_dtd("<!doctype x><x/>"), Err(XmlError::Doctype));
         let reg = format!("<!DOCTYPE x>{REG}");
-        assert_eq!(ClientRegistrationRequest::parse(&reg), Err(XmlError::Doctype));
+        assert_eq!(
+            ClientRegistrationRequest::parse(&reg),
+            Err(XmlError::Doctype)
+        );
     }
 
     #[test]
     fn registration_parses() {
         let r = ClientRegistrationRequest::parse(REG).unwrap();
-        assert_eq!(r.data.hash_algorithm.as_deref(), Some("1.2.840.10045.4.3.2"));
+        assert_eq!(
+            r.data.hash_algorithm.as_deref(),
+            Some("1.2.840.10045.4.3.2")
+        );
         assert_eq!(r.data.request_type, "Registration");
         assert_eq!(r.data.agent_information.agent_type, "0");
-        assert_eq!(r.data.certificates.as_ref().unwrap().signing.as_ref().unwrap().hex, "CD");
+        assert_eq!(
+            r.data
+                .certificates
+                .as_ref()
+                .unwrap()
+                .signing
+                .as_ref()
+                .unwrap()
+                .hex,
+            "CD"
+        );
         assert_eq!(r.data.property("Netbios Name"), Some("DEV1"));
         assert_eq!(r.data.property("FQ Name"), Some("dev1.example.com"));
         assert_eq!(r.data.smsid.as_deref(), Some(""));
@@ -440,7 +484,10 @@ mod tests {
     fn malformed_registrations_are_refused() {
         for bad in [
             REG.replace("</Data>", ""),
-            REG.replace("<Signature><SignatureValue>0011</SignatureValue></Signature>", ""),
+            REG.replace(
+                "<Signature><SignatureValue>0011</SignatureValue></Signature>",
+                "",
+            ),
             REG.replace("ClientRegistrationRequest", "Other"),
             REG.replace("<AgentInformation", "<!-- x --><AgentInformation"),
             format!("<?xml version=\"1.0\"?>{REG}"),
@@ -461,13 +508,21 @@ mod tests {
         // Our own reply header parses back.
         let back = MsgHeader::parse(&x).unwrap();
         assert!(!back.is_compressed());
-        assert!(MsgHeader::parse(&reply_header_xml(&h, "mp", 2, true)).unwrap().is_compressed());
+        assert!(MsgHeader::parse(&reply_header_xml(&h, "mp", 2, true))
+            .unwrap()
+            .is_compressed());
 
-        let ok = registration_response_xml("Registration", RegistrationStatus::Registered, Some("GUID:X"));
+        let ok = registration_response_xml(
+            "Registration",
+            RegistrationStatus::Registered,
+            Some("GUID:X"),
+        );
         assert!(ok.contains("Status=\"0\" SMSID=\"GUID:X\"/>"));
-        let p = registration_response_xml("Registration", RegistrationStatus::Pending, Some("GUID:X"));
+        let p =
+            registration_response_xml("Registration", RegistrationStatus::Pending, Some("GUID:X"));
         assert!(p.contains("Status=\"1\" SMSID=\"GUID:X\" ApprovalStatus=\"-1\"/>"));
-        let r = registration_response_xml("Registration", RegistrationStatus::Rejected, Some("GUID:X"));
+        let r =
+            registration_response_xml("Registration", RegistrationStatus::Rejected, Some("GUID:X"));
         assert!(r.contains("Status=\"3\"/>") && !r.contains("SMSID"));
     }
 }

@@ -11,7 +11,14 @@ pub fn new_guid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode_upper(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A fresh SMSID: `GUID:` + upper-case GUID.
@@ -67,7 +74,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub fn utc_timestamp_at(unix: u64) -> String {
     let (y, mo, d) = civil_from_days((unix / 86_400) as i64);
     let s = unix % 86_400;
-    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ` now.

@@ -24,7 +24,10 @@ pub enum VerifyError {
     #[error("certificate: {0}")]
     Certificate(String),
     #[error("HashAlgorithm {alg} does not fit a {key} certificate key")]
-    KeyMismatch { alg: &'static str, key: &'static str },
+    KeyMismatch {
+        alg: &'static str,
+        key: &'static str,
+    },
     #[error("signature has the wrong length for {0}")]
     SignatureLength(&'static str),
     #[error("signature does not verify ({0})")]
@@ -116,7 +119,11 @@ pub fn parse_cert(der: &[u8]) -> Result<Cert, VerifyError> {
             rsa::RsaPublicKey::from_public_key_der(&spki_der)
                 .map_err(|e| VerifyError::Certificate(format!("RSA key: {e}")))?,
         ),
-        other => return Err(VerifyError::Certificate(format!("unsupported key algorithm {other}"))),
+        other => {
+            return Err(VerifyError::Certificate(format!(
+                "unsupported key algorithm {other}"
+            )))
+        }
     };
     Ok(Cert {
         der: der.to_vec(),
@@ -184,9 +191,18 @@ mod tests {
     fn algorithm_oids() {
         assert_eq!(SigAlg::from_oid(None).unwrap(), SigAlg::RsaSha1);
         assert_eq!(SigAlg::from_oid(Some("")).unwrap(), SigAlg::RsaSha1);
-        assert_eq!(SigAlg::from_oid(Some(OID_RSA_SHA256)).unwrap(), SigAlg::RsaSha256);
-        assert_eq!(SigAlg::from_oid(Some(OID_ECDSA_SHA256)).unwrap(), SigAlg::EcdsaP256Sha256);
-        assert!(matches!(SigAlg::from_oid(Some("1.2.840.10045.4.3.3")), Err(VerifyError::UnknownAlgorithm(_))));
+        assert_eq!(
+            SigAlg::from_oid(Some(OID_RSA_SHA256)).unwrap(),
+            SigAlg::RsaSha256
+        );
+        assert_eq!(
+            SigAlg::from_oid(Some(OID_ECDSA_SHA256)).unwrap(),
+            SigAlg::EcdsaP256Sha256
+        );
+        assert!(matches!(
+            SigAlg::from_oid(Some("1.2.840.10045.4.3.3")),
+            Err(VerifyError::UnknownAlgorithm(_))
+        ));
     }
 
     #[test]
@@ -214,7 +230,13 @@ mod tests {
         verify(&key, SigAlg::EcdsaP256Sha256, b"hello", &raw).unwrap();
         assert!(verify(&key, SigAlg::EcdsaP256Sha256, b"hellO", &raw).is_err());
         // DER-encoded signatures and reversed ones are not our profile.
-        assert!(verify(&key, SigAlg::EcdsaP256Sha256, b"hello", sig.to_der().as_bytes()).is_err());
+        assert!(verify(
+            &key,
+            SigAlg::EcdsaP256Sha256,
+            b"hello",
+            sig.to_der().as_bytes()
+        )
+        .is_err());
         let rev: Vec<u8> = raw.iter().rev().copied().collect();
         assert!(verify(&key, SigAlg::EcdsaP256Sha256, b"hello", &rev).is_err());
         assert!(matches!(
@@ -229,17 +251,28 @@ mod tests {
         let sk = rsa::RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
         let key = PublicKey::Rsa(sk.to_public_key());
         let h = sha2::Sha256::digest(b"data");
-        let be = sk.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &h).unwrap();
+        let be = sk
+            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &h)
+            .unwrap();
         let le: Vec<u8> = be.iter().rev().copied().collect();
         verify(&key, SigAlg::RsaSha256, b"data", &le).unwrap();
-        assert!(verify(&key, SigAlg::RsaSha256, b"data", &be).is_err(), "unreversed must fail");
+        assert!(
+            verify(&key, SigAlg::RsaSha256, b"data", &be).is_err(),
+            "unreversed must fail"
+        );
         assert!(verify(&key, SigAlg::RsaSha256, b"dat4", &le).is_err());
         assert!(verify(&key, SigAlg::RsaSha1, b"data", &le).is_err());
         assert!(verify(&key, SigAlg::RsaSha256, b"data", &le[1..]).is_err());
 
         let h1 = sha1::Sha1::digest(b"data");
         let be1 = sk
-            .sign(rsa::Pkcs1v15Sign { hash_len: Some(20), prefix: SHA1_PREFIX.into() }, &h1)
+            .sign(
+                rsa::Pkcs1v15Sign {
+                    hash_len: Some(20),
+                    prefix: SHA1_PREFIX.into(),
+                },
+                &h1,
+            )
             .unwrap();
         let le1: Vec<u8> = be1.iter().rev().copied().collect();
         verify(&key, SigAlg::RsaSha1, b"data", &le1).unwrap();

@@ -1,0 +1,290 @@
+//! `MP_ClientRegistration` (spec §4): verifies the signature over the exact received `<Data>`
+//! bytes, applies the agent-type rules (ordinary clients prove possession of their key, ISV proxies
+//! must have been imported, proxy clients are signed by their proxy) and the approval policy, and
+//! answers with a `ClientRegistrationResponse`.
+
+use super::db::{ClientStatus, NewClient, SiteDb};
+use super::envelope::{self, Body};
+use super::handler::Rejection;
+use super::messages::{registration_response_xml, ClientRegistrationRequest, RegistrationStatus};
+use super::util::{new_smsid, normalize_smsid};
+use super::verify::{self, Cert, SigAlg};
+use super::Approval;
+
+/// Agent types of the Messaging SDK.
+pub mod agent_type {
+    pub const ADVANCED_CLIENT: u8 = 0;
+    pub const DEVICE: u8 = 2;
+    pub const ISV_PROXY: u8 = 4;
+    pub const ISV_PROXY_CLIENT: u8 = 8;
+}
+
+/// What registration decided, before it is written as XML.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub response_type: String,
+    pub status: RegistrationStatus,
+    pub smsid: Option<String>,
+}
+
+impl Outcome {
+    pub fn to_xml(&self) -> String {
+        registration_response_xml(&self.response_type, self.status, self.smsid.as_deref())
+    }
+}
+
+fn status_of(s: ClientStatus) -> RegistrationStatus {
+    match s {
+        ClientStatus::Approved => RegistrationStatus::Registered,
+        ClientStatus::Pending => RegistrationStatus::Pending,
+        ClientStatus::Rejected => RegistrationStatus::Rejected,
+    }
+}
+
+fn internal(e: anyhow::Error) -> Rejection {
+    Rejection::internal(format!("site database: {e:#}"))
+}
+
+/// Handles one registration body.
+pub fn handle(db: &SiteDb, approval: Approval, body: &Body) -> Result<Outcome, Rejection> {
+    let req = ClientRegistrationRequest::parse(&body.text)?;
+    // The signed bytes: the <Data> element exactly as received (never a re-serialisation).
+    let signed = envelope::element_bytes(&body.bytes, "Data")?;
+    let data = &req.data;
+    let alg = SigAlg::from_oid(data.hash_algorithm.as_deref())?;
+    let sig = verify::decode_hex(&req.signature.value, "SignatureValue")?;
+    let agent: u8 = data
+        .agent_information
+        .agent_type
+        .trim()
+        .parse()
+        .map_err(|_| {
+            Rejection::new(format!(
+                "AgentType {:?} is not a number",
+                data.agent_information.agent_type
+            ))
+        })?;
+    let is_confirmation = match data.request_type.as_str() {
+        "Registration" => false,
+        "Confirmation" => true,
+        other => return Err(Rejection::new(format!("unknown RequestType {other:?}"))),
+    };
+    let cert = match data.certificates.as_ref().and_then(|c| c.signing.as_ref()) {
+        Some(s) => Some(verify::parse_cert(&verify::decode_hex(
+            &s.hex,
+            "Signing certificate",
+        )?)?),
+        None => None,
+    };
+    let proxy_smsid = req
+        .signature
+        .smsid
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+
+    // Who signed: the client itself (proof of possession) or, for AgentType 8, its proxy.
+    let proxy = match agent {
+        agent_type::ADVANCED_CLIENT | agent_type::DEVICE | agent_type::ISV_PROXY => {
+            if proxy_smsid.is_some() {
+                return Err(Rejection::new(format!(
+                    "Signature/@SMSID is only allowed for AgentType 8, not {agent}"
+                )));
+            }
+            None
+        }
+        agent_type::ISV_PROXY_CLIENT => {
+            let Some(p) = proxy_smsid else {
+                return Err(Rejection::new(
+                    "AgentType 8 without Signature/@SMSID naming the proxy",
+                ));
+            };
+            let imported = db.imported_cert(p).map_err(internal)?.ok_or_else(|| {
+                Rejection::new(format!(
+                    "proxy {p} is not an imported ISV proxy certificate"
+                ))
+            })?;
+            if imported.blocked {
+                return Err(Rejection::new(format!("proxy {p} is blocked")));
+            }
+            let registered = db.client(&imported.smsid).map_err(internal)?;
+            if registered.is_none_or(|r| r.agent_type != agent_type::ISV_PROXY) {
+                return Err(Rejection::new(format!(
+                    "proxy {p} has not registered itself (AgentType 4) yet"
+                )));
+            }
+            Some(imported)
+        }
+        other => {
+            return Err(Rejection::new(format!(
+                "AgentType {other} is not supported"
+            )))
+        }
+    };
+
+    if is_confirmation {
+        return confirm(
+            db,
+            &req,
+            cert.as_ref(),
+            proxy.as_ref().map(|p| p.smsid.as_str()),
+            alg,
+            signed,
+            &sig,
+        );
+    }
+
+    let cert = cert.ok_or_else(|| Rejection::new("registration without a Signing certificate"))?;
+    let verifier = match &proxy {
+        Some(p) => verify::parse_cert(&p.cert_der)?,
+        None => cert.clone(),
+    };
+    verify::verify(&verifier.key, alg, signed, &sig)?;
+
+    let netbios = data.property("Netbios Name").filter(|s| !s.is_empty());
+    let fqdn = data.property("FQ Name").filter(|s| !s.is_empty());
+    let proxy_id = proxy.as_ref().map(|p| p.smsid.as_str());
+
+    if let Some(existing) = db
+        .client_by_thumbprint(&cert.thumbprint)
+        .map_err(internal)?
+    {
+        // Same certificate again: same SMSID, same status, as long as the same party registers it.
+        if existing.agent_type != agent
+            || existing
+                .registered_by_proxy
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                != proxy_id.map(str::to_ascii_uppercase)
+        {
+            return Err(Rejection::new(format!(
+                "certificate is already registered as {} with AgentType {} by {}",
+                existing.smsid,
+                existing.agent_type,
+                existing.registered_by_proxy.as_deref().unwrap_or("itself")
+            )));
+        }
+        db.touch_client(&existing.smsid, netbios, fqdn)
+            .map_err(internal)?;
+        db.event(Some(&existing.smsid), "re-registered", "same certificate")
+            .map_err(internal)?;
+        return Ok(outcome(existing.status, &existing.smsid));
+    }
+
+    let (smsid, status) = if agent == agent_type::ISV_PROXY {
+        let imported = db
+            .imported_by_thumbprint(&cert.thumbprint)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Rejection::new(
+                    "AgentType 4 (ISV proxy) certificate was not imported by an administrator",
+                )
+            })?;
+        let status = if imported.blocked {
+            ClientStatus::Rejected
+        } else {
+            ClientStatus::Approved
+        };
+        (imported.smsid, status)
+    } else {
+        if db
+            .imported_by_thumbprint(&cert.thumbprint)
+            .map_err(internal)?
+            .is_some()
+        {
+            return Err(Rejection::new(format!(
+                "an imported ISV proxy certificate must register with AgentType 4, not {agent}"
+            )));
+        }
+        let proposed = data.smsid.as_deref().and_then(normalize_smsid);
+        let smsid = match proposed {
+            Some(p) if !db.smsid_in_use(&p).map_err(internal)? => p,
+            _ => new_smsid(),
+        };
+        let status = match approval {
+            Approval::Auto => ClientStatus::Approved,
+            Approval::Pending => ClientStatus::Pending,
+        };
+        (smsid, status)
+    };
+    db.insert_client(&NewClient {
+        smsid: &smsid,
+        cert_der: &cert.der,
+        agent_type: agent,
+        netbios_name: netbios,
+        fqdn,
+        hash_algorithm: data.hash_algorithm.as_deref(),
+        status,
+        registered_by_proxy: proxy_id,
+    })
+    .map_err(internal)?;
+    tracing::info!(%smsid, agent, status = status.as_str(), netbios, "client registered");
+    Ok(outcome(status, &smsid))
+}
+
+/// The reply [profile]: `ResponseType="Registration"` for confirmations too (the only value the
+/// public record shows).
+fn outcome(status: ClientStatus, smsid: &str) -> Outcome {
+    let status = status_of(status);
+    Outcome {
+        response_type: "Registration".into(),
+        status,
+        smsid: (status != RegistrationStatus::Rejected).then(|| smsid.to_string()),
+    }
+}
+
+/// `RequestType="Confirmation"`: the SMSID must be registered, the signature must verify with the
+/// stored certificate (or the registering proxy's), and a certificate sent along must be that one.
+fn confirm(
+    db: &SiteDb,
+    req: &ClientRegistrationRequest,
+    cert: Option<&Cert>,
+    proxy_smsid: Option<&str>,
+    alg: SigAlg,
+    signed: &[u8],
+    sig: &[u8],
+) -> Result<Outcome, Rejection> {
+    let smsid = req
+        .data
+        .smsid
+        .as_deref()
+        .and_then(normalize_smsid)
+        .ok_or_else(|| Rejection::new("Confirmation without a well-formed Data/@SMSID"))?;
+    let row = db
+        .client(&smsid)
+        .map_err(internal)?
+        .ok_or_else(|| Rejection::new(format!("Confirmation for unknown SMSID {smsid}")))?;
+    if let Some(c) = cert {
+        if c.thumbprint != row.cert_sha256 {
+            return Err(Rejection::new(format!(
+                "Confirmation certificate is not the one registered for {smsid}"
+            )));
+        }
+    }
+    let stored_proxy = row
+        .registered_by_proxy
+        .as_deref()
+        .map(str::to_ascii_uppercase);
+    if stored_proxy != proxy_smsid.map(str::to_ascii_uppercase) {
+        return Err(Rejection::new(format!(
+            "Confirmation for {smsid} must be signed by {}",
+            row.registered_by_proxy
+                .as_deref()
+                .unwrap_or("the client itself")
+        )));
+    }
+    let verifier_der = match proxy_smsid {
+        Some(p) => db
+            .imported_cert(p)
+            .map_err(internal)?
+            .map(|i| i.cert_der)
+            .unwrap_or_default(),
+        None => row.cert_der.clone(),
+    };
+    let verifier = verify::parse_cert(&verifier_der)?;
+    verify::verify(&verifier.key, alg, signed, sig)?;
+    db.touch_client(&row.smsid, None, None).map_err(internal)?;
+    db.event(Some(&row.smsid), "confirmed", row.status.as_str())
+        .map_err(internal)?;
+    Ok(outcome(row.status, &row.smsid))
+}

@@ -1,0 +1,471 @@
+//! The emulator's TCP server: a hand-rolled HTTP/1.1 front end over `httparse` (the method is the
+//! non-standard `CCM_POST`), with the resource limits of [`Limits`], routing, and the logging of
+//! every refusal (tracing + the site database's rejection table, answered 403 with the reason).
+
+use super::db::SiteDb;
+use super::handler::{self, Rejection};
+use super::lookup::{self, MpIdentity};
+use super::util::http_date;
+use super::{validate_site_code, Limits, MpConfig, MAX_HEADERS};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// A running emulator.
+pub struct MpServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    config: MpConfig,
+    db: Mutex<SiteDb>,
+    identity: MpIdentity,
+}
+
+impl Shared {
+    /// Logs a refusal to tracing and to the rejection table.
+    fn log_refusal(&self, peer: SocketAddr, endpoint: Option<&str>, reason: &str) {
+        tracing::warn!(%peer, endpoint = endpoint.unwrap_or("-"), reason, "request refused");
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = db.log_rejection(&peer.to_string(), endpoint, reason) {
+            tracing::error!(error = %e, "could not record the rejection");
+        }
+    }
+}
+
+impl MpServer {
+    /// Validates the configuration, opens the site database, binds `listen` (port 0 picks one) and
+    /// serves in the background.
+    pub async fn start(mut config: MpConfig, listen: SocketAddr) -> anyhow::Result<MpServer> {
+        config.site_code = validate_site_code(&config.site_code)?;
+        let l = &config.limits;
+        anyhow::ensure!(l.max_connections > 0, "max_connections must be at least 1");
+        anyhow::ensure!(
+            l.max_head_bytes >= 256,
+            "max_head_bytes must be at least 256"
+        );
+        anyhow::ensure!(!l.read_timeout.is_zero(), "read_timeout must not be zero");
+        let db = SiteDb::open(&config.db_path)?;
+        let identity = MpIdentity::generate(&config.mp_host)?;
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
+        let shared = Arc::new(Shared {
+            config,
+            db: Mutex::new(db),
+            identity,
+        });
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared, rx));
+        Ok(MpServer {
+            addr,
+            shutdown: tx,
+            task,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends open connections and waits for the server task.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    serve_connection(shared, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    conns.shutdown().await;
+    tracing::info!("MP emulator stopped");
+}
+
+/// One parsed HTTP request.
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    keep_alive: bool,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+enum ReadOutcome {
+    Request(Request),
+    /// The peer closed before sending anything.
+    Closed,
+    /// Refused while reading (limits, malformed head).
+    Refused(String),
+}
+
+/// An HTTP response.
+struct Response {
+    status: u16,
+    content_type: String,
+    extra_headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn text(status: u16, body: impl Into<String>) -> Response {
+        let mut body = body.into();
+        body.push('\n');
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            extra_headers: Vec::new(),
+            body: body.into_bytes(),
+        }
+    }
+
+    fn serialize(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            500 => "Internal Server Error",
+            _ => "Error",
+        };
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\nServer: mpagent-sim-mp\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+            self.status,
+            http_date(),
+            self.content_type,
+            self.body.len(),
+            if keep_alive { "keep-alive" } else { "close" }
+        );
+        for (k, v) in &self.extra_headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Reads one request into `buf` (which may hold bytes of a pipelined next request afterwards).
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+) -> std::io::Result<ReadOutcome> {
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(end) = find_head_end(buf) {
+            break end;
+        }
+        if buf.len() > limits.max_head_bytes {
+            return Ok(ReadOutcome::Refused(format!(
+                "request head exceeds {} bytes",
+                limits.max_head_bytes
+            )));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(ReadOutcome::Closed)
+            } else {
+                Ok(ReadOutcome::Refused(
+                    "connection closed in the middle of the request head".into(),
+                ))
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    if head_end > limits.max_head_bytes {
+        return Ok(ReadOutcome::Refused(format!(
+            "request head exceeds {} bytes",
+            limits.max_head_bytes
+        )));
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(&buf[..head_end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Ok(ReadOutcome::Refused("malformed HTTP request head".into()))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Ok(ReadOutcome::Refused(format!(
+                "too many request headers (more than {MAX_HEADERS})"
+            )))
+        }
+        Err(e) => {
+            return Ok(ReadOutcome::Refused(format!(
+                "malformed HTTP request head: {e}"
+            )))
+        }
+    }
+    let method = req.method.unwrap_or_default().to_string();
+    let target = req.path.unwrap_or_default().to_string();
+    let version = req.version.unwrap_or(0);
+    let mut hv = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let Ok(v) = std::str::from_utf8(h.value) else {
+            return Ok(ReadOutcome::Refused(format!(
+                "header {} is not UTF-8",
+                h.name
+            )));
+        };
+        hv.push((h.name.to_string(), v.trim().to_string()));
+    }
+    if hv
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        return Ok(ReadOutcome::Refused(
+            "request bodies with Transfer-Encoding are not supported; send Content-Length".into(),
+        ));
+    }
+    let mut length: Option<usize> = None;
+    for (_, v) in hv
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        let Ok(n) = v.parse::<usize>() else {
+            return Ok(ReadOutcome::Refused(format!("bad Content-Length {v:?}")));
+        };
+        if length.is_some_and(|l| l != n) {
+            return Ok(ReadOutcome::Refused(
+                "conflicting Content-Length headers".into(),
+            ));
+        }
+        length = Some(n);
+    }
+    let length = length.unwrap_or(0);
+    if length > limits.max_body_bytes {
+        return Ok(ReadOutcome::Refused(format!(
+            "request body of {length} bytes exceeds the limit of {} bytes",
+            limits.max_body_bytes
+        )));
+    }
+    let connection = hv
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let keep_alive = version == 1 && !connection.is_some_and(|c| c.contains("close"));
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(ReadOutcome::Refused(format!(
+                "connection closed after {} of {length} body bytes",
+                buf.len() - head_end
+            )));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf[head_end..head_end + length].to_vec();
+    buf.drain(..head_end + length);
+    Ok(ReadOutcome::Request(Request {
+        method,
+        target,
+        headers: hv,
+        keep_alive,
+        body,
+    }))
+}
+
+async fn write_response(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+/// After a refusal: stop sending, then read and discard what the client is still sending for a
+/// moment, so that it sees our answer instead of a connection reset.
+async fn close_gracefully(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 16 * 1024];
+    let mut total = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > 64 * 1024 * 1024 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    let limits = shared.config.limits;
+    let mut buf = Vec::new();
+    let mut first = true;
+    loop {
+        let outcome = tokio::time::timeout(
+            limits.read_timeout,
+            read_request(&mut stream, &mut buf, &limits),
+        )
+        .await;
+        let refusal = match outcome {
+            Ok(Ok(ReadOutcome::Request(req))) => {
+                first = false;
+                let keep_alive = req.keep_alive;
+                let head_only = req.method == "HEAD";
+                let shared2 = shared.clone();
+                let response =
+                    match tokio::task::spawn_blocking(move || route(&shared2, &req, peer)).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(error = %e, "request handler panicked");
+                            Response::text(500, "internal error")
+                        }
+                    };
+                if !write_response(
+                    &mut stream,
+                    &response.serialize(keep_alive, head_only),
+                    limits.read_timeout,
+                )
+                .await
+                    || !keep_alive
+                {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                continue;
+            }
+            Ok(Ok(ReadOutcome::Closed)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection error");
+                return;
+            }
+            Ok(Ok(ReadOutcome::Refused(reason))) => reason,
+            Err(_elapsed) => {
+                if buf.is_empty() && !first {
+                    return; // idle keep-alive connection
+                }
+                format!(
+                    "read timeout: request not complete after {} s ({} bytes received)",
+                    limits.read_timeout.as_secs_f32(),
+                    buf.len()
+                )
+            }
+        };
+        shared.log_refusal(peer, None, &refusal);
+        let response = Response::text(403, refusal);
+        write_response(
+            &mut stream,
+            &response.serialize(false, false),
+            Duration::from_secs(2),
+        )
+        .await;
+        close_gracefully(stream).await;
+        return;
+    }
+}
+
+/// Routes one request (runs on a blocking thread: it may touch the database and verify RSA).
+fn route(shared: &Shared, req: &Request, peer: SocketAddr) -> Response {
+    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    let path = path.to_ascii_lowercase();
+    match path.as_str() {
+        "/ccm_system/request" => {
+            if req.method != "CCM_POST" {
+                let mut r = Response::text(
+                    405,
+                    format!("method {} not allowed; use CCM_POST", req.method),
+                );
+                r.extra_headers.push(("Allow", "CCM_POST".into()));
+                return r;
+            }
+            let result = {
+                let db = shared.db.lock().unwrap_or_else(|e| e.into_inner());
+                handler::handle_ccm_post(&shared.config, &db, req.header("content-type"), &req.body)
+            };
+            match result {
+                Ok(reply) => Response {
+                    status: 200,
+                    content_type: reply.content_type,
+                    extra_headers: Vec::new(),
+                    body: reply.body,
+                },
+                Err(Rejection {
+                    reason,
+                    endpoint,
+                    internal,
+                }) => {
+                    shared.log_refusal(peer, endpoint.as_deref(), &reason);
+                    Response::text(if internal { 500 } else { 403 }, reason)
+                }
+            }
+        }
+        "/ccm_system_windowsauth/request" | "/ccm_system_altauth/request" => {
+            let mut r = Response::text(
+                401,
+                "authentication required (not emulated); use /ccm_system/request",
+            );
+            r.extra_headers
+                .push(("WWW-Authenticate", "Negotiate".into()));
+            r.extra_headers.push(("WWW-Authenticate", "NTLM".into()));
+            r
+        }
+        "/sms_mp/.sms_aut" if req.method == "GET" || req.method == "HEAD" => {
+            match lookup::answer(query, &shared.config, &shared.identity) {
+                Some((ct, body)) => Response {
+                    status: 200,
+                    content_type: ct.into(),
+                    extra_headers: Vec::new(),
+                    body,
+                },
+                None => Response::text(404, format!("unknown query {query:?}")),
+            }
+        }
+        _ => Response::text(404, "not found"),
+    }
+}
