@@ -14,7 +14,9 @@ use mpagent_core::wire::registration::{AgentType, RequestType};
 
 /// `tests/interop/NAME` in the source tree.
 pub fn interop_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("interop")
+        .join(name)
 }
 
 /// Emit anything into a Vec.
@@ -35,8 +37,15 @@ pub fn capture_registration(
     now: UnixTime,
     message_id: Guid,
 ) -> Vec<u8> {
-    let request = build_request(config, identity, agent_type, RequestType::Registration, None, now)
-        .expect("build");
+    let request = build_request(
+        config,
+        identity,
+        agent_type,
+        RequestType::Registration,
+        None,
+        now,
+    )
+    .expect("build");
     let params = PostParams {
         endpoint: endpoint::CLIENT_REGISTRATION,
         reply_mode: ReplyMode::Sync,

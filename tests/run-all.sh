@@ -14,8 +14,9 @@ rustup target list --installed | grep -q '^thumbv7em-none-eabihf$' || rustup tar
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  as_root apt-get update -qq && as_root apt-get install -y -qq "${need_apt[@]}"
+  as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}"
 fi
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
 
@@ -28,6 +29,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "core for thumbv7em-none-eabihf (no_std, no alloc)"
 cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release
 cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release --features defmt
+
+step "board image without a global allocator (boards/size-probe), run under QEMU mps2-an386"
+(cd boards/size-probe && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release)
+probe_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
+  -kernel boards/size-probe/target/thumbv7em-none-eabihf/release/mpagent-size-probe)
+echo "$probe_out"
+grep -q '^registration request: [0-9]* bytes' <<<"$probe_out"
 
 step "host tests, interop and end-to-end"
 cargo test --workspace --locked

@@ -38,8 +38,18 @@ fn bench(c: &mut Criterion) {
     let mut cert = [0u8; MAX_CERT_LEN];
     let len = build_self_signed_p256(&params, &signer, &mut cert).unwrap();
     let cert = &cert[..len];
-    let config = AgentConfig::new("PS1", SiteMode::Mixed, "http://mp.bench:8080", "BENCH-1", "bench-1.local").unwrap();
-    let identity = SigningIdentity { signer: &signer, cert_der: cert };
+    let config = AgentConfig::new(
+        "PS1",
+        SiteMode::Mixed,
+        "http://mp.bench:8080",
+        "BENCH-1",
+        "bench-1.local",
+    )
+    .unwrap();
+    let identity = SigningIdentity {
+        signer: &signer,
+        cert_der: cert,
+    };
     let post_params = PostParams {
         endpoint: endpoint::CLIENT_REGISTRATION,
         reply_mode: ReplyMode::Sync,
@@ -52,7 +62,15 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("registration: build + sign + stream (total)", |b| {
         b.iter(|| {
-            let req = build_request(&config, &identity, AgentType::Client, RequestType::Registration, None, NOW).unwrap();
+            let req = build_request(
+                &config,
+                &identity,
+                AgentType::Client,
+                RequestType::Registration,
+                None,
+                NOW,
+            )
+            .unwrap();
             let post = Post::new(&config, post_params, &req).unwrap();
             black_box(stream(&post, &mut window))
         })
@@ -60,14 +78,25 @@ fn bench(c: &mut Criterion) {
     c.bench_function("registration: ECDSA P-256 sign only", |b| {
         b.iter(|| black_box(signer.sign_sha256(black_box(&[7u8; 32])).unwrap()))
     });
-    let req = build_request(&config, &identity, AgentType::Client, RequestType::Registration, None, NOW).unwrap();
-    c.bench_function("registration: everything but the sign (hash Data, lengths, stream)", |b| {
-        b.iter(|| {
-            let digest = mpagent_core::sink::sha256_of(&req.data).unwrap();
-            let post = Post::new(&config, post_params, &req).unwrap();
-            black_box((digest, stream(&post, &mut window)))
-        })
-    });
+    let req = build_request(
+        &config,
+        &identity,
+        AgentType::Client,
+        RequestType::Registration,
+        None,
+        NOW,
+    )
+    .unwrap();
+    c.bench_function(
+        "registration: everything but the sign (hash Data, lengths, stream)",
+        |b| {
+            b.iter(|| {
+                let digest = mpagent_core::sink::sha256_of(&req.data).unwrap();
+                let post = Post::new(&config, post_params, &req).unwrap();
+                black_box((digest, stream(&post, &mut window)))
+            })
+        },
+    );
     c.bench_function("certificate: build self-signed P-256", |b| {
         let mut out = [0u8; MAX_CERT_LEN];
         b.iter(|| black_box(build_self_signed_p256(&params, &signer, &mut out).unwrap()))

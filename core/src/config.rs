@@ -23,7 +23,10 @@ pub struct SiteCode([u8; 3]);
 impl SiteCode {
     /// Validate `s` (three ASCII alphanumerics, any case).
     pub fn new(s: &str) -> Result<Self, ConfigError> {
-        let b: [u8; 3] = s.as_bytes().try_into().map_err(|_| ConfigError::InvalidSiteCode)?;
+        let b: [u8; 3] = s
+            .as_bytes()
+            .try_into()
+            .map_err(|_| ConfigError::InvalidSiteCode)?;
         if !b.iter().all(u8::is_ascii_alphanumeric) {
             return Err(ConfigError::InvalidSiteCode);
         }
@@ -159,7 +162,11 @@ mod tests {
     fn site_codes() {
         assert_eq!(SiteCode::new("ps1").unwrap().as_str(), "PS1");
         for bad in ["", "PS", "PS12", "P-1", "P 1", "PÄ"] {
-            assert_eq!(SiteCode::new(bad), Err(ConfigError::InvalidSiteCode), "{bad}");
+            assert_eq!(
+                SiteCode::new(bad),
+                Err(ConfigError::InvalidSiteCode),
+                "{bad}"
+            );
         }
     }
 
@@ -171,7 +178,16 @@ mod tests {
         assert_eq!((l.host, l.port, l.https), ("mp", 443, true));
         let l = MpLocation::parse("http://[::1]:81").unwrap();
         assert_eq!((l.host, l.port), ("::1", 81));
-        for bad in ["ftp://mp", "http://", "http://mp:0", "http://mp:99999", "http://mp/x", "http://m p", "http://mp\r\nX: y", "http://[::1"] {
+        for bad in [
+            "ftp://mp",
+            "http://",
+            "http://mp:0",
+            "http://mp:99999",
+            "http://mp/x",
+            "http://m p",
+            "http://mp\r\nX: y",
+            "http://[::1",
+        ] {
             assert!(MpLocation::parse(bad).is_err(), "{bad}");
         }
     }

@@ -31,4 +31,3 @@ macro_rules! warn {
         ::log::warn!($($x)*);
     }};
 }
-

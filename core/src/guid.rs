@@ -141,8 +141,14 @@ mod tests {
     fn smsid_round_trip_any_case() {
         let s = Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap();
         assert_eq!(&s.to_text(), b"GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42");
-        assert_eq!(Smsid::parse(b"guid:1AF488D8-7B42-4842-A4BD-B3A2842BBC42"), Some(s));
-        assert_eq!(Smsid::parse(b"GUID:{1AF488D8-7B42-4842-A4BD-B3A2842BBC42}"), Some(s));
+        assert_eq!(
+            Smsid::parse(b"guid:1AF488D8-7B42-4842-A4BD-B3A2842BBC42"),
+            Some(s)
+        );
+        assert_eq!(
+            Smsid::parse(b"GUID:{1AF488D8-7B42-4842-A4BD-B3A2842BBC42}"),
+            Some(s)
+        );
     }
 
     #[test]
@@ -162,7 +168,10 @@ mod tests {
 
     #[test]
     fn braced_message_id() {
-        let g = Guid([0x5D, 0xD1, 0x00, 0xCD, 0xDF, 0x1D, 0x45, 0xF5, 0xBA, 0x17, 0xA3, 0x27, 0xF4, 0x34, 0x65, 0xF8]);
+        let g = Guid([
+            0x5D, 0xD1, 0x00, 0xCD, 0xDF, 0x1D, 0x45, 0xF5, 0xBA, 0x17, 0xA3, 0x27, 0xF4, 0x34,
+            0x65, 0xF8,
+        ]);
         assert_eq!(&g.to_braced(), b"{5DD100CD-DF1D-45F5-BA17-A327F43465F8}");
         assert_eq!(Guid::parse(&g.to_braced()), Some(g));
     }

@@ -72,13 +72,17 @@ pub async fn exchange<'b, T: Read + Write>(
     let mut offset = 0usize;
     while offset < total {
         let mut window = WindowSink::new(buf, offset);
-        request.emit(&mut window).map_err(|_| ExchangeError::Request)?;
+        request
+            .emit(&mut window)
+            .map_err(|_| ExchangeError::Request)?;
         let n = window.filled();
         if n == 0 {
             return Err(ExchangeError::Request);
         }
         let chunk = buf.get(..n).ok_or(ExchangeError::Request)?;
-        conn.write_all(chunk).await.map_err(ExchangeError::Transport)?;
+        conn.write_all(chunk)
+            .await
+            .map_err(ExchangeError::Transport)?;
         offset += n;
     }
     conn.flush().await.map_err(ExchangeError::Transport)?;
@@ -86,13 +90,17 @@ pub async fn exchange<'b, T: Read + Write>(
     let mut filled = 0usize;
     loop {
         let n = match buf.get_mut(filled..) {
-            Some(free) if !free.is_empty() => conn.read(free).await.map_err(ExchangeError::Transport)?,
+            Some(free) if !free.is_empty() => {
+                conn.read(free).await.map_err(ExchangeError::Transport)?
+            }
             _ => 0,
         };
         filled += n;
         match http::poll_response(buf, filled, n == 0).map_err(ExchangeError::Http)? {
             ResponseProgress::Complete { head, body } => {
-                let body = buf.get(body).ok_or(ExchangeError::Http(HttpError::MalformedHead))?;
+                let body = buf
+                    .get(body)
+                    .ok_or(ExchangeError::Http(HttpError::MalformedHead))?;
                 return Ok(Response { head, body });
             }
             ResponseProgress::NeedMore => {}

@@ -101,7 +101,8 @@ impl P256Signer {
     }
     /// Load from the 32-byte big-endian secret scalar.
     pub fn from_secret_bytes(secret: &[u8; 32]) -> Result<Self, SignError> {
-        let key = p256::ecdsa::SigningKey::from_bytes(secret.into()).map_err(|_| SignError::Crypto)?;
+        let key =
+            p256::ecdsa::SigningKey::from_bytes(secret.into()).map_err(|_| SignError::Crypto)?;
         Ok(Self { key })
     }
     /// A fresh key from the caller's cryptographic RNG.
@@ -129,8 +130,10 @@ impl Signer for P256Signer {
         SignatureScheme::EcdsaP256Sha256
     }
     fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError> {
-        let sig: p256::ecdsa::Signature =
-            self.key.sign_prehash(digest).map_err(|_| SignError::Crypto)?;
+        let sig: p256::ecdsa::Signature = self
+            .key
+            .sign_prehash(digest)
+            .map_err(|_| SignError::Crypto)?;
         SignatureBytes::from_slice(&sig.to_bytes()).ok_or(SignError::Crypto)
     }
 }

@@ -57,7 +57,13 @@ impl UnixTime {
     }
     /// From calendar fields; `None` for fields out of range.
     pub fn from_datetime(dt: &DateTime) -> Option<Self> {
-        if !(1..=12).contains(&dt.month) || !(1..=31).contains(&dt.day) || dt.hour > 23 || dt.minute > 59 || dt.second > 60 || dt.year < 1970 {
+        if !(1..=12).contains(&dt.month)
+            || !(1..=31).contains(&dt.day)
+            || dt.hour > 23
+            || dt.minute > 59
+            || dt.second > 60
+            || dt.year < 1970
+        {
             return None;
         }
         let y = i64::from(dt.year) - i64::from(dt.month <= 2);
@@ -68,7 +74,10 @@ impl UnixTime {
         let doy = (153 * mp + 2) / 5 + i64::from(dt.day) - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
         let days = era * 146_097 + doe - 719_468;
-        let secs = days * 86_400 + i64::from(dt.hour) * 3600 + i64::from(dt.minute) * 60 + i64::from(dt.second);
+        let secs = days * 86_400
+            + i64::from(dt.hour) * 3600
+            + i64::from(dt.minute) * 60
+            + i64::from(dt.second);
         u64::try_from(secs).ok().map(Self)
     }
 }
@@ -109,7 +118,12 @@ impl DateTime {
     }
     /// Parse `YYYY-MM-DDThh:mm:ssZ`.
     pub fn parse_iso8601(s: &[u8]) -> Option<Self> {
-        if s.len() != 20 || s.get(4) != Some(&b'-') || s.get(7) != Some(&b'-') || s.get(10) != Some(&b'T') || s.get(19) != Some(&b'Z') {
+        if s.len() != 20
+            || s.get(4) != Some(&b'-')
+            || s.get(7) != Some(&b'-')
+            || s.get(10) != Some(&b'T')
+            || s.get(19) != Some(&b'Z')
+        {
             return None;
         }
         let num = |a: usize, b: usize| -> Option<u32> {
@@ -139,18 +153,32 @@ mod tests {
 
     #[test]
     fn known_dates() {
-        assert_eq!(&UnixTime(0).to_datetime().iso8601(), b"1970-01-01T00:00:00Z");
+        assert_eq!(
+            &UnixTime(0).to_datetime().iso8601(),
+            b"1970-01-01T00:00:00Z"
+        );
         // 2026-11-23T10:00:00Z, as in the spec's examples.
         let t = UnixTime(1_795_428_000);
         assert_eq!(&t.to_datetime().iso8601(), b"2026-11-23T10:00:00Z");
         assert_eq!(&t.to_datetime().wmi(), b"20261123100000.000000+000");
         // Leap day.
-        assert_eq!(&UnixTime(951_782_400).to_datetime().iso8601(), b"2000-02-29T00:00:00Z");
+        assert_eq!(
+            &UnixTime(951_782_400).to_datetime().iso8601(),
+            b"2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]
     fn round_trip() {
-        for secs in [0u64, 59, 86_399, 951_782_400, 1_795_428_000, 4_102_444_800, 253_402_300_799] {
+        for secs in [
+            0u64,
+            59,
+            86_399,
+            951_782_400,
+            1_795_428_000,
+            4_102_444_800,
+            253_402_300_799,
+        ] {
             let dt = UnixTime(secs).to_datetime();
             assert_eq!(UnixTime::from_datetime(&dt), Some(UnixTime(secs)));
             assert_eq!(DateTime::parse_iso8601(&dt.iso8601()), Some(dt));

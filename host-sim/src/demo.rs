@@ -55,7 +55,10 @@ pub async fn run() -> Result<()> {
     )
     .await?;
     let mp_url = format!("http://{}", server.local_addr());
-    println!("   MP emulator listening on {mp_url}, site database {}", db_path.display());
+    println!(
+        "   MP emulator listening on {mp_url}, site database {}",
+        db_path.display()
+    );
 
     let opts = ClientOptions {
         mp_url: mp_url.clone(),

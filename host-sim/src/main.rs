@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use mpagent_sim::{client, demo, mp};
 
 #[derive(Parser)]
-#[command(name = "mpagent-sim", version, about = "mpagent host simulator: appliance client, MP emulator, demo")]
+#[command(
+    name = "mpagent-sim",
+    version,
+    about = "mpagent host simulator: appliance client, MP emulator, demo"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,11 @@ enum ClientCommand {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

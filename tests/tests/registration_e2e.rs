@@ -55,11 +55,15 @@ async fn registers_and_second_run_reuses_identity_and_smsid() {
     assert_eq!(second.state, RegistrationState::Registered(smsid));
     assert!(!second.identity_created);
 
-    let db = SiteDb::open(&dir.path().join("site.db")).unwrap();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
     let clients = db.clients().unwrap();
     assert_eq!(clients.len(), 1, "{clients:?}");
     let row = format!("{:?}", clients[0]);
-    assert!(row.to_uppercase().contains(&smsid.to_string().to_uppercase()), "{row}");
+    assert!(
+        row.to_uppercase()
+            .contains(&smsid.to_string().to_uppercase()),
+        "{row}"
+    );
     assert!(db.rejections().unwrap().is_empty());
     mp.shutdown().await;
 }
@@ -70,7 +74,11 @@ async fn a_fresh_registration_after_losing_state_gets_the_same_smsid_for_the_sam
     let mp = start_mp(dir.path(), Approval::Auto).await;
     let opts = options(&mp, dir.path(), "GW-7");
     let first = client::register(&opts, &mut |_| {}).await.unwrap();
-    std::fs::remove_file(opts.state_dir.join(mpagent_sim::client::state::REGISTRATION_FILE)).unwrap();
+    std::fs::remove_file(
+        opts.state_dir
+            .join(mpagent_sim::client::state::REGISTRATION_FILE),
+    )
+    .unwrap();
     let again = client::register(&opts, &mut |_| {}).await.unwrap();
     assert_eq!(first.state, again.state);
     mp.shutdown().await;
@@ -82,14 +90,18 @@ async fn pending_then_approved_then_confirmed() {
     let mp = start_mp(dir.path(), Approval::Pending).await;
     let opts = options(&mp, dir.path(), "PRN-2");
     let mut seen = Vec::new();
-    let first = client::register(&opts, &mut |p| seen.push(*p)).await.unwrap();
+    let first = client::register(&opts, &mut |p| seen.push(*p))
+        .await
+        .unwrap();
     let RegistrationState::Pending(smsid) = first.state else {
         panic!("{:?}", first.state)
     };
     // Still pending: confirming again changes nothing until the administrator acts.
-    let db = SiteDb::open(&dir.path().join("site.db")).unwrap();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
     assert!(db.approve(&smsid.to_string()).unwrap());
-    let second = client::register(&opts, &mut |p| seen.push(*p)).await.unwrap();
+    let second = client::register(&opts, &mut |p| seen.push(*p))
+        .await
+        .unwrap();
     assert_eq!(second.state, RegistrationState::Registered(smsid));
     let sent: Vec<_> = seen
         .iter()
@@ -118,7 +130,11 @@ impl Signer for Tampering {
     }
 }
 
-async fn register_with(mp: &MpServer, signer: &dyn Signer, cert: &[u8]) -> Result<RegistrationState, RegisterError> {
+async fn register_with(
+    mp: &MpServer,
+    signer: &dyn Signer,
+    cert: &[u8],
+) -> Result<RegistrationState, RegisterError> {
     let url = format!("http://{}", mp.local_addr());
     let config = AgentConfig::new("PS1", SiteMode::Mixed, &url, "EVIL-1", "evil-1.local").unwrap();
     let mut connector = TcpConnector {
@@ -132,12 +148,18 @@ async fn register_with(mp: &MpServer, signer: &dyn Signer, cert: &[u8]) -> Resul
         &mut connector,
         &mut SystemClock,
         &config,
-        &SigningIdentity { signer, cert_der: cert },
+        &SigningIdentity {
+            signer,
+            cert_der: cert,
+        },
         AgentType::Client,
         &mut registrar,
         &mut rand_core::OsRng,
         &mut buf,
-        RegisterOptions { return_when_pending: true, max_failures: 1 },
+        RegisterOptions {
+            return_when_pending: true,
+            max_failures: 1,
+        },
         &mut |_| {},
     )
     .await
@@ -153,28 +175,51 @@ async fn forged_and_wrong_key_signatures_are_refused_and_the_mp_keeps_serving() 
         .unwrap();
 
     let forged = register_with(&mp, &Tampering(identity.signer.clone()), &identity.cert_der).await;
-    assert_eq!(forged, Err(RegisterError::GaveUp(AttemptFailure::Status(403))));
+    assert_eq!(
+        forged,
+        Err(RegisterError::GaveUp(AttemptFailure::Status(403)))
+    );
 
     let stranger = P256Signer::generate(&mut rand_core::OsRng);
     let wrong_key = register_with(&mp, &stranger, &identity.cert_der).await;
-    assert_eq!(wrong_key, Err(RegisterError::GaveUp(AttemptFailure::Status(403))));
+    assert_eq!(
+        wrong_key,
+        Err(RegisterError::GaveUp(AttemptFailure::Status(403)))
+    );
 
-    let db = SiteDb::open(&dir.path().join("site.db")).unwrap();
-    assert!(db.clients().unwrap().is_empty(), "a forged request registered a client");
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    assert!(
+        db.clients().unwrap().is_empty(),
+        "a forged request registered a client"
+    );
     let rejections = db.rejections().unwrap();
     assert_eq!(rejections.len(), 2, "{rejections:?}");
-    assert!(format!("{rejections:?}").to_lowercase().contains("signature"), "{rejections:?}");
+    assert!(
+        format!("{rejections:?}")
+            .to_lowercase()
+            .contains("signature"),
+        "{rejections:?}"
+    );
 
     // The honest key registers right after.
-    let honest = register_with(&mp, &identity.signer, &identity.cert_der).await.unwrap();
-    assert!(matches!(honest, RegistrationState::Registered(_)), "{honest:?}");
+    let honest = register_with(&mp, &identity.signer, &identity.cert_der)
+        .await
+        .unwrap();
+    assert!(
+        matches!(honest, RegistrationState::Registered(_)),
+        "{honest:?}"
+    );
     mp.shutdown().await;
 }
 
 #[tokio::test]
 async fn unreachable_mp_gives_up_with_a_transport_error() {
     // Bind then drop a listener to get a loopback port with nothing behind it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let opts = ClientOptions {
         mp_url: format!("http://127.0.0.1:{port}"),
@@ -188,5 +233,11 @@ async fn unreachable_mp_gives_up_with_a_transport_error() {
     let err = client::register(&opts, &mut |_| {}).await.unwrap_err();
     assert!(format!("{err:#}").contains("Transport"), "{err:#}");
     // Nothing was persisted as registered.
-    assert_eq!(StateDir::open(&opts.state_dir).unwrap().registration().unwrap(), RegistrationState::Unregistered);
+    assert_eq!(
+        StateDir::open(&opts.state_dir)
+            .unwrap()
+            .registration()
+            .unwrap(),
+        RegistrationState::Unregistered
+    );
 }

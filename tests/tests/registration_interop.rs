@@ -7,8 +7,8 @@ use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::guid::Guid;
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
 use mpagent_core::sign::P256Signer;
-use mpagent_core::sink::SliceSink;
 use mpagent_core::sink::Emit;
+use mpagent_core::sink::SliceSink;
 use mpagent_core::time::UnixTime;
 use mpagent_core::wire::registration::{AgentType, RegistrationData, RequestType};
 use mpagent_tests::{capture_registration, run_python};
@@ -24,7 +24,14 @@ fn identity(secret: u8) -> (P256Signer, Vec<u8>) {
 }
 
 fn config() -> AgentConfig<'static> {
-    AgentConfig::new("PS1", SiteMode::Mixed, "http://mp.corp.example:8080", "PRINTER-0042", "printer-0042.corp.example").unwrap()
+    AgentConfig::new(
+        "PS1",
+        SiteMode::Mixed,
+        "http://mp.corp.example:8080",
+        "PRINTER-0042",
+        "printer-0042.corp.example",
+    )
+    .unwrap()
 }
 
 fn write_tmp(bytes: &[u8]) -> tempfile::NamedTempFile {
@@ -37,23 +44,50 @@ fn write_tmp(bytes: &[u8]) -> tempfile::NamedTempFile {
 fn independent_verifier_accepts_our_registration() {
     for secret in [1u8, 7, 0x42] {
         let (signer, cert) = identity(secret);
-        let id = SigningIdentity { signer: &signer, cert_der: &cert };
-        let req = capture_registration(&config(), &id, AgentType::Client, NOW, Guid::random(&mut rand_core::OsRng));
+        let id = SigningIdentity {
+            signer: &signer,
+            cert_der: &cert,
+        };
+        let req = capture_registration(
+            &config(),
+            &id,
+            AgentType::Client,
+            NOW,
+            Guid::random(&mut rand_core::OsRng),
+        );
         let f = write_tmp(&req);
         let (ok, out) = run_python("verify_registration.py", &[f.path().as_os_str()]);
         assert!(ok, "independent verifier refused our request: {out}");
-        assert!(out.contains("1.2.840.10045.4.3.2 signature verifies"), "{out}");
+        assert!(
+            out.contains("1.2.840.10045.4.3.2 signature verifies"),
+            "{out}"
+        );
     }
 }
 
 #[test]
 fn independent_verifier_refuses_a_tampered_registration() {
     let (signer, cert) = identity(9);
-    let id = SigningIdentity { signer: &signer, cert_der: &cert };
-    let mut req = capture_registration(&config(), &id, AgentType::Client, NOW, Guid::random(&mut rand_core::OsRng));
+    let id = SigningIdentity {
+        signer: &signer,
+        cert_der: &cert,
+    };
+    let mut req = capture_registration(
+        &config(),
+        &id,
+        AgentType::Client,
+        NOW,
+        Guid::random(&mut rand_core::OsRng),
+    );
     // Change the NetBIOS name inside <Data> (UTF-16LE 'P' -> 'Q'): same length, still valid XML.
-    let needle: Vec<u8> = "Value=\"PRINTER".encode_utf16().flat_map(u16::to_le_bytes).collect();
-    let at = req.windows(needle.len()).position(|w| w == needle.as_slice()).expect("name in body");
+    let needle: Vec<u8> = "Value=\"PRINTER"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let at = req
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("name in body");
     req[at + 14] = b'Q';
     let f = write_tmp(&req);
     let (ok, out) = run_python("verify_registration.py", &[f.path().as_os_str()]);
@@ -65,8 +99,17 @@ fn independent_verifier_refuses_a_tampered_registration() {
 fn signature_from_another_key_is_refused_by_the_verifier() {
     let (_, cert) = identity(3);
     let other = P256Signer::from_secret_bytes(&[4u8; 32]).unwrap();
-    let id = SigningIdentity { signer: &other, cert_der: &cert };
-    let req = capture_registration(&config(), &id, AgentType::Client, NOW, Guid::random(&mut rand_core::OsRng));
+    let id = SigningIdentity {
+        signer: &other,
+        cert_der: &cert,
+    };
+    let req = capture_registration(
+        &config(),
+        &id,
+        AgentType::Client,
+        NOW,
+        Guid::random(&mut rand_core::OsRng),
+    );
     let f = write_tmp(&req);
     let (ok, out) = run_python("verify_registration.py", &[f.path().as_os_str()]);
     assert!(!ok, "{out}");

@@ -3,12 +3,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mpagent_core::http::response::parse_http_date;
 use mpagent_core::http::{
-    body_complete, decode_chunked_in_place, parse_response_head, poll_response, scan_chunked, BodyFraming, BodyState,
-    ChunkedProgress, ChunkedScan, ResponseProgress,
+    body_complete, decode_chunked_in_place, parse_response_head, poll_response, scan_chunked,
+    BodyFraming, BodyState, ChunkedProgress, ChunkedScan, ResponseProgress,
 };
 
 fuzz_target!(|data: &[u8]| {
+    // Dates on their own (all three RFC 9110 forms).
+    if let Some(t) = parse_http_date(data) {
+        assert!(t.0 < 253_402_300_800); // before year 10000
+    }
+
     // Head and framing on the raw bytes.
     if let Ok(Some(head)) = parse_response_head(data) {
         assert!(head.head_len <= data.len());
@@ -30,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = data.to_vec();
     match decode_chunked_in_place(&mut buf) {
         Ok(ChunkedProgress::Complete { body_len }) => match scan {
-            Ok(ChunkedScan::Complete { body_len: b, encoded_len }) => {
+            Ok(ChunkedScan::Complete {
+                body_len: b,
+                encoded_len,
+            }) => {
                 assert_eq!(b, body_len);
                 assert!(body_len <= encoded_len && encoded_len <= data.len());
             }
@@ -47,12 +56,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The IO loop: reads of 1..=64 bytes (chosen by the first byte) into a fixed buffer.
-    let Some((&step, wire)) = data.split_first() else { return };
+    let Some((&step, wire)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(step % 64) + 1;
     let mut fixed = [0u8; 2048];
     let mut filled = 0usize;
     loop {
-        let n = step.min(wire.len() - filled.min(wire.len())).min(fixed.len() - filled);
+        let n = step
+            .min(wire.len() - filled.min(wire.len()))
+            .min(fixed.len() - filled);
         fixed[filled..filled + n].copy_from_slice(&wire[filled..filled + n]);
         filled += n;
         match poll_response(&mut fixed, filled, n == 0) {

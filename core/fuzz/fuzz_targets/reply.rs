@@ -4,15 +4,17 @@
 
 use libfuzzer_sys::fuzz_target;
 use mpagent_core::wire::reply::{
-    header_xml, parse_msg_header, parse_registration_reply_in, parse_registration_response, payload_xml,
-    split_multipart, RegistrationStatus,
+    header_xml, parse_msg_header, parse_registration_reply_in, parse_registration_response,
+    payload_xml, split_multipart, RegistrationStatus,
 };
 use mpagent_core::wire::utf16::utf16le_to_utf8;
 
 const BOUNDARIES: [&str; 3] = ["aAbBcCdDv1234567890VxXyYzZ", "B", "--"];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, body)) = data.split_first() else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
     let boundary = BOUNDARIES[usize::from(sel) % BOUNDARIES.len()];
     let mut scratch = [0u8; 4096];
 
@@ -47,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
 fn check_registration(xml: &str) {
     if let Ok(r) = parse_registration_response(xml) {
         match r.status {
-            RegistrationStatus::Registered | RegistrationStatus::Pending => assert!(r.smsid.is_some()),
+            RegistrationStatus::Registered | RegistrationStatus::Pending => {
+                assert!(r.smsid.is_some())
+            }
             _ => assert!(r.smsid.is_none()),
         }
     }

@@ -19,8 +19,12 @@ fn exercise(t: XmlText<'_>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let Ok(src) = core::str::from_utf8(rest) else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(src) = core::str::from_utf8(rest) else {
+        return;
+    };
     let mut r = Reader::new(src);
     let mut steps = 0usize;
     loop {

@@ -93,7 +93,9 @@ impl Registrar {
             RegistrationState::Registered(id) => RegistrarAction::Done(id),
             RegistrationState::Rejected => RegistrarAction::Rejected,
             _ if now < self.next_attempt => RegistrarAction::WaitUntil(self.next_attempt),
-            RegistrationState::Unregistered => RegistrarAction::Send(RequestType::Registration, None),
+            RegistrationState::Unregistered => {
+                RegistrarAction::Send(RequestType::Registration, None)
+            }
             RegistrationState::Pending(id) => {
                 RegistrarAction::Send(RequestType::Confirmation, Some(id))
             }
@@ -101,7 +103,11 @@ impl Registrar {
     }
 
     /// A `ClientRegistrationResponse` arrived.
-    pub fn on_response(&mut self, now: UnixTime, reply: &RegistrationResponse) -> RegistrationEvent {
+    pub fn on_response(
+        &mut self,
+        now: UnixTime,
+        reply: &RegistrationResponse,
+    ) -> RegistrationEvent {
         match (reply.status, reply.smsid) {
             (RegistrationStatus::Registered, Some(id)) => {
                 self.state = RegistrationState::Registered(id);
@@ -189,12 +195,18 @@ mod tests {
     fn pending_then_confirmed() {
         let mut r = Registrar::new(RegistrationState::Unregistered);
         let t0 = UnixTime(1000);
-        assert_eq!(r.poll(t0), RegistrarAction::Send(RequestType::Registration, None));
+        assert_eq!(
+            r.poll(t0),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
         let ev = r.on_response(t0, &reply(RegistrationStatus::Pending, Some(id())));
         let at = t0.plus(profile::PENDING_RECHECK_SECS);
         assert_eq!(ev, RegistrationEvent::PendingApproval(id(), at));
         assert_eq!(r.poll(t0.plus(1)), RegistrarAction::WaitUntil(at));
-        assert_eq!(r.poll(at), RegistrarAction::Send(RequestType::Confirmation, Some(id())));
+        assert_eq!(
+            r.poll(at),
+            RegistrarAction::Send(RequestType::Confirmation, Some(id()))
+        );
         r.on_response(at, &reply(RegistrationStatus::Registered, Some(id())));
         assert_eq!(r.poll(at), RegistrarAction::Done(id()));
         assert_eq!(r.state(), RegistrationState::Registered(id()));
@@ -212,7 +224,10 @@ mod tests {
         }
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
         // Success resets the failure count.
-        r.on_response(UnixTime(0), &reply(RegistrationStatus::Registered, Some(id())));
+        r.on_response(
+            UnixTime(0),
+            &reply(RegistrationStatus::Registered, Some(id())),
+        );
         assert_eq!(r.failures(), 0);
     }
 
@@ -230,6 +245,9 @@ mod tests {
         );
         assert_eq!(r.poll(UnixTime(10_000)), RegistrarAction::Rejected);
         r.reset();
-        assert_eq!(r.poll(UnixTime(0)), RegistrarAction::Send(RequestType::Registration, None));
+        assert_eq!(
+            r.poll(UnixTime(0)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
     }
 }

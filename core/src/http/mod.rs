@@ -26,8 +26,8 @@ pub mod response;
 pub use chunked::{decode_chunked_in_place, scan_chunked, ChunkedProgress, ChunkedScan};
 pub use request::{Method, RequestHead, CCM_REQUEST_PATH, USER_AGENT};
 pub use response::{
-    body_complete, parse_response_head, poll_response, BodyFraming, BodyState, ResponseHead,
-    ResponseProgress, MAX_BOUNDARY_LEN, MAX_HEADERS,
+    body_complete, parse_http_date, parse_response_head, poll_response, BodyFraming, BodyState,
+    ResponseHead, ResponseProgress, MAX_BOUNDARY_LEN, MAX_HEADERS,
 };
 
 /// What went wrong framing or parsing HTTP.

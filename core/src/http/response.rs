@@ -333,38 +333,43 @@ fn multipart_boundary(value: &[u8]) -> Result<heapless::String<72>, HttpError> {
     Ok(out)
 }
 
-/// Parse an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7), the only form
-/// HTTP/1.1 servers send. The obsolete RFC 850 and asctime forms give `None`.
-pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
-    const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let v: &[u8; 29] = trim_ows(value).try_into().ok()?;
-    let num = |a: usize, b: usize| -> Option<u16> {
-        v.get(a..b)?.iter().try_fold(0u16, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u16::from(c - b'0'))
-        })
-    };
-    let day_name = v.get(0..3)?;
-    if !DAYS.iter().any(|d| d.as_slice() == day_name)
-        || v.get(3..5)? != b", "
-        || v.get(7) != Some(&b' ')
-        || v.get(11) != Some(&b' ')
-        || v.get(16) != Some(&b' ')
-        || v.get(19) != Some(&b':')
-        || v.get(22) != Some(&b':')
-        || v.get(25..29)? != b" GMT"
-    {
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+const LONG_DAYS: [&[u8]; 7] = [
+    b"Monday",
+    b"Tuesday",
+    b"Wednesday",
+    b"Thursday",
+    b"Friday",
+    b"Saturday",
+    b"Sunday",
+];
+
+/// All-digit field (no sign, no space).
+fn digits(s: &[u8]) -> Option<u16> {
+    if s.is_empty() || s.len() > 4 {
         return None;
     }
-    let month_name = v.get(8..11)?;
-    let month = MONTHS.iter().position(|m| m.as_slice() == month_name)?;
-    let year = num(12, 16)?;
-    let day = num(5, 7)?;
+    s.iter().try_fold(0u16, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u16::from(c - b'0'))
+    })
+}
+
+/// `hh:mm:ss`.
+fn time_of_day(s: &[u8]) -> Option<(u8, u8, u8)> {
+    let [h1, h2, b':', m1, m2, b':', s1, s2] = *s else {
+        return None;
+    };
+    let two = |a: u8, b: u8| u8::try_from(digits(&[a, b])?).ok();
+    Some((two(h1, h2)?, two(m1, m2)?, two(s1, s2)?))
+}
+
+fn calendar(year: u16, month: &[u8], day: u16, time: &[u8]) -> Option<UnixTime> {
+    let month = MONTHS.iter().position(|m| m.as_slice() == month)?;
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
+    let month_days: [u16; 12] = [
         31,
         if leap { 29 } else { 28 },
         31,
@@ -381,15 +386,74 @@ pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
     if day == 0 || day > *month_days.get(month)? {
         return None;
     }
+    let (hour, minute, second) = time_of_day(time)?;
     let dt = DateTime {
         year,
         month: u8::try_from(month).ok()?.checked_add(1)?,
         day: u8::try_from(day).ok()?,
-        hour: u8::try_from(num(17, 19)?).ok()?,
-        minute: u8::try_from(num(20, 22)?).ok()?,
-        second: u8::try_from(num(23, 25)?).ok()?,
+        hour,
+        minute,
+        second,
     };
     UnixTime::from_datetime(&dt)
+}
+
+/// Parse an HTTP date (RFC 9110 §5.6.7): the IMF-fixdate servers send
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`) and the two obsolete forms recipients must accept,
+/// RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`, two-digit years 70–99 → 19xx, 00–69 → 20xx, as a
+/// clockless device cannot apply the "50 years" rule) and asctime (`Sun Nov  6 08:49:37 1994`).
+/// The weekday name is checked for form but not against the date.
+pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
+    let v = trim_ows(value);
+    if v.len() == 29 {
+        // IMF-fixdate: day-name "," SP 2DIGIT SP month SP 4DIGIT SP hh:mm:ss SP "GMT"
+        let (name, rest) = v.split_at(3);
+        let [b',', b' ', d1, d2, b' ', m1, m2, m3, b' ', y1, y2, y3, y4, b' ', ref time @ .., b' ', b'G', b'M', b'T'] =
+            *rest
+        else {
+            return None;
+        };
+        if !DAYS.contains(&name) {
+            return None;
+        }
+        return calendar(
+            digits(&[y1, y2, y3, y4])?,
+            &[m1, m2, m3],
+            digits(&[d1, d2])?,
+            time,
+        );
+    }
+    if v.len() == 24 && v.get(3) == Some(&b' ') {
+        // asctime: day-name SP month SP ( 2DIGIT / SP 1DIGIT ) SP hh:mm:ss SP 4DIGIT
+        let (name, rest) = v.split_at(3);
+        let [b' ', m1, m2, m3, b' ', d1, d2, b' ', ref time @ .., b' ', y1, y2, y3, y4] = *rest
+        else {
+            return None;
+        };
+        if !DAYS.contains(&name) {
+            return None;
+        }
+        let day = if d1 == b' ' {
+            digits(&[d2])?
+        } else {
+            digits(&[d1, d2])?
+        };
+        return calendar(digits(&[y1, y2, y3, y4])?, &[m1, m2, m3], day, time);
+    }
+    // RFC 850: long-day-name "," SP 2DIGIT "-" month "-" 2DIGIT SP hh:mm:ss SP "GMT"
+    let comma = v.iter().position(|&b| b == b',')?;
+    let (name, rest) = v.split_at(comma);
+    let [b',', b' ', d1, d2, b'-', m1, m2, m3, b'-', y1, y2, b' ', ref time @ .., b' ', b'G', b'M', b'T'] =
+        *rest
+    else {
+        return None;
+    };
+    if !LONG_DAYS.contains(&name) {
+        return None;
+    }
+    let yy = digits(&[y1, y2])?;
+    let year = if yy >= 70 { 1900 + yy } else { 2000 + yy };
+    calendar(year, &[m1, m2, m3], digits(&[d1, d2])?, time)
 }
 
 /// Where the body stands, from [`body_complete`].
@@ -804,10 +868,34 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
             parse_http_date(b"  Thu, 29 Feb 2024 00:00:00 GMT "),
             Some(UnixTime(1_709_164_800))
         );
+        // The obsolete forms.
+        assert_eq!(
+            parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(UnixTime(784_111_777))
+        );
+        assert_eq!(
+            parse_http_date(b"Sun Nov  6 08:49:37 1994"),
+            Some(UnixTime(784_111_777))
+        );
+        assert_eq!(
+            parse_http_date(b"Mon Nov 23 10:00:00 2026"),
+            Some(UnixTime(1_795_428_000))
+        );
+        assert_eq!(
+            parse_http_date(b"Monday, 23-Nov-26 10:00:00 GMT"),
+            Some(UnixTime(1_795_428_000))
+        );
         for bad in [
-            &b"Sunday, 06-Nov-94 08:49:37 GMT"[..],
-            b"Sun Nov  6 08:49:37 1994",
+            &b"Sun, 06-Nov-94 08:49:37 GMT"[..],
+            b"Sunday, 06-Nov-1994 08:49:37 GMT",
+            b"Funday, 06-Nov-94 08:49:37 GMT",
+            b"Sunday, 06-Nov-94 08:49:37 UTC",
+            b"Sun Nov 6  08:49:37 1994",
+            b"Sun Nov  6 08:49:37 94  ",
+            b"Xyz Nov  6 08:49:37 1994",
             b"Sun, 06 Nov 1994 08:49:37 UTC",
+            b"Sun, 06 Nov 1994 8:49:37  GMT",
+            b"Sun, 06 Nov 1994 08-49-37 GMT",
             b"Xyz, 06 Nov 1994 08:49:37 GMT",
             b"Sun, 06 Foo 1994 08:49:37 GMT",
             b"Sun, 31 Nov 1994 08:49:37 GMT",

@@ -100,4 +100,3 @@ impl Emit for MsgHeader<'_> {
         w.raw("<Timeout>60000</Timeout></Msg>")
     }
 }
-

@@ -89,7 +89,10 @@ impl Emit for RegistrationData<'_> {
             },
         )?;
         let ts = self.timestamp.iso8601();
-        w.attr("TimeStamp", core::str::from_utf8(&ts).map_err(|_| Overflow)?)?;
+        w.attr(
+            "TimeStamp",
+            core::str::from_utf8(&ts).map_err(|_| Overflow)?,
+        )?;
         w.close()?;
         w.open("AgentInformation")?;
         w.attr("AgentIdentity", crate::profile::AGENT_IDENTITY)?;
@@ -104,7 +107,11 @@ impl Emit for RegistrationData<'_> {
         property(&mut w, "Netbios Name", self.netbios_name)?;
         property(&mut w, "FQ Name", self.fqdn)?;
         let mut num = [0u8; 20];
-        property(&mut w, "Locale ID", crate::wire::xml::fmt_u64(u64::from(self.locale_id), &mut num))?;
+        property(
+            &mut w,
+            "Locale ID",
+            crate::wire::xml::fmt_u64(u64::from(self.locale_id), &mut num),
+        )?;
         property(&mut w, "InternetFlag", "0")?;
         w.raw("</DiscoveryProperties></Data>")
     }

@@ -33,7 +33,11 @@ impl<'s> XmlWriter<'s> {
         self.out.write(&[0, 0])
     }
 
-    fn encode(&mut self, s: &str, escape: fn(char) -> Option<&'static str>) -> Result<(), Overflow> {
+    fn encode(
+        &mut self,
+        s: &str,
+        escape: fn(char) -> Option<&'static str>,
+    ) -> Result<(), Overflow> {
         let mut buf = [0u8; CHUNK];
         let mut n = 0usize;
         for c in s.chars() {

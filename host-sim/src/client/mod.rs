@@ -56,9 +56,18 @@ pub async fn register(
     opts: &ClientOptions,
     observer: &mut dyn FnMut(&Progress),
 ) -> Result<RegisterOutcome> {
-    let fqdn = opts.fqdn.clone().unwrap_or_else(|| format!("{}.local", opts.name));
-    let config = AgentConfig::new(&opts.site_code, SiteMode::Mixed, &opts.mp_url, &opts.name, &fqdn)
-        .map_err(|e| anyhow!("invalid configuration: {e:?}"))?;
+    let fqdn = opts
+        .fqdn
+        .clone()
+        .unwrap_or_else(|| format!("{}.local", opts.name));
+    let config = AgentConfig::new(
+        &opts.site_code,
+        SiteMode::Mixed,
+        &opts.mp_url,
+        &opts.name,
+        &fqdn,
+    )
+    .map_err(|e| anyhow!("invalid configuration: {e:?}"))?;
     let state_dir = StateDir::open(&opts.state_dir)?;
     let identity = state_dir.load_or_create_identity(&opts.name, unix_now())?;
     let signing = SigningIdentity {

@@ -188,9 +188,13 @@ mod tests {
     fn identity_is_created_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let st = StateDir::open(dir.path()).unwrap();
-        let a = st.load_or_create_identity("dev1", UnixTime(1_795_428_000)).unwrap();
+        let a = st
+            .load_or_create_identity("dev1", UnixTime(1_795_428_000))
+            .unwrap();
         assert!(a.created);
-        let b = st.load_or_create_identity("dev1", UnixTime(1_795_428_000)).unwrap();
+        let b = st
+            .load_or_create_identity("dev1", UnixTime(1_795_428_000))
+            .unwrap();
         assert!(!b.created);
         assert_eq!(a.cert_der, b.cert_der);
         assert_eq!(a.signer.secret_bytes(), b.signer.secret_bytes());

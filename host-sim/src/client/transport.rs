@@ -26,7 +26,9 @@ impl Connector for TcpConnector {
         let addr = (self.host.as_str(), self.port);
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
         stream.set_nodelay(true)?;
         Ok(FromTokio::new(stream))
     }

@@ -135,3 +135,91 @@ pub fn build_reply(config: &MpConfig, request: &MsgHeader, body_xml: &str) -> Re
         body: envelope::build_multipart(&header, &part),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> MpConfig {
+        MpConfig {
+            site_code: "P01".into(),
+            db_path: dir.join("s.db"),
+            approval: super::super::Approval::Auto,
+            limits: Default::default(),
+            mp_host: "mp.test".into(),
+        }
+    }
+
+    const HEADER: &str = "<Msg ReplyCompression=\"zlib\"><Body Type=\"ByteRange\" Length=\"LEN\" Offset=\"0\" /><ID>{5DD100CD-DF1D-45F5-BA17-A327F43465F8}</ID><ReplyTo>direct:DEV:SccmMessaging</ReplyTo><TargetEndpoint>EP</TargetEndpoint></Msg>";
+
+    fn message(endpoint: &str, body_xml: &str) -> Vec<u8> {
+        let (stream, len) = envelope::body_stream(body_xml);
+        let header = HEADER
+            .replace("LEN", &len.to_string())
+            .replace("EP", endpoint);
+        envelope::build_multipart(&header, &stream)
+    }
+
+    #[test]
+    fn pipeline_refusals_name_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let db = SiteDb::open(&config.db_path).unwrap();
+        let ct = format!("multipart/mixed; boundary=\"{}\"", envelope::BOUNDARY);
+        let msg = message("MP_Nowhere", "<X/>");
+        assert!(handle_ccm_post(&config, &db, None, &msg)
+            .unwrap_err()
+            .reason
+            .contains("without Content-Type"));
+        assert!(handle_ccm_post(&config, &db, Some("text/plain"), &msg)
+            .unwrap_err()
+            .reason
+            .contains("content-type"));
+        let err = handle_ccm_post(&config, &db, Some(&ct), &msg).unwrap_err();
+        assert!(
+            err.reason.contains("unsupported endpoint"),
+            "{}",
+            err.reason
+        );
+        assert_eq!(err.endpoint.as_deref(), Some("MP_Nowhere"));
+        let err = handle_ccm_post(
+            &config,
+            &db,
+            Some(&ct),
+            &message("MP_ClientRegistration", "<X/>"),
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("registration"), "{}", err.reason);
+        // A header with a DTD is refused before any parsing.
+        let evil =
+            envelope::build_multipart("<!DOCTYPE Msg><Msg/>", &envelope::body_stream("<X/>").0);
+        assert!(handle_ccm_post(&config, &db, Some(&ct), &evil)
+            .unwrap_err()
+            .reason
+            .contains("document type"));
+    }
+
+    #[test]
+    fn reply_is_compressed_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let header = MsgHeader::parse(
+            &HEADER
+                .replace("LEN", "10")
+                .replace("EP", "MP_ClientRegistration"),
+        )
+        .unwrap();
+        let reply = build_reply(&config, &header, "<R/>");
+        let parts = envelope::split_multipart(&reply.body, envelope::BOUNDARY).unwrap();
+        let (h, b) = envelope::message_parts(&parts).unwrap();
+        let h = MsgHeader::parse(&envelope::decode_header_part(h).unwrap()).unwrap();
+        assert!(h.is_compressed());
+        assert_eq!(
+            h.correlation_id.as_deref(),
+            Some("{5DD100CD-DF1D-45F5-BA17-A327F43465F8}")
+        );
+        let body =
+            envelope::decode_body_part(b, true, h.body_range().unwrap(), &[], 1 << 20).unwrap();
+        assert_eq!(body.text, "<R/>");
+    }
+}

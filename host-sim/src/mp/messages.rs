@@ -44,6 +44,18 @@ pub fn check_plain_markup(xml: &str) -> Result<(), XmlError> {
     Ok(())
 }
 
+/// The text after a leading `<?xml …?>` declaration (if any); the declaration's encoding label
+/// is meaningless once the text is decoded, so it is not handed to the XML parser.
+pub fn strip_xml_declaration(xml: &str) -> &str {
+    let t = xml.trim_start();
+    if t.starts_with("<?xml ") || t.starts_with("<?xml?") {
+        if let Some(end) = t.find("?>") {
+            return &t[end + 2..];
+        }
+    }
+    xml
+}
+
 fn parse<'de, T: Deserialize<'de>>(xml: &str, what: &'static str) -> Result<T, XmlError> {
     check_no_dtd(xml)?;
     serde_xml_rs::from_str(xml).map_err(|e| XmlError::Malformed {
@@ -290,6 +302,7 @@ pub struct ClientRegistrationRequest {
 impl ClientRegistrationRequest {
     /// Parses a registration body after [`check_plain_markup`] (the root element name is checked too).
     pub fn parse(xml: &str) -> Result<ClientRegistrationRequest, XmlError> {
+        let xml = strip_xml_declaration(xml);
         check_plain_markup(xml)?;
         if !xml.trim_start().starts_with("<ClientRegistrationRequest") {
             return Err(XmlError::Malformed {
@@ -481,6 +494,18 @@ mod tests {
     }
 
     #[test]
+    fn leading_xml_declaration_is_allowed() {
+        let r = format!("<?xml version=\"1.0\" encoding=\"UTF-16\"?>{REG}");
+        assert_eq!(
+            ClientRegistrationRequest::parse(&r)
+                .unwrap()
+                .data
+                .request_type,
+            "Registration"
+        );
+    }
+
+    #[test]
     fn malformed_registrations_are_refused() {
         for bad in [
             REG.replace("</Data>", ""),
@@ -490,7 +515,8 @@ mod tests {
             ),
             REG.replace("ClientRegistrationRequest", "Other"),
             REG.replace("<AgentInformation", "<!-- x --><AgentInformation"),
-            format!("<?xml version=\"1.0\"?>{REG}"),
+            REG.replace("<AgentInformation", "<?pi x?><AgentInformation"),
+            format!("<?xml version=\"1.0\"?><?xml-stylesheet x?>{REG}"),
             REG[..REG.len() - 10].to_string(),
         ] {
             assert!(ClientRegistrationRequest::parse(&bad).is_err(), "{bad}");

@@ -288,3 +288,149 @@ fn confirm(
         .map_err(internal)?;
     Ok(outcome(row.status, &row.smsid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Signer;
+    use std::str::FromStr;
+    use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+    use x509_cert::der::Encode;
+
+    struct Dev {
+        key: p256::ecdsa::SigningKey,
+        cert_hex: String,
+    }
+
+    fn dev() -> Dev {
+        let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let spki =
+            x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
+        let cert = CertificateBuilder::new(
+            Profile::Root,
+            x509_cert::serial_number::SerialNumber::from(1u32),
+            x509_cert::time::Validity::from_now(std::time::Duration::from_secs(86_400)).unwrap(),
+            x509_cert::name::Name::from_str("CN=t").unwrap(),
+            spki,
+            &key,
+        )
+        .unwrap()
+        .build::<p256::ecdsa::DerSignature>()
+        .unwrap();
+        Dev {
+            key,
+            cert_hex: hex::encode_upper(cert.to_der().unwrap()),
+        }
+    }
+
+    /// A body whose `<Data>` is built from `attrs` (inserted into the Data tag) and `agent`.
+    fn body(d: &Dev, attrs: &str, agent: &str, with_cert: bool) -> Body {
+        let certs = if with_cert {
+            format!("<Certificates><Signing Encoding=\"HexBinary\" KeyType=\"1\">{}</Signing></Certificates>", d.cert_hex)
+        } else {
+            String::new()
+        };
+        let data = format!(
+            "<Data HashAlgorithm=\"1.2.840.10045.4.3.2\" {attrs}><AgentInformation AgentType=\"{agent}\" />{certs}</Data>"
+        );
+        let sig: p256::ecdsa::Signature = d.key.sign(&envelope::encode_utf16le(&data));
+        let text = format!(
+            "<ClientRegistrationRequest>{data}<Signature><SignatureValue>{}</SignatureValue></Signature></ClientRegistrationRequest>",
+            hex::encode_upper(sig.to_bytes())
+        );
+        Body {
+            bytes: envelope::encode_utf16le(&text),
+            text,
+        }
+    }
+
+    fn db() -> (tempfile::TempDir, SiteDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SiteDb::open(dir.path().join("s.db")).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn minimal_registration_and_confirmation() {
+        let (_t, db) = db();
+        let d = dev();
+        let out = handle(
+            &db,
+            Approval::Auto,
+            &body(&d, "RequestType=\"Registration\"", "0", true),
+        )
+        .unwrap();
+        assert_eq!(out.status, RegistrationStatus::Registered);
+        let smsid = out.smsid.unwrap();
+        // Confirmation without certificates: verified with the stored one.
+        let conf = body(
+            &d,
+            &format!(
+                "RequestType=\"Confirmation\" SMSID=\"{}\"",
+                smsid.to_ascii_lowercase()
+            ),
+            "0",
+            false,
+        );
+        let out = handle(&db, Approval::Auto, &conf).unwrap();
+        assert_eq!(
+            (out.status, out.smsid.as_deref()),
+            (RegistrationStatus::Registered, Some(smsid.as_str()))
+        );
+        assert!(db.events().unwrap().iter().any(|e| e.kind == "confirmed"));
+    }
+
+    #[test]
+    fn malformed_requests_are_rejected_with_reasons() {
+        let (_t, db) = db();
+        let d = dev();
+        let cases = [
+            (body(&d, "RequestType=\"Registration\"", "zero", true), "AgentType \"zero\" is not a number"),
+            (body(&d, "RequestType=\"Registration\"", "300", true), "not a number"),
+            (body(&d, "RequestType=\"Renew\"", "0", true), "unknown RequestType"),
+            (body(&d, "RequestType=\"Registration\"", "0", false), "without a Signing certificate"),
+            (body(&d, "RequestType=\"Confirmation\"", "0", true), "without a well-formed Data/@SMSID"),
+            (
+                body(&d, "RequestType=\"Confirmation\" SMSID=\"GUID:00000000-0000-0000-0000-000000000000\"", "0", true),
+                "unknown SMSID",
+            ),
+        ];
+        for (b, reason) in cases {
+            let err = handle(&db, Approval::Auto, &b).unwrap_err();
+            assert!(
+                err.reason.contains(reason),
+                "{:?} lacks {reason:?}",
+                err.reason
+            );
+            assert!(!err.internal);
+        }
+        // A certificate that is not hex / not a certificate.
+        let mut b = body(&d, "RequestType=\"Registration\"", "0", true);
+        b.text = b.text.replace(&d.cert_hex, "ZZ");
+        b.bytes = envelope::encode_utf16le(&b.text);
+        assert!(handle(&db, Approval::Auto, &b)
+            .unwrap_err()
+            .reason
+            .contains("bad hex"));
+        b.text = b.text.replace(">ZZ<", ">3003020101<");
+        b.bytes = envelope::encode_utf16le(&b.text);
+        assert!(handle(&db, Approval::Auto, &b)
+            .unwrap_err()
+            .reason
+            .contains("certificate"));
+        assert!(db.clients().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bytes_and_text_must_agree() {
+        // The signed bytes are taken from `bytes`; a body whose text was altered is caught.
+        let (_t, db) = db();
+        let d = dev();
+        let mut b = body(&d, "RequestType=\"Registration\"", "0", true);
+        b.bytes = envelope::encode_utf16le(&b.text.replace("AgentType=\"0\"", "AgentType=\"2\""));
+        assert!(handle(&db, Approval::Auto, &b)
+            .unwrap_err()
+            .reason
+            .contains("signature does not verify"));
+    }
+}

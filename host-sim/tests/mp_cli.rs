@@ -1,0 +1,130 @@
+//! The `mpagent-sim mp` administration commands against a site database.
+
+use mpagent_sim::mp::db::{ClientStatus, SiteDb};
+use mpagent_sim::mp::{run, MpCommand};
+use std::str::FromStr;
+use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::der::{Encode, EncodePem};
+
+fn proxy_cert() -> x509_cert::Certificate {
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
+    CertificateBuilder::new(
+        Profile::Root,
+        x509_cert::serial_number::SerialNumber::from(9u32),
+        x509_cert::time::Validity::from_now(std::time::Duration::from_secs(86_400)).unwrap(),
+        x509_cert::name::Name::from_str("CN=ISV Proxy").unwrap(),
+        spki,
+        &key,
+    )
+    .unwrap()
+    .build::<p256::ecdsa::DerSignature>()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn admin_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("site.db");
+    let cert = proxy_cert();
+    let pem_path = dir.path().join("proxy.pem");
+    let der_path = dir.path().join("proxy.cer");
+    std::fs::write(
+        &pem_path,
+        cert.to_pem(x509_cert::der::pem::LineEnding::LF).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&der_path, cert.to_der().unwrap()).unwrap();
+
+    run(MpCommand::ImportCert {
+        db: db.clone(),
+        file: pem_path,
+    })
+    .await
+    .unwrap();
+    run(MpCommand::ImportCert {
+        db: db.clone(),
+        file: der_path,
+    })
+    .await
+    .unwrap();
+    let imported = SiteDb::open(&db).unwrap().imported_certs().unwrap();
+    assert_eq!(
+        imported.len(),
+        1,
+        "PEM and DER of one certificate import once"
+    );
+    assert_eq!(imported[0].cert_der, cert.to_der().unwrap());
+    assert!(imported[0].subject.contains("ISV Proxy"));
+
+    let junk = dir.path().join("junk.cer");
+    std::fs::write(&junk, b"not a certificate").unwrap();
+    assert!(run(MpCommand::ImportCert {
+        db: db.clone(),
+        file: junk
+    })
+    .await
+    .is_err());
+
+    let unknown = "GUID:00000000-0000-0000-0000-000000000000".to_string();
+    assert!(run(MpCommand::Approve {
+        db: db.clone(),
+        smsid: unknown.clone()
+    })
+    .await
+    .is_err());
+    assert!(run(MpCommand::Reject {
+        db: db.clone(),
+        smsid: unknown
+    })
+    .await
+    .is_err());
+
+    // A client row to approve and block through the CLI.
+    let smsid = "GUID:11111111-2222-4333-8444-555555555555";
+    SiteDb::open(&db)
+        .unwrap()
+        .insert_client(&mpagent_sim::mp::db::NewClient {
+            smsid,
+            cert_der: b"c",
+            agent_type: 0,
+            netbios_name: Some("DEV"),
+            fqdn: None,
+            hash_algorithm: None,
+            status: ClientStatus::Pending,
+            registered_by_proxy: None,
+        })
+        .unwrap();
+    run(MpCommand::Approve {
+        db: db.clone(),
+        smsid: smsid.to_ascii_lowercase(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        SiteDb::open(&db)
+            .unwrap()
+            .client(smsid)
+            .unwrap()
+            .unwrap()
+            .status,
+        ClientStatus::Approved
+    );
+    run(MpCommand::Reject {
+        db: db.clone(),
+        smsid: smsid.into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        SiteDb::open(&db)
+            .unwrap()
+            .client(smsid)
+            .unwrap()
+            .unwrap()
+            .status,
+        ClientStatus::Rejected
+    );
+    run(MpCommand::Clients { db: db.clone() }).await.unwrap();
+    run(MpCommand::Rejections { db }).await.unwrap();
+}
