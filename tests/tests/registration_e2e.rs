@@ -241,3 +241,36 @@ async fn unreachable_mp_gives_up_with_a_transport_error() {
         RegistrationState::Unregistered
     );
 }
+
+#[tokio::test]
+async fn rejected_by_the_site_is_terminal_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Pending).await;
+    let opts = options(&mp, dir.path(), "ROGUE-3");
+    let first = client::register(&opts, &mut |_| {}).await.unwrap();
+    let RegistrationState::Pending(smsid) = first.state else {
+        panic!("{:?}", first.state)
+    };
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    assert!(db.reject(&smsid.to_string()).unwrap());
+    let second = client::register(&opts, &mut |_| {}).await.unwrap();
+    assert_eq!(second.state, RegistrationState::Rejected);
+    // Persisted: a later run does not knock on the MP's door again.
+    assert_eq!(
+        StateDir::open(&opts.state_dir)
+            .unwrap()
+            .registration()
+            .unwrap(),
+        RegistrationState::Rejected
+    );
+    let mut sent = 0;
+    let third = client::register(&opts, &mut |p| {
+        if matches!(p, Progress::Sending { .. }) {
+            sent += 1
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((third.state, sent), (RegistrationState::Rejected, 0));
+    mp.shutdown().await;
+}
