@@ -1,5 +1,7 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`.
 
+pub mod fault;
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -19,6 +19,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}"
 fi
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
+command -v defmt-print >/dev/null || cargo install --locked defmt-print  # decodes the firmware's log
 
 step "format"
 cargo fmt --all --check
@@ -36,6 +37,20 @@ probe_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-co
   -kernel boards/size-probe/target/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$probe_out"
 grep -q '^registration request: [0-9]* bytes' <<<"$probe_out"
+# The same image with the RSA-2048 signer as well (provisioned key, certificate, signed request).
+(cd boards/size-probe && cargo clippy --locked --release --features rsa-measure -- -D warnings \
+  && cargo build --locked --release --features rsa --target-dir target/rsa)
+rsa_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
+  -kernel boards/size-probe/target/rsa/thumbv7em-none-eabihf/release/mpagent-size-probe)
+echo "$rsa_out"
+grep -q '^rsa registration request: [0-9]* bytes' <<<"$rsa_out"
+
+step "firmware for QEMU mps2-an386 (boards/qemu-mps2-an386; booted by tests/tests/qemu_board.rs)"
+(cd boards/qemu-mps2-an386 && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
+  && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')  # one RustCrypto generation
 
 step "host tests, interop and end-to-end"
 cargo test --workspace --locked
+
+step "size report: flash, RAM, stack and instructions on Cortex-M4 (the table of docs/size.md)"
+bash boards/size-report.sh --stdout

@@ -265,3 +265,649 @@ async fn attempt<C: Connector>(
     reply::parse_registration_reply(response.body, response.head.boundary.as_str())
         .map_err(AttemptFailure::Reply)
 }
+
+// ---- Messages after registration (spec §5) ----------------------------------------------------
+//
+// Requests go out through `agent::signed::fill_window`: each window's emission stops once the
+// window is full, so no pass over the request is spent on counting and none runs past its window.
+
+use crate::agent::signed::fill_window;
+use crate::http::stream::{BodyDecoder, StreamError};
+use crate::sink::Sink;
+use crate::wire::policy::{parse_policy_reply_in, PolicyAssignment, PolicyError};
+
+/// Sending a request or reading its response head failed. `Copy` and transport-agnostic, so a
+/// queue can keep it and decide with [`SendError::is_retryable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SendError {
+    /// Connecting, sending or receiving failed (the MP is unreachable): retry later.
+    Transport(embedded_io_async::ErrorKind),
+    /// The request could not be emitted (a length overflowed, a header failed validation, or an
+    /// inventory description refused to emit): it will never go out as it is.
+    Request,
+    /// The response's HTTP framing was malformed, or its head did not fit the buffer.
+    Http(HttpError),
+    /// The MP answered with this non-success status: 403 for a refused identity or signature,
+    /// 5xx when it is in trouble, …
+    Status(u16),
+}
+
+impl SendError {
+    /// Whether sending the same message again later can succeed: transport failures, malformed
+    /// responses, 408, 429 and 5xx. A request that cannot be emitted and 4xx refusals (403: the
+    /// MP refused the identity or a signature) will fail the same way again.
+    pub fn is_retryable(&self) -> bool {
+        match *self {
+            SendError::Transport(_) | SendError::Http(_) => true,
+            SendError::Request => false,
+            SendError::Status(s) => s == 408 || s == 429 || s >= 500,
+        }
+    }
+}
+
+fn transport<E: embedded_io_async::Error>(e: E) -> SendError {
+    SendError::Transport(e.kind())
+}
+
+/// Stream `request` into `conn` through `buf`, one window per emission pass.
+async fn send_request<T: Write>(
+    conn: &mut T,
+    request: &dyn Emit,
+    buf: &mut [u8],
+) -> Result<usize, SendError> {
+    let cap = buf.len();
+    let mut offset = 0usize;
+    loop {
+        let n = fill_window(request, offset, buf).map_err(|_| SendError::Request)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).ok_or(SendError::Request)?;
+        conn.write_all(chunk).await.map_err(transport)?;
+        offset = offset.saturating_add(n);
+        if n < cap {
+            break;
+        }
+    }
+    conn.flush().await.map_err(transport)?;
+    Ok(offset)
+}
+
+/// Read until the response head is complete; returns it and how much of `buf` is filled.
+async fn read_head<T: Read>(
+    conn: &mut T,
+    buf: &mut [u8],
+) -> Result<(ResponseHead, usize), SendError> {
+    let mut filled = 0usize;
+    loop {
+        let free = match buf.get_mut(filled..) {
+            Some(free) if !free.is_empty() => free,
+            _ => return Err(SendError::Http(HttpError::ResponseTooLarge)),
+        };
+        let n = conn.read(free).await.map_err(transport)?;
+        filled = filled.saturating_add(n);
+        let data = buf
+            .get(..filled)
+            .ok_or(SendError::Http(HttpError::ResponseTooLarge))?;
+        if let Some(head) = http::parse_response_head(data).map_err(SendError::Http)? {
+            return Ok((head, filled));
+        }
+        if n == 0 {
+            return Err(SendError::Http(HttpError::UnexpectedEof));
+        }
+    }
+}
+
+/// Read the whole response into `buf` (chunked bodies decoded in place).
+async fn read_response<'b, T: Read>(
+    conn: &mut T,
+    buf: &'b mut [u8],
+) -> Result<Response<'b>, SendError> {
+    let mut filled = 0usize;
+    loop {
+        let n = match buf.get_mut(filled..) {
+            Some(free) if !free.is_empty() => conn.read(free).await.map_err(transport)?,
+            _ => 0,
+        };
+        filled = filled.saturating_add(n);
+        match http::poll_response(buf, filled, n == 0).map_err(SendError::Http)? {
+            ResponseProgress::Complete { head, body } => {
+                let body = buf
+                    .get(body)
+                    .ok_or(SendError::Http(HttpError::MalformedHead))?;
+                return Ok(Response { head, body });
+            }
+            ResponseProgress::NeedMore => {}
+        }
+    }
+}
+
+fn is_delivered(status: u16) -> bool {
+    if crate::profile::ASYNC_ACCEPTS_ANY_2XX {
+        (200..300).contains(&status)
+    } else {
+        status == 200
+    }
+}
+
+/// Post a one-way (ASync) message — DDR, inventory, state, status — streamed through `buf`
+/// (any size ≥ 1; a few hundred bytes suffice for any message), and wait for the MP's HTTP
+/// answer. Delivered on a 2xx; only the response head is read (the MP sends no reply message).
+pub async fn send_message<C: Connector>(
+    connector: &mut C,
+    request: &dyn Emit,
+    buf: &mut [u8],
+) -> Result<(), SendError> {
+    let mut conn = connector.connect().await.map_err(transport)?;
+    let _sent = send_request(&mut conn, request, buf).await?;
+    let (head, _) = read_head(&mut conn, buf).await?;
+    debug!("message of {} bytes: HTTP {}", _sent, head.status);
+    if is_delivered(head.status) {
+        Ok(())
+    } else {
+        warn!("message refused: HTTP {}", head.status);
+        Err(SendError::Status(head.status))
+    }
+}
+
+/// A policy request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum PolicyRequestError {
+    /// The exchange failed (see [`SendError::is_retryable`]); a reply larger than `buf` is
+    /// `Send(Http(ResponseTooLarge))`.
+    Send(SendError),
+    /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, spec §6).
+    EmptyReply,
+    /// The reply was not a usable `ReplyAssignments` (envelope, header or body); nothing was
+    /// reported to the callback.
+    Reply(PolicyError),
+}
+
+/// Send a signed `RequestAssignments` (Sync, to `MP_PolicyManager`), read the reply into `buf`,
+/// decode it into `scratch` (at most 3/2 of the reply's size, see
+/// [`crate::wire::policy::policy_reply_scratch_len`]), validate all of it, then call
+/// `on_assignment` for each assignment in order. Returns the number of assignments.
+pub async fn request_policy<C: Connector>(
+    connector: &mut C,
+    request: &dyn Emit,
+    buf: &mut [u8],
+    scratch: &mut [u8],
+    on_assignment: &mut dyn FnMut(&PolicyAssignment<'_>),
+) -> Result<usize, PolicyRequestError> {
+    let mut conn = connector
+        .connect()
+        .await
+        .map_err(|e| PolicyRequestError::Send(transport(e)))?;
+    send_request(&mut conn, request, buf)
+        .await
+        .map_err(PolicyRequestError::Send)?;
+    let response = read_response(&mut conn, buf)
+        .await
+        .map_err(PolicyRequestError::Send)?;
+    if response.head.status != 200 {
+        return Err(PolicyRequestError::Send(SendError::Status(
+            response.head.status,
+        )));
+    }
+    if response.body.is_empty() {
+        return Err(PolicyRequestError::EmptyReply);
+    }
+    let reply = parse_policy_reply_in(response.body, response.head.boundary.as_str(), scratch)
+        .map_err(PolicyRequestError::Reply)?;
+    let n = reply.validate().map_err(PolicyRequestError::Reply)?;
+    for a in reply.assignments() {
+        on_assignment(&a.map_err(PolicyRequestError::Reply)?);
+    }
+    info!("policy: {} assignments", n);
+    Ok(n)
+}
+
+/// Fetching a policy body failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The exchange failed, the MP answered other than 200 (e.g. 403 for a missing or bad
+    /// client token), or the body's framing was malformed or cut short.
+    Send(SendError),
+    /// The caller's sink refused the data.
+    Sink,
+}
+
+/// `GET` a policy body (`request`: a [`crate::agent::messages::PolicyBodyRequest`]) and stream
+/// it into `out` as it arrives, through `buf` (which only needs to hold the response head).
+/// Returns the body's length. A partial body may have reached `out` before an error.
+pub async fn fetch_policy_body<C: Connector>(
+    connector: &mut C,
+    request: &dyn Emit,
+    buf: &mut [u8],
+    out: &mut dyn Sink,
+) -> Result<usize, FetchError> {
+    let mut conn = connector
+        .connect()
+        .await
+        .map_err(|e| FetchError::Send(transport(e)))?;
+    send_request(&mut conn, request, buf)
+        .await
+        .map_err(FetchError::Send)?;
+    let (head, filled) = read_head(&mut conn, buf).await.map_err(FetchError::Send)?;
+    if head.status != 200 {
+        return Err(FetchError::Send(SendError::Status(head.status)));
+    }
+    let stream_err = |e: StreamError| match e {
+        StreamError::Http(h) => FetchError::Send(SendError::Http(h)),
+        _ => FetchError::Sink,
+    };
+    let mut decoder = BodyDecoder::new(head.body);
+    let first = buf.get(head.head_len..filled).unwrap_or(&[]);
+    decoder.feed(first, out).map_err(stream_err)?;
+    while !decoder.is_complete() {
+        let n = conn
+            .read(buf)
+            .await
+            .map_err(|e| FetchError::Send(transport(e)))?;
+        if n == 0 {
+            decoder
+                .finish()
+                .map_err(|h| FetchError::Send(SendError::Http(h)))?;
+            break;
+        }
+        decoder
+            .feed(buf.get(..n).unwrap_or(&[]), out)
+            .map_err(stream_err)?;
+    }
+    Ok(decoder.delivered())
+}
+
+#[cfg(test)]
+mod message_tests {
+    extern crate std;
+    use super::*;
+    use crate::agent::messages::{request_assignments, sign_message, PolicyBodyRequest};
+    use crate::agent::registration::SigningIdentity;
+    use crate::agent::signed::MessageSigner;
+    use crate::config::SiteMode;
+    use crate::guid::Smsid;
+    use crate::sign::P256Signer;
+    use crate::sink::SliceSink;
+    use crate::wire::clientauth::ClientIdSignature;
+    use crate::wire::report::{InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity};
+    use core::future::Future;
+    use core::task::{Context, Poll, Waker};
+    use embedded_io_async::ErrorKind;
+    use std::string::String;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut f = core::pin::pin!(f);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    /// One canned response, read back `step` bytes at a time; records what was written.
+    struct Mock {
+        response: Vec<u8>,
+        at: usize,
+        step: usize,
+        written: Vec<u8>,
+        refuse_connect: bool,
+    }
+
+    impl Mock {
+        fn new(response: &[u8], step: usize) -> Self {
+            Self {
+                response: response.to_vec(),
+                at: 0,
+                step,
+                written: Vec::new(),
+                refuse_connect: false,
+            }
+        }
+    }
+
+    impl embedded_io_async::ErrorType for Mock {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Mock {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            let n = self.step.min(buf.len()).min(self.response.len() - self.at);
+            buf[..n].copy_from_slice(&self.response[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Mock {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        async fn flush(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+
+    impl Connector for Mock {
+        type Error = ErrorKind;
+        type Connection<'c> = &'c mut Mock;
+        async fn connect(&mut self) -> Result<&mut Mock, ErrorKind> {
+            if self.refuse_connect {
+                return Err(ErrorKind::ConnectionRefused);
+            }
+            Ok(self)
+        }
+    }
+
+    fn config() -> AgentConfig<'static> {
+        AgentConfig::new(
+            "PS1",
+            SiteMode::Mixed,
+            "http://mp.corp.example:8080",
+            "PRN-1",
+            "prn-1.corp.example",
+        )
+        .unwrap()
+    }
+
+    fn smsid() -> Smsid {
+        Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap()
+    }
+
+    fn emit_vec(item: &dyn Emit) -> Vec<u8> {
+        let mut v = vec![0u8; emitted_len(item).unwrap()];
+        let mut s = SliceSink::new(&mut v);
+        item.emit(&mut s).unwrap();
+        v
+    }
+
+    fn inventory(w: &mut InstanceWriter<'_, '_>) -> Result<(), Overflow> {
+        for i in 0..40u64 {
+            w.instance(InstanceContent::New, Namespace::Cimv2, "Win32_Thing", |p| {
+                p.prop_u64("Index", i)?;
+                p.prop("Name", "a thing with a name")
+            })?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn send_message_streams_through_a_small_buffer_and_types_statuses() {
+        let signer = P256Signer::from_secret_bytes(&[5; 32]).unwrap();
+        let cid = ClientIdSignature::compute(&signer, smsid()).unwrap();
+        let me = MessageSigner::client(
+            SigningIdentity {
+                signer: &signer,
+                cert_der: &[0x30, 0x00],
+            },
+            &cid,
+        );
+        let cfg = config();
+        let now = UnixTime(1_795_428_000);
+        let report = Report::hardware_inventory(
+            ReportIdentity::new(smsid(), "PRN-1"),
+            crate::wire::report::ReportType::Full,
+            Default::default(),
+            now.to_datetime(),
+            &inventory,
+        );
+        let msg = sign_message(&cfg, &me, &report, Guid([7; 16]), now).unwrap();
+        let whole = emit_vec(&msg);
+        assert!(whole.len() > 16_000, "{}", whole.len());
+        for (status, want) in [
+            ("200 OK", Ok(())),
+            ("202 Accepted", Ok(())),
+            ("403 Forbidden", Err(SendError::Status(403))),
+            ("503 Service Unavailable", Err(SendError::Status(503))),
+        ] {
+            let resp = std::format!("HTTP/1.1 {status}\r\nContent-Length: 1000000\r\n\r\n<html>");
+            let mut mock = Mock::new(resp.as_bytes(), 7);
+            let mut buf = [0u8; 97];
+            let r = block_on(send_message(&mut mock, &msg, &mut buf));
+            assert_eq!(r, want, "{status}");
+            assert_eq!(mock.written, whole, "{status}");
+        }
+        assert!(!SendError::Status(403).is_retryable());
+        assert!(SendError::Status(503).is_retryable());
+        assert!(SendError::Status(429).is_retryable());
+        assert!(!SendError::Request.is_retryable());
+        let mut down = Mock::new(b"", 1);
+        down.refuse_connect = true;
+        let r = block_on(send_message(&mut down, &msg, &mut [0u8; 64]));
+        assert_eq!(r, Err(SendError::Transport(ErrorKind::ConnectionRefused)));
+        assert!(r.unwrap_err().is_retryable());
+        // The peer closes before a head; a head that does not fit the buffer.
+        let mut closed = Mock::new(b"HTTP/1.1 200", 5);
+        assert_eq!(
+            block_on(send_message(&mut closed, &msg, &mut [0u8; 64])),
+            Err(SendError::Http(HttpError::UnexpectedEof))
+        );
+        let mut big = Mock::new(
+            b"HTTP/1.1 200 OK\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+            64,
+        );
+        assert_eq!(
+            block_on(send_message(&mut big, &msg, &mut [0u8; 32])),
+            Err(SendError::Http(HttpError::ResponseTooLarge))
+        );
+    }
+
+    fn utf16(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    /// An MP reply: multipart, chunked in pieces of 100 bytes.
+    fn policy_reply(body_xml: &str) -> Vec<u8> {
+        const B: &str = crate::wire::multipart::BOUNDARY;
+        let mut body = utf16(body_xml);
+        body.extend_from_slice(&[0, 0]);
+        let header = std::format!(
+            "<Msg SchemaVersion=\"1.1\"><Body Type=\"ByteRange\" Length=\"{}\" Offset=\"0\" /><CorrelationID>{{00000000-0000-0000-0000-000000000000}}</CorrelationID></Msg>",
+            body.len()
+        );
+        let mut mp = Vec::new();
+        mp.extend_from_slice(
+            std::format!("--{B}\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n").as_bytes(),
+        );
+        mp.extend_from_slice(&[0xFF, 0xFE]);
+        mp.extend(utf16(&header));
+        mp.extend_from_slice(
+            std::format!("\r\n--{B}\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        mp.extend_from_slice(&body);
+        mp.extend_from_slice(std::format!("\r\n\r\n--{B}--").as_bytes());
+        chunked_response(&std::format!("multipart/mixed; boundary=\"{B}\""), &mp)
+    }
+
+    fn chunked_response(content_type: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = std::format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        for c in body.chunks(100) {
+            out.extend_from_slice(std::format!("{:x}\r\n", c.len()).as_bytes());
+            out.extend_from_slice(c);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    #[test]
+    fn request_policy_calls_back_per_assignment() {
+        let signer = P256Signer::from_secret_bytes(&[5; 32]).unwrap();
+        let cid = ClientIdSignature::compute(&signer, smsid()).unwrap();
+        let me = MessageSigner::client(
+            SigningIdentity {
+                signer: &signer,
+                cert_der: &[0x30, 0x00],
+            },
+            &cid,
+        );
+        let cfg = config();
+        let ra = request_assignments(&cfg, smsid());
+        let msg = sign_message(&cfg, &me, &ra, Guid([8; 16]), UnixTime(0)).unwrap();
+        let xml = "<ReplyAssignments><PolicyAssignment PolicyAssignmentID=\"{1}\"><Policy PolicyID=\"{A}\" PolicyVersion=\"1.00\" PolicyFlags=\"2\"><PolicyLocation><![CDATA[http://<mp>/SMS_MP/.sms_pol?{A}.1_00]]></PolicyLocation></Policy></PolicyAssignment>\
+<PolicyAssignment><Policy PolicyID=\"B\" PolicyVersion=\"3.00\"><PolicyLocation>http://&lt;mp&gt;/SMS_MP/.sms_pol?B.3_00</PolicyLocation></Policy></PolicyAssignment></ReplyAssignments>";
+        let mut mock = Mock::new(&policy_reply(xml), 13);
+        let mut buf = vec![0u8; 4096];
+        let mut scratch = vec![0u8; 4096];
+        let mut seen: Vec<(String, u32, String)> = Vec::new();
+        let n = block_on(request_policy(
+            &mut mock,
+            &msg,
+            &mut buf,
+            &mut scratch,
+            &mut |a| {
+                let mut b = [0u8; 128];
+                seen.push((
+                    String::from(a.policy_id.raw()),
+                    a.flags.bits(),
+                    String::from(a.location.unescape_into(&mut b).unwrap()),
+                ))
+            },
+        ))
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(mock.written, emit_vec(&msg));
+        assert_eq!(
+            seen,
+            [
+                (
+                    "{A}".into(),
+                    2,
+                    "http://<mp>/SMS_MP/.sms_pol?{A}.1_00".into()
+                ),
+                ("B".into(), 0, "http://<mp>/SMS_MP/.sms_pol?B.3_00".into())
+            ]
+        );
+        // A malformed reply reports nothing.
+        let bad = "<ReplyAssignments><PolicyAssignment><Policy PolicyID=\"a\" PolicyVersion=\"1\"><L>x</L></Policy></PolicyAssignment><PolicyAssignment/></ReplyAssignments>";
+        let mut mock = Mock::new(&policy_reply(bad), 64);
+        let mut called = 0;
+        let r = block_on(request_policy(
+            &mut mock,
+            &msg,
+            &mut buf,
+            &mut scratch,
+            &mut |_| called += 1,
+        ));
+        assert_eq!(
+            r,
+            Err(PolicyRequestError::Reply(PolicyError::MissingPolicy))
+        );
+        assert_eq!(called, 0);
+        let mut empty = Mock::new(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 64);
+        assert_eq!(
+            block_on(request_policy(
+                &mut empty,
+                &msg,
+                &mut buf,
+                &mut scratch,
+                &mut |_| {}
+            )),
+            Err(PolicyRequestError::EmptyReply)
+        );
+        let mut small = Mock::new(&policy_reply(xml), 64);
+        assert_eq!(
+            block_on(request_policy(
+                &mut small,
+                &msg,
+                &mut buf[..256],
+                &mut scratch,
+                &mut |_| {}
+            )),
+            Err(PolicyRequestError::Send(SendError::Http(
+                HttpError::ResponseTooLarge
+            )))
+        );
+    }
+
+    struct VecSink(Vec<u8>);
+    impl Sink for VecSink {
+        fn write(&mut self, b: &[u8]) -> Result<(), Overflow> {
+            self.0.extend_from_slice(b);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn fetch_policy_body_streams_a_body_larger_than_the_buffer() {
+        let signer = P256Signer::from_secret_bytes(&[5; 32]).unwrap();
+        let cfg = config();
+        let req = PolicyBodyRequest::new(
+            &cfg,
+            &signer,
+            smsid(),
+            "http://<mp>/SMS_MP/.sms_pol?{A}.1_00",
+            UnixTime(0),
+        )
+        .unwrap();
+        let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for step in [1usize, 7, 300] {
+            let mut mock = Mock::new(&chunked_response("text/xml", &body), step);
+            let mut out = VecSink(Vec::new());
+            let mut buf = [0u8; 256];
+            let n = block_on(fetch_policy_body(&mut mock, &req, &mut buf, &mut out)).unwrap();
+            assert_eq!(n, body.len());
+            assert_eq!(out.0, body, "step {step}");
+            assert_eq!(mock.written, emit_vec(&req));
+        }
+        let mut resp =
+            std::format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        resp.extend_from_slice(&body);
+        let mut mock = Mock::new(&resp, 50);
+        let mut out = VecSink(Vec::new());
+        assert_eq!(
+            block_on(fetch_policy_body(
+                &mut mock,
+                &req,
+                &mut [0u8; 256],
+                &mut out
+            )),
+            Ok(body.len())
+        );
+        assert_eq!(out.0, body);
+        // Cut short, refused, sink full.
+        let mut cut = Mock::new(&resp[..resp.len() - 1], 50);
+        assert_eq!(
+            block_on(fetch_policy_body(
+                &mut cut,
+                &req,
+                &mut [0u8; 256],
+                &mut VecSink(Vec::new())
+            )),
+            Err(FetchError::Send(SendError::Http(HttpError::UnexpectedEof)))
+        );
+        let mut refused = Mock::new(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 50);
+        assert_eq!(
+            block_on(fetch_policy_body(
+                &mut refused,
+                &req,
+                &mut [0u8; 256],
+                &mut VecSink(Vec::new())
+            )),
+            Err(FetchError::Send(SendError::Status(403)))
+        );
+        let mut full = Mock::new(&resp, 50);
+        let mut small = [0u8; 100];
+        assert_eq!(
+            block_on(fetch_policy_body(
+                &mut full,
+                &req,
+                &mut [0u8; 256],
+                &mut SliceSink::new(&mut small)
+            )),
+            Err(FetchError::Sink)
+        );
+    }
+}

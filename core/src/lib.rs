@@ -36,5 +36,6 @@ pub mod io;
 pub mod profile;
 pub mod sign;
 pub mod sink;
+pub mod store;
 pub mod time;
 pub mod wire;

@@ -29,3 +29,47 @@ pub const RETRY_BACKOFF_FIRST_SECS: u64 = 5;
 pub const RETRY_BACKOFF_MAX_SECS: u64 = 300;
 /// A pending (status 1) registration is confirmed again after this long (spec §4: 30 s – 5 min).
 pub const PENDING_RECHECK_SECS: u64 = 60;
+
+// ---- Messages after registration (spec §5) ----------------------------------------------------
+
+/// Name of the clientauth property that names the ISV proxy signing for a client (spec §5
+/// [profile]). With it, `ClientIDSignature` is the proxy's signature over the *client's* SMSID
+/// (the `SourceID`), and `PublicKey` is the proxy's certificate.
+pub const CLIENTAUTH_PROXY_SMSID_PROPERTY: &str = "ProxySMSID";
+
+/// `<Machine><ClientInstalled>` of reports: we are the installed client (Windows clients send 1;
+/// the public tools, which are not clients, send 0).
+pub const REPORT_CLIENT_INSTALLED: u32 = 1;
+/// `<Machine><ClientType>`: 1, as Windows clients and the public tools send.
+pub const REPORT_CLIENT_TYPE: u32 = 1;
+/// `<Machine><ClientVersion>`: the Windows client version the public tools send and real MPs
+/// accept (our own version travels as `AgentVersion` at registration).
+pub const REPORT_CLIENT_VERSION: &str = "5.00.8325.0000";
+/// `<Machine><CodePage>`: 437 (OEM United States), what en-US Windows clients send.
+pub const REPORT_CODE_PAGE: u32 = 437;
+/// `<Machine><SystemDefaultLCID>`: 1033 (en-US), as in registration's `Locale ID`.
+pub const REPORT_SYSTEM_DEFAULT_LCID: u32 = 1033;
+
+/// `<ReportContent>` of discovery and hardware inventory reports (public tools).
+pub const INVENTORY_REPORT_CONTENT: &str = "Inventory Data";
+/// `<Format>` of discovery and hardware inventory reports (public tools).
+pub const INVENTORY_REPORT_FORMAT: &str = "1.1";
+/// `CCM_DiscoveryData/PlatformID` of [`crate::wire::report::BasicDiscovery`] (ours).
+pub const DISCOVERY_PLATFORM_ID: &str = "mpagent appliance";
+
+/// `<ReportContent>` of state messages (as a Windows client's StateMessage.log shows them).
+/// State messages carry no `<InventoryAction>` (same source).
+pub const STATE_REPORT_CONTENT: &str = "State Message Data";
+/// `<Format>` of state messages (same source).
+pub const STATE_REPORT_FORMAT: &str = "1.0";
+/// `State/@Criticality` unless the caller says otherwise (spec §5: State attributes are profile).
+pub const STATE_CRITICALITY: u32 = 0;
+/// `StateDetails/@Type` unless the caller says otherwise (1 in every public sample).
+pub const STATE_DETAILS_TYPE: u32 = 1;
+// State message extras (as the Windows client log shows): `StateMessage/@MessageTime` (WMI form)
+// and `UserParameters/@Flags="0"` + `@Count`. Status messages: `ClientID`, `DateTime`,
+// `MachineName`, `SiteCode` properties first, `Name`/`Value` attributes (wire/status.rs).
+
+/// An ASync post counts as delivered on any 2xx (the spec expects 200; 202/204 would be an
+/// MP's way of saying the same, and retrying them would only duplicate the message).
+pub const ASYNC_ACCEPTS_ANY_2XX: bool = true;

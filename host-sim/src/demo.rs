@@ -5,9 +5,12 @@
 
 use anyhow::{bail, Result};
 use mpagent_core::agent::registration::{RegistrationEvent, RegistrationState};
+use mpagent_core::config::SiteMode;
 use mpagent_core::io::Progress;
 
-use crate::client::{self, ClientOptions};
+use crate::client::run::{self, Due, RunEvent};
+use crate::client::{self, ClientOptions, KeyKind};
+use crate::mp::db::{NewPolicy, PolicyTarget};
 use crate::mp::{db::SiteDb, Approval, Limits, MpConfig, MpServer};
 
 /// Print one driver step readably.
@@ -36,6 +39,35 @@ pub fn print_progress(p: &Progress) {
     }
 }
 
+/// Print one `client run` step readably.
+pub fn print_run_event(e: &RunEvent) {
+    match e {
+        RunEvent::Queued { endpoint, bytes } => {
+            println!("   queued   {endpoint:<17} ({bytes} bytes UTF-16 body, in the flash queue)")
+        }
+        RunEvent::Delivered {
+            endpoint,
+            message_id,
+        } => println!("   -> sent  {endpoint:<17} {message_id}  signed, acknowledged, popped"),
+        RunEvent::DeliveryStopped { reason, queued } => {
+            println!("   .. MP unreachable ({reason}); {queued} message(s) wait in the queue")
+        }
+        RunEvent::PolicyApplied { id, bytes } => {
+            println!("   <- policy {id} fetched with a signed ClientToken ({bytes} bytes), applied")
+        }
+    }
+}
+
+fn mp_config(db_path: &std::path::Path, site_code: &str) -> MpConfig {
+    MpConfig {
+        site_code: site_code.into(),
+        db_path: db_path.to_path_buf(),
+        approval: Approval::Pending,
+        limits: Limits::default(),
+        mp_host: "mp.demo.local".into(),
+    }
+}
+
 /// Run the demo.
 pub async fn run() -> Result<()> {
     let work = tempfile::tempdir()?;
@@ -43,17 +75,7 @@ pub async fn run() -> Result<()> {
     let site_code = "PS1";
     println!("== mpagent demo ==");
     println!("1. Starting the MP emulator (site {site_code}, new clients need approval)");
-    let server = MpServer::start(
-        MpConfig {
-            site_code: site_code.into(),
-            db_path: db_path.clone(),
-            approval: Approval::Pending,
-            limits: Limits::default(),
-            mp_host: "mp.demo.local".into(),
-        },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+    let server = MpServer::start(mp_config(&db_path, site_code), "127.0.0.1:0".parse()?).await?;
     let mp_url = format!("http://{}", server.local_addr());
     println!(
         "   MP emulator listening on {mp_url}, site database {}",
@@ -68,6 +90,9 @@ pub async fn run() -> Result<()> {
         fqdn: Some("printer-0042.demo.local".into()),
         wait_for_approval: false,
         max_failures: 3,
+        key: KeyKind::P256,
+        mode: SiteMode::Mixed,
+        pki: None,
     };
 
     println!("\n2. Appliance PRINTER-0042, first run: create identity, register");
@@ -110,6 +135,72 @@ pub async fn run() -> Result<()> {
             &c.cert_sha256[..16],
             c.hash_algorithm.as_deref().unwrap_or("-"),
         );
+    }
+
+    println!("\n6. Administrator assigns a policy to every client");
+    db.add_policy(&NewPolicy {
+        policy_id: "{4C1E5A3B-0D9F-4E8A-9C51-6A2B7D3E8F10}",
+        version: "1.00",
+        target: PolicyTarget::All,
+        category: Some("Custom"),
+        flags: 0,
+        body: "<Policy><PrinterSettings Duplex=\"true\" TonerSaver=\"on\"/></Policy>",
+    })?;
+
+    println!("\n7. Appliance runs one cycle: heartbeat, inventory, status, policy, acknowledgement");
+    let due = Due {
+        heartbeat: true,
+        inventory_items: 40,
+        status: true,
+        policy: true,
+    };
+    let report = run::run_cycle(&opts, due, &mut print_run_event).await?;
+    println!(
+        "   delivered {}, still queued {}, policies applied {:?}",
+        report.delivered, report.still_queued, report.policies_applied
+    );
+
+    println!("\n8. The MP goes down; the appliance keeps reporting into its flash queue");
+    let addr = server.local_addr();
+    server.shutdown().await;
+    let due = Due {
+        heartbeat: true,
+        inventory_items: 5,
+        status: false,
+        policy: false,
+    };
+    let offline = run::run_cycle(&opts, due, &mut print_run_event).await?;
+    println!("   queued {}, still queued {}", offline.queued, offline.still_queued);
+    if offline.still_queued == 0 {
+        bail!("expected messages to wait in the queue while the MP is down");
+    }
+
+    println!("\n9. The MP is back (same address, same database); the queue drains in order");
+    let server = MpServer::start(mp_config(&db_path, site_code), addr).await?;
+    let due = Due {
+        heartbeat: false,
+        inventory_items: 0,
+        status: false,
+        policy: false,
+    };
+    let back = run::run_cycle(&opts, due, &mut print_run_event).await?;
+    println!("   delivered {}, still queued {}", back.delivered, back.still_queued);
+
+    println!("\n10. What the MP stored for {smsid}:");
+    let messages = db.messages(Some(&smsid.to_string()))?;
+    for m in &messages {
+        println!(
+            "   {}  {:<17} {:<10} {}  {:>6} bytes",
+            m.received_at,
+            m.endpoint,
+            m.kind,
+            m.message_id,
+            m.body.len()
+        );
+    }
+    let ids: std::collections::HashSet<_> = messages.iter().map(|m| &m.message_id).collect();
+    if ids.len() != messages.len() {
+        bail!("the MP stored a message twice");
     }
     let rejections = db.rejections()?;
     println!("   rejected requests: {}", rejections.len());

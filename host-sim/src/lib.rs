@@ -1,6 +1,8 @@
 //! mpagent host simulator: runs the same no_std core over std networking ([`client`]), the
-//! bundled management point emulator ([`mp`], independent of the core's parsers), and the demo.
+//! bundled management point emulator ([`mp`], independent of the core's parsers), the demo, and a
+//! test PKI for native mode ([`pki`]).
 
 pub mod client;
 pub mod demo;
 pub mod mp;
+pub mod pki;

@@ -1,5 +1,6 @@
 //! The `mpagent-sim mp` administration commands against a site database.
 
+use mpagent_sim::mp::cli::PolicyCommand;
 use mpagent_sim::mp::db::{ClientStatus, SiteDb};
 use mpagent_sim::mp::{run, MpCommand};
 use std::str::FromStr;
@@ -127,4 +128,111 @@ async fn admin_commands() {
     );
     run(MpCommand::Clients { db: db.clone() }).await.unwrap();
     run(MpCommand::Rejections { db }).await.unwrap();
+}
+
+#[tokio::test]
+async fn policy_and_message_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("site.db");
+    let smsid = "GUID:11111111-2222-4333-8444-555555555555";
+    SiteDb::open(&db)
+        .unwrap()
+        .insert_client(&mpagent_sim::mp::db::NewClient {
+            smsid,
+            cert_der: b"c",
+            agent_type: 0,
+            netbios_name: Some("DEV"),
+            fqdn: None,
+            hash_algorithm: None,
+            status: ClientStatus::Approved,
+            registered_by_proxy: None,
+        })
+        .unwrap();
+    // A UTF-16 body file (with BOM), assigned to one client; an inline body for all.
+    let body_file = dir.path().join("policy.xml");
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(
+        "<Policy>é</Policy>"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
+    std::fs::write(&body_file, utf16).unwrap();
+    let add =
+        |id: &str, smsid: Option<&str>, body: Option<&str>, file: Option<&std::path::Path>| {
+            MpCommand::Policy {
+                command: PolicyCommand::Add {
+                    db: db.clone(),
+                    id: id.into(),
+                    version: "1.00".into(),
+                    smsid: smsid.map(Into::into),
+                    all: smsid.is_none(),
+                    category: Some("Appliance".into()),
+                    flags: 2,
+                    body_file: file.map(Into::into),
+                    body: body.map(Into::into),
+                },
+            }
+        };
+    run(add(
+        "{P1}",
+        Some(&smsid.to_ascii_lowercase()),
+        None,
+        Some(&body_file),
+    ))
+    .await
+    .unwrap();
+    run(add("FLEET", None, Some("<Fleet/>"), None))
+        .await
+        .unwrap();
+    // Unknown client, bad ID, missing file.
+    assert!(run(add(
+        "X",
+        Some("GUID:00000000-0000-0000-0000-000000000000"),
+        Some("<x/>"),
+        None
+    ))
+    .await
+    .is_err());
+    assert!(run(add("a.b", None, Some("<x/>"), None)).await.is_err());
+    assert!(
+        run(add("Y", None, None, Some(&dir.path().join("missing.xml"))))
+            .await
+            .is_err()
+    );
+    run(MpCommand::Policy {
+        command: PolicyCommand::List { db: db.clone() },
+    })
+    .await
+    .unwrap();
+    let rows = SiteDb::open(&db).unwrap().policies().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].body, "<Policy>é</Policy>");
+    assert_eq!(rows[0].target_smsid.as_deref(), Some(smsid));
+    assert_eq!((rows[0].category.as_str(), rows[0].flags), ("Appliance", 2));
+    assert_eq!(rows[1].target_smsid, None);
+
+    SiteDb::open(&db)
+        .unwrap()
+        .store_message(&mpagent_sim::mp::db::NewMessage {
+            message_id: "{5DD100CD-DF1D-45F5-BA17-A327F43465F8}",
+            smsid,
+            endpoint: "MP_DdrEndpoint",
+            kind: "ddr",
+            via_proxy: None,
+            sent_time: None,
+            body: "<Report/>",
+        })
+        .unwrap();
+    for (smsid, endpoint) in [
+        (None, None),
+        (Some(smsid.to_string()), Some("mp_ddrendpoint".to_string())),
+    ] {
+        run(MpCommand::Messages {
+            db: db.clone(),
+            smsid,
+            endpoint,
+        })
+        .await
+        .unwrap();
+    }
 }

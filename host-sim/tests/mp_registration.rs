@@ -609,9 +609,14 @@ async fn malformed_requests_are_refused() {
     .await;
 
     let r = site
-        .post(envelope_with(&good, "MP_DdrEndpoint", false, false, 0))
+        .post(envelope_with(&good, "MP_Nowhere", false, false, 0))
         .await;
     site.assert_refused(&r, "unsupported endpoint").await;
+    // A signed endpoint without SourceID and clientauth hook.
+    let r = site
+        .post(envelope_with(&good, "MP_DdrEndpoint", false, false, 0))
+        .await;
+    site.assert_refused(&r, "without a SourceID").await;
 
     site.assert_refused(&site.post(b"garbage".to_vec()).await, "multipart")
         .await;

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Independent check of an mpagent self-signed certificate (spec wire.md section 7).
 
-Usage: check_cert.py CERT.der [--cn NAME] [--not-before UNIX] [--not-after UNIX]
+Usage: check_cert.py CERT.der [--cn NAME] [--not-before UNIX] [--not-after UNIX] [--key ec|rsa]
 
 Parses the DER with Python `cryptography` (OpenSSL underneath, nothing shared with the Rust
 code) and asserts: X.509 v3, subject CN (and issuer = subject), validity (not_before <
 not_after, and the exact times when given), KeyUsage critical with digitalSignature and
-dataEncipherment, both SMS extended key usages, an EC P-256 public key, ecdsa-with-SHA256, and
-that the self-signature verifies. Exits 0 on success, 1 with a message on the first failure.
+dataEncipherment, both SMS extended key usages, the key and signature algorithm (`--key ec`,
+the default: an EC P-256 key and ecdsa-with-SHA256; `--key rsa`: an RSA-2048 key and
+sha256WithRSAEncryption), and that the self-signature verifies. Exits 0 on success, 1 with a
+message on the first failure.
 """
 
 import argparse
@@ -17,7 +19,7 @@ import sys
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 EKU_SMS_SIGNING = x509.ObjectIdentifier("1.3.6.1.4.1.311.101.2")
@@ -37,7 +39,7 @@ def utc(unix):
     return datetime.datetime.fromtimestamp(unix, tz=datetime.timezone.utc)
 
 
-def check_cert(der, cn, not_before, not_after):
+def check_cert(der, cn, not_before, not_after, key_type="ec"):
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as e:
@@ -83,17 +85,28 @@ def check_cert(der, cn, not_before, not_after):
         pass
 
     key = cert.public_key()
-    check(isinstance(key, ec.EllipticCurvePublicKey), f"public key is {type(key).__name__}, want EC")
-    check(isinstance(key.curve, ec.SECP256R1), f"curve is {key.curve.name}, want secp256r1")
-
-    check(
-        cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256,
-        f"signature algorithm is {cert.signature_algorithm_oid.dotted_string}, want ecdsa-with-SHA256",
-    )
-    try:
-        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature as e:
-        raise CheckFailed("self-signature does not verify") from e
+    if key_type == "rsa":
+        check(isinstance(key, rsa.RSAPublicKey), f"public key is {type(key).__name__}, want RSA")
+        check(key.key_size == 2048, f"RSA key of {key.key_size} bits, want 2048")
+        check(
+            cert.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256,
+            f"signature algorithm is {cert.signature_algorithm_oid.dotted_string}, want sha256WithRSAEncryption",
+        )
+        try:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature as e:
+            raise CheckFailed("self-signature does not verify") from e
+    else:
+        check(isinstance(key, ec.EllipticCurvePublicKey), f"public key is {type(key).__name__}, want EC")
+        check(isinstance(key.curve, ec.SECP256R1), f"curve is {key.curve.name}, want secp256r1")
+        check(
+            cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+            f"signature algorithm is {cert.signature_algorithm_oid.dotted_string}, want ecdsa-with-SHA256",
+        )
+        try:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature as e:
+            raise CheckFailed("self-signature does not verify") from e
     # The same through the certificate API (also checks issuer/subject and algorithm match).
     try:
         cert.verify_directly_issued_by(cert)
@@ -108,11 +121,12 @@ def main():
     ap.add_argument("--cn", help="expected subject CN")
     ap.add_argument("--not-before", type=int, help="expected notBefore, Unix seconds")
     ap.add_argument("--not-after", type=int, help="expected notAfter, Unix seconds")
+    ap.add_argument("--key", choices=["ec", "rsa"], default="ec", help="expected key type")
     args = ap.parse_args()
     with open(args.cert, "rb") as f:
         der = f.read()
     try:
-        cert = check_cert(der, args.cn, args.not_before, args.not_after)
+        cert = check_cert(der, args.cn, args.not_before, args.not_after, args.key)
     except CheckFailed as e:
         print(f"check_cert: {args.cert}: FAILED: {e}", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ use mpagent_core::sign::{P256Signer, SignError, SignatureBytes, SignatureScheme,
 use mpagent_core::wire::registration::AgentType;
 use mpagent_sim::client::state::StateDir;
 use mpagent_sim::client::transport::{unix_now, SystemClock, TcpConnector};
-use mpagent_sim::client::{self, ClientOptions};
+use mpagent_sim::client::{self, ClientOptions, KeyKind};
 use mpagent_sim::mp::db::SiteDb;
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
 
@@ -38,6 +38,9 @@ fn options(mp: &MpServer, dir: &Path, name: &str) -> ClientOptions {
         fqdn: None,
         wait_for_approval: false,
         max_failures: 2,
+        key: KeyKind::P256,
+        mode: SiteMode::Mixed,
+        pki: None,
     }
 }
 
@@ -116,9 +119,9 @@ async fn pending_then_approved_then_confirmed() {
 }
 
 /// A signer that signs correctly and then flips one bit: a forged signature.
-struct Tampering(P256Signer);
+struct Tampering<S>(S);
 
-impl Signer for Tampering {
+impl<S: Signer> Signer for Tampering<S> {
     fn scheme(&self) -> SignatureScheme {
         self.0.scheme()
     }
@@ -229,6 +232,9 @@ async fn unreachable_mp_gives_up_with_a_transport_error() {
         fqdn: None,
         wait_for_approval: false,
         max_failures: 1,
+        key: KeyKind::P256,
+        mode: SiteMode::Mixed,
+        pki: None,
     };
     let err = client::register(&opts, &mut |_| {}).await.unwrap_err();
     assert!(format!("{err:#}").contains("Transport"), "{err:#}");

@@ -2,6 +2,10 @@
 //! streams the request through a 512-byte window into a hasher (as a transport would), prints the
 //! length and digest over semihosting and exits. No global allocator exists in this image: the
 //! link itself proves the core needs none.
+//!
+//! Features: `baseline` (no core code, for size differences), `rsa` (the same path with an
+//! RSA-2048 key as well), `rsa-keygen` (and an RSA key generated on the device), `rsa-measure`
+//! (instructions and stack of RSA signing and key generation, see [`measure`]).
 #![no_std]
 #![no_main]
 
@@ -20,7 +24,7 @@ use mpagent_core::guid::Guid;
 #[cfg_attr(feature = "baseline", allow(unused_imports))]
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
 #[cfg_attr(feature = "baseline", allow(unused_imports))]
-use mpagent_core::sign::P256Signer;
+use mpagent_core::sign::{P256Signer, Signer};
 #[cfg_attr(feature = "baseline", allow(unused_imports))]
 use mpagent_core::sink::{emitted_len, Emit, Sha256Sink, Sink, WindowSink};
 #[cfg_attr(feature = "baseline", allow(unused_imports))]
@@ -41,17 +45,28 @@ fn run() -> Result<(usize, [u8; 32]), &'static str> {
 }
 
 #[cfg(not(feature = "baseline"))]
-fn run() -> Result<(usize, [u8; 32]), &'static str> {
-    let signer = P256Signer::from_secret_bytes(&[0x5A; 32]).map_err(|_| "key")?;
-    let params = CertParams {
+fn cert_params() -> CertParams<'static> {
+    CertParams {
         common_name: "PROBE-1",
         not_before: NOW.minus(86_400),
         not_after: NOW.plus(10 * 365 * 86_400),
         serial: [0x11; 16],
-    };
+    }
+}
+
+#[cfg(not(feature = "baseline"))]
+fn run() -> Result<(usize, [u8; 32]), &'static str> {
+    let signer = P256Signer::from_secret_bytes(&[0x5A; 32]).map_err(|_| "key")?;
     let mut cert = [0u8; MAX_CERT_LEN];
-    let cert_len = build_self_signed_p256(&params, &signer, &mut cert).map_err(|_| "cert")?;
+    let cert_len =
+        build_self_signed_p256(&cert_params(), &signer, &mut cert).map_err(|_| "cert")?;
     let cert = cert.get(..cert_len).ok_or("cert len")?;
+    registration(&signer, cert)
+}
+
+/// Build, sign and stream a registration request; its length and SHA-256.
+#[cfg(not(feature = "baseline"))]
+fn registration(signer: &dyn Signer, cert: &[u8]) -> Result<(usize, [u8; 32]), &'static str> {
     let config = AgentConfig::new(
         "PS1",
         SiteMode::Mixed,
@@ -61,7 +76,7 @@ fn run() -> Result<(usize, [u8; 32]), &'static str> {
     )
     .map_err(|_| "config")?;
     let identity = SigningIdentity {
-        signer: &signer,
+        signer,
         cert_der: cert,
     };
     let request = build_request(
@@ -97,8 +112,200 @@ fn run() -> Result<(usize, [u8; 32]), &'static str> {
     Ok((total, hash.finish()))
 }
 
+/// A provisioned RSA-2048 key (the core's test vector), PKCS#1 DER.
+#[cfg(feature = "rsa")]
+const RSA_KEY: &[u8] = include_bytes!("../../../core/src/sign/rsa/testdata/rsa2048.pk1.der");
+
+/// The registration path with an RSA-2048 key: import (checked), certificate, signed request.
+#[cfg(feature = "rsa")]
+fn run_rsa() -> Result<(usize, [u8; 32]), &'static str> {
+    use mpagent_core::identity::{build_self_signed_rsa, MAX_RSA_CERT_LEN};
+    use mpagent_core::sign::RsaSigner;
+
+    let signer = RsaSigner::from_pkcs1_der(RSA_KEY).map_err(|_| "rsa key")?;
+    let mut cert = [0u8; MAX_RSA_CERT_LEN];
+    let len = build_self_signed_rsa(&cert_params(), &signer, &mut cert).map_err(|_| "rsa cert")?;
+    registration(&signer, cert.get(..len).ok_or("rsa cert len")?)
+}
+
+/// A deterministic xorshift generator: NOT a cryptographic RNG. It only makes key generation
+/// repeatable so that its cost can be measured per seed.
+#[cfg(feature = "rsa-keygen")]
+struct ProbeRng(u64);
+
+#[cfg(feature = "rsa-keygen")]
+impl rand_core::RngCore for ProbeRng {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or(&[]));
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+#[cfg(feature = "rsa-keygen")]
+impl rand_core::CryptoRng for ProbeRng {}
+
+/// A key generated on the device, then one signature with it.
+#[cfg(all(feature = "rsa-keygen", not(feature = "rsa-measure")))]
+fn run_keygen() -> Result<[u8; 4], &'static str> {
+    use mpagent_core::sign::RsaSigner;
+    let key = RsaSigner::generate(&mut ProbeRng(core::hint::black_box(0x9E37_79B9_7F4A_7C15)))
+        .map_err(|_| "keygen")?;
+    let sig = key.sign_sha256(&[0x42; 32]).map_err(|_| "sign")?;
+    let mut head = [0u8; 4];
+    head.copy_from_slice(sig.as_bytes().get(..4).ok_or("sig")?);
+    Ok(head)
+}
+
+#[cfg(feature = "rsa-measure")]
+mod measure {
+    //! Instructions: SysTick on the core clock, which under `-icount shift=0` on mps2-an386
+    //! ticks once per 40 instructions; wraps of the 24-bit counter are counted in its exception.
+    //! Stack: the free stack is painted before an operation and the deepest overwritten word
+    //! found after it.
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    use cortex_m::peripheral::syst::SystClkSource;
+    use cortex_m::peripheral::SYST;
+    use cortex_m_rt::exception;
+
+    const RELOAD: u32 = 0x00FF_FFFF;
+    const INSTRUCTIONS_PER_TICK: u64 = 40;
+    const PAINT: u32 = 0xA5C3_5A3C;
+
+    static WRAPS: AtomicU32 = AtomicU32::new(0);
+
+    #[exception]
+    fn SysTick() {
+        WRAPS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn start(mut syst: SYST) {
+        syst.set_clock_source(SystClkSource::Core);
+        syst.set_reload(RELOAD);
+        syst.clear_current();
+        syst.enable_interrupt();
+        syst.enable_counter();
+    }
+
+    fn now() -> u64 {
+        loop {
+            let w0 = WRAPS.load(Ordering::Relaxed);
+            let current = SYST::get_current();
+            if WRAPS.load(Ordering::Relaxed) == w0 {
+                return u64::from(w0) * (u64::from(RELOAD) + 1) + u64::from(RELOAD - current);
+            }
+        }
+    }
+
+    extern "C" {
+        static _stack_end: u32;
+    }
+
+    fn bottom() -> usize {
+        // Only the address of the linker symbol is taken.
+        core::ptr::addr_of!(_stack_end) as usize
+    }
+
+    /// Paint the free stack below the current frame; returns the stack pointer.
+    #[inline(never)]
+    fn paint() -> usize {
+        let sp = cortex_m::register::msp::read() as usize;
+        let mut addr = bottom();
+        while addr < sp - 64 {
+            // SAFETY: below the live stack and above the statics: memory nobody uses now.
+            unsafe { core::ptr::write_volatile(addr as *mut u32, PAINT) };
+            addr += 4;
+        }
+        sp
+    }
+
+    /// Bytes of stack used below `sp` since [`paint`].
+    fn used_below(sp: usize) -> usize {
+        let mut addr = bottom();
+        // SAFETY: reads of RAM between the statics and the live stack.
+        while addr < sp && unsafe { core::ptr::read_volatile(addr as *const u32) } == PAINT {
+            addr += 4;
+        }
+        sp.saturating_sub(addr)
+    }
+
+    /// Run `f`; its result, the instructions it took and the stack it used (bytes).
+    pub fn run<T>(f: impl FnOnce() -> T) -> (T, u64, usize) {
+        let sp = paint();
+        let t0 = now();
+        let out = core::hint::black_box(f());
+        let ticks = now() - t0;
+        (out, ticks * INSTRUCTIONS_PER_TICK, used_below(sp))
+    }
+}
+
+/// Instructions and stack of RSA-2048 operations, printed over semihosting.
+#[cfg(feature = "rsa-measure")]
+fn run_measure() -> Result<(), &'static str> {
+    use mpagent_core::sign::RsaSigner;
+
+    let (key, n, stack) = measure::run(|| RsaSigner::from_pkcs1_der(RSA_KEY));
+    let key = key.map_err(|_| "rsa key")?;
+    hprintln!(
+        "rsa-2048 import PKCS#1 (checked): {} instructions, {} B stack",
+        n,
+        stack
+    );
+    let digest = [0x42u8; 32];
+    let (sig, n, stack) = measure::run(|| key.sign_sha256(&digest));
+    sig.map_err(|_| "sign")?;
+    hprintln!("rsa-2048 sign: {} instructions, {} B stack", n, stack);
+    let (_, n, _) =
+        measure::run(|| P256Signer::from_secret_bytes(&[0x5A; 32]).map(|s| s.sign_sha256(&digest)));
+    hprintln!("p256 load + sign (for scale): {} instructions", n);
+    let mut total = 0u64;
+    let mut deepest = 0usize;
+    const SEEDS: u64 = 8;
+    for seed in 1..=SEEDS {
+        let (key, n, stack) = measure::run(|| {
+            RsaSigner::generate(&mut ProbeRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        });
+        key.map_err(|_| "keygen")?;
+        hprintln!(
+            "rsa-2048 keygen seed {}: {} instructions, {} B stack",
+            seed,
+            n,
+            stack
+        );
+        total += n;
+        deepest = deepest.max(stack);
+    }
+    hprintln!(
+        "rsa-2048 keygen mean of {}: {} instructions, {} B stack at most",
+        SEEDS,
+        total / SEEDS,
+        deepest
+    );
+    Ok(())
+}
+
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "rsa-measure")]
+    if let Some(p) = cortex_m::Peripherals::take() {
+        measure::start(p.SYST);
+    }
     match run() {
         Ok((len, digest)) => {
             hprintln!(
@@ -106,13 +313,41 @@ fn main() -> ! {
                 len,
                 digest
             );
-            debug::exit(debug::EXIT_SUCCESS);
         }
         Err(what) => {
             hprintln!("failed: {}", what);
             debug::exit(debug::EXIT_FAILURE);
         }
     }
+    #[cfg(feature = "rsa")]
+    match run_rsa() {
+        Ok((len, digest)) => hprintln!(
+            "rsa registration request: {} bytes, sha256 {:02x?}",
+            len,
+            digest
+        ),
+        Err(what) => {
+            hprintln!("failed: {}", what);
+            debug::exit(debug::EXIT_FAILURE);
+        }
+    }
+    #[cfg(all(feature = "rsa-keygen", not(feature = "rsa-measure")))]
+    match run_keygen() {
+        Ok(head) => hprintln!(
+            "rsa key generated on the device; signature starts {:02x?}",
+            head
+        ),
+        Err(what) => {
+            hprintln!("failed: {}", what);
+            debug::exit(debug::EXIT_FAILURE);
+        }
+    }
+    #[cfg(feature = "rsa-measure")]
+    if let Err(what) = run_measure() {
+        hprintln!("failed: {}", what);
+        debug::exit(debug::EXIT_FAILURE);
+    }
+    debug::exit(debug::EXIT_SUCCESS);
     loop {
         cortex_m::asm::wfi();
     }

@@ -22,6 +22,7 @@
 pub mod chunked;
 pub mod request;
 pub mod response;
+pub mod stream;
 
 pub use chunked::{decode_chunked_in_place, scan_chunked, ChunkedProgress, ChunkedScan};
 pub use request::{Method, RequestHead, CCM_REQUEST_PATH, USER_AGENT};

@@ -13,7 +13,8 @@ use sha2::Digest;
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
 use super::{CertError, CertParams, EKU_SMS_ENCRYPTION, EKU_SMS_SIGNING, MAX_COMMON_NAME_LEN};
-use crate::sign::{P256Signer, SignatureScheme, Signer, MAX_SIGNATURE_LEN};
+use crate::sign::rsa::RSA_SPKI_DER_MAX_LEN;
+use crate::sign::{P256Signer, RsaSigner, SignatureScheme, Signer, MAX_SIGNATURE_LEN};
 use crate::time::UnixTime;
 
 /// Upper bound of a self-signed P-256 certificate from [`build_self_signed_p256`]: a
@@ -23,6 +24,11 @@ pub const MAX_CERT_LEN: usize = 506;
 
 /// Length of the DER SubjectPublicKeyInfo of an uncompressed P-256 key.
 pub const P256_SPKI_LEN: usize = 91;
+
+/// Upper bound of a self-signed RSA-2048 certificate from [`build_self_signed_rsa`]: as
+/// [`MAX_CERT_LEN`], with the longest RSA public key taken (a 32-bit `e` with its top bit set).
+/// The default name ("ConfigMgr Client"), UTCTime validity and `e` = 65537 give 800 bytes.
+pub const MAX_RSA_CERT_LEN: usize = 903;
 
 pub(super) const OID_ECDSA_WITH_SHA256: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
@@ -59,6 +65,23 @@ pub fn build_self_signed_p256(
     let point = signer.verifying_key().to_encoded_point(false);
     let mut spki_buf = [0u8; P256_SPKI_LEN];
     let spki = p256_spki_der(point.as_bytes(), &mut spki_buf)?;
+    build_self_signed(params, spki, signer, out)
+}
+
+/// Build a self-signed certificate (sha256WithRSAEncryption) for a software RSA-2048 key into
+/// `out`; returns its length.
+///
+/// Deterministic (PKCS#1 v1.5 signatures are). `out` of [`MAX_RSA_CERT_LEN`] bytes always
+/// suffices.
+pub fn build_self_signed_rsa(
+    params: &CertParams<'_>,
+    signer: &RsaSigner,
+    out: &mut [u8],
+) -> Result<usize, CertError> {
+    let mut spki_buf = [0u8; RSA_SPKI_DER_MAX_LEN];
+    let spki = signer
+        .spki_der(&mut spki_buf)
+        .map_err(|_| CertError::InvalidKey)?;
     build_self_signed(params, spki, signer, out)
 }
 

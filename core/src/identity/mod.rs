@@ -19,7 +19,8 @@
 //!   `Ecdsa-Sig-Value` (the signer's raw `r‖s` is converted). An RSA signer
 //!   ([`SignatureScheme::RsaPkcs1Sha256`](crate::sign::SignatureScheme)) gets
 //!   sha256WithRSAEncryption (NULL parameters) and its byte-reversed wire signature turned back
-//!   to big-endian; it only has to supply its SubjectPublicKeyInfo to [`build_self_signed`].
+//!   to big-endian: [`build_self_signed_rsa`] for the software RSA-2048 key, or any signer with
+//!   its SubjectPublicKeyInfo through [`build_self_signed`].
 
 mod cert;
 mod parse;
@@ -28,9 +29,12 @@ use crate::profile;
 use crate::sign::SignError;
 use crate::time::UnixTime;
 
-pub use cert::{build_self_signed, build_self_signed_p256, MAX_CERT_LEN, P256_SPKI_LEN};
+pub use cert::{
+    build_self_signed, build_self_signed_p256, build_self_signed_rsa, MAX_CERT_LEN,
+    MAX_RSA_CERT_LEN, P256_SPKI_LEN,
+};
 pub use der::asn1::ObjectIdentifier;
-pub use parse::{cert_has_eku, cert_public_key_p256, cert_validity};
+pub use parse::{cert_has_eku, cert_public_key_p256, cert_spki_der, cert_validity};
 
 /// Extended key usage "SMS signing" (spec §7).
 pub const EKU_SMS_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.101.2");
@@ -51,7 +55,8 @@ pub const MAX_CERT_TIME: UnixTime = UnixTime(253_402_300_799);
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum CertError {
-    /// The output buffer cannot hold the certificate ([`MAX_CERT_LEN`] always suffices for P-256).
+    /// The output buffer cannot hold the certificate ([`MAX_CERT_LEN`] always suffices for P-256,
+    /// [`MAX_RSA_CERT_LEN`] for RSA-2048).
     BufferTooSmall,
     /// DER encoding failed (should not happen with valid parameters).
     Encoding,

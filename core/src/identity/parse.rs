@@ -25,6 +25,8 @@ pub(super) struct CertView<'a> {
     pub not_before: UnixTime,
     pub not_after: UnixTime,
     pub spki: SubjectPublicKeyInfoRef<'a>,
+    /// The SubjectPublicKeyInfo as it is encoded, tag and length included.
+    pub spki_der: &'a [u8],
     /// Contents of the `Extensions` SEQUENCE (the extensions one after another), if present.
     pub extensions: Option<&'a [u8]>,
 }
@@ -59,6 +61,13 @@ pub fn cert_has_eku(der: &[u8], oid: &ObjectIdentifier) -> Result<bool, CertErro
         return Ok(false);
     };
     eku_contains(value, oid).map_err(|_| CertError::Malformed)
+}
+
+/// The certificate's SubjectPublicKeyInfo exactly as encoded (any algorithm): compare it with
+/// the key's own (e.g. [`RsaSigner::spki_der`](crate::sign::RsaSigner::spki_der)) to check that
+/// a certificate and a key belong together.
+pub fn cert_spki_der(der: &[u8]) -> Result<&[u8], CertError> {
+    Ok(CertView::parse(der)?.spki_der)
 }
 
 /// The certificate's public key as an uncompressed SEC1 P-256 point (`04‖x‖y`), checked to lie
@@ -101,6 +110,7 @@ fn parse_certificate(der: &[u8]) -> der::Result<CertView<'_>> {
             not_before: fields.not_before,
             not_after: fields.not_after,
             spki: fields.spki,
+            spki_der: fields.spki_der,
             extensions: fields.extensions,
         })
     })?;
@@ -112,6 +122,7 @@ struct TbsFields<'a> {
     not_before: UnixTime,
     not_after: UnixTime,
     spki: SubjectPublicKeyInfoRef<'a>,
+    spki_der: &'a [u8],
     extensions: Option<&'a [u8]>,
 }
 
@@ -131,7 +142,8 @@ fn parse_tbs(tbs: &[u8]) -> der::Result<TbsFields<'_>> {
         expect_sequence(t.decode()?)?; // issuer
         let (not_before, not_after) = t.sequence(|v| Ok((decode_time(v)?, decode_time(v)?)))?;
         expect_sequence(t.decode()?)?; // subject
-        let spki = t.decode()?;
+        let spki_der = t.tlv_bytes()?;
+        let spki = SubjectPublicKeyInfoRef::from_der(spki_der)?;
         // issuerUniqueID [1], subjectUniqueID [2], extensions [3], each optional, in that order.
         let mut extensions = None;
         let mut last = 0u8;
@@ -158,6 +170,7 @@ fn parse_tbs(tbs: &[u8]) -> der::Result<TbsFields<'_>> {
             not_before,
             not_after,
             spki,
+            spki_der,
             extensions,
         })
     })?;

@@ -480,3 +480,66 @@ fn wrong_field_contents_are_caught() {
     );
     assert!(cert_validity(&dup).is_ok());
 }
+
+// ---- Real RSA-2048 keys (`build_self_signed_rsa`) ----
+
+const RSA_PK1: &[u8] = include_bytes!("../sign/rsa/testdata/rsa2048.pk1.der");
+/// The same size of key with the longest public exponent taken (`e` = 2^32 − 5).
+const RSA_PK1_E32: &[u8] = include_bytes!("../sign/rsa/testdata/rsa2048-e32.pk1.der");
+
+fn build_rsa(params: &CertParams<'_>, signer: &crate::sign::RsaSigner) -> Vec<u8> {
+    let mut out = [0u8; MAX_RSA_CERT_LEN];
+    let n = build_self_signed_rsa(params, signer, &mut out).unwrap();
+    out[..n].to_vec()
+}
+
+/// Verify the certificate's RSA signature over its TBS with the key it carries (`rsa` crate).
+fn verify_rsa(der: &[u8]) {
+    use rsa::pkcs8::DecodePublicKey;
+    let view = CertView::parse(der).unwrap();
+    assert_eq!(view.sig_alg.oid, OID_SHA256_WITH_RSA);
+    assert!(view.sig_alg.parameters.unwrap().is_null());
+    let key = rsa::RsaPublicKey::from_public_key_der(cert_spki_der(der).unwrap()).unwrap();
+    let digest = sha2::Sha256::digest(view.tbs);
+    key.verify(
+        rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+        &digest,
+        view.signature.as_bytes().unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn rsa_certificates_verify_and_carry_the_key() {
+    let signer = crate::sign::RsaSigner::from_pkcs1_der(RSA_PK1).unwrap();
+    let cert = build_rsa(&fixed_params(), &signer);
+    verify_rsa(&cert);
+    let mut spki = [0u8; crate::sign::rsa::RSA_SPKI_DER_MAX_LEN];
+    assert_eq!(
+        cert_spki_der(&cert).unwrap(),
+        signer.spki_der(&mut spki).unwrap()
+    );
+    assert_eq!(cert_public_key_p256(&cert), Err(CertError::Unsupported));
+    assert!(cert_has_eku(&cert, &EKU_SMS_SIGNING).unwrap());
+    assert_eq!(cert.len(), 800);
+    // Deterministic: PKCS#1 v1.5 has no nonce.
+    assert_eq!(build_rsa(&fixed_params(), &signer), cert);
+    // The P-256 certificate's SPKI is read the same way.
+    let p256 = build(&fixed_params(), &fixed_signer());
+    assert_eq!(cert_spki_der(&p256).unwrap().len(), P256_SPKI_LEN);
+}
+
+#[test]
+fn max_rsa_cert_len_is_a_tight_bound() {
+    let name = "X".repeat(MAX_COMMON_NAME_LEN);
+    let signer = crate::sign::RsaSigner::from_pkcs1_der(RSA_PK1_E32).unwrap();
+    let params = CertParams {
+        common_name: &name,
+        not_before: UnixTime(2_600_000_000),
+        not_after: MAX_CERT_TIME,
+        serial: [0xFF; 16],
+    };
+    let cert = build_rsa(&params, &signer);
+    verify_rsa(&cert);
+    assert_eq!(cert.len(), MAX_RSA_CERT_LEN);
+}

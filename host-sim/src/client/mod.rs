@@ -1,22 +1,29 @@
 //! The host client: the same no_std core driven over std networking, with its identity and
-//! registration state kept in a directory.
+//! registration state kept in a directory. Mixed mode (the default): a self-signed identity made
+//! on first run, plain HTTP. Native mode ([`tls`]): the administrator's CA-issued certificate
+//! and key, checked at start-up, and HTTPS with that certificate.
 
+pub mod flash_file;
+pub mod run;
+pub mod session;
 pub mod state;
+pub mod tls;
 pub mod transport;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use mpagent_core::agent::registration::{
     Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
 };
-use mpagent_core::config::{AgentConfig, SiteMode};
+use mpagent_core::config::SiteMode;
 use mpagent_core::io::{self, Progress, RegisterOptions};
 use mpagent_core::wire::registration::AgentType;
 
-use self::state::StateDir;
-use self::transport::{unix_now, SystemClock, TcpConnector};
+pub use self::state::KeyKind;
+use self::session::Session;
+pub use self::tls::{NativeConfigError, PkiFiles};
+use self::transport::SystemClock;
 
 /// Size of the one buffer the core streams requests through and reads replies into.
 pub const EXCHANGE_BUFFER: usize = 4096;
@@ -24,7 +31,7 @@ pub const EXCHANGE_BUFFER: usize = 4096;
 /// How a host client is configured.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// `http://host:port` of the MP.
+    /// `http://host:port` of the MP (mixed mode) or `https://host:port` (native mode).
     pub mp_url: String,
     /// Site code.
     pub site_code: String,
@@ -38,6 +45,46 @@ pub struct ClientOptions {
     pub wait_for_approval: bool,
     /// Consecutive failures before giving up.
     pub max_failures: u32,
+    /// Kind of key made for a new identity (an existing identity keeps its key). Mixed mode only.
+    pub key: KeyKind,
+    /// Mixed (HTTP, self-signed identity in the state directory) or native (HTTPS, [`Self::pki`]).
+    pub mode: SiteMode,
+    /// Native mode: the provisioned certificate, key and CA ([`tls`]).
+    pub pki: Option<PkiFiles>,
+}
+
+impl ClientOptions {
+    /// Mixed-mode options with the defaults of `client register`: P-256, return when pending,
+    /// four failures.
+    pub fn mixed(mp_url: &str, site_code: &str, state_dir: PathBuf, name: &str) -> Self {
+        ClientOptions {
+            mp_url: mp_url.into(),
+            site_code: site_code.into(),
+            state_dir,
+            name: name.into(),
+            fqdn: None,
+            wait_for_approval: false,
+            max_failures: 4,
+            key: KeyKind::P256,
+            mode: SiteMode::Mixed,
+            pki: None,
+        }
+    }
+
+    /// Native-mode options with the provisioned `pki` files, otherwise as [`Self::mixed`].
+    pub fn native(
+        mp_url: &str,
+        site_code: &str,
+        state_dir: PathBuf,
+        name: &str,
+        pki: PkiFiles,
+    ) -> Self {
+        ClientOptions {
+            mode: SiteMode::Native,
+            pki: Some(pki),
+            ..Self::mixed(mp_url, site_code, state_dir, name)
+        }
+    }
 }
 
 /// What `register` achieved.
@@ -45,9 +92,9 @@ pub struct ClientOptions {
 pub struct RegisterOutcome {
     /// The final registration state.
     pub state: RegistrationState,
-    /// Whether this run created the identity.
+    /// Whether this run created the identity (never in native mode).
     pub identity_created: bool,
-    /// The certificate file.
+    /// The certificate file (the provisioned one in native mode).
     pub cert_path: PathBuf,
 }
 
@@ -56,30 +103,14 @@ pub async fn register(
     opts: &ClientOptions,
     observer: &mut dyn FnMut(&Progress),
 ) -> Result<RegisterOutcome> {
-    let fqdn = opts
-        .fqdn
-        .clone()
-        .unwrap_or_else(|| format!("{}.local", opts.name));
-    let config = AgentConfig::new(
-        &opts.site_code,
-        SiteMode::Mixed,
-        &opts.mp_url,
-        &opts.name,
-        &fqdn,
-    )
-    .map_err(|e| anyhow!("invalid configuration: {e:?}"))?;
-    let state_dir = StateDir::open(&opts.state_dir)?;
-    let identity = state_dir.load_or_create_identity(&opts.name, unix_now())?;
+    let (session, mut connector) = Session::open(opts)?;
+    let config = session.config()?;
+    let (identity, state_dir) = (&session.identity, &session.state_dir);
     let signing = SigningIdentity {
         signer: &identity.signer,
         cert_der: &identity.cert_der,
     };
     let mut registrar = Registrar::new(state_dir.registration()?);
-    let mut connector = TcpConnector {
-        host: config.mp.host.to_string(),
-        port: config.mp.port,
-        connect_timeout: Duration::from_secs(10),
-    };
     let mut buf = vec![0u8; EXCHANGE_BUFFER];
     let options = RegisterOptions {
         return_when_pending: !opts.wait_for_approval,
@@ -123,6 +154,6 @@ pub async fn register(
     Ok(RegisterOutcome {
         state,
         identity_created: identity.created,
-        cert_path: state_dir.path().join(state::CERT_FILE),
+        cert_path: session.cert_path.clone(),
     })
 }

@@ -10,11 +10,18 @@ use anyhow::{anyhow, bail, Context, Result};
 use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::Smsid;
 use mpagent_core::identity::{
-    build_self_signed_p256, cert_public_key_p256, CertParams, MAX_CERT_LEN,
+    build_self_signed_p256, build_self_signed_rsa, cert_spki_der, CertParams, MAX_CERT_LEN,
+    MAX_RSA_CERT_LEN,
 };
-use mpagent_core::sign::P256Signer;
+
+// Both certificates fit the one buffer `ClientSigner::self_signed_cert` uses.
+const _: () = assert!(MAX_CERT_LEN <= MAX_RSA_CERT_LEN);
+use mpagent_core::sign::rsa::{RSA_PKCS8_DER_MAX_LEN, RSA_SPKI_DER_MAX_LEN};
+use mpagent_core::sign::{
+    P256Signer, RsaKeyError, RsaSigner, SignError, SignatureBytes, SignatureScheme, Signer,
+};
 use mpagent_core::time::UnixTime;
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 
 /// Files in a state directory.
 pub const KEY_FILE: &str = "key.pk8";
@@ -23,10 +30,145 @@ pub const CERT_FILE: &str = "cert.der";
 /// `unregistered`, `pending GUID:…`, `registered GUID:…` or `rejected`.
 pub const REGISTRATION_FILE: &str = "registration";
 
+/// The kind of key a new identity gets (an existing identity keeps the key it has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KeyKind {
+    /// ECDSA P-256 (our profile; what the emulator and secure elements do).
+    #[default]
+    P256,
+    /// RSA-2048, PKCS#1 v1.5 (what real current-branch sites take, spec §6).
+    Rsa2048,
+}
+
+impl KeyKind {
+    /// How people call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::P256 => "P-256",
+            KeyKind::Rsa2048 => "RSA-2048",
+        }
+    }
+}
+
+/// The identity's signing key, of either kind; the rest of the client does not care which.
+#[derive(Clone)]
+pub enum ClientSigner {
+    /// Software ECDSA P-256.
+    P256(P256Signer),
+    /// Software RSA-2048 (boxed: the key with its Montgomery parameters is about 3 KB).
+    Rsa(Box<RsaSigner>),
+}
+
+impl std::fmt::Debug for ClientSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientSigner({})", self.kind().name())
+    }
+}
+
+impl ClientSigner {
+    /// A fresh key of `kind`.
+    pub fn generate(kind: KeyKind) -> Result<Self> {
+        let mut rng = rand_core::OsRng;
+        Ok(match kind {
+            KeyKind::P256 => Self::P256(P256Signer::generate(&mut rng)),
+            KeyKind::Rsa2048 => Self::Rsa(Box::new(
+                RsaSigner::generate(&mut rng)
+                    .map_err(|e| anyhow!("generating an RSA-2048 key: {e:?}"))?,
+            )),
+        })
+    }
+
+    /// Read a PKCS#8 key, telling the algorithm from its AlgorithmIdentifier.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        match RsaSigner::from_pkcs8_der(der) {
+            Ok(key) => Ok(Self::Rsa(Box::new(key))),
+            Err(RsaKeyError::NotRsa) => p256::ecdsa::SigningKey::from_pkcs8_der(der)
+                .map(|key| Self::P256(P256Signer::new(key)))
+                .map_err(|e| anyhow!("neither an RSA-2048 nor a P-256 PKCS#8 key: {e}")),
+            Err(e) => Err(anyhow!("not a usable RSA-2048 PKCS#8 key: {e:?}")),
+        }
+    }
+
+    /// The key as PKCS#8 DER.
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>> {
+        match self {
+            Self::P256(s) => Ok(s
+                .signing_key()
+                .to_pkcs8_der()
+                .map_err(|e| anyhow!("encoding the key: {e}"))?
+                .as_bytes()
+                .to_vec()),
+            Self::Rsa(s) => {
+                let mut buf = [0u8; RSA_PKCS8_DER_MAX_LEN];
+                Ok(s.to_pkcs8_der(&mut buf)
+                    .map_err(|e| anyhow!("encoding the key: {e:?}"))?
+                    .to_vec())
+            }
+        }
+    }
+
+    /// The public key as a DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> Result<Vec<u8>> {
+        match self {
+            Self::P256(s) => Ok(s
+                .verifying_key()
+                .to_public_key_der()
+                .map_err(|e| anyhow!("encoding the public key: {e}"))?
+                .as_bytes()
+                .to_vec()),
+            Self::Rsa(s) => {
+                let mut buf = [0u8; RSA_SPKI_DER_MAX_LEN];
+                Ok(s.spki_der(&mut buf)
+                    .map_err(|e| anyhow!("encoding the public key: {e:?}"))?
+                    .to_vec())
+            }
+        }
+    }
+
+    /// Which kind of key this is.
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            Self::P256(_) => KeyKind::P256,
+            Self::Rsa(_) => KeyKind::Rsa2048,
+        }
+    }
+
+    /// A self-signed certificate for this key (spec §7).
+    pub fn self_signed_cert(&self, params: &CertParams<'_>) -> Result<Vec<u8>> {
+        let mut buf = [0u8; MAX_RSA_CERT_LEN];
+        let len = match self {
+            Self::P256(s) => build_self_signed_p256(params, s, &mut buf),
+            Self::Rsa(s) => build_self_signed_rsa(params, s, &mut buf),
+        }
+        .map_err(|e| anyhow!("building the self-signed certificate: {e:?}"))?;
+        Ok(buf[..len].to_vec())
+    }
+
+    fn inner(&self) -> &dyn Signer {
+        match self {
+            Self::P256(s) => s,
+            Self::Rsa(s) => s.as_ref(),
+        }
+    }
+}
+
+impl Signer for ClientSigner {
+    fn scheme(&self) -> SignatureScheme {
+        self.inner().scheme()
+    }
+    fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError> {
+        self.inner().sign_sha256(digest)
+    }
+    fn sign_sha1(&self, digest: &[u8; 20]) -> Result<SignatureBytes, SignError> {
+        self.inner().sign_sha1(digest)
+    }
+}
+
 /// A client's persistent identity.
+#[derive(Debug)]
 pub struct Identity {
     /// The signing key.
-    pub signer: P256Signer,
+    pub signer: ClientSigner,
     /// Its self-signed certificate.
     pub cert_der: Vec<u8>,
     /// Whether this run created it.
@@ -52,50 +194,62 @@ impl StateDir {
         &self.dir
     }
 
-    /// Load the identity, or create key and self-signed certificate on first run.
+    /// Load the identity, or create a P-256 key and self-signed certificate on first run.
     pub fn load_or_create_identity(&self, common_name: &str, now: UnixTime) -> Result<Identity> {
+        self.load_or_create_identity_with(common_name, now, KeyKind::P256)
+    }
+
+    /// Load the identity (whatever its key), or create one with a `kind` key on first run.
+    pub fn load_or_create_identity_with(
+        &self,
+        common_name: &str,
+        now: UnixTime,
+        kind: KeyKind,
+    ) -> Result<Identity> {
         let key_path = self.dir.join(KEY_FILE);
         let cert_path = self.dir.join(CERT_FILE);
         match (key_path.exists(), cert_path.exists()) {
             (true, true) => {
                 let der = fs::read(&key_path)?;
-                let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der)
-                    .map_err(|e| anyhow!("{}: not a P-256 PKCS#8 key: {e}", key_path.display()))?;
+                let signer = ClientSigner::from_pkcs8_der(&der)
+                    .with_context(|| format!("{}", key_path.display()))?;
                 let cert_der = fs::read(&cert_path)?;
-                let cert_key = cert_public_key_p256(&cert_der).map_err(|e| {
+                let cert_key = cert_spki_der(&cert_der).map_err(|e| {
                     anyhow!("{}: unreadable certificate: {e:?}", cert_path.display())
                 })?;
-                if key.verifying_key().to_encoded_point(false).as_bytes() != cert_key.as_slice() {
+                if signer.spki_der()? != cert_key {
                     bail!(
                         "{} and {} do not belong together (the certificate's public key is not the key's)",
                         key_path.display(),
                         cert_path.display()
                     );
                 }
+                if signer.kind() != kind {
+                    tracing::info!(
+                        "{}: the identity has a {} key; keeping it (a {} key is only made for a new identity)",
+                        self.dir.display(),
+                        signer.kind().name(),
+                        kind.name()
+                    );
+                }
                 Ok(Identity {
-                    signer: P256Signer::new(key),
+                    signer,
                     cert_der,
                     created: false,
                 })
             }
             (false, false) => {
-                let mut rng = rand_core::OsRng;
-                let signer = P256Signer::generate(&mut rng);
-                let params = CertParams::self_signed_now(common_name, now, &mut rng);
-                let mut buf = [0u8; MAX_CERT_LEN];
-                let len = build_self_signed_p256(&params, &signer, &mut buf)
-                    .map_err(|e| anyhow!("building the self-signed certificate: {e:?}"))?;
-                let pk8 = signer
-                    .signing_key()
-                    .to_pkcs8_der()
-                    .map_err(|e| anyhow!("encoding the key: {e}"))?;
+                let signer = ClientSigner::generate(kind)?;
+                let params = CertParams::self_signed_now(common_name, now, &mut rand_core::OsRng);
+                let cert_der = signer.self_signed_cert(&params)?;
+                let pk8 = signer.to_pkcs8_der()?;
                 // Certificate first: a crash in between leaves a certificate without its key,
                 // which the next run reports instead of silently making a mismatched pair.
-                write_atomic(&cert_path, &buf[..len])?;
-                write_atomic(&key_path, pk8.as_bytes())?;
+                write_atomic(&cert_path, &cert_der)?;
+                write_atomic(&key_path, &pk8)?;
                 Ok(Identity {
                     signer,
-                    cert_der: buf[..len].to_vec(),
+                    cert_der,
                     created: true,
                 })
             }
@@ -197,8 +351,46 @@ mod tests {
             .unwrap();
         assert!(!b.created);
         assert_eq!(a.cert_der, b.cert_der);
-        assert_eq!(a.signer.secret_bytes(), b.signer.secret_bytes());
+        assert_eq!(
+            a.signer.to_pkcs8_der().unwrap(),
+            b.signer.to_pkcs8_der().unwrap()
+        );
+        assert_eq!(a.signer.kind(), KeyKind::P256);
         fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
         assert!(st.load_or_create_identity("dev1", UnixTime(0)).is_err());
+    }
+
+    #[test]
+    fn rsa_identity_is_created_once_reused_and_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::open(dir.path()).unwrap();
+        let now = UnixTime(1_795_428_000);
+        let a = st
+            .load_or_create_identity_with("dev2", now, KeyKind::Rsa2048)
+            .unwrap();
+        assert!(a.created);
+        assert_eq!(a.signer.kind(), KeyKind::Rsa2048);
+        assert_eq!(a.signer.scheme(), SignatureScheme::RsaPkcs1Sha256);
+        // Asked for P-256, the directory keeps its RSA identity.
+        let b = st.load_or_create_identity("dev2", now).unwrap();
+        assert!(!b.created);
+        assert_eq!(b.signer.kind(), KeyKind::Rsa2048);
+        assert_eq!(a.cert_der, b.cert_der);
+        assert_eq!(
+            a.signer.to_pkcs8_der().unwrap(),
+            b.signer.to_pkcs8_der().unwrap()
+        );
+        // Another key's certificate next to the RSA key is refused.
+        let other = tempfile::tempdir().unwrap();
+        let p256 = StateDir::open(other.path())
+            .unwrap()
+            .load_or_create_identity("dev3", now)
+            .unwrap();
+        write_atomic(&dir.path().join(CERT_FILE), &p256.cert_der).unwrap();
+        let err = st.load_or_create_identity("dev2", now).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("do not belong together"),
+            "{err:#}"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! `mpagent-sim mp …`: serve the emulator and administer its site database (approve, reject,
-//! list clients and rejections, import an ISV proxy certificate).
+//! list clients and rejections, import an ISV proxy certificate, list received messages, publish
+//! and list policies).
 
-use super::db::{smsid_key, SiteDb};
-use super::{Approval, Limits, MpConfig, MpServer};
+use super::db::{smsid_key, NewPolicy, PolicyTarget, SiteDb};
+use super::{Approval, Limits, MpConfig, MpServer, TlsConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,26 @@ pub enum MpCommand {
         /// Connections served at once.
         #[arg(long, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
+        /// Signed messages whose SentTime is further than this from our clock are refused, seconds.
+        #[arg(long, default_value_t = Limits::default().sent_time_window.as_secs())]
+        sent_time_window_secs: u64,
+        /// Policy ClientTokens further than this from our clock are refused, seconds.
+        #[arg(long, default_value_t = Limits::default().client_token_window.as_secs())]
+        client_token_window_secs: u64,
+        /// Native mode: serve HTTPS with this certificate (DER or PEM, chain allowed) and require
+        /// client certificates issued by --client-ca.
+        #[arg(long, requires_all = ["tls_key", "client_ca"])]
+        tls_cert: Option<PathBuf>,
+        /// Native mode: the server certificate's key (DER or PEM; PKCS#8, SEC1 or PKCS#1).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Native mode: the CA(s) client certificates must chain to (DER or PEM).
+        #[arg(long, requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
+        /// Native mode: check client certificates against this CRL (DER or PEM); a client whose
+        /// CA has no CRL here is refused.
+        #[arg(long, requires = "tls_cert")]
+        crl: Option<PathBuf>,
     },
     /// Approve a pending client.
     Approve {
@@ -67,6 +88,87 @@ pub enum MpCommand {
         #[arg(long)]
         db: PathBuf,
     },
+    /// List accepted management messages (DDR, inventory, status, state), oldest first.
+    Messages {
+        #[arg(long)]
+        db: PathBuf,
+        /// Only this client's messages.
+        #[arg(long)]
+        smsid: Option<String>,
+        /// Only messages to this endpoint (e.g. MP_HinvEndpoint).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Publish, assign and list policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+/// The `mp policy` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Publish a policy (ID + version + body) and assign it to one client or to all; prints the
+    /// assignment ID and the body's location.
+    Add {
+        #[arg(long)]
+        db: PathBuf,
+        /// Policy ID, e.g. {5C4D3A3E-0000-4000-8000-000000000001} (letters, digits, {}-_).
+        #[arg(long)]
+        id: String,
+        /// Policy version, e.g. 1.00.
+        #[arg(long)]
+        version: String,
+        /// Assign to this client.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        smsid: Option<String>,
+        /// Assign to every client.
+        #[arg(long)]
+        all: bool,
+        /// PolicyCategory (default Custom).
+        #[arg(long)]
+        category: Option<String>,
+        /// PolicyFlags bit mask.
+        #[arg(long, default_value_t = 0)]
+        flags: u32,
+        /// File holding the policy body XML (UTF-8, or UTF-16 with a BOM).
+        #[arg(long, conflicts_with = "body", required_unless_present = "body")]
+        body_file: Option<PathBuf>,
+        /// The policy body XML.
+        #[arg(long)]
+        body: Option<String>,
+    },
+    /// List policy assignments.
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+/// Text of a body file: UTF-8 (an optional BOM dropped) or UTF-16 with a BOM.
+pub fn read_text_file(bytes: &[u8]) -> anyhow::Result<String> {
+    let utf16 = |b: &[u8], le: bool| -> anyhow::Result<String> {
+        anyhow::ensure!(b.len() % 2 == 0, "UTF-16 file with an odd number of bytes");
+        let units = b.chunks_exact(2).map(|c| {
+            if le {
+                u16::from_le_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], c[1]])
+            }
+        });
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .context("invalid UTF-16")
+    };
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        utf16(rest, true)
+    } else if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        utf16(rest, false)
+    } else {
+        let rest = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+        Ok(std::str::from_utf8(rest).context("not UTF-8")?.to_string())
+    }
 }
 
 /// Certificate bytes from a DER or PEM (`-----BEGIN CERTIFICATE-----`) file.
@@ -123,6 +225,12 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             max_body_bytes,
             read_timeout_secs,
             max_connections,
+            sent_time_window_secs,
+            client_token_window_secs,
+            tls_cert,
+            tls_key,
+            client_ca,
+            crl,
         } => {
             let config = MpConfig {
                 site_code,
@@ -133,11 +241,22 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     max_body_bytes,
                     read_timeout: Duration::from_secs(read_timeout_secs),
                     max_connections,
+                    sent_time_window: Duration::from_secs(sent_time_window_secs),
+                    client_token_window: Duration::from_secs(client_token_window_secs),
                 },
                 mp_host,
             };
-            let server = MpServer::start(config, listen).await?;
-            println!("MP emulator listening on http://{}", server.local_addr());
+            let server = match (tls_cert, tls_key, client_ca) {
+                (Some(cert), Some(key), Some(ca)) => {
+                    let tls = TlsConfig::from_files(&cert, &key, &ca, crl.as_deref())?;
+                    MpServer::start_tls(config, tls, listen).await?
+                }
+                (None, None, None) => MpServer::start(config, listen).await?,
+                _ => {
+                    anyhow::bail!("native mode needs all of --tls-cert, --tls-key and --client-ca")
+                }
+            };
+            println!("MP emulator listening on {}", server.url());
             tokio::signal::ctrl_c().await?;
             server.shutdown().await;
             Ok(())
@@ -199,6 +318,110 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             println!("{} rejection(s)", rows.len());
             Ok(())
         }
+        MpCommand::Messages {
+            db,
+            smsid,
+            endpoint,
+        } => {
+            let rows = SiteDb::open(db)?.messages(smsid.as_deref())?;
+            println!(
+                "{:<20} {:<41} {:<16} {:<10} {:<38} {:>8}",
+                "RECEIVED", "SMSID", "ENDPOINT", "KIND", "MESSAGE ID", "SIZE"
+            );
+            let mut n = 0;
+            for r in rows.iter().filter(|r| {
+                endpoint
+                    .as_deref()
+                    .is_none_or(|e| r.endpoint.eq_ignore_ascii_case(e))
+            }) {
+                n += 1;
+                println!(
+                    "{:<20} {:<41} {:<16} {:<10} {:<38} {:>8}{}",
+                    r.received_at,
+                    r.smsid,
+                    r.endpoint,
+                    r.kind,
+                    r.message_id,
+                    r.body.len(),
+                    r.via_proxy
+                        .as_deref()
+                        .map(|p| format!("  via {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            println!("{n} message(s)");
+            Ok(())
+        }
+        MpCommand::Policy {
+            command:
+                PolicyCommand::Add {
+                    db,
+                    id,
+                    version,
+                    smsid,
+                    all,
+                    category,
+                    flags,
+                    body_file,
+                    body,
+                },
+        } => {
+            let body = match (body, body_file) {
+                (Some(b), _) => b,
+                (None, Some(f)) => read_text_file(
+                    &std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                )
+                .with_context(|| format!("reading {}", f.display()))?,
+                (None, None) => anyhow::bail!("give --body or --body-file"),
+            };
+            let target = match (&smsid, all) {
+                (Some(s), false) => PolicyTarget::Client(s),
+                (None, true) => PolicyTarget::All,
+                _ => anyhow::bail!("give exactly one of --smsid and --all"),
+            };
+            let assignment = SiteDb::open(db)?.add_policy(&NewPolicy {
+                policy_id: &id,
+                version: &version,
+                target,
+                category: category.as_deref(),
+                flags,
+                body: &body,
+            })?;
+            println!(
+                "assignment {assignment}: policy {id} version {version} for {}, body at \
+                 http://<mp>{}?{id}.{version}",
+                smsid
+                    .as_deref()
+                    .map(smsid_key)
+                    .as_deref()
+                    .unwrap_or("all clients"),
+                super::policy::BODY_PATH
+            );
+            Ok(())
+        }
+        MpCommand::Policy {
+            command: PolicyCommand::List { db },
+        } => {
+            let rows = SiteDb::open(db)?.policies()?;
+            println!(
+                "{:<38} {:<40} {:<8} {:<16} {:>5} {:<41} {:>7}",
+                "ASSIGNMENT", "POLICY ID", "VERSION", "CATEGORY", "FLAGS", "TARGET", "BYTES"
+            );
+            for r in &rows {
+                println!(
+                    "{:<38} {:<40} {:<8} {:<16} {:>5} {:<41} {:>7}",
+                    r.assignment_id,
+                    r.policy_id,
+                    r.version,
+                    r.category,
+                    r.flags,
+                    r.target_smsid.as_deref().unwrap_or("all clients"),
+                    r.body.len()
+                );
+            }
+            println!("{} assignment(s)", rows.len());
+            Ok(())
+        }
     }
 }
 
@@ -222,6 +445,16 @@ mod tests {
         assert!(base64_decode("Y").is_err());
         assert!(base64_decode("Y!==").is_err());
         assert!(read_cert_file(b"-----BEGIN CERTIFICATE-----\nMIIB").is_err());
+    }
+
+    #[test]
+    fn text_files() {
+        assert_eq!(read_text_file(b"<a/>").unwrap(), "<a/>");
+        assert_eq!(read_text_file(b"\xEF\xBB\xBF<a/>").unwrap(), "<a/>");
+        assert_eq!(read_text_file(b"\xFF\xFE<\0a\0/\0>\0").unwrap(), "<a/>");
+        assert_eq!(read_text_file(b"\xFE\xFF\0<\0a\0/\0>").unwrap(), "<a/>");
+        assert!(read_text_file(b"\xFF\xFE<").is_err());
+        assert!(read_text_file(b"\xC3").is_err());
     }
 
     #[test]
@@ -257,8 +490,42 @@ mod tests {
             _ => panic!("not serve"),
         }
         assert!(Cli::try_parse_from(["x", "approve", "--db", "s.db"]).is_err());
+        let add = |extra: &[&str]| {
+            let mut args = vec![
+                "x",
+                "policy",
+                "add",
+                "--db",
+                "s.db",
+                "--id",
+                "P",
+                "--version",
+                "1",
+            ];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        assert!(add(&["--all", "--body", "<a/>"]).is_ok());
+        assert!(add(&["--smsid", "GUID:x", "--body-file", "f"]).is_ok());
+        assert!(add(&["--body", "<a/>"]).is_err(), "no target");
+        assert!(add(&["--all", "--smsid", "GUID:x", "--body", "<a/>"]).is_err());
+        assert!(add(&["--all"]).is_err(), "no body");
+        assert!(add(&["--all", "--body", "<a/>", "--body-file", "f"]).is_err());
+        assert!(
+            Cli::try_parse_from(["x", "messages", "--db", "s.db", "--smsid", "GUID:x"]).is_ok()
+        );
         assert!(
             Cli::try_parse_from(["x", "serve", "--db", "s.db", "--approval", "maybe"]).is_err()
         );
+        let serve = |extra: &[&str]| {
+            let mut args = vec!["x", "serve", "--db", "s.db"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let native = ["--tls-cert", "c", "--tls-key", "k", "--client-ca", "ca"];
+        assert!(serve(&native).is_ok());
+        assert!(serve(&[&native[..], &["--crl", "crl.pem"]].concat()).is_ok());
+        assert!(serve(&native[..4]).is_err(), "no client CA");
+        assert!(serve(&["--crl", "crl.pem"]).is_err(), "CRL without TLS");
     }
 }

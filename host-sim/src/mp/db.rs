@@ -1,7 +1,9 @@
 //! The site database (SQLite, WAL): registered clients, certificates imported by the administrator
-//! (ISV proxies), the rejection log, an event log, and a message store for the endpoints to come.
+//! (ISV proxies), the rejection log, an event log, the store of accepted management messages (DDR,
+//! inventory, status, state; unique per SMSID and message ID), and policies with their assignments
+//! and the log of policy body downloads.
 
-use super::util::{new_smsid, normalize_smsid, utc_timestamp};
+use super::util::{new_message_id, new_smsid, normalize_smsid, utc_timestamp};
 use super::verify;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -46,13 +48,56 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS messages (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id  TEXT UNIQUE,
-    smsid       TEXT COLLATE NOCASE,
+    message_id  TEXT NOT NULL COLLATE NOCASE,
+    smsid       TEXT NOT NULL COLLATE NOCASE,
     endpoint    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    via_proxy   TEXT COLLATE NOCASE,
+    sent_time   TEXT,
     received_at TEXT NOT NULL,
-    body        TEXT NOT NULL
+    body        TEXT NOT NULL,
+    UNIQUE (smsid, message_id)
+);
+CREATE TABLE IF NOT EXISTS policies (
+    policy_id   TEXT NOT NULL COLLATE NOCASE,
+    version     TEXT NOT NULL COLLATE NOCASE,
+    policy_type TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    flags       INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (policy_id, version)
+);
+CREATE TABLE IF NOT EXISTS policy_assignments (
+    assignment_id TEXT PRIMARY KEY COLLATE NOCASE,
+    policy_id     TEXT NOT NULL COLLATE NOCASE,
+    version       TEXT NOT NULL COLLATE NOCASE,
+    target_smsid  TEXT COLLATE NOCASE,
+    created_at    TEXT NOT NULL,
+    FOREIGN KEY (policy_id, version) REFERENCES policies(policy_id, version)
+);
+CREATE TABLE IF NOT EXISTS policy_fetches (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        TEXT NOT NULL,
+    smsid     TEXT NOT NULL COLLATE NOCASE,
+    policy_id TEXT NOT NULL,
+    version   TEXT NOT NULL
 );
 ";
+
+/// Characters allowed in a policy ID (no `.`: the body location is `{id}.{version}`).
+fn valid_policy_id(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"{}-_".contains(&b))
+}
+
+/// Characters allowed in a policy version (`1.00`, `2_00`, `7`).
+fn valid_policy_version(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._".contains(&b))
+}
 
 /// Approval state of a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +190,136 @@ pub struct EventRow {
     pub detail: String,
 }
 
+/// One accepted management message (DDR, inventory, status, state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    /// The header's `ID`, `{GUID}` upper case.
+    pub message_id: String,
+    /// The sender (`SourceID`), normalised `GUID:` + upper-case GUID.
+    pub smsid: String,
+    /// `TargetEndpoint`, e.g. `MP_DdrEndpoint`.
+    pub endpoint: String,
+    /// `ddr`, `hinv-full`, `hinv-delta`, `status`, `state`.
+    pub kind: String,
+    /// The ISV proxy that signed it for the client, if any.
+    pub via_proxy: Option<String>,
+    /// The header's `SentTime`.
+    pub sent_time: Option<String>,
+    /// When the emulator accepted it (`YYYY-MM-DDThh:mm:ssZ`).
+    pub received_at: String,
+    /// The body XML as received (decoded from UTF-16LE).
+    pub body: String,
+}
+
+/// A message to store.
+#[derive(Clone, Debug)]
+pub struct NewMessage<'a> {
+    pub message_id: &'a str,
+    pub smsid: &'a str,
+    pub endpoint: &'a str,
+    pub kind: &'a str,
+    pub via_proxy: Option<&'a str>,
+    pub sent_time: Option<&'a str>,
+    pub body: &'a str,
+}
+
+/// Who a policy is assigned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyTarget<'a> {
+    /// One client (SMSID).
+    Client(&'a str),
+    /// Every client of the site.
+    All,
+}
+
+/// A policy to publish and assign.
+#[derive(Clone, Debug)]
+pub struct NewPolicy<'a> {
+    /// `[A-Za-z0-9{}_-]`, e.g. `{5C4D3A3E-…}`.
+    pub policy_id: &'a str,
+    /// `[A-Za-z0-9._]`, e.g. `1.00`.
+    pub version: &'a str,
+    pub target: PolicyTarget<'a>,
+    /// `PolicyCategory`; `None` → [`DEFAULT_POLICY_CATEGORY`].
+    pub category: Option<&'a str>,
+    /// `PolicyFlags` bit mask (spec §5).
+    pub flags: u32,
+    /// The policy body XML served at `/SMS_MP/.sms_pol?{id}.{version}`.
+    pub body: &'a str,
+}
+
+/// `PolicyCategory` of a policy added without one [profile].
+pub const DEFAULT_POLICY_CATEGORY: &str = "Custom";
+/// `PolicyType` of every policy the emulator serves (machine policy only) [profile].
+pub const POLICY_TYPE: &str = "Machine";
+
+/// One policy assignment with its policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyRow {
+    /// `{GUID}` upper case.
+    pub assignment_id: String,
+    pub policy_id: String,
+    pub version: String,
+    pub policy_type: String,
+    pub category: String,
+    pub flags: u32,
+    /// `None`: assigned to every client.
+    pub target_smsid: Option<String>,
+    pub body: String,
+    /// When the assignment was made.
+    pub assigned_at: String,
+}
+
+impl PolicyRow {
+    /// `{id}.{version}`: the query of the body's location.
+    pub fn location_query(&self) -> String {
+        format!("{}.{}", self.policy_id, self.version)
+    }
+}
+
+/// One download of a policy body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyFetchRow {
+    pub id: i64,
+    pub at: String,
+    pub smsid: String,
+    pub policy_id: String,
+    pub version: String,
+}
+
+const POLICY_COLUMNS: &str = "a.assignment_id, p.policy_id, p.version, p.policy_type, \
+     p.category, p.flags, a.target_smsid, p.body, a.created_at";
+
+fn policy_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyRow> {
+    Ok(PolicyRow {
+        assignment_id: r.get(0)?,
+        policy_id: r.get(1)?,
+        version: r.get(2)?,
+        policy_type: r.get(3)?,
+        category: r.get(4)?,
+        flags: r.get(5)?,
+        target_smsid: r.get(6)?,
+        body: r.get(7)?,
+        assigned_at: r.get(8)?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str =
+    "message_id, smsid, endpoint, kind, via_proxy, sent_time, received_at, body";
+
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        message_id: r.get(0)?,
+        smsid: r.get(1)?,
+        endpoint: r.get(2)?,
+        kind: r.get(3)?,
+        via_proxy: r.get(4)?,
+        sent_time: r.get(5)?,
+        received_at: r.get(6)?,
+        body: r.get(7)?,
+    })
+}
+
 /// The site database. One connection; the server shares it behind a mutex.
 pub struct SiteDb {
     conn: Connection,
@@ -193,6 +368,7 @@ impl SiteDb {
             "database refused WAL mode ({mode})"
         );
         conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")?;
+        migrate_messages_v0(&conn)?;
         conn.execute_batch(SCHEMA)
             .context("creating the site database schema")?;
         Ok(SiteDb { conn })
@@ -417,21 +593,235 @@ impl SiteDb {
         Ok(self.client(smsid)?.is_some() || self.imported_cert(smsid)?.is_some())
     }
 
-    /// Stores a received message (for the endpoints to come); false if its message ID was seen before.
-    pub fn store_message(
-        &self,
-        message_id: &str,
-        smsid: Option<&str>,
-        endpoint: &str,
-        body: &str,
-    ) -> anyhow::Result<bool> {
+    /// True if `smsid` already delivered a message with this ID (compared case-insensitively).
+    pub fn message_seen(&self, smsid: &str, message_id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM messages WHERE smsid = ?1 AND message_id = ?2",
+                params![smsid, message_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Stores an accepted message; false (and nothing stored) if this SMSID already delivered a
+    /// message with this ID.
+    pub fn store_message(&self, m: &NewMessage<'_>) -> anyhow::Result<bool> {
         let n = self.conn.execute(
-            "INSERT OR IGNORE INTO messages (message_id, smsid, endpoint, received_at, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![message_id, smsid, endpoint, utc_timestamp(), body],
+            "INSERT OR IGNORE INTO messages (message_id, smsid, endpoint, kind, via_proxy, \
+             sent_time, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                m.message_id,
+                m.smsid,
+                m.endpoint,
+                m.kind,
+                m.via_proxy,
+                m.sent_time,
+                utc_timestamp(),
+                m.body
+            ],
         )?;
         Ok(n == 1)
     }
+
+    /// Accepted messages, oldest first; only those of `smsid` (any case) if given.
+    pub fn messages(&self, smsid: Option<&str>) -> anyhow::Result<Vec<MessageRow>> {
+        let smsid = smsid.map(smsid_key);
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE ?1 IS NULL OR smsid = ?1 ORDER BY id"
+        ))?;
+        let rows = st.query_map([smsid], message_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Publishes a policy (if new) and assigns it; returns the assignment ID (`{GUID}`). The
+    /// same policy assigned to the same target again returns the existing assignment. A policy
+    /// ID and version are immutable: publishing them again with another body, category or flags
+    /// is refused (publish a new version instead).
+    pub fn add_policy(&self, p: &NewPolicy<'_>) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            valid_policy_id(p.policy_id),
+            "policy ID {:?} must be 1-128 characters of A-Z a-z 0-9 {{ }} - _",
+            p.policy_id
+        );
+        anyhow::ensure!(
+            valid_policy_version(p.version),
+            "policy version {:?} must be 1-32 characters of A-Z a-z 0-9 . _",
+            p.version
+        );
+        let category = p.category.unwrap_or(DEFAULT_POLICY_CATEGORY);
+        anyhow::ensure!(
+            !category.is_empty()
+                && category.len() <= 128
+                && !category.chars().any(char::is_control),
+            "policy category must be 1-128 printable characters"
+        );
+        anyhow::ensure!(
+            p.body.trim_start().starts_with('<') && !p.body.contains('\0'),
+            "the policy body must be XML text"
+        );
+        super::messages::check_no_dtd(p.body).map_err(|e| anyhow::anyhow!("policy body: {e}"))?;
+        let target = match p.target {
+            PolicyTarget::All => None,
+            PolicyTarget::Client(s) => {
+                let key = smsid_key(s);
+                let row = self
+                    .client(&key)?
+                    .with_context(|| format!("no client {key} in the site database"))?;
+                Some(row.smsid)
+            }
+        };
+        let existing: Option<(String, String, u32)> = self
+            .conn
+            .query_row(
+                "SELECT body, category, flags FROM policies WHERE policy_id = ?1 AND version = ?2",
+                params![p.policy_id, p.version],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        match existing {
+            Some((body, cat, flags)) => anyhow::ensure!(
+                body == p.body && cat == category && flags == p.flags,
+                "policy {} version {} already exists with another body, category or flags; \
+                 publish a new version",
+                p.policy_id,
+                p.version
+            ),
+            None => {
+                self.conn.execute(
+                    "INSERT INTO policies (policy_id, version, policy_type, category, flags, body, \
+                     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        p.policy_id,
+                        p.version,
+                        POLICY_TYPE,
+                        category,
+                        p.flags,
+                        p.body,
+                        utc_timestamp()
+                    ],
+                )?;
+            }
+        }
+        let assigned: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT assignment_id FROM policy_assignments WHERE policy_id = ?1 AND version = ?2 \
+                 AND target_smsid IS ?3",
+                params![p.policy_id, p.version, target],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = assigned {
+            return Ok(id);
+        }
+        let id = new_message_id();
+        self.conn.execute(
+            "INSERT INTO policy_assignments (assignment_id, policy_id, version, target_smsid, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, p.policy_id, p.version, target, utc_timestamp()],
+        )?;
+        self.event(
+            target.as_deref(),
+            "policy-assigned",
+            &format!(
+                "{}.{} ({}) to {}",
+                p.policy_id,
+                p.version,
+                id,
+                target.as_deref().unwrap_or("all clients")
+            ),
+        )?;
+        Ok(id)
+    }
+
+    /// Every policy assignment, oldest first.
+    pub fn policies(&self) -> anyhow::Result<Vec<PolicyRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {POLICY_COLUMNS} FROM policy_assignments a JOIN policies p \
+             ON p.policy_id = a.policy_id AND p.version = a.version ORDER BY a.rowid"
+        ))?;
+        let rows = st.query_map([], policy_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The assignments that apply to `smsid` (its own and those for every client), oldest first.
+    pub fn policies_for(&self, smsid: &str) -> anyhow::Result<Vec<PolicyRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {POLICY_COLUMNS} FROM policy_assignments a JOIN policies p \
+             ON p.policy_id = a.policy_id AND p.version = a.version \
+             WHERE a.target_smsid IS NULL OR a.target_smsid = ?1 ORDER BY a.rowid"
+        ))?;
+        let rows = st.query_map([smsid_key(smsid)], policy_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// True if a policy with this ID and version exists (assigned or not).
+    pub fn policy_exists(&self, policy_id: &str, version: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM policies WHERE policy_id = ?1 AND version = ?2",
+                params![policy_id, version],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Records that `smsid` downloaded a policy body (and logs a `policy-fetch` event).
+    pub fn record_policy_fetch(
+        &self,
+        smsid: &str,
+        policy_id: &str,
+        version: &str,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO policy_fetches (at, smsid, policy_id, version) VALUES (?1, ?2, ?3, ?4)",
+            params![utc_timestamp(), smsid, policy_id, version],
+        )?;
+        self.event(
+            Some(smsid),
+            "policy-fetch",
+            &format!("{policy_id}.{version}"),
+        )
+    }
+
+    /// Every policy body download, oldest first.
+    pub fn policy_fetches(&self) -> anyhow::Result<Vec<PolicyFetchRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, at, smsid, policy_id, version FROM policy_fetches ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok(PolicyFetchRow {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                smsid: r.get(2)?,
+                policy_id: r.get(3)?,
+                version: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Databases made before the message endpoints had a `messages` table without `kind` (never
+/// written to): drop it when empty, else keep it as `messages_v0`, so the new schema applies.
+fn migrate_messages_v0(conn: &Connection) -> anyhow::Result<()> {
+    let mut st = conn.prepare("SELECT name FROM pragma_table_info('messages')")?;
+    let cols: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    if cols.is_empty() || cols.iter().any(|c| c == "kind") {
+        return Ok(());
+    }
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+    if n == 0 {
+        conn.execute_batch("DROP TABLE messages")?;
+    } else {
+        conn.execute_batch("ALTER TABLE messages RENAME TO messages_v0")?;
+    }
+    Ok(())
 }
 
 /// Accepts `GUID:…` in any case and returns the stored spelling's normal form, or the input.
@@ -522,13 +912,115 @@ mod tests {
     }
 
     #[test]
-    fn message_ids_are_unique() {
+    fn message_ids_are_unique_per_smsid() {
         let (_d, db) = db();
+        let a = "GUID:11111111-2222-4333-8444-555555555555";
+        let b = "GUID:11111111-2222-4333-8444-666666666666";
+        let m = |smsid, id| NewMessage {
+            message_id: id,
+            smsid,
+            endpoint: "MP_DdrEndpoint",
+            kind: "ddr",
+            via_proxy: None,
+            sent_time: None,
+            body: "<x/>",
+        };
+        assert!(db.store_message(&m(a, "{A}")).unwrap());
+        assert!(!db.store_message(&m(a, "{a}")).unwrap());
+        assert!(db.message_seen(a, "{a}").unwrap());
+        assert!(!db.message_seen(b, "{A}").unwrap());
+        assert!(db.store_message(&m(b, "{A}")).unwrap());
+        assert_eq!(db.messages(None).unwrap().len(), 2);
+        let only_a = db.messages(Some(&a.to_ascii_lowercase())).unwrap();
+        assert_eq!(only_a.len(), 1);
+        assert_eq!(
+            (only_a[0].smsid.as_str(), only_a[0].kind.as_str()),
+            (a, "ddr")
+        );
+    }
+
+    #[test]
+    fn old_messages_table_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(
+                "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT \
+                 UNIQUE, smsid TEXT, endpoint TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT \
+                 NOT NULL);",
+            )
+            .unwrap();
+        }
+        let db = SiteDb::open(&p).unwrap();
+        assert!(db.messages(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn policies_assign_and_list() {
+        let (_d, db) = db();
+        let smsid = new_smsid();
+        db.insert_client(&NewClient {
+            smsid: &smsid,
+            cert_der: b"c",
+            agent_type: 0,
+            netbios_name: None,
+            fqdn: None,
+            hash_algorithm: None,
+            status: ClientStatus::Approved,
+            registered_by_proxy: None,
+        })
+        .unwrap();
+        let lower = smsid.to_ascii_lowercase();
+        let p = |id, target, body| NewPolicy {
+            policy_id: id,
+            version: "1.00",
+            target,
+            category: None,
+            flags: 0,
+            body,
+        };
+        let a1 = db
+            .add_policy(&p("{P1}", PolicyTarget::Client(&smsid), "<Policy/>"))
+            .unwrap();
+        // Idempotent for the same target; another body for the same version is refused.
+        assert_eq!(
+            db.add_policy(&p("{P1}", PolicyTarget::Client(&lower), "<Policy/>"))
+                .unwrap(),
+            a1
+        );
         assert!(db
-            .store_message("{A}", None, "MP_DdrEndpoint", "<x/>")
-            .unwrap());
-        assert!(!db
-            .store_message("{A}", None, "MP_DdrEndpoint", "<x/>")
-            .unwrap());
+            .add_policy(&p("{P1}", PolicyTarget::All, "<Other/>"))
+            .is_err());
+        let a2 = db
+            .add_policy(&p("{P1}", PolicyTarget::All, "<Policy/>"))
+            .unwrap();
+        assert_ne!(a1, a2);
+        db.add_policy(&p("P2", PolicyTarget::All, "<P2/>")).unwrap();
+        for bad in [
+            p("a.b", PolicyTarget::All, "<x/>"),
+            p("", PolicyTarget::All, "<x/>"),
+            p("P3", PolicyTarget::All, "not xml"),
+            p("P3", PolicyTarget::All, "<!DOCTYPE x><x/>"),
+            p(
+                "P3",
+                PolicyTarget::Client("GUID:00000000-0000-0000-0000-000000000000"),
+                "<x/>",
+            ),
+        ] {
+            assert!(db.add_policy(&bad).is_err(), "{bad:?}");
+        }
+        let all = db.policies().unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].target_smsid.as_deref(), Some(smsid.as_str()));
+        assert_eq!(all[0].category, DEFAULT_POLICY_CATEGORY);
+        assert_eq!(all[0].location_query(), "{P1}.1.00");
+        assert_eq!(db.policies_for(&smsid).unwrap().len(), 3);
+        assert_eq!(db.policies_for(&new_smsid()).unwrap().len(), 2);
+        assert!(db.policy_exists("{p1}", "1.00").unwrap());
+        assert!(!db.policy_exists("{P1}", "2.00").unwrap());
+        db.record_policy_fetch(&smsid, "{P1}", "1.00").unwrap();
+        let f = db.policy_fetches().unwrap();
+        assert_eq!((f.len(), f[0].policy_id.as_str()), (1, "{P1}"));
     }
 }

@@ -1,11 +1,15 @@
 //! The `CCM_POST /ccm_system/request` pipeline: envelope → `<Msg>` header → body → endpoint
 //! dispatch → reply envelope. Every refusal is a [`Rejection`] with a reason; the server logs it
-//! and answers 403. New endpoints are added in [`dispatch`].
+//! and answers 403. Registration is unsigned at message level; every other endpoint goes through
+//! [`clientauth::authenticate`] first, then `signed` (duplicates, `SentTime`, the endpoint).
+//! New endpoints are added in [`handle_ccm_post`] / `signed`.
 
+use super::clientauth::{self, Sender};
 use super::db::SiteDb;
 use super::envelope::{self, Body};
 use super::messages::{reply_header_xml, MsgHeader};
-use super::{registration, MpConfig};
+use super::util::unix_now;
+use super::{management, policy, registration, MpConfig};
 
 /// A refused request: the reason goes to the log, the rejection table and the 403 body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,16 +70,33 @@ enum EndpointReply {
     /// A reply message with this body XML (`ReplyMode` Sync).
     Message(String),
     /// One-way post: HTTP 200 with an empty body.
-    #[allow(dead_code)] // used by the one-way endpoints (DDR, inventory, status) to come
     Accepted,
 }
 
-/// Handles one `CCM_POST` body with its `Content-Type`.
+/// The endpoints behind the `clientauth` hook (everything but registration).
+fn is_signed_endpoint(endpoint: &str) -> bool {
+    endpoint == "MP_PolicyManager" || management::ENDPOINTS.contains(&endpoint)
+}
+
+/// Handles one `CCM_POST` body with its `Content-Type` (plain HTTP: no TLS client certificate).
 pub fn handle_ccm_post(
     config: &MpConfig,
     db: &SiteDb,
     content_type: Option<&str>,
     body: &[u8],
+) -> Result<Reply, Rejection> {
+    handle_ccm_post_from(config, db, content_type, body, None)
+}
+
+/// [`handle_ccm_post`] for a request that came over TLS with the client certificate
+/// `client_cert` (DER; native mode, see [`super::tls`]): registration and every signed message
+/// must be signed by that certificate's key.
+pub fn handle_ccm_post_from(
+    config: &MpConfig,
+    db: &SiteDb,
+    content_type: Option<&str>,
+    body: &[u8],
+    client_cert: Option<&[u8]>,
 ) -> Result<Reply, Rejection> {
     let ct = content_type.ok_or_else(|| Rejection::new("CCM_POST without Content-Type"))?;
     let boundary = envelope::boundary_from_content_type(ct)?;
@@ -85,38 +106,90 @@ pub fn handle_ccm_post(
     let header = MsgHeader::parse(&header_xml)?;
     let endpoint = header.target_endpoint.trim().to_string();
     let inner = || -> Result<Reply, Rejection> {
-        let body = envelope::decode_body_part(
-            body_part,
-            header.is_compressed(),
-            header.body_range()?,
-            &header.attachment_ranges()?,
-            config.limits.max_body_bytes,
-        )?;
-        match dispatch(config, db, &header, &body)? {
-            EndpointReply::Message(xml) => Ok(build_reply(config, &header, &xml)),
-            EndpointReply::Accepted => Ok(Reply {
+        let decode = || {
+            envelope::decode_body_part(
+                body_part,
+                header.is_compressed(),
+                header.body_range()?,
+                &header.attachment_ranges()?,
+                config.limits.max_body_bytes,
+            )
+            .map_err(Rejection::from)
+        };
+        let reply = if endpoint == "MP_ClientRegistration" {
+            let outcome =
+                registration::handle_presented(db, config.approval, &decode()?, client_cert)?;
+            EndpointReply::Message(outcome.to_xml())
+        } else if is_signed_endpoint(&endpoint) {
+            // Authenticate over the octet-stream part exactly as received, before inflating it.
+            let sender = clientauth::authenticate_presented(db, &header, body_part, client_cert)?;
+            signed(config, db, &header, &endpoint, &sender, &decode()?)?
+        } else {
+            return Err(Rejection::new(format!("unsupported endpoint {endpoint:?}")));
+        };
+        Ok(match reply {
+            EndpointReply::Message(xml) => build_reply(config, &header, &xml),
+            EndpointReply::Accepted => Reply {
                 content_type: "text/plain".into(),
                 body: Vec::new(),
-            }),
-        }
+            },
+        })
     };
     inner().map_err(|r| r.at(&endpoint))
 }
 
-/// Endpoint dispatch by `TargetEndpoint`.
-fn dispatch(
+/// An authenticated message: duplicates are answered 200 again and not stored; then the
+/// `SentTime` window, the body's shape, and the endpoint's work.
+fn signed(
     config: &MpConfig,
     db: &SiteDb,
     header: &MsgHeader,
+    endpoint: &str,
+    sender: &Sender,
     body: &Body,
 ) -> Result<EndpointReply, Rejection> {
-    match header.target_endpoint.trim() {
-        "MP_ClientRegistration" => {
-            let outcome = registration::handle(db, config.approval, body)?;
-            Ok(EndpointReply::Message(outcome.to_xml()))
-        }
-        other => Err(Rejection::new(format!("unsupported endpoint {other:?}"))),
+    let internal = |e: anyhow::Error| Rejection::internal(format!("site database: {e:#}"));
+    let message_id = management::message_id(header);
+    let one_way = endpoint != "MP_PolicyManager";
+    if one_way
+        && db
+            .message_seen(&sender.smsid, &message_id)
+            .map_err(internal)?
+    {
+        return duplicate(db, sender, endpoint, &message_id);
     }
+    clientauth::check_sent_time(
+        header.sent_time.as_deref(),
+        unix_now(),
+        config.limits.sent_time_window,
+    )?;
+    if !one_way {
+        let xml = policy::handle_request(config, db, sender, body)?;
+        return Ok(EndpointReply::Message(xml));
+    }
+    let kind = management::classify(endpoint, body, &sender.smsid)?;
+    if !management::store(db, header, sender, endpoint, kind, body)? {
+        return duplicate(db, sender, endpoint, &message_id);
+    }
+    tracing::info!(smsid = %sender.smsid, endpoint, kind, %message_id, via_proxy = sender.via_proxy.as_deref(), "message stored");
+    Ok(EndpointReply::Accepted)
+}
+
+/// A message ID this client already delivered: logged, nothing stored, answered like the first.
+fn duplicate(
+    db: &SiteDb,
+    sender: &Sender,
+    endpoint: &str,
+    message_id: &str,
+) -> Result<EndpointReply, Rejection> {
+    tracing::info!(smsid = %sender.smsid, endpoint, %message_id, "duplicate message ignored");
+    db.event(
+        Some(&sender.smsid),
+        "duplicate",
+        &format!("message {message_id} to {endpoint} already stored"),
+    )
+    .map_err(|e| Rejection::internal(format!("site database: {e:#}")))?;
+    Ok(EndpointReply::Accepted)
 }
 
 /// The reply envelope: header (UTF-16LE + BOM) and body (UTF-16LE + `00 00` + CRLF), the body part

@@ -56,7 +56,45 @@ pub fn strip_xml_declaration(xml: &str) -> &str {
     xml
 }
 
-fn parse<'de, T: Deserialize<'de>>(xml: &str, what: &'static str) -> Result<T, XmlError> {
+/// The name of the root element (after an optional XML declaration), if the text starts with one.
+pub fn root_element_name(xml: &str) -> Option<&str> {
+    let t = strip_xml_declaration(xml).trim_start();
+    let rest = t.strip_prefix('<')?;
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    (!name.is_empty() && !name.starts_with(['!', '?'])).then_some(name)
+}
+
+/// Checks that `xml` is one `<{root}>` document: the root element has this name and the text
+/// ends with its end tag (or it is one empty element), so nothing follows the root.
+pub fn check_root(xml: &str, root: &str, what: &'static str) -> Result<(), XmlError> {
+    let malformed = |detail: String| XmlError::Malformed { what, detail };
+    match root_element_name(xml) {
+        Some(name) if name == root => {}
+        Some(name) => {
+            return Err(malformed(format!(
+                "root element is {name}, expected {root}"
+            )))
+        }
+        None => return Err(malformed("no root element".into())),
+    }
+    let t = xml.trim_end();
+    let closed = t.ends_with(&format!("</{root}>"))
+        || (t.ends_with("/>") && !strip_xml_declaration(xml).trim()[1..].contains('<'));
+    if !closed {
+        return Err(malformed(format!(
+            "the document does not end with </{root}>"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn parse<'de, T: Deserialize<'de>>(
+    xml: &str,
+    what: &'static str,
+) -> Result<T, XmlError> {
     check_no_dtd(xml)?;
     serde_xml_rs::from_str(xml).map_err(|e| XmlError::Malformed {
         what,
@@ -316,7 +354,7 @@ impl ClientRegistrationRequest {
 
 /// The `<Msg>` header of a reply to `request` carrying a body of `body_len` bytes.
 /// Reply shape [profile]: addressed back along the client's `ReplyTo` (`direct:{host}:{endpoint}`),
-/// `CorrelationID` = the request's `ID`.
+/// `CorrelationID` = the request's `ID`, our `ReplyTo` names the endpoint that answers.
 pub fn reply_header_xml(
     request: &MsgHeader,
     mp_host: &str,
@@ -341,7 +379,7 @@ pub fn reply_header_xml(
     };
     format!(
         "<Msg SchemaVersion=\"1.1\"><ID>{id}</ID><SourceHost>{mp}</SourceHost>\
-         <TargetAddress>{ta}</TargetAddress><ReplyTo>direct:{mp}:MP_ClientRegistration</ReplyTo>\
+         <TargetAddress>{ta}</TargetAddress><ReplyTo>direct:{mp}:{from}</ReplyTo>\
          <Priority>0</Priority><Timeout>600</Timeout><TargetHost>{host}</TargetHost>\
          <TargetEndpoint>{ep}</TargetEndpoint><ReplyMode>Sync</ReplyMode><Protocol>http</Protocol>\
          <SentTime>{now}</SentTime><Body Type=\"ByteRange\" Offset=\"0\" Length=\"{len}\" />{hooks}\
@@ -354,6 +392,7 @@ pub fn reply_header_xml(
         now = utc_timestamp(),
         len = body_len,
         corr = xml_escape(request.id.trim()),
+        from = xml_escape(request.target_endpoint.trim()),
     )
 }
 

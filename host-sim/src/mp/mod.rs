@@ -7,17 +7,29 @@
 //! core's emitter therefore shows up here instead of being mirrored.
 //!
 //! Layout: [`server`] (TCP + HTTP/1.1), [`handler`] (the `CCM_POST` pipeline and endpoint dispatch),
-//! [`registration`] (`MP_ClientRegistration`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site
-//! database), [`cli`] (`mpagent-sim mp …`), [`util`] (GUIDs and time stamps).
+//! [`registration`] (`MP_ClientRegistration`), [`clientauth`] (the signed `clientauth` hook of every
+//! later message, ISV proxy rules, `SentTime` window), [`management`] (DDR, hardware inventory,
+//! status and state messages: shape checks and the de-duplicating store), [`policy`]
+//! (`RequestAssignments` → `ReplyAssignments`, policy bodies behind `ClientToken`), [`lookup`]
+//! (anonymous `.sms_aut` GETs), [`db`] (site database), [`cli`] (`mpagent-sim mp …`), [`util`]
+//! (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client certificates required).
+//!
+//! Choices the spec leaves open are made in one place each: the signed-message rules in
+//! [`clientauth`] (module docs), the accepted report shapes in [`management`], the policy reply and
+//! body formats in [`policy`].
 
 pub mod cli;
+pub mod clientauth;
 pub mod db;
 pub mod envelope;
 pub mod handler;
 pub mod lookup;
+pub mod management;
 pub mod messages;
+pub mod policy;
 pub mod registration;
 pub mod server;
+pub mod tls;
 pub mod util;
 pub mod verify;
 
@@ -26,6 +38,7 @@ use std::time::Duration;
 
 pub use cli::{run, MpCommand};
 pub use server::MpServer;
+pub use tls::TlsConfig;
 
 /// Everything the emulator needs to run one site.
 #[derive(Clone, Debug)]
@@ -62,6 +75,12 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// Connections served at once; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Signed messages whose `SentTime` is further than this from the MP's clock (either way) are
+    /// refused as possible replays. Registration is exempt (a device without a clock learns the
+    /// time from the reply's `Date` header).
+    pub sent_time_window: Duration,
+    /// A policy `ClientToken` whose time is further than this from the MP's clock is refused.
+    pub client_token_window: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +90,8 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             read_timeout: Duration::from_secs(10),
             max_connections: 64,
+            sent_time_window: Duration::from_secs(86_400),
+            client_token_window: Duration::from_secs(3_600),
         }
     }
 }

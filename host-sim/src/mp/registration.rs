@@ -7,6 +7,7 @@ use super::db::{ClientStatus, NewClient, SiteDb};
 use super::envelope::{self, Body};
 use super::handler::Rejection;
 use super::messages::{registration_response_xml, ClientRegistrationRequest, RegistrationStatus};
+use super::tls::check_presented_cert;
 use super::util::{new_smsid, normalize_smsid};
 use super::verify::{self, Cert, SigAlg};
 use super::Approval;
@@ -45,8 +46,20 @@ fn internal(e: anyhow::Error) -> Rejection {
     Rejection::internal(format!("site database: {e:#}"))
 }
 
-/// Handles one registration body.
+/// Handles one registration body (plain HTTP: no TLS client certificate).
 pub fn handle(db: &SiteDb, approval: Approval, body: &Body) -> Result<Outcome, Rejection> {
+    handle_presented(db, approval, body, None)
+}
+
+/// Handles one registration body that came with the TLS client certificate `presented` (DER;
+/// native mode): the signer, the `<Signing>` certificate or for AgentType 8 the proxy's, must be
+/// that certificate ([`check_presented_cert`]).
+pub fn handle_presented(
+    db: &SiteDb,
+    approval: Approval,
+    body: &Body,
+    presented: Option<&[u8]>,
+) -> Result<Outcome, Rejection> {
     let req = ClientRegistrationRequest::parse(&body.text)?;
     // The signed bytes: the <Data> element exactly as received (never a re-serialisation).
     let signed = envelope::element_bytes(&body.bytes, "Data")?;
@@ -131,6 +144,7 @@ pub fn handle(db: &SiteDb, approval: Approval, body: &Body) -> Result<Outcome, R
             alg,
             signed,
             &sig,
+            presented,
         );
     }
 
@@ -140,6 +154,15 @@ pub fn handle(db: &SiteDb, approval: Approval, body: &Body) -> Result<Outcome, R
         None => cert.clone(),
     };
     verify::verify(&verifier.key, alg, signed, &sig)?;
+    check_presented_cert(
+        presented,
+        &verifier.der,
+        if proxy.is_some() {
+            "the ISV proxy's certificate"
+        } else {
+            "the Signing certificate"
+        },
+    )?;
 
     let netbios = data.property("Netbios Name").filter(|s| !s.is_empty());
     let fqdn = data.property("FQ Name").filter(|s| !s.is_empty());
@@ -235,6 +258,7 @@ fn outcome(status: ClientStatus, smsid: &str) -> Outcome {
 
 /// `RequestType="Confirmation"`: the SMSID must be registered, the signature must verify with the
 /// stored certificate (or the registering proxy's), and a certificate sent along must be that one.
+#[allow(clippy::too_many_arguments)]
 fn confirm(
     db: &SiteDb,
     req: &ClientRegistrationRequest,
@@ -243,6 +267,7 @@ fn confirm(
     alg: SigAlg,
     signed: &[u8],
     sig: &[u8],
+    presented: Option<&[u8]>,
 ) -> Result<Outcome, Rejection> {
     let smsid = req
         .data
@@ -283,6 +308,11 @@ fn confirm(
     };
     let verifier = verify::parse_cert(&verifier_der)?;
     verify::verify(&verifier.key, alg, signed, sig)?;
+    check_presented_cert(
+        presented,
+        &verifier_der,
+        &format!("the certificate registered for {smsid}"),
+    )?;
     db.touch_client(&row.smsid, None, None).map_err(internal)?;
     db.event(Some(&row.smsid), "confirmed", row.status.as_str())
         .map_err(internal)?;

@@ -1,16 +1,20 @@
 //! The emulator's TCP server: a hand-rolled HTTP/1.1 front end over `httparse` (the method is the
 //! non-standard `CCM_POST`), with the resource limits of [`Limits`], routing, and the logging of
 //! every refusal (tracing + the site database's rejection table, answered 403 with the reason).
+//! In native mode ([`MpServer::start_tls`]) each connection is TLS with a client certificate
+//! first ([`super::tls`]); the HTTP layer above is the same for both.
 
 use super::db::SiteDb;
 use super::handler::{self, Rejection};
 use super::lookup::{self, MpIdentity};
+use super::policy::{self, BodyRefusal};
+use super::tls::TlsConfig;
 use super::util::http_date;
 use super::{validate_site_code, Limits, MpConfig, MAX_HEADERS};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -18,6 +22,7 @@ use tokio::task::JoinSet;
 /// A running emulator.
 pub struct MpServer {
     addr: SocketAddr,
+    https: bool,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -26,6 +31,8 @@ struct Shared {
     config: MpConfig,
     db: Mutex<SiteDb>,
     identity: MpIdentity,
+    /// Native mode: every connection is TLS with a verified client certificate.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Shared {
@@ -41,8 +48,28 @@ impl Shared {
 
 impl MpServer {
     /// Validates the configuration, opens the site database, binds `listen` (port 0 picks one) and
-    /// serves in the background.
-    pub async fn start(mut config: MpConfig, listen: SocketAddr) -> anyhow::Result<MpServer> {
+    /// serves plain HTTP (mixed mode) in the background.
+    pub async fn start(config: MpConfig, listen: SocketAddr) -> anyhow::Result<MpServer> {
+        Self::start_with(config, None, listen).await
+    }
+
+    /// [`start`](Self::start) in native mode: HTTPS, client certificates required and verified
+    /// against `tls.client_ca` (and its CRLs), and requests checked against the certificate the
+    /// client presented (see [`super::tls`]).
+    pub async fn start_tls(
+        config: MpConfig,
+        tls: TlsConfig,
+        listen: SocketAddr,
+    ) -> anyhow::Result<MpServer> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config()?);
+        Self::start_with(config, Some(acceptor), listen).await
+    }
+
+    async fn start_with(
+        mut config: MpConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        listen: SocketAddr,
+    ) -> anyhow::Result<MpServer> {
         config.site_code = validate_site_code(&config.site_code)?;
         let l = &config.limits;
         anyhow::ensure!(l.max_connections > 0, "max_connections must be at least 1");
@@ -55,16 +82,19 @@ impl MpServer {
         let identity = MpIdentity::generate(&config.mp_host)?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
+        let https = tls.is_some();
+        tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
         let shared = Arc::new(Shared {
             config,
             db: Mutex::new(db),
             identity,
+            tls,
         });
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, rx));
         Ok(MpServer {
             addr,
+            https,
             shutdown: tx,
             task,
         })
@@ -73,6 +103,12 @@ impl MpServer {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR` (mixed mode) or `https://ADDR` (native mode).
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops accepting, ends open connections and waits for the server task.
@@ -99,7 +135,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             Ok((stream, peer)) => {
                 let shared = shared.clone();
                 conns.spawn(async move {
-                    serve_connection(shared, stream, peer).await;
+                    match shared.tls.clone() {
+                        None => serve_connection(shared, stream, peer, None).await,
+                        Some(acceptor) => serve_tls(shared, acceptor, stream, peer).await,
+                    }
                     drop(permit);
                 });
             }
@@ -194,8 +233,8 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Reads one request into `buf` (which may hold bytes of a pipelined next request afterwards).
-async fn read_request(
-    stream: &mut TcpStream,
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     limits: &Limits,
 ) -> std::io::Result<ReadOutcome> {
@@ -315,7 +354,11 @@ async fn read_request(
     }))
 }
 
-async fn write_response(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
+async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+) -> bool {
     matches!(
         tokio::time::timeout(timeout, async {
             stream.write_all(bytes).await?;
@@ -328,7 +371,7 @@ async fn write_response(stream: &mut TcpStream, bytes: &[u8], timeout: Duration)
 
 /// After a refusal: stop sending, then read and discard what the client is still sending for a
 /// moment, so that it sees our answer instead of a connection reset.
-async fn close_gracefully(mut stream: TcpStream) {
+async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 16 * 1024];
     let mut total = 0usize;
@@ -343,7 +386,77 @@ async fn close_gracefully(mut stream: TcpStream) {
     .await;
 }
 
-async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+/// Native mode: refuse plain HTTP, complete the TLS handshake (client certificate required and
+/// verified by rustls) within the read timeout, then serve HTTP with the presented certificate.
+async fn serve_tls(
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let limits = shared.config.limits;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.read_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1..)) if first[0] != 0x16 => {
+            // Not a TLS handshake record: most likely a mixed-mode client speaking plain HTTP.
+            let reason = "plain HTTP on the native-mode port: this MP requires HTTPS with a \
+                          client certificate";
+            shared.log_refusal(peer, None, reason);
+            let response = Response::text(403, reason);
+            write_response(
+                &mut stream,
+                &response.serialize(false, false),
+                Duration::from_secs(2),
+            )
+            .await;
+            close_gracefully(stream).await;
+            return;
+        }
+        Ok(Ok(1..)) => {}
+        Ok(_) => return, // closed or failed before sending anything
+        Err(_) => {
+            shared.log_refusal(
+                peer,
+                None,
+                "TLS handshake not started within the read timeout",
+            );
+            return;
+        }
+    }
+    let tls = match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared.log_refusal(peer, None, &format!("TLS handshake failed: {e}"));
+            return;
+        }
+        Err(_) => {
+            shared.log_refusal(peer, None, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| Arc::new(c.to_vec()));
+    let Some(cert) = cert else {
+        // Unreachable with the verifier we build (it requires a certificate); refuse anyway.
+        shared.log_refusal(peer, None, "TLS client presented no certificate");
+        return;
+    };
+    tracing::debug!(%peer, "TLS client certificate verified");
+    serve_connection(shared, tls, peer, Some(cert)).await;
+}
+
+/// Serves HTTP requests on one connection; `client_cert` is the TLS client certificate (native
+/// mode) every request is checked against.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    peer: SocketAddr,
+    client_cert: Option<Arc<Vec<u8>>>,
+) {
     let limits = shared.config.limits;
     let mut buf = Vec::new();
     let mut first = true;
@@ -359,14 +472,18 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
                 let keep_alive = req.keep_alive;
                 let head_only = req.method == "HEAD";
                 let shared2 = shared.clone();
-                let response =
-                    match tokio::task::spawn_blocking(move || route(&shared2, &req, peer)).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(error = %e, "request handler panicked");
-                            Response::text(500, "internal error")
-                        }
-                    };
+                let cert = client_cert.clone();
+                let response = match tokio::task::spawn_blocking(move || {
+                    route(&shared2, &req, peer, cert.as_deref().map(Vec::as_slice))
+                })
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "request handler panicked");
+                        Response::text(500, "internal error")
+                    }
+                };
                 if !write_response(
                     &mut stream,
                     &response.serialize(keep_alive, head_only),
@@ -411,7 +528,8 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
 }
 
 /// Routes one request (runs on a blocking thread: it may touch the database and verify RSA).
-fn route(shared: &Shared, req: &Request, peer: SocketAddr) -> Response {
+/// `client_cert`: the TLS client certificate in native mode.
+fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&[u8]>) -> Response {
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
     let path = path.to_ascii_lowercase();
     match path.as_str() {
@@ -426,7 +544,13 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr) -> Response {
             }
             let result = {
                 let db = shared.db.lock().unwrap_or_else(|e| e.into_inner());
-                handler::handle_ccm_post(&shared.config, &db, req.header("content-type"), &req.body)
+                handler::handle_ccm_post_from(
+                    &shared.config,
+                    &db,
+                    req.header("content-type"),
+                    &req.body,
+                    client_cert,
+                )
             };
             match result {
                 Ok(reply) => Response {
@@ -464,6 +588,30 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr) -> Response {
                     body,
                 },
                 None => Response::text(404, format!("unknown query {query:?}")),
+            }
+        }
+        "/sms_mp/.sms_pol" if req.method == "GET" || req.method == "HEAD" => {
+            let result = {
+                let db = shared.db.lock().unwrap_or_else(|e| e.into_inner());
+                policy::serve_body(
+                    &shared.config,
+                    &db,
+                    query,
+                    req.header("ClientToken"),
+                    req.header("ClientTokenSignature"),
+                )
+            };
+            match result {
+                Ok(body) => Response {
+                    status: 200,
+                    content_type: policy::BODY_CONTENT_TYPE.into(),
+                    extra_headers: Vec::new(),
+                    body,
+                },
+                Err(BodyRefusal { status, reason }) => {
+                    shared.log_refusal(peer, Some(".sms_pol"), &reason);
+                    Response::text(status, reason)
+                }
             }
         }
         _ => Response::text(404, "not found"),

@@ -49,7 +49,8 @@ pub fn new_message_id() -> String {
     format!("{{{}}}", new_guid())
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -68,6 +69,54 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses exactly `YYYY-MM-DDThh:mm:ssZ` (spec §8) to Unix seconds; `None` for anything else
+/// (other layouts, fractions, offsets, impossible dates, years before 1970).
+pub fn parse_utc_timestamp(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        let t = &b[from..to];
+        t.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| t.iter().fold(0u32, |n, c| n * 10 + u32::from(c - b'0')))
+    };
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, sec) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if y < 1970 || d == 0 || d > month_days || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(y), mo, d);
+    u64::try_from(days * 86_400 + i64::from(h * 3600 + mi * 60 + sec)).ok()
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ` for a Unix time.
@@ -161,6 +210,34 @@ mod tests {
         assert_eq!(utc_timestamp_at(1_795_428_000), "2026-11-23T10:00:00Z");
         assert_eq!(http_date_at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(http_date_at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn timestamps_parse_back() {
+        for t in [0, 951_782_400, 1_795_428_000, 4_102_444_799] {
+            assert_eq!(parse_utc_timestamp(&utc_timestamp_at(t)), Some(t), "{t}");
+        }
+        assert_eq!(
+            parse_utc_timestamp("2026-11-23T10:00:00Z"),
+            Some(1_795_428_000)
+        );
+        for bad in [
+            "",
+            "2026-11-23T10:00:00",
+            "2026-11-23 10:00:00Z",
+            "2026-11-23T10:00:00.5Z",
+            "2026-11-23T10:00:00+00:00",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-11-23T24:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2O26-11-23T10:00:00Z",
+            "+026-11-23T10:00:00Z",
+        ] {
+            assert_eq!(parse_utc_timestamp(bad), None, "{bad:?}");
+        }
+        assert!(parse_utc_timestamp("2024-02-29T00:00:00Z").is_some());
     }
 
     #[test]

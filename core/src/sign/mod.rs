@@ -1,10 +1,15 @@
-//! The `Signer` seam and the software ECDSA P-256 signer.
+//! The `Signer` seam and the software signers: ECDSA P-256 ([`P256Signer`]) and RSA-2048
+//! PKCS#1 v1.5 ([`RsaSigner`]).
 //!
 //! A signer takes a SHA-256 digest and returns the signature bytes exactly as they go on the wire
 //! (spec §6): raw `r‖s` for ECDSA P-256 ([profile]), byte-reversed PKCS#1 v1.5 for RSA. Everything
-//! above this module is algorithm-agnostic; a secure element or an RSA signer implements the trait.
+//! above this module is algorithm-agnostic; a secure element implements the trait as well.
 
-use p256::ecdsa::signature::hazmat::PrehashSigner;
+mod p256;
+pub mod rsa;
+
+pub use self::p256::P256Signer;
+pub use self::rsa::{RsaKeyError, RsaSigner};
 
 use crate::profile;
 
@@ -40,6 +45,8 @@ pub enum SignError {
     Crypto,
     /// A hardware signer did not answer.
     Device,
+    /// The signer cannot do this (e.g. SHA-1 with an ECDSA key: see [`Signer::sign_sha1`]).
+    Unsupported,
 }
 
 /// Signature bytes as they go on the wire, in a fixed buffer.
@@ -77,6 +84,13 @@ pub trait Signer {
     fn scheme(&self) -> SignatureScheme;
     /// Sign a SHA-256 digest; returns the wire bytes.
     fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError>;
+    /// Sign a SHA-1 digest, in the same wire form as [`sign_sha256`](Self::sign_sha256). Only
+    /// for sites that send no `HashAlgorithm` (ConfigMgr 2007, spec §4), which take RSA only;
+    /// the default answers [`SignError::Unsupported`].
+    fn sign_sha1(&self, digest: &[u8; 20]) -> Result<SignatureBytes, SignError> {
+        let _ = digest;
+        Err(SignError::Unsupported)
+    }
 }
 
 impl<T: Signer + ?Sized> Signer for &T {
@@ -86,73 +100,7 @@ impl<T: Signer + ?Sized> Signer for &T {
     fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError> {
         (**self).sign_sha256(digest)
     }
-}
-
-/// Software ECDSA P-256 (RFC 6979 deterministic nonces), signature as raw `r‖s`.
-#[derive(Clone)]
-pub struct P256Signer {
-    key: p256::ecdsa::SigningKey,
-}
-
-impl P256Signer {
-    /// Wrap an existing key.
-    pub fn new(key: p256::ecdsa::SigningKey) -> Self {
-        Self { key }
-    }
-    /// Load from the 32-byte big-endian secret scalar.
-    pub fn from_secret_bytes(secret: &[u8; 32]) -> Result<Self, SignError> {
-        let key =
-            p256::ecdsa::SigningKey::from_bytes(secret.into()).map_err(|_| SignError::Crypto)?;
-        Ok(Self { key })
-    }
-    /// A fresh key from the caller's cryptographic RNG.
-    pub fn generate(rng: &mut impl rand_core::CryptoRngCore) -> Self {
-        Self {
-            key: p256::ecdsa::SigningKey::random(rng),
-        }
-    }
-    /// The secret scalar (for persisting the identity).
-    pub fn secret_bytes(&self) -> [u8; 32] {
-        self.key.to_bytes().into()
-    }
-    /// The underlying key.
-    pub fn signing_key(&self) -> &p256::ecdsa::SigningKey {
-        &self.key
-    }
-    /// The public key.
-    pub fn verifying_key(&self) -> &p256::ecdsa::VerifyingKey {
-        self.key.verifying_key()
-    }
-}
-
-impl Signer for P256Signer {
-    fn scheme(&self) -> SignatureScheme {
-        SignatureScheme::EcdsaP256Sha256
-    }
-    fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError> {
-        let sig: p256::ecdsa::Signature = self
-            .key
-            .sign_prehash(digest)
-            .map_err(|_| SignError::Crypto)?;
-        SignatureBytes::from_slice(&sig.to_bytes()).ok_or(SignError::Crypto)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
-
-    #[test]
-    fn p256_signature_is_raw_r_s_and_verifies() {
-        let s = P256Signer::from_secret_bytes(&[7u8; 32]).unwrap();
-        let digest = [0x42u8; 32];
-        let sig = s.sign_sha256(&digest).unwrap();
-        assert_eq!(sig.as_bytes().len(), 64);
-        let parsed = p256::ecdsa::Signature::from_slice(sig.as_bytes()).unwrap();
-        s.verifying_key().verify_prehash(&digest, &parsed).unwrap();
-        let mut other = digest;
-        other[0] ^= 1;
-        assert!(s.verifying_key().verify_prehash(&other, &parsed).is_err());
+    fn sign_sha1(&self, digest: &[u8; 20]) -> Result<SignatureBytes, SignError> {
+        (**self).sign_sha1(digest)
     }
 }

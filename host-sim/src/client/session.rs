@@ -1,0 +1,167 @@
+//! Everything a host client needs before it talks to the MP, checked up front: the validated
+//! configuration, the identity (self-signed in mixed mode, the provisioned PKI certificate in
+//! native mode), the state directory, and one connector for either transport.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use mpagent_core::config::{AgentConfig, ConfigError, SiteMode};
+use mpagent_core::io::Connector;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::state::{self, Identity, StateDir};
+use super::tls::{self, NativeConfigError, NativeIdentity, TlsConnector};
+use super::transport::{unix_now, TcpConnector, TimedConnection};
+use super::ClientOptions;
+
+/// A byte stream: plain TCP or TLS over TCP.
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+/// The core's `Connector` for whichever transport the site mode needs.
+pub enum AnyConnector {
+    /// Mixed mode: plain TCP.
+    Tcp(TcpConnector),
+    /// Native mode: TLS with the client certificate.
+    Tls(Box<TlsConnector>),
+}
+
+impl Connector for AnyConnector {
+    type Error = std::io::Error;
+    type Connection<'c> = AnyConnection;
+
+    async fn connect(&mut self) -> Result<Self::Connection<'_>, Self::Error> {
+        match self {
+            AnyConnector::Tcp(c) => {
+                let stream = c.connect_stream().await?;
+                Ok(TimedConnection::new(
+                    Box::new(stream) as Box<dyn AsyncStream>,
+                    super::transport::DEFAULT_IO_TIMEOUT,
+                    super::transport::DEFAULT_EXCHANGE_TIMEOUT,
+                ))
+            }
+            AnyConnector::Tls(c) => {
+                let conn = c.connect_tls().await?;
+                Ok(TimedConnection::new(
+                    Box::new(conn) as Box<dyn AsyncStream>,
+                    c.io_timeout,
+                    c.exchange_timeout,
+                ))
+            }
+        }
+    }
+}
+
+/// A connection of either kind, with deadlines on every operation.
+pub type AnyConnection = TimedConnection<Box<dyn AsyncStream>>;
+
+/// A prepared client.
+pub struct Session {
+    /// The options it was made from.
+    pub opts: ClientOptions,
+    /// The FQDN in use.
+    pub fqdn: String,
+    /// Key and certificate.
+    pub identity: Identity,
+    /// Where state lives.
+    pub state_dir: StateDir,
+    /// The certificate file (the provisioned one in native mode).
+    pub cert_path: PathBuf,
+}
+
+impl Session {
+    /// Validate the options, load or create the identity, and set up the transport (returned
+    /// beside the session so both can be borrowed at once). Everything is checked before
+    /// anything goes on the wire.
+    pub fn open(opts: &ClientOptions) -> Result<(Session, AnyConnector)> {
+        let fqdn = opts
+            .fqdn
+            .clone()
+            .unwrap_or_else(|| format!("{}.local", opts.name));
+        check_mode(opts)?;
+        let mp = validate_config(opts, &fqdn)?.mp;
+        let native = match &opts.pki {
+            Some(files) => Some(tls::load_native_identity(files, unix_now())?),
+            None => None,
+        };
+        let state_dir = StateDir::open(&opts.state_dir)?;
+        let tcp = TcpConnector {
+            host: mp.host.to_string(),
+            port: mp.port,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let (identity, cert_path, connector) = match native {
+            None => {
+                anyhow::ensure!(
+                    !state_dir.path().join(tls::NATIVE_CERT_FILE).exists(),
+                    "state dir {} belongs to a native-mode identity ({} is there); use another \
+                     directory for mixed mode",
+                    state_dir.path().display(),
+                    tls::NATIVE_CERT_FILE
+                );
+                let identity =
+                    state_dir.load_or_create_identity_with(&opts.name, unix_now(), opts.key)?;
+                let path = state_dir.path().join(state::CERT_FILE);
+                (identity, path, AnyConnector::Tcp(tcp))
+            }
+            Some(NativeIdentity {
+                signer,
+                cert_der,
+                chain,
+                key,
+                ca,
+            }) => {
+                tls::bind_registration(&state_dir, &cert_der)?;
+                let connector = TlsConnector::new(tcp, tls::client_config(&ca, chain, key)?)?;
+                let identity = Identity {
+                    signer,
+                    cert_der,
+                    created: false,
+                };
+                let path = opts
+                    .pki
+                    .as_ref()
+                    .map(|p| p.cert.clone())
+                    .unwrap_or_default();
+                (identity, path, AnyConnector::Tls(Box::new(connector)))
+            }
+        };
+        let session = Session {
+            opts: opts.clone(),
+            fqdn,
+            identity,
+            state_dir,
+            cert_path,
+        };
+        Ok((session, connector))
+    }
+
+    /// The core's configuration, borrowing this session's strings.
+    pub fn config(&self) -> Result<AgentConfig<'_>> {
+        validate_config(&self.opts, &self.fqdn)
+    }
+}
+
+/// The mode against the certificate files (the URL's scheme is `AgentConfig::new`'s to check).
+fn check_mode(opts: &ClientOptions) -> Result<(), NativeConfigError> {
+    match (opts.mode, &opts.pki) {
+        (SiteMode::Native, None) => Err(NativeConfigError::NoCertificate),
+        (SiteMode::Mixed, Some(_)) => Err(NativeConfigError::CertificateInMixedMode),
+        _ => Ok(()),
+    }
+}
+
+fn validate_config<'a>(opts: &'a ClientOptions, fqdn: &'a str) -> Result<AgentConfig<'a>> {
+    AgentConfig::new(&opts.site_code, opts.mode, &opts.mp_url, &opts.name, fqdn).map_err(|e| match e {
+        ConfigError::SchemeDoesNotMatchMode if opts.mode == SiteMode::Native => {
+            anyhow::Error::from(NativeConfigError::NativeNeedsHttps {
+                url: opts.mp_url.clone(),
+            })
+        }
+        ConfigError::SchemeDoesNotMatchMode => anyhow::Error::from(NativeConfigError::MixedNeedsHttp {
+            url: opts.mp_url.clone(),
+        }),
+        e => anyhow!("invalid configuration: {e:?}"),
+    })
+}

@@ -1,0 +1,176 @@
+//! Native mode through the command line, as the README shows it: `pki init`, `pki issue`,
+//! `mp serve --tls-cert …`, `client register --mode native …`, `pki revoke`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+fn sim(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mpagent-sim"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("mpagent-sim runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A child process that is ended when the test ends, also when it fails.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The MP in native mode on a free port; returns the process and its URL.
+fn serve(dir: &Path) -> (Running, String) {
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_mpagent-sim"))
+            .args([
+                "mp",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                "site.db",
+                "--site-code",
+                "PS1",
+                "--tls-cert",
+                "pki/mp.test.pem",
+                "--tls-key",
+                "pki/mp.test.key.pem",
+                "--client-ca",
+                "pki/ca.pem",
+                "--crl",
+                "pki/crl.pem",
+            ])
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mp serve starts"),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("MP emulator listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    (child, url)
+}
+
+#[test]
+fn native_mode_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        let o = sim(args, d);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        text(&o)
+    };
+    ok(&["pki", "init", "--dir", "pki"]);
+    ok(&[
+        "pki",
+        "issue",
+        "--dir",
+        "pki",
+        "--cn",
+        "mp.test",
+        "--kind",
+        "server",
+        "--dns",
+        "127.0.0.1",
+    ]);
+    ok(&[
+        "pki", "issue", "--dir", "pki", "--cn", "PRN-1", "--kind", "device",
+    ]);
+    ok(&[
+        "pki", "issue", "--dir", "pki", "--cn", "PRN-2", "--kind", "device",
+    ]);
+    // PRN-2 is revoked before the MP starts (it reads the CRL at start).
+    ok(&["pki", "revoke", "--dir", "pki", "--cert", "pki/PRN-2.pem"]);
+    let (mp, url) = serve(d);
+    let register = |name: &str| {
+        let cert = format!("pki/{name}.pem");
+        let key = format!("pki/{name}.key.pem");
+        let state = format!("state-{name}");
+        sim(
+            &[
+                "client",
+                "register",
+                "--mp",
+                &url,
+                "--site-code",
+                "PS1",
+                "--state",
+                &state,
+                "--name",
+                name,
+                "--max-failures",
+                "1",
+                "--mode",
+                "native",
+                "--cert",
+                &cert,
+                "--key-file",
+                &key,
+                "--ca",
+                "pki/ca.pem",
+            ],
+            d,
+        )
+    };
+
+    let first = register("PRN-1");
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        text(&first).contains("registered GUID:"),
+        "{}",
+        text(&first)
+    );
+    let revoked = register("PRN-2");
+    assert!(!revoked.status.success(), "{}", text(&revoked));
+
+    // Start-up validation: native mode without the certificate files.
+    let o = sim(
+        &[
+            "client",
+            "register",
+            "--mp",
+            &url,
+            "--site-code",
+            "PS1",
+            "--state",
+            "s3",
+            "--mode",
+            "native",
+        ],
+        d,
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("native mode needs"), "{}", text(&o));
+
+    let rejections = ok(&["mp", "rejections", "--db", "site.db"]);
+    assert!(rejections.contains("Revoked"), "{rejections}");
+    let clients = ok(&["mp", "clients", "--db", "site.db"]);
+    assert!(
+        clients.contains("PRN-1") && !clients.contains("PRN-2"),
+        "{clients}"
+    );
+    drop(mp);
+}

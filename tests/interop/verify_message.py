@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Independent check of a captured mpagent message after registration (wire.md §1-§3, §5, §6).
+
+Usage: verify_message.py REQUEST_FILE
+
+REQUEST_FILE holds the whole HTTP request as sent (head + multipart body). Written from the spec
+alone with Python's standard XML parser and `cryptography` (OpenSSL): it shares no code with the
+Rust core. Checks the request framing, the well-formedness of header and body, <Body Length>, the
+clientauth hook (ClientIDSignature over UTF-16LE("GUID:{SMSID upper}") + 00 00, PayloadSignature
+over the octet-stream part exactly as sent, both verified with the key of the PublicKey
+certificate) and the body's shape for its endpoint. Exits 0 when all holds, 1 with a reason.
+"""
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+BOUNDARY = b"aAbBcCdDv1234567890VxXyYzZ"
+HEADER_ORDER = ["Body", "CorrelationID", "Hooks", "ID", "Payload", "Priority", "Protocol",
+                "ReplyMode", "ReplyTo", "SentTime", "SourceID", "SourceHost", "TargetAddress",
+                "TargetEndpoint", "TargetHost", "Timeout"]
+CLIENTAUTH_ORDER = ["AuthSenderMachine", "PublicKey", "ClientIDSignature", "PayloadSignature",
+                    "ClientCapabilities", "HashAlgorithm"]
+ENDPOINTS = {  # endpoint -> (ReplyMode, body root)
+    "MP_DdrEndpoint": ("ASync", "Report"),
+    "MP_HinvEndpoint": ("ASync", "Report"),
+    "MP_RelayEndpoint": ("ASync", "Report"),
+    "StatusReceiver": ("ASync", "Status"),
+    "MP_PolicyManager": ("Sync", "RequestAssignments"),
+}
+GUID_RE = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+WMI_RE = r"\d{14}\.\d{6}\+\d{3}"
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def verify(key, alg, sig, data, what):
+    try:
+        if alg == "1.2.840.10045.4.3.2":
+            if not isinstance(key, ec.EllipticCurvePublicKey) or len(sig) != 64:
+                fail(f"{what}: ECDSA key type or r||s length")
+            der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+            key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+        elif alg == "1.2.840.113549.1.1.11":
+            if not isinstance(key, rsa.RSAPublicKey):
+                fail(f"{what}: RSA key type")
+            key.verify(sig[::-1], data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            fail(f"unknown HashAlgorithm {alg!r}")
+    except InvalidSignature:
+        fail(f"{what} does not verify")
+
+
+def check_report_header(root, source_id):
+    machine = root.find("ReportHeader/Identification/Machine")
+    if machine is None:
+        fail("Report without ReportHeader/Identification/Machine")
+    for tag in ("ClientInstalled", "ClientType", "ClientID", "ClientVersion", "NetBIOSName",
+                "CodePage", "SystemDefaultLCID"):
+        if machine.find(tag) is None:
+            fail(f"Machine/{tag} missing")
+    if (machine.findtext("ClientID") or "").upper() != source_id.upper():
+        fail("Report ClientID is not the SourceID")
+    details = root.find("ReportHeader/ReportDetails")
+    if details is None:
+        fail("ReportDetails missing")
+    if details.findtext("ReportType") not in ("Full", "Delta"):
+        fail("ReportType")
+    if not re.fullmatch(WMI_RE, details.findtext("Date") or ""):
+        fail(f"Report Date {details.findtext('Date')!r} is not the WMI form")
+
+
+def check_body(endpoint, root, source_id, body_text):
+    if endpoint in ("MP_DdrEndpoint", "MP_HinvEndpoint"):
+        check_report_header(root, source_id)
+        want = {"MP_DdrEndpoint": "{00000000-0000-0000-0000-000000000003}",
+                "MP_HinvEndpoint": "{00000000-0000-0000-0000-000000000001}"}[endpoint]
+        action = root.findtext("ReportHeader/InventoryAction/InventoryActionID")
+        if action != want:
+            fail(f"InventoryActionID {action!r} for {endpoint}")
+        body = root.find("ReportBody")
+        if body is None:
+            fail("ReportBody missing")
+        n = 0
+        for inst in body:
+            if inst.tag != "Instance":
+                fail(f"ReportBody child {inst.tag}")
+            if inst.get("Content") not in ("New", "Update", "Delete"):
+                fail(f"Instance Content {inst.get('Content')!r}")
+            cls = inst.get("Class")
+            if not cls or inst.get("ParentClass") != cls or not inst.get("Namespace"):
+                fail("Instance Class/ParentClass/Namespace")
+            kids = list(inst)
+            if len(kids) != 1 or kids[0].tag != cls:
+                fail(f"Instance of {cls} must hold exactly one <{cls}>")
+            n += 1
+        return f"{n} instances"
+    if endpoint == "MP_RelayEndpoint":
+        if not body_text.startswith("<?xml "):
+            fail("relay message without an XML declaration")
+        check_report_header(root, source_id)
+        sm = root.find("ReportBody/StateMessage")
+        if sm is None or sm.find("Topic") is None or sm.find("State") is None:
+            fail("StateMessage/Topic/State missing")
+        for a in ("ID", "Type", "IDType"):
+            if sm.find("Topic").get(a) is None:
+                fail(f"Topic/@{a} missing")
+        params = sm.findall("UserParameters/Param")
+        return f"state message, topic {sm.find('Topic').get('ID')!r}, {len(params)} params"
+    if endpoint == "StatusReceiver":
+        if not root.findtext("Type"):
+            fail("Status/Type missing")
+        props = {p.get("Name"): p.get("Value") for p in root.findall("Properties/Property")}
+        if (props.get("ClientID") or "").upper() != source_id.upper():
+            fail("Status ClientID property is not the SourceID")
+        if root.find("Qualifiers") is None:
+            fail("Status/Qualifiers missing")
+        return f"status {root.findtext('Type')}, {len(props)} properties"
+    if endpoint == "MP_PolicyManager":
+        if root.get("SchemaVersion") != "1.00" or root.get("RequestType") != "Always":
+            fail("RequestAssignments attributes")
+        if (root.findtext("Identification/Machine/ClientID") or "").upper() != source_id.upper():
+            fail("RequestAssignments ClientID is not the SourceID")
+        if not (root.findtext("PolicySource") or "").startswith("SMS:"):
+            fail("PolicySource")
+        if root.find("Resource").get("ResourceType") != "Machine":
+            fail("Resource")
+        return "policy request"
+    fail(f"unknown endpoint {endpoint}")
+
+
+def main(path):
+    raw = open(path, "rb").read()
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        fail("no end of HTTP head")
+    lines = head.decode("ascii").split("\r\n")
+    if lines[0] != "CCM_POST /ccm_system/request HTTP/1.1":
+        fail(f"request line {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if headers.get("user-agent") != "ConfigMgr Messaging HTTP Sender":
+        fail("User-Agent")
+    if headers.get("content-type") != 'multipart/mixed; boundary="aAbBcCdDv1234567890VxXyYzZ"':
+        fail(f"Content-Type {headers.get('content-type')!r}")
+    if int(headers.get("content-length", "-1")) != len(body):
+        fail(f"Content-Length {headers.get('content-length')} != {len(body)}")
+
+    m = re.fullmatch(
+        rb"--" + BOUNDARY + rb"\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n(.*)\r\n--"
+        + BOUNDARY + rb"\r\ncontent-type: application/octet-stream\r\n\r\n(.*)\r\n--" + BOUNDARY + rb"--",
+        body, re.S)
+    if not m:
+        fail("multipart layout")
+    header_part, octets = m.group(1), m.group(2)
+    if not header_part.startswith(b"\xff\xfe"):
+        fail("header part lacks the UTF-16LE BOM")
+    header = ET.fromstring(header_part[2:].decode("utf-16-le"))
+    if header.tag != "Msg":
+        fail("header root")
+    order = [c.tag for c in header]
+    if order != [t for t in HEADER_ORDER if t in order]:
+        fail(f"header element order {order}")
+    endpoint = header.findtext("TargetEndpoint")
+    if endpoint not in ENDPOINTS:
+        fail(f"TargetEndpoint {endpoint!r}")
+    reply_mode, root_tag = ENDPOINTS[endpoint]
+    if header.findtext("ReplyMode") != reply_mode:
+        fail(f"ReplyMode {header.findtext('ReplyMode')!r} for {endpoint}")
+    if header.findtext("TargetAddress") != f"mp:{endpoint}":
+        fail("TargetAddress")
+    source_id = header.findtext("SourceID") or ""
+    if not re.fullmatch(r"GUID:" + GUID_RE, source_id):
+        fail(f"SourceID {source_id!r}")
+    if not re.fullmatch(r"\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}", header.findtext("ID") or ""):
+        fail("message ID is not an upper-case braced GUID")
+    b = header.find("Body")
+    length = int(b.get("Length"))
+    if b.get("Type") != "ByteRange" or b.get("Offset") != "0":
+        fail("Body range attributes")
+    if not octets.endswith(b"\x00\x00\r\n") or len(octets) - 2 != length:
+        fail(f"Body Length {length} does not match the octet part ({len(octets)} bytes incl. CRLF)")
+
+    hooks = header.findall("Hooks/Hook2")
+    auth = [h for h in hooks if h.get("Name") == "clientauth"]
+    if len(auth) != 1:
+        fail("exactly one clientauth hook expected")
+    props = [(p.get("Name"), p.text or "") for p in auth[0].findall("Property")]
+    names = [n for n, _ in props]
+    if names[:len(CLIENTAUTH_ORDER)] != CLIENTAUTH_ORDER:
+        fail(f"clientauth properties {names}")
+    extra = names[len(CLIENTAUTH_ORDER):]
+    if extra not in ([], ["ProxySMSID"]):
+        fail(f"unexpected clientauth properties {extra}")
+    p = dict(props)
+    if p["AuthSenderMachine"] != header.findtext("SourceHost"):
+        fail("AuthSenderMachine is not the SourceHost")
+    if p["ClientCapabilities"] != "NonSSL":
+        fail("ClientCapabilities")
+    for k in ("PublicKey", "ClientIDSignature", "PayloadSignature"):
+        if not re.fullmatch(r"[0-9A-F]+", p[k]):
+            fail(f"{k} is not upper-case hex")
+    cert = x509.load_der_x509_certificate(bytes.fromhex(p["PublicKey"]))
+    key = cert.public_key()
+    alg = p["HashAlgorithm"]
+    verify(key, alg, bytes.fromhex(p["ClientIDSignature"]),
+           ("GUID:" + source_id[5:].upper()).encode("utf-16-le") + b"\x00\x00", "ClientIDSignature")
+    verify(key, alg, bytes.fromhex(p["PayloadSignature"]), octets, "PayloadSignature")
+    proxy = ""
+    if "ProxySMSID" in p:
+        if not re.fullmatch(r"GUID:" + GUID_RE, p["ProxySMSID"]):
+            fail("ProxySMSID")
+        proxy = f", for proxy {p['ProxySMSID']}"
+
+    body_xml = octets[:-4]
+    if body_xml.startswith(b"\xff\xfe"):
+        fail("body must have no BOM")
+    text = body_xml.decode("utf-16-le")
+    root = ET.fromstring(body_xml)  # a real XML parser over the UTF-16LE bytes: must be well formed
+    if root.tag != root_tag:
+        fail(f"body root {root.tag} for {endpoint}")
+    what = check_body(endpoint, root, source_id, text)
+    print(f"OK: {endpoint} ({what}, body {length} bytes): {alg} ClientIDSignature and "
+          f"PayloadSignature verify{proxy}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
