@@ -147,7 +147,9 @@ pub async fn run() -> Result<()> {
         body: "<Policy><PrinterSettings Duplex=\"true\" TonerSaver=\"on\"/></Policy>",
     })?;
 
-    println!("\n7. Appliance runs one cycle: heartbeat, inventory, status, policy, acknowledgement");
+    println!(
+        "\n7. Appliance runs one cycle: heartbeat, inventory, status, policy, acknowledgement"
+    );
     let due = Due {
         heartbeat: true,
         inventory_items: 40,
@@ -170,7 +172,10 @@ pub async fn run() -> Result<()> {
         policy: false,
     };
     let offline = run::run_cycle(&opts, due, &mut print_run_event).await?;
-    println!("   queued {}, still queued {}", offline.queued, offline.still_queued);
+    println!(
+        "   queued {}, still queued {}",
+        offline.queued, offline.still_queued
+    );
     if offline.still_queued == 0 {
         bail!("expected messages to wait in the queue while the MP is down");
     }
@@ -184,7 +189,10 @@ pub async fn run() -> Result<()> {
         policy: false,
     };
     let back = run::run_cycle(&opts, due, &mut print_run_event).await?;
-    println!("   delivered {}, still queued {}", back.delivered, back.still_queued);
+    println!(
+        "   delivered {}, still queued {}",
+        back.delivered, back.still_queued
+    );
 
     println!("\n10. What the MP stored for {smsid}:");
     let messages = db.messages(Some(&smsid.to_string()))?;

@@ -20,8 +20,8 @@ use mpagent_core::config::SiteMode;
 use mpagent_core::io::{self, Progress, RegisterOptions};
 use mpagent_core::wire::registration::AgentType;
 
-pub use self::state::KeyKind;
 use self::session::Session;
+pub use self::state::KeyKind;
 pub use self::tls::{NativeConfigError, PkiFiles};
 use self::transport::SystemClock;
 

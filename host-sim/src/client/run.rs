@@ -78,7 +78,10 @@ pub enum RunEvent {
     /// A message went into the queue.
     Queued { endpoint: &'static str, bytes: u32 },
     /// The MP acknowledged a message.
-    Delivered { endpoint: &'static str, message_id: String },
+    Delivered {
+        endpoint: &'static str,
+        message_id: String,
+    },
     /// Delivery stopped; the rest stays queued.
     DeliveryStopped { reason: String, queued: u32 },
     /// A policy body was fetched and applied.
@@ -93,16 +96,26 @@ pub struct SyntheticInventory {
 
 impl InstanceSource for SyntheticInventory {
     fn write_instances(&self, w: &mut InstanceWriter<'_, '_>) -> Result<(), Overflow> {
-        w.instance(InstanceContent::New, Namespace::Cimv2, "Win32_OperatingSystem", |p| {
-            p.prop("Caption", "mpagent appliance firmware")?;
-            p.prop("Version", env!("CARGO_PKG_VERSION"))
-        })?;
+        w.instance(
+            InstanceContent::New,
+            Namespace::Cimv2,
+            "Win32_OperatingSystem",
+            |p| {
+                p.prop("Caption", "mpagent appliance firmware")?;
+                p.prop("Version", env!("CARGO_PKG_VERSION"))
+            },
+        )?;
         for i in 0..self.items {
-            w.instance(InstanceContent::New, Namespace::Cimv2, "Win32_Printer", |p| {
-                p.prop_fmt("DeviceID", format_args!("TRAY-{i:05}"))?;
-                p.prop_fmt("Name", format_args!("Paper tray {i}"))?;
-                p.prop_u64("PaperLevelPercent", (i as u64 * 37) % 101)
-            })?;
+            w.instance(
+                InstanceContent::New,
+                Namespace::Cimv2,
+                "Win32_Printer",
+                |p| {
+                    p.prop_fmt("DeviceID", format_args!("TRAY-{i:05}"))?;
+                    p.prop_fmt("Name", format_args!("Paper tray {i}"))?;
+                    p.prop_u64("PaperLevelPercent", (i as u64 * 37) % 101)
+                },
+            )?;
         }
         Ok(())
     }
@@ -177,7 +190,12 @@ impl Appliance {
     }
 
     /// Queue the messages that are due.
-    pub fn queue_due(&mut self, due: &Due, now: UnixTime, on: &mut dyn FnMut(&RunEvent)) -> Result<u32> {
+    pub fn queue_due(
+        &mut self,
+        due: &Due,
+        now: UnixTime,
+        on: &mut dyn FnMut(&RunEvent),
+    ) -> Result<u32> {
         let config = self.session.config()?;
         let netbios = config.netbios_name.to_string();
         let fqdn = config.fqdn.to_string();
@@ -196,14 +214,28 @@ impl Appliance {
             };
             let report = Report::discovery(identity, date, &discovery);
             let n = self.enqueue(Endpoint::Ddr, &report, now)?;
-            on(&RunEvent::Queued { endpoint: Endpoint::Ddr.name(), bytes: n });
+            on(&RunEvent::Queued {
+                endpoint: Endpoint::Ddr.name(),
+                bytes: n,
+            });
             queued += 1;
         }
         if due.inventory_items > 0 {
-            let inv = SyntheticInventory { items: due.inventory_items };
-            let report = Report::hardware_inventory(identity, ReportType::Full, ReportVersion::default(), date, &inv);
+            let inv = SyntheticInventory {
+                items: due.inventory_items,
+            };
+            let report = Report::hardware_inventory(
+                identity,
+                ReportType::Full,
+                ReportVersion::default(),
+                date,
+                &inv,
+            );
             let n = self.enqueue(Endpoint::Hinv, &report, now)?;
-            on(&RunEvent::Queued { endpoint: Endpoint::Hinv.name(), bytes: n });
+            on(&RunEvent::Queued {
+                endpoint: Endpoint::Hinv.name(),
+                bytes: n,
+            });
             queued += 1;
         }
         if due.status {
@@ -213,11 +245,17 @@ impl Appliance {
                 machine_name: &netbios,
                 site_code: site,
                 time: date,
-                properties: &[("Component", "mpagent"), ("Version", env!("CARGO_PKG_VERSION"))],
+                properties: &[
+                    ("Component", "mpagent"),
+                    ("Version", env!("CARGO_PKG_VERSION")),
+                ],
                 qualifiers: &[],
             };
             let n = self.enqueue(Endpoint::Status, &status, now)?;
-            on(&RunEvent::Queued { endpoint: Endpoint::Status.name(), bytes: n });
+            on(&RunEvent::Queued {
+                endpoint: Endpoint::Status.name(),
+                bytes: n,
+            });
             queued += 1;
         }
         Ok(queued)
@@ -225,7 +263,10 @@ impl Appliance {
 
     /// Send queued messages in order until the queue is empty or the MP stops answering.
     /// Returns (delivered, refused, why it stopped).
-    pub async fn drain(&mut self, on: &mut dyn FnMut(&RunEvent)) -> Result<(u32, u32, Option<String>)> {
+    pub async fn drain(
+        &mut self,
+        on: &mut dyn FnMut(&RunEvent),
+    ) -> Result<(u32, u32, Option<String>)> {
         let (mut delivered, mut refused) = (0, 0);
         loop {
             let Some(msg) = self.store.peek().map_err(store_err)? else {
@@ -252,7 +293,10 @@ impl Appliance {
                     .map_err(|e| anyhow!("signing a queued message: {e:?}"))?;
                 let result = io::send_message(&mut self.connector, &signed, &mut self.buf).await;
                 if let Some(fault) = body.fault() {
-                    bail!("queued message {:?} could not be read back: {fault:?}", meta.message_id);
+                    bail!(
+                        "queued message {:?} could not be read back: {fault:?}",
+                        meta.message_id
+                    );
                 }
                 result
             };
@@ -261,11 +305,17 @@ impl Appliance {
                 Ok(()) => {
                     self.store.pop(&msg).map_err(store_err)?;
                     delivered += 1;
-                    on(&RunEvent::Delivered { endpoint: meta.endpoint.name(), message_id: id });
+                    on(&RunEvent::Delivered {
+                        endpoint: meta.endpoint.name(),
+                        message_id: id,
+                    });
                 }
                 Err(e) if e.is_retryable() => {
                     let reason = format!("{e:?}");
-                    on(&RunEvent::DeliveryStopped { reason: reason.clone(), queued: self.store.len() });
+                    on(&RunEvent::DeliveryStopped {
+                        reason: reason.clone(),
+                        queued: self.store.len(),
+                    });
                     return Ok((delivered, refused, Some(reason)));
                 }
                 Err(e) => {
@@ -279,7 +329,12 @@ impl Appliance {
 
     /// A message the MP refused for good goes to `refused/` with the reason, then leaves the
     /// queue (it would block every later message otherwise): nothing is lost silently.
-    fn keep_refused(&mut self, msg: &mpagent_core::store::QueuedMessage, id: &str, e: SendError) -> Result<()> {
+    fn keep_refused(
+        &mut self,
+        msg: &mpagent_core::store::QueuedMessage,
+        id: &str,
+        e: SendError,
+    ) -> Result<()> {
         let dir = self.session.state_dir.path().join(REFUSED_DIR);
         std::fs::create_dir_all(&dir)?;
         let mut sink = VecSink(Vec::new());
@@ -293,7 +348,11 @@ impl Appliance {
             dir.join(format!("{name}.reason")),
             format!("{} refused by the MP: {e:?}\n", msg.meta.endpoint.name()),
         )?;
-        tracing::error!(message_id = id, "MP refused a queued message for good: {e:?}; kept in {}", dir.display());
+        tracing::error!(
+            message_id = id,
+            "MP refused a queued message for good: {e:?}; kept in {}",
+            dir.display()
+        );
         Ok(())
     }
 
@@ -308,17 +367,35 @@ impl Appliance {
         };
         let signer = MessageSigner::client(signing, &self.client_id);
         let request = request_assignments(&config, self.smsid);
-        let signed = sign_message(&config, &signer, &request, Guid::random(&mut rand_core::OsRng), now)
-            .map_err(|e| anyhow!("signing the policy request: {e:?}"))?;
+        let signed = sign_message(
+            &config,
+            &signer,
+            &request,
+            Guid::random(&mut rand_core::OsRng),
+            now,
+        )
+        .map_err(|e| anyhow!("signing the policy request: {e:?}"))?;
         let mut assignments: Vec<(String, String, String)> = Vec::new();
         let mut scratch = vec![0u8; EXCHANGE_BUFFER * 2];
-        io::request_policy(&mut self.connector, &signed, &mut self.buf, &mut scratch, &mut |a| {
-            let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {
-                let mut b = [0u8; 512];
-                t.unescape_into(&mut b).map(str::to_string).unwrap_or_default()
-            };
-            assignments.push((text(&a.policy_id), text(&a.policy_version), text(&a.location)));
-        })
+        io::request_policy(
+            &mut self.connector,
+            &signed,
+            &mut self.buf,
+            &mut scratch,
+            &mut |a| {
+                let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {
+                    let mut b = [0u8; 512];
+                    t.unescape_into(&mut b)
+                        .map(str::to_string)
+                        .unwrap_or_default()
+                };
+                assignments.push((
+                    text(&a.policy_id),
+                    text(&a.policy_version),
+                    text(&a.location),
+                ));
+            },
+        )
         .await
         .map_err(|e| anyhow!("policy request failed: {e:?}"))?;
         let dir = self.session.state_dir.path().join(POLICY_DIR);
@@ -330,14 +407,23 @@ impl Appliance {
             if path.exists() {
                 continue;
             }
-            let req = PolicyBodyRequest::new(&config, &self.session.identity.signer, self.smsid, &location, unix_now())
-                .map_err(|e| anyhow!("policy {key}: {e:?}"))?;
+            let req = PolicyBodyRequest::new(
+                &config,
+                &self.session.identity.signer,
+                self.smsid,
+                &location,
+                unix_now(),
+            )
+            .map_err(|e| anyhow!("policy {key}: {e:?}"))?;
             let mut body = VecSink(Vec::new());
             io::fetch_policy_body(&mut self.connector, &req, &mut self.buf, &mut body)
                 .await
                 .map_err(|e| anyhow!("fetching policy {key}: {e:?}"))?;
             super::state::write_atomic(&path, &body.0)?;
-            on(&RunEvent::PolicyApplied { id: key.clone(), bytes: body.0.len() });
+            on(&RunEvent::PolicyApplied {
+                id: key.clone(),
+                bytes: body.0.len(),
+            });
             applied.push(key);
         }
         // Acknowledge: one state message per applied policy (topic = policy ID), queued so it
@@ -347,7 +433,10 @@ impl Appliance {
             let identity = ReportIdentity::new(self.smsid, &netbios);
             let state = StateMessage::new(identity, unix_now().to_datetime(), key, 402, 0, 1);
             let n = self.enqueue(Endpoint::Relay, &state, unix_now())?;
-            on(&RunEvent::Queued { endpoint: Endpoint::Relay.name(), bytes: n });
+            on(&RunEvent::Queued {
+                endpoint: Endpoint::Relay.name(),
+                bytes: n,
+            });
         }
         Ok(applied)
     }
@@ -355,7 +444,13 @@ impl Appliance {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -373,13 +468,21 @@ pub struct Schedule {
 }
 
 /// One full cycle: register if needed, queue what is due, drain, poll policy, drain again.
-pub async fn run_cycle(opts: &ClientOptions, due: Due, on: &mut dyn FnMut(&RunEvent)) -> Result<CycleReport> {
+pub async fn run_cycle(
+    opts: &ClientOptions,
+    due: Due,
+    on: &mut dyn FnMut(&RunEvent),
+) -> Result<CycleReport> {
     let outcome = super::register(opts, &mut |p| tracing::info!("registration: {p:?}")).await;
     let smsid = match outcome {
         Ok(o) => match o.state {
             RegistrationState::Registered(id) => id,
             RegistrationState::Pending(id) => {
-                return Ok(CycleReport { smsid: Some(id.to_string()), pending: true, ..Default::default() })
+                return Ok(CycleReport {
+                    smsid: Some(id.to_string()),
+                    pending: true,
+                    ..Default::default()
+                })
             }
             other => bail!("not registered: {other:?}"),
         },
@@ -396,7 +499,10 @@ pub async fn run_cycle(opts: &ClientOptions, due: Due, on: &mut dyn FnMut(&RunEv
         }
     };
     let mut appliance = Appliance::open(opts, smsid)?;
-    let mut report = CycleReport { smsid: Some(smsid.to_string()), ..Default::default() };
+    let mut report = CycleReport {
+        smsid: Some(smsid.to_string()),
+        ..Default::default()
+    };
     report.queued = appliance.queue_due(&due, unix_now(), on)?;
     let (d, r, stopped) = appliance.drain(on).await?;
     report.delivered += d;
@@ -419,14 +525,23 @@ pub async fn run_cycle(opts: &ClientOptions, due: Due, on: &mut dyn FnMut(&RunEv
 }
 
 /// Run cycles forever (or once), each on its schedule.
-pub async fn run(opts: &ClientOptions, schedule: Schedule, once: bool, on: &mut dyn FnMut(&RunEvent)) -> Result<()> {
+pub async fn run(
+    opts: &ClientOptions,
+    schedule: Schedule,
+    once: bool,
+    on: &mut dyn FnMut(&RunEvent),
+) -> Result<()> {
     let start = std::time::Instant::now();
     let (mut next_hb, mut next_inv, mut next_pol) = (start, start, start);
     loop {
         let now = std::time::Instant::now();
         let due = Due {
             heartbeat: now >= next_hb,
-            inventory_items: if now >= next_inv { schedule.inventory_items } else { 0 },
+            inventory_items: if now >= next_inv {
+                schedule.inventory_items
+            } else {
+                0
+            },
             status: now == start,
             policy: now >= next_pol,
         };

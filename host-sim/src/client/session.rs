@@ -153,15 +153,19 @@ fn check_mode(opts: &ClientOptions) -> Result<(), NativeConfigError> {
 }
 
 fn validate_config<'a>(opts: &'a ClientOptions, fqdn: &'a str) -> Result<AgentConfig<'a>> {
-    AgentConfig::new(&opts.site_code, opts.mode, &opts.mp_url, &opts.name, fqdn).map_err(|e| match e {
-        ConfigError::SchemeDoesNotMatchMode if opts.mode == SiteMode::Native => {
-            anyhow::Error::from(NativeConfigError::NativeNeedsHttps {
-                url: opts.mp_url.clone(),
-            })
-        }
-        ConfigError::SchemeDoesNotMatchMode => anyhow::Error::from(NativeConfigError::MixedNeedsHttp {
-            url: opts.mp_url.clone(),
-        }),
-        e => anyhow!("invalid configuration: {e:?}"),
-    })
+    AgentConfig::new(&opts.site_code, opts.mode, &opts.mp_url, &opts.name, fqdn).map_err(
+        |e| match e {
+            ConfigError::SchemeDoesNotMatchMode if opts.mode == SiteMode::Native => {
+                anyhow::Error::from(NativeConfigError::NativeNeedsHttps {
+                    url: opts.mp_url.clone(),
+                })
+            }
+            ConfigError::SchemeDoesNotMatchMode => {
+                anyhow::Error::from(NativeConfigError::MixedNeedsHttp {
+                    url: opts.mp_url.clone(),
+                })
+            }
+            e => anyhow!("invalid configuration: {e:?}"),
+        },
+    )
 }

@@ -1,0 +1,239 @@
+//! End to end over loopback: `client run` cycles (the core's signed messages through the flash
+//! queue) against the MP emulator, with the site database as the witness.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use mpagent_core::agent::registration::RegistrationState;
+use mpagent_sim::client::run::{self, Due};
+use mpagent_sim::client::state::StateDir;
+use mpagent_sim::client::{self, ClientOptions};
+use mpagent_sim::mp::db::{NewPolicy, PolicyTarget, SiteDb};
+use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
+
+fn mp_config(dir: &Path) -> MpConfig {
+    MpConfig {
+        site_code: "PS1".into(),
+        db_path: dir.join("site.db"),
+        approval: Approval::Auto,
+        limits: Limits::default(),
+        mp_host: "mp.test.local".into(),
+    }
+}
+
+async fn start_mp(dir: &Path) -> MpServer {
+    MpServer::start(mp_config(dir), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("MP starts")
+}
+
+fn options(mp: &MpServer, dir: &Path, name: &str) -> ClientOptions {
+    ClientOptions::mixed(
+        &format!("http://{}", mp.local_addr()),
+        "PS1",
+        dir.join(name),
+        name,
+    )
+}
+
+const EVERYTHING: Due = Due {
+    heartbeat: true,
+    inventory_items: 3,
+    status: true,
+    policy: true,
+};
+
+#[tokio::test]
+async fn every_message_kind_arrives_signed_and_policy_is_applied_and_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: "{11111111-2222-3333-4444-555555555555}",
+        version: "2.00",
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: "<Policy><Setting Name=\"Duplex\" Value=\"on\"/></Policy>",
+    })
+    .unwrap();
+    let opts = options(&mp, dir.path(), "KIOSK-9");
+    let report = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.delivery_stopped, None, "{report:?}");
+    assert_eq!(
+        (report.queued, report.still_queued, report.refused),
+        (3, 0, 0)
+    );
+    assert_eq!(
+        report.delivered, 4,
+        "DDR, inventory, status and the policy's state message"
+    );
+    assert_eq!(
+        report.policies_applied,
+        vec!["{11111111-2222-3333-4444-555555555555}.2.00"]
+    );
+
+    let smsid = report.smsid.clone().unwrap();
+    let messages = db.messages(Some(&smsid)).unwrap();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["ddr", "hinv-full", "status", "state"]);
+    assert!(messages[3]
+        .body
+        .contains("{11111111-2222-3333-4444-555555555555}.2.00"));
+    assert_eq!(db.policy_fetches().unwrap().len(), 1);
+    let applied = std::fs::read(
+        opts.state_dir
+            .join(run::POLICY_DIR)
+            .join("_11111111-2222-3333-4444-555555555555_.2.00.xml"),
+    )
+    .unwrap();
+    assert!(!applied.is_empty());
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+
+    // A second cycle does not fetch the applied policy again.
+    let again = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(again.policies_applied.is_empty());
+    assert_eq!(db.policy_fetches().unwrap().len(), 1);
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_64k_inventory_streams_through_the_queue_and_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let opts = options(&mp, dir.path(), "GW-64K");
+    let due = Due {
+        heartbeat: false,
+        inventory_items: 130,
+        status: false,
+        policy: false,
+    };
+    let report = run::run_cycle(&opts, due, &mut |_| {}).await.unwrap();
+    assert_eq!(report.delivered, 1, "{report:?}");
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let m = db.messages(report.smsid.as_deref()).unwrap();
+    assert_eq!(m.len(), 1);
+    // Stored as text (UTF-8 here); on the wire it was UTF-16LE, twice the size.
+    assert!(
+        m[0].body.len() * 2 >= 64 * 1024,
+        "{} bytes",
+        m[0].body.len()
+    );
+    assert_eq!(m[0].body.matches("<Instance ").count(), 121);
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_wait_in_the_queue_through_an_outage_and_arrive_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let addr = mp.local_addr();
+    let opts = options(&mp, dir.path(), "PRN-OUT");
+    let first = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(first.still_queued, 0);
+    mp.shutdown().await;
+
+    // Three offline cycles: everything is queued, nothing is lost.
+    let mut queued_ids = Vec::new();
+    for _ in 0..3 {
+        let r = run::run_cycle(&opts, EVERYTHING, &mut |e| {
+            if let run::RunEvent::Queued { .. } = e {
+                queued_ids.push(())
+            }
+        })
+        .await
+        .unwrap();
+        assert!(r.delivery_stopped.is_some(), "{r:?}");
+        assert_eq!(r.delivered, 0);
+    }
+    let waiting = 3 * 3;
+    assert_eq!(queued_ids.len(), waiting);
+
+    let mp = MpServer::start(mp_config(dir.path()), addr).await.unwrap();
+    let back = run::run_cycle(
+        &opts,
+        Due {
+            heartbeat: false,
+            inventory_items: 0,
+            status: false,
+            policy: false,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((back.delivered, back.still_queued), (waiting as u32, 0));
+
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let messages = db.messages(first.smsid.as_deref()).unwrap();
+    assert_eq!(messages.len(), 3 + waiting, "3 online + 9 after the outage");
+    let ids: HashSet<_> = messages.iter().map(|m| &m.message_id).collect();
+    assert_eq!(ids.len(), messages.len(), "no duplicates");
+    // In order: the kinds repeat ddr, hinv-full, status for every offline cycle.
+    let kinds: Vec<&str> = messages[3..].iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["ddr", "hinv-full", "status"].repeat(3));
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_claiming_anothers_smsid_is_refused_and_its_message_kept_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let victim = options(&mp, dir.path(), "VICTIM");
+    let v = run::run_cycle(&victim, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    let victim_id = v.smsid.clone().unwrap();
+
+    // The attacker registers its own identity, then rewrites its state to claim the victim's SMSID.
+    let attacker = options(&mp, dir.path(), "ATTACKER");
+    let RegistrationState::Registered(_) = client::register(&attacker, &mut |_| {})
+        .await
+        .unwrap()
+        .state
+    else {
+        panic!("attacker did not register")
+    };
+    let stolen = mpagent_core::guid::Smsid::parse(victim_id.as_bytes()).unwrap();
+    StateDir::open(&attacker.state_dir)
+        .unwrap()
+        .save_registration(RegistrationState::Registered(stolen))
+        .unwrap();
+    let a = run::run_cycle(
+        &attacker,
+        Due {
+            heartbeat: true,
+            inventory_items: 0,
+            status: false,
+            policy: false,
+        },
+        &mut |_| {},
+    )
+    .await;
+    // Either registration notices the mismatch or the MP refuses the message; never stored.
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let victim_messages = db.messages(Some(&victim_id)).unwrap();
+    assert_eq!(
+        victim_messages.len(),
+        3,
+        "only the victim's own messages (DDR, inventory, status)"
+    );
+    match a {
+        Ok(r) => {
+            assert_eq!(r.refused, 1, "{r:?}");
+            let refused = std::fs::read_dir(attacker.state_dir.join(run::REFUSED_DIR))
+                .unwrap()
+                .count();
+            assert_eq!(refused, 2, "body and reason kept");
+        }
+        Err(e) => panic!("{e:#}"),
+    }
+    assert!(!db.rejections().unwrap().is_empty());
+    mp.shutdown().await;
+}
