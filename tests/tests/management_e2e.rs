@@ -123,7 +123,7 @@ async fn a_64k_inventory_streams_through_the_queue_and_arrives_whole() {
         "{} bytes",
         m[0].body.len()
     );
-    assert_eq!(m[0].body.matches("<Instance ").count(), 121);
+    assert_eq!(m[0].body.matches("<Instance ").count(), 131);
     mp.shutdown().await;
 }
 
