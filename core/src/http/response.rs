@@ -536,6 +536,9 @@ impl ResponseProgress {
 /// Fails with [`HttpError::ResponseTooLarge`] as soon as the response is known not to fit in
 /// `buf` (a `Content-Length` or chunk size beyond it, or a full buffer that is still incomplete),
 /// and with [`HttpError::UnexpectedEof`] when the peer closed early.
+// Kept out of line: LTO otherwise inlines it into the driver's task frame, which then sits
+// under the signing chain (board stack measurement, issue 5).
+#[inline(never)]
 pub fn poll_response(
     buf: &mut [u8],
     filled: usize,

@@ -57,6 +57,9 @@ const SIGNATURE_DER_OVERHEAD: usize = 10;
 ///
 /// Deterministic: the same key, parameters and serial give the same bytes (RFC 6979 nonces).
 /// `out` of [`MAX_CERT_LEN`] bytes always suffices.
+// Kept out of line: LTO otherwise inlines it into the driver's task frame, which then sits
+// under the signing chain (board stack measurement, issue 5).
+#[inline(never)]
 pub fn build_self_signed_p256(
     params: &CertParams<'_>,
     signer: &P256Signer,
