@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Size report for Cortex-M4 (thumbv7em-none-eabihf, opt-level "s", LTO, codegen-units 1):
-#   - flash (.text + .rodata) and static RAM (.data + .bss) of the QEMU firmware
-#     (boards/qemu-mps2-an386) and of boards/size-probe, with and without the core's registration
+#   - flash (.text + .rodata) and static RAM (.data + .bss) of the firmware (boards/qemu-mps2-an386,
+#     boards/nucleo-f767zi) and of boards/size-probe, with and without the core's registration
 #     path (`--features baseline`), whose difference is that path's cost;
 #   - peak stack of a real registration in QEMU (the firmware paints its stack), against the MP
 #     emulator on loopback;
@@ -31,10 +31,12 @@ size_tool=$(command -v llvm-size || true)
 echo "building images…" >&2
 (cd "$fw_dir" && cargo build --locked --release -q \
   && cargo build --locked --release -q --features measure --target-dir target/measure)
+(cd boards/nucleo-f767zi && cargo build --locked --release -q)
 (cd "$probe_dir" && cargo build --locked --release -q \
   && cargo build --locked --release -q --features baseline --target-dir target/baseline)
 fw=$fw_dir/target/$elf_name/mpagent-qemu-mps2-an386
 fw_measure=$fw_dir/target/measure/$elf_name/mpagent-qemu-mps2-an386
+nucleo=boards/nucleo-f767zi/target/$elf_name/mpagent-nucleo-f767zi
 probe=$probe_dir/target/$elf_name/mpagent-size-probe
 baseline=$probe_dir/target/baseline/$elf_name/mpagent-size-probe
 
@@ -52,6 +54,7 @@ row() { # label text rodata data bss
   echo "| $1 | $2 | $3 | **$(kib $(($2 + $3)))** | $4 | $5 | **$(kib $(($4 + $5)))** |"
 }
 read -r fw_t fw_r fw_d fw_b < <(sections "$fw")
+read -r nu_t nu_r nu_d nu_b < <(sections "$nucleo")
 read -r pr_t pr_r pr_d pr_b < <(sections "$probe")
 read -r bl_t bl_r bl_d bl_b < <(sections "$baseline")
 
@@ -111,6 +114,25 @@ for crate, n in sizes.most_common(12):
     print(f"| {crate} | {n / 1024:.1f} KiB |")
 ')
 
+# The firmware's largest stack frames (the immediate of each function's `sub sp`).
+objdump_tool=$(dirname "$size_tool")/llvm-objdump
+[ -x "$objdump_tool" ] || objdump_tool=$(command -v llvm-objdump || command -v llvm-objdump-14)
+frames=$("$objdump_tool" -d --no-show-raw-insn --demangle "$fw" | python3 -c '
+import re, sys
+fn, frames = None, []
+for line in sys.stdin:
+    m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+    if m:
+        fn = m.group(1)
+        continue
+    m = re.search(r"sub(?:\.w)?\s+sp, (?:sp, )?#(0x[0-9a-f]+|[0-9]+)\b", line)
+    if m and fn:
+        name = re.sub(r"::h[0-9a-f]{16}$", "", fn).replace("$LT$", "<").replace("$GT$", ">")
+        frames.append((int(m.group(1), 0), name.replace("$u20$", " ").replace("..", "::")))
+for size, name in sorted(frames, reverse=True)[:4]:
+    print(f"| `{name[:90]}` | {size} B |")
+')
+
 path_flash=$(( (pr_t + pr_r) - (bl_t + bl_r) ))
 path_ram=$(( (pr_d + pr_b) - (bl_d + bl_b) ))
 sign_stack=$(sed -n 's/.*measure registration request build+sign: [0-9]* instructions, \([0-9]*\) B stack.*/\1/p' <<<"$measure_log")
@@ -130,6 +152,7 @@ Target thumbv7em-none-eabihf, \`opt-level = "s"\`, LTO, one codegen unit, \`pani
 | image | .text | .rodata | flash | .data | .bss | static RAM |
 |---|---:|---:|---:|---:|---:|---:|
 $(row "firmware \`boards/qemu-mps2-an386\` (embassy-net + LAN9118 driver, defmt, semihosting storage)" "$fw_t" "$fw_r" "$fw_d" "$fw_b")
+$(row "firmware \`boards/nucleo-f767zi\` (embassy-stm32 Ethernet, DHCP + DNS, flash storage, RTT)" "$nu_t" "$nu_r" "$nu_d" "$nu_b")
 $(row "\`boards/size-probe\`: certificate + signed registration request, streamed and hashed" "$pr_t" "$pr_r" "$pr_d" "$pr_b")
 $(row "\`boards/size-probe --features baseline\`: same image without the core" "$bl_t" "$bl_r" "$bl_d" "$bl_b")
 
@@ -177,13 +200,19 @@ Why the misses, as measured:
   reader (der, spki) are about half of the path; the core's XML/UTF-16/multipart/HTTP code, the reply
   parser and its date parser the rest (table above).
 - **Stack**: P-256 signing itself needs ≈ 4.8 KiB (the "P-256 sign" row). In the firmware the async
-  registration driver's poll function sits below it: LTO inlines \`io::register\` with
-  \`build_request\`, \`poll_response\` and the reply parser (and the board's setup code) into the
-  main task's poll, one frame of ≈ 4.7 KiB (\`sub sp\` in the disassembly); moving the
-  registration into a task of its own made that frame 5.4 KiB, not smaller. Marking
-  \`build_request\`, \`build_self_signed_p256\`, \`poll_response\` and
-  \`parse_registration_reply\` \`#[inline(never)]\` in the core shrank it to 0.7 KiB and the
-  registration peak by ≈ 1.3 KiB (hand-run experiment); the rest is the signing chain's frames.
+  registration driver's poll function sits below it: LTO inlines \`io::register\` with the request
+  builder, \`poll_response\` and the reply parser (and the board's setup code) into the main task's
+  poll, one large frame (the first row below); moving the registration into a task of its own made
+  that frame larger, not smaller. Marking \`build_request\`, \`build_self_signed_p256\`,
+  \`poll_response\` and \`parse_registration_reply\` \`#[inline(never)]\` in the core shrank it
+  from 4.7 KiB to 0.7 KiB and the registration peak by ≈ 1.3 KiB (hand-run experiment); the rest
+  is the signing chain's own frames.
+
+Largest stack frames in the firmware (\`sub sp\` in the disassembly):
+
+| function | frame |
+|---|---:|
+$frames
 EOF
 } >"$out"
 [ "$out" = /dev/stdout ] || echo "wrote $out" >&2

@@ -12,6 +12,8 @@
 
 #[path = "../../qemu-mps2-an386/src/net.rs"]
 mod net;
+// Shared with the QEMU board (one record format, tested on the host); the seed record is unused here.
+#[allow(dead_code)]
 #[path = "../../qemu-mps2-an386/src/record.rs"]
 mod record;
 mod storage;
@@ -38,7 +40,6 @@ use mpagent_core::identity::{
 use mpagent_core::io::{self, Connector, Progress, RegisterOptions};
 use mpagent_core::sign::P256Signer;
 use mpagent_core::wire::registration::AgentType;
-use rand_core::RngCore;
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
@@ -99,7 +100,10 @@ static NET_RESOURCES: ConstStaticCell<StackResources<3>> =
 static RNG_CELL: StaticCell<Rng<'static, RNG>> = StaticCell::new();
 
 fn clocks() -> Config {
-    use embassy_stm32::rcc::*;
+    use embassy_stm32::rcc::{
+        AHBPrescaler, APBPrescaler, Hse, HseMode, Pll, PllMul, PllPDiv, PllPreDiv, PllQDiv,
+        PllSource, Sysclk,
+    };
     let mut config = Config::default();
     // 8 MHz from the ST-LINK's MCO; 216 MHz core; 48 MHz for the RNG.
     config.rcc.hse = Some(Hse {
@@ -221,9 +225,16 @@ async fn main(spawner: Spawner) {
                 return;
             };
             let state = RegistrationState::Unregistered;
-            if save(&mut store, &signer, &cert_buf[..len], state, record_buf, scratch)
-                .await
-                .is_err()
+            if save(
+                &mut store,
+                &signer,
+                &cert_buf[..len],
+                state,
+                record_buf,
+                scratch,
+            )
+            .await
+            .is_err()
             {
                 return;
             }

@@ -10,12 +10,13 @@ use core::ops::Range;
 
 use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_stm32::flash::{Blocking, Flash};
-use sequential_storage::cache::NoCache;
+use sequential_storage::cache::{Cache, Uncached};
 use sequential_storage::map::{MapConfig, MapStorage};
 
 use crate::record::MAX_IDENTITY_RECORD;
 
 type Nor = BlockingAsync<Flash<'static, Blocking>>;
+type NoCache = Cache<Uncached, Uncached, Uncached, u8>;
 
 /// Offsets (from the start of flash) of the two sectors used.
 const RANGE: Range<u32> = 0x0018_0000..0x0020_0000;
@@ -39,7 +40,7 @@ impl FlashStore {
             map: MapStorage::new(
                 BlockingAsync::new(flash),
                 const { MapConfig::new(RANGE) },
-                NoCache::new(),
+                Cache::new_uncached(),
             ),
         }
     }

@@ -1,9 +1,10 @@
 //! A small `embassy-net-driver` for the SMSC LAN9118 Ethernet controller of the MPS2 boards
 //! (a LAN9220 on the real FPGA board; QEMU models the LAN9118 at `0x4020_0000`, interrupt 13).
 //!
-//! Hand-written because no crate on crates.io drives this chip for embassy-net (checked for
-//! "lan9118"/"lan9220"/"smsc911x"); the chip is simple enough that a polled driver is a page of
-//! code. It moves frames through the chip's PIO FIFOs one 32-bit word at a time: receive pops a
+//! Hand-written because nothing drives this chip for embassy-net: embassy's own driver family
+//! (adin1110, enc28j60, wiznet, esp-hosted, tuntap, ppp) has no LAN9118 and no crate on crates.io
+//! provides one (`shared/spec/facts.md`). The chip is simple enough that a polled driver is a page
+//! of code. It moves frames through the chip's PIO FIFOs one 32-bit word at a time: receive pops a
 //! status word, then the frame (plus its 4-byte FCS, dropped here); transmit pushes the two
 //! command words and the frame as one segment. The only interrupt used is "RX status FIFO level",
 //! and only to wake the network task instead of polling on a timer.
