@@ -320,9 +320,68 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
-/// The site database. One connection; the server shares it behind a mutex.
+/// The site database. One connection; the server keeps a [`SiteDbPool`] of them.
 pub struct SiteDb {
     conn: Connection,
+}
+
+/// Connections to one site database for concurrent request handlers: each handler takes its own
+/// (WAL: readers never wait; a writer holds SQLite's write lock for one statement only), so the
+/// parsing and signature checks of requests run in parallel instead of behind one mutex.
+pub struct SiteDbPool {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<SiteDb>>,
+}
+
+impl SiteDbPool {
+    /// Opens (creating if needed) the database at `path`, with one connection ready.
+    pub fn open(path: impl AsRef<Path>) -> anyhow::Result<SiteDbPool> {
+        let path = path.as_ref().to_path_buf();
+        let first = SiteDb::open(&path)?;
+        Ok(SiteDbPool {
+            path,
+            idle: std::sync::Mutex::new(vec![first]),
+        })
+    }
+
+    /// An idle connection, or a new one; it goes back to the pool when dropped.
+    pub fn get(&self) -> anyhow::Result<PooledDb<'_>> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let db = match idle {
+            Some(db) => db,
+            None => SiteDb::open(&self.path)?,
+        };
+        Ok(PooledDb {
+            pool: self,
+            db: Some(db),
+        })
+    }
+}
+
+/// A connection borrowed from a [`SiteDbPool`].
+pub struct PooledDb<'a> {
+    pool: &'a SiteDbPool,
+    db: Option<SiteDb>,
+}
+
+impl std::ops::Deref for PooledDb<'_> {
+    type Target = SiteDb;
+
+    fn deref(&self) -> &SiteDb {
+        self.db.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for PooledDb<'_> {
+    fn drop(&mut self) {
+        if let Some(db) = self.db.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(db);
+        }
+    }
 }
 
 const CLIENT_COLUMNS: &str = "smsid, cert_der, cert_sha256, agent_type, netbios_name, fqdn, \
@@ -387,11 +446,10 @@ impl SiteDb {
     pub fn client(&self, smsid: &str) -> anyhow::Result<Option<ClientRow>> {
         Ok(self
             .conn
-            .query_row(
-                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE smsid = ?1"),
-                [smsid],
-                client_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE smsid = ?1"
+            ))?
+            .query_row([smsid], client_from_row)
             .optional()?)
     }
 
@@ -399,22 +457,21 @@ impl SiteDb {
     pub fn client_by_thumbprint(&self, thumbprint: &str) -> anyhow::Result<Option<ClientRow>> {
         Ok(self
             .conn
-            .query_row(
-                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE cert_sha256 = ?1"),
-                [thumbprint],
-                client_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE cert_sha256 = ?1"
+            ))?
+            .query_row([thumbprint], client_from_row)
             .optional()?)
     }
 
     /// Records a new client.
     pub fn insert_client(&self, c: &NewClient<'_>) -> anyhow::Result<()> {
         let now = utc_timestamp();
-        self.conn.execute(
-            &format!(
+        self.conn
+            .prepare_cached(&format!(
                 "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
-            ),
-            params![
+            ))?
+            .execute(params![
                 c.smsid,
                 c.cert_der,
                 verify::thumbprint(c.cert_der),
@@ -504,10 +561,9 @@ impl SiteDb {
 
     /// Logs an event.
     pub fn event(&self, smsid: Option<&str>, kind: &str, detail: &str) -> anyhow::Result<()> {
-        self.conn.execute(
-            "INSERT INTO events (at, smsid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![utc_timestamp(), smsid, kind, detail],
-        )?;
+        self.conn
+            .prepare_cached("INSERT INTO events (at, smsid, kind, detail) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![utc_timestamp(), smsid, kind, detail])?;
         Ok(())
     }
 
@@ -597,11 +653,8 @@ impl SiteDb {
     pub fn message_seen(&self, smsid: &str, message_id: &str) -> anyhow::Result<bool> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT 1 FROM messages WHERE smsid = ?1 AND message_id = ?2",
-                params![smsid, message_id],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM messages WHERE smsid = ?1 AND message_id = ?2")?
+            .query_row(params![smsid, message_id], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -609,10 +662,13 @@ impl SiteDb {
     /// Stores an accepted message; false (and nothing stored) if this SMSID already delivered a
     /// message with this ID.
     pub fn store_message(&self, m: &NewMessage<'_>) -> anyhow::Result<bool> {
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO messages (message_id, smsid, endpoint, kind, via_proxy, \
-             sent_time, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO messages (message_id, smsid, endpoint, kind, via_proxy, \
+                 sent_time, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
                 m.message_id,
                 m.smsid,
                 m.endpoint,
@@ -621,8 +677,7 @@ impl SiteDb {
                 m.sent_time,
                 utc_timestamp(),
                 m.body
-            ],
-        )?;
+            ])?;
         Ok(n == 1)
     }
 

@@ -4,7 +4,7 @@
 //! In native mode ([`MpServer::start_tls`]) each connection is TLS with a client certificate
 //! first ([`super::tls`]); the HTTP layer above is the same for both.
 
-use super::db::SiteDb;
+use super::db::SiteDbPool;
 use super::handler::{self, Rejection};
 use super::lookup::{self, MpIdentity};
 use super::policy::{self, BodyRefusal};
@@ -12,7 +12,7 @@ use super::tls::TlsConfig;
 use super::util::http_date;
 use super::{validate_site_code, Limits, MpConfig, MAX_HEADERS};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,7 +29,8 @@ pub struct MpServer {
 
 struct Shared {
     config: MpConfig,
-    db: Mutex<SiteDb>,
+    /// One connection per request in flight: parsing and signature checks run in parallel.
+    db: SiteDbPool,
     identity: MpIdentity,
     /// Native mode: every connection is TLS with a verified client certificate.
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -39,8 +40,11 @@ impl Shared {
     /// Logs a refusal to tracing and to the rejection table.
     fn log_refusal(&self, peer: SocketAddr, endpoint: Option<&str>, reason: &str) {
         tracing::warn!(%peer, endpoint = endpoint.unwrap_or("-"), reason, "request refused");
-        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = db.log_rejection(&peer.to_string(), endpoint, reason) {
+        let logged = self
+            .db
+            .get()
+            .and_then(|db| db.log_rejection(&peer.to_string(), endpoint, reason));
+        if let Err(e) = logged {
             tracing::error!(error = %e, "could not record the rejection");
         }
     }
@@ -78,7 +82,7 @@ impl MpServer {
             "max_head_bytes must be at least 256"
         );
         anyhow::ensure!(!l.read_timeout.is_zero(), "read_timeout must not be zero");
-        let db = SiteDb::open(&config.db_path)?;
+        let db = SiteDbPool::open(&config.db_path)?;
         let identity = MpIdentity::generate(&config.mp_host)?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
@@ -86,7 +90,7 @@ impl MpServer {
         tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
         let shared = Arc::new(Shared {
             config,
-            db: Mutex::new(db),
+            db,
             identity,
             tls,
         });
@@ -542,15 +546,15 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
                 r.extra_headers.push(("Allow", "CCM_POST".into()));
                 return r;
             }
-            let result = {
-                let db = shared.db.lock().unwrap_or_else(|e| e.into_inner());
-                handler::handle_ccm_post_from(
+            let result = match shared.db.get() {
+                Ok(db) => handler::handle_ccm_post_from(
                     &shared.config,
                     &db,
                     req.header("content-type"),
                     &req.body,
                     client_cert,
-                )
+                ),
+                Err(e) => Err(Rejection::internal(format!("site database: {e:#}"))),
             };
             match result {
                 Ok(reply) => Response {
@@ -591,8 +595,11 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
             }
         }
         "/sms_mp/.sms_pol" if req.method == "GET" || req.method == "HEAD" => {
+            let db = match shared.db.get() {
+                Ok(db) => db,
+                Err(e) => return Response::text(500, format!("site database: {e:#}")),
+            };
             let result = {
-                let db = shared.db.lock().unwrap_or_else(|e| e.into_inner());
                 policy::serve_body(
                     &shared.config,
                     &db,
