@@ -3,15 +3,10 @@
 
 mod store_common;
 
-// Compiled here directly until the host client wires it in (`pub mod flash_file;`).
-#[allow(dead_code)]
-#[path = "../../host-sim/src/client/flash_file.rs"]
-mod flash_file;
-
-use flash_file::{FlashFile, FlashFileError, DEFAULT_SIZE, ERASE_SIZE};
 use mpagent_core::store::embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use mpagent_core::store::testing::{FaultError, FaultFlash};
 use mpagent_core::store::{Store, StoreError};
+use mpagent_sim::client::flash_file::{FlashFile, FlashFileError, DEFAULT_SIZE};
 use store_common::*;
 
 #[test]
@@ -166,7 +161,6 @@ fn power_cuts_on_the_file() {
             "cut {cut}: {got:?} vs {enqueued:?}"
         );
     }
-    let _ = ERASE_SIZE;
 }
 
 /// What a host enqueue costs on the file: fdatasync per flash write.

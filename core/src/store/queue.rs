@@ -714,7 +714,7 @@ impl defmt::Format for BodyFault {
     }
 }
 
-/// A stored message body that emits itself straight from flash, [`CHUNK`] bytes at a time, so it
+/// A stored message body that emits itself straight from flash, 128 bytes at a time, so it
 /// can go through the hash, count and window passes of a send like any other body. Every pass
 /// re-reads the record and re-checks its CRCs; a fault ends the pass with [`Overflow`] and is
 /// kept in [`StoredBody::fault`].
