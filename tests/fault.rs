@@ -1,6 +1,7 @@
 //! A loopback TCP fault proxy for tests: it sits between a client and the MP emulator and, per
 //! connection, forwards faithfully or misbehaves the way hostile or broken networks do (delay,
-//! drop, reset mid-reply, truncate, corrupt bytes, slow drip, hang).
+//! drop, reset mid-reply, truncate, corrupt bytes, slow drip, hang), or answers in the MP's place
+//! (a rogue or misconfigured server).
 //!
 //! Request bytes are always forwarded as they arrive. Except for [`Fault::Pass`], the MP's reply is
 //! read in full first (the MP closes after it, as the client sends `Connection: close`) and then
@@ -69,6 +70,8 @@ pub enum Fault {
     },
     /// Read and discard the request, never answer, never close (the client's deadline must act).
     Hang,
+    /// Play a rogue MP: read the request (the real MP never sees it), answer these bytes, close.
+    Respond(Vec<u8>),
 }
 
 /// Which fault each connection gets, by its index (0 = the first connection accepted).
@@ -271,6 +274,20 @@ async fn read_all<R: AsyncRead + Unpin>(mut from: R) -> Vec<u8> {
     out
 }
 
+/// True once `req` holds a whole HTTP request (head and its `Content-Length` body).
+fn request_complete(req: &[u8]) -> bool {
+    let Some(head_end) = find(req, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&req[..head_end]).to_ascii_lowercase();
+    let length = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    req.len() >= head_end + 4 + length
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() {
         return Some(0);
@@ -282,6 +299,24 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, fault: &Fault, rec: 
     match fault {
         Fault::Drop => {
             drop(client);
+            return;
+        }
+        Fault::Respond(reply) => {
+            // Wait for the end of the request head and its Content-Length body, then answer.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            while !request_complete(&got) {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            rec.request_bytes = got.len();
+            if client.write_all(reply).await.is_ok() && client.shutdown().await.is_ok() {
+                rec.delivered = reply.len();
+            }
+            // Let the client read the answer and close first (no RST for unread bytes).
+            let _ = client.read(&mut buf).await;
             return;
         }
         Fault::Hang => {
@@ -380,7 +415,7 @@ async fn deliver<W: AsyncWrite + Unpin>(
             let _ = to.shutdown().await;
             return (delivered, None);
         }
-        Fault::Pass | Fault::Drop | Fault::Hang => reply,
+        Fault::Pass | Fault::Drop | Fault::Hang | Fault::Respond(_) => reply,
     };
     let mut delivered = 0;
     if to.write_all(out).await.is_ok() && to.flush().await.is_ok() {

@@ -49,8 +49,15 @@ step "firmware for QEMU mps2-an386 (boards/qemu-mps2-an386; booted by tests/test
 (cd boards/qemu-mps2-an386 && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
   && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')  # one RustCrypto generation
 
+step "firmware for NUCLEO-F767ZI (boards/nucleo-f767zi: embassy-stm32 Ethernet, identity in flash; build only)"
+(cd boards/nucleo-f767zi && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
+  && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')
+
 step "host tests, interop and end-to-end"
 cargo test --workspace --locked
 
 step "size report: flash, RAM, stack and instructions on Cortex-M4 (the table of docs/size.md)"
 bash boards/size-report.sh --stdout
+
+step "fuzz smoke: every target of core/fuzz and host-sim/fuzz for 10 s (SKIPPED without nightly; tests/fuzz-long.sh runs longer)"
+bash tests/fuzz-smoke.sh 10

@@ -8,8 +8,8 @@ use embedded_io_async::{Read, Write};
 
 use crate::agent::outbound::{Post, PostParams};
 use crate::agent::registration::{
-    build_request, Registrar, RegistrarAction, RegistrationEvent, RegistrationState,
-    SigningIdentity,
+    build_registrant_request, Registrant, Registrar, RegistrarAction, RegistrationEvent,
+    RegistrationState, SigningIdentity,
 };
 use crate::config::AgentConfig;
 use crate::guid::Guid;
@@ -190,6 +190,38 @@ pub async fn register<C: Connector, K: Clock>(
     options: RegisterOptions,
     observer: &mut dyn FnMut(&Progress),
 ) -> Result<RegistrationState, RegisterError> {
+    let registrant = Registrant::Own {
+        identity: *identity,
+        agent_type,
+    };
+    register_as(
+        connector,
+        clock,
+        config,
+        &registrant,
+        registrar,
+        rng,
+        buf,
+        options,
+        observer,
+    )
+    .await
+}
+
+/// [`register`] for any [`Registrant`]: the agent itself, or (an ISV proxy) one of its clients,
+/// whose names `config` then carries.
+#[allow(clippy::too_many_arguments)]
+pub async fn register_as<C: Connector, K: Clock>(
+    connector: &mut C,
+    clock: &mut K,
+    config: &AgentConfig<'_>,
+    registrant: &Registrant<'_>,
+    registrar: &mut Registrar,
+    rng: &mut dyn rand_core::RngCore,
+    buf: &mut [u8],
+    options: RegisterOptions,
+    observer: &mut dyn FnMut(&Progress),
+) -> Result<RegistrationState, RegisterError> {
     loop {
         let now = clock.now();
         let (request_type, smsid) = match registrar.poll(now) {
@@ -206,7 +238,7 @@ pub async fn register<C: Connector, K: Clock>(
             }
             RegistrarAction::Send(kind, smsid) => (kind, smsid),
         };
-        let request = build_request(config, identity, agent_type, request_type, smsid, now)
+        let request = build_registrant_request(config, registrant, request_type, smsid, now)
             .map_err(RegisterError::Build)?;
         let message_id = Guid::random(rng);
         let params = PostParams {

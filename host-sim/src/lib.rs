@@ -4,5 +4,7 @@
 
 pub mod client;
 pub mod demo;
+pub mod fleet;
 pub mod mp;
 pub mod pki;
+pub mod proxy;

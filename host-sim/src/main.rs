@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mpagent_sim::{client, demo, mp, pki};
+use mpagent_sim::{client, demo, fleet, mp, pki};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,81 @@ enum Command {
         #[command(subcommand)]
         command: pki::PkiCommand,
     },
+    /// Many simulated appliances (in-memory identities) registering and sending heartbeats;
+    /// `--bound K` measures the MP's registrations/s against bare signature verification.
+    Fleet(FleetArgs),
+    /// The ISV proxy: export its certificate, serve constrained devices, list them.
+    Proxy {
+        #[command(subcommand)]
+        command: mpagent_sim::proxy::cli::ProxyCommand,
+    },
+    /// A simulated constrained device speaking the proxy's compact protocol.
+    ProxyClient(ProxyClientArgs),
+}
+
+/// `mpagent-sim proxy-client`.
+#[derive(clap::Args)]
+struct ProxyClientArgs {
+    /// The proxy, e.g. 127.0.0.1:7070.
+    #[arg(long)]
+    proxy: String,
+    /// The device's stable ID ([A-Za-z0-9._-], at most 64).
+    #[arg(long)]
+    id: String,
+    /// The device's name (letters, digits, '-'; at most 15).
+    #[arg(long)]
+    name: String,
+    /// Send a heartbeat (discovery).
+    #[arg(long)]
+    heartbeat: bool,
+    /// Send an inventory of N synthetic items.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    inventory: usize,
+    /// Send a status message.
+    #[arg(long)]
+    status: bool,
+    /// Send a state message: TOPIC=STATE (e.g. fw-update=2).
+    #[arg(long, value_name = "TOPIC=STATE")]
+    state: Option<String>,
+    /// Ask for the device's policy assignments.
+    #[arg(long)]
+    policy: bool,
+}
+
+/// `mpagent-sim fleet`.
+#[derive(clap::Args)]
+struct FleetArgs {
+    /// MP location (http://host:port, auto-approving); omitted: an in-process MP on loopback.
+    #[arg(long)]
+    mp: Option<String>,
+    /// Site code the appliances use.
+    #[arg(long, default_value = fleet::DEFAULT_SITE_CODE)]
+    site_code: String,
+    /// Appliances to simulate.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Appliances in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Stop starting new appliances after this many seconds.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Heartbeat DDRs each appliance sends after registering.
+    #[arg(long, default_value_t = 1)]
+    messages_per_client: usize,
+    /// Client threads (each a current-thread runtime with a LocalSet).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print the summary as JSON on stdout (no progress bar).
+    #[arg(long)]
+    json: bool,
+    /// Instead of a fleet: pre-build K registrations, time (a) verifying their signatures on
+    /// --verify-threads threads and (b) registering them through an in-process MP.
+    #[arg(long, value_name = "K")]
+    bound: Option<usize>,
+    /// Threads of the verify-only loop of --bound.
+    #[arg(long, default_value_t = 2)]
+    verify_threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -146,7 +221,7 @@ enum Mode {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo) {
+    let default_level = if matches!(cli.command, Command::Demo | Command::Fleet(_)) {
         "warn"
     } else {
         "info"
@@ -162,6 +237,30 @@ async fn main() -> Result<()> {
         Command::Demo => demo::run().await,
         Command::Mp { command } => mp::run(command).await,
         Command::Pki { command } => pki::run(command),
+        Command::Fleet(args) => run_fleet(args).await,
+        Command::Proxy { command } => mpagent_sim::proxy::cli::run(command).await,
+        Command::ProxyClient(a) => {
+            let state = match a.state {
+                None => None,
+                Some(s) => {
+                    let (topic, state) = s
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--state must be TOPIC=STATE"))?;
+                    Some((topic.to_string(), state.parse()?))
+                }
+            };
+            mpagent_sim::proxy::cli::run_client(mpagent_sim::proxy::client::DeviceOptions {
+                proxy: mpagent_sim::proxy::parse_listen(&a.proxy)?,
+                id: a.id,
+                name: a.name,
+                heartbeat: a.heartbeat,
+                inventory: a.inventory,
+                status: a.status,
+                state,
+                policy: a.policy,
+            })
+            .await
+        }
         Command::Client { command } => match command {
             ClientCommand::Register {
                 client: args,
@@ -197,4 +296,33 @@ async fn main() -> Result<()> {
             }
         },
     }
+}
+
+async fn run_fleet(args: FleetArgs) -> Result<()> {
+    if let Some(k) = args.bound {
+        let summary = fleet::run_bound(k, args.concurrency, args.verify_threads).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            println!("{summary}");
+        }
+        return Ok(());
+    }
+    let opts = fleet::FleetOptions {
+        mp: args.mp,
+        site_code: args.site_code,
+        clients: args.clients,
+        concurrency: args.concurrency,
+        duration: args.duration.map(std::time::Duration::from_secs),
+        messages_per_client: args.messages_per_client,
+        threads: args.threads,
+        progress: !args.json,
+    };
+    let summary = fleet::run(opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(())
 }

@@ -104,13 +104,28 @@ fn regenerate_host_sim_fuzz_seeds() {
     let z_header = if header.contains("<Hooks>") {
         header.replace("<Hooks>", "<Hooks><Hook3 Name=\"zlib-compress\" />")
     } else {
-        header.replace("<ID>", "<Hooks><Hook3 Name=\"zlib-compress\" /></Hooks><ID>")
+        header.replace(
+            "<ID>",
+            "<Hooks><Hook3 Name=\"zlib-compress\" /></Hooks><ID>",
+        )
     };
     let zipped = build_multipart(&z_header, &zlib_compress(&stream));
 
-    write("mp_request", "registration", &cat(&[ct.as_bytes(), &reg_body]));
-    write("mp_request", "confirmation", &cat(&[ct.as_bytes(), &conf_body]));
-    write("mp_request", "registration_zlib", &cat(&[ct.as_bytes(), &zipped]));
+    write(
+        "mp_request",
+        "registration",
+        &cat(&[ct.as_bytes(), &reg_body]),
+    );
+    write(
+        "mp_request",
+        "confirmation",
+        &cat(&[ct.as_bytes(), &conf_body]),
+    );
+    write(
+        "mp_request",
+        "registration_zlib",
+        &cat(&[ct.as_bytes(), &zipped]),
+    );
     write("mp_envelope", "registration", &cat(&[&[0], &reg_body]));
     write("mp_envelope", "registration_zlib", &cat(&[&[4], &zipped]));
     write("mp_message", "header", header.as_bytes());
@@ -122,8 +137,16 @@ fn regenerate_host_sim_fuzz_seeds() {
         "reply_header",
         reply_header_xml(&h, "mp.test.local", 42, true).as_bytes(),
     );
-    write("mp_registration", "registration", &cat(&[&[0], reg_xml.as_bytes()]));
-    write("mp_registration", "confirmation", &cat(&[&[1], conf_xml.as_bytes()]));
+    write(
+        "mp_registration",
+        "registration",
+        &cat(&[&[0], reg_xml.as_bytes()]),
+    );
+    write(
+        "mp_registration",
+        "confirmation",
+        &cat(&[&[1], conf_xml.as_bytes()]),
+    );
     write(
         "mp_registration",
         "pending",

@@ -157,7 +157,10 @@ impl Rig {
             .unwrap();
         let url = format!("http://{}", proxy.local_addr());
         let config = AgentConfig::new("PS1", SiteMode::Mixed, &url, NAME, "fault-1.local").unwrap();
-        let identity = self.state.load_or_create_identity(NAME, unix_now()).unwrap();
+        let identity = self
+            .state
+            .load_or_create_identity(NAME, unix_now())
+            .unwrap();
         assert!(!identity.created);
         let mut connector = TcpConnector {
             host: "127.0.0.1".into(),
@@ -232,7 +235,10 @@ impl Rig {
             key == self.identity_files.0 && cert == self.identity_files.1,
             "identity changed"
         );
-        let again = self.state.load_or_create_identity(NAME, unix_now()).unwrap();
+        let again = self
+            .state
+            .load_or_create_identity(NAME, unix_now())
+            .unwrap();
         assert!(!again.created);
         self.state
             .registration()
@@ -303,9 +309,16 @@ async fn transient(fault: Fault, expect: impl Fn(&AttemptFailure) -> bool) {
         if matches!(fault, Fault::Corrupt { .. }) {
             assert!(run.proxy_log[..2].iter().all(|r| r.corrupted_at.is_some()));
         }
-        eprintln!("fault {fault:?} (first 2 connections): {failures:?}, then registered");
+        eprintln!(
+            "fault {} (first 2 connections): {failures:?}, then registered",
+            short(&fault)
+        );
         assert_registered_as_the_site_says(&rig, &run);
-        assert!(run.proxy_log.iter().all(|r| !r.timed_out), "{:?}", run.proxy_log);
+        assert!(
+            run.proxy_log.iter().all(|r| !r.timed_out),
+            "{:?}",
+            run.proxy_log
+        );
         rig.assert_identity_intact();
         rig.stop().await;
     })
@@ -321,7 +334,11 @@ async fn persistent(fault: Fault, expect: impl Fn(&AttemptFailure) -> bool) -> R
         match run.result {
             Err(RegisterError::GaveUp(f)) => {
                 assert!(expect(&f), "{fault:?}: gave up with {f:?}");
-                eprintln!("fault {fault:?} (always): GaveUp({f:?}), failures {:?}", run.failures());
+                eprintln!(
+                    "fault {} (always): GaveUp({f:?}), failures {:?}",
+                    short(&fault),
+                    run.failures()
+                );
             }
             other => panic!("{fault:?}: {other:?}"),
         }
@@ -333,6 +350,17 @@ async fn persistent(fault: Fault, expect: impl Fn(&AttemptFailure) -> bool) -> R
         rig
     })
     .await
+}
+
+/// A fault for the log: `Respond` shows its first line, not its bytes.
+fn short(fault: &Fault) -> String {
+    match fault {
+        Fault::Respond(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            format!("Respond({:?}…)", text.lines().next().unwrap_or(""))
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 fn transport(f: &AttemptFailure) -> bool {
@@ -536,6 +564,72 @@ async fn corrupt_utf16_payload_then_pass() {
 }
 
 #[tokio::test]
+async fn empty_200_quiet_refusal_then_pass() {
+    // What real MPs answer to a request they refuse (spec §6): HTTP 200, empty body.
+    transient(
+        Fault::Respond(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        |f| *f == AttemptFailure::EmptyReply,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn iis_html_error_page_then_pass() {
+    // An IIS error page in place of the message (spec §4): chunked HTML, not multipart.
+    let page = b"<html><body><h1>Server Error</h1></body></html>";
+    let mut reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        page.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(page);
+    reply.extend_from_slice(b"\r\n0\r\n\r\n");
+    transient(Fault::Respond(reply), |f| {
+        matches!(f, AttemptFailure::Reply(ReplyError::NoBoundary))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn https_only_mp_403_then_pass() {
+    transient(
+        Fault::Respond(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 28\r\n\r\nClient certificate required\n"
+                .to_vec(),
+        ),
+        |f| *f == AttemptFailure::Status(403),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn not_http_at_all_then_pass() {
+    // Something else listens on the MP's port (an SSH banner).
+    transient(Fault::Respond(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec()), |f| {
+        matches!(f, AttemptFailure::Http(_))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_endless_reply_overflows_the_buffer_instead_of_growing() {
+    // A head that never ends, bigger than the exchange buffer: refused, not buffered.
+    let mut reply = b"HTTP/1.1 200 OK\r\n".to_vec();
+    while reply.len() < 3 * mpagent_sim::client::EXCHANGE_BUFFER {
+        reply.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    transient(Fault::Respond(reply), |f| {
+        matches!(
+            f,
+            AttemptFailure::Http(HttpError::ResponseTooLarge | HttpError::TooManyHeaders)
+        )
+    })
+    .await
+}
+
+#[tokio::test]
 async fn status_two_from_a_flipped_digit_is_a_retry() {
     // `Status="0"` becomes `Status="2"` ("send again"): a scheduled retry, not a failure.
     bounded(async {
@@ -600,7 +694,10 @@ async fn fail_two_different_ways_then_pass() {
         let run = rig.run(plan, 5, true).await;
         let f = run.failures();
         assert_eq!(f.len(), 3, "{f:?}");
-        assert!(timed_out(&f[0]) && eof(&f[1]) && closed_early(&f[2]), "{f:?}");
+        assert!(
+            timed_out(&f[0]) && eof(&f[1]) && closed_early(&f[2]),
+            "{f:?}"
+        );
         assert_eq!(run.backoff(), vec![5, 10, 20]);
         assert_registered_as_the_site_says(&rig, &run);
         rig.assert_identity_intact();
@@ -766,7 +863,11 @@ async fn known_gap_a_corrupted_smsid_digit_is_persisted_as_registered() {
         };
         let site = rig.site_smsids();
         assert_eq!(site.len(), 1);
-        assert_ne!(smsid_text(&got), site[0], "KNOWN GAP closed? update SECURITY.md");
+        assert_ne!(
+            smsid_text(&got),
+            site[0],
+            "KNOWN GAP closed? update SECURITY.md"
+        );
         assert_eq!(smsid_text(&got), flip_version_digit(&site[0]));
         assert_eq!(rig.persisted(), RegistrationState::Registered(got));
         // The identity is untouched either way.
@@ -805,7 +906,10 @@ async fn known_gap_a_corrupted_pending_smsid_never_confirms() {
             Err(RegisterError::GaveUp(AttemptFailure::Status(403))),
             "KNOWN GAP closed? update SECURITY.md"
         );
-        assert!(run.requests().iter().all(|r| *r == RequestType::Confirmation));
+        assert!(run
+            .requests()
+            .iter()
+            .all(|r| *r == RequestType::Confirmation));
         assert_eq!(rig.persisted(), RegistrationState::Pending(got));
         let reasons = format!("{:?}", rig.db().rejections().unwrap());
         assert!(reasons.contains("unknown SMSID"), "{reasons}");
@@ -842,7 +946,10 @@ async fn known_gap_a_status_flipped_to_rejected_is_terminal() {
         assert_eq!(rig.site_smsids().len(), 1, "the site did register it");
         let again = rig.run(FaultPlan::always(Fault::Pass), 3, true).await;
         assert_eq!(again.result, Ok(RegistrationState::Rejected));
-        assert!(again.requests().is_empty(), "KNOWN GAP closed? update SECURITY.md");
+        assert!(
+            again.requests().is_empty(),
+            "KNOWN GAP closed? update SECURITY.md"
+        );
         rig.assert_identity_intact();
         rig.stop().await;
     })

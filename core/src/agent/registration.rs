@@ -202,6 +202,8 @@ pub enum Registrant<'a> {
 
 /// Build and sign the AgentType 8 request an ISV proxy (`proxy`, `proxy_smsid`) sends for a
 /// client whose certificate is `client_cert_der`; `config` carries the client's names.
+// Out of line like `build_request` (board stack peak, issue 5).
+#[inline(never)]
 pub fn build_proxy_client_request<'a>(
     config: &AgentConfig<'a>,
     proxy: &SigningIdentity<'a>,
@@ -227,6 +229,8 @@ pub fn build_proxy_client_request<'a>(
 }
 
 /// Build and sign the request of `registrant`.
+// Out of line like `build_request` (board stack peak, issue 5).
+#[inline(never)]
 pub fn build_registrant_request<'a>(
     config: &AgentConfig<'a>,
     registrant: &Registrant<'a>,

@@ -368,7 +368,7 @@ fn time_of_day(s: &[u8]) -> Option<(u8, u8, u8)> {
 
 fn calendar(year: u16, month: &[u8], day: u16, time: &[u8]) -> Option<UnixTime> {
     let month = MONTHS.iter().position(|m| m.as_slice() == month)?;
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let month_days: [u16; 12] = [
         31,
         if leap { 29 } else { 28 },

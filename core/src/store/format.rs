@@ -105,7 +105,11 @@ impl Geometry {
     /// The geometry for a flash with these sizes, if supported.
     pub(crate) fn new(read_size: usize, write_size: usize, erase_size: usize) -> Option<Self> {
         let g = read_size.max(write_size).max(4);
-        if !g.is_power_of_two() || g > MAX_GRANULE || erase_size == 0 || erase_size % g != 0 {
+        if !g.is_power_of_two()
+            || g > MAX_GRANULE
+            || erase_size == 0
+            || !erase_size.is_multiple_of(g)
+        {
             return None;
         }
         let geo = Self {

@@ -256,7 +256,7 @@ impl Layout {
 
     fn check(&self, geo: Geometry, capacity: usize) -> Option<()> {
         let e = geo.e;
-        let aligned = |v: u32| v % e == 0;
+        let aligned = |v: u32| v.is_multiple_of(e);
         let ok = aligned(self.identity_start)
             && aligned(self.identity_slot_len)
             && aligned(self.queue_start)

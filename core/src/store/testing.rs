@@ -109,7 +109,7 @@ impl<const SIZE: usize, const READ: usize, const WRITE: usize, const ERASE: usiz
         if end > SIZE {
             return Err(RamFlashError::OutOfBounds);
         }
-        if align == 0 || start % align != 0 || len % align != 0 {
+        if align == 0 || !start.is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(RamFlashError::NotAligned);
         }
         Ok((start, end))

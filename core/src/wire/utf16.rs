@@ -29,7 +29,7 @@ pub const BOM_LE: [u8; 2] = [0xFF, 0xFE];
 /// units are kept; the reply parser strips the terminating one. UTF-8 never needs more than
 /// 3/2 of the UTF-16 length, so `dst.len() >= src.len() * 3 / 2` always suffices.
 pub fn utf16le_to_utf8<'b>(src: &[u8], dst: &'b mut [u8]) -> Result<&'b str, Utf16Error> {
-    if src.len() % 2 != 0 {
+    if !src.len().is_multiple_of(2) {
         return Err(Utf16Error::OddLength);
     }
     let (body, base) = match src.strip_prefix(&BOM_LE[..]) {
@@ -62,7 +62,7 @@ pub fn utf16le_to_utf8<'b>(src: &[u8], dst: &'b mut [u8]) -> Result<&'b str, Utf
 /// The number of UTF-8 bytes [`utf16le_to_utf8`] would produce for `src` (BOM stripped), so a
 /// caller can size or check its buffer first.
 pub fn utf8_len_of_utf16le(src: &[u8]) -> Result<usize, Utf16Error> {
-    if src.len() % 2 != 0 {
+    if !src.len().is_multiple_of(2) {
         return Err(Utf16Error::OddLength);
     }
     let (body, base) = match src.strip_prefix(&BOM_LE[..]) {

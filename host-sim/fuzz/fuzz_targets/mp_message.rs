@@ -10,9 +10,7 @@ use mpagent_sim::mp::messages::{
     check_no_dtd, check_plain_markup, registration_response_xml, reply_header_xml,
     strip_xml_declaration, ClientRegistrationRequest, MsgHeader, RegistrationStatus, XmlError,
 };
-use mpagent_sim::mp::util::{
-    normalize_smsid, parse_utc_timestamp, utc_timestamp_at, xml_escape,
-};
+use mpagent_sim::mp::util::{normalize_smsid, parse_utc_timestamp, utc_timestamp_at, xml_escape};
 use mpagent_sim::mp::verify::decode_hex;
 
 fn check_text(xml: &str) {

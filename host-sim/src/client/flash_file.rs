@@ -87,7 +87,7 @@ impl FlashFile {
     /// Open the flash file at `path`, creating it erased (all 0xFF) if it does not exist.
     /// `size` must be a non-zero multiple of [`ERASE_SIZE`] and match an existing file's size.
     pub fn open(path: &Path, size: u32) -> io::Result<FlashFile> {
-        if size == 0 || size as usize % ERASE_SIZE != 0 {
+        if size == 0 || !(size as usize).is_multiple_of(ERASE_SIZE) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("flash size {size} is not a non-zero multiple of {ERASE_SIZE}"),
@@ -166,7 +166,7 @@ impl FlashFile {
         if end > self.image.len() {
             return Err(FlashFileError::OutOfBounds);
         }
-        if start % align != 0 || len % align != 0 {
+        if !start.is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(FlashFileError::NotAligned);
         }
         Ok((start, end))

@@ -4,8 +4,8 @@
 //! Every connection is bounded in time: the core's driver reads until the reply is complete, so a
 //! peer that accepts and then never answers (or trickles one byte at a time) would otherwise hold
 //! the agent forever. [`TimedConnection`] fails a read, write or flush with
-//! `ErrorKind::TimedOut` when it makes no progress for the I/O timeout, or when the
-//! whole exchange has run past [`TcpConnector::exchange_timeout`] since the connection was made.
+//! `ErrorKind::TimedOut` when it makes no progress for the I/O timeout, or once the whole
+//! exchange has run past its deadline (60 s after the connection was made, by default).
 //! The driver reports that as `AttemptFailure::Transport(TimedOut)` and backs off.
 
 use std::time::Duration;

@@ -149,7 +149,10 @@ pub enum PolicyCommand {
 /// Text of a body file: UTF-8 (an optional BOM dropped) or UTF-16 with a BOM.
 pub fn read_text_file(bytes: &[u8]) -> anyhow::Result<String> {
     let utf16 = |b: &[u8], le: bool| -> anyhow::Result<String> {
-        anyhow::ensure!(b.len() % 2 == 0, "UTF-16 file with an odd number of bytes");
+        anyhow::ensure!(
+            b.len().is_multiple_of(2),
+            "UTF-16 file with an odd number of bytes"
+        );
         let units = b.chunks_exact(2).map(|c| {
             if le {
                 u16::from_le_bytes([c[0], c[1]])

@@ -169,7 +169,7 @@ pub fn message_parts<'a>(parts: &[Part<'a>]) -> Result<(&'a [u8], &'a [u8]), Env
 
 /// UTF-16LE bytes to code units (odd length refused).
 pub fn utf16_units(bytes: &[u8]) -> Result<Vec<u16>, EnvelopeError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(EnvelopeError::Utf16("odd number of bytes"));
     }
     Ok(bytes

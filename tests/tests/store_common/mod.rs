@@ -47,7 +47,7 @@ pub fn meta(n: u32) -> MessageMeta {
     MessageMeta {
         message_id: Guid(id),
         endpoint: endpoints[n as usize % endpoints.len()],
-        reply_mode: if n % 3 == 0 {
+        reply_mode: if n.is_multiple_of(3) {
             ReplyMode::Sync
         } else {
             ReplyMode::Async

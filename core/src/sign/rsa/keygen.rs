@@ -38,7 +38,7 @@ const MIN_PQ_DISTANCE_BITS: usize = 1024 - 100;
 
 /// A fresh key with public exponent `e` (odd, ≥ 3).
 pub(super) fn generate(rng: &mut impl CryptoRngCore, e: u32) -> Result<RsaSigner, RsaKeyError> {
-    if e < 3 || e % 2 == 0 {
+    if e < 3 || e.is_multiple_of(2) {
         return Err(RsaKeyError::Unsupported);
     }
     for _ in 0..MAX_KEY_ATTEMPTS {
@@ -110,7 +110,7 @@ fn random_prime(rng: &mut impl CryptoRngCore, e: u32) -> Result<U1024, RsaKeyErr
             let survives = residues
                 .iter()
                 .zip(SMALL_PRIMES.iter())
-                .all(|(r, prime)| (u32::from(*r) + offset) % u32::from(*prime) != 0)
+                .all(|(r, prime)| !(u32::from(*r) + offset).is_multiple_of(u32::from(*prime)))
                 && (u64::from(e_residue) + u64::from(offset)) % u64::from(e) != 1;
             if survives {
                 let (candidate, carry) = start.adc(&U1024::from_u32(offset), Limb::ZERO);

@@ -276,7 +276,7 @@ impl RsaSigner {
         if n.bits_vartime() != RSA_MODULUS_BITS {
             return Err(RsaKeyError::Unsupported);
         }
-        if e < 3 || e % 2 == 0 {
+        if e < 3 || e.is_multiple_of(2) {
             return Err(RsaKeyError::Unsupported);
         }
         Ok(Self {

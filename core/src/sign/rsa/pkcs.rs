@@ -141,7 +141,7 @@ impl<const L: usize> DerUint<'_, L> {
     fn shape(&self) -> (usize, bool) {
         let bits = self.0.bits_vartime();
         let bytes = bits.div_ceil(8).max(1);
-        (bytes, bits > 0 && bits % 8 == 0)
+        (bytes, bits > 0 && bits.is_multiple_of(8))
     }
 }
 

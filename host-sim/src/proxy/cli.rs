@@ -1,0 +1,112 @@
+//! `mpagent-sim proxy …` and `mpagent-sim proxy-client`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use super::client::{describe, run_device, DeviceOptions};
+use super::protocol::Frame;
+use super::{export_cert, ProxyOptions, DEFAULT_NAME};
+
+/// `mpagent-sim proxy …`.
+#[derive(Subcommand, Debug)]
+pub enum ProxyCommand {
+    /// Write the proxy's certificate (DER at --out, PEM beside it), creating the proxy's key and
+    /// self-signed certificate on first run. The administrator imports it with `mp import-cert`.
+    ExportCert {
+        /// The proxy's state directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// Where to write the DER certificate (e.g. proxy.cer; proxy.pem goes beside it).
+        #[arg(long)]
+        out: PathBuf,
+        /// The proxy's NetBIOS name (its certificate CN) for a new identity.
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
+    /// Register the proxy (AgentType 4) and serve devices over the compact protocol.
+    Serve {
+        /// MP location, e.g. http://127.0.0.1:8080 (mixed mode).
+        #[arg(long)]
+        mp: String,
+        /// Site code.
+        #[arg(long)]
+        site_code: String,
+        /// Where devices connect, e.g. 127.0.0.1:7070.
+        #[arg(long)]
+        listen: String,
+        /// The proxy's state directory (identity, registration, device mapping).
+        #[arg(long)]
+        state: PathBuf,
+        /// The proxy's NetBIOS name (its certificate CN) for a new identity.
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
+    /// The ISV proxy flow with no setup: MP, proxy, import, three devices, a refused second proxy.
+    Demo,
+    /// The devices this proxy registered and their SMSIDs.
+    Clients {
+        /// The proxy's state directory.
+        #[arg(long)]
+        state: PathBuf,
+    },
+}
+
+/// Run a `proxy` subcommand.
+pub async fn run(cmd: ProxyCommand) -> Result<()> {
+    match cmd {
+        ProxyCommand::ExportCert { state, out, name } => {
+            let e = export_cert(&state, &out, &name)?;
+            if e.created {
+                println!("created the proxy identity in {}", state.display());
+            }
+            println!("wrote {} and {}", e.der.display(), e.pem.display());
+            println!(
+                "import it: mpagent-sim mp import-cert --db SITE.db {}",
+                e.der.display()
+            );
+            Ok(())
+        }
+        ProxyCommand::Serve {
+            mp,
+            site_code,
+            listen,
+            state,
+            name,
+        } => {
+            let mut opts = ProxyOptions::new(&mp, &site_code, state);
+            opts.name = name;
+            let listen = super::parse_listen(&listen)?;
+            let handle = super::start(opts, listen).await?;
+            println!("proxy registered as {}", handle.smsid());
+            println!("serving devices on {}", handle.local_addr());
+            tokio::signal::ctrl_c().await?;
+            tokio::task::spawn_blocking(move || handle.shutdown()).await?;
+            Ok(())
+        }
+        ProxyCommand::Demo => super::demo::run().await,
+        ProxyCommand::Clients { state } => {
+            use mpagent_core::agent::registration::RegistrationState as S;
+            for (id, st) in super::client_mapping(&state)? {
+                let st = match st {
+                    S::Registered(s) => format!("registered {s}"),
+                    S::Pending(s) => format!("pending {s}"),
+                    S::Rejected => "rejected".into(),
+                    S::Unregistered => "unregistered".into(),
+                };
+                println!("{id}\t{st}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `mpagent-sim proxy-client`: prints each answer; fails if the proxy answered an error.
+pub async fn run_client(opts: DeviceOptions) -> Result<()> {
+    let answers = run_device(&opts, &mut |what, f| println!("{what}: {}", describe(f))).await?;
+    if let Some((what, Frame::Error { code, text })) = answers.last() {
+        anyhow::bail!("the proxy refused {what}: error {code}: {text}");
+    }
+    Ok(())
+}

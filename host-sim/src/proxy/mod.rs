@@ -1,0 +1,278 @@
+//! The ISV proxy (spec §4, §5 [profile], §7): it registers itself with the MP (AgentType 4,
+//! after the administrator imported its certificate), then speaks for constrained devices that
+//! have no crypto of their own. Devices talk to it over our compact protocol ([`protocol`],
+//! `docs/proxy-protocol.md`); for each device the proxy makes and keeps a certificate, registers
+//! it (AgentType 8, `<Signature SMSID="GUID:{proxy}">`, signed with the proxy's key), keeps the
+//! device ↔ SMSID mapping in its state directory, and turns the device's data into MP messages
+//! signed with the proxy's key that name the device's SMSID (`MessageSigner::proxy`).
+//!
+//! Everything MP-facing is the core's: `build_proxy_client_request` / `io::register_as` for
+//! registration, `SignedMessage` / `io::send_message` / `io::request_policy` for the rest.
+//!
+//! State directory layout:
+//! ```text
+//! DIR/key.pk8, DIR/cert.der      the proxy's identity (made on first run; export-cert)
+//! DIR/registration               the proxy's own registration (`registered GUID:…`)
+//! DIR/clients/{device id}/       per device: key.pk8 + cert.der (made by the proxy),
+//!                                registration (`registered GUID:…`), name
+//! ```
+//! Every file is written atomically (`client::state::write_atomic`).
+
+pub mod cli;
+pub mod client;
+pub mod demo;
+pub mod protocol;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
+use mpagent_core::config::{AgentConfig, SiteMode};
+use mpagent_core::guid::Smsid;
+use mpagent_core::io::{self, AttemptFailure, RegisterError, RegisterOptions};
+use mpagent_core::wire::registration::AgentType;
+
+use crate::client::state::{write_atomic, Identity, StateDir};
+use crate::client::transport::{unix_now, SystemClock, TcpConnector};
+
+pub use server::{start, ProxyHandle};
+
+/// The proxy's default NetBIOS name (also its certificate's CN).
+pub const DEFAULT_NAME: &str = "MPX-PROXY";
+/// Subdirectory of the state directory holding one directory per device.
+pub const CLIENTS_DIR: &str = "clients";
+
+/// How a proxy is configured (there is no auto-discovery: MP, site mode and code are given).
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// `http://host:port` of the MP (mixed mode).
+    pub mp_url: String,
+    /// Site code.
+    pub site_code: String,
+    /// The proxy's state directory.
+    pub state_dir: PathBuf,
+    /// The proxy's NetBIOS name (and certificate CN).
+    pub name: String,
+    /// Consecutive failed attempts of the proxy's own registration before giving up (a refusal
+    /// is permanent, so 1 is the sensible default).
+    pub max_failures: u32,
+}
+
+impl ProxyOptions {
+    /// Options with the defaults of `proxy serve`.
+    pub fn new(mp_url: &str, site_code: &str, state_dir: PathBuf) -> Self {
+        ProxyOptions {
+            mp_url: mp_url.into(),
+            site_code: site_code.into(),
+            state_dir,
+            name: DEFAULT_NAME.into(),
+            max_failures: 1,
+        }
+    }
+
+    /// The FQDN the proxy reports.
+    pub fn fqdn(&self) -> String {
+        format!("{}.local", self.name)
+    }
+
+    /// The core's configuration for a sender named `name`/`fqdn` (the proxy or a device).
+    pub fn config<'a>(&'a self, name: &'a str, fqdn: &'a str) -> Result<AgentConfig<'a>> {
+        AgentConfig::new(&self.site_code, SiteMode::Mixed, &self.mp_url, name, fqdn)
+            .map_err(|e| anyhow!("invalid proxy configuration ({}): {e:?}", self.mp_url))
+    }
+
+    /// A connector to the MP.
+    pub fn connector(&self) -> Result<TcpConnector> {
+        let fqdn = self.fqdn();
+        let config = self.config(&self.name, &fqdn)?;
+        Ok(TcpConnector {
+            host: config.mp.host.to_string(),
+            port: config.mp.port,
+            connect_timeout: std::time::Duration::from_secs(10),
+        })
+    }
+}
+
+/// What `export-cert` did.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// Whether this run created the proxy's identity.
+    pub created: bool,
+    /// The DER file written.
+    pub der: PathBuf,
+    /// The PEM file written beside it.
+    pub pem: PathBuf,
+    /// The certificate.
+    pub cert_der: Vec<u8>,
+}
+
+/// Load the proxy's identity, creating its key and self-signed certificate on first run.
+pub fn load_or_create_identity(state_dir: &Path, name: &str) -> Result<Identity> {
+    StateDir::open(state_dir)?.load_or_create_identity(name, unix_now())
+}
+
+/// `proxy export-cert`: the proxy's certificate as DER at `out` and PEM beside it (`.pem`).
+pub fn export_cert(state_dir: &Path, out: &Path, name: &str) -> Result<Exported> {
+    anyhow::ensure!(
+        protocol::valid_name(name),
+        "proxy name {name:?} must be 1-15 letters, digits or '-'"
+    );
+    let identity = load_or_create_identity(state_dir, name)?;
+    let pem_path = out.with_extension("pem");
+    anyhow::ensure!(
+        pem_path != out,
+        "--out {} must not end in .pem (the PEM copy goes beside it)",
+        out.display()
+    );
+    write_atomic(out, &identity.cert_der).with_context(|| format!("writing {}", out.display()))?;
+    write_atomic(&pem_path, to_pem(&identity.cert_der).as_bytes())
+        .with_context(|| format!("writing {}", pem_path.display()))?;
+    Ok(Exported {
+        created: identity.created,
+        der: out.to_path_buf(),
+        pem: pem_path,
+        cert_der: identity.cert_der,
+    })
+}
+
+/// A DER certificate as PEM.
+pub fn to_pem(der: &[u8]) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::with_capacity(der.len() * 4 / 3 + 4);
+    for chunk in der.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// Register the proxy itself (AgentType 4, signed with its key) unless its state already holds
+/// its SMSID; returns the SMSID. A refusal is reported with what the administrator must do.
+pub async fn register_self(opts: &ProxyOptions, identity: &Identity) -> Result<Smsid> {
+    let state_dir = StateDir::open(&opts.state_dir)?;
+    let fqdn = opts.fqdn();
+    let config = opts.config(&opts.name, &fqdn)?;
+    let mut registrar = Registrar::new(state_dir.registration()?);
+    let signing = SigningIdentity {
+        signer: &identity.signer,
+        cert_der: &identity.cert_der,
+    };
+    let mut connector = opts.connector()?;
+    let mut buf = vec![0u8; crate::client::EXCHANGE_BUFFER];
+    let result = io::register(
+        &mut connector,
+        &mut SystemClock,
+        &config,
+        &signing,
+        AgentType::IsvProxy,
+        &mut registrar,
+        &mut rand_core::OsRng,
+        &mut buf,
+        RegisterOptions {
+            return_when_pending: true,
+            max_failures: opts.max_failures.max(1),
+        },
+        &mut |_| {},
+    )
+    .await;
+    let state = match result {
+        Ok(s) => s,
+        Err(RegisterError::GaveUp(AttemptFailure::Status(403))) => bail!(
+            "the MP refused the proxy's registration (HTTP 403): the site accepts an ISV proxy only \
+             once the administrator has imported its certificate — export it with `mpagent-sim \
+             proxy export-cert --state {} --out proxy.cer` and import it with `mpagent-sim mp \
+             import-cert --db SITE.db proxy.cer` (see `mpagent-sim mp rejections` for the MP's reason)",
+            opts.state_dir.display()
+        ),
+        Err(e) => bail!("the proxy's registration failed: {e:?}"),
+    };
+    state_dir.save_registration(state)?;
+    match state {
+        RegistrationState::Registered(id) => Ok(id),
+        RegistrationState::Pending(id) => bail!(
+            "the proxy's registration {id} is pending approval; it acts for no client until approved"
+        ),
+        RegistrationState::Rejected => bail!("the site rejected the proxy's registration"),
+        RegistrationState::Unregistered => bail!("the proxy is not registered"),
+    }
+}
+
+/// The device ↔ SMSID mapping kept in the state directory.
+pub fn client_mapping(state_dir: &Path) -> Result<Vec<(String, RegistrationState)>> {
+    let dir = state_dir.join(CLIENTS_DIR);
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !protocol::valid_device_id(&id) {
+            continue;
+        }
+        let state = StateDir::open(&entry.path())?.registration()?;
+        out.push((id, state));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Where the proxy listens.
+pub fn parse_listen(addr: &str) -> Result<SocketAddr> {
+    addr.parse()
+        .with_context(|| format!("--listen {addr:?} is not an address:port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_matches_a_known_encoding() {
+        assert_eq!(
+            to_pem(b"Man"),
+            "-----BEGIN CERTIFICATE-----\nTWFu\n-----END CERTIFICATE-----\n"
+        );
+        assert!(to_pem(b"Ma").contains("\nTWE=\n"));
+        assert!(to_pem(b"M").contains("\nTQ==\n"));
+        let long = to_pem(&[0u8; 100]);
+        assert!(long.lines().all(|l| l.len() <= 64));
+    }
+
+    #[test]
+    fn export_creates_once_and_writes_der_and_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("proxy.cer");
+        let a = export_cert(&dir.path().join("state"), &out, "PROXY-1").unwrap();
+        assert!(a.created);
+        assert_eq!(std::fs::read(&out).unwrap(), a.cert_der);
+        let pem = std::fs::read_to_string(dir.path().join("proxy.pem")).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        let b = export_cert(&dir.path().join("state"), &out, "PROXY-1").unwrap();
+        assert!(!b.created);
+        assert_eq!(a.cert_der, b.cert_der);
+        assert!(export_cert(&dir.path().join("state"), &out, "bad name").is_err());
+        assert!(export_cert(&dir.path().join("state"), &dir.path().join("x.pem"), "P").is_err());
+    }
+}

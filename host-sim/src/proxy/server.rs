@@ -1,0 +1,614 @@
+//! `proxy serve`: register the proxy, then serve devices over the compact protocol.
+//!
+//! The core's drivers borrow `dyn Signer` / `dyn RngCore`, so their futures are not `Send`: the
+//! server runs on its own thread with a current-thread runtime and a `LocalSet`, one local task
+//! per connection. A malformed frame gets an `ERROR` frame and that connection is closed; the
+//! others carry on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use mpagent_core::agent::messages::{request_assignments, sign_message, MessageBody};
+use mpagent_core::agent::registration::{
+    Registrant, Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
+};
+use mpagent_core::agent::signed::MessageSigner;
+use mpagent_core::guid::{Guid, Smsid};
+use mpagent_core::io::{
+    self, AttemptFailure, PolicyRequestError, Progress, RegisterError, RegisterOptions, SendError,
+};
+use mpagent_core::sink::Overflow;
+use mpagent_core::wire::clientauth::ClientIdSignature;
+use mpagent_core::wire::report::{
+    BasicDiscovery, InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity, ReportType,
+    ReportVersion,
+};
+use mpagent_core::wire::state_message::StateMessage;
+use mpagent_core::wire::status::StatusMessage;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Mutex};
+
+use super::protocol::{self, code, kind, reg_status, Frame, ReadError};
+use super::{register_self, ProxyOptions, CLIENTS_DIR};
+use crate::client::state::{write_atomic, Identity, StateDir};
+use crate::client::transport::{unix_now, SystemClock};
+use crate::client::EXCHANGE_BUFFER;
+
+/// A connection idle this long between frames is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time allowed for one frame to arrive once its first byte has (slow senders are cut off).
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// File (in a device's directory) holding the device's name.
+pub const NAME_FILE: &str = "name";
+
+/// A running proxy.
+pub struct ProxyHandle {
+    addr: SocketAddr,
+    smsid: Smsid,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProxyHandle {
+    /// Where devices connect.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The proxy's own SMSID (held before it acts for any device).
+    pub fn smsid(&self) -> Smsid {
+        self.smsid
+    }
+
+    /// Stop serving and wait for the server thread.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// The proxy's shared state.
+struct Proxy {
+    opts: ProxyOptions,
+    identity: Identity,
+    smsid: Smsid,
+    clients_dir: PathBuf,
+    /// Serialises device registrations (identity creation and the mapping files).
+    registering: Mutex<()>,
+}
+
+/// Load (or create) the proxy's identity, register it (AgentType 4) unless it holds its SMSID
+/// already, and serve devices on `listen`. Fails — before listening — if the MP refuses the
+/// proxy (e.g. its certificate was not imported).
+pub async fn start(opts: ProxyOptions, listen: SocketAddr) -> Result<ProxyHandle> {
+    anyhow::ensure!(
+        protocol::valid_name(&opts.name),
+        "proxy name {:?} must be 1-15 letters, digits or '-'",
+        opts.name
+    );
+    let identity = super::load_or_create_identity(&opts.state_dir, &opts.name)?;
+    let smsid = register_self(&opts, &identity).await?;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let clients_dir = opts.state_dir.join(CLIENTS_DIR);
+    std::fs::create_dir_all(&clients_dir)?;
+    let proxy = Proxy {
+        opts,
+        identity,
+        smsid,
+        clients_dir,
+        registering: Mutex::new(()),
+    };
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+    let thread = std::thread::Builder::new()
+        .name("mpx-proxy".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                accept_loop(listener, Rc::new(proxy), stop_rx).await;
+            });
+        })?;
+    ready_rx
+        .await
+        .map_err(|_| anyhow!("the proxy thread died"))??;
+    tracing::info!("ISV proxy {smsid} serving devices on {addr}");
+    Ok(ProxyHandle {
+        addr,
+        smsid,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let proxy = proxy.clone();
+                    tokio::task::spawn_local(async move {
+                        serve_connection(&proxy, stream, peer).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The device a connection speaks for, once it said `HELLO`.
+struct Device {
+    id: String,
+    name: String,
+}
+
+async fn serve_connection(proxy: &Proxy, mut stream: TcpStream, peer: SocketAddr) {
+    let mut device: Option<Device> = None;
+    loop {
+        // Wait for the first byte up to IDLE_TIMEOUT, then the whole frame within FRAME_TIMEOUT.
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(IDLE_TIMEOUT, stream.peek(&mut probe)).await {
+            Err(_) => {
+                let _ = protocol::write_frame(
+                    &mut stream,
+                    &Frame::error(code::SEQUENCE, "idle for too long"),
+                )
+                .await;
+                return;
+            }
+            Ok(Err(_)) | Ok(Ok(0)) => return,
+            Ok(Ok(_)) => {}
+        }
+        let frame = match tokio::time::timeout(FRAME_TIMEOUT, protocol::read_frame(&mut stream))
+            .await
+        {
+            Err(_) => {
+                let _ = protocol::write_frame(
+                    &mut stream,
+                    &Frame::error(code::MALFORMED, "frame not complete in time"),
+                )
+                .await;
+                return;
+            }
+            Ok(Err(ReadError::Closed)) | Ok(Err(ReadError::Io(_))) => return,
+            Ok(Err(ReadError::Proto(e))) => {
+                tracing::warn!("device connection {peer}: {e}; closing it");
+                let _ = protocol::write_frame(&mut stream, &Frame::error(e.code(), e.to_string()))
+                    .await;
+                return;
+            }
+            Ok(Ok(f)) => f,
+        };
+        let reply = handle(proxy, &mut device, frame).await;
+        if let Frame::Error { code, text } = &reply {
+            tracing::info!("device connection {peer}: error {code}: {text}");
+        }
+        if protocol::write_frame(&mut stream, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle(proxy: &Proxy, device: &mut Option<Device>, frame: Frame) -> Frame {
+    let of = frame.kind();
+    match frame {
+        Frame::Hello { device_id, name } => {
+            if !protocol::valid_device_id(&device_id) {
+                return Frame::error(
+                    code::INVALID,
+                    "device id must be 1-64 of [A-Za-z0-9._-] (and not . or ..)",
+                );
+            }
+            if !protocol::valid_name(&name) {
+                return Frame::error(code::INVALID, "name must be 1-15 letters, digits or '-'");
+            }
+            let state = proxy.client_state(&device_id).unwrap_or(None);
+            *device = Some(Device {
+                id: device_id,
+                name,
+            });
+            Frame::Ack {
+                of,
+                detail: match state {
+                    Some(RegistrationState::Registered(id)) => format!("registered {id}"),
+                    Some(RegistrationState::Pending(id)) => format!("pending {id}"),
+                    _ => "unregistered".into(),
+                },
+            }
+        }
+        Frame::Ack { .. }
+        | Frame::RegisterResult { .. }
+        | Frame::PolicyList { .. }
+        | Frame::Error { .. } => {
+            Frame::error(code::SEQUENCE, "that frame type is the proxy's to send")
+        }
+        _ => {
+            let Some(dev) = device.as_ref() else {
+                return Frame::error(code::SEQUENCE, "send HELLO first");
+            };
+            match frame {
+                Frame::Register => proxy.register_device(dev).await,
+                other => match proxy.registered_smsid(dev) {
+                    Err(e) => e,
+                    Ok(smsid) => proxy.forward(dev, smsid, other).await,
+                },
+            }
+        }
+    }
+}
+
+/// A `(name, value)` inventory as hardware inventory instances ([profile]: one
+/// `MPX_InventoryItem` instance per item, in `root\cimv2`).
+struct PairsInventory<'a>(&'a [(String, String)]);
+
+impl mpagent_core::wire::report::InstanceSource for PairsInventory<'_> {
+    fn write_instances(&self, w: &mut InstanceWriter<'_, '_>) -> Result<(), Overflow> {
+        for (name, value) in self.0 {
+            w.instance(
+                InstanceContent::New,
+                Namespace::Cimv2,
+                "MPX_InventoryItem",
+                |p| {
+                    p.prop("Name", name)?;
+                    p.prop("Value", value)
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn send_error(e: SendError) -> Frame {
+    match e {
+        SendError::Transport(k) => Frame::error(
+            code::MP_UNAVAILABLE,
+            format!("the MP is unreachable: {k:?}"),
+        ),
+        SendError::Status(s) => Frame::error(
+            code::MP_REFUSED,
+            format!("the MP refused the message (HTTP {s})"),
+        ),
+        other => Frame::error(code::MP_UNAVAILABLE, format!("sending failed: {other:?}")),
+    }
+}
+
+impl Proxy {
+    fn client_dir(&self, id: &str) -> PathBuf {
+        self.clients_dir.join(id)
+    }
+
+    fn client_state(&self, id: &str) -> Result<Option<RegistrationState>> {
+        let dir = self.client_dir(id);
+        if !dir.exists() {
+            return Ok(None);
+        }
+        Ok(Some(StateDir::open(&dir)?.registration()?))
+    }
+
+    fn registered_smsid(&self, dev: &Device) -> Result<Smsid, Frame> {
+        match self.client_state(&dev.id) {
+            Ok(Some(RegistrationState::Registered(id))) => Ok(id),
+            Ok(Some(RegistrationState::Pending(id))) => Err(Frame::error(
+                code::NOT_REGISTERED,
+                format!("registration {id} is pending approval; send REGISTER again later"),
+            )),
+            Ok(_) => Err(Frame::error(
+                code::NOT_REGISTERED,
+                "not registered: send REGISTER first",
+            )),
+            Err(e) => Err(Frame::error(code::INTERNAL, format!("{e:#}"))),
+        }
+    }
+
+    fn signing(&self) -> SigningIdentity<'_> {
+        SigningIdentity {
+            signer: &self.identity.signer,
+            cert_der: &self.identity.cert_der,
+        }
+    }
+
+    /// Register (or confirm) a device through the proxy, keeping its certificate and SMSID.
+    async fn register_device(&self, dev: &Device) -> Frame {
+        let _guard = self.registering.lock().await;
+        match self.register_device_locked(dev).await {
+            Ok(f) => f,
+            Err(e) => Frame::error(code::INTERNAL, format!("{e:#}")),
+        }
+    }
+
+    async fn register_device_locked(&self, dev: &Device) -> Result<Frame> {
+        let state_dir = StateDir::open(&self.client_dir(&dev.id))?;
+        // The device has no key: the proxy makes and keeps its certificate (spec §4 [profile]).
+        let client = state_dir.load_or_create_identity(&dev.name, unix_now())?;
+        write_atomic(&state_dir.path().join(NAME_FILE), dev.name.as_bytes())?;
+        let fqdn = format!("{}.local", dev.name);
+        let config = self.opts.config(&dev.name, &fqdn)?;
+        let registrant = Registrant::ProxyClient {
+            proxy: self.signing(),
+            proxy_smsid: self.smsid,
+            client_cert_der: &client.cert_der,
+        };
+        // A device registered before is re-confirmed with the MP (RequestType="Confirmation"
+        // with its SMSID), so the MP — not only this proxy's files — vouches for the mapping.
+        let known = match state_dir.registration()? {
+            RegistrationState::Registered(id) => RegistrationState::Pending(id),
+            other => other,
+        };
+        let mut registrar = Registrar::new(known);
+        let mut connector = self.opts.connector()?;
+        let mut buf = vec![0u8; EXCHANGE_BUFFER];
+        let mut save_error = None;
+        let mut observe = |p: &Progress| {
+            let state = match p {
+                Progress::Event(RegistrationEvent::Registered(id)) => {
+                    Some(RegistrationState::Registered(*id))
+                }
+                Progress::Event(RegistrationEvent::PendingApproval(id, _)) => {
+                    Some(RegistrationState::Pending(*id))
+                }
+                Progress::Event(RegistrationEvent::Rejected) => Some(RegistrationState::Rejected),
+                _ => None,
+            };
+            if let Some(s) = state {
+                if let Err(e) = state_dir.save_registration(s) {
+                    save_error = Some(e);
+                }
+            }
+        };
+        let result = io::register_as(
+            &mut connector,
+            &mut SystemClock,
+            &config,
+            &registrant,
+            &mut registrar,
+            &mut rand_core::OsRng,
+            &mut buf,
+            RegisterOptions {
+                return_when_pending: true,
+                max_failures: 1,
+            },
+            &mut observe,
+        )
+        .await;
+        if let Some(e) = save_error {
+            return Err(e).context("persisting the device's registration");
+        }
+        let state = match result {
+            Ok(s) => s,
+            Err(RegisterError::GaveUp(AttemptFailure::Status(s))) => {
+                return Ok(Frame::error(
+                    code::MP_REFUSED,
+                    format!("the MP refused the registration (HTTP {s})"),
+                ))
+            }
+            Err(RegisterError::GaveUp(AttemptFailure::Transport(k))) => {
+                return Ok(Frame::error(
+                    code::MP_UNAVAILABLE,
+                    format!("the MP is unreachable: {k:?}"),
+                ))
+            }
+            Err(e) => {
+                return Ok(Frame::error(
+                    code::MP_REFUSED,
+                    format!("registration failed: {e:?}"),
+                ))
+            }
+        };
+        state_dir.save_registration(state)?;
+        tracing::info!("device {} ({}): {state:?}", dev.id, dev.name);
+        Ok(match state {
+            RegistrationState::Registered(id) => Frame::RegisterResult {
+                status: reg_status::REGISTERED,
+                smsid: id.to_string(),
+            },
+            RegistrationState::Pending(id) => Frame::RegisterResult {
+                status: reg_status::PENDING,
+                smsid: id.to_string(),
+            },
+            RegistrationState::Rejected => Frame::RegisterResult {
+                status: reg_status::REJECTED,
+                smsid: String::new(),
+            },
+            RegistrationState::Unregistered => {
+                Frame::error(code::MP_REFUSED, "the MP did not register the device")
+            }
+        })
+    }
+
+    /// Sign `body` for the device (proxy key, device SMSID, `ProxySMSID`) and send it.
+    async fn send_for<B: MessageBody>(&self, dev: &Device, smsid: Smsid, body: &B) -> Frame {
+        let fqdn = format!("{}.local", dev.name);
+        let config = match self.opts.config(&dev.name, &fqdn) {
+            Ok(c) => c,
+            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
+        };
+        let client_id = match ClientIdSignature::compute(&self.identity.signer, smsid) {
+            Ok(c) => c,
+            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e:?}")),
+        };
+        let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
+        let message_id = Guid::random(&mut rand_core::OsRng);
+        let msg = match sign_message(&config, &signer, body, message_id, unix_now()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Frame::error(code::INVALID, format!("the data cannot be sent: {e:?}"))
+            }
+        };
+        let mut connector = match self.opts.connector() {
+            Ok(c) => c,
+            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
+        };
+        let mut buf = vec![0u8; EXCHANGE_BUFFER];
+        match io::send_message(&mut connector, &msg, &mut buf).await {
+            Ok(()) => Frame::Ack {
+                of: 0,
+                detail: String::from_utf8_lossy(&message_id.to_braced()).into_owned(),
+            },
+            Err(e) => send_error(e),
+        }
+    }
+
+    async fn forward(&self, dev: &Device, smsid: Smsid, frame: Frame) -> Frame {
+        let of = frame.kind();
+        let now = unix_now();
+        let identity = ReportIdentity::new(smsid, &dev.name);
+        let fqdn = format!("{}.local", dev.name);
+        let reply = match &frame {
+            Frame::Heartbeat => {
+                let discovery = BasicDiscovery {
+                    fqdn: &fqdn,
+                    client_version: mpagent_core::profile::REPORT_CLIENT_VERSION,
+                    platform_id: mpagent_core::profile::DISCOVERY_PLATFORM_ID,
+                    domain: None,
+                    ip_addresses: &[],
+                    mac_addresses: &[],
+                };
+                let report = Report::discovery(identity, now.to_datetime(), &discovery);
+                self.send_for(dev, smsid, &report).await
+            }
+            Frame::Inventory { items } => {
+                let inv = PairsInventory(items);
+                let report = Report::hardware_inventory(
+                    identity,
+                    ReportType::Full,
+                    ReportVersion::default(),
+                    now.to_datetime(),
+                    &inv,
+                );
+                self.send_for(dev, smsid, &report).await
+            }
+            Frame::Status {
+                message_type,
+                properties,
+            } => {
+                let props: Vec<(&str, &str)> = properties
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                let site = match mpagent_core::config::SiteCode::new(&self.opts.site_code) {
+                    Ok(s) => s,
+                    Err(e) => return Frame::error(code::INTERNAL, format!("{e:?}")),
+                };
+                let status = StatusMessage {
+                    message_type,
+                    smsid,
+                    machine_name: &dev.name,
+                    site_code: site,
+                    time: now.to_datetime(),
+                    properties: &props,
+                    qualifiers: &[],
+                };
+                self.send_for(dev, smsid, &status).await
+            }
+            Frame::State { topic, state } => {
+                let msg = StateMessage::new(identity, now.to_datetime(), topic, 0, 0, *state);
+                self.send_for(dev, smsid, &msg).await
+            }
+            Frame::PolicyRequest => return self.policy(dev, smsid).await,
+            _ => return Frame::error(code::SEQUENCE, "unexpected frame"),
+        };
+        match reply {
+            Frame::Ack { detail, .. } => Frame::Ack { of, detail },
+            other => other,
+        }
+    }
+
+    async fn policy(&self, dev: &Device, smsid: Smsid) -> Frame {
+        let fqdn = format!("{}.local", dev.name);
+        let config = match self.opts.config(&dev.name, &fqdn) {
+            Ok(c) => c,
+            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
+        };
+        let client_id = match ClientIdSignature::compute(&self.identity.signer, smsid) {
+            Ok(c) => c,
+            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e:?}")),
+        };
+        let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
+        let request = request_assignments(&config, smsid);
+        let msg = match sign_message(
+            &config,
+            &signer,
+            &request,
+            Guid::random(&mut rand_core::OsRng),
+            unix_now(),
+        ) {
+            Ok(m) => m,
+            Err(e) => return Frame::error(code::INTERNAL, format!("{e:?}")),
+        };
+        let mut connector = match self.opts.connector() {
+            Ok(c) => c,
+            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
+        };
+        let mut buf = vec![0u8; EXCHANGE_BUFFER * 4];
+        let mut scratch = vec![0u8; EXCHANGE_BUFFER * 6];
+        let mut policies = Vec::new();
+        let result = io::request_policy(&mut connector, &msg, &mut buf, &mut scratch, &mut |a| {
+            let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {
+                let mut b = [0u8; 512];
+                t.unescape_into(&mut b)
+                    .map(str::to_string)
+                    .unwrap_or_default()
+            };
+            if policies.len() < protocol::MAX_PAIRS {
+                policies.push((text(&a.policy_id), text(&a.policy_version)));
+            }
+        })
+        .await;
+        match result {
+            Ok(_) => Frame::PolicyList { policies },
+            Err(PolicyRequestError::Send(e)) => send_error(e),
+            Err(e) => Frame::error(code::MP_REFUSED, format!("policy request failed: {e:?}")),
+        }
+    }
+}
+
+/// The frame types that carry device data to the MP (documentation aid for tests).
+pub const DATA_FRAMES: [u8; 5] = [
+    kind::HEARTBEAT,
+    kind::INVENTORY,
+    kind::STATUS,
+    kind::STATE,
+    kind::POLICY_REQUEST,
+];

@@ -1,0 +1,364 @@
+//! The ISV proxy end to end over loopback (issue 4): first run → export → administrator import →
+//! proxy registration (AgentType 4) → devices registered through it (AgentType 8) → their data at
+//! the MP under their own SMSIDs, signed by the proxy; and the refusals.
+
+use std::path::Path;
+
+use mpagent_sim::mp::db::SiteDb;
+use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
+use mpagent_sim::proxy::client::{synthetic_items, DeviceConnection};
+use mpagent_sim::proxy::protocol::{code, kind, reg_status, Frame};
+use mpagent_sim::proxy::{self, ProxyHandle, ProxyOptions};
+
+async fn start_mp(dir: &Path) -> MpServer {
+    let config = MpConfig {
+        site_code: "PS1".into(),
+        db_path: dir.join("site.db"),
+        approval: Approval::Auto,
+        limits: Limits::default(),
+        mp_host: "mp.test.local".into(),
+    };
+    MpServer::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("MP starts")
+}
+
+fn proxy_options(mp: &MpServer, state: &Path, name: &str) -> ProxyOptions {
+    let mut o = ProxyOptions::new(
+        &format!("http://{}", mp.local_addr()),
+        "PS1",
+        state.to_path_buf(),
+    );
+    o.name = name.into();
+    o
+}
+
+/// Export the proxy's certificate (first run), import it as the administrator, start the proxy.
+async fn imported_proxy(mp: &MpServer, db: &SiteDb, dir: &Path, name: &str) -> ProxyHandle {
+    let state = dir.join(name);
+    let cer = dir.join(format!("{name}.cer"));
+    let exported = proxy::export_cert(&state, &cer, name).unwrap();
+    assert!(exported.created);
+    let smsid = db.import_cert(&std::fs::read(&cer).unwrap()).unwrap();
+    let handle = proxy::start(
+        proxy_options(mp, &state, name),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("the imported proxy registers and serves");
+    assert!(
+        handle.smsid().to_string().eq_ignore_ascii_case(&smsid),
+        "the proxy holds the SMSID assigned at import"
+    );
+    handle
+}
+
+async fn device(proxy: &ProxyHandle, id: &str, name: &str) -> (DeviceConnection, String) {
+    let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
+    let hello = Frame::Hello {
+        device_id: id.into(),
+        name: name.into(),
+    };
+    assert!(matches!(
+        conn.request(&hello).await.unwrap(),
+        Frame::Ack {
+            of: kind::HELLO,
+            ..
+        }
+    ));
+    match conn.request(&Frame::Register).await.unwrap() {
+        Frame::RegisterResult {
+            status: reg_status::REGISTERED,
+            smsid,
+        } => (conn, smsid),
+        other => panic!("{id}: {other:?}"),
+    }
+}
+
+fn stop(h: ProxyHandle) {
+    h.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_registers_three_devices_and_their_data_arrives_under_their_smsids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-A").await;
+    let proxy_smsid = proxy.smsid().to_string();
+    let row = db.client(&proxy_smsid).unwrap().expect("proxy registered");
+    assert_eq!(row.agent_type, 4);
+
+    let mut smsids = Vec::new();
+    for i in 1..=3 {
+        let (mut conn, smsid) = device(&proxy, &format!("dev-{i}"), &format!("THING-{i}")).await;
+        for frame in [
+            Frame::Heartbeat,
+            Frame::Inventory {
+                items: synthetic_items(4),
+            },
+            Frame::Status {
+                message_type: "device-online".into(),
+                properties: vec![("Firmware".into(), "1.0".into())],
+            },
+            Frame::State {
+                topic: "fw-update".into(),
+                state: 2,
+            },
+        ] {
+            let want = frame.kind();
+            match conn.request(&frame).await.unwrap() {
+                Frame::Ack { of, .. } => assert_eq!(of, want),
+                other => panic!("dev-{i} {want:#x}: {other:?}"),
+            }
+        }
+        match conn.request(&Frame::PolicyRequest).await.unwrap() {
+            Frame::PolicyList { .. } => {}
+            other => panic!("policy: {other:?}"),
+        }
+        smsids.push(smsid);
+    }
+    let distinct: std::collections::HashSet<_> = smsids.iter().collect();
+    assert_eq!(distinct.len(), 3);
+
+    for (i, smsid) in smsids.iter().enumerate() {
+        let client = db.client(smsid).unwrap().expect("registered");
+        assert_eq!(client.agent_type, 8);
+        assert_eq!(
+            client.registered_by_proxy.as_deref(),
+            Some(proxy_smsid.as_str())
+        );
+        assert_eq!(
+            client.netbios_name.as_deref(),
+            Some(format!("THING-{}", i + 1).as_str())
+        );
+        // The device's certificate is the one the proxy made and keeps for it.
+        let kept = std::fs::read(
+            dir.path()
+                .join("PROXY-A/clients")
+                .join(format!("dev-{}", i + 1))
+                .join("cert.der"),
+        )
+        .unwrap();
+        assert_eq!(client.cert_der, kept);
+
+        let messages = db.messages(Some(smsid)).unwrap();
+        let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+        assert_eq!(kinds, ["ddr", "hinv-full", "status", "state"], "{smsid}");
+        for m in &messages {
+            assert_eq!(m.via_proxy.as_deref(), Some(proxy_smsid.as_str()));
+        }
+        assert!(messages[1].body.contains("MPX_InventoryItem"));
+        assert!(messages[1].body.contains("sensor-3"));
+    }
+
+    // The mapping is durable: a restarted proxy keeps its SMSID and knows its devices without
+    // registering them again.
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    let proxy = proxy::start(
+        proxy_options(&mp, &dir.path().join("PROXY-A"), "PROXY-A"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(proxy.smsid().to_string(), proxy_smsid);
+    let mapping = proxy::client_mapping(&dir.path().join("PROXY-A")).unwrap();
+    assert_eq!(mapping.len(), 3);
+    let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
+    match conn
+        .request(&Frame::Hello {
+            device_id: "dev-2".into(),
+            name: "THING-2".into(),
+        })
+        .await
+        .unwrap()
+    {
+        Frame::Ack { detail, .. } => assert_eq!(detail, format!("registered {}", smsids[1])),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        conn.request(&Frame::Heartbeat).await.unwrap(),
+        Frame::Ack { .. }
+    ));
+    assert_eq!(db.messages(Some(&smsids[1])).unwrap().len(), 5);
+    // REGISTER again confirms the same SMSID.
+    match conn.request(&Frame::Register).await.unwrap() {
+        Frame::RegisterResult { status: 0, smsid } => assert_eq!(smsid, smsids[1]),
+        other => panic!("{other:?}"),
+    }
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unimported_proxy_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let state = dir.path().join("proxy");
+    proxy::export_cert(&state, &dir.path().join("proxy.cer"), "PROXY-X").unwrap();
+    let err = proxy::start(
+        proxy_options(&mp, &state, "PROXY-X"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .err()
+    .expect("an unimported proxy must not start");
+    let text = format!("{err:#}");
+    assert!(text.contains("HTTP 403"), "{text}");
+    assert!(text.contains("import-cert"), "{text}");
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    assert!(db
+        .rejections()
+        .unwrap()
+        .iter()
+        .any(|r| r.reason.contains("not imported")));
+    assert!(db.clients().unwrap().is_empty());
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_an_error_and_the_proxy_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-M").await;
+
+    let bad: [(&[u8], u16); 4] = [
+        (b"GET / HTTP/1.1\r\n\r\n", code::MALFORMED),
+        (
+            &[b'M', b'P', b'X', 9, 1, 0, 0, 0, 0],
+            code::UNSUPPORTED_VERSION,
+        ),
+        (&[b'M', b'P', b'X', 1, 4, 0x7F, 0, 0, 0], code::TOO_LARGE),
+        // An inventory claiming 3 pairs with none present.
+        (&[b'M', b'P', b'X', 1, 4, 0, 0, 0, 2, 0, 3], code::MALFORMED),
+    ];
+    for (bytes, want) in bad {
+        let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
+        match conn.request_raw(bytes).await.unwrap() {
+            Frame::Error { code, text } => assert_eq!(code, want, "{text}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(conn.is_closed().await, "closed after a malformed frame");
+    }
+    // Valid frames out of order are refused but the connection stays.
+    let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
+    match conn.request(&Frame::Heartbeat).await.unwrap() {
+        Frame::Error { code, .. } => assert_eq!(code, code::SEQUENCE),
+        other => panic!("{other:?}"),
+    }
+    match conn
+        .request(&Frame::Hello {
+            device_id: "../etc".into(),
+            name: "X".into(),
+        })
+        .await
+        .unwrap()
+    {
+        Frame::Error { code, .. } => assert_eq!(code, code::INVALID),
+        other => panic!("{other:?}"),
+    }
+    conn.request(&Frame::Hello {
+        device_id: "dev-9".into(),
+        name: "THING-9".into(),
+    })
+    .await
+    .unwrap();
+    match conn.request(&Frame::Heartbeat).await.unwrap() {
+        Frame::Error { code, .. } => assert_eq!(code, code::NOT_REGISTERED),
+        other => panic!("{other:?}"),
+    }
+    // The next device is served normally.
+    let (mut next, smsid) = device(&proxy, "dev-ok", "THING-OK").await;
+    assert!(matches!(
+        next.request(&Frame::Heartbeat).await.unwrap(),
+        Frame::Ack { .. }
+    ));
+    assert_eq!(db.messages(Some(&smsid)).unwrap().len(), 1);
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_proxy_cannot_speak_for_the_first_proxys_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let first = imported_proxy(&mp, &db, dir.path(), "PROXY-1").await;
+    let (mut conn, smsid) = device(&first, "dev-1", "THING-1").await;
+    assert!(matches!(
+        conn.request(&Frame::Heartbeat).await.unwrap(),
+        Frame::Ack { .. }
+    ));
+
+    // The second proxy is imported and registered too, and is handed the first proxy's device
+    // mapping (as if its state had been copied): the MP refuses it.
+    let second = imported_proxy(&mp, &db, dir.path(), "PROXY-2").await;
+    let from = dir.path().join("PROXY-1/clients/dev-1");
+    let to = dir.path().join("PROXY-2/clients/dev-1");
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["key.pk8", "cert.der", "registration", "name"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    let mut conn2 = DeviceConnection::connect(second.local_addr())
+        .await
+        .unwrap();
+    conn2
+        .request(&Frame::Hello {
+            device_id: "dev-1".into(),
+            name: "THING-1".into(),
+        })
+        .await
+        .unwrap();
+    match conn2.request(&Frame::Heartbeat).await.unwrap() {
+        Frame::Error { code, text } => {
+            assert_eq!(code, code::MP_REFUSED);
+            assert!(text.contains("403"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let rejections = db.rejections().unwrap();
+    assert!(
+        rejections
+            .iter()
+            .any(|r| r.reason.contains("cannot speak for it")),
+        "{rejections:?}"
+    );
+    // Nor may it (re-)confirm the device's registration: the MP wants the registering proxy.
+    match conn2.request(&Frame::Register).await.unwrap() {
+        Frame::Error { code, text } => {
+            assert_eq!(code, code::MP_REFUSED);
+            assert!(text.contains("403"), "{text}");
+        }
+        other => panic!("the MP must not hand the device to another proxy: {other:?}"),
+    }
+    assert!(db
+        .rejections()
+        .unwrap()
+        .iter()
+        .any(|r| r.reason.contains("must be signed by")));
+    // Only the first proxy's heartbeat arrived for the device; the first proxy still works.
+    let msgs = db.messages(Some(&smsid)).unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(
+        msgs[0].via_proxy.as_deref(),
+        Some(first.smsid().to_string().as_str())
+    );
+    assert!(matches!(
+        conn.request(&Frame::Heartbeat).await.unwrap(),
+        Frame::Ack { .. }
+    ));
+    tokio::task::spawn_blocking(move || {
+        stop(first);
+        stop(second);
+    })
+    .await
+    .unwrap();
+    mp.shutdown().await;
+}
