@@ -139,7 +139,7 @@ sign_stack=$(sed -n 's/.*measure registration request build+sign: [0-9]* instruc
 verdict() { # value limit unit
   if [ "$1" -le "$2" ]; then echo "met ($1 $3 ≤ $2 $3)"; else echo "**missed by $(($1 - $2)) $3** ($1 $3 > $2 $3)"; fi
 }
-{
+report() {
   cat <<EOF
 # Code size, RAM, stack and CPU on Cortex-M4
 
@@ -214,5 +214,7 @@ Largest stack frames in the firmware (\`sub sp\` in the disassembly):
 |---|---:|
 $frames
 EOF
-} >"$out"
+}
+# Not `> /dev/stdout`: reopening stdout truncates a log file it points to (CI captures the output).
+if [ "$out" = /dev/stdout ]; then report; else report >"$out"; fi
 [ "$out" = /dev/stdout ] || echo "wrote $out" >&2
