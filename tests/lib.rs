@@ -74,3 +74,47 @@ pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// One registration attempt of `name` with any signer and certificate against the MP at
+/// `mp` (no retries, returns when pending): the tool the forged-signature tests share.
+pub async fn register_once(
+    mp: std::net::SocketAddr,
+    name: &str,
+    signer: &dyn mpagent_core::sign::Signer,
+    cert: &[u8],
+) -> Result<mpagent_core::agent::registration::RegistrationState, mpagent_core::io::RegisterError> {
+    use mpagent_core::agent::registration::{Registrar, RegistrationState};
+    use mpagent_core::config::SiteMode;
+    use mpagent_core::io::{self, RegisterOptions};
+    use mpagent_sim::client::transport::{SystemClock, TcpConnector};
+
+    let url = format!("http://{mp}");
+    let fqdn = format!("{}.local", name.to_lowercase());
+    let config = AgentConfig::new("PS1", SiteMode::Mixed, &url, name, &fqdn).expect("config");
+    let mut connector = TcpConnector {
+        host: mp.ip().to_string(),
+        port: mp.port(),
+        connect_timeout: std::time::Duration::from_secs(5),
+    };
+    let mut registrar = Registrar::new(RegistrationState::Unregistered);
+    let mut buf = vec![0u8; 4096];
+    io::register(
+        &mut connector,
+        &mut SystemClock,
+        &config,
+        &SigningIdentity {
+            signer,
+            cert_der: cert,
+        },
+        AgentType::Client,
+        &mut registrar,
+        &mut rand_core::OsRng,
+        &mut buf,
+        RegisterOptions {
+            return_when_pending: true,
+            max_failures: 1,
+        },
+        &mut |_| {},
+    )
+    .await
+}

@@ -3,14 +3,13 @@
 
 use std::path::Path;
 
-use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::config::{AgentConfig, SiteMode};
-use mpagent_core::io::{self, AttemptFailure, RegisterError, RegisterOptions};
+use mpagent_core::agent::registration::RegistrationState;
+use mpagent_core::config::SiteMode;
+use mpagent_core::io::{AttemptFailure, RegisterError};
 use mpagent_core::profile;
 use mpagent_core::sign::{RsaSigner, SignError, SignatureBytes, SignatureScheme, Signer};
-use mpagent_core::wire::registration::AgentType;
 use mpagent_sim::client::state::StateDir;
-use mpagent_sim::client::transport::{unix_now, SystemClock, TcpConnector};
+use mpagent_sim::client::transport::unix_now;
 use mpagent_sim::client::{self, ClientOptions, KeyKind};
 use mpagent_sim::mp::db::SiteDb;
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
@@ -105,35 +104,7 @@ async fn register_with(
     signer: &dyn Signer,
     cert: &[u8],
 ) -> Result<RegistrationState, RegisterError> {
-    let url = format!("http://{}", mp.local_addr());
-    let config =
-        AgentConfig::new("PS1", SiteMode::Mixed, &url, "RSA-EVIL", "rsa-evil.local").unwrap();
-    let mut connector = TcpConnector {
-        host: "127.0.0.1".into(),
-        port: mp.local_addr().port(),
-        connect_timeout: std::time::Duration::from_secs(5),
-    };
-    let mut registrar = Registrar::new(RegistrationState::Unregistered);
-    let mut buf = vec![0u8; 4096];
-    io::register(
-        &mut connector,
-        &mut SystemClock,
-        &config,
-        &SigningIdentity {
-            signer,
-            cert_der: cert,
-        },
-        AgentType::Client,
-        &mut registrar,
-        &mut rand_core::OsRng,
-        &mut buf,
-        RegisterOptions {
-            return_when_pending: true,
-            max_failures: 1,
-        },
-        &mut |_| {},
-    )
-    .await
+    mpagent_tests::register_once(mp.local_addr(), "RSA-EVIL", signer, cert).await
 }
 
 #[tokio::test]
