@@ -118,3 +118,21 @@ pub async fn register_once(
     )
     .await
 }
+
+/// A signer that signs correctly and then flips one bit: a forged signature.
+pub struct Tampering<S>(pub S);
+
+impl<S: mpagent_core::sign::Signer> mpagent_core::sign::Signer for Tampering<S> {
+    fn scheme(&self) -> mpagent_core::sign::SignatureScheme {
+        self.0.scheme()
+    }
+    fn sign_sha256(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<mpagent_core::sign::SignatureBytes, mpagent_core::sign::SignError> {
+        let sig = self.0.sign_sha256(digest)?;
+        let mut bytes = sig.as_bytes().to_vec();
+        bytes[10] ^= 0x01;
+        Ok(mpagent_core::sign::SignatureBytes::from_slice(&bytes).expect("same length"))
+    }
+}

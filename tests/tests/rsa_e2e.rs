@@ -7,7 +7,7 @@ use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::config::SiteMode;
 use mpagent_core::io::{AttemptFailure, RegisterError};
 use mpagent_core::profile;
-use mpagent_core::sign::{RsaSigner, SignError, SignatureBytes, SignatureScheme, Signer};
+use mpagent_core::sign::{RsaSigner, SignatureScheme, Signer};
 use mpagent_sim::client::state::StateDir;
 use mpagent_sim::client::transport::unix_now;
 use mpagent_sim::client::{self, ClientOptions, KeyKind};
@@ -84,20 +84,7 @@ async fn rsa_agent_registers_is_approved_and_reuses_its_identity() {
     mp.shutdown().await;
 }
 
-/// A signer that signs correctly and then flips one bit: a forged signature.
-struct Tampering<S>(S);
-
-impl<S: Signer> Signer for Tampering<S> {
-    fn scheme(&self) -> SignatureScheme {
-        self.0.scheme()
-    }
-    fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError> {
-        let sig = self.0.sign_sha256(digest)?;
-        let mut bytes = sig.as_bytes().to_vec();
-        bytes[10] ^= 0x01;
-        Ok(SignatureBytes::from_slice(&bytes).unwrap())
-    }
-}
+use mpagent_tests::Tampering;
 
 async fn register_with(
     mp: &MpServer,
