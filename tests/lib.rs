@@ -136,3 +136,37 @@ impl<S: mpagent_core::sign::Signer> mpagent_core::sign::Signer for Tampering<S> 
         Ok(mpagent_core::sign::SignatureBytes::from_slice(&bytes).expect("same length"))
     }
 }
+
+/// A device connected to the ISV proxy at `proxy`: `HELLO` as `id`/`name`, then `REGISTER`,
+/// which must answer registered; returns the connection and the device's SMSID.
+pub async fn proxy_device(
+    proxy: std::net::SocketAddr,
+    id: &str,
+    name: &str,
+) -> (mpagent_sim::proxy::client::DeviceConnection, String) {
+    use mpagent_sim::proxy::protocol::{kind, reg_status, Frame};
+    let mut conn = mpagent_sim::proxy::client::DeviceConnection::connect(proxy)
+        .await
+        .expect("the proxy accepts devices");
+    let hello = Frame::Hello {
+        device_id: id.into(),
+        name: name.into(),
+    };
+    match conn.request(&hello).await.expect("HELLO answered") {
+        Frame::Ack {
+            of: kind::HELLO, ..
+        } => {}
+        other => panic!("{id}: HELLO: {other:?}"),
+    }
+    match conn
+        .request(&Frame::Register)
+        .await
+        .expect("REGISTER answered")
+    {
+        Frame::RegisterResult {
+            status: reg_status::REGISTERED,
+            smsid,
+        } => (conn, smsid),
+        other => panic!("{id}: REGISTER: {other:?}"),
+    }
+}

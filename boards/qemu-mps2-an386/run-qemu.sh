@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # cargo runner (`cargo run --release`): boots the firmware on QEMU's mps2-an386 with user
 # networking and decodes its defmt log. The device's files (mpagent.cfg, which you write, and
-# identity.bin / seed.bin, which it keeps) live in $MPAGENT_STATE_DIR (default ./state).
-# Exit status: 0 registered, 2 pending approval, 1 failed.
+# flash.bin / seed.bin / policy<N>.xml, which it keeps) live in $MPAGENT_STATE_DIR (default ./state).
+# Exit status: 0 registered and reported, 3 registered but messages left queued, 2 pending
+# approval, 1 failed.
 set -euo pipefail
 elf=$(realpath "$1")
 state=${MPAGENT_STATE_DIR:-state}

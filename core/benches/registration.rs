@@ -5,26 +5,28 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mpagent_core::agent::outbound::{Post, PostParams};
 use mpagent_core::agent::registration::{build_request, SigningIdentity};
+use mpagent_core::agent::signed::fill_window;
 use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::guid::Guid;
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
 use mpagent_core::sign::{P256Signer, Signer};
-use mpagent_core::sink::{emitted_len, Emit, WindowSink};
 use mpagent_core::time::UnixTime;
 use mpagent_core::wire::header::{endpoint, ReplyMode};
 use mpagent_core::wire::registration::{AgentType, RequestType};
 
 const NOW: UnixTime = UnixTime(1_795_428_000);
 
+/// Stream through `window` as `io::exchange` does (one pass per window, each stopping once its
+/// window is full); returns the request length.
 fn stream(post: &Post<'_>, window: &mut [u8]) -> usize {
-    let total = emitted_len(post).unwrap();
     let mut off = 0;
-    while off < total {
-        let mut w = WindowSink::new(window, off);
-        post.emit(&mut w).unwrap();
-        off += w.filled();
+    loop {
+        let n = fill_window(post, off, window).unwrap();
+        off += n;
+        if n < window.len() {
+            return off;
+        }
     }
-    off
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,4 +1,7 @@
-//! Agent configuration, validated on construction: site code, site mode and MP location.
+//! Agent configuration, validated on construction: site code, site mode, MP location, and the
+//! hash the site expects in signatures ([`SignatureHash`]).
+
+use crate::sign::SignatureScheme;
 
 /// A configuration value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub enum ConfigError {
     SchemeDoesNotMatchMode,
     /// Host names travel in XML and HTTP headers: letters, digits, `-`, `.`, `_` only, 1–255 bytes.
     InvalidHostName,
+    /// [`SignatureHash::Sha1`] is the ConfigMgr 2007 RSA form; an ECDSA key cannot use it.
+    Sha1NeedsRsa,
 }
 
 /// A three-character Configuration Manager site code, stored upper case.
@@ -46,6 +51,44 @@ pub enum SiteMode {
     Mixed,
     /// HTTPS with a CA-issued certificate provisioned by the administrator.
     Native,
+}
+
+/// The hash a site expects in signatures, and so whether the `HashAlgorithm` attribute (in the
+/// registration `<Data>`) and property (in the `clientauth` hook) are sent (spec §4, §6). This
+/// is the one place that ties the two together: a signer wrapped with
+/// [`crate::sign::SiteHashSigner`] hashes registration, `ClientIDSignature`, `PayloadSignature`
+/// and `ClientTokenSignature` input with it, and the builders send the OID it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SignatureHash {
+    /// SHA-256, announced with the scheme's OID: what current sites expect (the default).
+    #[default]
+    Sha256,
+    /// SHA-1 with no `HashAlgorithm` at all: sites (and public tools) in the ConfigMgr 2007
+    /// form. RSA only: SHA-1 is implied for RSA where the OID is absent. Needs the
+    /// `sha1-sites` feature.
+    #[cfg(feature = "sha1-sites")]
+    Sha1,
+}
+
+impl SignatureHash {
+    /// The `HashAlgorithm` OID to send with `scheme`'s signatures; `None`: send none.
+    pub fn hash_algorithm_oid(self, scheme: SignatureScheme) -> Option<&'static str> {
+        match self {
+            Self::Sha256 => Some(scheme.hash_algorithm_oid()),
+            #[cfg(feature = "sha1-sites")]
+            Self::Sha1 => None,
+        }
+    }
+
+    /// Whether a key of `scheme` can sign this way.
+    pub fn check(self, scheme: SignatureScheme) -> Result<(), ConfigError> {
+        match (self, scheme) {
+            #[cfg(feature = "sha1-sites")]
+            (Self::Sha1, SignatureScheme::EcdsaP256Sha256) => Err(ConfigError::Sha1NeedsRsa),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Where the management point is.
@@ -190,6 +233,32 @@ mod tests {
         ] {
             assert!(MpLocation::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    #[cfg(feature = "sha1-sites")]
+    fn signature_hash_names_the_oid_or_none() {
+        use crate::profile;
+        let (ec, rsa) = (
+            SignatureScheme::EcdsaP256Sha256,
+            SignatureScheme::RsaPkcs1Sha256,
+        );
+        assert_eq!(SignatureHash::default(), SignatureHash::Sha256);
+        assert_eq!(
+            SignatureHash::Sha256.hash_algorithm_oid(rsa),
+            Some(profile::RSA_SHA256_OID)
+        );
+        assert_eq!(
+            SignatureHash::Sha256.hash_algorithm_oid(ec),
+            Some(profile::ECDSA_P256_SHA256_OID)
+        );
+        assert_eq!(SignatureHash::Sha1.hash_algorithm_oid(rsa), None);
+        assert_eq!(SignatureHash::Sha1.check(rsa), Ok(()));
+        assert_eq!(
+            SignatureHash::Sha1.check(ec),
+            Err(ConfigError::Sha1NeedsRsa)
+        );
+        assert_eq!(SignatureHash::Sha256.check(ec), Ok(()));
     }
 
     #[test]

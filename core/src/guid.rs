@@ -2,8 +2,24 @@
 
 /// A 128-bit GUID, kept as the 16 bytes in the order they are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Guid(pub [u8; 16]);
+
+// defmt logs show the text form (`{…}`, `GUID:…`), not sixteen decimal bytes.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Guid {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let t = self.to_braced();
+        defmt::write!(f, "{=str}", core::str::from_utf8(&t).unwrap_or("{?}"))
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Smsid {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let t = self.to_text();
+        defmt::write!(f, "{=str}", core::str::from_utf8(&t).unwrap_or("GUID:?"))
+    }
+}
 
 /// Length of `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`.
 pub const GUID_TEXT_LEN: usize = 36;
@@ -101,7 +117,6 @@ impl Guid {
 
 /// A Configuration Manager client identity: `GUID:` followed by a GUID (spec §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Smsid(pub Guid);
 
 /// Length of `GUID:XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`.

@@ -14,7 +14,7 @@ use crate::agent::registration::{
 use crate::config::AgentConfig;
 use crate::guid::Guid;
 use crate::http::{self, HttpError, ResponseHead, ResponseProgress};
-use crate::sink::{emitted_len, Emit, Overflow, WindowSink};
+use crate::sink::Emit;
 use crate::time::UnixTime;
 use crate::wire::header::{endpoint, ReplyMode};
 use crate::wire::registration::{AgentType, BuildError, RequestType};
@@ -68,22 +68,20 @@ pub async fn exchange<'b, T: Read + Write>(
     request: &dyn Emit,
     buf: &'b mut [u8],
 ) -> Result<Response<'b>, ExchangeError<T::Error>> {
-    let total = emitted_len(request).map_err(|_: Overflow| ExchangeError::Request)?;
+    // One emission pass per window, each stopping once its window is full: a request that fits
+    // `buf` is emitted once, and no pass is spent on counting.
+    let cap = buf.len();
     let mut offset = 0usize;
-    while offset < total {
-        let mut window = WindowSink::new(buf, offset);
-        request
-            .emit(&mut window)
-            .map_err(|_| ExchangeError::Request)?;
-        let n = window.filled();
-        if n == 0 {
-            return Err(ExchangeError::Request);
-        }
+    loop {
+        let n = fill_window(request, offset, buf).map_err(|_| ExchangeError::Request)?;
         let chunk = buf.get(..n).ok_or(ExchangeError::Request)?;
         conn.write_all(chunk)
             .await
             .map_err(ExchangeError::Transport)?;
-        offset += n;
+        offset = offset.saturating_add(n);
+        if n < cap {
+            break;
+        }
     }
     conn.flush().await.map_err(ExchangeError::Transport)?;
 
@@ -123,6 +121,20 @@ pub enum AttemptFailure {
     EmptyReply,
     /// The reply body was not a usable `ClientRegistrationResponse`.
     Reply(ReplyError),
+    /// The confirmation of the SMSID a registration reply named was answered with another one.
+    Unconfirmed,
+}
+
+impl AttemptFailure {
+    /// The site said no to this request (HTTP 4xx, or 200 with an empty body, which is how real
+    /// MPs refuse: spec §4), as opposed to a failure on the way.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::Status(s) => (400..500).contains(s),
+            Self::EmptyReply => true,
+            _ => false,
+        }
+    }
 }
 
 /// What the driver reports while it works (for logs and the demo).
@@ -149,7 +161,8 @@ pub enum Progress {
 /// When the registration driver should return.
 #[derive(Debug, Clone, Copy)]
 pub struct RegisterOptions {
-    /// Return as soon as the registration is pending approval (instead of confirming until approved).
+    /// Return as soon as the registration is pending approval, confirmed and with nothing in
+    /// doubt ([`Registrar::waiting_for_approval`]), instead of confirming until approved.
     pub return_when_pending: bool,
     /// Give up after this many consecutive failed attempts.
     pub max_failures: u32,
@@ -225,11 +238,9 @@ pub async fn register_as<C: Connector, K: Clock>(
     loop {
         let now = clock.now();
         let (request_type, smsid) = match registrar.poll(now) {
-            RegistrarAction::Done(_) | RegistrarAction::Rejected => return Ok(registrar.state()),
+            RegistrarAction::Done(_) | RegistrarAction::Rejected(_) => return Ok(registrar.state()),
             RegistrarAction::WaitUntil(t) => {
-                if options.return_when_pending
-                    && matches!(registrar.state(), RegistrationState::Pending(_))
-                {
+                if options.return_when_pending && registrar.waiting_for_approval() {
                     return Ok(registrar.state());
                 }
                 observer(&Progress::Waiting(t));
@@ -258,16 +269,36 @@ pub async fn register_as<C: Connector, K: Clock>(
         });
         let outcome = attempt(connector, &post, buf).await;
         let now = clock.now();
-        let event = match outcome {
-            Ok(reply) => registrar.on_response(now, &reply),
+        let failures_before = registrar.failures();
+        let (event, failure) = match outcome {
+            Ok(reply) => {
+                let event = registrar.on_response(now, &reply);
+                // A confirmation the site answered with another SMSID than it named.
+                let failure = matches!(event, RegistrationEvent::Discarded(..))
+                    .then_some(AttemptFailure::Unconfirmed);
+                if let Some(f) = failure {
+                    observer(&Progress::Failed(f));
+                }
+                (event, failure)
+            }
             Err(failure) => {
                 observer(&Progress::Failed(failure));
-                if registrar.failures().saturating_add(1) >= options.max_failures {
-                    return Err(RegisterError::GaveUp(failure));
-                }
-                registrar.on_failure(now)
+                let event = if failure.is_refusal() {
+                    registrar.on_refusal(now)
+                } else {
+                    registrar.on_failure(now)
+                };
+                (event, Some(failure))
             }
         };
+        // Only attempts the registrar counted as failures bring the give-up bound nearer.
+        if let Some(failure) = failure {
+            if registrar.failures() > failures_before
+                && registrar.failures() >= options.max_failures
+            {
+                return Err(RegisterError::GaveUp(failure));
+            }
+        }
         info!("registration: {:?}", event);
         observer(&Progress::Event(event));
     }
@@ -565,7 +596,7 @@ mod message_tests {
     use crate::config::SiteMode;
     use crate::guid::Smsid;
     use crate::sign::P256Signer;
-    use crate::sink::SliceSink;
+    use crate::sink::{emitted_len, Overflow, SliceSink};
     use crate::wire::clientauth::ClientIdSignature;
     use crate::wire::report::{InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity};
     use core::future::Future;

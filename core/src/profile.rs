@@ -30,6 +30,23 @@ pub const RETRY_BACKOFF_MAX_SECS: u64 = 300;
 /// A pending (status 1) registration is confirmed again after this long (spec §4: 30 s – 5 min).
 pub const PENDING_RECHECK_SECS: u64 = 60;
 
+// The registration reply is unsigned (spec §4), so no single reply is believed on its own. These
+// are our policy choices, not the site's.
+
+/// Consecutive refusals (HTTP 4xx, or the quiet 200-with-empty-body of real MPs) of confirmations
+/// for a pending or re-confirmed SMSID before the agent drops it and registers afresh. Registering
+/// again is safe: the site answers the same certificate with the SMSID it holds for it.
+pub const CONFIRMATION_REFUSALS_BEFORE_REREGISTER: u32 = 2;
+/// A `Status="3"` (rejected) reply must come this many times in a row before it is believed and
+/// persisted: one flipped byte must not silence a device for [`REJECTION_RECHECK_SECS`].
+pub const REJECTIONS_TO_BELIEVE: u32 = 2;
+/// After a first rejection the agent asks again this soon.
+pub const REJECTION_SECOND_ASK_SECS: u64 = 2;
+/// A persisted rejection is not forever: the agent registers again this long after it (an
+/// administrator may have approved or unblocked the device meanwhile). One request a day from a
+/// rejected device is negligible load; a day is how long an unblocked device may stay silent.
+pub const REJECTION_RECHECK_SECS: u64 = 24 * 3600;
+
 // ---- Messages after registration (spec §5) ----------------------------------------------------
 
 /// Name of the clientauth property that names the ISV proxy signing for a client (spec §5

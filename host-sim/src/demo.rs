@@ -29,10 +29,22 @@ pub fn print_progress(p: &Progress) {
             println!("   <- ClientRegistrationResponse Status=0: registered as {id}")
         }
         Progress::Event(RegistrationEvent::PendingApproval(id, _)) => {
-            println!("   <- ClientRegistrationResponse Status=1: SMSID {id} issued, pending approval")
+            println!("   <- ClientRegistrationResponse Status=1: SMSID {id} confirmed, pending approval")
         }
-        Progress::Event(RegistrationEvent::Rejected) => {
-            println!("   <- ClientRegistrationResponse Status=3: rejected")
+        Progress::Event(RegistrationEvent::Issued(id)) => {
+            println!("   <- ClientRegistrationResponse: SMSID {id} named; confirming it")
+        }
+        Progress::Event(RegistrationEvent::Discarded(id, t)) => {
+            println!("   !! SMSID {id} not confirmed by the site: dropped, registering again at {}", t.0)
+        }
+        Progress::Event(RegistrationEvent::Abandoned(id, t)) => {
+            println!("   !! pending SMSID {id} refused by the site: registering afresh at {}", t.0)
+        }
+        Progress::Event(RegistrationEvent::RejectedOnce(t)) => {
+            println!("   <- ClientRegistrationResponse Status=3: asking once more at {}", t.0)
+        }
+        Progress::Event(RegistrationEvent::Rejected(_)) => {
+            println!("   <- ClientRegistrationResponse Status=3 again: rejected")
         }
         Progress::Event(RegistrationEvent::RetryAt(t)) => println!("   .. will retry at {}", t.0),
         Progress::Waiting(t) => println!("   .. waiting until {}", t.0),

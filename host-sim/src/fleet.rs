@@ -30,6 +30,8 @@ use mpagent_core::guid::Guid;
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
 use mpagent_core::io::{self, RegisterOptions};
 use mpagent_core::sign::P256Signer;
+
+use crate::sign::HostP256Signer;
 use mpagent_core::sink::{Emit, Overflow, Sink};
 use mpagent_core::store::Endpoint;
 use mpagent_core::wire::clientauth::ClientIdSignature;
@@ -400,9 +402,9 @@ pub fn appliance_name(i: usize) -> String {
     format!("FLT{i:07}")
 }
 
-/// A fresh in-memory P-256 identity: signer and self-signed certificate.
-pub fn new_identity(name: &str) -> Result<(P256Signer, Vec<u8>)> {
-    let signer = P256Signer::generate(&mut OsRng);
+/// A fresh in-memory P-256 identity: signer (the host's OpenSSL one) and self-signed certificate.
+pub fn new_identity(name: &str) -> Result<(HostP256Signer, Vec<u8>)> {
+    let signer = crate::client::state::host_p256(P256Signer::generate(&mut OsRng))?;
     let params = CertParams::self_signed_now(name, unix_now(), &mut OsRng);
     let mut cert = vec![0u8; MAX_CERT_LEN];
     let n = build_self_signed_p256(&params, &signer, &mut cert)

@@ -8,3 +8,4 @@ pub mod fleet;
 pub mod mp;
 pub mod pki;
 pub mod proxy;
+pub mod sign;

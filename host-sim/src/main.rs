@@ -272,7 +272,7 @@ async fn main() -> Result<()> {
                 match outcome.state {
                     S::Registered(id) => println!("registered {id}"),
                     S::Pending(id) => println!("pending {id}"),
-                    S::Rejected => anyhow::bail!("the site rejected the registration"),
+                    S::Rejected(_) => anyhow::bail!("the site rejected the registration"),
                     S::Unregistered => anyhow::bail!("not registered"),
                 }
                 Ok(())

@@ -83,7 +83,7 @@ async fn admin_commands() {
 
     // A client row to approve and block through the CLI.
     let smsid = "GUID:11111111-2222-4333-8444-555555555555";
-    SiteDb::open(&db)
+    let inserted = SiteDb::open(&db)
         .unwrap()
         .insert_client(&mpagent_sim::mp::db::NewClient {
             smsid,
@@ -96,6 +96,7 @@ async fn admin_commands() {
             registered_by_proxy: None,
         })
         .unwrap();
+    assert_eq!(inserted, mpagent_sim::mp::db::Inserted::New);
     run(MpCommand::Approve {
         db: db.clone(),
         smsid: smsid.to_ascii_lowercase(),
@@ -135,7 +136,7 @@ async fn policy_and_message_commands() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("site.db");
     let smsid = "GUID:11111111-2222-4333-8444-555555555555";
-    SiteDb::open(&db)
+    let inserted = SiteDb::open(&db)
         .unwrap()
         .insert_client(&mpagent_sim::mp::db::NewClient {
             smsid,
@@ -148,6 +149,7 @@ async fn policy_and_message_commands() {
             registered_by_proxy: None,
         })
         .unwrap();
+    assert_eq!(inserted, mpagent_sim::mp::db::Inserted::New);
     // A UTF-16 body file (with BOM), assigned to one client; an inline body for all.
     let body_file = dir.path().join("policy.xml");
     let mut utf16 = vec![0xFF, 0xFE];

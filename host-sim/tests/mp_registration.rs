@@ -888,3 +888,171 @@ async fn isv_proxy_and_its_clients() {
         .await;
     site.server.shutdown().await;
 }
+
+/// Issue 8: registrations of one certificate arriving at the same instant (a device retrying
+/// while its first request is still in flight) all get the one SMSID; none hits the UNIQUE
+/// certificate constraint as a 500. Several rounds of 12 released together by a barrier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_of_one_certificate_share_the_smsid() {
+    const AT_ONCE: usize = 12;
+    let site = Site::start(Approval::Auto, Limits::default()).await;
+    let addr = site.addr();
+    let devices: Vec<Device> = (0..8).map(|i| Device::new(&format!("RACE{i}"))).collect();
+    for dev in &devices {
+        let bodies: Vec<Vec<u8>> = (0..AT_ONCE).map(|_| envelope(&registration(dev))).collect();
+        let replies = tokio::task::spawn_blocking(move || {
+            let gate = std::sync::Arc::new(std::sync::Barrier::new(AT_ONCE));
+            let threads: Vec<_> = bodies
+                .into_iter()
+                .map(|body| {
+                    let gate = gate.clone();
+                    std::thread::spawn(move || {
+                        gate.wait();
+                        ccm_post(addr, &body)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        for r in &replies {
+            assert_eq!(r.status, 200, "{}", r.text());
+            let (status, smsid, _) = registration_reply(r);
+            assert_eq!(status, "0");
+            ids.insert(smsid.expect("SMSID"));
+        }
+        assert_eq!(ids.len(), 1, "one certificate, one SMSID: {ids:?}");
+        let row = site
+            .db()
+            .client_by_thumbprint(&mpagent_sim::mp::verify::thumbprint(&dev.cert_der))
+            .unwrap()
+            .expect("registered");
+        assert_eq!(Some(&row.smsid), ids.first());
+    }
+    assert_eq!(site.db().clients().unwrap().len(), devices.len());
+    assert!(site.db().rejections().unwrap().is_empty());
+    site.server.shutdown().await;
+}
+
+/// Sends raw bytes and reads the answer; `None` if the connection failed (a refused connection
+/// may be reset while we are still sending).
+fn try_exchange(addr: SocketAddr, raw: &[u8]) -> Option<HttpReply> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    s.write_all(raw).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    Some(parse_http(&out))
+}
+
+/// Issue 6: a flood of idle connections, three times `max_connections`. The server takes them
+/// all at once: `max_connections` are served (and cut off after the read timeout), as many wait
+/// for a slot, the rest are answered 503 at once; every refusal carries a logged reason. An
+/// honest client that retries on 503 (as `Retry-After` asks) registers within a bounded time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_is_refused_with_reasons_and_the_honest_client_is_served() {
+    const MAX: usize = 2;
+    const FLOOD: usize = 3 * MAX;
+    let limits = Limits {
+        max_connections: MAX,
+        // Long enough that the whole flood is accepted before the first slot frees.
+        read_timeout: Duration::from_millis(1500),
+        ..Limits::default()
+    };
+    let site = Site::start(Approval::Auto, limits).await;
+    let addr = site.addr();
+    let dev = Device::new("HONEST");
+    let body = envelope(&registration(&dev));
+    let mut request = format!(
+        "CCM_POST /ccm_system/request HTTP/1.1\r\nHost: mp.test\r\nConnection: close\r\n\
+         Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let (flood, honest, busy_seen) = tokio::task::spawn_blocking(move || {
+        // Connected (in the kernel's accept queue) before the honest client: accepted first.
+        let flood: Vec<TcpStream> = (0..FLOOD)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let started = std::time::Instant::now();
+        let (mut busy_seen, mut attempts) = (0, 0);
+        let honest = loop {
+            attempts += 1;
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the honest client was not served within 30 s"
+            );
+            match try_exchange(addr, &request) {
+                Some(r) if r.status == 503 => {
+                    assert!(r.head.contains("Retry-After: 1"), "{}", r.head);
+                    busy_seen += 1;
+                }
+                Some(r) => break r,
+                None => {}
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        eprintln!(
+            "honest client served after {:?}, attempt {attempts} ({busy_seen} × 503 read)",
+            started.elapsed()
+        );
+        let flood: Vec<HttpReply> = flood
+            .into_iter()
+            .map(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).unwrap();
+                parse_http(&out)
+            })
+            .collect();
+        (flood, honest, busy_seen)
+    })
+    .await
+    .unwrap();
+    assert_eq!(registration_reply(&honest).0, "0");
+
+    let rows = site.db().rejections().unwrap();
+    let (mut timed_out, mut busy) = (0, busy_seen);
+    for r in &flood {
+        match r.status {
+            403 => {
+                assert!(r.text().contains("read timeout"), "{}", r.text());
+                timed_out += 1;
+            }
+            503 => {
+                assert!(
+                    r.text().starts_with("busy: all 2 connection slots"),
+                    "{}",
+                    r.text()
+                );
+                busy += 1;
+            }
+            other => panic!("flood connection answered {other}: {}", r.text()),
+        }
+        assert!(
+            rows.iter().any(|row| row.reason == r.text().trim_end()),
+            "no rejection row for {:?}: {rows:?}",
+            r.text()
+        );
+    }
+    // Served ones time out; beyond the slots and the waiting line, some are refused at once.
+    assert!(timed_out >= MAX, "{timed_out} timed out");
+    assert!(busy >= FLOOD - 2 * MAX, "{busy} refused as busy");
+    // Every 503 seen is logged (the honest client's refused attempts may have been reset before
+    // it read the answer: logged but not counted here).
+    let logged_busy = rows
+        .iter()
+        .filter(|r| r.reason.starts_with("busy: "))
+        .count();
+    assert!(
+        logged_busy >= busy,
+        "{logged_busy} logged, {busy} seen: {rows:?}"
+    );
+    site.server.shutdown().await;
+}

@@ -8,22 +8,19 @@ alone with Python's standard XML parser and `cryptography` (OpenSSL): it shares 
 Rust core. Checks the request framing, the well-formedness of header and body, <Body Length>, the
 clientauth hook (ClientIDSignature over UTF-16LE("GUID:{SMSID upper}") + 00 00, PayloadSignature
 over the octet-stream part exactly as sent, both verified with the key of the PublicKey
-certificate) and the body's shape for its endpoint. Exits 0 when all holds, 1 with a reason.
+certificate; without a HashAlgorithm property, as RSA SHA-1) and the body's shape for its
+endpoint. Framing and signature checks are mpwire.py's, shared with verify_registration.py.
+Exits 0 when all holds, 1 with a reason.
 """
 import re
 import sys
 import xml.etree.ElementTree as ET
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-BOUNDARY = b"aAbBcCdDv1234567890VxXyYzZ"
-HEADER_ORDER = ["Body", "CorrelationID", "Hooks", "ID", "Payload", "Priority", "Protocol",
-                "ReplyMode", "ReplyTo", "SentTime", "SourceID", "SourceHost", "TargetAddress",
-                "TargetEndpoint", "TargetHost", "Timeout"]
+from mpwire import algorithm_name, fail, parse_request, verify
+
+# HashAlgorithm comes last and is absent in the ConfigMgr 2007 (RSA SHA-1) form.
 CLIENTAUTH_ORDER = ["AuthSenderMachine", "PublicKey", "ClientIDSignature", "PayloadSignature",
                     "ClientCapabilities", "HashAlgorithm"]
 ENDPOINTS = {  # endpoint -> (ReplyMode, body root)
@@ -35,28 +32,6 @@ ENDPOINTS = {  # endpoint -> (ReplyMode, body root)
 }
 GUID_RE = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 WMI_RE = r"\d{14}\.\d{6}\+\d{3}"
-
-
-def fail(msg):
-    print(f"FAIL: {msg}")
-    sys.exit(1)
-
-
-def verify(key, alg, sig, data, what):
-    try:
-        if alg == "1.2.840.10045.4.3.2":
-            if not isinstance(key, ec.EllipticCurvePublicKey) or len(sig) != 64:
-                fail(f"{what}: ECDSA key type or r||s length")
-            der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-            key.verify(der, data, ec.ECDSA(hashes.SHA256()))
-        elif alg == "1.2.840.113549.1.1.11":
-            if not isinstance(key, rsa.RSAPublicKey):
-                fail(f"{what}: RSA key type")
-            key.verify(sig[::-1], data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            fail(f"unknown HashAlgorithm {alg!r}")
-    except InvalidSignature:
-        fail(f"{what} does not verify")
 
 
 def check_report_header(root, source_id):
@@ -138,39 +113,7 @@ def check_body(endpoint, root, source_id, body_text):
 
 
 def main(path):
-    raw = open(path, "rb").read()
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        fail("no end of HTTP head")
-    lines = head.decode("ascii").split("\r\n")
-    if lines[0] != "CCM_POST /ccm_system/request HTTP/1.1":
-        fail(f"request line {lines[0]!r}")
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    if headers.get("user-agent") != "ConfigMgr Messaging HTTP Sender":
-        fail("User-Agent")
-    if headers.get("content-type") != 'multipart/mixed; boundary="aAbBcCdDv1234567890VxXyYzZ"':
-        fail(f"Content-Type {headers.get('content-type')!r}")
-    if int(headers.get("content-length", "-1")) != len(body):
-        fail(f"Content-Length {headers.get('content-length')} != {len(body)}")
-
-    m = re.fullmatch(
-        rb"--" + BOUNDARY + rb"\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n(.*)\r\n--"
-        + BOUNDARY + rb"\r\ncontent-type: application/octet-stream\r\n\r\n(.*)\r\n--" + BOUNDARY + rb"--",
-        body, re.S)
-    if not m:
-        fail("multipart layout")
-    header_part, octets = m.group(1), m.group(2)
-    if not header_part.startswith(b"\xff\xfe"):
-        fail("header part lacks the UTF-16LE BOM")
-    header = ET.fromstring(header_part[2:].decode("utf-16-le"))
-    if header.tag != "Msg":
-        fail("header root")
-    order = [c.tag for c in header]
-    if order != [t for t in HEADER_ORDER if t in order]:
-        fail(f"header element order {order}")
+    header, octets = parse_request(open(path, "rb").read())
     endpoint = header.findtext("TargetEndpoint")
     if endpoint not in ENDPOINTS:
         fail(f"TargetEndpoint {endpoint!r}")
@@ -182,14 +125,7 @@ def main(path):
     source_id = header.findtext("SourceID") or ""
     if not re.fullmatch(r"GUID:" + GUID_RE, source_id):
         fail(f"SourceID {source_id!r}")
-    if not re.fullmatch(r"\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}", header.findtext("ID") or ""):
-        fail("message ID is not an upper-case braced GUID")
-    b = header.find("Body")
-    length = int(b.get("Length"))
-    if b.get("Type") != "ByteRange" or b.get("Offset") != "0":
-        fail("Body range attributes")
-    if not octets.endswith(b"\x00\x00\r\n") or len(octets) - 2 != length:
-        fail(f"Body Length {length} does not match the octet part ({len(octets)} bytes incl. CRLF)")
+    length = int(header.find("Body").get("Length"))
 
     hooks = header.findall("Hooks/Hook2")
     auth = [h for h in hooks if h.get("Name") == "clientauth"]
@@ -197,9 +133,10 @@ def main(path):
         fail("exactly one clientauth hook expected")
     props = [(p.get("Name"), p.text or "") for p in auth[0].findall("Property")]
     names = [n for n, _ in props]
-    if names[:len(CLIENTAUTH_ORDER)] != CLIENTAUTH_ORDER:
+    fixed = CLIENTAUTH_ORDER if "HashAlgorithm" in names else CLIENTAUTH_ORDER[:-1]
+    if names[:len(fixed)] != fixed:
         fail(f"clientauth properties {names}")
-    extra = names[len(CLIENTAUTH_ORDER):]
+    extra = names[len(fixed):]
     if extra not in ([], ["ProxySMSID"]):
         fail(f"unexpected clientauth properties {extra}")
     p = dict(props)
@@ -212,7 +149,7 @@ def main(path):
             fail(f"{k} is not upper-case hex")
     cert = x509.load_der_x509_certificate(bytes.fromhex(p["PublicKey"]))
     key = cert.public_key()
-    alg = p["HashAlgorithm"]
+    alg = p.get("HashAlgorithm")
     verify(key, alg, bytes.fromhex(p["ClientIDSignature"]),
            ("GUID:" + source_id[5:].upper()).encode("utf-16-le") + b"\x00\x00", "ClientIDSignature")
     verify(key, alg, bytes.fromhex(p["PayloadSignature"]), octets, "PayloadSignature")
@@ -223,14 +160,12 @@ def main(path):
         proxy = f", for proxy {p['ProxySMSID']}"
 
     body_xml = octets[:-4]
-    if body_xml.startswith(b"\xff\xfe"):
-        fail("body must have no BOM")
     text = body_xml.decode("utf-16-le")
     root = ET.fromstring(body_xml)  # a real XML parser over the UTF-16LE bytes: must be well formed
     if root.tag != root_tag:
         fail(f"body root {root.tag} for {endpoint}")
     what = check_body(endpoint, root, source_id, text)
-    print(f"OK: {endpoint} ({what}, body {length} bytes): {alg} ClientIDSignature and "
+    print(f"OK: {endpoint} ({what}, body {length} bytes): {algorithm_name(alg)} ClientIDSignature and "
           f"PayloadSignature verify{proxy}")
 
 

@@ -20,12 +20,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mpwire import RSA_SHA256, fail, verify
+
 HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
-
-
-def fail(msg):
-    print(f"FAIL: {msg}")
-    sys.exit(1)
+# The HashAlgorithm each hash is announced with (SHA-1: none, the ConfigMgr 2007 form).
+OIDS = {"sha256": RSA_SHA256, "sha1": None}
 
 
 def main(key_path, spki_path, cases_path):
@@ -49,10 +48,7 @@ def main(key_path, spki_path, cases_path):
         if len(wire) != 256:
             fail(f"signature of {len(wire)} bytes")
         sig = wire[::-1]
-        try:
-            pub.verify(sig, msg, padding.PKCS1v15(), HASHES[alg]())
-        except InvalidSignature:
-            fail(f"{alg} signature over {msg_hex[:16]}... does not verify (byte-reversed wire form)")
+        verify(pub, OIDS[alg], wire, msg, f"{alg} signature over {msg_hex[:16]}...")
         if key.sign(msg, padding.PKCS1v15(), HASHES[alg]()) != sig:
             fail(f"{alg} signature differs from OpenSSL's")
         if wire != sig:

@@ -5,11 +5,10 @@
 //! Every case must end in a defined state: retried with backoff and then registered (fault on the
 //! first attempts only), or a typed `RegisterError::GaveUp(AttemptFailure::…)` (fault on every
 //! attempt): never a hang (each test runs under `tokio::time::timeout`), never a changed or
-//! unreadable identity, never a registration state the site does not hold, except where noted
-//! as a KNOWN GAP (the MP's reply is not signed: see `SECURITY.md`).
-//!
-//! TODO(queue): once the outbound message queue lands, add the queue cases here: a message queued
-//! before each fault is delivered exactly once after it (none lost, none duplicated at the site).
+//! unreadable identity, never a registration state the site does not hold. The MP's reply is not
+//! signed (see `SECURITY.md`), so the last section corrupts what a reply says and checks that the
+//! registrar's cross-checks (confirm before keeping, re-register after refusals, believe a
+//! rejection only twice and not forever) catch it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +20,7 @@ use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::guid::Smsid;
 use mpagent_core::http::HttpError;
 use mpagent_core::io::{self, AttemptFailure, Progress, RegisterError, RegisterOptions};
+use mpagent_core::profile;
 use mpagent_core::time::UnixTime;
 use mpagent_core::wire::registration::{AgentType, RequestType};
 use mpagent_core::wire::reply::ReplyError;
@@ -91,6 +91,17 @@ impl Run {
             .collect()
     }
 
+    /// The registrar's events, in order.
+    fn events(&self) -> Vec<RegistrationEvent> {
+        self.progress
+            .iter()
+            .filter_map(|p| match p {
+                Progress::Event(e) => Some(*e),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn requests(&self) -> Vec<RequestType> {
         self.progress
             .iter()
@@ -152,6 +163,18 @@ impl Rig {
     /// One run of the agent through a fresh proxy with `plan`, persisting the state the way the
     /// host client does (after every event, and the final state).
     async fn run(&self, plan: FaultPlan, max_failures: u32, return_when_pending: bool) -> Run {
+        self.run_at(plan, max_failures, return_when_pending, unix_now())
+            .await
+    }
+
+    /// [`Self::run`] with the agent's (virtual) clock starting at `start`.
+    async fn run_at(
+        &self,
+        plan: FaultPlan,
+        max_failures: u32,
+        return_when_pending: bool,
+        start: UnixTime,
+    ) -> Run {
         let proxy = FaultProxy::start(self.mp().local_addr(), plan)
             .await
             .unwrap();
@@ -169,25 +192,17 @@ impl Rig {
         }
         .with_timeouts(IO, EXCHANGE);
         let mut registrar = Registrar::new(self.state.registration().unwrap());
-        let start = unix_now();
         let mut clock = VirtualClock::new(start);
         let mut buf = vec![0u8; mpagent_sim::client::EXCHANGE_BUFFER];
         let mut progress = Vec::new();
         let state = &self.state;
         let mut observe = |p: &Progress| {
             progress.push(*p);
-            if let Progress::Event(ev) = p {
-                let s = match ev {
-                    RegistrationEvent::Registered(id) => Some(RegistrationState::Registered(*id)),
-                    RegistrationEvent::PendingApproval(id, _) => {
-                        Some(RegistrationState::Pending(*id))
-                    }
-                    RegistrationEvent::Rejected => Some(RegistrationState::Rejected),
-                    RegistrationEvent::RetryAt(_) => None,
-                };
-                if let Some(s) = s {
-                    state.save_registration(s).unwrap();
-                }
+            if let Some(s) = match p {
+                Progress::Event(ev) => ev.persist(),
+                _ => None,
+            } {
+                state.save_registration(s).unwrap();
             }
         };
         let result = io::register(
@@ -305,7 +320,15 @@ async fn transient(fault: Fault, expect: impl Fn(&AttemptFailure) -> bool) {
             "{fault:?}: unexpected failures {failures:?}"
         );
         assert_eq!(run.backoff(), vec![5, 10], "{fault:?}");
-        assert_eq!(run.requests().len(), 3);
+        // Three registrations, then the confirmation of the SMSID the third reply named.
+        assert_eq!(
+            run.requests(),
+            [
+                [RequestType::Registration; 3].as_slice(),
+                &[RequestType::Confirmation]
+            ]
+            .concat()
+        );
         if matches!(fault, Fault::Corrupt { .. }) {
             assert!(run.proxy_log[..2].iter().all(|r| r.corrupted_at.is_some()));
         }
@@ -392,8 +415,13 @@ async fn pass_through_registers_at_once() {
         let run = rig.run(FaultPlan::always(Fault::Pass), 3, true).await;
         assert_registered_as_the_site_says(&rig, &run);
         assert!(run.failures().is_empty() && run.clock.sleeps.is_empty());
-        assert_eq!(run.proxy_log.len(), 1);
-        assert!(run.proxy_log[0].reached_mp && run.proxy_log[0].delivered > 0);
+        // The registration, then the confirmation of the SMSID its reply named.
+        assert_eq!(run.requests(), [Reg, Conf]);
+        assert_eq!(run.proxy_log.len(), 2);
+        assert!(run
+            .proxy_log
+            .iter()
+            .all(|r| r.reached_mp && r.delivered > 0));
         rig.assert_identity_intact();
         rig.stop().await;
     })
@@ -826,7 +854,8 @@ async fn rig_run_direct(
 }
 
 // ---------------------------------------------------------------------------------------------
-// What an unsigned reply lets a corrupted byte do (KNOWN GAPS, documented in SECURITY.md)
+// What an unsigned reply could make the agent believe, and the cross-checks that catch it
+// (SECURITY.md): corrupt what the reply says, never only how it is framed
 // ---------------------------------------------------------------------------------------------
 
 /// Where the version digit of the SMSID's GUID sits in the reply: `GUID:xxxxxxxx-xxxx-4xxx-…`.
@@ -839,84 +868,74 @@ fn smsid_version_digit() -> Spot {
     }
 }
 
+fn corrupt_smsid() -> Fault {
+    Fault::Corrupt {
+        at: smsid_version_digit(),
+        xor: 1,
+    }
+}
+
 fn flip_version_digit(id: &str) -> String {
     let mut b = id.as_bytes().to_vec();
     b[5 + 14] ^= 1;
     String::from_utf8(b).unwrap()
 }
 
-#[tokio::test]
-async fn known_gap_a_corrupted_smsid_digit_is_persisted_as_registered() {
-    // The reply carries no signature or checksum beyond TCP's: a single flipped bit inside the
-    // GUID yields a well-formed reply with another SMSID, and the agent keeps it. The site holds
-    // the right one; the agent will only notice when a later signed message is refused.
-    bounded(async {
-        let rig = Rig::start(Approval::Auto).await;
-        let plan = FaultPlan::always(Fault::Corrupt {
-            at: smsid_version_digit(),
-            xor: 1,
-        });
-        let run = rig.run(plan, 3, true).await;
-        assert!(run.proxy_log[0].corrupted_at.is_some());
-        let Ok(RegistrationState::Registered(got)) = run.result else {
-            panic!("{:?}", run.result)
-        };
-        let site = rig.site_smsids();
-        assert_eq!(site.len(), 1);
-        assert_ne!(
-            smsid_text(&got),
-            site[0],
-            "KNOWN GAP closed? update SECURITY.md"
-        );
-        assert_eq!(smsid_text(&got), flip_version_digit(&site[0]));
-        assert_eq!(rig.persisted(), RegistrationState::Registered(got));
-        // The identity is untouched either way.
-        rig.assert_identity_intact();
-        rig.stop().await;
-    })
-    .await
+fn smsid(text: &str) -> Smsid {
+    Smsid::parse(text.as_bytes()).unwrap()
 }
 
-#[tokio::test]
-async fn known_gap_a_corrupted_pending_smsid_never_confirms() {
-    // Pending approval with a corrupted SMSID: every confirmation names an SMSID the site does not
-    // know (403), so the agent gives up, and the persisted pending state makes the next run do the
-    // same. Only deleting the registration file (a fresh Registration) recovers.
-    bounded(async {
-        let rig = Rig::start(Approval::Pending).await;
-        let plan = FaultPlan::first(
-            1,
-            Fault::Corrupt {
-                at: smsid_version_digit(),
-                xor: 1,
-            },
-        );
-        let run = rig.run(plan, 3, true).await;
-        let Ok(RegistrationState::Pending(got)) = run.result else {
-            panic!("{:?}", run.result)
-        };
-        let site = rig.site_smsids();
-        assert_eq!(smsid_text(&got), flip_version_digit(&site[0]));
-        assert_eq!(rig.persisted(), RegistrationState::Pending(got));
-        rig.db().approve(&site[0]).unwrap();
+/// The one SMSID the site holds, and the one a flipped version digit turns it into.
+fn right_and_forged(rig: &Rig) -> (Smsid, Smsid) {
+    let site = rig.site_smsids();
+    assert_eq!(site.len(), 1, "{site:?}");
+    (smsid(&site[0]), smsid(&flip_version_digit(&site[0])))
+}
 
-        let run = rig.run(FaultPlan::always(Fault::Pass), 3, false).await;
+fn refused_for_unknown_smsid(rig: &Rig) {
+    let reasons = format!("{:?}", rig.db().rejections().unwrap());
+    assert!(reasons.contains("unknown SMSID"), "{reasons}");
+}
+
+use RequestType::{Confirmation as Conf, Registration as Reg};
+
+#[tokio::test]
+async fn corrupted_smsid_digit_is_caught_before_persisting() {
+    // The reply carries no signature or checksum beyond TCP's: a single flipped bit inside the
+    // GUID yields a well-formed reply with another SMSID. The agent keeps an SMSID only once the
+    // site answers a signed confirmation naming it with that same SMSID; the site does not know
+    // the corrupted one (403), so it is dropped, counted as a failure, and registration retried.
+    bounded(async {
+        let rig = Rig::start(Approval::Auto).await;
+        let run = rig.run(FaultPlan::always(corrupt_smsid()), 3, true).await;
         assert_eq!(
             run.result,
-            Err(RegisterError::GaveUp(AttemptFailure::Status(403))),
-            "KNOWN GAP closed? update SECURITY.md"
+            Err(RegisterError::GaveUp(AttemptFailure::Status(403)))
         );
+        let (_, forged) = right_and_forged(&rig);
+        assert_eq!(run.requests(), [Reg, Conf].repeat(3));
         assert!(run
-            .requests()
+            .proxy_log
             .iter()
-            .all(|r| *r == RequestType::Confirmation));
-        assert_eq!(rig.persisted(), RegistrationState::Pending(got));
-        let reasons = format!("{:?}", rig.db().rejections().unwrap());
-        assert!(reasons.contains("unknown SMSID"), "{reasons}");
-
-        // Recovery by hand: forget the registration state, register again.
-        std::fs::remove_file(rig.registration_file()).unwrap();
-        let run = rig.run(FaultPlan::always(Fault::Pass), 3, false).await;
+            .step_by(2)
+            .all(|r| r.corrupted_at.is_some()));
+        let events = run.events();
+        assert_eq!(events.len(), 5, "{events:?}");
+        for (i, e) in events.iter().enumerate() {
+            match (i % 2, e) {
+                (0, RegistrationEvent::Issued(x)) | (1, RegistrationEvent::Discarded(x, _)) => {
+                    assert_eq!(*x, forged)
+                }
+                _ => panic!("{events:?}"),
+            }
+        }
+        assert_eq!(run.backoff(), vec![5, 10]);
+        // Nothing persisted: no registration file at all.
+        assert_eq!(rig.persisted(), RegistrationState::Unregistered);
+        assert!(!rig.registration_file().exists());
+        refused_for_unknown_smsid(&rig);
+        // Over a healthy network the next run keeps the site's SMSID.
+        let run = rig.run(FaultPlan::always(Fault::Pass), 3, true).await;
         assert_registered_as_the_site_says(&rig, &run);
         rig.assert_identity_intact();
         rig.stop().await;
@@ -925,9 +944,167 @@ async fn known_gap_a_corrupted_pending_smsid_never_confirms() {
 }
 
 #[tokio::test]
-async fn known_gap_a_status_flipped_to_rejected_is_terminal() {
-    // `Status="0"` becomes `Status="3"`: the agent takes the rejection as final and persists it,
-    // so later runs never ask again although the site registered it.
+async fn corrupted_smsid_digit_once_is_dropped_then_the_site_smsid_is_kept() {
+    bounded(async {
+        let rig = Rig::start(Approval::Auto).await;
+        let run = rig.run(FaultPlan::first(1, corrupt_smsid()), 3, true).await;
+        let (right, forged) = right_and_forged(&rig);
+        assert_eq!(run.requests(), [Reg, Conf, Reg, Conf]);
+        assert_eq!(
+            run.events(),
+            vec![
+                RegistrationEvent::Issued(forged),
+                RegistrationEvent::Discarded(forged, run.clock.sleeps[0]),
+                RegistrationEvent::Issued(right),
+                RegistrationEvent::Registered(right),
+            ]
+        );
+        assert_eq!(run.failures(), vec![AttemptFailure::Status(403)]);
+        assert_eq!(run.backoff(), vec![5]);
+        assert_registered_as_the_site_says(&rig, &run);
+        rig.assert_identity_intact();
+        rig.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_confirmation_answer_naming_another_smsid_is_not_kept() {
+    // The registration reply is intact, the confirmation's answer is corrupted: the two
+    // disagree, so neither is kept (a typed `Unconfirmed` failure once attempts run out).
+    bounded(async {
+        let rig = Rig::start(Approval::Auto).await;
+        let plan = FaultPlan::sequence(vec![Fault::Pass, corrupt_smsid()], Fault::Pass);
+        let run = rig.run(plan, 3, true).await;
+        let (right, _) = right_and_forged(&rig);
+        assert!(run.proxy_log[1].corrupted_at.is_some());
+        assert_eq!(run.requests(), [Reg, Conf, Reg, Conf]);
+        assert_eq!(run.failures(), vec![AttemptFailure::Unconfirmed]);
+        assert_eq!(run.backoff(), vec![5]);
+        assert!(
+            matches!(
+                run.events()[..2],
+                [RegistrationEvent::Issued(a), RegistrationEvent::Discarded(b, _)]
+                    if a == right && b == right
+            ),
+            "{:?}",
+            run.events()
+        );
+        assert_registered_as_the_site_says(&rig, &run);
+
+        // Every confirmation answer corrupted: a typed error, nothing persisted.
+        std::fs::remove_file(rig.registration_file()).unwrap();
+        let plan = FaultPlan::sequence(
+            vec![
+                Fault::Pass,
+                corrupt_smsid(),
+                Fault::Pass,
+                corrupt_smsid(),
+                Fault::Pass,
+                corrupt_smsid(),
+            ],
+            Fault::Pass,
+        );
+        let run = rig.run(plan, 3, true).await;
+        assert_eq!(
+            run.result,
+            Err(RegisterError::GaveUp(AttemptFailure::Unconfirmed))
+        );
+        assert!(!rig.registration_file().exists());
+        rig.assert_identity_intact();
+        rig.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn corrupted_pending_smsid_is_caught_and_a_stale_one_is_abandoned() {
+    bounded(async {
+        let rig = Rig::start(Approval::Pending).await;
+        let run = rig.run(FaultPlan::first(1, corrupt_smsid()), 3, true).await;
+        let (right, forged) = right_and_forged(&rig);
+        // The corrupted SMSID was confirmed, refused and dropped; the site's is pending.
+        assert_eq!(run.result, Ok(RegistrationState::Pending(right)));
+        assert_eq!(rig.persisted(), RegistrationState::Pending(right));
+        assert_eq!(run.requests(), [Reg, Conf, Reg, Conf]);
+        assert!(
+            matches!(
+                run.events()[..2],
+                [RegistrationEvent::Issued(a), RegistrationEvent::Discarded(b, _)]
+                    if a == forged && b == forged
+            ),
+            "{:?}",
+            run.events()
+        );
+
+        // What an agent without the confirmation step persisted (or an SMSID the site deleted
+        // since): pending with an SMSID the site does not know. Its confirmations are refused;
+        // after `CONFIRMATION_REFUSALS_BEFORE_REREGISTER` refusals the agent registers afresh,
+        // in the same run, even with a give-up bound of one failure.
+        assert_eq!(profile::CONFIRMATION_REFUSALS_BEFORE_REREGISTER, 2);
+        rig.state
+            .save_registration(RegistrationState::Pending(forged))
+            .unwrap();
+        assert!(rig.db().approve(&smsid_text(&right)).unwrap());
+        let run = rig.run(FaultPlan::always(Fault::Pass), 1, true).await;
+        assert_eq!(run.requests(), [Conf, Conf, Reg, Conf]);
+        assert_eq!(run.failures(), vec![AttemptFailure::Status(403); 2]);
+        let events = run.events();
+        assert!(
+            matches!(
+                events[..],
+                [
+                    RegistrationEvent::RetryAt(_),
+                    RegistrationEvent::Abandoned(a, _),
+                    RegistrationEvent::Issued(b),
+                    RegistrationEvent::Registered(c),
+                ] if a == forged && b == right && c == right
+            ),
+            "{events:?}"
+        );
+        assert_eq!(run.backoff(), vec![5, 5]);
+        assert_registered_as_the_site_says(&rig, &run);
+        refused_for_unknown_smsid(&rig);
+        rig.assert_identity_intact();
+        rig.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stale_pending_smsid_recovers_across_runs_that_stop_at_the_first_refusal() {
+    // A run that ends early (the network fails after one refused confirmation) leaves the
+    // stale SMSID persisted, and the refusal count is not persisted. Refusals never count
+    // towards the give-up bound, so the next run over a working network still reaches
+    // `CONFIRMATION_REFUSALS_BEFORE_REREGISTER` and registers afresh.
+    bounded(async {
+        let rig = Rig::start(Approval::Auto).await;
+        rig.run(FaultPlan::always(Fault::Pass), 3, true).await;
+        let (right, forged) = right_and_forged(&rig);
+        rig.state
+            .save_registration(RegistrationState::Pending(forged))
+            .unwrap();
+        let run = rig
+            .run(FaultPlan::sequence(vec![Fault::Pass], Fault::Drop), 1, true)
+            .await;
+        assert!(
+            matches!(run.result, Err(RegisterError::GaveUp(_))),
+            "{:?}",
+            run.result
+        );
+        assert_eq!(rig.persisted(), RegistrationState::Pending(forged));
+        let run = rig.run(FaultPlan::always(Fault::Pass), 1, true).await;
+        assert_eq!(run.result, Ok(RegistrationState::Registered(right)));
+        assert_registered_as_the_site_says(&rig, &run);
+        rig.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn status_flipped_to_rejected_is_asked_again() {
+    // `Status="0"` becomes `Status="3"`: one rejection is not believed; the agent asks again
+    // shortly and, the site having registered it, ends registered. Nothing says "rejected".
     bounded(async {
         let rig = Rig::start(Approval::Auto).await;
         let plan = FaultPlan::first(
@@ -941,15 +1118,73 @@ async fn known_gap_a_status_flipped_to_rejected_is_terminal() {
             },
         );
         let run = rig.run(plan, 3, true).await;
-        assert_eq!(run.result, Ok(RegistrationState::Rejected));
-        assert_eq!(rig.persisted(), RegistrationState::Rejected);
-        assert_eq!(rig.site_smsids().len(), 1, "the site did register it");
-        let again = rig.run(FaultPlan::always(Fault::Pass), 3, true).await;
-        assert_eq!(again.result, Ok(RegistrationState::Rejected));
+        assert!(run.proxy_log[0].corrupted_at.is_some());
+        assert_eq!(run.requests(), [Reg, Reg, Conf]);
+        let events = run.events();
         assert!(
-            again.requests().is_empty(),
-            "KNOWN GAP closed? update SECURITY.md"
+            matches!(
+                events[..],
+                [
+                    RegistrationEvent::RejectedOnce(_),
+                    RegistrationEvent::Issued(_),
+                    RegistrationEvent::Registered(_)
+                ]
+            ),
+            "{events:?}"
         );
+        assert_eq!(run.backoff(), vec![profile::REJECTION_SECOND_ASK_SECS]);
+        assert_registered_as_the_site_says(&rig, &run);
+        rig.assert_identity_intact();
+        rig.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_real_rejection_is_persisted_with_its_time_and_asked_again_after_the_recheck() {
+    bounded(async {
+        let rig = Rig::start(Approval::Pending).await;
+        let run = rig.run(FaultPlan::always(Fault::Pass), 3, true).await;
+        let Ok(RegistrationState::Pending(id)) = run.result else {
+            panic!("{:?}", run.result)
+        };
+        assert!(rig.db().reject(&smsid_text(&id)).unwrap());
+
+        // Two rejections in a row: believed, persisted with the time of the second.
+        let t0 = unix_now();
+        let run = rig
+            .run_at(FaultPlan::always(Fault::Pass), 3, true, t0)
+            .await;
+        let at = t0.plus(profile::REJECTION_SECOND_ASK_SECS);
+        assert_eq!(run.result, Ok(RegistrationState::Rejected(at)));
+        assert_eq!(run.requests(), [Conf, Conf]);
+        assert_eq!(rig.persisted(), RegistrationState::Rejected(at));
+
+        // Until the recheck a run sends nothing.
+        let recheck = at.plus(profile::REJECTION_RECHECK_SECS);
+        let run = rig
+            .run_at(FaultPlan::always(Fault::Pass), 3, true, recheck.minus(1))
+            .await;
+        assert_eq!(run.result, Ok(RegistrationState::Rejected(at)));
+        assert!(run.requests().is_empty());
+
+        // Still rejected at the recheck: asked twice again, the new time persisted.
+        let run = rig
+            .run_at(FaultPlan::always(Fault::Pass), 3, true, recheck)
+            .await;
+        let again = recheck.plus(profile::REJECTION_SECOND_ASK_SECS);
+        assert_eq!(run.result, Ok(RegistrationState::Rejected(again)));
+        assert_eq!(run.requests(), [Reg, Reg]);
+        assert_eq!(rig.persisted(), RegistrationState::Rejected(again));
+
+        // The administrator unblocks the device: the next recheck registers it.
+        assert!(rig.db().approve(&smsid_text(&id)).unwrap());
+        let next = again.plus(profile::REJECTION_RECHECK_SECS);
+        let run = rig
+            .run_at(FaultPlan::always(Fault::Pass), 3, true, next)
+            .await;
+        assert_eq!(run.requests(), [Reg, Conf]);
+        assert_eq!(assert_registered_as_the_site_says(&rig, &run), id);
         rig.assert_identity_intact();
         rig.stop().await;
     })

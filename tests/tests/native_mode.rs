@@ -2,9 +2,9 @@
 //! devices' certificates; the MP emulator serves HTTPS requiring client certificates; the host
 //! client registers with its provisioned certificate. Refusals are checked on both sides: the
 //! client's start-up validation (nothing on the wire), and the MP's handshake and signer checks
-//! (witnessed by its rejection table).
-//!
-//! The ISV proxy in native mode is not covered: the proxy itself is not built yet (issue 4).
+//! (witnessed by its rejection table). The ISV proxy in native mode: its CA-issued certificate
+//! imported, it registers itself and a device over TLS and relays the device's data; a proxy
+//! certificate from another CA is refused at the handshake; bad configurations at start-up.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,7 +14,7 @@ use embedded_io_async::{Read as _, Write as _};
 use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
 use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::io::{self, AttemptFailure, Connector as _, RegisterError, RegisterOptions};
-use mpagent_core::wire::registration::AgentType;
+use mpagent_core::wire::registration::{AgentType, RequestType};
 use mpagent_sim::client::state::ClientSigner;
 use mpagent_sim::client::tls::{client_config, TlsConnector, NATIVE_CERT_FILE};
 use mpagent_sim::client::transport::{SystemClock, TcpConnector};
@@ -22,6 +22,8 @@ use mpagent_sim::client::{self, ClientOptions, NativeConfigError, PkiFiles};
 use mpagent_sim::mp::db::SiteDb;
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer, TlsConfig};
 use mpagent_sim::pki::{self, CertKind, IssueParams, Issued, TestCa};
+use mpagent_sim::proxy::protocol::Frame;
+use mpagent_sim::proxy::{self, ProxyOptions};
 
 /// A site in native mode: its CA, the MP's certificate, the running MP.
 struct Site {
@@ -161,14 +163,20 @@ async fn a_native_client_registers_over_tls_with_its_ca_issued_certificate() {
         .unwrap();
     let mut renewed_opts = opts.clone();
     renewed_opts.pki = Some(files(&renewed, &site.ca.cert_pem_path()));
-    let mut sent = 0;
+    let mut sent = Vec::new();
     let third = client::register(&renewed_opts, &mut |p| {
-        sent += matches!(p, io::Progress::Sending { .. }) as u32
+        if let io::Progress::Sending { request_type, .. } = p {
+            sent.push(*request_type)
+        }
     })
     .await
     .unwrap();
     assert!(matches!(third.state, RegistrationState::Registered(_)));
-    assert_eq!(sent, 1, "the renewed certificate registers again");
+    assert_eq!(
+        sent.first(),
+        Some(&RequestType::Registration),
+        "the renewed certificate registers again (then confirms): {sent:?}"
+    );
     assert_eq!(site.db().clients().unwrap().len(), 2);
     assert_eq!(site.rejections(0).await, "");
     site.mp.shutdown().await;
@@ -593,4 +601,161 @@ fn openssl_verifies_the_issued_certificates() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("verify OK"), "{text}");
+}
+
+impl Site {
+    /// Native-mode proxy options with the CA-issued `cert` (the MP checked against the site CA).
+    fn proxy_options(&self, name: &str, cert: &Issued) -> ProxyOptions {
+        let mut o = ProxyOptions::native(
+            &self.mp.url(),
+            "PS1",
+            self.dir.path().join(format!("proxy-{name}")),
+            files(cert, &self.ca.cert_pem_path()),
+        );
+        o.name = name.into();
+        o
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_proxy_registers_itself_and_a_device_and_relays_over_tls() {
+    let site = Site::start().await;
+    let cert = site
+        .ca
+        .issue(&IssueParams::new("PROXY-N1", CertKind::Proxy))
+        .unwrap();
+    // The administrator imports the proxy's CA-issued certificate (nothing to export).
+    let imported = site.db().import_cert(&cert.cert_der).unwrap();
+    let proxy = proxy::start(
+        site.proxy_options("PROXY-N1", &cert),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("the native proxy registers over TLS");
+    assert!(proxy.smsid().to_string().eq_ignore_ascii_case(&imported));
+    let proxy_id = proxy.smsid().to_string();
+
+    let (mut conn, smsid) =
+        mpagent_tests::proxy_device(proxy.local_addr(), "n-dev-1", "N-THING-1").await;
+    for frame in [
+        Frame::Heartbeat,
+        Frame::Inventory {
+            items: vec![("fw".into(), "2.1".into())],
+        },
+    ] {
+        let want = frame.kind();
+        match conn.request(&frame).await.unwrap() {
+            Frame::Ack { of, .. } => assert_eq!(of, want),
+            other => panic!("{want:#x}: {other:?}"),
+        }
+    }
+
+    // The MP (native) accepted: each request came over TLS with the proxy's certificate, which
+    // is also the certificate that signed it (otherwise it refuses, see the tests above).
+    let db = site.db();
+    let proxy_row = db.client(&proxy_id).unwrap().expect("proxy registered");
+    assert_eq!(proxy_row.agent_type, 4);
+    assert_eq!(proxy_row.cert_der, cert.cert_der);
+    let device_row = db.client(&smsid).unwrap().expect("device registered");
+    assert_eq!(device_row.agent_type, 8);
+    assert_eq!(
+        device_row.registered_by_proxy.as_deref(),
+        Some(proxy_id.as_str())
+    );
+    let messages = db.messages(Some(&smsid)).unwrap();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["ddr", "hinv-full"]);
+    assert!(messages
+        .iter()
+        .all(|m| m.via_proxy.as_deref() == Some(proxy_id.as_str())));
+    assert_eq!(site.rejections(0).await, "");
+    // The state directory keeps the registration and the certificate it belongs to, no key.
+    let state = site.dir.path().join("proxy-PROXY-N1");
+    assert_eq!(
+        std::fs::read(state.join(NATIVE_CERT_FILE)).unwrap(),
+        cert.cert_der
+    );
+    assert!(!state.join("key.pk8").exists());
+    tokio::task::spawn_blocking(move || proxy.shutdown())
+        .await
+        .unwrap();
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_proxy_with_a_certificate_from_another_ca_is_refused() {
+    let site = Site::start().await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCa::init(other_dir.path(), "Some Other CA", 30).unwrap();
+    let cert = other
+        .issue(&IssueParams::new("PROXY-X", CertKind::Proxy))
+        .unwrap();
+    // Even imported, a certificate the site's CA did not issue does not get past the handshake.
+    site.db().import_cert(&cert.cert_der).unwrap();
+    let err = proxy::start(
+        site.proxy_options("PROXY-X", &cert),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(format!("{err:#}").contains("Transport"), "{err:#}");
+    let log = site.rejections(1).await;
+    assert!(log.contains("TLS handshake failed"), "{log}");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    assert!(site.db().clients().unwrap().is_empty());
+    site.mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_native_proxy_is_validated_at_start_up_like_a_client() {
+    let site = Site::start().await;
+    let start = |opts: ProxyOptions| async move {
+        proxy::start(opts, "127.0.0.1:0".parse().unwrap())
+            .await
+            .err()
+            .expect("refused at start-up")
+    };
+    let expired = site
+        .ca
+        .issue(&IssueParams {
+            not_before: Some(pki::parse_date("2020-01-01").unwrap()),
+            days: 30,
+            ..IssueParams::new("PROXY-OLD", CertKind::Proxy)
+        })
+        .unwrap();
+    let err = start(site.proxy_options("PROXY-OLD", &expired)).await;
+    assert!(
+        matches!(config_error(&err), NativeConfigError::Expired { .. }),
+        "{err:#}"
+    );
+    let good = site
+        .ca
+        .issue(&IssueParams::new("PROXY-OK", CertKind::Proxy))
+        .unwrap();
+    let mut http = site.proxy_options("PROXY-OK", &good);
+    http.mp_url = format!("http://{}", site.mp.local_addr());
+    let err = start(http).await;
+    assert!(
+        matches!(
+            config_error(&err),
+            NativeConfigError::NativeNeedsHttps { .. }
+        ),
+        "{err:#}"
+    );
+    let mut no_files = site.proxy_options("PROXY-OK", &good);
+    no_files.pki = None;
+    let err = start(no_files).await;
+    assert_eq!(config_error(&err), &NativeConfigError::NoCertificate);
+    let mut wrong_key = site.proxy_options("PROXY-OK", &good);
+    wrong_key.pki.as_mut().unwrap().key = expired.key_pem_path.clone();
+    let err = start(wrong_key).await;
+    assert!(
+        matches!(config_error(&err), NativeConfigError::KeyMismatch { .. }),
+        "{err:#}"
+    );
+    // Nothing reached the MP.
+    assert_eq!(site.rejections(0).await, "");
+    assert!(site.db().clients().unwrap().is_empty());
+    site.mp.shutdown().await;
 }

@@ -4,10 +4,14 @@
 
 use std::path::Path;
 
-use mpagent_sim::mp::db::SiteDb;
+use mpagent_core::config::SignatureHash;
+use mpagent_core::profile;
+use mpagent_sim::client::state::{KeyKind, StateDir};
+use mpagent_sim::client::transport::unix_now;
+use mpagent_sim::mp::db::{ClientRow, SiteDb};
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
 use mpagent_sim::proxy::client::{synthetic_items, DeviceConnection};
-use mpagent_sim::proxy::protocol::{code, kind, reg_status, Frame};
+use mpagent_sim::proxy::protocol::{code, Frame};
 use mpagent_sim::proxy::{self, ProxyHandle, ProxyOptions};
 
 async fn start_mp(dir: &Path) -> MpServer {
@@ -54,25 +58,7 @@ async fn imported_proxy(mp: &MpServer, db: &SiteDb, dir: &Path, name: &str) -> P
 }
 
 async fn device(proxy: &ProxyHandle, id: &str, name: &str) -> (DeviceConnection, String) {
-    let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
-    let hello = Frame::Hello {
-        device_id: id.into(),
-        name: name.into(),
-    };
-    assert!(matches!(
-        conn.request(&hello).await.unwrap(),
-        Frame::Ack {
-            of: kind::HELLO,
-            ..
-        }
-    ));
-    match conn.request(&Frame::Register).await.unwrap() {
-        Frame::RegisterResult {
-            status: reg_status::REGISTERED,
-            smsid,
-        } => (conn, smsid),
-        other => panic!("{id}: {other:?}"),
-    }
+    mpagent_tests::proxy_device(proxy.local_addr(), id, name).await
 }
 
 fn stop(h: ProxyHandle) {
@@ -361,4 +347,108 @@ async fn a_second_proxy_cannot_speak_for_the_first_proxys_device() {
     .await
     .unwrap();
     mp.shutdown().await;
+}
+
+/// An RSA-2048 proxy (exported, imported) registering one device and relaying its data, signed
+/// with `hash`: returns the proxy's and the device's site records after checking the messages.
+async fn rsa_proxy_relays(hash: SignatureHash) -> (ClientRow, ClientRow) {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let state = dir.path().join("PROXY-R");
+    let cer = dir.path().join("PROXY-R.cer");
+    let exported = proxy::export_cert_with(&state, &cer, "PROXY-R", KeyKind::Rsa2048).unwrap();
+    let proxy_smsid = db.import_cert(&exported.cert_der).unwrap();
+    let mut opts = proxy_options(&mp, &state, "PROXY-R");
+    opts.signature_hash = hash;
+    let proxy = proxy::start(opts, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("the RSA proxy registers");
+    assert!(proxy.smsid().to_string().eq_ignore_ascii_case(&proxy_smsid));
+
+    let (mut conn, smsid) = device(&proxy, "rsa-dev", "RSA-THING").await;
+    for frame in [
+        Frame::Heartbeat,
+        Frame::Status {
+            message_type: "device-online".into(),
+            properties: vec![],
+        },
+        Frame::State {
+            topic: "fw-update".into(),
+            state: 1,
+        },
+    ] {
+        let want = frame.kind();
+        match conn.request(&frame).await.unwrap() {
+            Frame::Ack { of, .. } => assert_eq!(of, want),
+            other => panic!("{want:#x}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        conn.request(&Frame::PolicyRequest).await.unwrap(),
+        Frame::PolicyList { .. }
+    ));
+    // The MP verified every one with the proxy's RSA certificate (PublicKey, ProxySMSID).
+    let messages = db.messages(Some(&smsid)).unwrap();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["ddr", "status", "state"]);
+    assert!(messages
+        .iter()
+        .all(|m| m.via_proxy.as_deref() == Some(proxy.smsid().to_string().as_str())));
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    // The device's certificate, made by the proxy, has an RSA key like the proxy's.
+    let kept = StateDir::open(&state.join("clients/rsa-dev"))
+        .unwrap()
+        .load_or_create_identity("RSA-THING", unix_now())
+        .unwrap();
+    assert_eq!(kept.signer.kind(), KeyKind::Rsa2048);
+
+    let proxy_row = db.client(&proxy_smsid).unwrap().expect("proxy registered");
+    let device_row = db.client(&smsid).unwrap().expect("device registered");
+    assert_eq!((proxy_row.agent_type, device_row.agent_type), (4, 8));
+    assert_eq!(proxy_row.cert_der, exported.cert_der);
+    assert_eq!(device_row.cert_der, kept.cert_der);
+    assert_eq!(
+        device_row.registered_by_proxy.as_deref(),
+        Some(proxy.smsid().to_string().as_str())
+    );
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+    (proxy_row, device_row)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_proxy_registers_a_device_and_relays_its_data_signed_with_its_rsa_key() {
+    let (proxy_row, device_row) = rsa_proxy_relays(SignatureHash::Sha256).await;
+    // Both registrations were RSA SHA-256 (the proxy signs the device's too).
+    assert_eq!(
+        proxy_row.hash_algorithm.as_deref(),
+        Some(profile::RSA_SHA256_OID)
+    );
+    assert_eq!(
+        device_row.hash_algorithm.as_deref(),
+        Some(profile::RSA_SHA256_OID)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_proxy_for_a_sha1_site_sends_no_hash_algorithm_and_is_accepted() {
+    let (proxy_row, device_row) = rsa_proxy_relays(SignatureHash::Sha1).await;
+    // No HashAlgorithm in either registration: the MP verified SHA-1 (spec §4).
+    assert_eq!(proxy_row.hash_algorithm, None);
+    assert_eq!(device_row.hash_algorithm, None);
+}
+
+#[tokio::test]
+async fn a_p256_proxy_cannot_be_configured_for_sha1() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ProxyOptions::new("http://127.0.0.1:9", "PS1", dir.path().join("p"));
+    opts.signature_hash = SignatureHash::Sha1;
+    let err = proxy::start(opts, "127.0.0.1:0".parse().unwrap())
+        .await
+        .err()
+        .expect("refused at start-up");
+    assert!(format!("{err:#}").contains("need an RSA key"), "{err:#}");
 }

@@ -1,7 +1,11 @@
 //! The firmware for QEMU's `mps2-an386` (boards/qemu-mps2-an386: Cortex-M4F, embassy-net over the
-//! emulated LAN9118) registers with the MP emulator through QEMU's user networking, with the site
-//! database as the witness. A second boot reuses the stored identity and confirms the same SMSID;
-//! a third boot over a torn identity record refuses to run instead of making a second identity.
+//! emulated LAN9118) registers with the MP emulator through QEMU's user networking, sends its
+//! heartbeat DDR through the store's queue, polls policy, fetches the assigned body and
+//! acknowledges it with a state message — with the site database as the witness and the
+//! firmware's `flash.bin` read back with the core's store on the host. A second boot reuses the
+//! stored identity, confirms the same SMSID and reports again without registering again; a boot
+//! with the MP down keeps its heartbeat queued and the next boot delivers it with its original
+//! message ID; a boot over a damaged identity refuses to run instead of making a second identity.
 //!
 //! Needs `qemu-system-arm` (tests/run-all.sh installs it) and, to decode the firmware's defmt log,
 //! `defmt-print` (run-all.sh installs it too). Without QEMU the boot test is skipped loudly, except
@@ -11,17 +15,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mpagent_sim::mp::db::SiteDb;
+use mpagent_core::agent::registration::RegistrationState;
+use mpagent_core::guid::Smsid;
+use mpagent_core::store::{Endpoint, Store};
+use mpagent_sim::client::flash_file::FlashFile;
+use mpagent_sim::mp::db::{NewPolicy, PolicyTarget, SiteDb};
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
-// The firmware's record format, compiled for the host: torn and corrupted records must be caught.
+// The NUCLEO board's identity record format (this board's before it moved to the core's store),
+// compiled for the host: torn and corrupted records must be caught.
 #[allow(dead_code)]
-#[path = "../../boards/qemu-mps2-an386/src/record.rs"]
+#[path = "../../boards/nucleo-f767zi/src/record.rs"]
 mod record;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const DEVICE: &str = "QEMU-1";
+/// The firmware's flash file (boards/qemu-mps2-an386/src/storage.rs: 64 KiB, 4 KiB identity slots).
+const FLASH_FILE: &str = "flash.bin";
+const FLASH_SIZE: u32 = 64 * 1024;
+const IDENTITY_SLOT: usize = 4096;
+const POLICY_ID: &str = "{11111111-2222-3333-4444-555555555555}";
+const POLICY_VERSION: &str = "2.00";
+const POLICY_BODY: &str = "<Policy><Setting Name=\"Duplex\" Value=\"on\"/></Policy>";
 
 fn board_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/qemu-mps2-an386")
@@ -162,16 +179,129 @@ fn write_config(workdir: &Path, port: u16) {
     .unwrap();
 }
 
+/// What the firmware's store holds, read with the core's store on the host: the registration
+/// state, the certificate, and the IDs and endpoints of the queued messages (oldest first).
+struct Flash {
+    registration: RegistrationState,
+    cert_der: Vec<u8>,
+    queued: Vec<(Endpoint, String)>,
+}
+
+fn read_flash(workdir: &Path) -> Flash {
+    // Read from a copy: popping the queue to list it must not touch what the firmware left.
+    let copy = tempfile::tempdir().unwrap();
+    let path = copy.path().join(FLASH_FILE);
+    std::fs::copy(workdir.join(FLASH_FILE), &path).expect("flash.bin");
+    let file = FlashFile::open(&path, FLASH_SIZE).unwrap();
+    let mut store = Store::open(file, FlashFile::layout(FLASH_SIZE))
+        .expect("the firmware's store opens on the host");
+    let mut buf = vec![0u8; 8192];
+    let id = store
+        .load_identity(&mut buf)
+        .expect("identity readable")
+        .expect("an identity is stored");
+    let (registration, cert_der) = (id.registration, id.cert_der.to_vec());
+    let mut queued = Vec::new();
+    while let Some(msg) = store.peek().unwrap() {
+        let id = String::from_utf8(msg.meta.message_id.to_braced().to_vec()).unwrap();
+        queued.push((msg.meta.endpoint, id));
+        store.pop(&msg).unwrap();
+    }
+    Flash {
+        registration,
+        cert_der,
+        queued,
+    }
+}
+
+/// A proxy in front of the MP that forwards the first `pass` connections and stalls every later
+/// one: it answers with a response head that never ends, one byte every 2 s, so the socket never
+/// falls silent (only a deadline on the whole exchange ends it). Aborting the task ends it all.
+async fn stalling_proxy(
+    mp: std::net::SocketAddr,
+    pass: usize,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        for n in 0.. {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            if n < pass {
+                conns.spawn(async move {
+                    if let Ok(mut upstream) = TcpStream::connect(mp).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            } else {
+                conns.spawn(async move {
+                    let head = b"HTTP/1.1 200 OK\r\nX-Stall: ";
+                    for b in head.iter().chain(std::iter::repeat(&b'a')) {
+                        if client.write_all(&[*b]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                });
+            }
+        }
+    });
+    (port, task)
+}
+
+/// A policy body as the MP serves it: UTF-16LE with a byte order mark.
+fn utf16_text(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    assert_eq!(units.first(), Some(&0xFEFF), "no UTF-16LE byte order mark");
+    String::from_utf16(&units[1..]).expect("UTF-16")
+}
+
+fn mp_config(db_path: &Path) -> MpConfig {
+    MpConfig {
+        site_code: "PS1".into(),
+        db_path: db_path.to_path_buf(),
+        approval: Approval::Auto,
+        limits: Limits::default(),
+        mp_host: "mp.test.local".into(),
+    }
+}
+
+fn same_smsid(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.eq_ignore_ascii_case(b))
+}
+
+fn events_of(db: &SiteDb, smsid: &str, kind: &str) -> usize {
+    db.events()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == kind && same_smsid(e.smsid.as_deref(), smsid))
+        .count()
+}
+
+/// (kind, message ID) of the messages the MP accepted from `smsid`, oldest first.
+fn messages_of(db: &SiteDb, smsid: &str) -> Vec<(String, String)> {
+    db.messages(Some(smsid))
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.kind, m.message_id))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firmware_registers_in_qemu_and_reuses_its_identity() {
+async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_queue() {
     if !have("qemu-system-arm") {
         assert!(
             !in_ci(),
             "qemu-system-arm is missing under CI: tests/run-all.sh installs it"
         );
         eprintln!(
-            "\n\n*** SKIPPED firmware_registers_in_qemu_and_reuses_its_identity: qemu-system-arm is not \
-             installed (apt-get install qemu-system-arm, or run tests/run-all.sh) ***\n"
+            "\n\n*** SKIPPED firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_queue: \
+             qemu-system-arm is not installed (apt-get install qemu-system-arm, or run tests/run-all.sh) ***\n"
         );
         return;
     }
@@ -187,30 +317,31 @@ async fn firmware_registers_in_qemu_and_reuses_its_identity() {
     let site = tempfile::tempdir().unwrap();
     let workdir = tempfile::tempdir().unwrap();
     let db_path = site.path().join("site.db");
-    let mp = MpServer::start(
-        MpConfig {
-            site_code: "PS1".into(),
-            db_path: db_path.clone(),
-            approval: Approval::Auto,
-            limits: Limits::default(),
-            mp_host: "mp.test.local".into(),
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .expect("MP starts");
-    write_config(workdir.path(), mp.local_addr().port());
+    let mp = MpServer::start(mp_config(&db_path), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("MP starts");
+    let port = mp.local_addr().port();
+    let db = SiteDb::open(&db_path).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: POLICY_ID,
+        version: POLICY_VERSION,
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: POLICY_BODY,
+    })
+    .unwrap();
+    write_config(workdir.path(), port);
 
-    // First boot: identity created, registered.
+    // First boot: identity created, registered, heartbeat delivered, policy fetched and acked.
     let first = boot(&elf, workdir.path()).await;
     println!("--- first boot ({:?}) ---\n{}", first.elapsed, first.log);
     assert_eq!(
         first.code,
         Some(0),
-        "first boot did not register:\n{}",
+        "first boot did not register and report:\n{}",
         first.log
     );
-    let db = SiteDb::open(&db_path).unwrap();
     let clients = db.clients().unwrap();
     assert_eq!(clients.len(), 1, "{clients:?}");
     let client = &clients[0];
@@ -222,6 +353,47 @@ async fn firmware_registers_in_qemu_and_reuses_its_identity() {
     );
     assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
     let smsid = client.smsid.to_ascii_uppercase();
+    let first_msgs = messages_of(&db, &smsid);
+    let kinds: Vec<&str> = first_msgs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ddr", "state"],
+        "heartbeat DDR, then the policy's state message"
+    );
+    let ddr = &db.messages(Some(&smsid)).unwrap()[0];
+    assert!(ddr.body.contains("qemu-1.test.local"), "{}", ddr.body);
+    assert!(ddr.body.contains("10.0.2.15"), "{}", ddr.body);
+    let state = &db.messages(Some(&smsid)).unwrap()[1];
+    assert!(
+        state
+            .body
+            .contains(&format!("{POLICY_ID}.{POLICY_VERSION}")),
+        "{}",
+        state.body
+    );
+    assert_eq!(events_of(&db, &smsid, "policy-request"), 1);
+    let fetches = db.policy_fetches().unwrap();
+    assert_eq!(fetches.len(), 1, "{fetches:?}");
+    assert!(same_smsid(Some(&fetches[0].smsid), &smsid), "{fetches:?}");
+    assert_eq!(
+        (fetches[0].policy_id.as_str(), fetches[0].version.as_str()),
+        (POLICY_ID, POLICY_VERSION)
+    );
+    assert_eq!(
+        utf16_text(&std::fs::read(workdir.path().join("policy0.xml")).unwrap()),
+        POLICY_BODY,
+        "the fetched body is the published one"
+    );
+    let flash = read_flash(workdir.path());
+    assert_eq!(
+        flash.registration,
+        RegistrationState::Registered(Smsid::parse(smsid.as_bytes()).unwrap())
+    );
+    assert_eq!(
+        flash.cert_der, client.cert_der,
+        "the stored certificate is the registered one"
+    );
+    assert!(flash.queued.is_empty(), "{:?}", flash.queued);
     if decoder {
         assert!(first.log.contains("identity created"), "{}", first.log);
         assert_eq!(
@@ -230,23 +402,30 @@ async fn firmware_registers_in_qemu_and_reuses_its_identity() {
             "{}",
             first.log
         );
+        for (_, id) in &first_msgs {
+            assert!(
+                first
+                    .log
+                    .lines()
+                    .any(|l| l.contains("delivered MP_") && l.contains(id.as_str())),
+                "delivery of {id} not logged:\n{}",
+                first.log
+            );
+        }
     }
-    let identity = std::fs::read(workdir.path().join("identity.bin")).expect("identity.bin stored");
-    let stored = record::IdentityRecord::decode(&identity).expect("identity.bin is a valid record");
-    assert_eq!(
-        stored.cert_der,
-        client.cert_der.as_slice(),
-        "the stored certificate is the registered one"
-    );
     assert!(workdir.path().join("seed.bin").exists());
+    // (The core confirms a newly issued SMSID before keeping it: the first boot may confirm too.)
+    let confirmed = events_of(&db, &smsid, "confirmed");
+    let identity_slots =
+        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT].to_vec();
 
-    // Second boot: same key, same SMSID, confirmed (the MP verified it with the stored certificate).
+    // Second boot: same key, same SMSID confirmed (not registered again); reports again.
     let second = boot(&elf, workdir.path()).await;
     println!("--- second boot ({:?}) ---\n{}", second.elapsed, second.log);
     assert_eq!(
         second.code,
         Some(0),
-        "second boot did not confirm:\n{}",
+        "second boot did not confirm and report:\n{}",
         second.log
     );
     let clients = db.clients().unwrap();
@@ -256,17 +435,18 @@ async fn firmware_registers_in_qemu_and_reuses_its_identity() {
         "the second boot made a new client: {clients:?}"
     );
     assert_eq!(clients[0].smsid.to_ascii_uppercase(), smsid);
-    let confirmed: Vec<_> = db
-        .events()
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "confirmed")
-        .collect();
-    assert_eq!(confirmed.len(), 1, "{confirmed:?}");
     assert_eq!(
-        confirmed[0].smsid.as_deref().map(str::to_ascii_uppercase),
-        Some(smsid.clone())
+        events_of(&db, &smsid, "confirmed"),
+        confirmed + 1,
+        "the second boot confirmed its SMSID once"
     );
+    assert_eq!(events_of(&db, &smsid, "registered"), 1, "registered again");
+    assert_eq!(events_of(&db, &smsid, "re-registered"), 0);
+    let second_msgs = messages_of(&db, &smsid);
+    let kinds: Vec<&str> = second_msgs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["ddr", "state", "ddr", "state"]);
+    assert_ne!(second_msgs[2].1, first_msgs[0].1, "a new heartbeat");
+    assert_eq!(events_of(&db, &smsid, "policy-request"), 2);
     if decoder {
         assert!(second.log.contains("identity loaded"), "{}", second.log);
         assert_eq!(
@@ -277,40 +457,116 @@ async fn firmware_registers_in_qemu_and_reuses_its_identity() {
         );
     }
     assert_eq!(
-        std::fs::read(workdir.path().join("identity.bin")).unwrap(),
-        identity,
-        "identity.bin changed although nothing about the identity did"
+        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
+        identity_slots[..],
+        "the identity slots were rewritten although nothing about the identity changed"
     );
 
-    // Third boot over a torn identity record: refuse, register nothing new.
-    std::fs::write(
-        workdir.path().join("identity.bin"),
-        &identity[..identity.len() - 7],
-    )
-    .unwrap();
-    let third = boot(&elf, workdir.path()).await;
+    // Stalled boot: the confirmation goes through, the MP then stalls mid-reply to the DDR. The
+    // exchange's deadline ends it (exit 3: registered, exchange incomplete); the DDR stays queued.
+    let (proxy_port, proxy) = stalling_proxy(mp.local_addr(), 1).await;
+    write_config(workdir.path(), proxy_port);
+    let stalled = boot(&elf, workdir.path()).await;
+    proxy.abort();
+    write_config(workdir.path(), port);
     println!(
-        "--- third boot, torn identity.bin ({:?}) ---\n{}",
-        third.elapsed, third.log
+        "--- stalled boot, MP stalls the DDR ({:?}) ---\n{}",
+        stalled.elapsed, stalled.log
     );
     assert_eq!(
-        third.code,
-        Some(1),
-        "a torn identity was not refused:\n{}",
-        third.log
+        stalled.code,
+        Some(3),
+        "a stalled exchange did not end the boot:\n{}",
+        stalled.log
     );
     if decoder {
-        assert!(third.log.contains("IdentityCorrupt"), "{}", third.log);
+        assert!(
+            stalled.log.contains("delivery stopped: deadline"),
+            "{}",
+            stalled.log
+        );
+    }
+    let flash = read_flash(workdir.path());
+    assert_eq!(flash.queued.len(), 1, "{:?}", flash.queued);
+    assert_eq!(flash.queued[0].0, Endpoint::Ddr);
+    let stalled_ddr = flash.queued[0].1.clone();
+    assert_eq!(messages_of(&db, &smsid).len(), 4);
+
+    // Third boot, MP down: the registration fails within its bounds, a heartbeat is queued too.
+    mp.shutdown().await;
+    let third = boot(&elf, workdir.path()).await;
+    println!(
+        "--- third boot, MP down ({:?}) ---\n{}",
+        third.elapsed, third.log
+    );
+    assert_eq!(third.code, Some(1), "{}", third.log);
+    let flash = read_flash(workdir.path());
+    assert_eq!(flash.queued.len(), 2, "{:?}", flash.queued);
+    assert_eq!(flash.queued[0].1, stalled_ddr, "the queue keeps its order");
+    assert_eq!(flash.queued[1].0, Endpoint::Ddr);
+    let kept = flash.queued[1].1.clone();
+    assert_eq!(messages_of(&db, &smsid).len(), 4);
+
+    // Fourth boot, MP back on the same port: the kept heartbeats arrive, in order, with their
+    // original IDs.
+    let mp = MpServer::start(
+        mp_config(&db_path),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    )
+    .await
+    .expect("MP restarts on its port");
+    let fourth = boot(&elf, workdir.path()).await;
+    println!(
+        "--- fourth boot, MP back ({:?}) ---\n{}",
+        fourth.elapsed, fourth.log
+    );
+    assert_eq!(fourth.code, Some(0), "{}", fourth.log);
+    let fourth_msgs = messages_of(&db, &smsid);
+    assert_eq!(
+        fourth_msgs[4..6],
+        [
+            ("ddr".to_string(), stalled_ddr.clone()),
+            ("ddr".to_string(), kept.clone())
+        ],
+        "the queued heartbeats first, with the IDs they were queued with: {fourth_msgs:?}"
+    );
+    let kinds: Vec<&str> = fourth_msgs[6..].iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ddr", "state"],
+        "then this boot's heartbeat and ack"
+    );
+    assert!(read_flash(workdir.path()).queued.is_empty());
+    assert_eq!(db.clients().unwrap().len(), 1);
+
+    // Fifth boot over damaged identity slots: refuse, register nothing new.
+    let path = workdir.path().join(FLASH_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for slot in 0..2 {
+        bytes[slot * IDENTITY_SLOT + 100] ^= 0x55;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let fifth = boot(&elf, workdir.path()).await;
+    println!(
+        "--- fifth boot, damaged identity ({:?}) ---\n{}",
+        fifth.elapsed, fifth.log
+    );
+    assert_eq!(
+        fifth.code,
+        Some(1),
+        "a damaged identity was not refused:\n{}",
+        fifth.log
+    );
+    if decoder {
+        assert!(fifth.log.contains("Damaged"), "{}", fifth.log);
     }
     assert_eq!(db.clients().unwrap().len(), 1);
+    assert_eq!(messages_of(&db, &smsid).len(), 8);
     mp.shutdown().await;
 }
 
 #[test]
 fn identity_records_round_trip_and_detect_damage() {
-    use mpagent_core::agent::registration::RegistrationState;
-    use mpagent_core::guid::Smsid;
-
     assert_eq!(
         record::crc32(b"123456789"),
         0xCBF4_3926,
@@ -322,7 +578,7 @@ fn identity_records_round_trip_and_detect_damage() {
         RegistrationState::Unregistered,
         RegistrationState::Pending(smsid),
         RegistrationState::Registered(smsid),
-        RegistrationState::Rejected,
+        RegistrationState::Rejected(mpagent_core::time::UnixTime(1_795_428_000)),
     ] {
         let rec = record::IdentityRecord {
             secret: [7; 32],

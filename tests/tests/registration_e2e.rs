@@ -113,7 +113,8 @@ async fn pending_then_approved_then_confirmed() {
         })
         .collect();
     use mpagent_core::wire::registration::RequestType::*;
-    assert_eq!(sent, vec![Registration, Confirmation]);
+    // The first run confirms the SMSID its registration reply named before keeping it.
+    assert_eq!(sent, vec![Registration, Confirmation, Confirmation]);
     mp.shutdown().await;
 }
 
@@ -219,14 +220,17 @@ async fn rejected_by_the_site_is_terminal_and_persisted() {
     let db = SiteDb::open(dir.path().join("site.db")).unwrap();
     assert!(db.reject(&smsid.to_string()).unwrap());
     let second = client::register(&opts, &mut |_| {}).await.unwrap();
-    assert_eq!(second.state, RegistrationState::Rejected);
-    // Persisted: a later run does not knock on the MP's door again.
+    // Believed after two status-3 answers, persisted with its time.
+    let RegistrationState::Rejected(at) = second.state else {
+        panic!("{:?}", second.state)
+    };
+    // Persisted: a later run (before the recheck interval) does not knock on the MP's door again.
     assert_eq!(
         StateDir::open(&opts.state_dir)
             .unwrap()
             .registration()
             .unwrap(),
-        RegistrationState::Rejected
+        RegistrationState::Rejected(at)
     );
     let mut sent = 0;
     let third = client::register(&opts, &mut |p| {
@@ -236,6 +240,6 @@ async fn rejected_by_the_site_is_terminal_and_persisted() {
     })
     .await
     .unwrap();
-    assert_eq!((third.state, sent), (RegistrationState::Rejected, 0));
+    assert_eq!((third.state, sent), (RegistrationState::Rejected(at), 0));
     mp.shutdown().await;
 }

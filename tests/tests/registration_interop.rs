@@ -120,7 +120,7 @@ fn signature_from_another_key_is_refused_by_the_verifier() {
 fn data_element_matches_the_spec_template() {
     let (_, cert) = identity(5);
     let data = RegistrationData {
-        hash_algorithm_oid: "1.2.840.10045.4.3.2",
+        hash_algorithm_oid: Some("1.2.840.10045.4.3.2"),
         smsid: None,
         request_type: RequestType::Registration,
         timestamp: NOW.to_datetime(),

@@ -145,3 +145,200 @@ async fn forged_and_wrong_key_rsa_signatures_are_refused() {
     );
     mp.shutdown().await;
 }
+
+#[tokio::test]
+async fn rsa_agent_sends_every_management_message_and_applies_policy() {
+    use mpagent_sim::client::run::{self, Due};
+    use mpagent_sim::mp::db::{NewPolicy, PolicyTarget};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: "{AAAAAAAA-2222-3333-4444-555555555555}",
+        version: "1.00",
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: "<Policy><Setting Name=\"Tray\" Value=\"2\"/></Policy>",
+    })
+    .unwrap();
+    let opts = options(&mp, dir.path(), "RSA-GW-1");
+    let everything = Due {
+        heartbeat: true,
+        inventory_items: 3,
+        status: true,
+        policy: true,
+    };
+    let report = run::run_cycle(&opts, everything, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.delivery_stopped, None, "{report:?}");
+    assert_eq!((report.queued, report.delivered, report.refused), (3, 4, 0));
+    assert_eq!(
+        report.policies_applied,
+        vec!["{AAAAAAAA-2222-3333-4444-555555555555}.1.00"]
+    );
+
+    // The site registered an RSA client and stored every message kind under its SMSID, each
+    // accepted only after both RSA signatures (ClientIDSignature, PayloadSignature) verified.
+    let smsid = report.smsid.clone().unwrap();
+    let row = db.client(&smsid).unwrap().expect("registered");
+    assert_eq!(row.hash_algorithm.as_deref(), Some(profile::RSA_SHA256_OID));
+    let kinds: Vec<String> = db
+        .messages(Some(&smsid))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, ["ddr", "hinv-full", "status", "state"]);
+    // The body GET's ClientTokenSignature (RSA) verified, and the state message acknowledges it.
+    assert_eq!(db.policy_fetches().unwrap().len(), 1);
+    let state = db.messages(Some(&smsid)).unwrap().pop().unwrap();
+    assert!(state
+        .body
+        .contains("{AAAAAAAA-2222-3333-4444-555555555555}.1.00"));
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    let identity = StateDir::open(&opts.state_dir)
+        .unwrap()
+        .load_or_create_identity("RSA-GW-1", unix_now())
+        .unwrap();
+    assert_eq!(identity.signer.kind(), KeyKind::Rsa2048);
+    mp.shutdown().await;
+}
+
+/// Collects a policy body.
+struct VecSink(Vec<u8>);
+
+impl mpagent_core::sink::Sink for VecSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), mpagent_core::sink::Overflow> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_rsa_agent_for_a_sha1_site_registers_reports_and_fetches_policy() {
+    use mpagent_core::agent::messages::{request_assignments, sign_message, PolicyBodyRequest};
+    use mpagent_core::agent::registration::SigningIdentity;
+    use mpagent_core::agent::signed::MessageSigner;
+    use mpagent_core::config::{AgentConfig, SignatureHash};
+    use mpagent_core::guid::Guid;
+    use mpagent_core::io;
+    use mpagent_core::sign::SiteHashSigner;
+    use mpagent_core::wire::clientauth::ClientIdSignature;
+    use mpagent_core::wire::report::{BasicDiscovery, Report, ReportIdentity};
+    use mpagent_sim::client::transport::TcpConnector;
+    use mpagent_sim::mp::db::{NewPolicy, PolicyTarget};
+    use rand_core::OsRng;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: "{BBBBBBBB-2222-3333-4444-555555555555}",
+        version: "1.00",
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: "<Policy><Setting Name=\"Legacy\" Value=\"1\"/></Policy>",
+    })
+    .unwrap();
+    let identity = StateDir::open(&dir.path().join("legacy"))
+        .unwrap()
+        .load_or_create_identity_with("RSA-2007", unix_now(), KeyKind::Rsa2048)
+        .unwrap();
+    let legacy = SiteHashSigner::new(identity.signer.clone(), SignatureHash::Sha1).unwrap();
+
+    // Registration without HashAlgorithm, signed with SHA-1: the MP verifies SHA-1 (spec §4).
+    let state =
+        mpagent_tests::register_once(mp.local_addr(), "RSA-2007", &legacy, &identity.cert_der)
+            .await
+            .unwrap();
+    let RegistrationState::Registered(smsid) = state else {
+        panic!("{state:?}")
+    };
+    let row = db.client(&smsid.to_string()).unwrap().unwrap();
+    assert_eq!(row.hash_algorithm, None);
+
+    // A heartbeat DDR and a policy round trip, every signature SHA-1.
+    let url = format!("http://{}", mp.local_addr());
+    let config =
+        AgentConfig::new("PS1", SiteMode::Mixed, &url, "RSA-2007", "rsa-2007.local").unwrap();
+    let mut connector = TcpConnector {
+        host: mp.local_addr().ip().to_string(),
+        port: mp.local_addr().port(),
+        connect_timeout: std::time::Duration::from_secs(5),
+    };
+    let cid = ClientIdSignature::compute(&legacy, smsid).unwrap();
+    let me = MessageSigner::client(
+        SigningIdentity {
+            signer: &legacy,
+            cert_der: &identity.cert_der,
+        },
+        &cid,
+    );
+    let discovery = BasicDiscovery {
+        fqdn: config.fqdn,
+        client_version: profile::REPORT_CLIENT_VERSION,
+        platform_id: profile::DISCOVERY_PLATFORM_ID,
+        domain: None,
+        ip_addresses: &[],
+        mac_addresses: &[],
+    };
+    let ddr = Report::discovery(
+        ReportIdentity::new(smsid, config.netbios_name),
+        unix_now().to_datetime(),
+        &discovery,
+    );
+    let msg = sign_message(&config, &me, &ddr, Guid::random(&mut OsRng), unix_now()).unwrap();
+    let mut buf = vec![0u8; 16 * 1024];
+    io::send_message(&mut connector, &msg, &mut buf)
+        .await
+        .unwrap();
+
+    let request = request_assignments(&config, smsid);
+    let msg = sign_message(&config, &me, &request, Guid::random(&mut OsRng), unix_now()).unwrap();
+    let mut scratch = vec![0u8; 24 * 1024];
+    let mut locations = Vec::new();
+    let n = io::request_policy(&mut connector, &msg, &mut buf, &mut scratch, &mut |a| {
+        let mut b = [0u8; 512];
+        locations.push(a.location.unescape_into(&mut b).unwrap().to_string());
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    // The body GET's ClientTokenSignature is SHA-1 too (the MP checks it with the registered
+    // hash).
+    let get = PolicyBodyRequest::new(&config, &legacy, smsid, &locations[0], unix_now()).unwrap();
+    let mut body = VecSink(Vec::new());
+    io::fetch_policy_body(&mut connector, &get, &mut buf, &mut body)
+        .await
+        .unwrap();
+    // Served as UTF-16LE.
+    let legacy_utf16: Vec<u8> = "Legacy".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert!(body.0.windows(12).any(|w| w == legacy_utf16.as_slice()));
+
+    // The same token signed with SHA-256 (the key without the site's hash) is refused.
+    let wrong = PolicyBodyRequest::new(&config, &identity.signer, smsid, &locations[0], unix_now())
+        .unwrap();
+    let refused =
+        io::fetch_policy_body(&mut connector, &wrong, &mut buf, &mut VecSink(Vec::new())).await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    let kinds: Vec<String> = db
+        .messages(Some(&smsid.to_string()))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, ["ddr"]);
+    assert_eq!(db.policy_fetches().unwrap().len(), 1);
+    let rejections = db.rejections().unwrap();
+    assert_eq!(
+        rejections.len(),
+        1,
+        "only the SHA-256 token: {rejections:?}"
+    );
+    mp.shutdown().await;
+}

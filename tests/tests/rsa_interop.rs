@@ -308,3 +308,96 @@ fn rsa_certificate_is_accepted_by_python_and_openssl() {
         );
     }
 }
+
+/// UTF-16LE of `s`, to find text in a captured request.
+fn utf16(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn sha1_sites_get_no_hash_algorithm_and_python_verifies_sha1() {
+    use mpagent_core::agent::messages::sign_message;
+    use mpagent_core::agent::signed::MessageSigner;
+    use mpagent_core::config::SignatureHash;
+    use mpagent_core::guid::Smsid;
+    use mpagent_core::sign::SiteHashSigner;
+    use mpagent_core::wire::clientauth::ClientIdSignature;
+    use mpagent_core::wire::status::StatusMessage;
+    use mpagent_tests::emit_to_vec;
+
+    let legacy = SiteHashSigner::new(key().clone(), SignatureHash::Sha1).unwrap();
+    let cert = cert(&CertParams::self_signed_now(
+        "PRINTER-0042",
+        NOW,
+        &mut OsRng,
+    ));
+    let id = SigningIdentity {
+        signer: &legacy,
+        cert_der: &cert,
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Registration: no HashAlgorithm attribute; OpenSSL verifies the signature as SHA-1.
+    let req = capture_registration(
+        &config(),
+        &id,
+        AgentType::Client,
+        NOW,
+        Guid::random(&mut OsRng),
+    );
+    assert!(!contains(&req, &utf16("HashAlgorithm")));
+    assert!(contains(&req, &utf16("<Data SMSID=\"\" RequestType=")));
+    let path = write(dir.path(), "request.bin", &req);
+    let (ok, out) = run_python("verify_registration.py", &[path.as_os_str()]);
+    assert!(ok, "independent verifier refused the SHA-1 request: {out}");
+    assert!(
+        out.contains("no HashAlgorithm (RSA SHA-1) signature verifies"),
+        "{out}"
+    );
+
+    // A signed message: no HashAlgorithm property; both signatures verify as SHA-1.
+    let smsid = Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap();
+    let cid = ClientIdSignature::compute(&legacy, smsid).unwrap();
+    let me = MessageSigner::client(id, &cid);
+    let cfg = config();
+    let status = StatusMessage {
+        message_type: "device-online",
+        smsid,
+        machine_name: cfg.netbios_name,
+        site_code: cfg.site_code,
+        time: NOW.to_datetime(),
+        properties: &[("Firmware", "1.0")],
+        qualifiers: &[],
+    };
+    let msg = sign_message(&cfg, &me, &status, Guid::random(&mut OsRng), NOW).unwrap();
+    let bytes = emit_to_vec(&msg);
+    assert!(!contains(&bytes, &utf16("HashAlgorithm")));
+    let path = write(dir.path(), "message.bin", &bytes);
+    let (ok, out) = run_python("verify_message.py", &[path.as_os_str()]);
+    assert!(ok, "independent verifier refused the SHA-1 message: {out}");
+    assert!(
+        out.contains("no HashAlgorithm (RSA SHA-1) ClientIDSignature and PayloadSignature verify"),
+        "{out}"
+    );
+
+    // The SHA-256 signature of the same key, sent without the OID, is refused: the verifier
+    // really hashes with SHA-1 when the OID is absent.
+    let sha256_cid = ClientIdSignature::compute(key(), smsid).unwrap();
+    let wrong = hex(sha256_cid.signature().as_bytes());
+    let right = hex(cid.signature().as_bytes());
+    let mut text = bytes.clone();
+    let (r, w) = (utf16(&right), utf16(&wrong));
+    let at = text
+        .windows(r.len())
+        .position(|x| x == r.as_slice())
+        .expect("ClientIDSignature in the header");
+    text[at..at + r.len()].copy_from_slice(&w);
+    let path = write(dir.path(), "sha256-as-sha1.bin", &text);
+    let (ok, out) = run_python("verify_message.py", &[path.as_os_str()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("ClientIDSignature does not verify"), "{out}");
+}

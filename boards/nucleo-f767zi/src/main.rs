@@ -12,9 +12,9 @@
 
 #[path = "../../qemu-mps2-an386/src/net.rs"]
 mod net;
-// Shared with the QEMU board (one record format, tested on the host); the seed record is unused here.
+// The record format the QEMU board used before it moved to the core's store (its seed record is
+// unused here).
 #[allow(dead_code)]
-#[path = "../../qemu-mps2-an386/src/record.rs"]
 mod record;
 mod storage;
 
@@ -251,10 +251,8 @@ async fn main(spawner: Spawner) {
     // Registration (a registered device confirms its SMSID; see the QEMU board's README).
     let start = match state {
         RegistrationState::Registered(id) => RegistrationState::Pending(id),
-        RegistrationState::Rejected => {
-            error!("the site rejected this device");
-            return;
-        }
+        // A stored rejection is handed to the registrar: it asks the site again once the
+        // re-check interval (profile::REJECTION_RECHECK_SECS) has passed.
         other => other,
     };
     let mut registrar = Registrar::new(start);

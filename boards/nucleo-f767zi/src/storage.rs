@@ -3,8 +3,8 @@
 //!
 //! sequential-storage writes each item once (append-only, CRC-protected, power-fail safe: a torn
 //! write leaves the previous item readable) and wears the two sectors in turn. The value stored is
-//! the same record the QEMU board keeps in `identity.bin` (`record.rs`, with its own length and
-//! CRC), so both boards and the host tests share one format.
+//! the identity record of `record.rs` (with its own length and CRC; the QEMU board's former
+//! `identity.bin` format; that board now keeps its identity in the core's store).
 
 use core::ops::Range;
 

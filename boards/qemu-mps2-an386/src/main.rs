@@ -1,26 +1,32 @@
 //! mpagent on QEMU's `mps2-an386` (Cortex-M4F, LAN9118 Ethernet): the same core as the host
 //! simulator, driven by embassy (executor, time, net) on a real instruction set.
 //!
-//! One boot: read the provisioning (`mpagent.cfg`), seed the RNG, load the identity
-//! (`identity.bin`) or create it (P-256 key + self-signed certificate) and store it, bring up
-//! Ethernet with a static address, register with the MP through `mpagent_core::io::register`
-//! and store every state change. A device that is already registered re-confirms its
-//! registration (a signed `RequestType="Confirmation"` with its SMSID): the site learns the device
-//! is back, and the reply proves the stored key and SMSID are still the site's. The last log line
-//! says `registered GUID:…` (or why not); QEMU then exits through semihosting with 0 (registered),
-//! 2 (pending approval) or 1 (failed).
+//! One boot: read the provisioning (`mpagent.cfg`), seed the RNG, open the core's store
+//! (`mpagent_core::store` on a NOR flash emulated in `flash.bin`: identity A/B slots + outbound
+//! queue), load the identity or create it (P-256 key + self-signed certificate) and save it, bring
+//! up Ethernet with a static address, register with the MP through `mpagent_core::io::register`
+//! (saving every state change), then exchange management data (`exchange.rs`): queue a heartbeat
+//! DDR, drain the queue, poll policy, fetch and acknowledge bodies. A device that is already
+//! registered re-confirms its registration (a signed `RequestType="Confirmation"` with its SMSID)
+//! instead of registering again. Every exchange runs under a deadline.
+//!
+//! QEMU exits through semihosting with 0 (registered, queue drained, policy polled), 3
+//! (registered, but the exchange stopped early: what is left stays queued for the next boot),
+//! 2 (pending approval) or 1 (failed). When the MP is unreachable, a registered device still
+//! queues its heartbeat, which a later boot delivers.
 //!
 //! Logs are defmt frames on semihosting stdout: `… | defmt-print -e <this ELF>`. No global
 //! allocator exists in this image.
 #![no_std]
 #![no_main]
 
+mod exchange;
 mod executor;
+mod identity;
 mod lan9118;
 mod measure;
 mod net;
 mod provision;
-mod record;
 mod rng;
 mod stack_paint;
 mod storage;
@@ -34,55 +40,63 @@ use defmt::{error, info, warn};
 use defmt_semihosting as _;
 use embassy_executor::{raw, Spawner};
 use embassy_net::{Runner, StackResources, StaticConfigV4};
-use embassy_time::{Duration, Instant};
+use embassy_time::{with_timeout, Duration, Instant};
 use mpagent_core::agent::registration::{
     Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
 };
+use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::config::{AgentConfig, ConfigError, SiteMode};
 use mpagent_core::guid::Smsid;
-use mpagent_core::identity::{
-    build_self_signed_p256, cert_public_key_p256, CertError, CertParams, MAX_CERT_LEN,
-};
+use mpagent_core::identity::MAX_CERT_LEN;
 use mpagent_core::io::{self, Clock as _, Progress, RegisterError, RegisterOptions};
-use mpagent_core::sign::P256Signer;
-use mpagent_core::time::UnixTime;
+use mpagent_core::sign::SignError;
+use mpagent_core::store::Store;
+use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::registration::AgentType;
-use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 use semihosting::sys::arm_compat::sys_time;
 use static_cell::{ConstStaticCell, StaticCell};
 
+use crate::exchange::{Agent, Assignments, ExchangeError, Summary};
+use crate::identity::{BoardStore, IdentityError, StoreFailure, LOAD_BUFFER};
 use crate::lan9118::Lan9118;
 use crate::net::{BoardClock, TcpConnector};
 use crate::provision::{ProvisionError, Provisioning};
-use crate::record::{IdentityRecord, RecordError, MAX_IDENTITY_RECORD};
-use crate::storage::{SemihostingFiles, StorageError};
+use crate::storage::{SemihostingFiles, SemihostingFlash, StorageError};
 
 const CONFIG_FILE: &CStr = c"mpagent.cfg";
-const IDENTITY_FILE: &CStr = c"identity.bin";
-const IDENTITY_TMP: &CStr = c"identity.bin.tmp";
+const FLASH_FILE: &CStr = c"flash.bin";
+const FLASH_TMP: &CStr = c"flash.bin.tmp";
 /// The one buffer requests stream through and replies land in (as on the host).
 const EXCHANGE_BUFFER: usize = 4096;
+/// Decoding a policy reply needs 3/2 of its size (`wire::policy::policy_reply_scratch_len`).
+const POLICY_SCRATCH: usize = EXCHANGE_BUFFER * 3 / 2;
 const SOCKET_BUFFER: usize = 2048;
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the whole registration (every attempt and back-off included).
+const REGISTER_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Why a boot did not end registered.
 #[derive(Debug, defmt::Format)]
 enum Failure {
     NoProvisioning,
     Storage(StorageError),
+    Store(StoreFailure),
     Provisioning(ProvisionError),
     Config(ConfigError),
     /// The MP host is not an IPv4 literal (this image has no DNS).
     MpNotAnAddress,
-    /// `identity.bin` is damaged: refuse to make a second identity over it.
-    IdentityCorrupt(RecordError),
-    /// `identity.bin`'s certificate does not hold its key's public key.
-    IdentityMismatch,
-    Certificate(CertError),
+    /// The stored identity is damaged or inconsistent: refuse to make a second identity.
+    Identity(IdentityError),
     Ethernet(lan9118::InitError),
     Register(RegisterError),
+    /// The registration ran past [`REGISTER_DEADLINE`].
+    RegisterDeadline,
+    /// The MP never answered a stored SMSID's confirmation (the driver gave back `Pending`).
+    NotConfirmed,
     Rejected,
+    ClientId(SignError),
+    Exchange(ExchangeError),
 }
 
 impl From<StorageError> for Failure {
@@ -91,9 +105,21 @@ impl From<StorageError> for Failure {
     }
 }
 
+impl From<StoreFailure> for Failure {
+    fn from(e: StoreFailure) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<ExchangeError> for Failure {
+    fn from(e: ExchangeError) -> Self {
+        Self::Exchange(e)
+    }
+}
+
 /// How a boot ended well.
 enum Outcome {
-    Registered(Smsid),
+    Registered(Smsid, Summary),
     Pending(Smsid),
     /// `--features measure` ran its measurements instead.
     Measured,
@@ -103,20 +129,24 @@ enum Outcome {
 /// small, and so the stack: a future is built on the stack before it moves into its task.
 struct Buffers {
     config: [u8; 1024],
-    record: [u8; MAX_IDENTITY_RECORD],
+    identity: [u8; LOAD_BUFFER],
     cert: [u8; MAX_CERT_LEN],
     socket_rx: [u8; SOCKET_BUFFER],
     socket_tx: [u8; SOCKET_BUFFER],
     exchange: [u8; EXCHANGE_BUFFER],
+    policy_scratch: [u8; POLICY_SCRATCH],
+    assignments: Assignments,
 }
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     config: [0; 1024],
-    record: [0; MAX_IDENTITY_RECORD],
+    identity: [0; LOAD_BUFFER],
     cert: [0; MAX_CERT_LEN],
     socket_rx: [0; SOCKET_BUFFER],
     socket_tx: [0; SOCKET_BUFFER],
     exchange: [0; EXCHANGE_BUFFER],
+    policy_scratch: [0; POLICY_SCRATCH],
+    assignments: Assignments::new(),
 });
 static FRAMES: ConstStaticCell<lan9118::Frames> = ConstStaticCell::new(lan9118::Frames::new());
 static NET_RESOURCES: ConstStaticCell<StackResources<2>> =
@@ -141,17 +171,17 @@ fn main() -> ! {
 async fn main_task(spawner: Spawner) {
     let result = run(spawner).await;
     match result {
-        Ok(Outcome::Registered(id)) => {
-            info!("registered {=str}", text(&id.to_text()));
-            semihosting::process::exit(0)
+        Ok(Outcome::Registered(id, summary)) => {
+            info!("done {}: {}", id, summary);
+            semihosting::process::exit(if summary.stopped.is_none() { 0 } else { 3 })
         }
         Ok(Outcome::Pending(id)) => {
-            info!("pending approval {=str}", text(&id.to_text()));
+            info!("pending approval {}", id);
             semihosting::process::exit(2)
         }
         Ok(Outcome::Measured) => semihosting::process::exit(0),
         Err(e) => {
-            error!("registration failed: {}", e);
+            error!("boot failed: {}", e);
             semihosting::process::exit(1)
         }
     }
@@ -162,19 +192,17 @@ async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
     runner.run().await
 }
 
-fn text(bytes: &[u8]) -> &str {
-    core::str::from_utf8(bytes).unwrap_or("?")
-}
-
 async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let files = SemihostingFiles;
     let Buffers {
         config: cfg_buf,
-        record: record_buf,
+        identity: identity_buf,
         cert: cert_buf,
         socket_rx,
         socket_tx,
         exchange,
+        policy_scratch,
+        assignments,
     } = BUFFERS.take();
     let cfg = files
         .read(CONFIG_FILE, cfg_buf)?
@@ -210,20 +238,25 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         return Ok(Outcome::Measured);
     }
 
-    // Identity: load it, or make it and store it before anything goes on the wire.
-    let (signer, cert_len, stored_state) = load_or_create_identity(
-        &files,
-        record_buf,
+    // Store and identity: load it, or make it and save it before anything goes on the wire.
+    let flash = SemihostingFlash::open(FLASH_FILE, FLASH_TMP)?;
+    let mut store: BoardStore = Store::open(flash, SemihostingFlash::layout())?;
+    info!("store open: {} messages queued", store.len());
+    let (signer, cert_len, stored_state) = identity::load_or_create(
+        &mut store,
+        identity_buf,
         cert_buf,
         prov.name,
         clock.now(),
         &mut rng,
-    )?;
+    )
+    .map_err(Failure::Identity)?;
     let cert_der = &cert_buf[..cert_len];
 
     // Network.
     let driver = Lan9118::new(FRAMES.take()).map_err(Failure::Ethernet)?;
-    info!("LAN9118 up, MAC {=[u8]:02x}", driver.mac());
+    let mac = driver.mac();
+    info!("LAN9118 up, MAC {=[u8]:02x}", mac);
     let net_config = embassy_net::Config::ipv4_static(StaticConfigV4 {
         address: embassy_net::Ipv4Cidr::new(prov.ip, prov.prefix_len),
         gateway: Some(prov.gateway),
@@ -238,10 +271,10 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     stack.wait_config_up().await;
 
     // Registration. A registered device confirms its SMSID (the core's Registrar sends
-    // confirmations from `Pending`; it has no "re-confirm a registration" entry point).
+    // confirmations from `Pending`; it has no "re-confirm a registration" entry point). A stored
+    // rejection is the Registrar's to judge (it asks again once the recheck time has passed).
     let start = match stored_state {
         RegistrationState::Registered(id) => RegistrationState::Pending(id),
-        RegistrationState::Rejected => return Err(Failure::Rejected),
         other => other,
     };
     let mut registrar = Registrar::new(start);
@@ -261,115 +294,197 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         max_failures: prov.max_failures,
     };
     let mut store_failed = None;
+    let mut saved = stored_state;
+    // Whether the site answered with a state this boot: the driver also hands back `Pending`
+    // when a confirmation got no answer at all (the MP is down).
+    let mut answered = false;
     let mut observe = |p: &Progress| {
         info!("{}", p);
-        let state = match p {
-            Progress::Event(RegistrationEvent::Registered(id)) => {
-                RegistrationState::Registered(*id)
-            }
-            Progress::Event(RegistrationEvent::PendingApproval(id, _)) => {
-                RegistrationState::Pending(*id)
-            }
-            Progress::Event(RegistrationEvent::Rejected) => RegistrationState::Rejected,
-            _ => return,
+        let Progress::Event(event) = p else {
+            return;
         };
-        if let Err(e) = store_identity(&files, &signer, cert_der, state) {
-            store_failed = Some(e);
+        answered |= matches!(
+            event,
+            RegistrationEvent::Registered(_) | RegistrationEvent::PendingApproval(..)
+        );
+        let Some(state) = event.persist() else {
+            return;
+        };
+        // A confirmation of what is stored changes nothing: no flash write.
+        if state == saved {
+            return;
+        }
+        match identity::save(&mut store, &signer, cert_der, state) {
+            Ok(()) => saved = state,
+            Err(e) => store_failed = Some(e),
         }
     };
     // Stack: what setup (identity included) used, then a fresh paint for the registration alone.
     let setup_stack = stack_paint::peak();
     stack_paint::paint();
     let started = Instant::now();
-    let result = io::register(
-        &mut connector,
-        &mut clock,
-        &config,
-        &identity,
-        AgentType::Client,
-        &mut registrar,
-        &mut rng,
-        exchange,
-        options,
-        &mut observe,
+    let result = with_timeout(
+        REGISTER_DEADLINE,
+        io::register(
+            &mut connector,
+            &mut clock,
+            &config,
+            &identity,
+            AgentType::Client,
+            &mut registrar,
+            &mut rng,
+            exchange,
+            options,
+            &mut observe,
+        ),
     )
     .await;
+    let reg_stack = stack_paint::peak();
     info!(
         "registration took {=u64} ms; peak stack: setup {=usize} bytes, registration {=usize} bytes",
         started.elapsed().as_millis(),
         setup_stack,
-        stack_paint::peak()
+        reg_stack
     );
     if let Some(e) = store_failed {
         return Err(e.into());
     }
-    match result.map_err(Failure::Register)? {
-        RegistrationState::Registered(id) => Ok(Outcome::Registered(id)),
-        RegistrationState::Pending(id) => Ok(Outcome::Pending(id)),
-        RegistrationState::Rejected => Err(Failure::Rejected),
+    let registered = match result {
+        Ok(Ok(RegistrationState::Pending(_))) if !answered => {
+            queue_offline(
+                &mut store,
+                stored_state,
+                &config,
+                &signer,
+                cert_der,
+                &clock,
+                prov.ip,
+                mac,
+                &mut rng,
+            );
+            return Err(Failure::NotConfirmed);
+        }
+        Ok(Ok(state)) => state,
+        Ok(Err(e)) => {
+            queue_offline(
+                &mut store,
+                stored_state,
+                &config,
+                &signer,
+                cert_der,
+                &clock,
+                prov.ip,
+                mac,
+                &mut rng,
+            );
+            return Err(Failure::Register(e));
+        }
+        Err(_) => {
+            queue_offline(
+                &mut store,
+                stored_state,
+                &config,
+                &signer,
+                cert_der,
+                &clock,
+                prov.ip,
+                mac,
+                &mut rng,
+            );
+            return Err(Failure::RegisterDeadline);
+        }
+    };
+    let smsid = match registered {
+        RegistrationState::Registered(id) => id,
+        RegistrationState::Pending(id) => return Ok(Outcome::Pending(id)),
+        RegistrationState::Rejected(_) => return Err(Failure::Rejected),
         RegistrationState::Unregistered => {
             warn!("the driver returned while unregistered");
-            Err(Failure::Rejected)
+            return Err(Failure::Rejected);
         }
-    }
-}
-
-/// Load `identity.bin`, or create key and certificate and store them. Returns the signer, the
-/// certificate's length in `cert_buf` and the stored registration state.
-fn load_or_create_identity(
-    files: &SemihostingFiles,
-    record_buf: &mut [u8],
-    cert_buf: &mut [u8],
-    name: &str,
-    now: UnixTime,
-    rng: &mut ChaCha20Rng,
-) -> Result<(P256Signer, usize, RegistrationState), Failure> {
-    if let Some(bytes) = files.read(IDENTITY_FILE, record_buf)? {
-        let rec = IdentityRecord::decode(bytes).map_err(Failure::IdentityCorrupt)?;
-        let signer = P256Signer::from_secret_bytes(&rec.secret)
-            .map_err(|_| Failure::IdentityCorrupt(RecordError::BadPayload))?;
-        let cert_key = cert_public_key_p256(rec.cert_der).map_err(Failure::Certificate)?;
-        if signer.verifying_key().to_encoded_point(false).as_bytes() != cert_key.as_slice() {
-            return Err(Failure::IdentityMismatch);
-        }
-        let cert = cert_buf
-            .get_mut(..rec.cert_der.len())
-            .ok_or(Failure::IdentityCorrupt(RecordError::BadPayload))?;
-        cert.copy_from_slice(rec.cert_der);
-        info!("identity loaded, state {}", rec.state);
-        return Ok((signer, rec.cert_der.len(), rec.state));
-    }
-    let signer = P256Signer::generate(rng);
-    let params = CertParams::self_signed_now(name, now, rng);
-    let len = build_self_signed_p256(&params, &signer, cert_buf).map_err(Failure::Certificate)?;
-    let state = RegistrationState::Unregistered;
-    store_identity(files, &signer, &cert_buf[..len], state)?;
-    info!(
-        "identity created: P-256 key, {=usize}-byte certificate",
-        len
-    );
-    Ok((signer, len, state))
-}
-
-#[inline(never)]
-fn store_identity(
-    files: &SemihostingFiles,
-    signer: &P256Signer,
-    cert_der: &[u8],
-    state: RegistrationState,
-) -> Result<(), StorageError> {
-    let mut out = [0u8; MAX_IDENTITY_RECORD];
-    let record = IdentityRecord {
-        secret: signer.secret_bytes(),
-        state,
-        cert_der,
     };
-    let len = record
-        .encode(&mut out)
-        .map_err(|_| StorageError::TooLarge)?;
-    let written = files.replace(IDENTITY_FILE, IDENTITY_TMP, &out[..len]);
-    out.fill(0); // the secret scalar does not linger on the stack
-    written
+    info!("registered {}", smsid);
+
+    // Management data: heartbeat, queue, policy.
+    stack_paint::paint();
+    let client_id = ClientIdSignature::compute(&signer, smsid).map_err(Failure::ClientId)?;
+    let agent = Agent {
+        config: &config,
+        signer: MessageSigner::client(identity, &client_id),
+        clock: &clock,
+    };
+    let mut summary = Summary::default();
+    exchange::queue_heartbeat(
+        &mut store,
+        &agent,
+        prov.ip.octets(),
+        mac,
+        &mut rng,
+        &mut summary,
+    )?;
+    exchange::drain(&mut store, &mut connector, &agent, exchange, &mut summary).await?;
+    if summary.stopped.is_none() {
+        exchange::poll_policy(
+            &mut store,
+            &mut connector,
+            &agent,
+            exchange,
+            policy_scratch,
+            assignments,
+            &mut rng,
+            &mut summary,
+        )
+        .await?;
+    }
+    if summary.stopped.is_none() {
+        exchange::drain(&mut store, &mut connector, &agent, exchange, &mut summary).await?;
+    }
+    let exchange_stack = stack_paint::peak();
+    info!(
+        "exchange: {} still queued; peak stack: exchange {=usize} bytes, whole boot {=usize} bytes",
+        store.len(),
+        exchange_stack,
+        setup_stack.max(reg_stack).max(exchange_stack)
+    );
+    Ok(Outcome::Registered(smsid, summary))
+}
+
+/// The MP did not answer: a device registered before still queues its heartbeat, delivered by a
+/// later boot (with this message ID). Failures here are logged only: the boot fails anyway.
+#[allow(clippy::too_many_arguments)]
+fn queue_offline(
+    store: &mut BoardStore,
+    stored: RegistrationState,
+    config: &AgentConfig<'_>,
+    signer: &mpagent_core::sign::P256Signer,
+    cert_der: &[u8],
+    clock: &BoardClock,
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+    rng: &mut dyn RngCore,
+) {
+    let RegistrationState::Registered(smsid) = stored else {
+        return;
+    };
+    let Ok(client_id) = ClientIdSignature::compute(signer, smsid) else {
+        return;
+    };
+    let agent = Agent {
+        config,
+        signer: MessageSigner::client(SigningIdentity { signer, cert_der }, &client_id),
+        clock,
+    };
+    let mut summary = Summary::default();
+    match exchange::queue_heartbeat(store, &agent, ip.octets(), mac, rng, &mut summary) {
+        Ok(()) => warn!(
+            "MP unreachable: heartbeat kept for a later boot ({} queued)",
+            store.len()
+        ),
+        Err(e) => error!(
+            "MP unreachable, and the heartbeat could not be queued: {}",
+            e
+        ),
+    }
 }
 
 fn fail_hard(what: &str) -> ! {

@@ -16,7 +16,6 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use semihosting::sys::arm_compat::{sys_clock, sys_time};
 
-use crate::record::{self, Kind, SEED_RECORD_LEN};
 use crate::storage::SemihostingFiles;
 
 const SEED_FILE: &core::ffi::CStr = c"seed.bin";
@@ -33,12 +32,11 @@ pub fn seed(files: &SemihostingFiles) -> ChaCha20Rng {
     let mut h = Sha256Sink::default();
     absorb(&mut h, b"mpagent qemu-mps2-an386 seed v1");
 
-    let mut buf = [0u8; SEED_RECORD_LEN];
+    // The previous seed is only hashed in: a torn or damaged file weakens this boot's seed (the
+    // other sources remain) but cannot break it, so it needs no framing of its own.
+    let mut buf = [0u8; 32];
     match files.read(SEED_FILE, &mut buf) {
-        Ok(Some(bytes)) => match record::decode(Kind::Seed, bytes) {
-            Ok(previous) => absorb(&mut h, previous),
-            Err(e) => defmt::warn!("seed.bin unusable ({}), ignoring it", e),
-        },
+        Ok(Some(previous)) => absorb(&mut h, previous),
         Ok(None) => defmt::info!("no seed.bin: first boot"),
         Err(e) => defmt::warn!("seed.bin unreadable: {}", e),
     }
@@ -61,14 +59,7 @@ pub fn seed(files: &SemihostingFiles) -> ChaCha20Rng {
     absorb(&mut next, b"next boot");
     absorb(&mut next, &seed);
     let next = next.finish();
-    let stored = record::encode(Kind::Seed, &next, &mut buf)
-        .map_err(|_| ())
-        .and_then(|n| {
-            files
-                .replace(SEED_FILE, SEED_TMP, &buf[..n])
-                .map_err(|_| ())
-        });
-    if stored.is_err() {
+    if files.replace(SEED_FILE, SEED_TMP, &next).is_err() {
         defmt::warn!("could not store seed.bin: the next boot relies on the host's sources only");
     }
     ChaCha20Rng::from_seed(seed)

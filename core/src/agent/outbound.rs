@@ -2,13 +2,14 @@
 //! head + multipart envelope (`<Msg>` header + body). Lengths are computed by counting passes, so
 //! the request can be streamed through a small window without ever existing whole in RAM.
 
+use crate::agent::signed::NoBody;
 use crate::config::AgentConfig;
 use crate::guid::{Guid, Smsid};
 use crate::http::request::{Method, RequestHead};
 use crate::sink::{emitted_len, Emit, Overflow, Sink};
 use crate::time::UnixTime;
 use crate::wire::header::{MsgHeader, ReplyMode};
-use crate::wire::multipart::{body_range_length, Envelope, CONTENT_TYPE};
+use crate::wire::multipart::{Envelope, CONTENT_TYPE};
 
 /// The anonymous request path (spec §1).
 pub const REQUEST_PATH: &str = "/ccm_system/request";
@@ -47,9 +48,11 @@ impl<'a> Post<'a> {
         params: PostParams<'a>,
         body: &'a dyn Emit,
     ) -> Result<Self, Overflow> {
+        // One counting pass over the body; the envelope around it is counted without it.
+        let body_len = emitted_len(body)?;
         let header = MsgHeader {
             id: params.message_id,
-            body_length: body_range_length(body)?,
+            body_length: body_len.checked_add(2).ok_or(Overflow)?,
             reply_mode: params.reply_mode,
             source_host: config.netbios_name,
             source_id: params.source_id,
@@ -60,8 +63,10 @@ impl<'a> Post<'a> {
         };
         let content_length = emitted_len(&Envelope {
             header: &header,
-            body,
-        })?;
+            body: &NoBody,
+        })?
+        .checked_add(body_len)
+        .ok_or(Overflow)?;
         Ok(Self {
             header,
             body,

@@ -1,5 +1,12 @@
-//! Registration life cycle (spec §4): register, wait for approval with confirmations, retry with
-//! exponential backoff on status 2 or transport trouble, stop on rejection. Pure: time comes in.
+//! Registration life cycle (spec §4): register, confirm the SMSID the reply named before keeping
+//! it, wait for approval with confirmations, retry with exponential backoff on status 2 or
+//! transport trouble, and believe a rejection only when repeated (then re-ask much later). Pure:
+//! time comes in.
+//!
+//! The site's reply is unsigned, so no single reply is trusted with a lasting decision: an SMSID
+//! is kept only once a signed `RequestType="Confirmation"` naming it is answered with that same
+//! SMSID (the site checks it against our certificate); a pending SMSID whose confirmations are
+//! refused is dropped for a fresh registration; a rejection must come twice in a row.
 
 use crate::config::AgentConfig;
 use crate::guid::Smsid;
@@ -11,18 +18,20 @@ use crate::wire::registration::{
 };
 use crate::wire::reply::{RegistrationResponse, RegistrationStatus};
 
-/// Where the appliance stands with the site.
+/// Where the appliance stands with the site: what is persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RegistrationState {
     /// No SMSID yet.
     Unregistered,
-    /// SMSID issued, approval pending: no policy or inventory until approved.
+    /// SMSID issued and confirmed, approval pending: no policy or inventory until approved.
     Pending(Smsid),
     /// Registered and approved.
     Registered(Smsid),
-    /// The site refused the registration (status 3). Terminal until [`Registrar::reset`].
-    Rejected,
+    /// The site refused the registration (status 3, twice in a row) at this time. The agent
+    /// registers again [`profile::REJECTION_RECHECK_SECS`] later (or at once after
+    /// [`Registrar::reset`]).
+    Rejected(UnixTime),
 }
 
 /// What the caller should do next.
@@ -35,22 +44,49 @@ pub enum RegistrarAction {
     WaitUntil(UnixTime),
     /// Registered: use this SMSID from now on.
     Done(Smsid),
-    /// Rejected by the site.
-    Rejected,
+    /// Rejected by the site; ask again at this time.
+    Rejected(UnixTime),
 }
 
 /// What a reply (or failure) changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RegistrationEvent {
-    /// Status 0.
+    /// A registration reply (status 0 or 1) named this SMSID; a confirmation checks it next.
+    /// Nothing to persist yet.
+    Issued(Smsid),
+    /// Status 0, confirmed.
     Registered(Smsid),
-    /// Status 1: SMSID issued, approval pending; confirm again at the given time.
+    /// Status 1, confirmed: approval pending; confirm again at the given time.
     PendingApproval(Smsid, UnixTime),
     /// Status 2, an unusable reply or a transport failure: try again at the given time.
     RetryAt(UnixTime),
-    /// Status 3.
-    Rejected,
+    /// The site did not confirm the SMSID a registration reply named (a corrupted or forged
+    /// reply): it is dropped, never persisted; register again at the given time.
+    Discarded(Smsid, UnixTime),
+    /// The site refused confirmations of this pending SMSID
+    /// [`profile::CONFIRMATION_REFUSALS_BEFORE_REREGISTER`] times: it is dropped (persist
+    /// `Unregistered`) and the agent registers afresh at the given time.
+    Abandoned(Smsid, UnixTime),
+    /// A first status 3: not believed yet, asked again at the given time.
+    RejectedOnce(UnixTime),
+    /// Status 3 again: rejected at this time (persist it).
+    Rejected(UnixTime),
+}
+
+impl RegistrationEvent {
+    /// The state to persist after this event, if it changed what is persisted.
+    pub fn persist(&self) -> Option<RegistrationState> {
+        match *self {
+            Self::Registered(id) => Some(RegistrationState::Registered(id)),
+            Self::PendingApproval(id, _) => Some(RegistrationState::Pending(id)),
+            Self::Abandoned(..) => Some(RegistrationState::Unregistered),
+            Self::Rejected(at) => Some(RegistrationState::Rejected(at)),
+            Self::Issued(_) | Self::RetryAt(_) | Self::Discarded(..) | Self::RejectedOnce(_) => {
+                None
+            }
+        }
+    }
 }
 
 /// The registration state machine.
@@ -58,28 +94,52 @@ pub enum RegistrationEvent {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Registrar {
     state: RegistrationState,
+    /// An SMSID a registration reply named, awaiting its confirmation (never persisted).
+    candidate: Option<Smsid>,
     failures: u32,
+    /// Consecutive refused confirmations of the `Pending` SMSID.
+    refusals: u32,
+    /// Consecutive status-3 replies not yet believed.
+    rejections: u32,
     next_attempt: UnixTime,
 }
 
 impl Registrar {
-    /// Start from a persisted state (`Unregistered` on first run).
+    /// Start from a persisted state (`Unregistered` on first run). A `Registered` SMSID loaded
+    /// from storage may be started as `Pending` to have the site confirm it again.
     pub fn new(state: RegistrationState) -> Self {
         Self {
             state,
+            candidate: None,
             failures: 0,
+            refusals: 0,
+            rejections: 0,
             next_attempt: UnixTime(0),
         }
     }
 
-    /// The current state (persist it after every event).
+    /// The current state (persist it after every event that [`RegistrationEvent::persist`]s).
     pub fn state(&self) -> RegistrationState {
         self.state
+    }
+
+    /// The SMSID awaiting confirmation, if any.
+    pub fn candidate(&self) -> Option<Smsid> {
+        self.candidate
     }
 
     /// Consecutive failed attempts.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Pending approval with nothing in doubt: no SMSID awaiting confirmation, no refused
+    /// confirmation and no unbelieved rejection. Only then may a caller leave the wait to later.
+    pub fn waiting_for_approval(&self) -> bool {
+        matches!(self.state, RegistrationState::Pending(_))
+            && self.candidate.is_none()
+            && self.refusals == 0
+            && self.rejections == 0
     }
 
     /// Forget a rejection and start over.
@@ -89,56 +149,137 @@ impl Registrar {
 
     /// The next action at time `now`.
     pub fn poll(&self, now: UnixTime) -> RegistrarAction {
-        match self.state {
-            RegistrationState::Registered(id) => RegistrarAction::Done(id),
-            RegistrationState::Rejected => RegistrarAction::Rejected,
-            _ if now < self.next_attempt => RegistrarAction::WaitUntil(self.next_attempt),
-            RegistrationState::Unregistered => {
-                RegistrarAction::Send(RequestType::Registration, None)
+        if let RegistrationState::Rejected(at) = self.state {
+            // A clock that went back behind the stamp cannot date it: ask again (one request).
+            let recheck = at.plus(profile::REJECTION_RECHECK_SECS);
+            if now < recheck && now >= at {
+                return RegistrarAction::Rejected(recheck);
             }
-            RegistrationState::Pending(id) => {
+        }
+        match (self.state, self.candidate) {
+            (RegistrationState::Registered(id), _) => RegistrarAction::Done(id),
+            _ if now < self.next_attempt => RegistrarAction::WaitUntil(self.next_attempt),
+            (_, Some(id)) | (RegistrationState::Pending(id), None) => {
                 RegistrarAction::Send(RequestType::Confirmation, Some(id))
+            }
+            (RegistrationState::Unregistered | RegistrationState::Rejected(_), None) => {
+                RegistrarAction::Send(RequestType::Registration, None)
             }
         }
     }
 
-    /// A `ClientRegistrationResponse` arrived.
+    /// A `ClientRegistrationResponse` arrived (to the request [`Self::poll`] asked for).
     pub fn on_response(
         &mut self,
         now: UnixTime,
         reply: &RegistrationResponse,
     ) -> RegistrationEvent {
-        match (reply.status, reply.smsid) {
-            (RegistrationStatus::Registered, Some(id)) => {
-                self.state = RegistrationState::Registered(id);
-                self.failures = 0;
-                RegistrationEvent::Registered(id)
-            }
-            (RegistrationStatus::Pending, Some(id)) => {
-                self.state = RegistrationState::Pending(id);
-                self.failures = 0;
-                self.next_attempt = now.plus(profile::PENDING_RECHECK_SECS);
-                RegistrationEvent::PendingApproval(id, self.next_attempt)
-            }
-            (RegistrationStatus::Rejected, _) => {
-                self.state = RegistrationState::Rejected;
-                RegistrationEvent::Rejected
-            }
+        if reply.status == RegistrationStatus::Rejected {
+            return self.on_rejection(now);
+        }
+        self.rejections = 0;
+        let confirmed = match (reply.status, reply.smsid) {
+            (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(id)) => id,
             // Status 2, unknown statuses, and 0/1 without the SMSID the spec requires.
+            _ => return self.on_failure(now),
+        };
+        // Which SMSID the request named: the candidate, the pending one, or none (a registration).
+        let asked = match (self.candidate, self.state) {
+            (Some(id), _) | (None, RegistrationState::Pending(id)) => Some(id),
+            _ => None,
+        };
+        match asked {
+            None => {
+                // A registration reply: check it with a confirmation at once.
+                self.candidate = Some(confirmed);
+                self.next_attempt = now;
+                RegistrationEvent::Issued(confirmed)
+            }
+            // The confirmation named another SMSID than we asked about: not an agreement.
+            Some(id) if id != confirmed => self.on_disagreement(now),
+            Some(id) => {
+                self.candidate = None;
+                self.failures = 0;
+                self.refusals = 0;
+                if reply.status == RegistrationStatus::Registered {
+                    self.state = RegistrationState::Registered(id);
+                    RegistrationEvent::Registered(id)
+                } else {
+                    self.state = RegistrationState::Pending(id);
+                    self.next_attempt = now.plus(profile::PENDING_RECHECK_SECS);
+                    RegistrationEvent::PendingApproval(id, self.next_attempt)
+                }
+            }
+        }
+    }
+
+    /// The attempt failed (transport, HTTP status, empty or malformed reply): back off. An SMSID
+    /// awaiting confirmation is dropped.
+    pub fn on_failure(&mut self, now: UnixTime) -> RegistrationEvent {
+        self.failures = self.failures.saturating_add(1);
+        self.next_attempt = now.plus(backoff(self.failures));
+        match self.candidate.take() {
+            Some(id) => RegistrationEvent::Discarded(id, self.next_attempt),
+            None => RegistrationEvent::RetryAt(self.next_attempt),
+        }
+    }
+
+    /// The site refused the request (HTTP 4xx, or a 200 with an empty body: spec §4): for a
+    /// confirmation of the `Pending` SMSID this says the site does not know it. After
+    /// [`profile::CONFIRMATION_REFUSALS_BEFORE_REREGISTER`] such refusals in a row the SMSID is
+    /// dropped and the agent registers afresh. Refusals of that SMSID do not count as failures
+    /// (they end in a fresh registration, which does), so a caller's give-up bound cannot keep
+    /// a persisted pending SMSID stuck. Anything else is an [`Self::on_failure`].
+    pub fn on_refusal(&mut self, now: UnixTime) -> RegistrationEvent {
+        match (self.state, self.candidate) {
+            (RegistrationState::Pending(id), None) => {
+                self.refusals = self.refusals.saturating_add(1);
+                if self.refusals >= profile::CONFIRMATION_REFUSALS_BEFORE_REREGISTER {
+                    self.state = RegistrationState::Unregistered;
+                    self.refusals = 0;
+                    self.next_attempt = now.plus(profile::RETRY_BACKOFF_FIRST_SECS);
+                    RegistrationEvent::Abandoned(id, self.next_attempt)
+                } else {
+                    self.next_attempt = now.plus(backoff(self.refusals));
+                    RegistrationEvent::RetryAt(self.next_attempt)
+                }
+            }
             _ => self.on_failure(now),
         }
     }
 
-    /// The attempt failed (transport, HTTP status, empty or malformed reply): back off.
-    pub fn on_failure(&mut self, now: UnixTime) -> RegistrationEvent {
-        self.failures = self.failures.saturating_add(1);
-        let shift = self.failures.saturating_sub(1).min(16);
-        let delay = profile::RETRY_BACKOFF_FIRST_SECS
-            .saturating_mul(1u64 << shift)
-            .min(profile::RETRY_BACKOFF_MAX_SECS);
-        self.next_attempt = now.plus(delay);
-        RegistrationEvent::RetryAt(self.next_attempt)
+    /// A confirmation was answered with another SMSID than it named.
+    fn on_disagreement(&mut self, now: UnixTime) -> RegistrationEvent {
+        if self.candidate.is_some() {
+            self.on_failure(now)
+        } else {
+            self.on_refusal(now)
+        }
     }
+
+    /// Status 3: believed (and persisted) only when it comes again right after.
+    fn on_rejection(&mut self, now: UnixTime) -> RegistrationEvent {
+        self.candidate = None;
+        self.rejections = self.rejections.saturating_add(1);
+        if self.rejections >= profile::REJECTIONS_TO_BELIEVE {
+            self.state = RegistrationState::Rejected(now);
+            self.rejections = 0;
+            self.refusals = 0;
+            self.failures = 0;
+            RegistrationEvent::Rejected(now)
+        } else {
+            self.next_attempt = now.plus(profile::REJECTION_SECOND_ASK_SECS);
+            RegistrationEvent::RejectedOnce(self.next_attempt)
+        }
+    }
+}
+
+/// Exponential backoff after `n` (≥ 1) failures, capped.
+fn backoff(n: u32) -> u64 {
+    let shift = n.saturating_sub(1).min(16);
+    profile::RETRY_BACKOFF_FIRST_SECS
+        .saturating_mul(1u64 << shift)
+        .min(profile::RETRY_BACKOFF_MAX_SECS)
 }
 
 /// The identity a request is signed with.
@@ -163,7 +304,7 @@ pub fn build_request<'a>(
     now: UnixTime,
 ) -> Result<RegistrationRequest<'a>, BuildError> {
     let data = RegistrationData {
-        hash_algorithm_oid: identity.signer.scheme().hash_algorithm_oid(),
+        hash_algorithm_oid: crate::sign::hash_algorithm_oid(identity.signer),
         smsid,
         request_type,
         timestamp: now.to_datetime(),
@@ -214,7 +355,7 @@ pub fn build_proxy_client_request<'a>(
     now: UnixTime,
 ) -> Result<RegistrationRequest<'a>, BuildError> {
     let data = RegistrationData {
-        hash_algorithm_oid: proxy.signer.scheme().hash_algorithm_oid(),
+        hash_algorithm_oid: crate::sign::hash_algorithm_oid(proxy.signer),
         smsid,
         request_type,
         timestamp: now.to_datetime(),
@@ -328,15 +469,106 @@ mod tests {
         assert_eq!(req.data.signing_cert, &[0xAA]);
     }
 
+    fn other_id() -> Smsid {
+        // `id()` with the GUID's version digit flipped, as a corrupted byte would make it.
+        Smsid::parse(b"GUID:1af488d8-7b42-5842-a4bd-b3a2842bbc42").unwrap()
+    }
+
+    fn ok(s: RegistrationStatus, smsid: Smsid) -> RegistrationResponse {
+        reply(s, Some(smsid))
+    }
+
+    const FIRST: u64 = profile::RETRY_BACKOFF_FIRST_SECS;
+
     #[test]
-    fn pending_then_confirmed() {
+    fn registered_only_after_the_confirmation_agrees() {
         let mut r = Registrar::new(RegistrationState::Unregistered);
         let t0 = UnixTime(1000);
         assert_eq!(
             r.poll(t0),
             RegistrarAction::Send(RequestType::Registration, None)
         );
-        let ev = r.on_response(t0, &reply(RegistrationStatus::Pending, Some(id())));
+        let ev = r.on_response(t0, &ok(RegistrationStatus::Registered, id()));
+        assert_eq!(ev, RegistrationEvent::Issued(id()));
+        assert_eq!(ev.persist(), None);
+        // Not registered yet: the state to persist is unchanged, a confirmation goes out at once.
+        assert_eq!(r.state(), RegistrationState::Unregistered);
+        assert_eq!(r.candidate(), Some(id()));
+        assert_eq!(
+            r.poll(t0),
+            RegistrarAction::Send(RequestType::Confirmation, Some(id()))
+        );
+        let ev = r.on_response(t0, &ok(RegistrationStatus::Registered, id()));
+        assert_eq!(ev, RegistrationEvent::Registered(id()));
+        assert_eq!(ev.persist(), Some(RegistrationState::Registered(id())));
+        assert_eq!(r.poll(t0), RegistrarAction::Done(id()));
+        assert_eq!(r.candidate(), None);
+    }
+
+    #[test]
+    fn a_confirmation_naming_another_smsid_discards_the_candidate() {
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        r.on_response(UnixTime(0), &ok(RegistrationStatus::Registered, other_id()));
+        let ev = r.on_response(UnixTime(0), &ok(RegistrationStatus::Registered, id()));
+        assert_eq!(
+            ev,
+            RegistrationEvent::Discarded(other_id(), UnixTime(FIRST))
+        );
+        assert_eq!(ev.persist(), None);
+        assert_eq!(
+            (r.state(), r.candidate(), r.failures()),
+            (RegistrationState::Unregistered, None, 1)
+        );
+        assert_eq!(
+            r.poll(UnixTime(1)),
+            RegistrarAction::WaitUntil(UnixTime(FIRST))
+        );
+        assert_eq!(
+            r.poll(UnixTime(FIRST)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+    }
+
+    #[test]
+    fn a_refused_or_failed_confirmation_discards_the_candidate_and_counts() {
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        for n in 1..=3u32 {
+            r.on_response(UnixTime(0), &ok(RegistrationStatus::Pending, other_id()));
+            // A refusal of an unconfirmed candidate is an ordinary failure (bounded by the
+            // caller's give-up limit), whatever its kind.
+            let ev = if n % 2 == 0 {
+                r.on_failure(UnixTime(0))
+            } else {
+                r.on_refusal(UnixTime(0))
+            };
+            assert!(
+                matches!(ev, RegistrationEvent::Discarded(x, _) if x == other_id()),
+                "{ev:?}"
+            );
+            assert_eq!(r.failures(), n);
+            assert_eq!(r.state(), RegistrationState::Unregistered);
+        }
+        // Failures are cleared only by a confirmed outcome, not by another registration reply.
+        r.on_response(UnixTime(0), &ok(RegistrationStatus::Pending, id()));
+        assert_eq!(r.failures(), 3);
+        let ev = r.on_response(UnixTime(0), &ok(RegistrationStatus::Pending, id()));
+        assert_eq!(
+            ev,
+            RegistrationEvent::PendingApproval(id(), UnixTime(profile::PENDING_RECHECK_SECS))
+        );
+        assert_eq!(r.failures(), 0);
+        assert!(r.waiting_for_approval());
+    }
+
+    #[test]
+    fn pending_then_confirmed() {
+        let mut r = Registrar::new(RegistrationState::Pending(id()));
+        let t0 = UnixTime(1000);
+        assert_eq!(
+            r.poll(t0),
+            RegistrarAction::Send(RequestType::Confirmation, Some(id()))
+        );
+        let ev = r.on_response(t0, &ok(RegistrationStatus::Pending, id()));
         let at = t0.plus(profile::PENDING_RECHECK_SECS);
         assert_eq!(ev, RegistrationEvent::PendingApproval(id(), at));
         assert_eq!(r.poll(t0.plus(1)), RegistrarAction::WaitUntil(at));
@@ -344,9 +576,53 @@ mod tests {
             r.poll(at),
             RegistrarAction::Send(RequestType::Confirmation, Some(id()))
         );
-        r.on_response(at, &reply(RegistrationStatus::Registered, Some(id())));
+        r.on_response(at, &ok(RegistrationStatus::Registered, id()));
         assert_eq!(r.poll(at), RegistrarAction::Done(id()));
         assert_eq!(r.state(), RegistrationState::Registered(id()));
+    }
+
+    #[test]
+    fn refused_pending_confirmations_lead_back_to_a_fresh_registration() {
+        let mut r = Registrar::new(RegistrationState::Pending(other_id()));
+        let ev = r.on_refusal(UnixTime(0));
+        assert_eq!(ev, RegistrationEvent::RetryAt(UnixTime(FIRST)));
+        // Not a failure towards the caller's give-up bound, and not settled pending either.
+        assert_eq!(r.failures(), 0);
+        assert!(!r.waiting_for_approval());
+        assert_eq!(r.state(), RegistrationState::Pending(other_id()));
+        let ev = r.on_refusal(UnixTime(FIRST));
+        assert_eq!(
+            ev,
+            RegistrationEvent::Abandoned(other_id(), UnixTime(2 * FIRST))
+        );
+        assert_eq!(ev.persist(), Some(RegistrationState::Unregistered));
+        assert_eq!(r.state(), RegistrationState::Unregistered);
+        assert_eq!(
+            r.poll(UnixTime(2 * FIRST)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        // A transport failure in between is no refusal: it does not advance the count.
+        let mut r = Registrar::new(RegistrationState::Pending(other_id()));
+        r.on_refusal(UnixTime(0));
+        assert_eq!(
+            r.on_failure(UnixTime(0)),
+            RegistrationEvent::RetryAt(UnixTime(FIRST))
+        );
+        // ... but an answer with another SMSID is a refusal.
+        let ev = r.on_response(UnixTime(0), &ok(RegistrationStatus::Registered, id()));
+        assert!(
+            matches!(ev, RegistrationEvent::Abandoned(x, _) if x == other_id()),
+            "{ev:?}"
+        );
+        // A confirmed answer clears the count.
+        let mut r = Registrar::new(RegistrationState::Pending(id()));
+        r.on_refusal(UnixTime(0));
+        r.on_response(UnixTime(0), &ok(RegistrationStatus::Pending, id()));
+        assert!(r.waiting_for_approval());
+        assert_eq!(
+            r.on_refusal(UnixTime(0)),
+            RegistrationEvent::RetryAt(UnixTime(FIRST))
+        );
     }
 
     #[test]
@@ -360,31 +636,105 @@ mod tests {
             }
         }
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
-        // Success resets the failure count.
-        r.on_response(
-            UnixTime(0),
-            &reply(RegistrationStatus::Registered, Some(id())),
-        );
+        // A confirmed registration resets the failure count.
+        r.on_response(UnixTime(0), &ok(RegistrationStatus::Registered, id()));
+        r.on_response(UnixTime(0), &ok(RegistrationStatus::Registered, id()));
         assert_eq!(r.failures(), 0);
     }
 
     #[test]
-    fn status_without_smsid_is_a_failure_and_rejection_is_terminal() {
+    fn status_without_smsid_is_a_failure() {
         let mut r = Registrar::new(RegistrationState::Unregistered);
         let ev = r.on_response(UnixTime(0), &reply(RegistrationStatus::Registered, None));
         assert_eq!(ev, RegistrationEvent::RetryAt(UnixTime(5)));
         assert_eq!(r.state(), RegistrationState::Unregistered);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Other(7), None));
         assert_eq!(r.failures(), 2);
+    }
+
+    #[test]
+    fn one_rejection_is_asked_again_two_are_persisted_and_rechecked_later() {
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        let t0 = UnixTime(10_000);
+        let ev = r.on_response(t0, &reply(RegistrationStatus::Rejected, None));
+        let again = t0.plus(profile::REJECTION_SECOND_ASK_SECS);
+        assert_eq!(ev, RegistrationEvent::RejectedOnce(again));
+        assert_eq!(ev.persist(), None);
+        assert_eq!(r.state(), RegistrationState::Unregistered);
+        assert_eq!(r.poll(t0), RegistrarAction::WaitUntil(again));
         assert_eq!(
-            r.on_response(UnixTime(9), &reply(RegistrationStatus::Rejected, None)),
-            RegistrationEvent::Rejected
+            r.poll(again),
+            RegistrarAction::Send(RequestType::Registration, None)
         );
-        assert_eq!(r.poll(UnixTime(10_000)), RegistrarAction::Rejected);
+        let ev = r.on_response(again, &reply(RegistrationStatus::Rejected, None));
+        assert_eq!(ev, RegistrationEvent::Rejected(again));
+        assert_eq!(ev.persist(), Some(RegistrationState::Rejected(again)));
+        let recheck = again.plus(profile::REJECTION_RECHECK_SECS);
+        assert_eq!(r.poll(again), RegistrarAction::Rejected(recheck));
+        assert_eq!(r.poll(recheck.minus(1)), RegistrarAction::Rejected(recheck));
+        // The persisted rejection, loaded by a later run: silent until the recheck, then asks.
+        let later = Registrar::new(RegistrationState::Rejected(again));
+        assert_eq!(
+            later.poll(recheck.minus(1)),
+            RegistrarAction::Rejected(recheck)
+        );
+        assert_eq!(
+            later.poll(recheck),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        // A clock behind the stamp cannot date it: ask.
+        assert_eq!(
+            later.poll(again.minus(1)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
         r.reset();
         assert_eq!(
             r.poll(UnixTime(0)),
             RegistrarAction::Send(RequestType::Registration, None)
         );
+    }
+
+    #[test]
+    fn a_rejection_followed_by_another_answer_is_forgotten() {
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        r.on_response(UnixTime(0), &reply(RegistrationStatus::Rejected, None));
+        // A transport failure in between neither confirms nor clears it.
+        r.on_failure(UnixTime(0));
+        assert!(matches!(
+            r.on_response(UnixTime(0), &reply(RegistrationStatus::RetryLater, None)),
+            RegistrationEvent::RetryAt(_)
+        ));
+        // The count restarted: one more status 3 is again only a first one.
+        assert!(matches!(
+            r.on_response(UnixTime(0), &reply(RegistrationStatus::Rejected, None)),
+            RegistrationEvent::RejectedOnce(_)
+        ));
+        // A rejection of a candidate's confirmation drops the candidate.
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        r.on_response(UnixTime(0), &ok(RegistrationStatus::Registered, id()));
+        r.on_response(UnixTime(0), &reply(RegistrationStatus::Rejected, None));
+        assert_eq!(r.candidate(), None);
+        // A pending SMSID rejected twice (the administrator's decision) is rejected.
+        let mut r = Registrar::new(RegistrationState::Pending(id()));
+        r.on_response(UnixTime(0), &reply(RegistrationStatus::Rejected, None));
+        assert!(!r.waiting_for_approval());
+        assert_eq!(
+            r.poll(UnixTime(0)),
+            RegistrarAction::WaitUntil(UnixTime(profile::REJECTION_SECOND_ASK_SECS))
+        );
+        assert_eq!(
+            r.on_response(UnixTime(9), &reply(RegistrationStatus::Rejected, None)),
+            RegistrationEvent::Rejected(UnixTime(9))
+        );
+        // Re-asking after the recheck: a confirmed registration replaces the rejection.
+        let t = UnixTime(9).plus(profile::REJECTION_RECHECK_SECS);
+        assert_eq!(
+            r.poll(t),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        r.on_response(t, &ok(RegistrationStatus::Registered, id()));
+        assert_eq!(r.state(), RegistrationState::Rejected(UnixTime(9)));
+        r.on_response(t, &ok(RegistrationStatus::Registered, id()));
+        assert_eq!(r.state(), RegistrationState::Registered(id()));
     }
 }

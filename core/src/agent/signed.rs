@@ -18,7 +18,9 @@ use crate::http::request::RequestHead;
 use crate::sign::SignError;
 use crate::sink::{emitted_len, Emit, Overflow, Sink};
 use crate::time::{DateTime, UnixTime};
-use crate::wire::clientauth::{payload_digest, ClientAuthHook, ClientIdSignature};
+use crate::wire::clientauth::{
+    payload_signature, ClientAuthHook, ClientIdSignature, PayloadSignError,
+};
 use crate::wire::header::{MsgHeader, ReplyMode};
 use crate::wire::multipart::{Envelope, CONTENT_TYPE};
 
@@ -109,7 +111,7 @@ pub struct SignedMessage<'a> {
 }
 
 /// An empty body: counting the envelope around it gives the envelope's own bytes.
-struct NoBody;
+pub(crate) struct NoBody;
 
 impl Emit for NoBody {
     fn emit(&self, _: &mut dyn Sink) -> Result<(), Overflow> {
@@ -126,18 +128,18 @@ impl<'a> SignedMessage<'a> {
         params: MessageParams<'a>,
         body: &'a dyn Emit,
     ) -> Result<Self, SignedMessageError> {
-        let digest = payload_digest(body).map_err(|_| SignedMessageError::Body)?;
-        let payload_signature = signer
-            .identity
-            .signer
-            .sign_sha256(&digest.digest)
-            .map_err(SignedMessageError::Sign)?;
+        // One pass hashes (with the signer's hash) and counts the body.
+        let (payload_signature, digest) =
+            payload_signature(signer.identity.signer, body).map_err(|e| match e {
+                PayloadSignError::Sign(e) => SignedMessageError::Sign(e),
+                _ => SignedMessageError::Body,
+            })?;
         let hook = ClientAuthHook {
             auth_sender_machine: config.netbios_name,
             signing_cert_der: signer.identity.cert_der,
             client_id_signature: signer.client_id.signature(),
             payload_signature,
-            hash_algorithm_oid: signer.identity.signer.scheme().hash_algorithm_oid(),
+            hash_algorithm_oid: crate::sign::hash_algorithm_oid(signer.identity.signer),
             proxy_smsid: signer.proxy_smsid,
         };
         let mut msg = Self {
@@ -271,6 +273,16 @@ impl Sink for StopWindow<'_> {
             // Window complete: stop here (not an error for `fill_window`).
             return Err(Overflow);
         }
+        Ok(())
+    }
+    fn skippable(&self) -> usize {
+        self.start.saturating_sub(self.pos)
+    }
+    fn skip(&mut self, len: usize) -> Result<(), Overflow> {
+        if len > self.skippable() {
+            return Err(Overflow);
+        }
+        self.pos = self.pos.saturating_add(len);
         Ok(())
     }
 }

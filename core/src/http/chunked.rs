@@ -190,10 +190,12 @@ pub fn decode_chunked_in_place(buf: &mut [u8]) -> Result<ChunkedProgress, HttpEr
                 // `out <= start`: every chunk's size line is longer than nothing, so the data
                 // only ever moves towards the front and never over bytes still to be read.
                 let end = start.checked_add(len).ok_or(HttpError::ChunkSizeOverflow)?;
-                if buf.get(start..end).is_none() {
-                    return Err(HttpError::MalformedChunk);
-                }
-                buf.copy_within(start..end, out);
+                // Moved within `buf[out..end]` (`out <= start` cannot fail, see above): a
+                // form whose bounds the optimiser can see, so the parser links without a
+                // panic path (issue 6).
+                let from = start.checked_sub(out).ok_or(HttpError::MalformedChunk)?;
+                let moved = buf.get_mut(out..end).ok_or(HttpError::MalformedChunk)?;
+                moved.copy_within(from.., 0);
                 out = out.saturating_add(len);
                 pos = next;
             }

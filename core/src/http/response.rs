@@ -268,7 +268,9 @@ fn multipart_boundary(value: &[u8]) -> Result<heapless::String<72>, HttpError> {
             continue;
         }
         let name_len = params.iter().take_while(|&&b| is_tchar(b)).count();
-        let (name, rest) = params.split_at(name_len);
+        let (name, rest) = params
+            .split_at_checked(name_len)
+            .ok_or(HttpError::InvalidBoundary)?;
         let ([b'=', rest @ ..], false) = (rest, name.is_empty()) else {
             return Err(HttpError::InvalidBoundary);
         };
@@ -306,7 +308,9 @@ fn multipart_boundary(value: &[u8]) -> Result<heapless::String<72>, HttpError> {
                 .iter()
                 .take_while(|&&b| b > b' ' && b != 0x7F && b != b';' && b != b'"')
                 .count();
-            let (token, tail) = rest.split_at(len);
+            let (token, tail) = rest
+                .split_at_checked(len)
+                .ok_or(HttpError::InvalidBoundary)?;
             if token.is_empty() {
                 return Err(HttpError::InvalidBoundary);
             }

@@ -4,13 +4,18 @@
 //! A signer takes a SHA-256 digest and returns the signature bytes exactly as they go on the wire
 //! (spec §6): raw `r‖s` for ECDSA P-256 ([profile]), byte-reversed PKCS#1 v1.5 for RSA. Everything
 //! above this module is algorithm-agnostic; a secure element implements the trait as well.
+//! Which hash is signed is the site's choice ([`crate::config::SignatureHash`]), carried by the
+//! signer ([`Signer::signature_hash`], [`SiteHashSigner`]) and applied by [`hash`].
 
+pub mod hash;
 mod p256;
 pub mod rsa;
 
+pub use self::hash::{hash_algorithm_oid, SiteHashSigner};
 pub use self::p256::P256Signer;
 pub use self::rsa::{RsaKeyError, RsaSigner};
 
+use crate::config::SignatureHash;
 use crate::profile;
 
 /// Largest signature any signer returns (RSA-4096 would need 512).
@@ -27,7 +32,8 @@ pub enum SignatureScheme {
 }
 
 impl SignatureScheme {
-    /// The `HashAlgorithm` OID sent with this scheme.
+    /// The `HashAlgorithm` OID sent with this scheme's SHA-256 signatures (see
+    /// [`SignatureHash::hash_algorithm_oid`] for what is actually sent).
     pub fn hash_algorithm_oid(self) -> &'static str {
         match self {
             Self::EcdsaP256Sha256 => profile::ECDSA_P256_SHA256_OID,
@@ -91,6 +97,11 @@ pub trait Signer {
         let _ = digest;
         Err(SignError::Unsupported)
     }
+    /// The hash this signer's messages are signed with; SHA-256 unless the site's configuration
+    /// says otherwise ([`SiteHashSigner`]).
+    fn signature_hash(&self) -> SignatureHash {
+        SignatureHash::Sha256
+    }
 }
 
 impl<T: Signer + ?Sized> Signer for &T {
@@ -102,5 +113,8 @@ impl<T: Signer + ?Sized> Signer for &T {
     }
     fn sign_sha1(&self, digest: &[u8; 20]) -> Result<SignatureBytes, SignError> {
         (**self).sign_sha1(digest)
+    }
+    fn signature_hash(&self) -> SignatureHash {
+        (**self).signature_hash()
     }
 }

@@ -324,7 +324,15 @@ fn encode_state(s: RegistrationState) -> (u8, Guid) {
         RegistrationState::Unregistered => (0, Guid::default()),
         RegistrationState::Pending(id) => (1, id.0),
         RegistrationState::Registered(id) => (2, id.0),
-        RegistrationState::Rejected => (3, Guid::default()),
+        // The rejection's time in the (otherwise unused) SMSID slot; older records hold zeros,
+        // which read back as "rejected long ago" (asked again at once).
+        RegistrationState::Rejected(at) => {
+            let mut g = [0u8; 16];
+            if let Some(head) = g.get_mut(..8) {
+                head.copy_from_slice(&at.0.to_le_bytes());
+            }
+            (3, Guid(g))
+        }
     }
 }
 
@@ -333,7 +341,11 @@ fn decode_state(tag: u8, g: Guid) -> Option<RegistrationState> {
         0 => RegistrationState::Unregistered,
         1 => RegistrationState::Pending(Smsid(g)),
         2 => RegistrationState::Registered(Smsid(g)),
-        3 => RegistrationState::Rejected,
+        3 => {
+            let mut t = [0u8; 8];
+            t.copy_from_slice(g.0.get(..8)?);
+            RegistrationState::Rejected(UnixTime(u64::from_le_bytes(t)))
+        }
         _ => return None,
     })
 }

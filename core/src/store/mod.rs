@@ -261,7 +261,10 @@ impl Layout {
             && aligned(self.identity_slot_len)
             && aligned(self.queue_start)
             && aligned(self.queue_len)
-            && self.queue_len / e >= 2
+            && self
+                .queue_len
+                .checked_div(e)
+                .is_some_and(|pages| pages >= 2)
             && Ident::slot_ok(geo, self.identity_slot_len);
         if !ok {
             return None;

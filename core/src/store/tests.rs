@@ -275,12 +275,17 @@ fn unknown_identity_version_then_overwrite() {
     let mut s = open(&mut f);
     let mut buf = [0u8; 512];
     assert_eq!(s.load_identity(&mut buf), Err(E::UnknownVersion(9)));
-    s.save_identity(&ident(RegistrationState::Rejected))
-        .unwrap();
+    s.save_identity(&ident(RegistrationState::Rejected(crate::time::UnixTime(
+        1_764_000_000,
+    ))))
+    .unwrap();
     end(s);
     let mut s = open(&mut f);
     let got = s.load_identity(&mut buf).unwrap().unwrap();
-    assert_eq!(got.registration, RegistrationState::Rejected);
+    assert_eq!(
+        got.registration,
+        RegistrationState::Rejected(crate::time::UnixTime(1_764_000_000))
+    );
 }
 
 #[test]
@@ -300,13 +305,18 @@ fn identity_bad_crc_falls_back_to_the_older_slot() {
     let got = s.load_identity(&mut buf).unwrap().unwrap();
     assert_eq!(got.registration, RegistrationState::Pending(id));
     // The next save goes over the bad slot, not over the good one.
-    s.save_identity(&ident(RegistrationState::Rejected))
-        .unwrap();
+    s.save_identity(&ident(RegistrationState::Rejected(crate::time::UnixTime(
+        1_764_000_000,
+    ))))
+    .unwrap();
     end(s);
     f.image_mut()[20 + 100] ^= 0x80; // now damage A (the older one)
     let mut s = open(&mut f);
     let got = s.load_identity(&mut buf).unwrap().unwrap();
-    assert_eq!(got.registration, RegistrationState::Rejected);
+    assert_eq!(
+        got.registration,
+        RegistrationState::Rejected(crate::time::UnixTime(1_764_000_000))
+    );
     end(s);
     f.image_mut()[512 + 20 + 100] ^= 0x80;
     let mut s = open(&mut f);

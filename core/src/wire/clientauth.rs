@@ -21,10 +21,12 @@
 //!   `SourceID`. A proxy therefore signs the *client's* SMSID with *its* key and adds
 //!   `ProxySMSID` ([profile], see [`crate::profile::CLIENTAUTH_PROXY_SMSID_PROPERTY`]).
 
+use crate::config::SignatureHash;
 use crate::guid::Smsid;
 use crate::profile;
+use crate::sign::hash::{digest_of, sign_digest, Digest, DigestSink};
 use crate::sign::{SignError, SignatureBytes, Signer};
-use crate::sink::{CountingSink, Emit, Overflow, Sha256Sink, Sink, TeeSink};
+use crate::sink::{CountingSink, Emit, Overflow, Sink, TeeSink};
 use crate::wire::multipart::OctetPart;
 use crate::wire::xml::XmlWriter;
 
@@ -44,12 +46,13 @@ impl Emit for Utf16z<'_> {
     }
 }
 
-/// Sign UTF-16LE(`text`) + `00 00` with SHA-256 (ClientIDSignature, ClientTokenSignature).
+/// Sign UTF-16LE(`text`) + `00 00` with the signer's hash (ClientIDSignature,
+/// ClientTokenSignature).
 pub fn sign_utf16z(signer: &dyn Signer, text: &str) -> Result<SignatureBytes, SignError> {
-    let mut h = Sha256Sink::default();
     // The hashing sink never refuses bytes.
-    Utf16z(text).emit(&mut h).map_err(|_| SignError::Crypto)?;
-    signer.sign_sha256(&h.finish())
+    let digest =
+        digest_of(signer.signature_hash(), &Utf16z(text)).map_err(|_| SignError::Crypto)?;
+    sign_digest(signer, &digest)
 }
 
 /// `ClientIDSignature`: the signature over UTF-16LE(`"GUID:{SMSID upper}"`) + `00 00`, made with
@@ -95,11 +98,11 @@ impl ClientIdSignature {
     }
 }
 
-/// The SHA-256 digest of the octet-stream part of `body` and the body's own length, from one pass.
+/// The digest of the octet-stream part of `body` and the body's own length, from one pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayloadDigest {
-    /// SHA-256 over `body ‖ 00 00 ‖ CRLF`.
-    pub digest: [u8; 32],
+    /// The hash (SHA-256 unless the site says SHA-1) over `body ‖ 00 00 ‖ CRLF`.
+    pub digest: Digest,
     /// Bytes `body` emits (UTF-16LE XML, without the NUL and CRLF).
     pub body_len: usize,
 }
@@ -111,16 +114,25 @@ impl PayloadDigest {
     }
 }
 
-/// Hash [`OctetPart`]`{ body }` — exactly what `PayloadSignature` covers — and count the body.
+/// Hash [`OctetPart`]`{ body }` — exactly what `PayloadSignature` covers — with SHA-256, and
+/// count the body.
 pub fn payload_digest(body: &dyn Emit) -> Result<PayloadDigest, Overflow> {
-    let mut hash = Sha256Sink::default();
+    payload_digest_with(body, SignatureHash::Sha256)
+}
+
+/// [`payload_digest`] with `hash`'s algorithm.
+pub fn payload_digest_with(
+    body: &dyn Emit,
+    hash: SignatureHash,
+) -> Result<PayloadDigest, Overflow> {
+    let mut digest = DigestSink::new(hash);
     let mut count = CountingSink::default();
     OctetPart { body }.emit(&mut TeeSink {
-        a: &mut hash,
+        a: &mut digest,
         b: &mut count,
     })?;
     Ok(PayloadDigest {
-        digest: hash.finish(),
+        digest: digest.finish(),
         body_len: count.count.checked_sub(4).ok_or(Overflow)?,
     })
 }
@@ -137,15 +149,15 @@ pub enum PayloadSignError {
     Sign(SignError),
 }
 
-/// `PayloadSignature` over the octet-stream part of `body`, with the digest pass's body length.
+/// `PayloadSignature` over the octet-stream part of `body` (with the signer's hash), with the
+/// digest pass's body length.
 pub fn payload_signature(
     signer: &dyn Signer,
     body: &dyn Emit,
 ) -> Result<(SignatureBytes, PayloadDigest), PayloadSignError> {
-    let d = payload_digest(body).map_err(|_| PayloadSignError::Body)?;
-    let sig = signer
-        .sign_sha256(&d.digest)
-        .map_err(PayloadSignError::Sign)?;
+    let d =
+        payload_digest_with(body, signer.signature_hash()).map_err(|_| PayloadSignError::Body)?;
+    let sig = sign_digest(signer, &d.digest).map_err(PayloadSignError::Sign)?;
     Ok((sig, d))
 }
 
@@ -162,8 +174,9 @@ pub struct ClientAuthHook<'a> {
     pub client_id_signature: &'a SignatureBytes,
     /// `PayloadSignature` (see [`payload_signature`]).
     pub payload_signature: SignatureBytes,
-    /// `HashAlgorithm`: the OID of the signer's scheme.
-    pub hash_algorithm_oid: &'a str,
+    /// `HashAlgorithm`: [`crate::sign::hash_algorithm_oid`] of the signer; `None` sends no
+    /// property (SHA-1, the ConfigMgr 2007 form).
+    pub hash_algorithm_oid: Option<&'a str>,
     /// `ProxySMSID` ([profile]): set when an ISV proxy signs for one of its clients.
     pub proxy_smsid: Option<Smsid>,
 }
@@ -190,7 +203,9 @@ impl Emit for ClientAuthHook<'_> {
         w.hex_upper(self.payload_signature.as_bytes())?;
         w.end("Property")?;
         w.element_property("ClientCapabilities", CLIENT_CAPABILITIES_NON_SSL)?;
-        w.element_property("HashAlgorithm", self.hash_algorithm_oid)?;
+        if let Some(oid) = self.hash_algorithm_oid {
+            w.element_property("HashAlgorithm", oid)?;
+        }
         if let Some(proxy) = self.proxy_smsid {
             property_open(&mut w, profile::CLIENTAUTH_PROXY_SMSID_PROPERTY)?;
             w.ascii(&proxy.to_text())?;
@@ -268,7 +283,7 @@ mod tests {
         octets.extend_from_slice(&[0, 0, b'\r', b'\n']);
         assert!(verify(&signer, &octets, &sig));
         let digest: [u8; 32] = sha2::Sha256::digest(&octets).into();
-        assert_eq!(d.digest, digest);
+        assert_eq!(d.digest, crate::sign::hash::Digest::Sha256(digest));
         let s = p256::ecdsa::Signature::from_slice(sig.as_bytes()).unwrap();
         signer.verifying_key().verify_prehash(&digest, &s).unwrap();
         // The body alone (no NUL + CRLF) does not verify.
@@ -284,7 +299,7 @@ mod tests {
             signing_cert_der: &[0x30, 0x82, 0x0F],
             client_id_signature: &sig,
             payload_signature: SignatureBytes::from_slice(&[0xCD]).unwrap(),
-            hash_algorithm_oid: "1.2.840.10045.4.3.2",
+            hash_algorithm_oid: Some("1.2.840.10045.4.3.2"),
             proxy_smsid: None,
         };
         let mut buf = [0u8; 2048];

@@ -3,8 +3,9 @@
 //! emitter then writes it into the body; no second copy exists.
 
 use crate::guid::Smsid;
+use crate::sign::hash::{digest_of, sign_digest};
 use crate::sign::{SignError, SignatureBytes, Signer};
-use crate::sink::{sha256_of, Emit, Overflow, Sink};
+use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::xml::XmlWriter;
 
@@ -47,8 +48,9 @@ pub enum RequestType {
 /// The signed `<Data>` element.
 #[derive(Clone, Copy)]
 pub struct RegistrationData<'a> {
-    /// `HashAlgorithm` OID (from the signer's scheme).
-    pub hash_algorithm_oid: &'a str,
+    /// `HashAlgorithm` OID; `None` sends no attribute (SHA-1, the ConfigMgr 2007 form). Set
+    /// from the signer by [`RegistrationRequest::sign`] ([`crate::sign::hash_algorithm_oid`]).
+    pub hash_algorithm_oid: Option<&'a str>,
     /// Proposed or known SMSID (`SMSID=""` when none).
     pub smsid: Option<Smsid>,
     /// Registration or confirmation.
@@ -73,7 +75,9 @@ impl Emit for RegistrationData<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
         let mut w = XmlWriter::new(out);
         w.open("Data")?;
-        w.attr("HashAlgorithm", self.hash_algorithm_oid)?;
+        if let Some(oid) = self.hash_algorithm_oid {
+            w.attr("HashAlgorithm", oid)?;
+        }
         match self.smsid {
             Some(id) => {
                 let t = id.to_text();
@@ -153,14 +157,16 @@ impl From<Overflow> for BuildError {
 }
 
 impl<'a> RegistrationRequest<'a> {
-    /// Sign `data` (its `hash_algorithm_oid` should be `signer.scheme().hash_algorithm_oid()`).
+    /// Sign `data` with the signer's hash ([`Signer::signature_hash`]); `data`'s
+    /// `HashAlgorithm` is set from the signer first, so that the two always agree.
     pub fn sign(
-        data: RegistrationData<'a>,
+        mut data: RegistrationData<'a>,
         signer: &dyn Signer,
         signer_smsid: Option<Smsid>,
     ) -> Result<Self, BuildError> {
-        let digest = sha256_of(&data)?;
-        let signature = signer.sign_sha256(&digest).map_err(BuildError::Sign)?;
+        data.hash_algorithm_oid = crate::sign::hash_algorithm_oid(signer);
+        let digest = digest_of(signer.signature_hash(), &data)?;
+        let signature = sign_digest(signer, &digest).map_err(BuildError::Sign)?;
         Ok(Self {
             data,
             signature,
@@ -182,5 +188,71 @@ impl Emit for RegistrationRequest<'_> {
         w.raw("><SignatureValue>")?;
         w.hex_upper(self.signature.as_bytes())?;
         w.raw("</SignatureValue></Signature></ClientRegistrationRequest>")
+    }
+}
+
+// Every case here exercises the SHA-1 form next to SHA-256.
+#[cfg(all(test, feature = "sha1-sites"))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::config::SignatureHash;
+    use crate::sign::{RsaSigner, SiteHashSigner};
+    use crate::sink::{emitted_len, SliceSink};
+    use std::vec;
+    use std::vec::Vec;
+
+    const PK1: &[u8] = include_bytes!("../sign/rsa/testdata/rsa2048.pk1.der");
+
+    fn data(oid: Option<&'static str>) -> RegistrationData<'static> {
+        RegistrationData {
+            hash_algorithm_oid: oid,
+            smsid: None,
+            request_type: RequestType::Registration,
+            timestamp: crate::time::UnixTime(1_795_428_000).to_datetime(),
+            agent_type: AgentType::Client,
+            encryption_cert: &[0x30],
+            signing_cert: &[0x30],
+            netbios_name: "PRN-1",
+            fqdn: "prn-1.local",
+            locale_id: 1033,
+        }
+    }
+
+    fn text(item: &dyn Emit) -> std::string::String {
+        let mut v = vec![0u8; emitted_len(item).unwrap()];
+        item.emit(&mut SliceSink::new(&mut v)).unwrap();
+        let units: Vec<u16> = v
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        std::string::String::from_utf16(&units).unwrap()
+    }
+
+    #[test]
+    fn the_signer_decides_hash_algorithm_and_digest() {
+        let rsa = RsaSigner::from_pkcs1_der(PK1).unwrap();
+        // A stale OID in `data` is replaced by the signer's: they cannot disagree.
+        let modern = RegistrationRequest::sign(data(None), &rsa, None).unwrap();
+        assert_eq!(
+            modern.data.hash_algorithm_oid,
+            Some(crate::profile::RSA_SHA256_OID)
+        );
+        assert!(
+            text(&modern.data).starts_with("<Data HashAlgorithm=\"1.2.840.113549.1.1.11\" SMSID")
+        );
+
+        let legacy = SiteHashSigner::new(rsa.clone(), SignatureHash::Sha1).unwrap();
+        let old = RegistrationRequest::sign(data(Some("1.2.3")), &legacy, None).unwrap();
+        assert_eq!(old.data.hash_algorithm_oid, None);
+        assert!(text(&old.data).starts_with("<Data SMSID=\"\" RequestType=\"Registration\""));
+        // The signature is SHA-1 over the emitted <Data> bytes (byte-reversed PKCS#1 v1.5).
+        let d = crate::sign::hash::digest_of(SignatureHash::Sha1, &old.data).unwrap();
+        let crate::sign::hash::Digest::Sha1(d1) = d else {
+            panic!("{d:?}")
+        };
+        let mut want = rsa.sign_pkcs1v15_sha1(&d1).unwrap();
+        want.reverse();
+        assert_eq!(old.signature.as_bytes(), want.as_slice());
     }
 }

@@ -33,64 +33,87 @@ impl<'s> XmlWriter<'s> {
         self.out.write(&[0, 0])
     }
 
-    fn encode(
-        &mut self,
-        s: &str,
-        escape: fn(char) -> Option<&'static str>,
-    ) -> Result<(), Overflow> {
-        let mut buf = [0u8; CHUNK];
-        let mut n = 0usize;
-        for c in s.chars() {
-            if let Some(entity) = escape(c) {
-                self.flush(&buf, &mut n)?;
-                self.raw(entity)?;
-                continue;
-            }
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units).iter() {
-                if n + 2 > CHUNK {
-                    self.flush(&buf, &mut n)?;
-                }
-                if let Some(slot) = buf.get_mut(n..n + 2) {
-                    slot.copy_from_slice(&unit.to_le_bytes());
-                }
-                n += 2;
+    /// Write `parts` one after the other as UTF-16LE, each escaped per its [`Escaping`], through
+    /// one stack chunk (so a tag and its attributes cost one sink call, not one per piece). A
+    /// sink that would drop all of them unseen ([`Sink::skippable`]) gets their length only.
+    fn parts(&mut self, parts: &[(&str, Escaping)]) -> Result<(), Overflow> {
+        let room = self.out.skippable();
+        if room > 0 {
+            let len = parts
+                .iter()
+                .fold(0usize, |n, (s, mode)| n.saturating_add(utf16_len(s, *mode)));
+            if len <= room {
+                return self.out.skip(len);
             }
         }
-        self.flush(&buf, &mut n)
+        let mut chunk = Chunk {
+            buf: [0u8; CHUNK],
+            n: 0,
+        };
+        for (s, mode) in parts {
+            self.put(&mut chunk, s, *mode)?;
+        }
+        chunk.flush(self.out)
     }
 
-    fn flush(&mut self, buf: &[u8; CHUNK], n: &mut usize) -> Result<(), Overflow> {
-        if *n > 0 {
-            self.out.write(buf.get(..*n).unwrap_or(&[]))?;
-            *n = 0;
+    /// Encode `s` into `chunk`, flushing it into the sink whenever it fills. Runs of ASCII that
+    /// need no escaping (all markup, most content) are widened in bulk; other characters are
+    /// decoded and encoded one by one.
+    fn put(&mut self, chunk: &mut Chunk, s: &str, mode: Escaping) -> Result<(), Overflow> {
+        let mut i = 0usize;
+        while let Some(rest) = s.as_bytes().get(i..) {
+            let run = mode.plain_run(rest);
+            chunk.put_ascii(self.out, rest.get(..run).unwrap_or(&[]))?;
+            i += run;
+            let Some(&b) = rest.get(run) else {
+                break;
+            };
+            if let Some(entity) = mode.entity(b) {
+                chunk.put_ascii(self.out, entity.as_bytes())?;
+                i += 1;
+                continue;
+            }
+            let c = s
+                .get(i..)
+                .and_then(|rest| rest.chars().next())
+                .ok_or(Overflow)?;
+            let mut units = [0u16; 2];
+            for &unit in c.encode_utf16(&mut units).iter() {
+                chunk.push(self.out, unit)?;
+            }
+            i += c.len_utf8();
         }
         Ok(())
     }
 
+    fn encode(&mut self, s: &str, mode: Escaping) -> Result<(), Overflow> {
+        self.parts(&[(s, mode)])
+    }
+
     /// Markup written as is (the caller guarantees it is well-formed).
     pub fn raw(&mut self, s: &str) -> Result<(), Overflow> {
-        self.encode(s, |_| None)
+        self.encode(s, Escaping::Raw)
     }
 
     /// Character data, with `&`, `<` and `>` escaped.
     pub fn text(&mut self, s: &str) -> Result<(), Overflow> {
-        self.encode(s, escape_text)
+        self.encode(s, Escaping::Text)
     }
 
     /// `<name`
     pub fn open(&mut self, name: &str) -> Result<(), Overflow> {
-        self.raw("<")?;
-        self.raw(name)
+        self.parts(&[("<", Escaping::Raw), (name, Escaping::Raw)])
     }
 
     /// ` name="value"` with the value escaped.
     pub fn attr(&mut self, name: &str, value: &str) -> Result<(), Overflow> {
-        self.raw(" ")?;
-        self.raw(name)?;
-        self.raw("=\"")?;
-        self.encode(value, escape_attr)?;
-        self.raw("\"")
+        self.parts(&[
+            (" ", Escaping::Raw),
+            (name, Escaping::Raw),
+            ("=\"", Escaping::Raw),
+            (value, Escaping::Attr),
+            ("\"", Escaping::Raw),
+        ])
     }
 
     /// ` name="123"`
@@ -111,32 +134,39 @@ impl<'s> XmlWriter<'s> {
 
     /// `</name>`
     pub fn end(&mut self, name: &str) -> Result<(), Overflow> {
-        self.raw("</")?;
-        self.raw(name)?;
-        self.raw(">")
+        self.parts(&[
+            ("</", Escaping::Raw),
+            (name, Escaping::Raw),
+            (">", Escaping::Raw),
+        ])
     }
 
     /// `<name>text</name>` with the text escaped.
     pub fn element(&mut self, name: &str, text: &str) -> Result<(), Overflow> {
-        self.open(name)?;
-        self.close()?;
-        self.text(text)?;
-        self.end(name)
+        self.parts(&[
+            ("<", Escaping::Raw),
+            (name, Escaping::Raw),
+            (">", Escaping::Raw),
+            (text, Escaping::Text),
+            ("</", Escaping::Raw),
+            (name, Escaping::Raw),
+            (">", Escaping::Raw),
+        ])
     }
 
     /// Upper-case hex of `bytes` as character data (certificates, signatures).
     pub fn hex_upper(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let len = bytes.len().saturating_mul(4);
+        if len <= self.out.skippable() {
+            return self.out.skip(len);
+        }
+        let digit = |n: u8| if n < 10 { b'0' + n } else { b'A' - 10 + n };
         let mut buf = [0u8; CHUNK];
         for chunk in bytes.chunks(CHUNK / 4) {
-            let mut n = 0;
-            for b in chunk {
-                for nibble in [b >> 4, b & 0x0F] {
-                    let c = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
-                    if let Some(slot) = buf.get_mut(n..n + 2) {
-                        slot.copy_from_slice(&[c, 0]);
-                    }
-                    n += 2;
+            let n = chunk.len() * 4;
+            if let Some(dst) = buf.get_mut(..n) {
+                for (d, &b) in dst.chunks_exact_mut(4).zip(chunk) {
+                    d.copy_from_slice(&[digit(b >> 4), 0, digit(b & 0x0F), 0]);
                 }
             }
             self.out.write(buf.get(..n).unwrap_or(&[]))?;
@@ -150,24 +180,117 @@ impl<'s> XmlWriter<'s> {
     }
 }
 
-fn escape_text(c: char) -> Option<&'static str> {
-    match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        _ => None,
+/// The stack buffer code units are gathered in before they go to the sink.
+struct Chunk {
+    buf: [u8; CHUNK],
+    n: usize,
+}
+
+impl Chunk {
+    #[inline]
+    fn push(&mut self, out: &mut dyn Sink, unit: u16) -> Result<(), Overflow> {
+        if self.n + 2 > CHUNK {
+            self.flush(out)?;
+        }
+        if let Some(slot) = self.buf.get_mut(self.n..self.n + 2) {
+            slot.copy_from_slice(&unit.to_le_bytes());
+        }
+        self.n += 2;
+        Ok(())
+    }
+
+    /// ASCII bytes, each widened to one UTF-16LE code unit.
+    fn put_ascii(&mut self, out: &mut dyn Sink, mut ascii: &[u8]) -> Result<(), Overflow> {
+        while !ascii.is_empty() {
+            if self.n + 2 > CHUNK {
+                self.flush(out)?;
+            }
+            let take = ((CHUNK - self.n) / 2).min(ascii.len());
+            let (now, later) = ascii.split_at_checked(take).ok_or(Overflow)?;
+            if let Some(dst) = self.buf.get_mut(self.n..self.n + 2 * take) {
+                for (d, &b) in dst.chunks_exact_mut(2).zip(now) {
+                    d.copy_from_slice(&[b, 0]);
+                }
+            }
+            self.n += 2 * take;
+            ascii = later;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut dyn Sink) -> Result<(), Overflow> {
+        if self.n > 0 {
+            out.write(self.buf.get(..self.n).unwrap_or(&[]))?;
+            self.n = 0;
+        }
+        Ok(())
     }
 }
 
-fn escape_attr(c: char) -> Option<&'static str> {
-    match c {
-        '"' => Some("&quot;"),
-        '\'' => Some("&apos;"),
-        '\r' => Some("&#13;"),
-        '\n' => Some("&#10;"),
-        '\t' => Some("&#9;"),
-        _ => escape_text(c),
+/// Which characters [`XmlWriter::parts`] replaces by entities (all of them are ASCII).
+#[derive(Clone, Copy)]
+enum Escaping {
+    /// Markup: nothing.
+    Raw,
+    /// Character data: `&`, `<`, `>`.
+    Text,
+    /// Attribute values: also quotes and the whitespace that attribute normalisation would eat.
+    Attr,
+}
+
+impl Escaping {
+    /// Length of the leading run of `bytes` that is ASCII and needs no entity.
+    fn plain_run(self, bytes: &[u8]) -> usize {
+        let mut it = bytes.iter();
+        match self {
+            Self::Raw => it.position(|b| !b.is_ascii()),
+            Self::Text => it.position(|b| !b.is_ascii() || matches!(b, b'&' | b'<' | b'>')),
+            Self::Attr => it.position(|b| {
+                !b.is_ascii()
+                    || matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'\r' | b'\n' | b'\t')
+            }),
+        }
+        .unwrap_or(bytes.len())
     }
+
+    #[inline]
+    fn entity(self, b: u8) -> Option<&'static str> {
+        let text = |b| match b {
+            b'&' => Some("&amp;"),
+            b'<' => Some("&lt;"),
+            b'>' => Some("&gt;"),
+            _ => None,
+        };
+        match self {
+            Self::Raw => None,
+            Self::Text => text(b),
+            Self::Attr => match b {
+                b'"' => Some("&quot;"),
+                b'\'' => Some("&apos;"),
+                b'\r' => Some("&#13;"),
+                b'\n' => Some("&#10;"),
+                b'\t' => Some("&#9;"),
+                _ => text(b),
+            },
+        }
+    }
+}
+
+/// UTF-16LE bytes [`XmlWriter::parts`] writes for `s`, from its UTF-8 lead bytes: one code unit
+/// per character below U+10000 (lead bytes up to `0xEF`), two above; entities count in full.
+fn utf16_len(s: &str, mode: Escaping) -> usize {
+    if matches!(mode, Escaping::Raw) && s.is_ascii() {
+        return s.len().saturating_mul(2);
+    }
+    s.bytes().fold(0usize, |len, b| {
+        let add = match b {
+            0x00..=0x7F => mode.entity(b).map_or(2, |e| e.len().saturating_mul(2)),
+            0x80..=0xBF => 0,
+            0xC0..=0xEF => 2,
+            _ => 4,
+        };
+        len.saturating_add(add)
+    })
 }
 
 /// Decimal digits of `v` in `buf`.
@@ -234,6 +357,61 @@ mod tests {
         let mut small = [0u8; 10];
         let mut sink = SliceSink::new(&mut small);
         assert_eq!(XmlWriter::new(&mut sink).text(&s), Err(Overflow));
+    }
+
+    /// Every writer call, with escapes, non-ASCII and astral text and long runs.
+    fn sample(out: &mut dyn Sink) -> Result<(), Overflow> {
+        let mut w = XmlWriter::new(out);
+        w.bom()?;
+        w.open("Root")?;
+        w.attr("A", "x\"y'z<&>\r\n\té😀")?;
+        w.attr_u64("N", 42)?;
+        w.close()?;
+        w.element("T", "a<b & c>d ünï 𝄞")?;
+        w.text(core::str::from_utf8(&[b'7'; 200]).map_err(|_| Overflow)?)?;
+        w.raw("<E")?;
+        w.close_empty()?;
+        w.hex_upper(&[0xAB; 40])?;
+        w.ascii(b"2026-11-25T10:00:00Z")?;
+        w.end("Root")?;
+        w.nul()
+    }
+
+    #[test]
+    fn skipping_sinks_see_the_same_stream() {
+        use crate::sink::{emitted_len, WindowSink};
+        let mut whole = [0u8; 2048];
+        let mut s = SliceSink::new(&mut whole);
+        sample(&mut s).unwrap();
+        let total = s.len();
+        // The counter gets lengths only: they must add up to the bytes written.
+        assert_eq!(emitted_len(&sample).unwrap(), total);
+        for win in [1usize, 2, 7, 64, 333, 2048] {
+            let mut joined = [0u8; 2048];
+            let mut off = 0;
+            while off < total {
+                let mut buf = [0u8; 2048];
+                let mut w = WindowSink::new(&mut buf[..win], off);
+                sample(&mut w).unwrap();
+                let n = w.filled();
+                assert!(n > 0);
+                joined[off..off + n].copy_from_slice(&buf[..n]);
+                off += n;
+            }
+            assert_eq!(&joined[..total], &whole[..total], "window {win}");
+        }
+    }
+
+    #[test]
+    fn utf16_len_matches_the_encoding() {
+        for s in ["", "abc", "a&b<c>d\"e'f\r\n\t", "é€😀𝄞x", "&&&"] {
+            for mode in [Escaping::Raw, Escaping::Text, Escaping::Attr] {
+                let mut buf = [0u8; 256];
+                let mut sink = SliceSink::new(&mut buf);
+                XmlWriter::new(&mut sink).parts(&[(s, mode)]).unwrap();
+                assert_eq!(utf16_len(s, mode), sink.len(), "{s:?}");
+            }
+        }
     }
 
     #[test]

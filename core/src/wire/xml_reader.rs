@@ -146,7 +146,11 @@ impl<'a> XmlText<'a> {
             let slot = buf
                 .get_mut(len..end)
                 .ok_or(XmlError::new(XmlErrorKind::BufferTooSmall, 0))?;
-            c.encode_utf8(slot);
+            // Through a 4-byte buffer: `encode_utf8` into `slot` keeps a length panic the
+            // optimiser cannot remove (no-panic link proof, issue 6).
+            for (d, s) in slot.iter_mut().zip(c.encode_utf8(&mut [0u8; 4]).as_bytes()) {
+                *d = *s;
+            }
             len = end;
         }
         let out = buf
@@ -499,7 +503,7 @@ impl<'a> Reader<'a> {
     /// Offset just past the first `pat` at or after `from`, with the offset of `pat` itself.
     fn find_from(&self, from: usize, pat: &str) -> Result<(usize, usize), XmlError> {
         let tail = self.src.get(from..).unwrap_or("");
-        match tail.find(pat) {
+        match find_ascii(tail, pat) {
             Some(i) => {
                 let at = from.saturating_add(i);
                 Ok((at, at.saturating_add(pat.len())))
@@ -546,7 +550,7 @@ impl<'a> Reader<'a> {
                 let body_start = start.saturating_add(4);
                 let (at, end) = self.find_from(body_start, "-->")?;
                 let body = self.src.get(body_start..at).unwrap_or("");
-                if let Some(i) = body.find("--") {
+                if let Some(i) = find_ascii(body, "--") {
                     return err(XmlErrorKind::MalformedComment, body_start.saturating_add(i));
                 }
                 // `--->` ends with `-` + `-->`: the comment's last char may not be `-`.
@@ -724,6 +728,17 @@ impl<'a> Iterator for Reader<'a> {
         }
         self.next_event().transpose()
     }
+}
+
+/// Offset of the first `pat` in `hay`, for the reader's short ASCII delimiters. Not `str::find`:
+/// core's two-way searcher keeps index checks the optimiser cannot remove, and the core's
+/// parsers link without any reachable panic (no-panic link proof, issue 6).
+fn find_ascii(hay: &str, pat: &str) -> Option<usize> {
+    let (hay, pat) = (hay.as_bytes(), pat.as_bytes());
+    let first = *pat.first()?;
+    hay.iter().enumerate().find_map(|(i, &b)| {
+        (b == first && hay.get(i..).is_some_and(|t| t.starts_with(pat))).then_some(i)
+    })
 }
 
 #[cfg(test)]

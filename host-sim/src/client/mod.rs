@@ -13,9 +13,7 @@ pub mod transport;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
-use mpagent_core::agent::registration::{
-    Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
-};
+use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
 use mpagent_core::config::SiteMode;
 use mpagent_core::io::{self, Progress, RegisterOptions};
 use mpagent_core::wire::registration::AgentType;
@@ -118,14 +116,9 @@ pub async fn register(
     };
     let mut save_error = None;
     let mut observe = |p: &Progress| {
+        // Only confirmed outcomes are persisted (an SMSID a reply merely named is not).
         if let Progress::Event(ev) = p {
-            let state = match ev {
-                RegistrationEvent::Registered(id) => Some(RegistrationState::Registered(*id)),
-                RegistrationEvent::PendingApproval(id, _) => Some(RegistrationState::Pending(*id)),
-                RegistrationEvent::Rejected => Some(RegistrationState::Rejected),
-                RegistrationEvent::RetryAt(_) => None,
-            };
-            if let Some(s) = state {
+            if let Some(s) = ev.persist() {
                 if let Err(e) = state_dir.save_registration(s) {
                     save_error = Some(e);
                 }

@@ -533,6 +533,9 @@ pub async fn run(
 ) -> Result<()> {
     let start = std::time::Instant::now();
     let (mut next_hb, mut next_inv, mut next_pol) = (start, start, start);
+    // The status message goes with the first cycle only (comparing `Instant`s for this never
+    // held: `now` is read after `start`).
+    let mut first = true;
     loop {
         let now = std::time::Instant::now();
         let due = Due {
@@ -542,7 +545,7 @@ pub async fn run(
             } else {
                 0
             },
-            status: now == start,
+            status: std::mem::take(&mut first),
             policy: now >= next_pol,
         };
         let report = run_cycle(opts, due, on).await?;

@@ -23,11 +23,14 @@ use mpagent_core::sign::{
 use mpagent_core::time::UnixTime;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 
+use crate::sign::HostP256Signer;
+
 /// Files in a state directory.
 pub const KEY_FILE: &str = "key.pk8";
 /// The certificate (DER), also what an administrator would import.
 pub const CERT_FILE: &str = "cert.der";
-/// `unregistered`, `pending GUID:…`, `registered GUID:…` or `rejected`.
+/// `unregistered`, `pending GUID:…`, `registered GUID:…` or `rejected {unix seconds}` (plain
+/// `rejected`, written by older versions, reads as rejected long ago).
 pub const REGISTRATION_FILE: &str = "registration";
 
 /// The kind of key a new identity gets (an existing identity keeps the key it has).
@@ -53,8 +56,8 @@ impl KeyKind {
 /// The identity's signing key, of either kind; the rest of the client does not care which.
 #[derive(Clone)]
 pub enum ClientSigner {
-    /// Software ECDSA P-256.
-    P256(P256Signer),
+    /// ECDSA P-256, signing through OpenSSL ([`HostP256Signer`]: the host's fast signer).
+    P256(HostP256Signer),
     /// Software RSA-2048 (boxed: the key with its Montgomery parameters is about 3 KB).
     Rsa(Box<RsaSigner>),
 }
@@ -70,7 +73,7 @@ impl ClientSigner {
     pub fn generate(kind: KeyKind) -> Result<Self> {
         let mut rng = rand_core::OsRng;
         Ok(match kind {
-            KeyKind::P256 => Self::P256(P256Signer::generate(&mut rng)),
+            KeyKind::P256 => Self::P256(host_p256(P256Signer::generate(&mut rng))?),
             KeyKind::Rsa2048 => Self::Rsa(Box::new(
                 RsaSigner::generate(&mut rng)
                     .map_err(|e| anyhow!("generating an RSA-2048 key: {e:?}"))?,
@@ -83,8 +86,8 @@ impl ClientSigner {
         match RsaSigner::from_pkcs8_der(der) {
             Ok(key) => Ok(Self::Rsa(Box::new(key))),
             Err(RsaKeyError::NotRsa) => p256::ecdsa::SigningKey::from_pkcs8_der(der)
-                .map(|key| Self::P256(P256Signer::new(key)))
-                .map_err(|e| anyhow!("neither an RSA-2048 nor a P-256 PKCS#8 key: {e}")),
+                .map_err(|e| anyhow!("neither an RSA-2048 nor a P-256 PKCS#8 key: {e}"))
+                .and_then(|key| Ok(Self::P256(host_p256(P256Signer::new(key))?))),
             Err(e) => Err(anyhow!("not a usable RSA-2048 PKCS#8 key: {e:?}")),
         }
     }
@@ -150,6 +153,11 @@ impl ClientSigner {
             Self::Rsa(s) => s.as_ref(),
         }
     }
+}
+
+/// The host's fast signer for a P-256 key.
+pub fn host_p256(key: P256Signer) -> Result<HostP256Signer> {
+    HostP256Signer::new(key).map_err(|e| anyhow!("loading the P-256 key into OpenSSL: {e}"))
 }
 
 impl Signer for ClientSigner {
@@ -288,7 +296,7 @@ fn format_registration(state: RegistrationState) -> String {
         RegistrationState::Unregistered => "unregistered".into(),
         RegistrationState::Pending(id) => format!("pending {id}"),
         RegistrationState::Registered(id) => format!("registered {id}"),
-        RegistrationState::Rejected => "rejected".into(),
+        RegistrationState::Rejected(at) => format!("rejected {}", at.0),
     }
 }
 
@@ -296,7 +304,12 @@ fn parse_registration(text: &str) -> Result<RegistrationState> {
     let smsid = |s: &str| Smsid::parse(s.as_bytes()).ok_or_else(|| anyhow!("bad SMSID {s:?}"));
     Ok(match text.split_once(' ') {
         None if text == "unregistered" => RegistrationState::Unregistered,
-        None if text == "rejected" => RegistrationState::Rejected,
+        // Written before rejections carried their time: rejected long ago, asked again now.
+        None if text == "rejected" => RegistrationState::Rejected(UnixTime(0)),
+        Some(("rejected", at)) => RegistrationState::Rejected(UnixTime(
+            at.parse()
+                .map_err(|_| anyhow!("bad rejection time {at:?}"))?,
+        )),
         Some(("pending", id)) => RegistrationState::Pending(smsid(id)?),
         Some(("registered", id)) => RegistrationState::Registered(smsid(id)?),
         _ => bail!("unknown state {text:?}"),
@@ -330,10 +343,15 @@ mod tests {
             RegistrationState::Unregistered,
             RegistrationState::Pending(id),
             RegistrationState::Registered(id),
-            RegistrationState::Rejected,
+            RegistrationState::Rejected(UnixTime(1_764_000_000)),
         ] {
             assert_eq!(parse_registration(&format_registration(s)).unwrap(), s);
         }
+        assert_eq!(
+            parse_registration("rejected").unwrap(),
+            RegistrationState::Rejected(UnixTime(0))
+        );
+        assert!(parse_registration("rejected soon").is_err());
         assert!(parse_registration("registered GUID:nope").is_err());
         assert!(parse_registration("").is_err());
     }

@@ -152,8 +152,12 @@ fn signer_of(key: &PrivateKeyDer<'_>, path: &Path) -> Result<ClientSigner, Nativ
         PrivateKeyDer::Pkcs8(k) => ClientSigner::from_pkcs8_der(k.secret_pkcs8_der())
             .map_err(|e| unreadable(path, format!("{e:#}"))),
         PrivateKeyDer::Sec1(k) => p256::SecretKey::from_sec1_der(k.secret_sec1_der())
-            .map(|sk| ClientSigner::P256(P256Signer::new(sk.into())))
-            .map_err(|e| unreadable(path, format!("not a P-256 EC private key: {e}"))),
+            .map_err(|e| unreadable(path, format!("not a P-256 EC private key: {e}")))
+            .and_then(|sk| {
+                super::state::host_p256(P256Signer::new(sk.into()))
+                    .map(ClientSigner::P256)
+                    .map_err(|e| unreadable(path, format!("{e:#}")))
+            }),
         PrivateKeyDer::Pkcs1(_) => Err(unreadable(
             path,
             "PKCS#1 RSA keys are not read; convert with `openssl pkcs8 -topk8 -nocrypt`",

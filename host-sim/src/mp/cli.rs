@@ -36,7 +36,7 @@ pub enum MpCommand {
         /// Seconds allowed for a whole request to arrive.
         #[arg(long, default_value_t = Limits::default().read_timeout.as_secs())]
         read_timeout_secs: u64,
-        /// Connections served at once.
+        /// Connections served at once; as many more wait up to the read timeout, the rest get 503.
         #[arg(long, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
         /// Signed messages whose SentTime is further than this from our clock are refused, seconds.

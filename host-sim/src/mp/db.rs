@@ -159,6 +159,23 @@ pub struct NewClient<'a> {
     pub registered_by_proxy: Option<&'a str>,
 }
 
+/// What [`SiteDb::insert_client`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Inserted {
+    /// The client was recorded.
+    New,
+    /// Nothing written: the certificate (`cert_sha256`) or the SMSID is taken already.
+    Conflict,
+}
+
+/// A UNIQUE or PRIMARY KEY constraint failed (other constraints, e.g. foreign keys, are errors).
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
 /// A certificate imported by the administrator (an ISV proxy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportedCertRow {
@@ -464,10 +481,18 @@ impl SiteDb {
             .optional()?)
     }
 
-    /// Records a new client.
-    pub fn insert_client(&self, c: &NewClient<'_>) -> anyhow::Result<()> {
+    /// Records a new client; [`Inserted::Conflict`] (nothing written) if a client with this
+    /// certificate or SMSID exists already, e.g. a concurrent registration of the same certificate
+    /// got there first between the caller's look-up and this insert.
+    pub fn insert_client(&self, c: &NewClient<'_>) -> anyhow::Result<Inserted> {
         let now = utc_timestamp();
-        self.conn
+        // The client and its "registered" event in one transaction: one commit, not two (each
+        // commit is a WAL append and a lock round), and never a client without its event.
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
+        let inserted = tx
             .prepare_cached(&format!(
                 "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
             ))?
@@ -483,13 +508,19 @@ impl SiteDb {
                 c.registered_by_proxy,
                 now
             ],
-        )?;
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(Inserted::Conflict),
+            Err(e) => return Err(e.into()),
+        }
         self.event(
             Some(c.smsid),
             "registered",
             &format!("agent type {}, {}", c.agent_type, c.status.as_str()),
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(Inserted::New)
     }
 
     /// Updates last-seen time and names of a client that registered again.
@@ -499,11 +530,12 @@ impl SiteDb {
         netbios: Option<&str>,
         fqdn: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.conn.execute(
-            "UPDATE clients SET last_seen = ?2, netbios_name = COALESCE(?3, netbios_name), \
-             fqdn = COALESCE(?4, fqdn) WHERE smsid = ?1",
-            params![smsid, utc_timestamp(), netbios, fqdn],
-        )?;
+        self.conn
+            .prepare_cached(
+                "UPDATE clients SET last_seen = ?2, netbios_name = COALESCE(?3, netbios_name), \
+                 fqdn = COALESCE(?4, fqdn) WHERE smsid = ?1",
+            )?
+            .execute(params![smsid, utc_timestamp(), netbios, fqdn])?;
         Ok(())
     }
 
@@ -607,14 +639,15 @@ impl SiteDb {
 
     /// The imported certificate with this SMSID.
     pub fn imported_cert(&self, smsid: &str) -> anyhow::Result<Option<ImportedCertRow>> {
+        // Cached: registration looks every certificate up here (a fresh prepare cost more
+        // than the query).
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT smsid, cert_der, cert_sha256, subject, blocked, imported_at \
                  FROM imported_certs WHERE smsid = ?1",
-                [smsid],
-                imported_from_row,
-            )
+            )?
+            .query_row([smsid], imported_from_row)
             .optional()?)
     }
 
@@ -623,14 +656,15 @@ impl SiteDb {
         &self,
         thumbprint: &str,
     ) -> anyhow::Result<Option<ImportedCertRow>> {
+        // Cached: registration looks every certificate up here (a fresh prepare cost more
+        // than the query).
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT smsid, cert_der, cert_sha256, subject, blocked, imported_at \
                  FROM imported_certs WHERE cert_sha256 = ?1",
-                [thumbprint],
-                imported_from_row,
-            )
+            )?
+            .query_row([thumbprint], imported_from_row)
             .optional()?)
     }
 
@@ -917,17 +951,19 @@ mod tests {
     fn clients_approve_reject() {
         let (_d, db) = db();
         let smsid = new_smsid();
-        db.insert_client(&NewClient {
-            smsid: &smsid,
-            cert_der: b"not really a cert",
-            agent_type: 0,
-            netbios_name: Some("DEV1"),
-            fqdn: None,
-            hash_algorithm: None,
-            status: ClientStatus::Pending,
-            registered_by_proxy: None,
-        })
-        .unwrap();
+        let inserted = db
+            .insert_client(&NewClient {
+                smsid: &smsid,
+                cert_der: b"not really a cert",
+                agent_type: 0,
+                netbios_name: Some("DEV1"),
+                fqdn: None,
+                hash_algorithm: None,
+                status: ClientStatus::Pending,
+                registered_by_proxy: None,
+            })
+            .unwrap();
+        assert_eq!(inserted, Inserted::New);
         let lower = smsid.to_ascii_lowercase();
         assert_eq!(
             db.client(&lower).unwrap().unwrap().status,
@@ -943,9 +979,9 @@ mod tests {
         let t = verify::thumbprint(b"not really a cert");
         assert_eq!(db.client_by_thumbprint(&t).unwrap().unwrap().smsid, smsid);
         assert!(db.smsid_in_use(&smsid).unwrap());
-        // The same certificate cannot be recorded twice.
-        assert!(db
-            .insert_client(&NewClient {
+        // The same certificate cannot be recorded twice: a conflict, not an error.
+        assert_eq!(
+            db.insert_client(&NewClient {
                 smsid: &new_smsid(),
                 cert_der: b"not really a cert",
                 agent_type: 0,
@@ -954,6 +990,37 @@ mod tests {
                 hash_algorithm: None,
                 status: ClientStatus::Approved,
                 registered_by_proxy: None,
+            })
+            .unwrap(),
+            Inserted::Conflict
+        );
+        // Nor an SMSID (compared case-insensitively).
+        assert_eq!(
+            db.insert_client(&NewClient {
+                smsid: &lower,
+                cert_der: b"another cert",
+                agent_type: 0,
+                netbios_name: None,
+                fqdn: None,
+                hash_algorithm: None,
+                status: ClientStatus::Approved,
+                registered_by_proxy: None,
+            })
+            .unwrap(),
+            Inserted::Conflict
+        );
+        assert_eq!(db.clients().unwrap().len(), 1);
+        // Other constraint failures stay errors: an unknown proxy (foreign key).
+        assert!(db
+            .insert_client(&NewClient {
+                smsid: &new_smsid(),
+                cert_der: b"third cert",
+                agent_type: 8,
+                netbios_name: None,
+                fqdn: None,
+                hash_algorithm: None,
+                status: ClientStatus::Approved,
+                registered_by_proxy: Some("GUID:00000000-0000-0000-0000-000000000000"),
             })
             .is_err());
         assert!(db.events().unwrap().iter().any(|e| e.kind == "approved"));
@@ -1015,17 +1082,19 @@ mod tests {
     fn policies_assign_and_list() {
         let (_d, db) = db();
         let smsid = new_smsid();
-        db.insert_client(&NewClient {
-            smsid: &smsid,
-            cert_der: b"c",
-            agent_type: 0,
-            netbios_name: None,
-            fqdn: None,
-            hash_algorithm: None,
-            status: ClientStatus::Approved,
-            registered_by_proxy: None,
-        })
-        .unwrap();
+        let inserted = db
+            .insert_client(&NewClient {
+                smsid: &smsid,
+                cert_der: b"c",
+                agent_type: 0,
+                netbios_name: None,
+                fqdn: None,
+                hash_algorithm: None,
+                status: ClientStatus::Approved,
+                registered_by_proxy: None,
+            })
+            .unwrap();
+        assert_eq!(inserted, Inserted::New);
         let lower = smsid.to_ascii_lowercase();
         let p = |id, target, body| NewPolicy {
             policy_id: id,

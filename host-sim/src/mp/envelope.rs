@@ -78,11 +78,25 @@ pub fn boundary_from_content_type(ct: &str) -> Result<String, EnvelopeError> {
     Err(err())
 }
 
+/// The first `needle` in `hay` at or after `from`. Scans for the first element and compares only
+/// there: `windows().position(|w| w == needle)` called `memcmp` at every position, a few percent
+/// of a registration's CPU (`docs/performance.md`).
+fn find_from<T: PartialEq + Copy>(hay: &[T], needle: &[T], from: usize) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let hay = hay.get(from..)?;
+    let mut i = 0;
+    while let Some(p) = hay.get(i..)?.iter().position(|&c| c == first) {
+        let at = i + p;
+        if hay.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at + from);
+        }
+        i = at + 1;
+    }
+    None
+}
+
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    find_from(hay, needle, from)
 }
 
 /// Splits a multipart body: `--B\r\n headers \r\n\r\n data \r\n--B … \r\n--B--`. Nothing but an
@@ -303,10 +317,7 @@ fn utf16_of(s: &str) -> Vec<u16> {
 }
 
 fn find_units(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    find_from(hay, needle, from)
 }
 
 /// The exact received UTF-16LE bytes of the one `<name …>…</name>` element of a body, from `<` to
@@ -374,6 +385,35 @@ pub fn build_multipart(header_xml: &str, octet_stream: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_from_matches_the_naive_search() {
+        let naive = |hay: &[u8], needle: &[u8], from: usize| {
+            hay.get(from..)?
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .map(|p| p + from)
+        };
+        let hay = b"--a--ab--abc\r\n--abc--\r\n--";
+        for needle in [
+            &b"--abc"[..],
+            b"-",
+            b"--",
+            b"c--",
+            b"x",
+            b"\r\n--",
+            b"--\r\n--x",
+        ] {
+            for from in 0..=hay.len() + 1 {
+                assert_eq!(
+                    find(hay, needle, from),
+                    naive(hay, needle, from),
+                    "{needle:?} {from}"
+                );
+            }
+        }
+        assert_eq!(find(b"abc", b"", 0), None);
+    }
 
     fn sample(body_xml: &str) -> Vec<u8> {
         let (stream, _) = body_stream(body_xml);

@@ -6,13 +6,14 @@
 //! `serde-xml-rs` ([`messages`]) and signatures are checked with RustCrypto ([`verify`]). A bug in the
 //! core's emitter therefore shows up here instead of being mirrored.
 //!
-//! Layout: [`server`] (TCP + HTTP/1.1), [`handler`] (the `CCM_POST` pipeline and endpoint dispatch),
-//! [`registration`] (`MP_ClientRegistration`), [`clientauth`] (the signed `clientauth` hook of every
-//! later message, ISV proxy rules, `SentTime` window), [`management`] (DDR, hardware inventory,
-//! status and state messages: shape checks and the de-duplicating store), [`policy`]
-//! (`RequestAssignments` → `ReplyAssignments`, policy bodies behind `ClientToken`), [`lookup`]
-//! (anonymous `.sms_aut` GETs), [`db`] (site database), [`cli`] (`mpagent-sim mp …`), [`util`]
-//! (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client certificates required).
+//! Layout: [`server`] (TCP + HTTP/1.1), [`http`] (the request-head parser), [`handler`] (the
+//! `CCM_POST` pipeline and endpoint dispatch), [`registration`] (`MP_ClientRegistration`),
+//! [`clientauth`] (the signed `clientauth` hook of every later message, ISV proxy rules, `SentTime`
+//! window), [`management`] (DDR, hardware inventory, status and state messages: shape checks and
+//! the de-duplicating store), [`policy`] (`RequestAssignments` → `ReplyAssignments`, policy bodies
+//! behind `ClientToken`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site database), [`cli`]
+//! (`mpagent-sim mp …`), [`util`] (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client
+//! certificates required).
 //!
 //! Choices the spec leaves open are made in one place each: the signed-message rules in
 //! [`clientauth`] (module docs), the accepted report shapes in [`management`], the policy reply and
@@ -23,6 +24,7 @@ pub mod clientauth;
 pub mod db;
 pub mod envelope;
 pub mod handler;
+pub mod http;
 pub mod lookup;
 pub mod management;
 pub mod messages;
@@ -64,7 +66,8 @@ pub enum Approval {
     Pending,
 }
 
-/// Per-connection resource limits; anything beyond them is refused with HTTP 403 and logged.
+/// Per-connection resource limits; anything beyond them is refused with HTTP 403 (503 for a
+/// connection beyond `max_connections`) and logged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Request line plus headers.
@@ -73,7 +76,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Time allowed for one whole request to arrive (slowloris guard) and for an idle keep-alive.
     pub read_timeout: Duration,
-    /// Connections served at once; further ones wait in the accept queue.
+    /// Connections served at once. As many more wait up to `read_timeout` for a slot; one that
+    /// gets none, or finds that waiting line full, is answered 503 (`Retry-After: 1`; native mode:
+    /// no answer) and closed, the reason logged.
     pub max_connections: usize,
     /// Signed messages whose `SentTime` is further than this from the MP's clock (either way) are
     /// refused as possible replays. Registration is exempt (a device without a clock learns the

@@ -3,7 +3,7 @@
 //! must have been imported, proxy clients are signed by their proxy) and the approval policy, and
 //! answers with a `ClientRegistrationResponse`.
 
-use super::db::{ClientStatus, NewClient, SiteDb};
+use super::db::{ClientRow, ClientStatus, Inserted, NewClient, SiteDb};
 use super::envelope::{self, Body};
 use super::handler::Rejection;
 use super::messages::{registration_response_xml, ClientRegistrationRequest, RegistrationStatus};
@@ -172,26 +172,7 @@ pub fn handle_presented(
         .client_by_thumbprint(&cert.thumbprint)
         .map_err(internal)?
     {
-        // Same certificate again: same SMSID, same status, as long as the same party registers it.
-        if existing.agent_type != agent
-            || existing
-                .registered_by_proxy
-                .as_deref()
-                .map(str::to_ascii_uppercase)
-                != proxy_id.map(str::to_ascii_uppercase)
-        {
-            return Err(Rejection::new(format!(
-                "certificate is already registered as {} with AgentType {} by {}",
-                existing.smsid,
-                existing.agent_type,
-                existing.registered_by_proxy.as_deref().unwrap_or("itself")
-            )));
-        }
-        db.touch_client(&existing.smsid, netbios, fqdn)
-            .map_err(internal)?;
-        db.event(Some(&existing.smsid), "re-registered", "same certificate")
-            .map_err(internal)?;
-        return Ok(outcome(existing.status, &existing.smsid));
+        return reregister(db, &existing, agent, proxy_id, netbios, fqdn);
     }
 
     let (smsid, status) = if agent == agent_type::ISV_PROXY {
@@ -230,7 +211,7 @@ pub fn handle_presented(
         };
         (smsid, status)
     };
-    db.insert_client(&NewClient {
+    let client = NewClient {
         smsid: &smsid,
         cert_der: &cert.der,
         agent_type: agent,
@@ -239,10 +220,80 @@ pub fn handle_presented(
         hash_algorithm: data.hash_algorithm.as_deref(),
         status,
         registered_by_proxy: proxy_id,
-    })
-    .map_err(internal)?;
-    tracing::info!(%smsid, agent, status = status.as_str(), netbios, "client registered");
-    Ok(outcome(status, &smsid))
+    };
+    record(db, client, &cert.thumbprint, agent != agent_type::ISV_PROXY)
+}
+
+/// Inserts a new client. Between the caller's look-ups and the insert another request may have
+/// recorded this certificate (the same device registering twice at once: both are answered with
+/// the one SMSID) or taken the SMSID (then, if `may_renumber`, a fresh SMSID is taken; an ISV
+/// proxy's is the imported one).
+fn record(
+    db: &SiteDb,
+    client: NewClient<'_>,
+    thumbprint: &str,
+    may_renumber: bool,
+) -> Result<Outcome, Rejection> {
+    let mut smsid = client.smsid.to_string();
+    for _ in 0..3 {
+        let row = NewClient {
+            smsid: &smsid,
+            ..client.clone()
+        };
+        if db.insert_client(&row).map_err(internal)? == Inserted::New {
+            let status = row.status;
+            tracing::info!(%smsid, agent = row.agent_type, status = status.as_str(), netbios = row.netbios_name, "client registered");
+            return Ok(outcome(status, &smsid));
+        }
+        if let Some(existing) = db.client_by_thumbprint(thumbprint).map_err(internal)? {
+            return reregister(
+                db,
+                &existing,
+                row.agent_type,
+                row.registered_by_proxy,
+                row.netbios_name,
+                row.fqdn,
+            );
+        }
+        if !may_renumber {
+            break;
+        }
+        smsid = new_smsid();
+    }
+    Err(Rejection::internal(format!(
+        "site database: SMSID {smsid} is taken by another certificate"
+    )))
+}
+
+/// The same certificate registers again: same SMSID, same status, as long as the same party
+/// (itself, or the same ISV proxy, with the same AgentType) registers it.
+fn reregister(
+    db: &SiteDb,
+    existing: &ClientRow,
+    agent: u8,
+    proxy_id: Option<&str>,
+    netbios: Option<&str>,
+    fqdn: Option<&str>,
+) -> Result<Outcome, Rejection> {
+    if existing.agent_type != agent
+        || existing
+            .registered_by_proxy
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            != proxy_id.map(str::to_ascii_uppercase)
+    {
+        return Err(Rejection::new(format!(
+            "certificate is already registered as {} with AgentType {} by {}",
+            existing.smsid,
+            existing.agent_type,
+            existing.registered_by_proxy.as_deref().unwrap_or("itself")
+        )));
+    }
+    db.touch_client(&existing.smsid, netbios, fqdn)
+        .map_err(internal)?;
+    db.event(Some(&existing.smsid), "re-registered", "same certificate")
+        .map_err(internal)?;
+    Ok(outcome(existing.status, &existing.smsid))
 }
 
 /// The reply [profile]: `ResponseType="Registration"` for confirmations too (the only value the
@@ -462,5 +513,78 @@ mod tests {
             .unwrap_err()
             .reason
             .contains("signature does not verify"));
+    }
+
+    fn new_client<'a>(smsid: &'a str, cert: &'a [u8]) -> NewClient<'a> {
+        NewClient {
+            smsid,
+            cert_der: cert,
+            agent_type: agent_type::ADVANCED_CLIENT,
+            netbios_name: Some("DEV"),
+            fqdn: None,
+            hash_algorithm: None,
+            status: ClientStatus::Approved,
+            registered_by_proxy: None,
+        }
+    }
+
+    /// The insert after the look-ups loses a race (the rows are written first, as a concurrent
+    /// request would): the same certificate is answered with the winner's SMSID, a taken SMSID
+    /// is replaced; nothing is answered 500 unless no other SMSID may be taken.
+    #[test]
+    fn insert_races_are_resolved() {
+        let (_t, db) = db();
+        let winner = new_smsid();
+        assert_eq!(
+            db.insert_client(&new_client(&winner, b"cert A")).unwrap(),
+            Inserted::New
+        );
+        let loser = new_smsid();
+        let out = record(
+            &db,
+            new_client(&loser, b"cert A"),
+            &verify::thumbprint(b"cert A"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(out.smsid.as_deref(), Some(winner.as_str()));
+        assert!(db
+            .events()
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "re-registered"));
+
+        // Same certificate, other AgentType: refused (403), not 500.
+        let other_agent = NewClient {
+            agent_type: agent_type::DEVICE,
+            ..new_client(&loser, b"cert A")
+        };
+        let err = record(&db, other_agent, &verify::thumbprint(b"cert A"), true).unwrap_err();
+        assert!(
+            !err.internal && err.reason.contains("already registered"),
+            "{err:?}"
+        );
+
+        // Another certificate whose SMSID was taken meanwhile: a fresh SMSID.
+        let out = record(
+            &db,
+            new_client(&winner, b"cert B"),
+            &verify::thumbprint(b"cert B"),
+            true,
+        )
+        .unwrap();
+        let fresh = out.smsid.unwrap();
+        assert_ne!(fresh, winner);
+        assert_eq!(db.client(&fresh).unwrap().unwrap().cert_der, b"cert B");
+        // ... unless it may not be renumbered (an ISV proxy's SMSID is the imported one).
+        let err = record(
+            &db,
+            new_client(&winner, b"cert C"),
+            &verify::thumbprint(b"cert C"),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.internal && err.reason.contains("taken"), "{err:?}");
+        assert_eq!(db.clients().unwrap().len(), 2);
     }
 }

@@ -1,22 +1,24 @@
-//! The emulator's TCP server: a hand-rolled HTTP/1.1 front end over `httparse` (the method is the
-//! non-standard `CCM_POST`), with the resource limits of [`Limits`], routing, and the logging of
-//! every refusal (tracing + the site database's rejection table, answered 403 with the reason).
+//! The emulator's TCP server: connection slots (`Limits::max_connections`, 503 beyond them), the
+//! HTTP/1.1 exchange over the head parser of [`super::http`] (the method is the non-standard
+//! `CCM_POST`), routing, and the logging of every refusal (tracing + the site database's
+//! rejection table, answered 403 with the reason).
 //! In native mode ([`MpServer::start_tls`]) each connection is TLS with a client certificate
 //! first ([`super::tls`]); the HTTP layer above is the same for both.
 
 use super::db::SiteDbPool;
 use super::handler::{self, Rejection};
+use super::http::{self, Head};
 use super::lookup::{self, MpIdentity};
 use super::policy::{self, BodyRefusal};
 use super::tls::TlsConfig;
 use super::util::http_date;
-use super::{validate_site_code, Limits, MpConfig, MAX_HEADERS};
+use super::{validate_site_code, Limits, MpConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// A running emulator.
@@ -122,33 +124,68 @@ impl MpServer {
     }
 }
 
+/// Accepts every connection at once (so that none waits unseen in the kernel's queue) and gives
+/// it one of `max_connections` slots. When all are busy, up to `max_connections` more wait for a
+/// slot for at most `read_timeout`; a connection that gets none, or finds the waiting line full
+/// too, is answered 503 and closed, and the refusal is logged like any other.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let max = shared.config.limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let waiting = Arc::new(Semaphore::new(max));
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            _ = stop.changed() => break,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let accepted = tokio::select! {
             _ = stop.changed() => break,
             a = listener.accept() => a,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let shared = shared.clone();
-                conns.spawn(async move {
-                    match shared.tls.clone() {
-                        None => serve_connection(shared, stream, peer, None).await,
-                        Some(acceptor) => serve_tls(shared, acceptor, stream, peer).await,
-                    }
-                    drop(permit);
-                });
-            }
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            conns.spawn(async move { serve(&shared, stream, peer, slot).await });
+        } else if let Ok(place) = waiting.clone().try_acquire_owned() {
+            let slots = slots.clone();
+            conns.spawn(async move {
+                let wait = shared.config.limits.read_timeout;
+                match tokio::time::timeout(wait, slots.acquire_owned()).await {
+                    Ok(Ok(slot)) => {
+                        drop(place);
+                        serve(&shared, stream, peer, slot).await;
+                    }
+                    _ => {
+                        // Out of the line before the answer and its linger (as with slots).
+                        drop(place);
+                        let reason = format!(
+                            "busy: all {max} connection slots stayed taken for {} s",
+                            wait.as_secs_f32()
+                        );
+                        refuse_busy(&shared, stream, peer, &reason).await;
+                    }
+                }
+            });
+        } else {
+            // Waiting line full too: answered at once (no task, no wait: a flood must not grow
+            // our memory), so only what fits into the socket buffer is sent.
+            let reason =
+                format!("busy: all {max} connection slots taken and {max} connections waiting");
+            shared.log_refusal(peer, None, &reason);
+            if shared.tls.is_none() {
+                let _ = stream.try_write(&busy_response(&reason));
+            }
+            // Closing with unread bytes would reset the connection and could destroy the answer:
+            // drop what has arrived already (bounded, without waiting).
+            let mut sink = [0u8; 16 * 1024];
+            for _ in 0..4 {
+                if !matches!(stream.try_read(&mut sink), Ok(1..)) {
+                    break;
+                }
             }
         }
     }
@@ -156,21 +193,42 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     tracing::info!("MP emulator stopped");
 }
 
-/// One parsed HTTP request.
+/// One of the `max_connections` slots. A connection gives it back before lingering in
+/// [`close_gracefully`] after a refusal: that wait must not keep honest clients out.
+type Slot = OwnedSemaphorePermit;
+
+async fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+    match shared.tls.clone() {
+        None => serve_connection(shared.clone(), stream, peer, None, slot).await,
+        Some(acceptor) => serve_tls(shared.clone(), acceptor, stream, peer, slot).await,
+    }
+}
+
+/// 503 with `Retry-After`. Mixed mode only: in native mode a busy connection is closed without
+/// an answer (plain HTTP would be garbage to a TLS client, and a handshake would need a slot).
+fn busy_response(reason: &str) -> Vec<u8> {
+    let mut r = Response::text(503, reason);
+    r.extra_headers.push(("Retry-After", "1".into()));
+    r.serialize(false, false)
+}
+
+async fn refuse_busy(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, reason: &str) {
+    shared.log_refusal(peer, None, reason);
+    if shared.tls.is_none() {
+        write_response(&mut stream, &busy_response(reason), Duration::from_secs(2)).await;
+    }
+    close_gracefully(stream).await;
+}
+
+/// One HTTP request.
 struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    keep_alive: bool,
+    head: Head,
     body: Vec<u8>,
 }
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.head.header(name)
     }
 }
 
@@ -210,6 +268,7 @@ impl Response {
             404 => "Not Found",
             405 => "Method Not Allowed",
             500 => "Internal Server Error",
+            503 => "Service Unavailable",
             _ => "Error",
         };
         let mut head = format!(
@@ -232,10 +291,6 @@ impl Response {
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
 /// Reads one request into `buf` (which may hold bytes of a pipelined next request afterwards).
 async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -243,16 +298,20 @@ async fn read_request<S: AsyncRead + Unpin>(
     limits: &Limits,
 ) -> std::io::Result<ReadOutcome> {
     let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(end) = find_head_end(buf) {
-            break end;
+    // Bytes already known not to hold the end of the head: a slow client sending a byte at a time
+    // must not make us rescan the whole buffer on every read.
+    let mut scanned = 0usize;
+    let head = loop {
+        if http::head_end(buf.get(scanned.saturating_sub(3)..).unwrap_or_default()).is_some()
+            || buf.len() > limits.max_head_bytes
+        {
+            match http::parse_request_head(buf, limits) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(e) => return Ok(ReadOutcome::Refused(e.to_string())),
+            }
         }
-        if buf.len() > limits.max_head_bytes {
-            return Ok(ReadOutcome::Refused(format!(
-                "request head exceeds {} bytes",
-                limits.max_head_bytes
-            )));
-        }
+        scanned = buf.len();
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return if buf.is_empty() {
@@ -265,78 +324,7 @@ async fn read_request<S: AsyncRead + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    if head_end > limits.max_head_bytes {
-        return Ok(ReadOutcome::Refused(format!(
-            "request head exceeds {} bytes",
-            limits.max_head_bytes
-        )));
-    }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(&buf[..head_end]) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Ok(ReadOutcome::Refused("malformed HTTP request head".into()))
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Ok(ReadOutcome::Refused(format!(
-                "too many request headers (more than {MAX_HEADERS})"
-            )))
-        }
-        Err(e) => {
-            return Ok(ReadOutcome::Refused(format!(
-                "malformed HTTP request head: {e}"
-            )))
-        }
-    }
-    let method = req.method.unwrap_or_default().to_string();
-    let target = req.path.unwrap_or_default().to_string();
-    let version = req.version.unwrap_or(0);
-    let mut hv = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let Ok(v) = std::str::from_utf8(h.value) else {
-            return Ok(ReadOutcome::Refused(format!(
-                "header {} is not UTF-8",
-                h.name
-            )));
-        };
-        hv.push((h.name.to_string(), v.trim().to_string()));
-    }
-    if hv
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
-    {
-        return Ok(ReadOutcome::Refused(
-            "request bodies with Transfer-Encoding are not supported; send Content-Length".into(),
-        ));
-    }
-    let mut length: Option<usize> = None;
-    for (_, v) in hv
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-    {
-        let Ok(n) = v.parse::<usize>() else {
-            return Ok(ReadOutcome::Refused(format!("bad Content-Length {v:?}")));
-        };
-        if length.is_some_and(|l| l != n) {
-            return Ok(ReadOutcome::Refused(
-                "conflicting Content-Length headers".into(),
-            ));
-        }
-        length = Some(n);
-    }
-    let length = length.unwrap_or(0);
-    if length > limits.max_body_bytes {
-        return Ok(ReadOutcome::Refused(format!(
-            "request body of {length} bytes exceeds the limit of {} bytes",
-            limits.max_body_bytes
-        )));
-    }
-    let connection = hv
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .map(|(_, v)| v.to_ascii_lowercase());
-    let keep_alive = version == 1 && !connection.is_some_and(|c| c.contains("close"));
+    let (head_end, length) = (head.head_len, head.content_length);
     while buf.len() < head_end + length {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -349,13 +337,7 @@ async fn read_request<S: AsyncRead + Unpin>(
     }
     let body = buf[head_end..head_end + length].to_vec();
     buf.drain(..head_end + length);
-    Ok(ReadOutcome::Request(Request {
-        method,
-        target,
-        headers: hv,
-        keep_alive,
-        body,
-    }))
+    Ok(ReadOutcome::Request(Request { head, body }))
 }
 
 async fn write_response<S: AsyncWrite + Unpin>(
@@ -397,6 +379,7 @@ async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     mut stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
 ) {
     let limits = shared.config.limits;
     let mut first = [0u8; 1];
@@ -413,6 +396,7 @@ async fn serve_tls(
                 Duration::from_secs(2),
             )
             .await;
+            drop(slot);
             close_gracefully(stream).await;
             return;
         }
@@ -450,7 +434,7 @@ async fn serve_tls(
         return;
     };
     tracing::debug!(%peer, "TLS client certificate verified");
-    serve_connection(shared, tls, peer, Some(cert)).await;
+    serve_connection(shared, tls, peer, Some(cert), slot).await;
 }
 
 /// Serves HTTP requests on one connection; `client_cert` is the TLS client certificate (native
@@ -460,6 +444,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     client_cert: Option<Arc<Vec<u8>>>,
+    slot: Slot,
 ) {
     let limits = shared.config.limits;
     let mut buf = Vec::new();
@@ -473,8 +458,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let refusal = match outcome {
             Ok(Ok(ReadOutcome::Request(req))) => {
                 first = false;
-                let keep_alive = req.keep_alive;
-                let head_only = req.method == "HEAD";
+                let keep_alive = req.head.keep_alive;
+                let head_only = req.head.method == "HEAD";
                 let shared2 = shared.clone();
                 let cert = client_cert.clone();
                 let response = match tokio::task::spawn_blocking(move || {
@@ -526,6 +511,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             Duration::from_secs(2),
         )
         .await;
+        drop(slot);
         close_gracefully(stream).await;
         return;
     }
@@ -534,14 +520,18 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 /// Routes one request (runs on a blocking thread: it may touch the database and verify RSA).
 /// `client_cert`: the TLS client certificate in native mode.
 fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&[u8]>) -> Response {
-    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    let (path, query) = req
+        .head
+        .target
+        .split_once('?')
+        .unwrap_or((&req.head.target, ""));
     let path = path.to_ascii_lowercase();
     match path.as_str() {
         "/ccm_system/request" => {
-            if req.method != "CCM_POST" {
+            if req.head.method != "CCM_POST" {
                 let mut r = Response::text(
                     405,
-                    format!("method {} not allowed; use CCM_POST", req.method),
+                    format!("method {} not allowed; use CCM_POST", req.head.method),
                 );
                 r.extra_headers.push(("Allow", "CCM_POST".into()));
                 return r;
@@ -583,7 +573,7 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
             r.extra_headers.push(("WWW-Authenticate", "NTLM".into()));
             r
         }
-        "/sms_mp/.sms_aut" if req.method == "GET" || req.method == "HEAD" => {
+        "/sms_mp/.sms_aut" if req.head.method == "GET" || req.head.method == "HEAD" => {
             match lookup::answer(query, &shared.config, &shared.identity) {
                 Some((ct, body)) => Response {
                     status: 200,
@@ -594,7 +584,7 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
                 None => Response::text(404, format!("unknown query {query:?}")),
             }
         }
-        "/sms_mp/.sms_pol" if req.method == "GET" || req.method == "HEAD" => {
+        "/sms_mp/.sms_pol" if req.head.method == "GET" || req.head.method == "HEAD" => {
             let db = match shared.db.get() {
                 Ok(db) => db,
                 Err(e) => return Response::text(500, format!("site database: {e:#}")),

@@ -7,7 +7,10 @@ use clap::Subcommand;
 
 use super::client::{describe, run_device, DeviceOptions};
 use super::protocol::Frame;
-use super::{export_cert, ProxyOptions, DEFAULT_NAME};
+use super::{export_cert_with, ProxyOptions, DEFAULT_NAME};
+use crate::client::state::KeyKind;
+use crate::client::PkiFiles;
+use mpagent_core::config::{SignatureHash, SiteMode};
 
 /// `mpagent-sim proxy …`.
 #[derive(Subcommand, Debug)]
@@ -24,6 +27,9 @@ pub enum ProxyCommand {
         /// The proxy's NetBIOS name (its certificate CN) for a new identity.
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
+        /// Key of a new identity: p256 (our profile) or rsa2048 (what real sites take).
+        #[arg(long, value_enum, default_value_t = KeyKind::P256)]
+        key: KeyKind,
     },
     /// Register the proxy (AgentType 4) and serve devices over the compact protocol.
     Serve {
@@ -42,6 +48,8 @@ pub enum ProxyCommand {
         /// The proxy's NetBIOS name (its certificate CN) for a new identity.
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
+        #[command(flatten)]
+        site: SiteArgs,
     },
     /// The ISV proxy flow with no setup: MP, proxy, import, three devices, a refused second proxy.
     Demo,
@@ -53,11 +61,67 @@ pub enum ProxyCommand {
     },
 }
 
+/// How `proxy serve` signs and reaches the site (the same choices as `client`).
+#[derive(clap::Args, Debug)]
+pub struct SiteArgs {
+    /// Mixed mode: key of a new identity, p256 (our profile) or rsa2048 (what real sites take).
+    #[arg(long, value_enum, default_value_t = KeyKind::P256)]
+    key: KeyKind,
+    /// sha256 (with HashAlgorithm, current sites) or sha1 (no HashAlgorithm, the ConfigMgr 2007
+    /// form; RSA keys only).
+    #[arg(long, value_enum, default_value_t = HashArg::Sha256)]
+    hash: HashArg,
+    /// Native mode (HTTPS; give all three of --cert, --key-file, --ca): the proxy's CA-issued
+    /// certificate (`pki issue --kind proxy`).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Native mode: its private key (DER or PEM; PKCS#8, or SEC1 for P-256).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Native mode: the CA certificate(s) the MP's certificate must chain to.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+/// `--hash`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HashArg {
+    /// SHA-256, HashAlgorithm sent.
+    Sha256,
+    /// SHA-1, no HashAlgorithm (RSA only).
+    Sha1,
+}
+
+impl SiteArgs {
+    /// Apply to `opts` (native mode when the certificate files are given).
+    fn apply(self, opts: &mut ProxyOptions) -> Result<()> {
+        opts.key = self.key;
+        opts.signature_hash = match self.hash {
+            HashArg::Sha256 => SignatureHash::Sha256,
+            HashArg::Sha1 => SignatureHash::Sha1,
+        };
+        match (self.cert, self.key_file, self.ca) {
+            (None, None, None) => {}
+            (Some(cert), Some(key), Some(ca)) => {
+                opts.mode = SiteMode::Native;
+                opts.pki = Some(PkiFiles { cert, key, ca });
+            }
+            _ => anyhow::bail!("native mode needs all three of --cert, --key-file and --ca"),
+        }
+        Ok(())
+    }
+}
+
 /// Run a `proxy` subcommand.
 pub async fn run(cmd: ProxyCommand) -> Result<()> {
     match cmd {
-        ProxyCommand::ExportCert { state, out, name } => {
-            let e = export_cert(&state, &out, &name)?;
+        ProxyCommand::ExportCert {
+            state,
+            out,
+            name,
+            key,
+        } => {
+            let e = export_cert_with(&state, &out, &name, key)?;
             if e.created {
                 println!("created the proxy identity in {}", state.display());
             }
@@ -74,9 +138,11 @@ pub async fn run(cmd: ProxyCommand) -> Result<()> {
             listen,
             state,
             name,
+            site,
         } => {
             let mut opts = ProxyOptions::new(&mp, &site_code, state);
             opts.name = name;
+            site.apply(&mut opts)?;
             let listen = super::parse_listen(&listen)?;
             let handle = super::start(opts, listen).await?;
             println!("proxy registered as {}", handle.smsid());
@@ -92,7 +158,7 @@ pub async fn run(cmd: ProxyCommand) -> Result<()> {
                 let st = match st {
                     S::Registered(s) => format!("registered {s}"),
                     S::Pending(s) => format!("pending {s}"),
-                    S::Rejected => "rejected".into(),
+                    S::Rejected(_) => "rejected".into(),
                     S::Unregistered => "unregistered".into(),
                 };
                 println!("{id}\t{st}");

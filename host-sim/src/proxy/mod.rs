@@ -9,6 +9,10 @@
 //! Everything MP-facing is the core's: `build_proxy_client_request` / `io::register_as` for
 //! registration, `SignedMessage` / `io::send_message` / `io::request_policy` for the rest.
 //!
+//! The proxy's key is P-256 or RSA-2048 ([`ProxyOptions::key`]; device keys follow it), signs
+//! with the site's hash ([`ProxyOptions::signature_hash`]), and in native mode is the
+//! administrator's CA-issued certificate, with TLS to the MP ([`ProxyLink`]).
+//!
 //! State directory layout:
 //! ```text
 //! DIR/key.pk8, DIR/cert.der      the proxy's identity (made on first run; export-cert)
@@ -26,15 +30,19 @@ pub mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::config::{AgentConfig, SiteMode};
+use mpagent_core::config::{AgentConfig, ConfigError, SignatureHash, SiteMode};
 use mpagent_core::guid::Smsid;
 use mpagent_core::io::{self, AttemptFailure, RegisterError, RegisterOptions};
+use mpagent_core::sign::SiteHashSigner;
 use mpagent_core::wire::registration::AgentType;
 
-use crate::client::state::{write_atomic, Identity, StateDir};
+use crate::client::session::AnyConnector;
+use crate::client::state::{write_atomic, ClientSigner, KeyKind, StateDir};
+use crate::client::tls::{self, NativeConfigError, NativeIdentity, PkiFiles, TlsConnector};
 use crate::client::transport::{unix_now, SystemClock, TcpConnector};
 
 pub use server::{start, ProxyHandle};
@@ -47,7 +55,7 @@ pub const CLIENTS_DIR: &str = "clients";
 /// How a proxy is configured (there is no auto-discovery: MP, site mode and code are given).
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    /// `http://host:port` of the MP (mixed mode).
+    /// `http://host:port` of the MP (mixed mode) or `https://host:port` (native mode).
     pub mp_url: String,
     /// Site code.
     pub site_code: String,
@@ -58,10 +66,21 @@ pub struct ProxyOptions {
     /// Consecutive failed attempts of the proxy's own registration before giving up (a refusal
     /// is permanent, so 1 is the sensible default).
     pub max_failures: u32,
+    /// Mixed mode: the key of a new proxy identity (an existing one keeps its key). The keys the
+    /// proxy makes for its devices are of the proxy's own kind, in either mode.
+    pub key: KeyKind,
+    /// Mixed (HTTP, self-signed identity in the state directory) or native (HTTPS, [`Self::pki`]).
+    pub mode: SiteMode,
+    /// Native mode: the proxy's CA-issued certificate, its key and the CA (`pki issue --kind
+    /// proxy`), checked at start-up exactly as a native client's are.
+    pub pki: Option<PkiFiles>,
+    /// The hash the site expects (SHA-1 without `HashAlgorithm` for ConfigMgr 2007-style sites;
+    /// RSA keys only). It applies to everything the proxy signs, for itself and its devices.
+    pub signature_hash: SignatureHash,
 }
 
 impl ProxyOptions {
-    /// Options with the defaults of `proxy serve`.
+    /// Mixed-mode options with the defaults of `proxy serve`: P-256, one attempt.
     pub fn new(mp_url: &str, site_code: &str, state_dir: PathBuf) -> Self {
         ProxyOptions {
             mp_url: mp_url.into(),
@@ -69,6 +88,19 @@ impl ProxyOptions {
             state_dir,
             name: DEFAULT_NAME.into(),
             max_failures: 1,
+            key: KeyKind::P256,
+            mode: SiteMode::Mixed,
+            pki: None,
+            signature_hash: SignatureHash::Sha256,
+        }
+    }
+
+    /// Native-mode options with the provisioned `pki` files, otherwise as [`Self::new`].
+    pub fn native(mp_url: &str, site_code: &str, state_dir: PathBuf, pki: PkiFiles) -> Self {
+        ProxyOptions {
+            mode: SiteMode::Native,
+            pki: Some(pki),
+            ..Self::new(mp_url, site_code, state_dir)
         }
     }
 
@@ -77,22 +109,119 @@ impl ProxyOptions {
         format!("{}.local", self.name)
     }
 
-    /// The core's configuration for a sender named `name`/`fqdn` (the proxy or a device).
+    /// The core's configuration for a sender named `name`/`fqdn` (the proxy or a device). A
+    /// scheme that does not fit the mode is the same [`NativeConfigError`] a client reports.
     pub fn config<'a>(&'a self, name: &'a str, fqdn: &'a str) -> Result<AgentConfig<'a>> {
-        AgentConfig::new(&self.site_code, SiteMode::Mixed, &self.mp_url, name, fqdn)
-            .map_err(|e| anyhow!("invalid proxy configuration ({}): {e:?}", self.mp_url))
-    }
-
-    /// A connector to the MP.
-    pub fn connector(&self) -> Result<TcpConnector> {
-        let fqdn = self.fqdn();
-        let config = self.config(&self.name, &fqdn)?;
-        Ok(TcpConnector {
-            host: config.mp.host.to_string(),
-            port: config.mp.port,
-            connect_timeout: std::time::Duration::from_secs(10),
+        AgentConfig::new(&self.site_code, self.mode, &self.mp_url, name, fqdn).map_err(|e| {
+            let url = self.mp_url.clone();
+            match (e, self.mode) {
+                (ConfigError::SchemeDoesNotMatchMode, SiteMode::Native) => {
+                    NativeConfigError::NativeNeedsHttps { url }.into()
+                }
+                (ConfigError::SchemeDoesNotMatchMode, SiteMode::Mixed) => {
+                    NativeConfigError::MixedNeedsHttp { url }.into()
+                }
+                (e, _) => anyhow!("invalid proxy configuration ({url}): {e:?}"),
+            }
         })
     }
+}
+
+/// The proxy's identity and its way to the MP, checked before anything goes on the wire.
+pub struct ProxyLink {
+    /// The proxy's key (self-signed identity kept in the state directory in mixed mode, the
+    /// provisioned one in native mode), signing with the site's hash.
+    pub signer: SiteHashSigner<ClientSigner>,
+    /// The proxy's certificate (DER).
+    pub cert_der: Vec<u8>,
+    tcp: TcpConnector,
+    tls: Option<TlsConnector>,
+}
+
+impl ProxyLink {
+    /// Validate `opts` and load the identity: in mixed mode made on first run (with a
+    /// `opts.key` key); in native mode the provisioned files, refused at start-up for the same
+    /// reasons as a native client's ([`NativeConfigError`]), the TLS client set up with them.
+    pub fn open(opts: &ProxyOptions) -> Result<ProxyLink> {
+        anyhow::ensure!(
+            protocol::valid_name(&opts.name),
+            "proxy name {:?} must be 1-15 letters, digits or '-'",
+            opts.name
+        );
+        match (opts.mode, &opts.pki) {
+            (SiteMode::Native, None) => return Err(NativeConfigError::NoCertificate.into()),
+            (SiteMode::Mixed, Some(_)) => {
+                return Err(NativeConfigError::CertificateInMixedMode.into())
+            }
+            _ => {}
+        }
+        let fqdn = opts.fqdn();
+        let mp = opts.config(&opts.name, &fqdn)?.mp;
+        let tcp = TcpConnector {
+            host: mp.host.to_string(),
+            port: mp.port,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let state_dir = StateDir::open(&opts.state_dir)?;
+        let Some(files) = &opts.pki else {
+            anyhow::ensure!(
+                !state_dir.path().join(tls::NATIVE_CERT_FILE).exists(),
+                "state dir {} belongs to a native-mode proxy ({} is there); use another \
+                 directory for mixed mode",
+                state_dir.path().display(),
+                tls::NATIVE_CERT_FILE
+            );
+            let identity =
+                state_dir.load_or_create_identity_with(&opts.name, unix_now(), opts.key)?;
+            return Ok(ProxyLink {
+                signer: site_hash(identity.signer, opts.signature_hash)?,
+                cert_der: identity.cert_der,
+                tcp,
+                tls: None,
+            });
+        };
+        let NativeIdentity {
+            signer,
+            cert_der,
+            chain,
+            key,
+            ca,
+        } = tls::load_native_identity(files, unix_now())?;
+        // A new certificate is a new proxy to the site: its old registration does not carry over.
+        tls::bind_registration(&state_dir, &cert_der)?;
+        let tls = TlsConnector::new(tcp.clone(), tls::client_config(&ca, chain, key)?)?;
+        Ok(ProxyLink {
+            signer: site_hash(signer, opts.signature_hash)?,
+            cert_der,
+            tcp,
+            tls: Some(tls),
+        })
+    }
+
+    /// A connector to the MP (TLS with the proxy's certificate in native mode).
+    pub fn connector(&self) -> AnyConnector {
+        match &self.tls {
+            Some(t) => AnyConnector::Tls(Box::new(t.clone())),
+            None => AnyConnector::Tcp(self.tcp.clone()),
+        }
+    }
+
+    /// The proxy's key and certificate, as the core's drivers take them.
+    pub fn signing(&self) -> SigningIdentity<'_> {
+        SigningIdentity {
+            signer: &self.signer,
+            cert_der: &self.cert_der,
+        }
+    }
+}
+
+fn site_hash(signer: ClientSigner, hash: SignatureHash) -> Result<SiteHashSigner<ClientSigner>> {
+    SiteHashSigner::new(signer, hash).map_err(|e| match e {
+        ConfigError::Sha1NeedsRsa => {
+            anyhow!("SHA-1 signatures (no HashAlgorithm) need an RSA key; the proxy's key is P-256")
+        }
+        e => anyhow!("{e:?}"),
+    })
 }
 
 /// What `export-cert` did.
@@ -108,18 +237,25 @@ pub struct Exported {
     pub cert_der: Vec<u8>,
 }
 
-/// Load the proxy's identity, creating its key and self-signed certificate on first run.
-pub fn load_or_create_identity(state_dir: &Path, name: &str) -> Result<Identity> {
-    StateDir::open(state_dir)?.load_or_create_identity(name, unix_now())
+/// `proxy export-cert`: the proxy's certificate as DER at `out` and PEM beside it (`.pem`),
+/// creating a P-256 identity on first run.
+pub fn export_cert(state_dir: &Path, out: &Path, name: &str) -> Result<Exported> {
+    export_cert_with(state_dir, out, name, KeyKind::P256)
 }
 
-/// `proxy export-cert`: the proxy's certificate as DER at `out` and PEM beside it (`.pem`).
-pub fn export_cert(state_dir: &Path, out: &Path, name: &str) -> Result<Exported> {
+/// [`export_cert`] with a `key` key for a new identity (an existing one keeps its key).
+pub fn export_cert_with(
+    state_dir: &Path,
+    out: &Path,
+    name: &str,
+    key: KeyKind,
+) -> Result<Exported> {
     anyhow::ensure!(
         protocol::valid_name(name),
         "proxy name {name:?} must be 1-15 letters, digits or '-'"
     );
-    let identity = load_or_create_identity(state_dir, name)?;
+    let identity =
+        StateDir::open(state_dir)?.load_or_create_identity_with(name, unix_now(), key)?;
     let pem_path = out.with_extension("pem");
     anyhow::ensure!(
         pem_path != out,
@@ -167,16 +303,13 @@ pub fn to_pem(der: &[u8]) -> String {
 
 /// Register the proxy itself (AgentType 4, signed with its key) unless its state already holds
 /// its SMSID; returns the SMSID. A refusal is reported with what the administrator must do.
-pub async fn register_self(opts: &ProxyOptions, identity: &Identity) -> Result<Smsid> {
+pub async fn register_self(opts: &ProxyOptions, link: &ProxyLink) -> Result<Smsid> {
     let state_dir = StateDir::open(&opts.state_dir)?;
     let fqdn = opts.fqdn();
     let config = opts.config(&opts.name, &fqdn)?;
     let mut registrar = Registrar::new(state_dir.registration()?);
-    let signing = SigningIdentity {
-        signer: &identity.signer,
-        cert_der: &identity.cert_der,
-    };
-    let mut connector = opts.connector()?;
+    let signing = link.signing();
+    let mut connector = link.connector();
     let mut buf = vec![0u8; crate::client::EXCHANGE_BUFFER];
     let result = io::register(
         &mut connector,
@@ -196,13 +329,26 @@ pub async fn register_self(opts: &ProxyOptions, identity: &Identity) -> Result<S
     .await;
     let state = match result {
         Ok(s) => s,
-        Err(RegisterError::GaveUp(AttemptFailure::Status(403))) => bail!(
-            "the MP refused the proxy's registration (HTTP 403): the site accepts an ISV proxy only \
-             once the administrator has imported its certificate — export it with `mpagent-sim \
-             proxy export-cert --state {} --out proxy.cer` and import it with `mpagent-sim mp \
-             import-cert --db SITE.db proxy.cer` (see `mpagent-sim mp rejections` for the MP's reason)",
-            opts.state_dir.display()
-        ),
+        Err(RegisterError::GaveUp(AttemptFailure::Status(403))) => {
+            let how = match &opts.pki {
+                // Native mode: the CA-issued certificate is what the administrator imports.
+                Some(files) => format!(
+                    "import {} with `mpagent-sim mp import-cert --db SITE.db {}`",
+                    files.cert.display(),
+                    files.cert.display()
+                ),
+                None => format!(
+                    "export it with `mpagent-sim proxy export-cert --state {} --out proxy.cer` \
+                     and import it with `mpagent-sim mp import-cert --db SITE.db proxy.cer`",
+                    opts.state_dir.display()
+                ),
+            };
+            bail!(
+                "the MP refused the proxy's registration (HTTP 403): the site accepts an ISV \
+                 proxy only once the administrator has imported its certificate — {how} (see \
+                 `mpagent-sim mp rejections` for the MP's reason)"
+            )
+        }
         Err(e) => bail!("the proxy's registration failed: {e:?}"),
     };
     state_dir.save_registration(state)?;
@@ -211,7 +357,7 @@ pub async fn register_self(opts: &ProxyOptions, identity: &Identity) -> Result<S
         RegistrationState::Pending(id) => bail!(
             "the proxy's registration {id} is pending approval; it acts for no client until approved"
         ),
-        RegistrationState::Rejected => bail!("the site rejected the proxy's registration"),
+        RegistrationState::Rejected(_) => bail!("the site rejected the proxy's registration"),
         RegistrationState::Unregistered => bail!("the proxy is not registered"),
     }
 }

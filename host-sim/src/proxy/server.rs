@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use mpagent_core::agent::messages::{request_assignments, sign_message, MessageBody};
 use mpagent_core::agent::registration::{
-    Registrant, Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
+    Registrant, Registrar, RegistrationState, SigningIdentity,
 };
 use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::guid::{Guid, Smsid};
@@ -32,8 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Mutex};
 
 use super::protocol::{self, code, kind, reg_status, Frame, ReadError};
-use super::{register_self, ProxyOptions, CLIENTS_DIR};
-use crate::client::state::{write_atomic, Identity, StateDir};
+use super::{register_self, ProxyLink, ProxyOptions, CLIENTS_DIR};
+use crate::client::state::{write_atomic, StateDir};
 use crate::client::transport::{unix_now, SystemClock};
 use crate::client::EXCHANGE_BUFFER;
 
@@ -87,7 +87,8 @@ impl Drop for ProxyHandle {
 /// The proxy's shared state.
 struct Proxy {
     opts: ProxyOptions,
-    identity: Identity,
+    /// The proxy's identity and its connection to the MP (TLS in native mode).
+    link: ProxyLink,
     smsid: Smsid,
     clients_dir: PathBuf,
     /// Serialises device registrations (identity creation and the mapping files).
@@ -98,13 +99,8 @@ struct Proxy {
 /// already, and serve devices on `listen`. Fails — before listening — if the MP refuses the
 /// proxy (e.g. its certificate was not imported).
 pub async fn start(opts: ProxyOptions, listen: SocketAddr) -> Result<ProxyHandle> {
-    anyhow::ensure!(
-        protocol::valid_name(&opts.name),
-        "proxy name {:?} must be 1-15 letters, digits or '-'",
-        opts.name
-    );
-    let identity = super::load_or_create_identity(&opts.state_dir, &opts.name)?;
-    let smsid = register_self(&opts, &identity).await?;
+    let link = ProxyLink::open(&opts)?;
+    let smsid = register_self(&opts, &link).await?;
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     listener.set_nonblocking(true)?;
@@ -113,7 +109,7 @@ pub async fn start(opts: ProxyOptions, listen: SocketAddr) -> Result<ProxyHandle
     std::fs::create_dir_all(&clients_dir)?;
     let proxy = Proxy {
         opts,
-        identity,
+        link,
         smsid,
         clients_dir,
         registering: Mutex::new(()),
@@ -343,10 +339,7 @@ impl Proxy {
     }
 
     fn signing(&self) -> SigningIdentity<'_> {
-        SigningIdentity {
-            signer: &self.identity.signer,
-            cert_der: &self.identity.cert_der,
-        }
+        self.link.signing()
     }
 
     /// Register (or confirm) a device through the proxy, keeping its certificate and SMSID.
@@ -360,8 +353,13 @@ impl Proxy {
 
     async fn register_device_locked(&self, dev: &Device) -> Result<Frame> {
         let state_dir = StateDir::open(&self.client_dir(&dev.id))?;
-        // The device has no key: the proxy makes and keeps its certificate (spec §4 [profile]).
-        let client = state_dir.load_or_create_identity(&dev.name, unix_now())?;
+        // The device has no key: the proxy makes and keeps its certificate (spec §4 [profile]),
+        // with a key of the proxy's own kind (an RSA site gets RSA device certificates).
+        let client = state_dir.load_or_create_identity_with(
+            &dev.name,
+            unix_now(),
+            self.link.signer.inner().kind(),
+        )?;
         write_atomic(&state_dir.path().join(NAME_FILE), dev.name.as_bytes())?;
         let fqdn = format!("{}.local", dev.name);
         let config = self.opts.config(&dev.name, &fqdn)?;
@@ -377,18 +375,12 @@ impl Proxy {
             other => other,
         };
         let mut registrar = Registrar::new(known);
-        let mut connector = self.opts.connector()?;
+        let mut connector = self.link.connector();
         let mut buf = vec![0u8; EXCHANGE_BUFFER];
         let mut save_error = None;
         let mut observe = |p: &Progress| {
             let state = match p {
-                Progress::Event(RegistrationEvent::Registered(id)) => {
-                    Some(RegistrationState::Registered(*id))
-                }
-                Progress::Event(RegistrationEvent::PendingApproval(id, _)) => {
-                    Some(RegistrationState::Pending(*id))
-                }
-                Progress::Event(RegistrationEvent::Rejected) => Some(RegistrationState::Rejected),
+                Progress::Event(ev) => ev.persist(),
                 _ => None,
             };
             if let Some(s) = state {
@@ -447,7 +439,7 @@ impl Proxy {
                 status: reg_status::PENDING,
                 smsid: id.to_string(),
             },
-            RegistrationState::Rejected => Frame::RegisterResult {
+            RegistrationState::Rejected(_) => Frame::RegisterResult {
                 status: reg_status::REJECTED,
                 smsid: String::new(),
             },
@@ -464,7 +456,7 @@ impl Proxy {
             Ok(c) => c,
             Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
         };
-        let client_id = match ClientIdSignature::compute(&self.identity.signer, smsid) {
+        let client_id = match ClientIdSignature::compute(&self.link.signer, smsid) {
             Ok(c) => c,
             Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e:?}")),
         };
@@ -476,10 +468,7 @@ impl Proxy {
                 return Frame::error(code::INVALID, format!("the data cannot be sent: {e:?}"))
             }
         };
-        let mut connector = match self.opts.connector() {
-            Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
-        };
+        let mut connector = self.link.connector();
         let mut buf = vec![0u8; EXCHANGE_BUFFER];
         match io::send_message(&mut connector, &msg, &mut buf).await {
             Ok(()) => Frame::Ack {
@@ -561,7 +550,7 @@ impl Proxy {
             Ok(c) => c,
             Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
         };
-        let client_id = match ClientIdSignature::compute(&self.identity.signer, smsid) {
+        let client_id = match ClientIdSignature::compute(&self.link.signer, smsid) {
             Ok(c) => c,
             Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e:?}")),
         };
@@ -577,10 +566,7 @@ impl Proxy {
             Ok(m) => m,
             Err(e) => return Frame::error(code::INTERNAL, format!("{e:?}")),
         };
-        let mut connector = match self.opts.connector() {
-            Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
-        };
+        let mut connector = self.link.connector();
         let mut buf = vec![0u8; EXCHANGE_BUFFER * 4];
         let mut scratch = vec![0u8; EXCHANGE_BUFFER * 6];
         let mut policies = Vec::new();

@@ -5,7 +5,8 @@
 //! record   = magic "MPAG" | version u8 (1) | kind u8 | payload length u16 LE | payload | crc32 LE
 //! crc32    = CRC-32/IEEE (zlib's) over everything before it
 //! identity = secret scalar [32] | state u8 | SMSID GUID [16] | certificate DER (the rest)
-//!            state: 0 unregistered, 1 pending, 2 registered, 3 rejected (GUID zero unless 1 or 2)
+//!            state: 0 unregistered, 1 pending, 2 registered, 3 rejected (GUID zero unless 1 or 2;
+//!            for 3 its first 8 bytes are the rejection's Unix time, u64 LE)
 //! seed     = 32 bytes, the RNG seed for the next boot
 //! ```
 //!
@@ -16,6 +17,7 @@
 use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::{Guid, Smsid};
 use mpagent_core::identity::MAX_CERT_LEN;
+use mpagent_core::time::UnixTime;
 
 const MAGIC: [u8; 4] = *b"MPAG";
 const VERSION: u8 = 1;
@@ -138,7 +140,11 @@ impl<'a> IdentityRecord<'a> {
             RegistrationState::Unregistered => (0, Guid::default()),
             RegistrationState::Pending(id) => (1, id.0),
             RegistrationState::Registered(id) => (2, id.0),
-            RegistrationState::Rejected => (3, Guid::default()),
+            RegistrationState::Rejected(at) => {
+                let mut g = [0u8; 16];
+                g[..8].copy_from_slice(&at.0.to_le_bytes());
+                (3, Guid(g))
+            }
         };
         payload[..32].copy_from_slice(&self.secret);
         payload[32] = tag;
@@ -162,7 +168,11 @@ impl<'a> IdentityRecord<'a> {
             0 => RegistrationState::Unregistered,
             1 => RegistrationState::Pending(smsid),
             2 => RegistrationState::Registered(smsid),
-            3 => RegistrationState::Rejected,
+            3 => {
+                let mut at = [0u8; 8];
+                at.copy_from_slice(&guid[..8]);
+                RegistrationState::Rejected(UnixTime(u64::from_le_bytes(at)))
+            }
             _ => return Err(RecordError::BadPayload),
         };
         Ok(Self {

@@ -1,0 +1,127 @@
+//! The device identity in the core's store (`mpagent_core::store`, A/B slots): the P-256 secret
+//! scalar as the key, the self-signed certificate, and the registration state with the SMSID.
+//! Loaded at boot, or created and saved before anything goes on the wire.
+
+use defmt::info;
+use mpagent_core::agent::registration::RegistrationState;
+use mpagent_core::identity::{build_self_signed_p256, cert_public_key_p256, CertError, CertParams};
+use mpagent_core::sign::P256Signer;
+use mpagent_core::store::{Store, StoreError, StoredIdentity, IDENTITY_OVERHEAD};
+use mpagent_core::time::UnixTime;
+use rand_chacha::ChaCha20Rng;
+
+use crate::storage::{FlashError, SemihostingFlash};
+
+/// The store on this board.
+pub type BoardStore = Store<SemihostingFlash>;
+/// A store error on this board.
+pub type StoreFailure = StoreError<FlashError>;
+
+/// Bytes [`load_or_create`] needs to read a stored identity (key + certificate + framing).
+pub const LOAD_BUFFER: usize = IDENTITY_OVERHEAD + 32 + mpagent_core::identity::MAX_CERT_LEN;
+
+/// The stored identity is unusable.
+#[derive(Debug, defmt::Format)]
+pub enum IdentityError {
+    /// Reading or writing the store failed.
+    Store(StoreFailure),
+    /// Identity slots were written but none holds a complete record: refuse to make a second
+    /// identity over a damaged one (the site would see a new device).
+    Damaged,
+    /// The stored key is not a P-256 secret scalar.
+    BadKey,
+    /// The stored certificate does not hold the stored key's public key.
+    Mismatch,
+    /// The certificate could not be built or read.
+    Certificate(CertError),
+}
+
+impl From<StoreFailure> for IdentityError {
+    fn from(e: StoreFailure) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Load the identity, or create key and certificate and save them. The certificate lands in
+/// `cert_buf`; returns the signer, the certificate's length and the stored registration state.
+pub fn load_or_create(
+    store: &mut BoardStore,
+    load_buf: &mut [u8],
+    cert_buf: &mut [u8],
+    name: &str,
+    now: UnixTime,
+    rng: &mut ChaCha20Rng,
+) -> Result<(P256Signer, usize, RegistrationState), IdentityError> {
+    let loaded = load(store, load_buf, cert_buf);
+    load_buf.fill(0); // the secret scalar does not linger in RAM
+    if let Some(found) = loaded? {
+        return Ok(found);
+    }
+    if store.report().torn_identity_slots > 0 {
+        return Err(IdentityError::Damaged);
+    }
+    create(store, cert_buf, name, now, rng)
+}
+
+// Out of line, like `load`: each path's frame then sits alone under the caller, not both.
+#[inline(never)]
+fn create(
+    store: &mut BoardStore,
+    cert_buf: &mut [u8],
+    name: &str,
+    now: UnixTime,
+    rng: &mut ChaCha20Rng,
+) -> Result<(P256Signer, usize, RegistrationState), IdentityError> {
+    let signer = P256Signer::generate(rng);
+    let params = CertParams::self_signed_now(name, now, rng);
+    let len =
+        build_self_signed_p256(&params, &signer, cert_buf).map_err(IdentityError::Certificate)?;
+    let state = RegistrationState::Unregistered;
+    save(store, &signer, &cert_buf[..len], state)?;
+    info!(
+        "identity created: P-256 key, {=usize}-byte certificate",
+        len
+    );
+    Ok((signer, len, state))
+}
+
+#[inline(never)]
+fn load(
+    store: &mut BoardStore,
+    load_buf: &mut [u8],
+    cert_buf: &mut [u8],
+) -> Result<Option<(P256Signer, usize, RegistrationState)>, IdentityError> {
+    let Some(rec) = store.load_identity(load_buf)? else {
+        return Ok(None);
+    };
+    let key: &[u8; 32] = rec.key.try_into().map_err(|_| IdentityError::BadKey)?;
+    let signer = P256Signer::from_secret_bytes(key).map_err(|_| IdentityError::BadKey)?;
+    let cert_key = cert_public_key_p256(rec.cert_der).map_err(IdentityError::Certificate)?;
+    if signer.verifying_key().to_encoded_point(false).as_bytes() != cert_key.as_slice() {
+        return Err(IdentityError::Mismatch);
+    }
+    let cert = cert_buf
+        .get_mut(..rec.cert_der.len())
+        .ok_or(IdentityError::Certificate(CertError::BufferTooSmall))?;
+    cert.copy_from_slice(rec.cert_der);
+    info!("identity loaded, state {}", rec.registration);
+    Ok(Some((signer, rec.cert_der.len(), rec.registration)))
+}
+
+/// Save the identity with `state` (the other A/B slot: a power cut keeps the previous record).
+#[inline(never)]
+pub fn save(
+    store: &mut BoardStore,
+    signer: &P256Signer,
+    cert_der: &[u8],
+    state: RegistrationState,
+) -> Result<(), StoreFailure> {
+    let mut key = signer.secret_bytes();
+    let saved = store.save_identity(&StoredIdentity {
+        key: &key,
+        cert_der,
+        registration: state,
+    });
+    key.fill(0);
+    saved
+}
