@@ -3,58 +3,20 @@
 //! criterion benches time it, so `(Ir(N) - Ir(0)) / N` is its instruction count; `sign` runs the
 //! software ECDSA sign alone for comparison. Not a criterion bench: `cargo bench` runs it without
 //! arguments and it only prints how to use it (see docs/performance.md).
-use mpagent_core::agent::messages::{request_assignments, sign_message, MessageBody};
-use mpagent_core::agent::outbound::{Post, PostParams};
+use mpagent_core::agent::messages::{sign_message, MessageBody};
+use mpagent_core::agent::outbound::Post;
 use mpagent_core::agent::registration::{build_request, SigningIdentity};
-use mpagent_core::agent::signed::{fill_window, MessageSigner, SignedMessage};
-use mpagent_core::config::{AgentConfig, SiteMode};
-use mpagent_core::guid::{Guid, Smsid};
-use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
-use mpagent_core::sign::P256Signer;
-use mpagent_core::sink::{Emit, Overflow};
-use mpagent_core::time::UnixTime;
+use mpagent_core::agent::signed::{MessageSigner, SignedMessage};
+use mpagent_core::config::AgentConfig;
+use mpagent_core::guid::Guid;
+use mpagent_core::sink::Emit;
 use mpagent_core::wire::clientauth::{payload_digest, ClientIdSignature};
-use mpagent_core::wire::header::{endpoint, ReplyMode};
 use mpagent_core::wire::registration::{AgentType, RequestType};
-use mpagent_core::wire::report::{
-    BasicDiscovery, InstanceContent, InstanceSource, InstanceWriter, Namespace, Report,
-    ReportIdentity, ReportType, ReportVersion,
-};
-use mpagent_core::wire::state_message::StateMessage;
-use mpagent_core::wire::status::StatusMessage;
 use std::hint::black_box;
-const NOW: UnixTime = UnixTime(1_795_428_000);
-struct Services {
-    items: u32,
-}
-impl InstanceSource for Services {
-    fn write_instances(&self, w: &mut InstanceWriter<'_, '_>) -> Result<(), Overflow> {
-        for i in 0..self.items {
-            w.instance(
-                InstanceContent::New,
-                Namespace::Cimv2,
-                "Win32_Service",
-                |p| {
-                    p.prop_fmt("Name", format_args!("svc{i:05}"))?;
-                    p.prop("DisplayName", "Print Spooler service")?;
-                    p.prop("State", if i % 3 == 0 { "Running" } else { "Stopped" })?;
-                    p.prop_u64("ProcessId", u64::from(i) * 7919 % 65_536)
-                },
-            )?;
-        }
-        Ok(())
-    }
-}
-fn stream(msg: &dyn Emit, window: &mut [u8]) -> usize {
-    let mut off = 0;
-    loop {
-        let n = fill_window(msg, off, window).unwrap();
-        off += n;
-        if n < window.len() {
-            return off;
-        }
-    }
-}
+
+mod fixture;
+use fixture::{stream, NOW};
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -68,36 +30,15 @@ fn main() {
         return;
     };
     let what = what.as_str();
-    let signer = P256Signer::from_secret_bytes(&[0x5A; 32]).unwrap();
-    let params = CertParams {
-        common_name: "BENCH-1",
-        not_before: NOW.minus(86_400),
-        not_after: NOW.plus(86_400 * 3650),
-        serial: [0x11; 16],
-    };
-    let mut cert = [0u8; MAX_CERT_LEN];
-    let len = build_self_signed_p256(&params, &signer, &mut cert).unwrap();
-    let cert = &cert[..len];
-    let config = AgentConfig::new(
-        "PS1",
-        SiteMode::Mixed,
-        "http://mp.bench:8080",
-        "BENCH-1",
-        "bench-1.local",
-    )
-    .unwrap();
+    let signer = fixture::signer();
+    let cert = fixture::certificate(&signer);
+    let cert = cert.as_slice();
+    let config = fixture::config();
     let identity = SigningIdentity {
         signer: &signer,
         cert_der: cert,
     };
-    let post_params = PostParams {
-        endpoint: endpoint::CLIENT_REGISTRATION,
-        reply_mode: ReplyMode::Sync,
-        source_id: None,
-        message_id: Guid([0x22; 16]),
-        now: NOW,
-        hooks: None,
-    };
+    let post_params = fixture::registration_post();
     let req = build_request(
         &config,
         &identity,
@@ -107,38 +48,16 @@ fn main() {
         NOW,
     )
     .unwrap();
-    let smsid = Smsid(Guid([0x42; 16]));
+    let smsid = fixture::SMSID;
     let cid = ClientIdSignature::compute(&signer, smsid).unwrap();
     let me = MessageSigner::client(identity, &cid);
-    let id = ReportIdentity::new(smsid, "BENCH-1");
-    let t = NOW.to_datetime();
-    let disco = BasicDiscovery {
-        fqdn: "bench-1.local",
-        client_version: "5.00.8325.0000",
-        platform_id: "mpagent appliance",
-        domain: None,
-        ip_addresses: &["10.0.0.42"],
-        mac_addresses: &["00:11:22:33:44:55"],
-    };
-    let ddr = Report::discovery(id, t, &disco);
-    let services = Services { items: 120 };
-    let hinv =
-        Report::hardware_inventory(id, ReportType::Full, ReportVersion::default(), t, &services);
-    let state = StateMessage {
-        details: "<Result code=\"0\"/>",
-        params: &["{F8C7C37F-B42B-4C0A-B050-2BB44DF1098A}"],
-        ..StateMessage::new(id, t, "7DC6B6F1-E7F6-43C1-96E0-E1D16BC25C14", 9003, 0, 1)
-    };
-    let status = StatusMessage {
-        message_type: "SMS_GenericStatusMessage_Info",
-        smsid,
-        machine_name: "BENCH-1",
-        site_code: config.site_code,
-        time: t,
-        properties: &[("Message", "toner low")],
-        qualifiers: &[],
-    };
-    let policy = request_assignments(&config, smsid);
+    let fixture::Messages {
+        ddr,
+        hinv,
+        state,
+        status,
+        policy,
+    } = fixture::messages(&config);
     let mut w4k = vec![0u8; 4096];
     let mut w512 = vec![0u8; 512];
     fn kind<B: MessageBody>(

@@ -5,123 +5,41 @@
 //! re-emitting per window (RAM stays constant: the window is the only buffer).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use mpagent_core::agent::messages::{
-    request_assignments, sign_message, MessageBody, PolicyBodyRequest,
-};
+use mpagent_core::agent::messages::{sign_message, MessageBody, PolicyBodyRequest};
 use mpagent_core::agent::registration::SigningIdentity;
-use mpagent_core::agent::signed::{fill_window, MessageSigner, SignedMessage};
-use mpagent_core::config::{AgentConfig, SiteMode};
-use mpagent_core::guid::{Guid, Smsid};
-use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
-use mpagent_core::sign::{P256Signer, Signer};
-use mpagent_core::sink::{Emit, Overflow};
-use mpagent_core::time::UnixTime;
+use mpagent_core::agent::signed::{MessageSigner, SignedMessage};
+use mpagent_core::config::AgentConfig;
+use mpagent_core::guid::Guid;
+use mpagent_core::sign::Signer;
 use mpagent_core::wire::clientauth::{payload_digest, ClientIdSignature};
-use mpagent_core::wire::report::{
-    BasicDiscovery, InstanceContent, InstanceSource, InstanceWriter, Namespace, Report,
-    ReportIdentity, ReportType, ReportVersion, MAX_NAMESPACE_LEN,
-};
-use mpagent_core::wire::state_message::StateMessage;
-use mpagent_core::wire::status::StatusMessage;
+use mpagent_core::wire::report::MAX_NAMESPACE_LEN;
 
-const NOW: UnixTime = UnixTime(1_795_428_000);
+mod fixture;
+use fixture::{stream, NOW};
+
 /// The window the driver streams requests through in these figures.
 const WINDOW: usize = 512;
 
-/// Hardware inventory: `items` services of ~545 bytes of UTF-16 each (120 items ≈ 64 KiB).
-struct Services {
-    items: u32,
-}
-
-impl InstanceSource for Services {
-    fn write_instances(&self, w: &mut InstanceWriter<'_, '_>) -> Result<(), Overflow> {
-        for i in 0..self.items {
-            w.instance(
-                InstanceContent::New,
-                Namespace::Cimv2,
-                "Win32_Service",
-                |p| {
-                    p.prop_fmt("Name", format_args!("svc{i:05}"))?;
-                    p.prop("DisplayName", "Print Spooler service")?;
-                    p.prop("State", if i % 3 == 0 { "Running" } else { "Stopped" })?;
-                    p.prop_u64("ProcessId", u64::from(i) * 7919 % 65_536)
-                },
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// Stream through `window` as `io::send_message` does; returns the request length.
-fn stream(msg: &dyn Emit, window: &mut [u8]) -> usize {
-    let mut off = 0;
-    loop {
-        let n = fill_window(msg, off, window).unwrap();
-        off += n;
-        if n < window.len() {
-            return off;
-        }
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    let signer = P256Signer::from_secret_bytes(&[0x5A; 32]).unwrap();
-    let params = CertParams {
-        common_name: "BENCH-1",
-        not_before: NOW.minus(86_400),
-        not_after: NOW.plus(86_400 * 3650),
-        serial: [0x11; 16],
-    };
-    let mut cert = [0u8; MAX_CERT_LEN];
-    let len = build_self_signed_p256(&params, &signer, &mut cert).unwrap();
-    let cert = &cert[..len];
-    let config = AgentConfig::new(
-        "PS1",
-        SiteMode::Mixed,
-        "http://mp.bench:8080",
-        "BENCH-1",
-        "bench-1.local",
-    )
-    .unwrap();
-    let smsid = Smsid(Guid([0x42; 16]));
+    let signer = fixture::signer();
+    let cert = fixture::certificate(&signer);
+    let config = fixture::config();
+    let smsid = fixture::SMSID;
     let cid = ClientIdSignature::compute(&signer, smsid).unwrap();
     let me = MessageSigner::client(
         SigningIdentity {
             signer: &signer,
-            cert_der: cert,
+            cert_der: &cert,
         },
         &cid,
     );
-    let id = ReportIdentity::new(smsid, "BENCH-1");
-    let t = NOW.to_datetime();
-
-    let disco = BasicDiscovery {
-        fqdn: "bench-1.local",
-        client_version: "5.00.8325.0000",
-        platform_id: "mpagent appliance",
-        domain: None,
-        ip_addresses: &["10.0.0.42"],
-        mac_addresses: &["00:11:22:33:44:55"],
-    };
-    let ddr = Report::discovery(id, t, &disco);
-    let services = Services { items: 120 };
-    let hinv =
-        Report::hardware_inventory(id, ReportType::Full, ReportVersion::default(), t, &services);
-    let state = StateMessage {
-        details: "<Result code=\"0\"/>",
-        params: &["{F8C7C37F-B42B-4C0A-B050-2BB44DF1098A}"],
-        ..StateMessage::new(id, t, "7DC6B6F1-E7F6-43C1-96E0-E1D16BC25C14", 9003, 0, 1)
-    };
-    let status = StatusMessage {
-        message_type: "SMS_GenericStatusMessage_Info",
-        smsid,
-        machine_name: "BENCH-1",
-        site_code: config.site_code,
-        time: t,
-        properties: &[("Message", "toner low")],
-        qualifiers: &[],
-    };
-    let policy = request_assignments(&config, smsid);
+    let fixture::Messages {
+        ddr,
+        hinv,
+        state,
+        status,
+        policy,
+    } = fixture::messages(&config);
 
     let mut window = vec![0u8; WINDOW];
     let mut g = c.benchmark_group("messages");

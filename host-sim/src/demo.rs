@@ -105,6 +105,7 @@ pub async fn run() -> Result<()> {
         key: KeyKind::P256,
         mode: SiteMode::Mixed,
         pki: None,
+        signature_hash: Default::default(),
     };
 
     println!("\n2. Appliance PRINTER-0042, first run: create identity, register");

@@ -9,6 +9,11 @@
 //! `concurrency / threads` worker tasks that take the next appliance index from a shared
 //! counter.
 //!
+//! Through the ISV proxy (`--proxy ADDR`, or `--via-proxy` for an in-process proxy imported into
+//! the in-process MP as the administrator would), each appliance is instead a constrained device
+//! speaking MPX ([`crate::proxy::client::DeviceConnection`]) over one connection: `HELLO`,
+//! `REGISTER`, `M` × `HEARTBEAT`; the proxy makes its key, registers it and signs its messages.
+//!
 //! [`run_bound`] (`fleet --bound K`) pre-builds K registration requests, then times (a) the bare
 //! ECDSA verification of their K signatures on all cores and (b) the same K requests replayed
 //! through an in-process MP, and reports (b)/(a).
@@ -45,9 +50,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::client::transport::{unix_now, SystemClock, TcpConnector};
 use crate::client::EXCHANGE_BUFFER;
 use crate::mp::{self, Approval, Limits, MpConfig, MpServer};
+use crate::proxy::client::DeviceConnection;
+use crate::proxy::protocol::{reg_status, Frame};
+use crate::proxy::{self as isv, ProxyHandle, ProxyOptions};
 
 /// Site code of the in-process MP (and the default for `--site-code`).
 pub const DEFAULT_SITE_CODE: &str = "FLT";
+
+/// NetBIOS name (and certificate CN) of the in-process proxy of `--via-proxy`.
+pub const PROXY_NAME: &str = "FLT-PROXY";
+/// File name of the in-process MP's site database (in the temporary directory).
+pub const SITE_DB_FILE: &str = "fleet-site.db";
+
+/// Where the appliances of a proxied fleet connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyTarget {
+    /// Start a proxy in process, imported into the in-process MP (`--via-proxy`).
+    InProcess,
+    /// A running proxy's MPX address (`--proxy ADDR`).
+    At(SocketAddr),
+}
 
 /// What a fleet run does.
 #[derive(Debug, Clone)]
@@ -68,6 +90,8 @@ pub struct FleetOptions {
     pub threads: usize,
     /// Show an indicatif progress bar on stderr.
     pub progress: bool,
+    /// Talk MPX to an ISV proxy instead of the MP.
+    pub proxy: Option<ProxyTarget>,
 }
 
 /// p50 / p99 / max of one kind of operation, in milliseconds.
@@ -102,6 +126,8 @@ impl Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetSummary {
     pub mp: String,
+    /// The ISV proxy's MPX address when the appliances went through one.
+    pub proxy: Option<String>,
     pub clients_requested: usize,
     pub clients_started: u64,
     pub registered: u64,
@@ -125,7 +151,10 @@ pub struct FleetSummary {
 
 impl std::fmt::Display for FleetSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "fleet against {}", self.mp)?;
+        match &self.proxy {
+            Some(p) => writeln!(f, "fleet against {} through the ISV proxy at {p}", self.mp)?,
+            None => writeln!(f, "fleet against {}", self.mp)?,
+        }
         writeln!(
             f,
             "  appliances   {} started / {} requested, {} registered, {} messages",
@@ -207,9 +236,32 @@ fn micros(d: Duration) -> u32 {
 
 /// A fleet with an in-process MP: starts it (auto-approve, temp DB) unless `opts.mp` is set.
 pub async fn run(opts: FleetOptions) -> Result<FleetSummary> {
-    match opts.mp.clone() {
-        Some(url) => run_against(&url, &opts).await,
-        None => {
+    match (opts.proxy, opts.mp.clone()) {
+        (Some(ProxyTarget::At(addr)), None) => run_via_proxy(addr, "the proxy's MP", &opts).await,
+        (Some(ProxyTarget::At(_)), Some(_)) => {
+            anyhow::bail!("--proxy ADDR: the proxy already knows its MP; leave out --mp")
+        }
+        (Some(ProxyTarget::InProcess), Some(_)) => anyhow::bail!(
+            "--via-proxy starts a proxy in front of the in-process MP (its certificate must be \
+             imported into that MP's database); for a proxy of your own use --proxy ADDR"
+        ),
+        (Some(ProxyTarget::InProcess), None) => {
+            let dir = tempfile::tempdir()?;
+            let server = start_local_mp(dir.path(), opts.concurrency).await?;
+            let summary = match start_local_proxy(dir.path(), &server).await {
+                Ok(proxy) => {
+                    let s = run_via_proxy(proxy.local_addr(), &server.url(), &opts).await;
+                    // Shutdown joins the proxy's thread: not on a runtime worker.
+                    tokio::task::spawn_blocking(move || proxy.shutdown()).await?;
+                    s
+                }
+                Err(e) => Err(e),
+            };
+            server.shutdown().await;
+            summary
+        }
+        (None, Some(url)) => run_against(&url, &opts).await,
+        (None, None) => {
             let dir = tempfile::tempdir()?;
             let server = start_local_mp(dir.path(), opts.concurrency).await?;
             let summary = run_against(&server.url(), &opts).await;
@@ -223,7 +275,7 @@ pub async fn run(opts: FleetOptions) -> Result<FleetSummary> {
 pub async fn start_local_mp(dir: &std::path::Path, concurrency: usize) -> Result<MpServer> {
     let config = MpConfig {
         site_code: DEFAULT_SITE_CODE.into(),
-        db_path: dir.join("fleet-site.db"),
+        db_path: dir.join(SITE_DB_FILE),
         approval: Approval::Auto,
         limits: Limits {
             max_connections: concurrency.max(64) + 16,
@@ -234,11 +286,28 @@ pub async fn start_local_mp(dir: &std::path::Path, concurrency: usize) -> Result
     MpServer::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
 }
 
+/// Starts a proxy in front of `mp` (started by [`start_local_mp`] with `dir`) as the
+/// administrator would set it up: its first run exports its certificate to `dir`, the certificate
+/// is imported into the MP's database, then the proxy registers (AgentType 4) and listens on a
+/// free loopback port. Its state directory is `dir/fleet-proxy`.
+pub async fn start_local_proxy(dir: &std::path::Path, mp: &MpServer) -> Result<ProxyHandle> {
+    let state = dir.join("fleet-proxy");
+    let exported = isv::export_cert(&state, &dir.join("fleet-proxy.cer"), PROXY_NAME)?;
+    crate::mp::db::SiteDb::open(dir.join(SITE_DB_FILE))?.import_cert(&exported.cert_der)?;
+    let mut opts = ProxyOptions::new(&mp.url(), DEFAULT_SITE_CODE, state);
+    opts.name = PROXY_NAME.into();
+    isv::start(opts, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Who the appliances talk to.
+#[derive(Debug, Clone)]
+enum Target {
+    Mp(String),
+    Proxy(SocketAddr),
+}
+
 /// Runs the fleet against the MP at `url`.
 pub async fn run_against(url: &str, opts: &FleetOptions) -> Result<FleetSummary> {
-    anyhow::ensure!(opts.clients > 0, "--clients must be at least 1");
-    anyhow::ensure!(opts.concurrency > 0, "--concurrency must be at least 1");
-    let threads = opts.threads.clamp(1, opts.concurrency);
     // Check the configuration once, up front.
     AgentConfig::new(
         &opts.site_code,
@@ -248,6 +317,24 @@ pub async fn run_against(url: &str, opts: &FleetOptions) -> Result<FleetSummary>
         "FLT0000000.local",
     )
     .map_err(|e| anyhow!("invalid fleet configuration ({url}): {e:?}"))?;
+    run_target(Target::Mp(url.to_string()), url, opts).await
+}
+
+/// Runs the fleet through the ISV proxy at `proxy` (MPX); `mp` only labels the summary.
+pub async fn run_via_proxy(
+    proxy: SocketAddr,
+    mp: &str,
+    opts: &FleetOptions,
+) -> Result<FleetSummary> {
+    let mut summary = run_target(Target::Proxy(proxy), mp, opts).await?;
+    summary.proxy = Some(proxy.to_string());
+    Ok(summary)
+}
+
+async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<FleetSummary> {
+    anyhow::ensure!(opts.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(opts.concurrency > 0, "--concurrency must be at least 1");
+    let threads = opts.threads.clamp(1, opts.concurrency);
     let counters = Arc::new(Counters::default());
     let next = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -257,7 +344,7 @@ pub async fn run_against(url: &str, opts: &FleetOptions) -> Result<FleetSummary>
     for t in 0..threads {
         // Spread the concurrency over the threads as evenly as possible.
         let tasks = opts.concurrency / threads + usize::from(t < opts.concurrency % threads);
-        let (url, site) = (url.to_string(), opts.site_code.clone());
+        let (target, site) = (target.clone(), opts.site_code.clone());
         let (counters, next, stop) = (counters.clone(), next.clone(), stop.clone());
         let (clients, m) = (opts.clients, opts.messages_per_client);
         let handle = std::thread::Builder::new()
@@ -272,7 +359,7 @@ pub async fn run_against(url: &str, opts: &FleetOptions) -> Result<FleetSummary>
                     let mut set = tokio::task::JoinSet::new();
                     for _ in 0..tasks {
                         let w = Worker {
-                            url: url.clone(),
+                            target: target.clone(),
                             site: site.clone(),
                             messages: m,
                             counters: counters.clone(),
@@ -356,7 +443,8 @@ pub async fn run_against(url: &str, opts: &FleetOptions) -> Result<FleetSummary>
     let registered = counters.registered.load(Ordering::Relaxed);
     let messages = counters.messages.load(Ordering::Relaxed);
     Ok(FleetSummary {
-        mp: url.to_string(),
+        mp: label.to_string(),
+        proxy: None,
         clients_requested: opts.clients,
         clients_started: counters.started.load(Ordering::Relaxed),
         registered,
@@ -377,7 +465,7 @@ pub async fn run_against(url: &str, opts: &FleetOptions) -> Result<FleetSummary>
 
 /// What every worker task of a thread shares.
 struct Worker {
-    url: String,
+    target: Target,
     site: String,
     messages: usize,
     counters: Arc<Counters>,
@@ -386,7 +474,11 @@ struct Worker {
 /// Error kind of a `Debug` value: its text up to the first `(` / `{` of a payload that varies
 /// (e.g. `GaveUp(Transport(TimedOut))` is kept whole; only long reasons are cut).
 fn kind_of(prefix: &str, e: &dyn std::fmt::Debug) -> String {
-    let mut s = format!("{prefix}: {e:?}");
+    cut_kind(format!("{prefix}: {e:?}"))
+}
+
+/// `s` cut to at most 100 bytes.
+fn cut_kind(mut s: String) -> String {
     if s.len() > 100 {
         let mut cut = 100;
         while !s.is_char_boundary(cut) {
@@ -420,8 +512,12 @@ impl Worker {
         let c = &self.counters;
         c.started.fetch_add(1, Ordering::Relaxed);
         let name = appliance_name(i);
+        let url = match &self.target {
+            Target::Mp(url) => url,
+            Target::Proxy(addr) => return self.via_proxy(*addr, name, stats).await,
+        };
         let fqdn = format!("{name}.fleet.local");
-        let config = match AgentConfig::new(&self.site, SiteMode::Mixed, &self.url, &name, &fqdn) {
+        let config = match AgentConfig::new(&self.site, SiteMode::Mixed, url, &name, &fqdn) {
             Ok(c) => c,
             Err(e) => return stats.error(c, kind_of("config", &e)),
         };
@@ -513,6 +609,60 @@ impl Worker {
             }
         }
     }
+}
+
+impl Worker {
+    /// One appliance through the ISV proxy: one MPX connection, `HELLO` + `REGISTER` (timed
+    /// together as the registration), then `messages` × `HEARTBEAT`. The device has no key of
+    /// its own (the proxy makes it), so there is no identity time.
+    async fn via_proxy(&self, proxy: SocketAddr, name: String, stats: &mut ThreadStats) {
+        let c = &self.counters;
+        let t = Instant::now();
+        let mut conn = match DeviceConnection::connect(proxy).await {
+            Ok(x) => x,
+            Err(e) => return stats.error(c, cut_kind(format!("proxy connect: {e:#}"))),
+        };
+        let hello = Frame::Hello {
+            device_id: name.clone(),
+            name,
+        };
+        match conn.request(&hello).await {
+            Ok(Frame::Ack { .. }) => {}
+            other => return stats.error(c, answer_kind("hello", other)),
+        }
+        match conn.request(&Frame::Register).await {
+            Ok(Frame::RegisterResult {
+                status: reg_status::REGISTERED,
+                ..
+            }) => {}
+            Ok(Frame::RegisterResult {
+                status: reg_status::PENDING,
+                ..
+            }) => return stats.error(c, "register: pending (is the MP auto-approving?)".into()),
+            other => return stats.error(c, answer_kind("register", other)),
+        }
+        stats.registration_us.push(micros(t.elapsed()));
+        c.registered.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..self.messages {
+            let t = Instant::now();
+            match conn.request(&Frame::Heartbeat).await {
+                Ok(Frame::Ack { .. }) => {
+                    stats.message_us.push(micros(t.elapsed()));
+                    c.messages.fetch_add(1, Ordering::Relaxed);
+                }
+                other => stats.error(c, answer_kind("message", other)),
+            }
+        }
+    }
+}
+
+/// Error kind of an unexpected proxy answer (an `ERROR` frame keeps its code and text).
+fn answer_kind(what: &str, answer: Result<Frame>) -> String {
+    cut_kind(match answer {
+        Ok(Frame::Error { code, text }) => format!("{what}: proxy ERROR {code}: {text}"),
+        Ok(other) => format!("{what}: unexpected answer {:?}", other.kind()),
+        Err(e) => format!("{what}: {e:#}"),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

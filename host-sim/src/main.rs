@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use mpagent_core::config::SignatureHash;
+use mpagent_sim::proxy::cli::HashArg;
 use mpagent_sim::{client, demo, fleet, mp, pki};
 
 #[derive(Parser)]
@@ -111,6 +113,12 @@ struct FleetArgs {
     /// Threads of the verify-only loop of --bound.
     #[arg(long, default_value_t = 2)]
     verify_threads: usize,
+    /// Appliances talk MPX to the ISV proxy at ADDR (IP:port) instead of the MP.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["mp", "via_proxy", "bound"])]
+    proxy: Option<std::net::SocketAddr>,
+    /// Appliances talk MPX to an in-process ISV proxy, imported into the in-process MP.
+    #[arg(long, conflicts_with_all = ["mp", "bound"])]
+    via_proxy: bool,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +179,10 @@ struct ClientArgs {
     /// existing identity keeps its key.
     #[arg(long, value_enum, default_value_t = client::KeyKind::P256)]
     key: client::KeyKind,
+    /// sha256 (with HashAlgorithm, current sites) or sha1 (no HashAlgorithm, the ConfigMgr 2007
+    /// form; RSA keys only, refused at start-up for a P-256 key).
+    #[arg(long, value_enum, default_value_t = HashArg::Sha256)]
+    hash: HashArg,
     /// Site mode: mixed (HTTP, self-signed identity made here) or native (HTTPS with the
     /// CA-issued --cert/--key-file, MP verified against --ca).
     #[arg(long, value_enum, default_value_t = Mode::Mixed)]
@@ -202,6 +214,10 @@ impl ClientArgs {
             wait_for_approval,
             max_failures: self.max_failures,
             key: self.key,
+            signature_hash: match self.hash {
+                HashArg::Sha256 => SignatureHash::Sha256,
+                HashArg::Sha1 => SignatureHash::Sha1,
+            },
             mode: match self.mode {
                 Mode::Mixed => mpagent_core::config::SiteMode::Mixed,
                 Mode::Native => mpagent_core::config::SiteMode::Native,
@@ -317,6 +333,11 @@ async fn run_fleet(args: FleetArgs) -> Result<()> {
         messages_per_client: args.messages_per_client,
         threads: args.threads,
         progress: !args.json,
+        proxy: match (args.proxy, args.via_proxy) {
+            (Some(addr), _) => Some(fleet::ProxyTarget::At(addr)),
+            (None, true) => Some(fleet::ProxyTarget::InProcess),
+            (None, false) => None,
+        },
     };
     let summary = fleet::run(opts).await?;
     if args.json {
@@ -325,4 +346,42 @@ async fn run_fleet(args: FleetArgs) -> Result<()> {
         println!("{summary}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_options(extra: &[&str]) -> Result<client::ClientOptions> {
+        let base = [
+            "mpagent-sim",
+            "client",
+            "register",
+            "--mp",
+            "http://127.0.0.1:8080",
+            "--site-code",
+            "PS1",
+            "--state",
+            "st",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra))?;
+        let Command::Client {
+            command: ClientCommand::Register { client, .. },
+        } = cli.command
+        else {
+            anyhow::bail!("not client register");
+        };
+        client.options(false)
+    }
+
+    #[test]
+    fn client_hash_defaults_to_sha256_and_takes_sha1() {
+        let o = client_options(&[]).unwrap();
+        assert_eq!(o.signature_hash, SignatureHash::Sha256);
+        assert_eq!(o.key, client::KeyKind::P256);
+        let o = client_options(&["--key", "rsa2048", "--hash", "sha1"]).unwrap();
+        assert_eq!(o.signature_hash, SignatureHash::Sha1);
+        assert_eq!(o.key, client::KeyKind::Rsa2048);
+        assert!(client_options(&["--hash", "md5"]).is_err());
+    }
 }

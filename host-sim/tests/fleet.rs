@@ -1,7 +1,8 @@
-//! A tiny fleet against an in-process MP: every appliance registers and delivers its heartbeats,
-//! and the summary agrees with the site database. No timing assertions.
+//! A tiny fleet against an in-process MP, directly and through the ISV proxy: every appliance
+//! registers and delivers its heartbeats, and the summary agrees with the site database. No
+//! timing assertions.
 
-use mpagent_sim::fleet::{self, FleetOptions};
+use mpagent_sim::fleet::{self, FleetOptions, ProxyTarget};
 use mpagent_sim::mp::db::SiteDb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,6 +18,7 @@ async fn a_small_fleet_registers_and_reports() {
         messages_per_client: 2,
         threads: 2,
         progress: false,
+        proxy: None,
     };
     let summary = fleet::run_against(&server.url(), &opts).await.unwrap();
     server.shutdown().await;
@@ -59,4 +61,81 @@ async fn the_bound_run_verifies_and_registers_every_request() {
     assert_eq!(b.mp_ok, 8);
     assert_eq!(b.mp_failed, 0);
     assert!(b.ratio > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_fleet_through_the_proxy_is_registered_and_signed_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fleet::start_local_mp(dir.path(), 8).await.unwrap();
+    let proxy = fleet::start_local_proxy(dir.path(), &server).await.unwrap();
+    let proxy_smsid = proxy.smsid().to_string();
+    let opts = FleetOptions {
+        mp: None,
+        site_code: fleet::DEFAULT_SITE_CODE.into(),
+        clients: 12,
+        concurrency: 4,
+        duration: None,
+        messages_per_client: 2,
+        threads: 2,
+        progress: false,
+        proxy: Some(ProxyTarget::At(proxy.local_addr())),
+    };
+    let summary = fleet::run_via_proxy(proxy.local_addr(), &server.url(), &opts)
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || proxy.shutdown())
+        .await
+        .unwrap();
+    server.shutdown().await;
+
+    assert_eq!(summary.errors_total, 0, "{:?}", summary.errors);
+    assert_eq!(summary.registered, 12);
+    assert_eq!(summary.messages_sent, 24);
+    assert_eq!(summary.registration.count, 12);
+    assert_eq!(summary.message.count, 24);
+    assert_eq!(summary.identity.count, 0, "the proxy makes the keys");
+    assert!(summary.proxy.is_some());
+
+    let db = SiteDb::open(dir.path().join(fleet::SITE_DB_FILE)).unwrap();
+    let clients = db.clients().unwrap();
+    let proxy_row = clients
+        .iter()
+        .find(|c| c.smsid.eq_ignore_ascii_case(&proxy_smsid))
+        .expect("the proxy registered itself");
+    assert_eq!(proxy_row.agent_type, 4);
+    let devices: Vec<_> = clients.iter().filter(|c| c.agent_type == 8).collect();
+    assert_eq!(devices.len(), 12);
+    assert_eq!(
+        clients.len(),
+        13,
+        "the proxy and its 12 devices, nothing else"
+    );
+    let mut names: Vec<_> = devices
+        .iter()
+        .map(|c| c.netbios_name.clone().unwrap())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 12, "one client per appliance");
+    let messages = db.messages(None).unwrap();
+    assert_eq!(messages.len(), 24);
+    for c in &devices {
+        assert!(
+            c.registered_by_proxy
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(&proxy_smsid)),
+            "{} registered by the proxy",
+            c.smsid
+        );
+        let mine: Vec<_> = messages
+            .iter()
+            .filter(|m| m.smsid.eq_ignore_ascii_case(&c.smsid))
+            .collect();
+        assert_eq!(mine.len(), 2, "two heartbeats from {}", c.smsid);
+        assert!(mine.iter().all(|m| m
+            .via_proxy
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(&proxy_smsid))));
+    }
+    assert!(db.rejections().unwrap().is_empty());
 }

@@ -24,12 +24,6 @@ use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-// The NUCLEO board's identity record format (this board's before it moved to the core's store),
-// compiled for the host: torn and corrupted records must be caught.
-#[allow(dead_code)]
-#[path = "../../boards/nucleo-f767zi/src/record.rs"]
-mod record;
-
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const DEVICE: &str = "QEMU-1";
 /// The firmware's flash file (boards/qemu-mps2-an386/src/storage.rs: 64 KiB, 4 KiB identity slots).
@@ -563,58 +557,4 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
     assert_eq!(db.clients().unwrap().len(), 1);
     assert_eq!(messages_of(&db, &smsid).len(), 8);
     mp.shutdown().await;
-}
-
-#[test]
-fn identity_records_round_trip_and_detect_damage() {
-    assert_eq!(
-        record::crc32(b"123456789"),
-        0xCBF4_3926,
-        "CRC-32/IEEE check value"
-    );
-    let smsid = Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap();
-    let cert = [0x30u8, 0x82, 0x01, 0x02, 0xAA, 0xBB, 0xCC];
-    for state in [
-        RegistrationState::Unregistered,
-        RegistrationState::Pending(smsid),
-        RegistrationState::Registered(smsid),
-        RegistrationState::Rejected(mpagent_core::time::UnixTime(1_795_428_000)),
-    ] {
-        let rec = record::IdentityRecord {
-            secret: [7; 32],
-            state,
-            cert_der: &cert,
-        };
-        let mut buf = [0u8; record::MAX_IDENTITY_RECORD];
-        let len = rec.encode(&mut buf).unwrap();
-        let bytes = &buf[..len];
-        assert_eq!(record::IdentityRecord::decode(bytes), Ok(rec));
-        // Every truncation (a torn write) is caught…
-        for cut in 0..len {
-            assert!(
-                record::IdentityRecord::decode(&bytes[..cut]).is_err(),
-                "cut at {cut}"
-            );
-        }
-        // …and so is every single flipped bit.
-        for i in 0..len * 8 {
-            let mut damaged = bytes.to_vec();
-            damaged[i / 8] ^= 1 << (i % 8);
-            assert!(record::IdentityRecord::decode(&damaged).is_err(), "bit {i}");
-        }
-        // Trailing garbage is refused too.
-        let mut longer = bytes.to_vec();
-        longer.push(0);
-        assert!(record::IdentityRecord::decode(&longer).is_err());
-    }
-    let mut buf = [0u8; record::SEED_RECORD_LEN];
-    let n = record::encode(record::Kind::Seed, &[9; 32], &mut buf).unwrap();
-    assert_eq!(
-        record::decode(record::Kind::Seed, &buf[..n]),
-        Ok(&[9u8; 32][..])
-    );
-    assert_eq!(
-        record::decode(record::Kind::Identity, &buf[..n]),
-        Err(record::RecordError::BadHeader)
-    );
 }

@@ -40,6 +40,7 @@ fn options(mp: &MpServer, dir: &Path, name: &str) -> ClientOptions {
         key: KeyKind::P256,
         mode: SiteMode::Mixed,
         pki: None,
+        signature_hash: Default::default(),
     }
 }
 
@@ -195,6 +196,7 @@ async fn unreachable_mp_gives_up_with_a_transport_error() {
         key: KeyKind::P256,
         mode: SiteMode::Mixed,
         pki: None,
+        signature_hash: Default::default(),
     };
     let err = client::register(&opts, &mut |_| {}).await.unwrap_err();
     assert!(format!("{err:#}").contains("Transport"), "{err:#}");

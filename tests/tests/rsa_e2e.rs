@@ -34,16 +34,14 @@ async fn start_mp(dir: &Path, approval: Approval) -> MpServer {
 
 fn options(mp: &MpServer, dir: &Path, name: &str) -> ClientOptions {
     ClientOptions {
-        mp_url: format!("http://{}", mp.local_addr()),
-        site_code: "PS1".into(),
-        state_dir: dir.join(name),
-        name: name.into(),
-        fqdn: None,
-        wait_for_approval: false,
         max_failures: 2,
         key: KeyKind::Rsa2048,
-        mode: SiteMode::Mixed,
-        pki: None,
+        ..ClientOptions::mixed(
+            &format!("http://{}", mp.local_addr()),
+            "PS1",
+            dir.join(name),
+            name,
+        )
     }
 }
 
@@ -341,4 +339,146 @@ async fn an_rsa_agent_for_a_sha1_site_registers_reports_and_fetches_policy() {
         "only the SHA-256 token: {rejections:?}"
     );
     mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_host_client_with_hash_sha1_registers_and_reports_without_hash_algorithm() {
+    use mpagent_core::config::SignatureHash;
+    use mpagent_sim::client::run::{self, Due};
+    use mpagent_sim::mp::db::{NewPolicy, PolicyTarget};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: "{CCCCCCCC-2222-3333-4444-555555555555}",
+        version: "1.00",
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: "<Policy><Setting Name=\"Legacy\" Value=\"2\"/></Policy>",
+    })
+    .unwrap();
+    // `client register --key rsa2048 --hash sha1`.
+    let opts = ClientOptions {
+        signature_hash: SignatureHash::Sha1,
+        ..options(&mp, dir.path(), "RSA-2007-CLI")
+    };
+    let first = client::register(&opts, &mut |_| {}).await.unwrap();
+    assert!(first.identity_created);
+    let RegistrationState::Registered(smsid) = first.state else {
+        panic!("{:?}", first.state)
+    };
+    let smsid = smsid.to_string();
+    // No HashAlgorithm: the MP verified the registration with SHA-1 (spec §4) and holds the
+    // client to SHA-1 from now on.
+    let row = db.client(&smsid).unwrap().expect("registered");
+    assert_eq!(row.hash_algorithm, None);
+
+    // `client run --once --hash sha1` on the same state directory, without --key: the identity
+    // keeps its RSA key. Every signature (ClientIDSignature, PayloadSignature, the body GET's
+    // ClientTokenSignature) must be SHA-1 for the MP to accept it.
+    let rerun = ClientOptions {
+        key: KeyKind::P256,
+        ..opts.clone()
+    };
+    let everything = Due {
+        heartbeat: true,
+        inventory_items: 3,
+        status: true,
+        policy: true,
+    };
+    let report = run::run_cycle(&rerun, everything, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.smsid.as_deref(), Some(smsid.as_str()));
+    assert_eq!(report.delivery_stopped, None, "{report:?}");
+    assert_eq!((report.queued, report.delivered, report.refused), (3, 4, 0));
+    assert_eq!(
+        report.policies_applied,
+        vec!["{CCCCCCCC-2222-3333-4444-555555555555}.1.00"]
+    );
+    let kinds: Vec<String> = db
+        .messages(Some(&smsid))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, ["ddr", "hinv-full", "status", "state"]);
+    assert_eq!(db.policy_fetches().unwrap().len(), 1);
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    assert_eq!(db.clients().unwrap().len(), 1);
+    assert_eq!(db.client(&smsid).unwrap().unwrap().hash_algorithm, None);
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_p256_client_with_hash_sha1_is_refused_before_any_connection() {
+    use mpagent_core::config::{ConfigError, SignatureHash};
+    use mpagent_sim::client::run::{self, Due};
+    use mpagent_sim::client::state::KEY_FILE;
+    use mpagent_sim::client::SignatureHashError;
+
+    // Stands in for the MP: a connection attempt would sit in its backlog.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |err: anyhow::Error, key: KeyKind| {
+        assert!(err.to_string().contains("needs an RSA key"), "{err:#}");
+        assert_eq!(
+            err.downcast::<SignatureHashError>().unwrap(),
+            SignatureHashError {
+                error: ConfigError::Sha1NeedsRsa,
+                key
+            }
+        );
+    };
+
+    // A new P-256 identity (the default key): refused, and no identity is made.
+    let opts = ClientOptions {
+        signature_hash: SignatureHash::Sha1,
+        max_failures: 1,
+        ..ClientOptions::mixed(
+            &format!("http://{}", listener.local_addr().unwrap()),
+            "PS1",
+            dir.path().join("p256"),
+            "P256-2007",
+        )
+    };
+    refused(
+        client::register(&opts, &mut |_| {}).await.unwrap_err(),
+        KeyKind::P256,
+    );
+    let due = Due {
+        heartbeat: true,
+        inventory_items: 0,
+        status: false,
+        policy: false,
+    };
+    refused(
+        run::run_cycle(&opts, due, &mut |_| {}).await.unwrap_err(),
+        KeyKind::P256,
+    );
+    assert!(!opts.state_dir.join(KEY_FILE).exists());
+
+    // An existing P-256 identity keeps its key whatever --key says: refused all the same.
+    StateDir::open(&dir.path().join("kept"))
+        .unwrap()
+        .load_or_create_identity("P256-KEPT", unix_now())
+        .unwrap();
+    let kept = ClientOptions {
+        key: KeyKind::Rsa2048,
+        state_dir: dir.path().join("kept"),
+        ..opts.clone()
+    };
+    refused(
+        client::register(&kept, &mut |_| {}).await.unwrap_err(),
+        KeyKind::P256,
+    );
+
+    // Nothing reached the "MP".
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
 }

@@ -1,21 +1,21 @@
 //! mpagent on ST NUCLEO-F767ZI: STM32F767ZI (Cortex-M7F, run as thumbv7em), on-board LAN8742A
-//! Ethernet PHY over RMII, the MCU's TRNG, identity in the MCU's flash.
+//! Ethernet PHY over RMII, the MCU's TRNG, identity and outbound queue in the MCU's own flash.
 //!
-//! One boot: seed nothing (the TRNG is the RNG), load the identity from flash or create it (P-256
-//! key from the TRNG, self-signed certificate) and store it, bring up Ethernet with DHCP, resolve
-//! the MP, take the time from the MP's `Date` header (the board has no set clock), then register —
-//! or confirm a stored registration — with `mpagent_core::io::register`, store the outcome and
-//! idle. Provisioning is at build time (`MPAGENT_MP`, `MPAGENT_SITE`, `MPAGENT_NAME`, see
-//! README.md). Logs: defmt over RTT (`probe-rs run`).
+//! One boot: open the core's store (`mpagent_core::store` on the last four flash sectors, see
+//! `storage.rs`), bring up Ethernet with DHCP, resolve the MP, take the time from the MP's `Date`
+//! header (the board has no set clock), load the identity or create it (P-256 key from the TRNG,
+//! self-signed certificate) and save it, register — or confirm a stored registration — with
+//! `mpagent_core::io::register` (saving every state change), then, as the QEMU board does, queue
+//! a heartbeat DDR, drain the queue, poll policy and acknowledge it; the heartbeat cycle repeats
+//! every [`REPORT_INTERVAL`]. Identity and exchange are `mpagent-firmware-common` (shared with
+//! the QEMU board). Provisioning is at build time (`MPAGENT_MP`, `MPAGENT_SITE`, `MPAGENT_NAME`,
+//! see README.md). Logs: defmt over RTT (`probe-rs run`).
 #![no_std]
 #![no_main]
 
 #[path = "../../qemu-mps2-an386/src/net.rs"]
 mod net;
-// The record format the QEMU board used before it moved to the core's store (its seed record is
-// unused here).
-#[allow(dead_code)]
-mod record;
+mod policy_ram;
 mod storage;
 
 use core::net::Ipv4Addr;
@@ -30,22 +30,26 @@ use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::Rng;
 use embassy_stm32::time::Hertz;
 use embassy_stm32::{bind_interrupts, eth, rng, Config};
-use embassy_time::{Duration, Instant, Timer};
-use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
+use embassy_time::{with_timeout, Duration, Instant, Timer};
+use mpagent_core::agent::registration::{
+    Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
+};
+use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::http::request::RequestHead;
-use mpagent_core::identity::{
-    build_self_signed_p256, cert_public_key_p256, CertParams, MAX_CERT_LEN,
-};
-use mpagent_core::io::{self, Connector, Progress, RegisterOptions};
-use mpagent_core::sign::P256Signer;
+use mpagent_core::identity::MAX_CERT_LEN;
+use mpagent_core::io::{self, Clock as _, Connector, Progress, RegisterOptions};
+use mpagent_core::store::Store;
+use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::registration::AgentType;
+use mpagent_firmware_common::exchange::{self, Agent, Assignments, Buffers as ExchangeBuffers};
+use mpagent_firmware_common::identity::{self, LOAD_BUFFER};
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
 use crate::net::{BoardClock, TcpConnector};
-use crate::record::{IdentityRecord, MAX_IDENTITY_RECORD};
-use crate::storage::{FlashStore, SCRATCH_LEN};
+use crate::policy_ram::{PolicyRam, MAX_POLICY_BODY};
+use crate::storage::{BoardStore, LAYOUT};
 
 /// Build-time provisioning (`MPAGENT_MP=http://mp.corp.example:80 cargo build --release`).
 const MP_URL: &str = match option_env!("MPAGENT_MP") {
@@ -65,9 +69,16 @@ const FQDN: &str = match option_env!("MPAGENT_FQDN") {
     None => "nucleo-1.local",
 };
 
+/// The one buffer requests stream through and replies land in (as on the QEMU board).
 const EXCHANGE_BUFFER: usize = 4096;
+/// Decoding a policy reply needs 3/2 of its size (`wire::policy::policy_reply_scratch_len`).
+const POLICY_SCRATCH: usize = EXCHANGE_BUFFER * 3 / 2;
 const SOCKET_BUFFER: usize = 2048;
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the whole registration (every attempt and back-off included).
+const REGISTER_DEADLINE: Duration = Duration::from_secs(60);
+/// Time between heartbeats (each one also drains the queue and polls policy).
+const REPORT_INTERVAL: Duration = Duration::from_secs(3600);
 
 bind_interrupts!(struct Irqs {
     ETH => eth::InterruptHandler;
@@ -78,21 +89,25 @@ type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
 /// Large buffers in `.bss`, out of the task's future (and so off the stack when it is spawned).
 struct Buffers {
-    scratch: [u8; SCRATCH_LEN],
-    record: [u8; MAX_IDENTITY_RECORD],
+    identity: [u8; LOAD_BUFFER],
     cert: [u8; MAX_CERT_LEN],
     socket_rx: [u8; SOCKET_BUFFER],
     socket_tx: [u8; SOCKET_BUFFER],
     exchange: [u8; EXCHANGE_BUFFER],
+    policy_scratch: [u8; POLICY_SCRATCH],
+    assignments: Assignments,
+    policy_body: [u8; MAX_POLICY_BODY],
 }
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
-    scratch: [0; SCRATCH_LEN],
-    record: [0; MAX_IDENTITY_RECORD],
+    identity: [0; LOAD_BUFFER],
     cert: [0; MAX_CERT_LEN],
     socket_rx: [0; SOCKET_BUFFER],
     socket_tx: [0; SOCKET_BUFFER],
     exchange: [0; EXCHANGE_BUFFER],
+    policy_scratch: [0; POLICY_SCRATCH],
+    assignments: Assignments::new(),
+    policy_body: [0; MAX_POLICY_BODY],
 });
 static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
 static NET_RESOURCES: ConstStaticCell<StackResources<3>> =
@@ -132,21 +147,42 @@ async fn net_task(mut runner: Runner<'static, Device>) -> ! {
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
+    run(spawner).await;
+    // Done (or failed, logged): idle; a reset starts over.
+    loop {
+        Timer::after_secs(3600).await;
+    }
+}
+
+async fn run(spawner: Spawner) {
     let p = embassy_stm32::init(clocks());
     let Buffers {
-        scratch,
-        record: record_buf,
+        identity: identity_buf,
         cert: cert_buf,
         socket_rx,
         socket_tx,
         exchange,
+        policy_scratch,
+        assignments,
+        policy_body,
     } = BUFFERS.take();
     let rng = RNG_CELL.init(Rng::new(p.RNG, Irqs));
     let Ok(config) = AgentConfig::new(SITE, SiteMode::Mixed, MP_URL, NAME, FQDN) else {
         error!("the build-time provisioning is invalid: check MPAGENT_MP/SITE/NAME/FQDN");
         return;
     };
-    let mut store = FlashStore::new(Flash::new_blocking(p.FLASH));
+    let mut store: BoardStore = match Store::open(Flash::new_blocking(p.FLASH), LAYOUT) {
+        Ok(store) => store,
+        Err(e) => {
+            error!("opening the store in flash failed: {}", e);
+            return;
+        }
+    };
+    info!(
+        "store open: {} messages queued ({})",
+        store.len(),
+        store.report()
+    );
 
     // Network first: a new identity's certificate needs the time, which comes from the MP.
     let uid = embassy_stm32::uid::uid();
@@ -176,6 +212,9 @@ async fn main(spawner: Spawner) {
     }
     info!("waiting for DHCP");
     stack.wait_config_up().await;
+    let ip = stack
+        .config_v4()
+        .map_or([0; 4], |c| c.address.address().octets());
     let Some(mp_ip) = resolve(stack, config.mp.host).await else {
         error!("cannot resolve the MP {=str}", config.mp.host);
         return;
@@ -194,65 +233,23 @@ async fn main(spawner: Spawner) {
         }
     };
 
-    // Identity: load it, or make it and store it before anything goes on the wire.
-    let now = mpagent_core::io::Clock::now(&clock);
-    let (signer, cert_len, state) = match store.load(scratch).await {
-        Ok(Some(bytes)) => {
-            let Ok(rec) = IdentityRecord::decode(bytes) else {
-                error!("the stored identity is damaged: refusing to make a second one");
-                return;
-            };
-            let Ok(signer) = P256Signer::from_secret_bytes(&rec.secret) else {
-                error!("the stored key is invalid");
-                return;
-            };
-            let matches = cert_public_key_p256(rec.cert_der).is_ok_and(|k| {
-                signer.verifying_key().to_encoded_point(false).as_bytes() == k.as_slice()
-            });
-            if !matches || rec.cert_der.len() > cert_buf.len() {
-                error!("the stored certificate does not hold the stored key");
-                return;
-            }
-            cert_buf[..rec.cert_der.len()].copy_from_slice(rec.cert_der);
-            info!("identity loaded, state {}", rec.state);
-            (signer, rec.cert_der.len(), rec.state)
-        }
-        Ok(None) => {
-            let signer = P256Signer::generate(rng);
-            let params = CertParams::self_signed_now(NAME, now, rng);
-            let Ok(len) = build_self_signed_p256(&params, &signer, cert_buf) else {
-                error!("building the certificate failed");
-                return;
-            };
-            let state = RegistrationState::Unregistered;
-            if save(
-                &mut store,
-                &signer,
-                &cert_buf[..len],
-                state,
-                record_buf,
-                scratch,
-            )
-            .await
-            .is_err()
-            {
-                return;
-            }
-            info!("identity created: {=usize}-byte certificate", len);
-            (signer, len, state)
-        }
+    // Identity: load it, or make it and save it before anything goes on the wire.
+    let loaded =
+        identity::load_or_create(&mut store, identity_buf, cert_buf, NAME, clock.now(), rng);
+    let (signer, cert_len, stored_state) = match loaded {
+        Ok(found) => found,
         Err(e) => {
-            error!("reading the identity from flash failed: {}", e);
+            error!("identity unusable, refusing to make a second one: {}", e);
             return;
         }
     };
     let cert_der = &cert_buf[..cert_len];
 
-    // Registration (a registered device confirms its SMSID; see the QEMU board's README).
-    let start = match state {
+    // Registration (a registered device confirms its SMSID; see the QEMU board's README). A
+    // stored rejection is handed to the registrar: it asks the site again once the re-check
+    // interval (profile::REJECTION_RECHECK_SECS) has passed.
+    let start = match stored_state {
         RegistrationState::Registered(id) => RegistrationState::Pending(id),
-        // A stored rejection is handed to the registrar: it asks the site again once the
-        // re-check interval (profile::REJECTION_RECHECK_SECS) has passed.
         other => other,
     };
     let mut registrar = Registrar::new(start);
@@ -260,38 +257,127 @@ async fn main(spawner: Spawner) {
         signer: &signer,
         cert_der,
     };
-    let result = io::register(
-        &mut connector,
-        &mut clock,
-        &config,
-        &identity,
-        AgentType::Client,
-        &mut registrar,
-        rng,
-        exchange,
-        RegisterOptions {
-            return_when_pending: true,
-            max_failures: 8,
-        },
-        &mut |p: &Progress| info!("{}", p),
+    let mut store_failed = None;
+    let mut saved = stored_state;
+    // Whether the site answered with a state: the driver also hands back `Pending` when a
+    // confirmation got no answer at all (the MP is down).
+    let mut answered = false;
+    let mut observe = |p: &Progress| {
+        info!("{}", p);
+        let Progress::Event(event) = p else {
+            return;
+        };
+        answered |= matches!(
+            event,
+            RegistrationEvent::Registered(_) | RegistrationEvent::PendingApproval(..)
+        );
+        // The store is blocking: every state change is saved as it happens (a confirmation of
+        // what is stored changes nothing and writes nothing).
+        match event.persist() {
+            Some(state) if state != saved => {
+                match identity::save(&mut store, &signer, cert_der, state) {
+                    Ok(()) => saved = state,
+                    Err(e) => store_failed = Some(e),
+                }
+            }
+            _ => {}
+        }
+    };
+    let result = with_timeout(
+        REGISTER_DEADLINE,
+        io::register(
+            &mut connector,
+            &mut clock,
+            &config,
+            &identity,
+            AgentType::Client,
+            &mut registrar,
+            rng,
+            exchange,
+            RegisterOptions {
+                return_when_pending: true,
+                max_failures: 8,
+            },
+            &mut observe,
+        ),
     )
     .await;
-    // The flash store is async and the driver's observer is not: the state is stored once the
-    // driver returns. Lost power before that means registering again with the same certificate,
-    // which the site answers with the same SMSID.
-    match result {
-        Ok(state) => {
-            if save(&mut store, &signer, cert_der, state, record_buf, scratch)
-                .await
-                .is_ok()
-            {
-                info!("registration state: {}", state);
+    if let Some(e) = store_failed {
+        error!("saving the registration state failed: {}", e);
+        return;
+    }
+    let smsid = match result {
+        Ok(Ok(RegistrationState::Registered(id))) => id,
+        Ok(Ok(RegistrationState::Pending(id))) if answered => {
+            info!("pending approval {}: reset to ask again", id);
+            return;
+        }
+        Ok(Ok(RegistrationState::Rejected(_))) => {
+            error!("the site rejected this device");
+            return;
+        }
+        other => {
+            match other {
+                Ok(Ok(state)) => warn!("registration ended {}: the MP did not answer", state),
+                Ok(Err(e)) => error!("registration failed: {}", e),
+                Err(_) => error!("registration: deadline"),
+            }
+            exchange::queue_offline(
+                &mut store,
+                stored_state,
+                &config,
+                &signer,
+                cert_der,
+                &clock,
+                ip,
+                mac,
+                rng,
+            );
+            return;
+        }
+    };
+    info!("registered {}", smsid);
+
+    // Management data: heartbeat, queue, policy; again every REPORT_INTERVAL.
+    let Ok(client_id) = ClientIdSignature::compute(&signer, smsid) else {
+        error!("computing the ClientIDSignature failed");
+        return;
+    };
+    let agent = Agent {
+        config: &config,
+        signer: MessageSigner::client(identity, &client_id),
+        clock: &clock,
+    };
+    let mut bufs = ExchangeBuffers {
+        exchange,
+        policy_scratch,
+        assignments,
+    };
+    let mut bodies = PolicyRam {
+        buf: policy_body,
+        len: 0,
+    };
+    loop {
+        let started = Instant::now();
+        match exchange::report(
+            &mut store,
+            &mut connector,
+            &agent,
+            &mut bufs,
+            &mut bodies,
+            ip,
+            mac,
+            rng,
+        )
+        .await
+        {
+            Ok(summary) => info!("exchange {}: {} still queued", summary, store.len()),
+            Err(e) => {
+                error!("exchange failed: {}", e);
+                return;
             }
         }
-        Err(e) => error!("registration failed: {}", e),
-    }
-    loop {
-        Timer::after_secs(3600).await;
+        Timer::at(started + REPORT_INTERVAL).await;
     }
 }
 
@@ -333,23 +419,4 @@ async fn time_from_mp(
     Some(BoardClock {
         epoch_at_boot: date.0.saturating_sub(Instant::now().as_secs()),
     })
-}
-
-async fn save(
-    store: &mut FlashStore,
-    signer: &P256Signer,
-    cert_der: &[u8],
-    state: RegistrationState,
-    record_buf: &mut [u8; MAX_IDENTITY_RECORD],
-    scratch: &mut [u8; SCRATCH_LEN],
-) -> Result<(), ()> {
-    let record = IdentityRecord {
-        secret: signer.secret_bytes(),
-        state,
-        cert_der,
-    };
-    let len = record.encode(record_buf).map_err(|_| ())?;
-    let stored = store.store(&record_buf[..len], scratch).await;
-    record_buf.fill(0); // the secret scalar does not linger in RAM
-    stored.map_err(|e| error!("storing the identity failed: {}", e))
 }

@@ -1,64 +1,29 @@
-//! The identity record in the MCU's own flash: a sequential-storage map over the last two
-//! 256 KiB sectors (excluded from the program's flash in `memory.x`).
+//! The core's store (`mpagent_core::store`: identity A/B slots + the outbound queue) in the MCU's
+//! own flash, through embassy-stm32's blocking driver (`Flash<Blocking>` is an
+//! `embedded_storage` `NorFlash` over the whole 2 MiB, offsets from its start).
 //!
-//! sequential-storage writes each item once (append-only, CRC-protected, power-fail safe: a torn
-//! write leaves the previous item readable) and wears the two sectors in turn. The value stored is
-//! the identity record of `record.rs` (with its own length and CRC; the QEMU board's former
-//! `identity.bin` format; that board now keeps its identity in the core's store).
+//! The STM32F767ZI (single bank) erases in sectors of 32, 128 or 256 KiB; the driver reports the
+//! largest (256 KiB) as its erase size, so the store's every block is one 256 KiB sector. The
+//! store needs two identity slots and at least two queue pages: the last four sectors (8-11,
+//! 0x0810_0000..0x0820_0000), left out of the program's flash in `memory.x`.
 
-use core::ops::Range;
-
-use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_stm32::flash::{Blocking, Flash};
-use sequential_storage::cache::{Cache, Uncached};
-use sequential_storage::map::{MapConfig, MapStorage};
+use mpagent_core::store::{Layout, Store};
 
-use crate::record::MAX_IDENTITY_RECORD;
+/// The flash, as the store sees it.
+pub type Nor = Flash<'static, Blocking>;
+/// The store on this board.
+pub type BoardStore = Store<Nor>;
 
-type Nor = BlockingAsync<Flash<'static, Blocking>>;
-type NoCache = Cache<Uncached, Uncached, Uncached, u8>;
+/// One sector of the store (sectors 5-11 are 256 KiB).
+const SECTOR: u32 = 256 * 1024;
+/// Offset (from the start of flash, 0x0800_0000) of sector 8, the store's first.
+const STORE_START: u32 = 0x0010_0000;
 
-/// Offsets (from the start of flash) of the two sectors used.
-const RANGE: Range<u32> = 0x0018_0000..0x0020_0000;
-/// The identity's key in the map.
-const IDENTITY: u8 = 1;
-/// Key + value, rounded up to the flash's write size.
-pub const SCRATCH_LEN: usize = MAX_IDENTITY_RECORD + 32;
-
-/// A flash operation failed.
-pub type StorageError = sequential_storage::Error<embassy_stm32::flash::Error>;
-
-/// The identity store.
-pub struct FlashStore {
-    map: MapStorage<u8, Nor, NoCache>,
-}
-
-impl FlashStore {
-    /// Take the flash.
-    pub fn new(flash: Flash<'static, Blocking>) -> Self {
-        Self {
-            map: MapStorage::new(
-                BlockingAsync::new(flash),
-                const { MapConfig::new(RANGE) },
-                Cache::new_uncached(),
-            ),
-        }
-    }
-
-    /// The stored identity record, if any (it borrows `scratch`).
-    pub async fn load<'s>(
-        &mut self,
-        scratch: &'s mut [u8; SCRATCH_LEN],
-    ) -> Result<Option<&'s [u8]>, StorageError> {
-        self.map.fetch_item::<&[u8]>(scratch, &IDENTITY).await
-    }
-
-    /// Replace the identity record.
-    pub async fn store(
-        &mut self,
-        record: &[u8],
-        scratch: &mut [u8; SCRATCH_LEN],
-    ) -> Result<(), StorageError> {
-        self.map.store_item(scratch, &IDENTITY, &record).await
-    }
-}
+/// Identity slots in sectors 8 and 9, the queue ring in sectors 10 and 11.
+pub const LAYOUT: Layout = Layout {
+    identity_start: STORE_START,
+    identity_slot_len: SECTOR,
+    queue_start: STORE_START + 2 * SECTOR,
+    queue_len: 2 * SECTOR,
+};

@@ -5,10 +5,13 @@
 //! (`mpagent_core::store` on a NOR flash emulated in `flash.bin`: identity A/B slots + outbound
 //! queue), load the identity or create it (P-256 key + self-signed certificate) and save it, bring
 //! up Ethernet with a static address, register with the MP through `mpagent_core::io::register`
-//! (saving every state change), then exchange management data (`exchange.rs`): queue a heartbeat
-//! DDR, drain the queue, poll policy, fetch and acknowledge bodies. A device that is already
-//! registered re-confirms its registration (a signed `RequestType="Confirmation"` with its SMSID)
-//! instead of registering again. Every exchange runs under a deadline.
+//! (saving every state change), then exchange management data
+//! (`mpagent_firmware_common::exchange`): queue a heartbeat DDR, drain the queue, poll policy,
+//! fetch and acknowledge bodies. A device that is already registered re-confirms its
+//! registration (a signed `RequestType="Confirmation"` with its SMSID) instead of registering
+//! again. Every exchange runs under a deadline. Identity and exchange are
+//! `mpagent-firmware-common` (`../firmware-common`, shared with the NUCLEO-F767ZI board); this
+//! crate holds the board: LAN9118, semihosting storage and provisioning, the boot sequence.
 //!
 //! QEMU exits through semihosting with 0 (registered, queue drained, policy polled), 3
 //! (registered, but the exchange stopped early: what is left stays queued for the next boot),
@@ -20,12 +23,11 @@
 #![no_std]
 #![no_main]
 
-mod exchange;
 mod executor;
-mod identity;
 mod lan9118;
 mod measure;
 mod net;
+mod policy_files;
 mod provision;
 mod rng;
 mod stack_paint;
@@ -50,19 +52,27 @@ use mpagent_core::guid::Smsid;
 use mpagent_core::identity::MAX_CERT_LEN;
 use mpagent_core::io::{self, Clock as _, Progress, RegisterError, RegisterOptions};
 use mpagent_core::sign::SignError;
-use mpagent_core::store::Store;
+use mpagent_core::store::{Store, StoreError};
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::registration::AgentType;
+use mpagent_firmware_common::exchange::{self, Agent, Assignments, Buffers as ExchangeBuffers};
+use mpagent_firmware_common::identity::{self, LOAD_BUFFER};
 use rand_core::RngCore;
 use semihosting::sys::arm_compat::sys_time;
 use static_cell::{ConstStaticCell, StaticCell};
 
-use crate::exchange::{Agent, Assignments, ExchangeError, Summary};
-use crate::identity::{BoardStore, IdentityError, StoreFailure, LOAD_BUFFER};
 use crate::lan9118::Lan9118;
 use crate::net::{BoardClock, TcpConnector};
+use crate::policy_files::PolicyFiles;
 use crate::provision::{ProvisionError, Provisioning};
-use crate::storage::{SemihostingFiles, SemihostingFlash, StorageError};
+use crate::storage::{FlashError, SemihostingFiles, SemihostingFlash, StorageError};
+
+/// The store on this board.
+type BoardStore = Store<SemihostingFlash>;
+type StoreFailure = StoreError<FlashError>;
+type IdentityError = identity::IdentityError<FlashError>;
+type ExchangeError = exchange::ExchangeError<FlashError>;
+type Summary = exchange::Summary;
 
 const CONFIG_FILE: &CStr = c"mpagent.cfg";
 const FLASH_FILE: &CStr = c"flash.bin";
@@ -351,14 +361,14 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     }
     let registered = match result {
         Ok(Ok(RegistrationState::Pending(_))) if !answered => {
-            queue_offline(
+            exchange::queue_offline(
                 &mut store,
                 stored_state,
                 &config,
                 &signer,
                 cert_der,
                 &clock,
-                prov.ip,
+                prov.ip.octets(),
                 mac,
                 &mut rng,
             );
@@ -366,28 +376,28 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         }
         Ok(Ok(state)) => state,
         Ok(Err(e)) => {
-            queue_offline(
+            exchange::queue_offline(
                 &mut store,
                 stored_state,
                 &config,
                 &signer,
                 cert_der,
                 &clock,
-                prov.ip,
+                prov.ip.octets(),
                 mac,
                 &mut rng,
             );
             return Err(Failure::Register(e));
         }
         Err(_) => {
-            queue_offline(
+            exchange::queue_offline(
                 &mut store,
                 stored_state,
                 &config,
                 &signer,
                 cert_der,
                 &clock,
-                prov.ip,
+                prov.ip.octets(),
                 mac,
                 &mut rng,
             );
@@ -413,32 +423,22 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         signer: MessageSigner::client(identity, &client_id),
         clock: &clock,
     };
-    let mut summary = Summary::default();
-    exchange::queue_heartbeat(
+    let mut bufs = ExchangeBuffers {
+        exchange,
+        policy_scratch,
+        assignments,
+    };
+    let summary = exchange::report(
         &mut store,
+        &mut connector,
         &agent,
+        &mut bufs,
+        &mut PolicyFiles,
         prov.ip.octets(),
         mac,
         &mut rng,
-        &mut summary,
-    )?;
-    exchange::drain(&mut store, &mut connector, &agent, exchange, &mut summary).await?;
-    if summary.stopped.is_none() {
-        exchange::poll_policy(
-            &mut store,
-            &mut connector,
-            &agent,
-            exchange,
-            policy_scratch,
-            assignments,
-            &mut rng,
-            &mut summary,
-        )
-        .await?;
-    }
-    if summary.stopped.is_none() {
-        exchange::drain(&mut store, &mut connector, &agent, exchange, &mut summary).await?;
-    }
+    )
+    .await?;
     let exchange_stack = stack_paint::peak();
     info!(
         "exchange: {} still queued; peak stack: exchange {=usize} bytes, whole boot {=usize} bytes",
@@ -447,44 +447,6 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         setup_stack.max(reg_stack).max(exchange_stack)
     );
     Ok(Outcome::Registered(smsid, summary))
-}
-
-/// The MP did not answer: a device registered before still queues its heartbeat, delivered by a
-/// later boot (with this message ID). Failures here are logged only: the boot fails anyway.
-#[allow(clippy::too_many_arguments)]
-fn queue_offline(
-    store: &mut BoardStore,
-    stored: RegistrationState,
-    config: &AgentConfig<'_>,
-    signer: &mpagent_core::sign::P256Signer,
-    cert_der: &[u8],
-    clock: &BoardClock,
-    ip: Ipv4Addr,
-    mac: [u8; 6],
-    rng: &mut dyn RngCore,
-) {
-    let RegistrationState::Registered(smsid) = stored else {
-        return;
-    };
-    let Ok(client_id) = ClientIdSignature::compute(signer, smsid) else {
-        return;
-    };
-    let agent = Agent {
-        config,
-        signer: MessageSigner::client(SigningIdentity { signer, cert_der }, &client_id),
-        clock,
-    };
-    let mut summary = Summary::default();
-    match exchange::queue_heartbeat(store, &agent, ip.octets(), mac, rng, &mut summary) {
-        Ok(()) => warn!(
-            "MP unreachable: heartbeat kept for a later boot ({} queued)",
-            store.len()
-        ),
-        Err(e) => error!(
-            "MP unreachable, and the heartbeat could not be queued: {}",
-            e
-        ),
-    }
 }
 
 fn fail_hard(what: &str) -> ! {

@@ -14,11 +14,12 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::config::SiteMode;
+use mpagent_core::config::{SignatureHash, SiteMode};
 use mpagent_core::io::{self, Progress, RegisterOptions};
 use mpagent_core::wire::registration::AgentType;
 
 use self::session::Session;
+pub use self::session::SignatureHashError;
 pub use self::state::KeyKind;
 pub use self::tls::{NativeConfigError, PkiFiles};
 use self::transport::SystemClock;
@@ -49,11 +50,15 @@ pub struct ClientOptions {
     pub mode: SiteMode,
     /// Native mode: the provisioned certificate, key and CA ([`tls`]).
     pub pki: Option<PkiFiles>,
+    /// The hash the site expects in every signature: SHA-256 with `HashAlgorithm` (the default),
+    /// or SHA-1 without it (ConfigMgr 2007-style sites; RSA keys only, else refused at start-up
+    /// with [`session::SignatureHashError`]).
+    pub signature_hash: SignatureHash,
 }
 
 impl ClientOptions {
-    /// Mixed-mode options with the defaults of `client register`: P-256, return when pending,
-    /// four failures.
+    /// Mixed-mode options with the defaults of `client register`: P-256, SHA-256, return when
+    /// pending, four failures.
     pub fn mixed(mp_url: &str, site_code: &str, state_dir: PathBuf, name: &str) -> Self {
         ClientOptions {
             mp_url: mp_url.into(),
@@ -66,6 +71,7 @@ impl ClientOptions {
             key: KeyKind::P256,
             mode: SiteMode::Mixed,
             pki: None,
+            signature_hash: SignatureHash::Sha256,
         }
     }
 

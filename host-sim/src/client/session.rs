@@ -1,16 +1,18 @@
 //! Everything a host client needs before it talks to the MP, checked up front: the validated
 //! configuration, the identity (self-signed in mixed mode, the provisioned PKI certificate in
-//! native mode), the state directory, and one connector for either transport.
+//! native mode) with its signer bound to the site's hash, the state directory, and one connector
+//! for either transport.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use mpagent_core::config::{AgentConfig, ConfigError, SiteMode};
+use mpagent_core::config::{AgentConfig, ConfigError, SignatureHash, SiteMode};
 use mpagent_core::io::Connector;
+use mpagent_core::sign::{SignatureScheme, SiteHashSigner};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::state::{self, Identity, StateDir};
+use super::state::{self, ClientSigner, Identity, KeyKind, StateDir};
 use super::tls::{self, NativeConfigError, NativeIdentity, TlsConnector};
 use super::transport::{unix_now, TcpConnector, TimedConnection};
 use super::ClientOptions;
@@ -56,14 +58,39 @@ impl Connector for AnyConnector {
 /// A connection of either kind, with deadlines on every operation.
 pub type AnyConnection = TimedConnection<Box<dyn AsyncStream>>;
 
+/// The site's hash does not suit the client's key: refused at start-up, before any connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--hash sha1 (SHA-1 signatures without HashAlgorithm, the ConfigMgr 2007 form) needs an RSA \
+     key, but the client's key is {}; use --key rsa2048 (a new identity) or --hash sha256",
+    key.name()
+)]
+pub struct SignatureHashError {
+    /// The core's refusal ([`ConfigError::Sha1NeedsRsa`]).
+    pub error: ConfigError,
+    /// The key the client has (or would make).
+    pub key: KeyKind,
+}
+
+/// A session's key and certificate; the key signs with the site's hash.
+#[derive(Debug)]
+pub struct SessionIdentity {
+    /// The signing key, bound to [`ClientOptions::signature_hash`].
+    pub signer: SiteHashSigner<ClientSigner>,
+    /// Its certificate (DER).
+    pub cert_der: Vec<u8>,
+    /// Whether this run created it (never in native mode).
+    pub created: bool,
+}
+
 /// A prepared client.
 pub struct Session {
     /// The options it was made from.
     pub opts: ClientOptions,
     /// The FQDN in use.
     pub fqdn: String,
-    /// Key and certificate.
-    pub identity: Identity,
+    /// Key (bound to the site's hash) and certificate.
+    pub identity: SessionIdentity,
     /// Where state lives.
     pub state_dir: StateDir,
     /// The certificate file (the provisioned one in native mode).
@@ -100,6 +127,10 @@ impl Session {
                     state_dir.path().display(),
                     tls::NATIVE_CERT_FILE
                 );
+                // A new identity of a kind the hash refuses is not made at all.
+                if !state_dir.path().join(state::KEY_FILE).exists() {
+                    check_hash(opts.signature_hash, opts.key)?;
+                }
                 let identity =
                     state_dir.load_or_create_identity_with(&opts.name, unix_now(), opts.key)?;
                 let path = state_dir.path().join(state::CERT_FILE);
@@ -127,6 +158,16 @@ impl Session {
                 (identity, path, AnyConnector::Tls(Box::new(connector)))
             }
         };
+        let Identity {
+            signer,
+            cert_der,
+            created,
+        } = identity;
+        let identity = SessionIdentity {
+            signer: site_hash(signer, opts.signature_hash)?,
+            cert_der,
+            created,
+        };
         let session = Session {
             opts: opts.clone(),
             fqdn,
@@ -150,6 +191,25 @@ fn check_mode(opts: &ClientOptions) -> Result<(), NativeConfigError> {
         (SiteMode::Mixed, Some(_)) => Err(NativeConfigError::CertificateInMixedMode),
         _ => Ok(()),
     }
+}
+
+/// The one place a client's signer is bound to the site's hash (spec §4, §6).
+fn site_hash(
+    signer: ClientSigner,
+    hash: SignatureHash,
+) -> Result<SiteHashSigner<ClientSigner>, SignatureHashError> {
+    let key = signer.kind();
+    SiteHashSigner::new(signer, hash).map_err(|error| SignatureHashError { error, key })
+}
+
+/// [`site_hash`]'s check for a key not made yet.
+fn check_hash(hash: SignatureHash, key: KeyKind) -> Result<(), SignatureHashError> {
+    let scheme = match key {
+        KeyKind::P256 => SignatureScheme::EcdsaP256Sha256,
+        KeyKind::Rsa2048 => SignatureScheme::RsaPkcs1Sha256,
+    };
+    hash.check(scheme)
+        .map_err(|error| SignatureHashError { error, key })
 }
 
 fn validate_config<'a>(opts: &'a ClientOptions, fqdn: &'a str) -> Result<AgentConfig<'a>> {

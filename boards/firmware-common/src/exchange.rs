@@ -2,13 +2,11 @@
 //! API: the heartbeat DDR goes into the store's queue; the queue drains to the MP in order, a
 //! message leaving the queue only once the MP answered 2xx (so a power cut or a dead MP means it
 //! is sent again later, with its original message ID, which the MP de-duplicates); policy is
-//! requested, new bodies are fetched (written to `policy<N>.xml`) and acknowledged with a state
-//! message that is queued and sent like any report.
+//! requested, new bodies are fetched (into the board's [`PolicyBodies`]) and acknowledged with a
+//! state message that is queued and sent like any report.
 //!
 //! Every exchange runs under [`EXCHANGE_DEADLINE`] (`embassy_time::with_timeout`): a dead or
 //! stalled MP costs one deadline, never the boot.
-
-use core::ffi::CStr;
 
 use defmt::{error, info, warn};
 use embassy_time::{with_timeout, Duration};
@@ -16,28 +14,29 @@ use heapless::{String, Vec};
 use mpagent_core::agent::messages::{
     request_assignments, sign_message, PolicyBodyRequest, PolicyGetError, MAX_POLICY_PATH,
 };
+use mpagent_core::agent::registration::{RegistrationState, SigningIdentity};
 use mpagent_core::agent::signed::{
     MessageParams, MessageSigner, SignedMessage, SignedMessageError,
 };
 use mpagent_core::config::AgentConfig;
 use mpagent_core::guid::{Guid, Smsid};
-use mpagent_core::io::{self, Clock as _, FetchError, PolicyRequestError, SendError};
-use mpagent_core::sink::{Emit, Overflow, Sink};
-use mpagent_core::store::{BodyFault, Endpoint, MessageMeta, StoreError};
+use mpagent_core::io::{self, Clock, Connector, FetchError, PolicyRequestError, SendError};
+use mpagent_core::sign::P256Signer;
+use mpagent_core::sink::{Emit, Sink};
+use mpagent_core::store::embedded_storage::nor_flash::NorFlash;
+use mpagent_core::store::{BodyFault, Endpoint, MessageMeta, Store, StoreError};
+use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::header::ReplyMode;
 use mpagent_core::wire::policy::PolicyAssignment;
 use mpagent_core::wire::report::{BasicDiscovery, Report, ReportIdentity};
 use mpagent_core::wire::state_message::StateMessage;
 use mpagent_core::wire::xml_reader::XmlText;
 use rand_core::RngCore;
-use semihosting::fs::{self, File};
-use semihosting::io::Write as _;
 
-use crate::identity::{BoardStore, StoreFailure};
-use crate::net::{BoardClock, TcpConnector};
+use crate::text::{ip_text, mac_text};
 
-/// Bound on one whole exchange (connect, send, reply). The socket's own timeout (10 s,
-/// `net.rs`) only catches silence; this catches an MP that keeps trickling bytes.
+/// Bound on one whole exchange (connect, send, reply). A connector's own socket timeout only
+/// catches silence; this catches an MP that keeps trickling bytes.
 pub const EXCHANGE_DEADLINE: Duration = Duration::from_secs(20);
 /// Policy assignments handled per poll (more are logged and left for a later poll).
 pub const MAX_ASSIGNMENTS: usize = 4;
@@ -48,13 +47,19 @@ const MAX_POLICY_VERSION: usize = 16;
 /// state 1.
 const POLICY_TOPIC_TYPE: u32 = 402;
 const POLICY_STATE_APPLIED: u32 = 1;
-const POLICY_TMP: &CStr = c"policy.tmp";
-const POLICY_FILES: [&CStr; MAX_ASSIGNMENTS] = [
-    c"policy0.xml",
-    c"policy1.xml",
-    c"policy2.xml",
-    c"policy3.xml",
-];
+
+/// Where a board keeps the policy bodies it fetches (files, RAM, flash…).
+pub trait PolicyBodies {
+    /// Receives one body as it streams in.
+    type Body<'a>: Sink
+    where
+        Self: 'a;
+    /// Start receiving body `index` (below [`MAX_ASSIGNMENTS`]); `None` if it cannot be kept.
+    fn begin(&mut self, index: usize) -> Option<Self::Body<'_>>;
+    /// Body `index` arrived whole (its `Body` already dropped): keep it in place of the previous
+    /// one. `false` if that failed.
+    fn keep(&mut self, index: usize, len: usize) -> bool;
+}
 
 /// One policy assignment, copied out of the reply (which lives in the exchange buffer).
 pub struct Assignment {
@@ -68,9 +73,9 @@ pub type Assignments = Vec<Assignment, MAX_ASSIGNMENTS>;
 
 /// The data exchange could not go on, for a reason that will not pass by retrying later.
 #[derive(Debug, defmt::Format)]
-pub enum ExchangeError {
+pub enum ExchangeError<E> {
     /// The store failed.
-    Store(StoreFailure),
+    Store(StoreError<E>),
     /// A message could not be signed.
     Sign(SignedMessageError),
     /// A queued message could not be read back from flash.
@@ -79,8 +84,8 @@ pub enum ExchangeError {
     PolicyGet(PolicyGetError),
 }
 
-impl From<StoreFailure> for ExchangeError {
-    fn from(e: StoreFailure) -> Self {
+impl<E> From<StoreError<E>> for ExchangeError<E> {
+    fn from(e: StoreError<E>) -> Self {
         Self::Store(e)
     }
 }
@@ -92,7 +97,7 @@ pub enum Stop {
     Send(SendError),
     /// The policy request failed.
     Policy(PolicyRequestError),
-    /// A policy body could not be fetched or written.
+    /// A policy body could not be fetched or kept.
     Fetch(FetchError),
     /// An exchange ran past [`EXCHANGE_DEADLINE`].
     Deadline,
@@ -100,10 +105,10 @@ pub enum Stop {
     QueueFull,
 }
 
-/// What one boot's exchange did.
+/// What one exchange did.
 #[derive(Debug, Default, defmt::Format)]
 pub struct Summary {
-    /// Messages queued this boot.
+    /// Messages queued this time.
     pub queued: u32,
     /// Messages the MP acknowledged (2xx) and that left the queue.
     pub delivered: u32,
@@ -118,29 +123,65 @@ pub struct Summary {
 }
 
 /// Who talks: the configuration, the signer (with the cached `ClientIDSignature`) and the clock.
-pub struct Agent<'a> {
+pub struct Agent<'a, K: Clock> {
     /// Site, MP and names.
     pub config: &'a AgentConfig<'a>,
     /// Signs every message as the registered client.
     pub signer: MessageSigner<'a>,
     /// Stamps `SentTime` and report dates.
-    pub clock: &'a BoardClock,
+    pub clock: &'a K,
 }
 
-impl Agent<'_> {
+impl<K: Clock> Agent<'_, K> {
     fn smsid(&self) -> Smsid {
         self.signer.source_id()
     }
 }
 
-fn enqueue(
-    store: &mut BoardStore,
-    agent: &Agent<'_>,
+/// The buffers of one exchange (statics on the boards: too large for a task's future).
+pub struct Buffers<'b> {
+    /// Requests stream through it and replies land in it.
+    pub exchange: &'b mut [u8],
+    /// Decodes a policy reply: 3/2 of `exchange` (`wire::policy::policy_reply_scratch_len`).
+    pub policy_scratch: &'b mut [u8],
+    /// A poll's assignments.
+    pub assignments: &'b mut Assignments,
+}
+
+/// Everything after registration: queue a heartbeat DDR naming `ip` and `mac`, drain the queue,
+/// poll policy (fetching and acknowledging bodies), drain again. Stops early (see
+/// [`Summary::stopped`]) when the MP does not answer; what is left stays queued.
+#[allow(clippy::too_many_arguments)]
+pub async fn report<F: NorFlash, C: Connector, K: Clock>(
+    store: &mut Store<F>,
+    connector: &mut C,
+    agent: &Agent<'_, K>,
+    bufs: &mut Buffers<'_>,
+    bodies: &mut impl PolicyBodies,
+    ip: [u8; 4],
+    mac: [u8; 6],
+    rng: &mut dyn RngCore,
+) -> Result<Summary, ExchangeError<F::Error>> {
+    let mut summary = Summary::default();
+    queue_heartbeat(store, agent, ip, mac, rng, &mut summary)?;
+    drain(store, connector, agent, bufs.exchange, &mut summary).await?;
+    if summary.stopped.is_none() {
+        poll_policy(store, connector, agent, bufs, bodies, rng, &mut summary).await?;
+    }
+    if summary.stopped.is_none() {
+        drain(store, connector, agent, bufs.exchange, &mut summary).await?;
+    }
+    Ok(summary)
+}
+
+fn enqueue<F: NorFlash, K: Clock>(
+    store: &mut Store<F>,
+    agent: &Agent<'_, K>,
     endpoint: Endpoint,
     body: &dyn Emit,
     rng: &mut dyn RngCore,
     summary: &mut Summary,
-) -> Result<(), ExchangeError> {
+) -> Result<(), ExchangeError<F::Error>> {
     let meta = MessageMeta {
         message_id: Guid::random(rng),
         endpoint,
@@ -171,14 +212,14 @@ fn enqueue(
 }
 
 /// Queue a heartbeat DDR naming this device's address and MAC.
-pub fn queue_heartbeat(
-    store: &mut BoardStore,
-    agent: &Agent<'_>,
+pub fn queue_heartbeat<F: NorFlash, K: Clock>(
+    store: &mut Store<F>,
+    agent: &Agent<'_, K>,
     ip: [u8; 4],
     mac: [u8; 6],
     rng: &mut dyn RngCore,
     summary: &mut Summary,
-) -> Result<(), ExchangeError> {
+) -> Result<(), ExchangeError<F::Error>> {
     let ip = ip_text(ip);
     let mac = mac_text(mac);
     let discovery = BasicDiscovery {
@@ -194,14 +235,55 @@ pub fn queue_heartbeat(
     enqueue(store, agent, Endpoint::Ddr, &report, rng, summary)
 }
 
+/// The MP did not answer the registration: a device registered before (`stored`) still queues
+/// its heartbeat, delivered later with this message ID. Failures are logged only: the caller
+/// has failed already.
+#[allow(clippy::too_many_arguments)]
+pub fn queue_offline<F: NorFlash, K: Clock>(
+    store: &mut Store<F>,
+    stored: RegistrationState,
+    config: &AgentConfig<'_>,
+    signer: &P256Signer,
+    cert_der: &[u8],
+    clock: &K,
+    ip: [u8; 4],
+    mac: [u8; 6],
+    rng: &mut dyn RngCore,
+) where
+    F::Error: defmt::Format,
+{
+    let RegistrationState::Registered(smsid) = stored else {
+        return;
+    };
+    let Ok(client_id) = ClientIdSignature::compute(signer, smsid) else {
+        return;
+    };
+    let agent = Agent {
+        config,
+        signer: MessageSigner::client(SigningIdentity { signer, cert_der }, &client_id),
+        clock,
+    };
+    let mut summary = Summary::default();
+    match queue_heartbeat(store, &agent, ip, mac, rng, &mut summary) {
+        Ok(()) => warn!(
+            "MP unreachable: heartbeat kept for later ({} queued)",
+            store.len()
+        ),
+        Err(e) => error!(
+            "MP unreachable, and the heartbeat could not be queued: {}",
+            e
+        ),
+    }
+}
+
 /// Send queued messages in order until the queue is empty or the MP stops answering.
-pub async fn drain(
-    store: &mut BoardStore,
-    connector: &mut TcpConnector<'_>,
-    agent: &Agent<'_>,
+pub async fn drain<F: NorFlash, C: Connector, K: Clock>(
+    store: &mut Store<F>,
+    connector: &mut C,
+    agent: &Agent<'_, K>,
     buf: &mut [u8],
     summary: &mut Summary,
-) -> Result<(), ExchangeError> {
+) -> Result<(), ExchangeError<F::Error>> {
     while let Some(msg) = store.peek()? {
         let meta = msg.meta;
         // SentTime is restamped (the MP checks a window; the header is not signed); the message
@@ -255,19 +337,17 @@ pub async fn drain(
     Ok(())
 }
 
-/// Request policy; fetch each assigned body into `policy<N>.xml` and queue a state message
-/// acknowledging it. `scratch` decodes the reply (3/2 of the reply's size).
-#[allow(clippy::too_many_arguments)]
-pub async fn poll_policy(
-    store: &mut BoardStore,
-    connector: &mut TcpConnector<'_>,
-    agent: &Agent<'_>,
-    buf: &mut [u8],
-    scratch: &mut [u8],
-    found: &mut Assignments,
+/// Request policy; fetch each assigned body into `bodies` and queue a state message
+/// acknowledging it.
+pub async fn poll_policy<F: NorFlash, C: Connector, K: Clock>(
+    store: &mut Store<F>,
+    connector: &mut C,
+    agent: &Agent<'_, K>,
+    bufs: &mut Buffers<'_>,
+    bodies: &mut impl PolicyBodies,
     rng: &mut dyn RngCore,
     summary: &mut Summary,
-) -> Result<(), ExchangeError> {
+) -> Result<(), ExchangeError<F::Error>> {
     let smsid = agent.smsid();
     let request = request_assignments(agent.config, smsid);
     let signed = sign_message(
@@ -278,6 +358,7 @@ pub async fn poll_policy(
         agent.clock.now(),
     )
     .map_err(ExchangeError::Sign)?;
+    let found = &mut *bufs.assignments;
     found.clear();
     let mut skipped = 0u32;
     let mut keep = |a: &PolicyAssignment<'_>| {
@@ -288,7 +369,13 @@ pub async fn poll_policy(
     };
     let polled = with_timeout(
         EXCHANGE_DEADLINE,
-        io::request_policy(connector, &signed, buf, scratch, &mut keep),
+        io::request_policy(
+            connector,
+            &signed,
+            bufs.exchange,
+            bufs.policy_scratch,
+            &mut keep,
+        ),
     )
     .await;
     let n = match polled {
@@ -304,11 +391,11 @@ pub async fn poll_policy(
             return Ok(());
         }
     };
-    summary.assignments = n as u32;
+    summary.assignments = u32::try_from(n).unwrap_or(u32::MAX);
     if skipped > 0 {
         warn!("{} policy assignments not handled this time", skipped);
     }
-    for (i, a) in found.iter().enumerate() {
+    for (i, a) in bufs.assignments.iter().enumerate() {
         let req = PolicyBodyRequest::new(
             agent.config,
             agent.signer.identity.signer,
@@ -317,24 +404,15 @@ pub async fn poll_policy(
             agent.clock.now(),
         )
         .map_err(ExchangeError::PolicyGet)?;
-        let Some(name) = POLICY_FILES.get(i) else {
-            break;
-        };
-        let fetched = match File::create(POLICY_TMP) {
-            Ok(file) => {
-                let mut sink = FileSink {
-                    file,
-                    failed: false,
-                };
-                let r = with_timeout(
+        let fetched = match bodies.begin(i) {
+            Some(mut sink) => {
+                with_timeout(
                     EXCHANGE_DEADLINE,
-                    io::fetch_policy_body(connector, &req, buf, &mut sink),
+                    io::fetch_policy_body(connector, &req, bufs.exchange, &mut sink),
                 )
-                .await;
-                drop(sink); // closed before the rename
-                r
+                .await
             }
-            Err(_) => Ok(Err(FetchError::Sink)),
+            None => Ok(Err(FetchError::Sink)),
         };
         let len = match fetched {
             Ok(Ok(len)) => len,
@@ -354,7 +432,7 @@ pub async fn poll_policy(
                 return Ok(());
             }
         };
-        if fs::rename(POLICY_TMP, name).is_err() {
+        if !bodies.keep(i, len) {
             summary.stopped = Some(Stop::Fetch(FetchError::Sink));
             return Ok(());
         }
@@ -398,59 +476,4 @@ fn copy_assignment(a: &PolicyAssignment<'_>) -> Option<Assignment> {
         version: copy_text(&a.policy_version)?,
         location: copy_text(&a.location)?,
     })
-}
-
-/// Streams a policy body into a semihosting file.
-struct FileSink {
-    file: File,
-    failed: bool,
-}
-
-impl Sink for FileSink {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
-        if self.failed || self.file.write_all(bytes).is_err() {
-            self.failed = true;
-            return Err(Overflow);
-        }
-        Ok(())
-    }
-}
-
-/// `a.b.c.d` without `core::fmt` (which would link several KiB).
-fn ip_text(ip: [u8; 4]) -> String<15> {
-    let mut s = String::new();
-    for (i, octet) in ip.iter().enumerate() {
-        if i > 0 {
-            let _ = s.push('.');
-        }
-        let mut digits = [0u8; 3];
-        let mut n = *octet;
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + n % 10;
-            len += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for d in digits[..len].iter().rev() {
-            let _ = s.push(char::from(*d));
-        }
-    }
-    s
-}
-
-/// `AA:BB:CC:DD:EE:FF`, as Windows reports `MACAddress`.
-fn mac_text(mac: [u8; 6]) -> String<17> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::new();
-    for (i, b) in mac.iter().enumerate() {
-        if i > 0 {
-            let _ = s.push(':');
-        }
-        let _ = s.push(char::from(HEX[usize::from(b >> 4)]));
-        let _ = s.push(char::from(HEX[usize::from(b & 0xF)]));
-    }
-    s
 }

@@ -6,25 +6,23 @@ use defmt::info;
 use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::identity::{build_self_signed_p256, cert_public_key_p256, CertError, CertParams};
 use mpagent_core::sign::P256Signer;
+use mpagent_core::store::embedded_storage::nor_flash::NorFlash;
 use mpagent_core::store::{Store, StoreError, StoredIdentity, IDENTITY_OVERHEAD};
 use mpagent_core::time::UnixTime;
-use rand_chacha::ChaCha20Rng;
-
-use crate::storage::{FlashError, SemihostingFlash};
-
-/// The store on this board.
-pub type BoardStore = Store<SemihostingFlash>;
-/// A store error on this board.
-pub type StoreFailure = StoreError<FlashError>;
+use rand_core::CryptoRngCore;
 
 /// Bytes [`load_or_create`] needs to read a stored identity (key + certificate + framing).
 pub const LOAD_BUFFER: usize = IDENTITY_OVERHEAD + 32 + mpagent_core::identity::MAX_CERT_LEN;
 
+/// What [`load_or_create`] hands back: the signer, the certificate's length (in the caller's
+/// buffer) and the stored registration state.
+pub type Loaded = (P256Signer, usize, RegistrationState);
+
 /// The stored identity is unusable.
 #[derive(Debug, defmt::Format)]
-pub enum IdentityError {
+pub enum IdentityError<E> {
     /// Reading or writing the store failed.
-    Store(StoreFailure),
+    Store(StoreError<E>),
     /// Identity slots were written but none holds a complete record: refuse to make a second
     /// identity over a damaged one (the site would see a new device).
     Damaged,
@@ -36,22 +34,22 @@ pub enum IdentityError {
     Certificate(CertError),
 }
 
-impl From<StoreFailure> for IdentityError {
-    fn from(e: StoreFailure) -> Self {
+impl<E> From<StoreError<E>> for IdentityError<E> {
+    fn from(e: StoreError<E>) -> Self {
         Self::Store(e)
     }
 }
 
 /// Load the identity, or create key and certificate and save them. The certificate lands in
-/// `cert_buf`; returns the signer, the certificate's length and the stored registration state.
-pub fn load_or_create(
-    store: &mut BoardStore,
+/// `cert_buf`; `load_buf` holds at least [`LOAD_BUFFER`] bytes.
+pub fn load_or_create<F: NorFlash>(
+    store: &mut Store<F>,
     load_buf: &mut [u8],
     cert_buf: &mut [u8],
     name: &str,
     now: UnixTime,
-    rng: &mut ChaCha20Rng,
-) -> Result<(P256Signer, usize, RegistrationState), IdentityError> {
+    rng: &mut impl CryptoRngCore,
+) -> Result<Loaded, IdentityError<F::Error>> {
     let loaded = load(store, load_buf, cert_buf);
     load_buf.fill(0); // the secret scalar does not linger in RAM
     if let Some(found) = loaded? {
@@ -65,19 +63,22 @@ pub fn load_or_create(
 
 // Out of line, like `load`: each path's frame then sits alone under the caller, not both.
 #[inline(never)]
-fn create(
-    store: &mut BoardStore,
+fn create<F: NorFlash>(
+    store: &mut Store<F>,
     cert_buf: &mut [u8],
     name: &str,
     now: UnixTime,
-    rng: &mut ChaCha20Rng,
-) -> Result<(P256Signer, usize, RegistrationState), IdentityError> {
+    rng: &mut impl CryptoRngCore,
+) -> Result<Loaded, IdentityError<F::Error>> {
     let signer = P256Signer::generate(rng);
     let params = CertParams::self_signed_now(name, now, rng);
     let len =
         build_self_signed_p256(&params, &signer, cert_buf).map_err(IdentityError::Certificate)?;
     let state = RegistrationState::Unregistered;
-    save(store, &signer, &cert_buf[..len], state)?;
+    let cert = cert_buf
+        .get(..len)
+        .ok_or(IdentityError::Certificate(CertError::BufferTooSmall))?;
+    save(store, &signer, cert, state)?;
     info!(
         "identity created: P-256 key, {=usize}-byte certificate",
         len
@@ -86,11 +87,11 @@ fn create(
 }
 
 #[inline(never)]
-fn load(
-    store: &mut BoardStore,
+fn load<F: NorFlash>(
+    store: &mut Store<F>,
     load_buf: &mut [u8],
     cert_buf: &mut [u8],
-) -> Result<Option<(P256Signer, usize, RegistrationState)>, IdentityError> {
+) -> Result<Option<Loaded>, IdentityError<F::Error>> {
     let Some(rec) = store.load_identity(load_buf)? else {
         return Ok(None);
     };
@@ -110,12 +111,12 @@ fn load(
 
 /// Save the identity with `state` (the other A/B slot: a power cut keeps the previous record).
 #[inline(never)]
-pub fn save(
-    store: &mut BoardStore,
+pub fn save<F: NorFlash>(
+    store: &mut Store<F>,
     signer: &P256Signer,
     cert_der: &[u8],
     state: RegistrationState,
-) -> Result<(), StoreFailure> {
+) -> Result<(), StoreError<F::Error>> {
     let mut key = signer.secret_bytes();
     let saved = store.save_identity(&StoredIdentity {
         key: &key,

@@ -1,0 +1,11 @@
+//! The board-independent part of mpagent's firmware, shared by every board: the identity in the
+//! core's store (`identity`), and the management exchange after registration (`exchange`: the
+//! heartbeat DDR through the store's queue, the queue drained to the MP, policy polled, fetched
+//! and acknowledged). Generic over the flash (`NorFlash`), the core's `Connector` and `Clock`, and
+//! where a board keeps policy bodies ([`exchange::PolicyBodies`]); deadlines use embassy-time,
+//! logs defmt. The boards keep only what is theirs: drivers, provisioning, the boot sequence.
+#![no_std]
+
+pub mod exchange;
+pub mod identity;
+mod text;
