@@ -336,6 +336,16 @@ fn run_measure() -> Result<(), &'static str> {
     let (sig, n, stack) = measure::run(|| key.sign_sha256(&digest));
     sig.map_err(|_| "sign")?;
     hprintln!("rsa-2048 sign: {} instructions, {} B stack", n, stack);
+    let mut cert = [0u8; mpagent_core::identity::MAX_RSA_CERT_LEN];
+    let (len, n, stack) = measure::run(|| {
+        mpagent_core::identity::build_self_signed_rsa(&cert_params(), &key, &mut cert)
+    });
+    len.map_err(|_| "rsa cert")?;
+    hprintln!(
+        "rsa-2048 self-signed certificate: {} instructions, {} B stack",
+        n,
+        stack
+    );
     let mut total = 0u64;
     let mut deepest = 0usize;
     const SEEDS: u64 = 8;

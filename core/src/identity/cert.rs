@@ -65,10 +65,8 @@ pub fn build_self_signed_p256(
     signer: &P256Signer,
     out: &mut [u8],
 ) -> Result<usize, CertError> {
-    let point = signer.verifying_key().to_encoded_point(false);
-    let mut spki_buf = [0u8; P256_SPKI_LEN];
-    let spki = p256_spki_der(point.as_bytes(), &mut spki_buf)?;
-    build_self_signed(params, spki, signer, out)
+    let tbs = p256_tbs(params, signer, out)?;
+    sign_and_assemble(&tbs, signer, out)
 }
 
 /// Build a self-signed certificate (sha256WithRSAEncryption) for a software RSA-2048 key into
@@ -81,11 +79,8 @@ pub fn build_self_signed_rsa(
     signer: &RsaSigner,
     out: &mut [u8],
 ) -> Result<usize, CertError> {
-    let mut spki_buf = [0u8; RSA_SPKI_DER_MAX_LEN];
-    let spki = signer
-        .spki_der(&mut spki_buf)
-        .map_err(|_| CertError::InvalidKey)?;
-    build_self_signed(params, spki, signer, out)
+    let tbs = rsa_tbs(params, signer, out)?;
+    sign_and_assemble(&tbs, signer, out)
 }
 
 /// Build a self-signed certificate for any [`Signer`] into `out`; returns its length.
@@ -101,6 +96,85 @@ pub fn build_self_signed(
     signer: &dyn Signer,
     out: &mut [u8],
 ) -> Result<usize, CertError> {
+    let tbs = foreign_spki_tbs(params, spki_der, signer.scheme(), out)?;
+    sign_and_assemble(&tbs, signer, out)
+}
+
+// The three steps below are out of line so that the TBS step's locals (the key, the SPKI and
+// extension buffers, the encoder's state: about 2 KB) are gone before the signing chain (about
+// 4.9 KB for P-256) runs: the certificate's peak stack is then the larger of the two, not the
+// sum (issue 5).
+
+/// TBS of a P-256 certificate: the SPKI is built here from the point, never parsed back.
+#[inline(never)]
+fn p256_tbs(
+    params: &CertParams<'_>,
+    signer: &P256Signer,
+    out: &mut [u8],
+) -> Result<EncodedTbs, CertError> {
+    let point = signer.verifying_key().to_encoded_point(false);
+    let mut spki_buf = [0u8; P256_SPKI_LEN];
+    let spki_der = p256_spki_der(point.as_bytes(), &mut spki_buf)?;
+    let key = SubjectKey {
+        spki_der,
+        key_bits: point.as_bytes(),
+    };
+    encode_tbs(params, &key, signer.scheme(), out)
+}
+
+/// TBS of an RSA certificate, from the signer's SPKI.
+#[inline(never)]
+fn rsa_tbs(
+    params: &CertParams<'_>,
+    signer: &RsaSigner,
+    out: &mut [u8],
+) -> Result<EncodedTbs, CertError> {
+    let mut spki_buf = [0u8; RSA_SPKI_DER_MAX_LEN];
+    let spki_der = signer
+        .spki_der(&mut spki_buf)
+        .map_err(|_| CertError::InvalidKey)?;
+    foreign_spki_tbs(params, spki_der, signer.scheme(), out)
+}
+
+/// TBS around a SubjectPublicKeyInfo handed in as DER: decoded once, to check it and find the
+/// key bits for the subject key identifier.
+#[inline(never)]
+fn foreign_spki_tbs(
+    params: &CertParams<'_>,
+    spki_der: &[u8],
+    scheme: SignatureScheme,
+    out: &mut [u8],
+) -> Result<EncodedTbs, CertError> {
+    let spki = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| CertError::InvalidKey)?;
+    let key = SubjectKey {
+        spki_der,
+        key_bits: spki.subject_public_key.raw_bytes(),
+    };
+    encode_tbs(params, &key, scheme, out)
+}
+
+/// The subject's public key: its DER SubjectPublicKeyInfo, copied into the TBS as it is, and the
+/// key bits inside it (hashed for the subject key identifier).
+struct SubjectKey<'a> {
+    spki_der: &'a [u8],
+    key_bits: &'a [u8],
+}
+
+/// A TBS encoded into `out[reserve..reserve + len]` (room for the outer header in front) and its
+/// SHA-256, the digest to sign.
+struct EncodedTbs {
+    reserve: usize,
+    len: usize,
+    digest: [u8; 32],
+}
+
+/// Encode the TBSCertificate straight into its place in `out` and hash it from there.
+fn encode_tbs(
+    params: &CertParams<'_>,
+    key: &SubjectKey<'_>,
+    scheme: SignatureScheme,
+    out: &mut [u8],
+) -> Result<EncodedTbs, CertError> {
     // Parameters.
     if params.common_name.is_empty() || params.common_name.len() > MAX_COMMON_NAME_LEN {
         return Err(CertError::InvalidName);
@@ -116,8 +190,6 @@ pub fn build_self_signed(
         return Err(CertError::InvalidSerial);
     }
     let serial = UintRef::new(&params.serial).map_err(|_| CertError::InvalidSerial)?;
-    let spki = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| CertError::InvalidKey)?;
-    let scheme = signer.scheme();
     let sig_alg = signature_algorithm(scheme);
 
     // Extension values, each DER-encoded into a small stack buffer.
@@ -133,7 +205,7 @@ pub fn build_self_signed(
     let bc = SeqOf::<ObjectIdentifier>(&[])
         .encode_to_slice(&mut bc_buf)
         .map_err(|_| CertError::Encoding)?;
-    let ski_digest = sha2::Sha256::digest(spki.subject_public_key.raw_bytes());
+    let ski_digest = sha2::Sha256::digest(key.key_bits);
     let mut ski_buf = [0u8; 22];
     let ski = OctetStringRef::new(ski_digest.get(..20).ok_or(CertError::Encoding)?)
         .and_then(|octets| octets.encode_to_slice(&mut ski_buf))
@@ -150,23 +222,23 @@ pub fn build_self_signed(
         sig_alg,
         name,
         validity: SeqOf(&validity),
-        spki,
+        spki: RawDer(key.spki_der),
         extensions: SeqOf(&extensions),
     };
 
     // Lengths: reserve room for the largest possible outer header in front of the TBS.
-    let tbs_len = der_len(tbs.encoded_len())?;
+    let len = der_len(tbs.encoded_len())?;
     let sig_alg_len = der_len(sig_alg.encoded_len())?;
     let max_sig_tlv = der_len(
         Length::try_from(MAX_SIGNATURE_LEN.saturating_add(SIGNATURE_DER_OVERHEAD + 1))
             .and_then(Length::for_tlv),
     )?;
-    let max_content = tbs_len
+    let max_content = len
         .checked_add(sig_alg_len)
         .and_then(|n| n.checked_add(max_sig_tlv))
         .ok_or(CertError::Encoding)?;
     let reserve = der_len(Header::new(Tag::Sequence, max_content).and_then(|h| h.encoded_len()))?;
-    let tbs_end = reserve.checked_add(tbs_len).ok_or(CertError::Encoding)?;
+    let tbs_end = reserve.checked_add(len).ok_or(CertError::Encoding)?;
 
     // The TBS is encoded once, straight into its place in `out`, and hashed from there.
     let tbs_out = out
@@ -174,15 +246,42 @@ pub fn build_self_signed(
         .ok_or(CertError::BufferTooSmall)?;
     tbs.encode_to_slice(tbs_out)
         .map_err(|_| CertError::Encoding)?;
-    let digest: [u8; 32] = sha2::Sha256::digest(&*tbs_out).into();
-    let wire_sig = signer.sign_sha256(&digest)?;
+    Ok(EncodedTbs {
+        reserve,
+        len,
+        digest: sha2::Sha256::digest(&*tbs_out).into(),
+    })
+}
 
+/// Sign the TBS's digest and assemble the certificate around the TBS; returns its length.
+/// Only the signature is held across the signing chain.
+fn sign_and_assemble(
+    tbs: &EncodedTbs,
+    signer: &dyn Signer,
+    out: &mut [u8],
+) -> Result<usize, CertError> {
+    let scheme = signer.scheme();
+    let wire_sig = signer.sign_sha256(&tbs.digest)?;
+    assemble(tbs, scheme, wire_sig.as_bytes(), out)
+}
+
+/// Write the outer header in front of the TBS (shifting it down if the header came out shorter
+/// than reserved), then the signature algorithm and value after it.
+#[inline(never)]
+fn assemble(
+    tbs: &EncodedTbs,
+    scheme: SignatureScheme,
+    wire_sig: &[u8],
+    out: &mut [u8],
+) -> Result<usize, CertError> {
+    let sig_alg = signature_algorithm(scheme);
+    let sig_alg_len = der_len(sig_alg.encoded_len())?;
     let mut sig_buf = [0u8; MAX_SIGNATURE_LEN + SIGNATURE_DER_OVERHEAD];
-    let sig_value = signature_value(scheme, wire_sig.as_bytes(), &mut sig_buf)?;
+    let sig_value = signature_value(scheme, wire_sig, &mut sig_buf)?;
     let sig_bits = BitStringRef::from_bytes(sig_value).map_err(|_| CertError::Encoding)?;
 
-    // Outer header, then shift the TBS down if the header came out shorter than reserved.
-    let content_len = tbs_len
+    let content_len = tbs
+        .len
         .checked_add(sig_alg_len)
         .and_then(|n| n.checked_add(der_len(sig_bits.encoded_len()).ok()?))
         .ok_or(CertError::Encoding)?;
@@ -194,7 +293,14 @@ pub fn build_self_signed(
     if total > out.len() {
         return Err(CertError::BufferTooSmall);
     }
-    let shift = reserve.checked_sub(header_len).ok_or(CertError::Encoding)?;
+    let tbs_end = tbs
+        .reserve
+        .checked_add(tbs.len)
+        .ok_or(CertError::Encoding)?;
+    let shift = tbs
+        .reserve
+        .checked_sub(header_len)
+        .ok_or(CertError::Encoding)?;
     if shift > 0 {
         out.get_mut(header_len..tbs_end)
             .ok_or(CertError::Encoding)?
@@ -207,13 +313,13 @@ pub fn build_self_signed(
         .encode_to_slice(head)
         .map_err(|_| CertError::Encoding)?;
     let tail = rest
-        .get_mut(tbs_len..content_len)
+        .get_mut(tbs.len..content_len)
         .ok_or(CertError::Encoding)?;
     let mut w = der::SliceWriter::new(tail);
     w.encode(&sig_alg).map_err(|_| CertError::Encoding)?;
     w.encode(&sig_bits).map_err(|_| CertError::Encoding)?;
     let written = w.finish().map_err(|_| CertError::Encoding)?.len();
-    if written != content_len.saturating_sub(tbs_len) {
+    if written != content_len.saturating_sub(tbs.len) {
         return Err(CertError::Encoding);
     }
     Ok(total)
@@ -330,6 +436,19 @@ impl FixedTag for Name<'_> {
     const TAG: Tag = Tag::Sequence;
 }
 
+/// A complete DER TLV we built or checked before, written out as it is (no decode and
+/// re-encode).
+struct RawDer<'a>(&'a [u8]);
+
+impl Encode for RawDer<'_> {
+    fn encoded_len(&self) -> der::Result<Length> {
+        Length::try_from(self.0.len())
+    }
+    fn encode(&self, writer: &mut impl Writer) -> der::Result<()> {
+        writer.write(self.0)
+    }
+}
+
 /// X.509 `Time`: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 §4.1.2.5).
 enum Time {
     Utc(UtcTime),
@@ -420,7 +539,7 @@ struct Tbs<'a> {
     sig_alg: AlgorithmIdentifierRef<'a>,
     name: Name<'a>,
     validity: SeqOf<'a, Time>,
-    spki: SubjectPublicKeyInfoRef<'a>,
+    spki: RawDer<'a>,
     extensions: SeqOf<'a, Extension<'a>>,
 }
 

@@ -142,6 +142,19 @@ fn known_answer_fixed_key() {
     verify_p256(&cert);
 }
 
+/// The P-256 builder writes the SPKI it encoded without parsing it back; a caller's SPKI goes
+/// through a decode first. Both routes must give the same certificate.
+#[test]
+fn p256_builder_matches_the_spki_route() {
+    let signer = fixed_signer();
+    let mut spki = [0u8; P256_SPKI_LEN];
+    let spki = cert::p256_spki_der(&point_of(&signer), &mut spki).unwrap();
+    let mut out = [0u8; MAX_CERT_LEN];
+    let n = build_self_signed(&fixed_params(), spki, &signer, &mut out).unwrap();
+    assert_eq!(&out[..n], build(&fixed_params(), &signer).as_slice());
+    assert_eq!(n, KAT_LEN);
+}
+
 #[test]
 fn random_keys_verify_and_fit() {
     for _ in 0..8 {
