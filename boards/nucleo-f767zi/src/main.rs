@@ -31,9 +31,7 @@ use embassy_stm32::rng::Rng;
 use embassy_stm32::time::Hertz;
 use embassy_stm32::{bind_interrupts, eth, rng, Config};
 use embassy_time::{with_timeout, Duration, Instant, Timer};
-use mpagent_core::agent::registration::{
-    Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
-};
+use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
 use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::http::request::RequestHead;
@@ -257,32 +255,8 @@ async fn run(spawner: Spawner) {
         signer: &signer,
         cert_der,
     };
-    let mut store_failed = None;
-    let mut saved = stored_state;
-    // Whether the site answered with a state: the driver also hands back `Pending` when a
-    // confirmation got no answer at all (the MP is down).
-    let mut answered = false;
-    let mut observe = |p: &Progress| {
-        info!("{}", p);
-        let Progress::Event(event) = p else {
-            return;
-        };
-        answered |= matches!(
-            event,
-            RegistrationEvent::Registered(_) | RegistrationEvent::PendingApproval(..)
-        );
-        // The store is blocking: every state change is saved as it happens (a confirmation of
-        // what is stored changes nothing and writes nothing).
-        match event.persist() {
-            Some(state) if state != saved => {
-                match identity::save(&mut store, &signer, cert_der, state) {
-                    Ok(()) => saved = state,
-                    Err(e) => store_failed = Some(e),
-                }
-            }
-            _ => {}
-        }
-    };
+    let mut recorder =
+        identity::RegistrationRecorder::new(&mut store, &signer, cert_der, stored_state);
     let result = with_timeout(
         REGISTER_DEADLINE,
         io::register(
@@ -298,10 +272,11 @@ async fn run(spawner: Spawner) {
                 return_when_pending: true,
                 max_failures: 8,
             },
-            &mut observe,
+            &mut |p: &Progress| recorder.observe(p),
         ),
     )
     .await;
+    let (answered, store_failed) = (recorder.answered, recorder.store_failed);
     if let Some(e) = store_failed {
         error!("saving the registration state failed: {}", e);
         return;

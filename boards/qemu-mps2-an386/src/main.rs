@@ -43,9 +43,7 @@ use defmt_semihosting as _;
 use embassy_executor::{raw, Spawner};
 use embassy_net::{Runner, StackResources, StaticConfigV4};
 use embassy_time::{with_timeout, Duration, Instant};
-use mpagent_core::agent::registration::{
-    Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
-};
+use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
 use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::config::{AgentConfig, ConfigError, SiteMode};
 use mpagent_core::guid::Smsid;
@@ -303,32 +301,8 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         return_when_pending: true,
         max_failures: prov.max_failures,
     };
-    let mut store_failed = None;
-    let mut saved = stored_state;
-    // Whether the site answered with a state this boot: the driver also hands back `Pending`
-    // when a confirmation got no answer at all (the MP is down).
-    let mut answered = false;
-    let mut observe = |p: &Progress| {
-        info!("{}", p);
-        let Progress::Event(event) = p else {
-            return;
-        };
-        answered |= matches!(
-            event,
-            RegistrationEvent::Registered(_) | RegistrationEvent::PendingApproval(..)
-        );
-        let Some(state) = event.persist() else {
-            return;
-        };
-        // A confirmation of what is stored changes nothing: no flash write.
-        if state == saved {
-            return;
-        }
-        match identity::save(&mut store, &signer, cert_der, state) {
-            Ok(()) => saved = state,
-            Err(e) => store_failed = Some(e),
-        }
-    };
+    let mut recorder =
+        identity::RegistrationRecorder::new(&mut store, &signer, cert_der, stored_state);
     // Stack: what setup (identity included) used, then a fresh paint for the registration alone.
     let setup_stack = stack_paint::peak();
     stack_paint::paint();
@@ -345,7 +319,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
             &mut rng,
             exchange,
             options,
-            &mut observe,
+            &mut |p: &Progress| recorder.observe(p),
         ),
     )
     .await;
@@ -356,11 +330,20 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         setup_stack,
         reg_stack
     );
+    let (answered, store_failed) = (recorder.answered, recorder.store_failed);
     if let Some(e) = store_failed {
         return Err(e.into());
     }
-    let registered = match result {
-        Ok(Ok(RegistrationState::Pending(_))) if !answered => {
+    let outcome = match result {
+        Ok(Ok(RegistrationState::Pending(_))) if !answered => Err(Failure::NotConfirmed),
+        Ok(Ok(state)) => Ok(state),
+        Ok(Err(e)) => Err(Failure::Register(e)),
+        Err(_) => Err(Failure::RegisterDeadline),
+    };
+    let registered = match outcome {
+        Ok(state) => state,
+        Err(failure) => {
+            // Not registered this boot: the heartbeat waits in the queue for the next one.
             exchange::queue_offline(
                 &mut store,
                 stored_state,
@@ -372,36 +355,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
                 mac,
                 &mut rng,
             );
-            return Err(Failure::NotConfirmed);
-        }
-        Ok(Ok(state)) => state,
-        Ok(Err(e)) => {
-            exchange::queue_offline(
-                &mut store,
-                stored_state,
-                &config,
-                &signer,
-                cert_der,
-                &clock,
-                prov.ip.octets(),
-                mac,
-                &mut rng,
-            );
-            return Err(Failure::Register(e));
-        }
-        Err(_) => {
-            exchange::queue_offline(
-                &mut store,
-                stored_state,
-                &config,
-                &signer,
-                cert_der,
-                &clock,
-                prov.ip.octets(),
-                mac,
-                &mut rng,
-            );
-            return Err(Failure::RegisterDeadline);
+            return Err(failure);
         }
     };
     let smsid = match registered {
