@@ -6,12 +6,13 @@ use std::path::Path;
 
 use mpagent_core::config::SignatureHash;
 use mpagent_core::profile;
-use mpagent_sim::client::state::{KeyKind, StateDir};
+use mpagent_sim::client::state::{ClientSigner, KeyKind, StateDir};
 use mpagent_sim::client::transport::unix_now;
 use mpagent_sim::mp::db::{ClientRow, SiteDb};
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
 use mpagent_sim::proxy::client::{synthetic_items, DeviceConnection};
 use mpagent_sim::proxy::protocol::{code, Frame};
+use mpagent_sim::proxy::registry::Registry;
 use mpagent_sim::proxy::{self, ProxyHandle, ProxyOptions};
 
 async fn start_mp(dir: &Path) -> MpServer {
@@ -119,14 +120,13 @@ async fn proxy_registers_three_devices_and_their_data_arrives_under_their_smsids
             Some(format!("THING-{}", i + 1).as_str())
         );
         // The device's certificate is the one the proxy made and keeps for it.
-        let kept = std::fs::read(
-            dir.path()
-                .join("PROXY-A/clients")
-                .join(format!("dev-{}", i + 1))
-                .join("cert.der"),
-        )
-        .unwrap();
-        assert_eq!(client.cert_der, kept);
+        let kept = Registry::open(&dir.path().join("PROXY-A"))
+            .unwrap()
+            .device(&format!("dev-{}", i + 1))
+            .unwrap()
+            .expect("the proxy keeps the device");
+        assert_eq!(client.cert_der, kept.cert_der);
+        assert_eq!(kept.name, format!("THING-{}", i + 1));
 
         let messages = db.messages(Some(smsid)).unwrap();
         let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
@@ -286,12 +286,16 @@ async fn a_second_proxy_cannot_speak_for_the_first_proxys_device() {
     // The second proxy is imported and registered too, and is handed the first proxy's device
     // mapping (as if its state had been copied): the MP refuses it.
     let second = imported_proxy(&mp, &db, dir.path(), "PROXY-2").await;
-    let from = dir.path().join("PROXY-1/clients/dev-1");
-    let to = dir.path().join("PROXY-2/clients/dev-1");
-    std::fs::create_dir_all(&to).unwrap();
-    for f in ["key.pk8", "cert.der", "registration", "name"] {
-        std::fs::copy(from.join(f), to.join(f)).unwrap();
-    }
+    let copied = Registry::open(&dir.path().join("PROXY-1"))
+        .unwrap()
+        .device("dev-1")
+        .unwrap()
+        .expect("the first proxy keeps dev-1");
+    Registry::open(&dir.path().join("PROXY-2"))
+        .unwrap()
+        .put(copied)
+        .await
+        .unwrap();
     let mut conn2 = DeviceConnection::connect(second.local_addr())
         .await
         .unwrap();
@@ -397,11 +401,13 @@ async fn rsa_proxy_relays(hash: SignatureHash) -> (ClientRow, ClientRow) {
         .all(|m| m.via_proxy.as_deref() == Some(proxy.smsid().to_string().as_str())));
     assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
     // The device's certificate, made by the proxy, has an RSA key like the proxy's.
-    let kept = StateDir::open(&state.join("clients/rsa-dev"))
+    let kept = Registry::open(&state)
         .unwrap()
-        .load_or_create_identity("RSA-THING", unix_now())
-        .unwrap();
-    assert_eq!(kept.signer.kind(), KeyKind::Rsa2048);
+        .device("rsa-dev")
+        .unwrap()
+        .expect("the proxy keeps the device");
+    let kept_key = ClientSigner::from_pkcs8_der(&kept.key_pk8).unwrap();
+    assert_eq!(kept_key.kind(), KeyKind::Rsa2048);
 
     let proxy_row = db.client(&proxy_smsid).unwrap().expect("proxy registered");
     let device_row = db.client(&smsid).unwrap().expect("device registered");
@@ -451,4 +457,158 @@ async fn a_p256_proxy_cannot_be_configured_for_sha1() {
         .err()
         .expect("refused at start-up");
     assert!(format!("{err:#}").contains("need an RSA key"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_devices_registering_at_once_get_distinct_smsids_that_survive_a_restart() {
+    const DEVICES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-C").await;
+    let proxy_smsid = proxy.smsid().to_string();
+    let addr = proxy.local_addr();
+
+    // All at once, plus one device registering on two connections at the same time.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..DEVICES {
+        set.spawn(async move {
+            let id = format!("c-{i}");
+            let (_conn, smsid) = mpagent_tests::proxy_device(addr, &id, &format!("C-{i}")).await;
+            (id, smsid)
+        });
+    }
+    for _ in 0..2 {
+        set.spawn(async move {
+            let (_conn, smsid) = mpagent_tests::proxy_device(addr, "twin", "TWIN").await;
+            ("twin".to_string(), smsid)
+        });
+    }
+    let mut got = Vec::new();
+    while let Some(r) = set.join_next().await {
+        got.push(r.unwrap());
+    }
+    let twins: Vec<String> = got
+        .iter()
+        .filter(|(id, _)| id == "twin")
+        .map(|(_, s)| s.clone())
+        .collect();
+    assert_eq!(twins.len(), 2);
+    assert_eq!(twins[0], twins[1], "one device, one SMSID");
+    got.retain(|(id, _)| id != "twin");
+    got.push(("twin".into(), twins[0].clone()));
+    let distinct: std::collections::HashSet<&String> = got.iter().map(|(_, s)| s).collect();
+    assert_eq!(distinct.len(), DEVICES + 1, "every device its own SMSID");
+    for (id, smsid) in &got {
+        let row = db.client(smsid).unwrap().expect("registered at the MP");
+        assert_eq!(row.agent_type, 8, "{id}");
+        assert_eq!(
+            row.registered_by_proxy.as_deref(),
+            Some(proxy_smsid.as_str())
+        );
+    }
+
+    // After a restart the proxy still knows every device under the same SMSID.
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    let proxy = proxy::start(
+        proxy_options(&mp, &dir.path().join("PROXY-C"), "PROXY-C"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mapping = proxy::client_mapping(&dir.path().join("PROXY-C")).unwrap();
+    assert_eq!(mapping.len(), DEVICES + 1);
+    for (id, smsid) in &got {
+        let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
+        match conn
+            .request(&Frame::Hello {
+                device_id: id.clone(),
+                name: "ANY".into(),
+            })
+            .await
+            .unwrap()
+        {
+            Frame::Ack { detail, .. } => assert_eq!(detail, format!("registered {smsid}")),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_dir_in_the_old_per_device_layout_is_imported_and_its_devices_stay_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let state = dir.path().join("PROXY-O");
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-O").await;
+    let (_c1, smsid1) = device(&proxy, "dev-1", "THING-1").await;
+    let (_c2, smsid2) = device(&proxy, "dev-2", "THING-2").await;
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+
+    // Rewrite the state as the previous proxy kept it: clients/{id}/ files, no devices.db.
+    let records: Vec<_> = ["dev-1", "dev-2"]
+        .iter()
+        .map(|id| Registry::open(&state).unwrap().device(id).unwrap().unwrap())
+        .collect();
+    for f in ["devices.db", "devices.db-wal", "devices.db-shm"] {
+        let _ = std::fs::remove_file(state.join(f));
+    }
+    for r in &records {
+        let old = StateDir::open(&state.join("clients").join(&r.id)).unwrap();
+        std::fs::write(old.path().join("key.pk8"), &r.key_pk8).unwrap();
+        std::fs::write(old.path().join("cert.der"), &r.cert_der).unwrap();
+        std::fs::write(old.path().join("name"), &r.name).unwrap();
+        old.save_registration(r.state).unwrap();
+        // The old files read back as the same identity.
+        let identity = old.load_or_create_identity("unused", unix_now()).unwrap();
+        assert!(!identity.created);
+    }
+
+    let proxy = proxy::start(
+        proxy_options(&mp, &state, "PROXY-O"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("the old layout is imported");
+    assert!(!state.join("clients").exists());
+    assert!(state.join("clients.migrated/dev-1/key.pk8").exists());
+    for (id, smsid) in [("dev-1", &smsid1), ("dev-2", &smsid2)] {
+        let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
+        match conn
+            .request(&Frame::Hello {
+                device_id: id.into(),
+                name: "THING-X".into(),
+            })
+            .await
+            .unwrap()
+        {
+            Frame::Ack { detail, .. } => assert_eq!(&detail, &format!("registered {smsid}")),
+            other => panic!("{id}: {other:?}"),
+        }
+        // The MP confirms the imported mapping (same certificate, same SMSID) and takes data.
+        match conn.request(&Frame::Register).await.unwrap() {
+            Frame::RegisterResult {
+                status: 0,
+                smsid: s,
+            } => assert_eq!(&s, smsid),
+            other => panic!("{id}: {other:?}"),
+        }
+        assert!(matches!(
+            conn.request(&Frame::Heartbeat).await.unwrap(),
+            Frame::Ack { .. }
+        ));
+        assert_eq!(db.messages(Some(smsid)).unwrap().len(), 1);
+    }
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
 }

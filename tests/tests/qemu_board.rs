@@ -6,6 +6,9 @@
 //! stored identity, confirms the same SMSID and reports again without registering again; a boot
 //! with the MP down keeps its heartbeat queued and the next boot delivers it with its original
 //! message ID; a boot over a damaged identity refuses to run instead of making a second identity.
+//! The RSA-2048 build (`--features key-rsa2048`) registers with an RSA certificate from a key
+//! generated on the device or provisioned (`provision-key.der`), keeps key and SMSID across
+//! boots, and a P-256 build refuses its identity instead of registering a second device.
 //!
 //! Needs `qemu-system-arm` (tests/run-all.sh installs it) and, to decode the firmware's defmt log,
 //! `defmt-print` (run-all.sh installs it too). Without QEMU the boot test is skipped loudly, except
@@ -53,9 +56,25 @@ fn have(tool: &str) -> bool {
 
 /// Build the firmware (a no-op when tests/run-all.sh built it already) and return the ELF.
 fn firmware() -> PathBuf {
+    build_firmware(None)
+}
+
+/// The RSA-2048 build, in its own target directory (as tests/run-all.sh builds it).
+fn rsa_firmware() -> PathBuf {
+    build_firmware(Some(("key-rsa2048", "target/rsa")))
+}
+
+/// Build with `(feature, target directory)`, or the default image.
+fn build_firmware(feature: Option<(&str, &str)>) -> PathBuf {
     let dir = board_dir();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--locked"])
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.args(["build", "--release", "--locked"]);
+    let mut target = dir.join("target");
+    if let Some((feature, target_dir)) = feature {
+        cargo.args(["--features", feature, "--target-dir", target_dir]);
+        target = dir.join(target_dir);
+    }
+    let status = cargo
         .current_dir(&dir)
         // The board has its own workspace, target and .cargo/config.toml: don't inherit ours.
         .env_remove("CARGO_TARGET_DIR")
@@ -64,7 +83,7 @@ fn firmware() -> PathBuf {
         .status()
         .expect("running cargo build for the firmware");
     assert!(status.success(), "firmware build failed");
-    dir.join("target/thumbv7em-none-eabihf/release/mpagent-qemu-mps2-an386")
+    target.join("thumbv7em-none-eabihf/release/mpagent-qemu-mps2-an386")
 }
 
 /// One boot's result: QEMU's exit code (None: killed at the timeout) and the decoded log.
@@ -177,6 +196,8 @@ fn write_config(workdir: &Path, port: u16) {
 /// state, the certificate, and the IDs and endpoints of the queued messages (oldest first).
 struct Flash {
     registration: RegistrationState,
+    /// The identity record's key field (P-256 scalar or RSA PKCS#8).
+    key: Vec<u8>,
     cert_der: Vec<u8>,
     queued: Vec<(Endpoint, String)>,
 }
@@ -194,7 +215,7 @@ fn read_flash(workdir: &Path) -> Flash {
         .load_identity(&mut buf)
         .expect("identity readable")
         .expect("an identity is stored");
-    let (registration, cert_der) = (id.registration, id.cert_der.to_vec());
+    let (registration, key, cert_der) = (id.registration, id.key.to_vec(), id.cert_der.to_vec());
     let mut queued = Vec::new();
     while let Some(msg) = store.peek().unwrap() {
         let id = String::from_utf8(msg.meta.message_id.to_braced().to_vec()).unwrap();
@@ -203,6 +224,7 @@ fn read_flash(workdir: &Path) -> Flash {
     }
     Flash {
         registration,
+        key,
         cert_der,
         queued,
     }
@@ -387,6 +409,11 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
         flash.cert_der, client.cert_der,
         "the stored certificate is the registered one"
     );
+    assert_eq!(
+        flash.key.len(),
+        32,
+        "a P-256 record keeps the bare secret scalar"
+    );
     assert!(flash.queued.is_empty(), "{:?}", flash.queued);
     if decoder {
         assert!(first.log.contains("identity created"), "{}", first.log);
@@ -556,5 +583,335 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
     }
     assert_eq!(db.clients().unwrap().len(), 1);
     assert_eq!(messages_of(&db, &smsid).len(), 8);
+    mp.shutdown().await;
+}
+
+/// `Some(defmt-print available)` when QEMU is there; `None` (skipped loudly) without it, except
+/// under CI, where a missing tool fails the test.
+fn tools_or_skip(test: &str) -> Option<bool> {
+    if !have("qemu-system-arm") {
+        assert!(
+            !in_ci(),
+            "qemu-system-arm is missing under CI: tests/run-all.sh installs it"
+        );
+        eprintln!("\n\n*** SKIPPED {test}: qemu-system-arm is not installed ***\n");
+        return None;
+    }
+    let decoder = have("defmt-print");
+    assert!(
+        decoder || !in_ci(),
+        "defmt-print is missing under CI: tests/run-all.sh installs it"
+    );
+    Some(decoder)
+}
+
+/// Key files made with OpenSSL (core/src/sign/rsa/testdata/README.md): test keys only.
+fn rsa_testdata(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../core/src/sign/rsa/testdata")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// `SEQUENCE { OID rsaEncryption, NULL }`: the AlgorithmIdentifier of an RSA public key.
+const RSA_ENCRYPTION_ALG_ID: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+/// The client registered with an RSA-2048 certificate and signs with SHA-256 RSA, and the key
+/// the firmware stored (PKCS#8) is the certificate's.
+fn assert_rsa_client(client: &mpagent_sim::mp::db::ClientRow, stored_key: &[u8]) {
+    use mpagent_core::identity::{cert_public_key_p256, cert_spki_der, CertError};
+    use mpagent_core::sign::RsaSigner;
+    let spki = cert_spki_der(&client.cert_der).expect("the registered certificate parses");
+    assert_eq!(
+        spki.get(4..4 + RSA_ENCRYPTION_ALG_ID.len()),
+        Some(&RSA_ENCRYPTION_ALG_ID[..]),
+        "not an RSA public key: {}",
+        hex::encode(spki)
+    );
+    assert_eq!(spki.len(), 294, "RSA-2048 with e = 65537");
+    assert_eq!(
+        cert_public_key_p256(&client.cert_der),
+        Err(CertError::Unsupported)
+    );
+    assert_eq!(
+        client.hash_algorithm.as_deref(),
+        Some(mpagent_core::profile::RSA_SHA256_OID)
+    );
+    let key = RsaSigner::from_pkcs8_der(stored_key).expect("the stored key is RSA PKCS#8");
+    let mut buf = [0u8; 512];
+    assert_eq!(
+        key.spki_der(&mut buf).unwrap(),
+        spki,
+        "the stored key is the certificate's"
+    );
+}
+
+/// Whether the store in `workdir`'s flash file holds an identity.
+fn has_identity(workdir: &Path) -> bool {
+    let copy = tempfile::tempdir().unwrap();
+    let path = copy.path().join(FLASH_FILE);
+    std::fs::copy(workdir.join(FLASH_FILE), &path).expect("flash.bin");
+    let file = FlashFile::open(&path, FLASH_SIZE).unwrap();
+    let store = Store::open(file, FlashFile::layout(FLASH_SIZE)).unwrap();
+    store.has_identity()
+}
+
+/// The figure the firmware logs for its key generation (QEMU without -icount: host time).
+fn keygen_ms(log: &str) -> Option<u64> {
+    let at = log.find("key generated in ")? + "key generated in ".len();
+    log.get(at..)?.split(' ').next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_refuses_it() {
+    let Some(decoder) = tools_or_skip(
+        "rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_refuses_it",
+    ) else {
+        return;
+    };
+    let elf = tokio::task::spawn_blocking(rsa_firmware).await.unwrap();
+    let p256_elf = tokio::task::spawn_blocking(firmware).await.unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let workdir = tempfile::tempdir().unwrap();
+    let db_path = site.path().join("site.db");
+    let mp = MpServer::start(mp_config(&db_path), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("MP starts");
+    let port = mp.local_addr().port();
+    let db = SiteDb::open(&db_path).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: POLICY_ID,
+        version: POLICY_VERSION,
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: POLICY_BODY,
+    })
+    .unwrap();
+    write_config(workdir.path(), port);
+
+    // First boot: an RSA-2048 key generated on the device, registered, DDR and state accepted
+    // (the MP takes a message only once its signatures verify against the certificate).
+    let first = boot(&elf, workdir.path()).await;
+    println!(
+        "--- RSA first boot ({:?}) ---\n{}",
+        first.elapsed, first.log
+    );
+    assert_eq!(first.code, Some(0), "RSA first boot failed:\n{}", first.log);
+    let clients = db.clients().unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    let smsid = clients[0].smsid.to_ascii_uppercase();
+    let flash = read_flash(workdir.path());
+    assert_rsa_client(&clients[0], &flash.key);
+    assert_eq!(flash.cert_der, clients[0].cert_der);
+    assert_eq!(
+        flash.registration,
+        RegistrationState::Registered(Smsid::parse(smsid.as_bytes()).unwrap())
+    );
+    let kinds: Vec<String> = messages_of(&db, &smsid).into_iter().map(|m| m.0).collect();
+    assert_eq!(kinds, ["ddr", "state"], "signed DDR and state accepted");
+    assert!(flash.queued.is_empty(), "{:?}", flash.queued);
+    if decoder {
+        assert!(
+            first
+                .log
+                .contains("identity created: RSA-2048 key (generated)"),
+            "{}",
+            first.log
+        );
+        let ms = keygen_ms(&first.log).expect("key generation time logged");
+        println!(
+            "RSA-2048 key generation in QEMU: {ms} ms (boot {:?})",
+            first.elapsed
+        );
+    }
+    let identity_slots =
+        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT].to_vec();
+
+    // Second boot: the stored key is imported, the same SMSID confirmed, nothing rewritten.
+    let second = boot(&elf, workdir.path()).await;
+    println!(
+        "--- RSA second boot ({:?}) ---\n{}",
+        second.elapsed, second.log
+    );
+    assert_eq!(
+        second.code,
+        Some(0),
+        "RSA second boot failed:\n{}",
+        second.log
+    );
+    let clients = db.clients().unwrap();
+    assert_eq!(clients.len(), 1, "a second client: {clients:?}");
+    assert_eq!(clients[0].smsid.to_ascii_uppercase(), smsid);
+    assert_eq!(events_of(&db, &smsid, "registered"), 1, "registered again");
+    let kinds: Vec<String> = messages_of(&db, &smsid).into_iter().map(|m| m.0).collect();
+    assert_eq!(kinds, ["ddr", "state", "ddr", "state"]);
+    if decoder {
+        assert!(
+            second.log.contains("identity loaded: RSA-2048 key"),
+            "{}",
+            second.log
+        );
+        assert!(!second.log.contains("key generated"), "{}", second.log);
+    }
+    assert_eq!(
+        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
+        identity_slots[..],
+        "the identity slots changed on a boot that only confirmed"
+    );
+
+    // A P-256 build over the RSA identity: refused by name, nothing registered or rewritten.
+    let p256 = boot(&p256_elf, workdir.path()).await;
+    println!(
+        "--- P-256 build over the RSA identity ({:?}) ---\n{}",
+        p256.elapsed, p256.log
+    );
+    assert_eq!(
+        p256.code,
+        Some(1),
+        "the P-256 build ran on an RSA identity:\n{}",
+        p256.log
+    );
+    if decoder {
+        assert!(
+            p256.log
+                .contains("WrongKeyKind { stored: \"RSA-2048\", built: \"P-256\" }"),
+            "{}",
+            p256.log
+        );
+    }
+    assert_eq!(db.clients().unwrap().len(), 1);
+    assert_eq!(messages_of(&db, &smsid).len(), 4);
+    assert_eq!(
+        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
+        identity_slots[..],
+        "the refused identity was touched"
+    );
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p256_identity() {
+    let Some(decoder) = tools_or_skip(
+        "rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p256_identity",
+    ) else {
+        return;
+    };
+    let elf = tokio::task::spawn_blocking(rsa_firmware).await.unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let workdir = tempfile::tempdir().unwrap();
+    let db_path = site.path().join("site.db");
+    let mp = MpServer::start(mp_config(&db_path), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("MP starts");
+    let db = SiteDb::open(&db_path).unwrap();
+    write_config(workdir.path(), mp.local_addr().port());
+    let provision = workdir.path().join("provision-key.der");
+
+    // A provisioned key that does not import (here: the P-256 one): no identity, nothing sent.
+    std::fs::write(&provision, rsa_testdata("p256.pk8.der")).unwrap();
+    let bad = boot(&elf, workdir.path()).await;
+    println!(
+        "--- bad provisioned key ({:?}) ---\n{}",
+        bad.elapsed, bad.log
+    );
+    assert_eq!(
+        bad.code,
+        Some(1),
+        "a bad provisioned key was taken:\n{}",
+        bad.log
+    );
+    if decoder {
+        assert!(
+            bad.log.contains("ProvisionedKey(Rsa(NotRsa))"),
+            "{}",
+            bad.log
+        );
+        assert!(
+            !bad.log.contains("key generated"),
+            "fell back to generating:\n{}",
+            bad.log
+        );
+    }
+    assert!(!has_identity(workdir.path()), "an identity was made anyway");
+    assert!(db.clients().unwrap().is_empty());
+
+    // A PKCS#1 key (made by OpenSSL): registered with exactly that public key, stored as PKCS#8.
+    std::fs::write(&provision, rsa_testdata("rsa2048.pk1.der")).unwrap();
+    let good = boot(&elf, workdir.path()).await;
+    println!(
+        "--- provisioned PKCS#1 key ({:?}) ---\n{}",
+        good.elapsed, good.log
+    );
+    assert_eq!(good.code, Some(0), "{}", good.log);
+    let clients = db.clients().unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    let flash = read_flash(workdir.path());
+    assert_rsa_client(&clients[0], &flash.key);
+    assert_eq!(
+        mpagent_core::identity::cert_spki_der(&clients[0].cert_der).unwrap(),
+        rsa_testdata("rsa2048.spki.der"),
+        "the registered public key is the provisioned key's (OpenSSL's SPKI)"
+    );
+    assert_eq!(
+        flash.key,
+        rsa_testdata("rsa2048.pk8.der"),
+        "stored as PKCS#8"
+    );
+    if decoder {
+        assert!(
+            good.log
+                .contains("identity created: RSA-2048 key (provisioned)"),
+            "{}",
+            good.log
+        );
+    }
+    let smsid = clients[0].smsid.to_ascii_uppercase();
+    let kinds: Vec<String> = messages_of(&db, &smsid).into_iter().map(|m| m.0).collect();
+    assert_eq!(kinds, ["ddr"], "the signed heartbeat was accepted");
+
+    // The other way round: the RSA build over a P-256 identity refuses it, rewrites nothing.
+    let p256_elf = tokio::task::spawn_blocking(firmware).await.unwrap();
+    let other = tempfile::tempdir().unwrap();
+    write_config(other.path(), mp.local_addr().port());
+    let p256 = boot(&p256_elf, other.path()).await;
+    assert_eq!(p256.code, Some(0), "{}", p256.log);
+    assert_eq!(db.clients().unwrap().len(), 2);
+    let slots = std::fs::read(other.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT].to_vec();
+    let rsa = boot(&elf, other.path()).await;
+    println!(
+        "--- RSA build over a P-256 identity ({:?}) ---\n{}",
+        rsa.elapsed, rsa.log
+    );
+    assert_eq!(
+        rsa.code,
+        Some(1),
+        "the RSA build ran on a P-256 identity:\n{}",
+        rsa.log
+    );
+    if decoder {
+        assert!(
+            rsa.log
+                .contains("WrongKeyKind { stored: \"P-256\", built: \"RSA-2048\" }"),
+            "{}",
+            rsa.log
+        );
+        assert!(!rsa.log.contains("key generated"), "{}", rsa.log);
+    }
+    assert_eq!(
+        db.clients().unwrap().len(),
+        2,
+        "a second identity was registered"
+    );
+    assert_eq!(
+        std::fs::read(other.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
+        slots[..],
+        "the refused identity was touched"
+    );
     mp.shutdown().await;
 }

@@ -21,7 +21,6 @@ use mpagent_core::agent::signed::{
 use mpagent_core::config::AgentConfig;
 use mpagent_core::guid::{Guid, Smsid};
 use mpagent_core::io::{self, Clock, Connector, FetchError, PolicyRequestError, SendError};
-use mpagent_core::sign::P256Signer;
 use mpagent_core::sink::{Emit, Sink};
 use mpagent_core::store::embedded_storage::nor_flash::NorFlash;
 use mpagent_core::store::{BodyFault, Endpoint, MessageMeta, Store, StoreError};
@@ -243,7 +242,7 @@ pub fn queue_offline<F: NorFlash, K: Clock>(
     store: &mut Store<F>,
     stored: RegistrationState,
     config: &AgentConfig<'_>,
-    signer: &P256Signer,
+    signer: &crate::key::DeviceSigner,
     cert_der: &[u8],
     clock: &K,
     ip: [u8; 4],

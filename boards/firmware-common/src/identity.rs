@@ -1,23 +1,41 @@
-//! The device identity in the core's store (`mpagent_core::store`, A/B slots): the P-256 secret
-//! scalar as the key, the self-signed certificate, and the registration state with the SMSID.
-//! Loaded at boot, or created and saved before anything goes on the wire.
+//! The device identity in the core's store (`mpagent_core::store`, A/B slots): the key (P-256
+//! or RSA-2048, fixed at build time: see [`crate::key`]), the self-signed certificate, and the
+//! registration state with the SMSID. Loaded at boot, or created (from a generated or a
+//! provisioned key) and saved before anything goes on the wire.
+//!
+//! A stored identity whose key is of the other kind than this firmware's is refused
+//! ([`IdentityError::WrongKeyKind`]) and left as it is: making a new identity over it would show
+//! the site a second device and lose the registered one, so flashing a firmware of the other
+//! kind needs the identity erased on purpose.
 
-use defmt::info;
+use defmt::{error, info};
 use mpagent_core::agent::registration::{RegistrationEvent, RegistrationState};
-use mpagent_core::identity::{build_self_signed_p256, cert_public_key_p256, CertError, CertParams};
+use mpagent_core::identity::{CertError, CertParams};
 use mpagent_core::io::Progress;
-use mpagent_core::sign::P256Signer;
 use mpagent_core::store::embedded_storage::nor_flash::NorFlash;
 use mpagent_core::store::{Store, StoreError, StoredIdentity, IDENTITY_OVERHEAD};
 use mpagent_core::time::UnixTime;
 use rand_core::CryptoRngCore;
 
-/// Bytes [`load_or_create`] needs to read a stored identity (key + certificate + framing).
-pub const LOAD_BUFFER: usize = IDENTITY_OVERHEAD + 32 + mpagent_core::identity::MAX_CERT_LEN;
+use crate::key::{self, DeviceSigner, KeyError, KeyKind};
+
+/// Bytes [`load_or_create`] needs to read a stored identity of this firmware's kind (key +
+/// certificate + framing). Pass a larger buffer (e.g. the exchange buffer, free at that point)
+/// to also read a record of the other kind and refuse it by name rather than for its size.
+pub const LOAD_BUFFER: usize = IDENTITY_OVERHEAD + key::MAX_STORED_KEY + key::MAX_DEVICE_CERT;
+/// Bytes that read a stored identity of either kind (the RSA-2048 record is the larger).
+pub const LOAD_BUFFER_ANY_KIND: usize = IDENTITY_OVERHEAD
+    + mpagent_core::sign::rsa::RSA_PKCS8_DER_MAX_LEN
+    + mpagent_core::identity::MAX_RSA_CERT_LEN;
+const _: () = assert!(LOAD_BUFFER <= LOAD_BUFFER_ANY_KIND);
+/// Bytes of the certificate buffer [`load_or_create`] fills.
+pub const CERT_BUFFER: usize = key::MAX_DEVICE_CERT;
+/// Bytes a board reads a provisioned key into (see [`load_or_create`]).
+pub const PROVISIONED_KEY_BUFFER: usize = key::MAX_PROVISIONED_KEY;
 
 /// What [`load_or_create`] hands back: the signer, the certificate's length (in the caller's
 /// buffer) and the stored registration state.
-pub type Loaded = (P256Signer, usize, RegistrationState);
+pub type Loaded = (DeviceSigner, usize, RegistrationState);
 
 /// The stored identity is unusable.
 #[derive(Debug, defmt::Format)]
@@ -27,8 +45,20 @@ pub enum IdentityError<E> {
     /// Identity slots were written but none holds a complete record: refuse to make a second
     /// identity over a damaged one (the site would see a new device).
     Damaged,
-    /// The stored key is not a P-256 secret scalar.
-    BadKey,
+    /// The stored key is of this firmware's kind but unusable (or of no known kind: `None`).
+    BadKey(Option<KeyError>),
+    /// The stored identity holds a key of another kind than this firmware is built for: refused
+    /// and left untouched (see the module documentation).
+    WrongKeyKind {
+        /// What the record holds.
+        stored: KeyKind,
+        /// What this firmware is built for.
+        built: KeyKind,
+    },
+    /// The provisioned key was refused (no identity was made).
+    ProvisionedKey(KeyError),
+    /// Generating the key failed (the RNG looks broken).
+    Generation(KeyError),
     /// The stored certificate does not hold the stored key's public key.
     Mismatch,
     /// The certificate could not be built or read.
@@ -42,7 +72,11 @@ impl<E> From<StoreError<E>> for IdentityError<E> {
 }
 
 /// Load the identity, or create key and certificate and save them. The certificate lands in
-/// `cert_buf`; `load_buf` holds at least [`LOAD_BUFFER`] bytes.
+/// `cert_buf` (at least [`CERT_BUFFER`] bytes); `load_buf` holds at least [`LOAD_BUFFER`] bytes.
+///
+/// A new identity takes the `provisioned` key (DER: PKCS#8 or PKCS#1 for RSA-2048; P-256 builds
+/// take none) when there is one, else a key generated from `rng`. A provisioned key is used
+/// only for a new identity: the board reads it only while [`Store::has_identity`] is false.
 pub fn load_or_create<F: NorFlash>(
     store: &mut Store<F>,
     load_buf: &mut [u8],
@@ -50,16 +84,17 @@ pub fn load_or_create<F: NorFlash>(
     name: &str,
     now: UnixTime,
     rng: &mut impl CryptoRngCore,
+    provisioned: Option<&[u8]>,
 ) -> Result<Loaded, IdentityError<F::Error>> {
     let loaded = load(store, load_buf, cert_buf);
-    load_buf.fill(0); // the secret scalar does not linger in RAM
+    load_buf.fill(0); // the secret key does not linger in RAM
     if let Some(found) = loaded? {
         return Ok(found);
     }
     if store.report().torn_identity_slots > 0 {
         return Err(IdentityError::Damaged);
     }
-    create(store, cert_buf, name, now, rng)
+    create(store, cert_buf, name, now, rng, provisioned)
 }
 
 // Out of line, like `load`: each path's frame then sits alone under the caller, not both.
@@ -70,18 +105,33 @@ fn create<F: NorFlash>(
     name: &str,
     now: UnixTime,
     rng: &mut impl CryptoRngCore,
+    provisioned: Option<&[u8]>,
 ) -> Result<Loaded, IdentityError<F::Error>> {
-    let signer = P256Signer::generate(rng);
+    let signer = match provisioned {
+        Some(der) => key::from_provisioned(der).map_err(IdentityError::ProvisionedKey)?,
+        None => {
+            info!("generating a {} key", key::KIND);
+            let started = embassy_time::Instant::now();
+            let signer = key::generate(rng).map_err(IdentityError::Generation)?;
+            info!("key generated in {=u64} ms", started.elapsed().as_millis());
+            signer
+        }
+    };
     let params = CertParams::self_signed_now(name, now, rng);
-    let len =
-        build_self_signed_p256(&params, &signer, cert_buf).map_err(IdentityError::Certificate)?;
+    let len = key::build_cert(&params, &signer, cert_buf).map_err(IdentityError::Certificate)?;
     let state = RegistrationState::Unregistered;
     let cert = cert_buf
         .get(..len)
         .ok_or(IdentityError::Certificate(CertError::BufferTooSmall))?;
     save(store, &signer, cert, state)?;
     info!(
-        "identity created: P-256 key, {=usize}-byte certificate",
+        "identity created: {} key ({=str}), {=usize}-byte certificate",
+        key::KIND,
+        if provisioned.is_some() {
+            "provisioned"
+        } else {
+            "generated"
+        },
         len
     );
     Ok((signer, len, state))
@@ -96,17 +146,37 @@ fn load<F: NorFlash>(
     let Some(rec) = store.load_identity(load_buf)? else {
         return Ok(None);
     };
-    let key: &[u8; 32] = rec.key.try_into().map_err(|_| IdentityError::BadKey)?;
-    let signer = P256Signer::from_secret_bytes(key).map_err(|_| IdentityError::BadKey)?;
-    let cert_key = cert_public_key_p256(rec.cert_der).map_err(IdentityError::Certificate)?;
-    if signer.verifying_key().to_encoded_point(false).as_bytes() != cert_key.as_slice() {
+    match KeyKind::of_stored(rec.key) {
+        Some(kind) if kind == key::KIND => {}
+        Some(stored) => {
+            error!(
+                "the stored identity's key is {}, this firmware is built for {}: refusing it (no \
+                 new identity is made; flash a {} build, or erase the identity to start over as \
+                 a new device)",
+                stored,
+                key::KIND,
+                stored
+            );
+            return Err(IdentityError::WrongKeyKind {
+                stored,
+                built: key::KIND,
+            });
+        }
+        None => return Err(IdentityError::BadKey(None)),
+    }
+    let signer = key::from_stored(rec.key).map_err(|e| IdentityError::BadKey(Some(e)))?;
+    if !key::cert_matches(&signer, rec.cert_der).map_err(IdentityError::Certificate)? {
         return Err(IdentityError::Mismatch);
     }
     let cert = cert_buf
         .get_mut(..rec.cert_der.len())
         .ok_or(IdentityError::Certificate(CertError::BufferTooSmall))?;
     cert.copy_from_slice(rec.cert_der);
-    info!("identity loaded, state {}", rec.registration);
+    info!(
+        "identity loaded: {} key, state {}",
+        key::KIND,
+        rec.registration
+    );
     Ok(Some((signer, rec.cert_der.len(), rec.registration)))
 }
 
@@ -114,17 +184,23 @@ fn load<F: NorFlash>(
 #[inline(never)]
 pub fn save<F: NorFlash>(
     store: &mut Store<F>,
-    signer: &P256Signer,
+    signer: &DeviceSigner,
     cert_der: &[u8],
     state: RegistrationState,
-) -> Result<(), StoreError<F::Error>> {
-    let mut key = signer.secret_bytes();
-    let saved = store.save_identity(&StoredIdentity {
-        key: &key,
-        cert_der,
-        registration: state,
-    });
-    key.fill(0);
+) -> Result<(), IdentityError<F::Error>> {
+    let mut buf = [0u8; key::MAX_STORED_KEY];
+    let saved = match key::to_stored(signer, &mut buf) {
+        Ok(len) => store
+            .save_identity(&StoredIdentity {
+                key: buf.get(..len).unwrap_or(&[]),
+                cert_der,
+                registration: state,
+            })
+            .map_err(IdentityError::Store),
+        Err(e) => Err(IdentityError::BadKey(Some(e))),
+    };
+    buf.fill(0);
+    core::hint::black_box(&buf); // the wipe is not optimised out
     saved
 }
 
@@ -135,20 +211,20 @@ pub fn save<F: NorFlash>(
 /// (the MP is down).
 pub struct RegistrationRecorder<'a, F: NorFlash> {
     store: &'a mut Store<F>,
-    signer: &'a P256Signer,
+    signer: &'a DeviceSigner,
     cert_der: &'a [u8],
     saved: RegistrationState,
     /// Whether the site answered with a registration state this run.
     pub answered: bool,
     /// The first save that failed, if any (the run's outcome is then not kept).
-    pub store_failed: Option<StoreError<F::Error>>,
+    pub store_failed: Option<IdentityError<F::Error>>,
 }
 
 impl<'a, F: NorFlash> RegistrationRecorder<'a, F> {
     /// Starts from `stored`, the state the identity record holds now.
     pub fn new(
         store: &'a mut Store<F>,
-        signer: &'a P256Signer,
+        signer: &'a DeviceSigner,
         cert_der: &'a [u8],
         stored: RegistrationState,
     ) -> Self {

@@ -1,5 +1,6 @@
 //! The board-independent part of mpagent's firmware, shared by every board: the identity in the
-//! core's store (`identity`), and the management exchange after registration (`exchange`: the
+//! core's store (`identity`, with the key kind chosen at build time in `key`: P-256, or RSA-2048
+//! with the feature `key-rsa2048`), and the management exchange after registration (`exchange`: the
 //! heartbeat DDR through the store's queue, the queue drained to the MP, policy polled, fetched
 //! and acknowledged). Generic over the flash (`NorFlash`), the core's `Connector` and `Clock`, and
 //! where a board keeps policy bodies ([`exchange::PolicyBodies`]); deadlines use embassy-time,
@@ -8,4 +9,5 @@
 
 pub mod exchange;
 pub mod identity;
+pub mod key;
 mod text;

@@ -35,13 +35,12 @@ use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIde
 use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::http::request::RequestHead;
-use mpagent_core::identity::MAX_CERT_LEN;
 use mpagent_core::io::{self, Clock as _, Connector, Progress, RegisterOptions};
 use mpagent_core::store::Store;
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::registration::AgentType;
 use mpagent_firmware_common::exchange::{self, Agent, Assignments, Buffers as ExchangeBuffers};
-use mpagent_firmware_common::identity::{self, LOAD_BUFFER};
+use mpagent_firmware_common::identity::{self, CERT_BUFFER, LOAD_BUFFER_ANY_KIND};
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
@@ -71,6 +70,9 @@ const FQDN: &str = match option_env!("MPAGENT_FQDN") {
 const EXCHANGE_BUFFER: usize = 4096;
 /// Decoding a policy reply needs 3/2 of its size (`wire::policy::policy_reply_scratch_len`).
 const POLICY_SCRATCH: usize = EXCHANGE_BUFFER * 3 / 2;
+// The identity is read into the exchange buffer (free until the registration): any record of
+// either key kind fits, so one of the other kind is refused by name, not for its size.
+const _: () = assert!(EXCHANGE_BUFFER >= LOAD_BUFFER_ANY_KIND);
 const SOCKET_BUFFER: usize = 2048;
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on the whole registration (every attempt and back-off included).
@@ -87,8 +89,7 @@ type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
 /// Large buffers in `.bss`, out of the task's future (and so off the stack when it is spawned).
 struct Buffers {
-    identity: [u8; LOAD_BUFFER],
-    cert: [u8; MAX_CERT_LEN],
+    cert: [u8; CERT_BUFFER],
     socket_rx: [u8; SOCKET_BUFFER],
     socket_tx: [u8; SOCKET_BUFFER],
     exchange: [u8; EXCHANGE_BUFFER],
@@ -98,8 +99,7 @@ struct Buffers {
 }
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
-    identity: [0; LOAD_BUFFER],
-    cert: [0; MAX_CERT_LEN],
+    cert: [0; CERT_BUFFER],
     socket_rx: [0; SOCKET_BUFFER],
     socket_tx: [0; SOCKET_BUFFER],
     exchange: [0; EXCHANGE_BUFFER],
@@ -155,7 +155,6 @@ async fn main(spawner: Spawner) {
 async fn run(spawner: Spawner) {
     let p = embassy_stm32::init(clocks());
     let Buffers {
-        identity: identity_buf,
         cert: cert_buf,
         socket_rx,
         socket_tx,
@@ -232,8 +231,15 @@ async fn run(spawner: Spawner) {
     };
 
     // Identity: load it, or make it and save it before anything goes on the wire.
-    let loaded =
-        identity::load_or_create(&mut store, identity_buf, cert_buf, NAME, clock.now(), rng);
+    let loaded = identity::load_or_create(
+        &mut store,
+        &mut exchange[..],
+        cert_buf,
+        NAME,
+        clock.now(),
+        rng,
+        None,
+    );
     let (signer, cert_len, stored_state) = match loaded {
         Ok(found) => found,
         Err(e) => {

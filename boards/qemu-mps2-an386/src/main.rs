@@ -47,14 +47,15 @@ use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIde
 use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::config::{AgentConfig, ConfigError, SiteMode};
 use mpagent_core::guid::Smsid;
-use mpagent_core::identity::MAX_CERT_LEN;
 use mpagent_core::io::{self, Clock as _, Progress, RegisterError, RegisterOptions};
 use mpagent_core::sign::SignError;
 use mpagent_core::store::{Store, StoreError};
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::registration::AgentType;
 use mpagent_firmware_common::exchange::{self, Agent, Assignments, Buffers as ExchangeBuffers};
-use mpagent_firmware_common::identity::{self, LOAD_BUFFER};
+use mpagent_firmware_common::identity::{
+    self, CERT_BUFFER, LOAD_BUFFER_ANY_KIND, PROVISIONED_KEY_BUFFER,
+};
 use rand_core::RngCore;
 use semihosting::sys::arm_compat::sys_time;
 use static_cell::{ConstStaticCell, StaticCell};
@@ -75,10 +76,16 @@ type Summary = exchange::Summary;
 const CONFIG_FILE: &CStr = c"mpagent.cfg";
 const FLASH_FILE: &CStr = c"flash.bin";
 const FLASH_TMP: &CStr = c"flash.bin.tmp";
+/// A key for the first boot's new identity (DER, PKCS#8 or PKCS#1; RSA-2048 builds only):
+/// read only while no identity is stored, else a key is generated.
+const PROVISION_KEY_FILE: &CStr = c"provision-key.der";
 /// The one buffer requests stream through and replies land in (as on the host).
 const EXCHANGE_BUFFER: usize = 4096;
 /// Decoding a policy reply needs 3/2 of its size (`wire::policy::policy_reply_scratch_len`).
 const POLICY_SCRATCH: usize = EXCHANGE_BUFFER * 3 / 2;
+// The identity is read into the exchange buffer (free until the registration): any record of
+// either key kind fits, so one of the other kind is refused by name, not for its size.
+const _: () = assert!(EXCHANGE_BUFFER >= LOAD_BUFFER_ANY_KIND);
 const SOCKET_BUFFER: usize = 2048;
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on the whole registration (every attempt and back-off included).
@@ -94,7 +101,8 @@ enum Failure {
     Config(ConfigError),
     /// The MP host is not an IPv4 literal (this image has no DNS).
     MpNotAnAddress,
-    /// The stored identity is damaged or inconsistent: refuse to make a second identity.
+    /// The stored identity is damaged, inconsistent or of the other key kind (refused: no
+    /// second identity is made), a new one could not be made, or saving it failed.
     Identity(IdentityError),
     Ethernet(lan9118::InitError),
     Register(RegisterError),
@@ -137,8 +145,8 @@ enum Outcome {
 /// small, and so the stack: a future is built on the stack before it moves into its task.
 struct Buffers {
     config: [u8; 1024],
-    identity: [u8; LOAD_BUFFER],
-    cert: [u8; MAX_CERT_LEN],
+    cert: [u8; CERT_BUFFER],
+    provisioned_key: [u8; PROVISIONED_KEY_BUFFER],
     socket_rx: [u8; SOCKET_BUFFER],
     socket_tx: [u8; SOCKET_BUFFER],
     exchange: [u8; EXCHANGE_BUFFER],
@@ -148,8 +156,8 @@ struct Buffers {
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     config: [0; 1024],
-    identity: [0; LOAD_BUFFER],
-    cert: [0; MAX_CERT_LEN],
+    cert: [0; CERT_BUFFER],
+    provisioned_key: [0; PROVISIONED_KEY_BUFFER],
     socket_rx: [0; SOCKET_BUFFER],
     socket_tx: [0; SOCKET_BUFFER],
     exchange: [0; EXCHANGE_BUFFER],
@@ -204,8 +212,8 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let files = SemihostingFiles;
     let Buffers {
         config: cfg_buf,
-        identity: identity_buf,
         cert: cert_buf,
+        provisioned_key,
         socket_rx,
         socket_tx,
         exchange,
@@ -250,15 +258,22 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let flash = SemihostingFlash::open(FLASH_FILE, FLASH_TMP)?;
     let mut store: BoardStore = Store::open(flash, SemihostingFlash::layout())?;
     info!("store open: {} messages queued", store.len());
-    let (signer, cert_len, stored_state) = identity::load_or_create(
+    let provisioned = if store.has_identity() {
+        None
+    } else {
+        files.read(PROVISION_KEY_FILE, provisioned_key)?
+    };
+    let loaded = identity::load_or_create(
         &mut store,
-        identity_buf,
+        &mut exchange[..],
         cert_buf,
         prov.name,
         clock.now(),
         &mut rng,
-    )
-    .map_err(Failure::Identity)?;
+        provisioned,
+    );
+    provisioned_key.fill(0); // the provisioned secret does not linger in RAM
+    let (signer, cert_len, stored_state) = loaded.map_err(Failure::Identity)?;
     let cert_der = &cert_buf[..cert_len];
 
     // Network.
@@ -332,7 +347,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     );
     let (answered, store_failed) = (recorder.answered, recorder.store_failed);
     if let Some(e) = store_failed {
-        return Err(e.into());
+        return Err(Failure::Identity(e));
     }
     let outcome = match result {
         Ok(Ok(RegistrationState::Pending(_))) if !answered => Err(Failure::NotConfirmed),

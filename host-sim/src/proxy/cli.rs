@@ -48,6 +48,9 @@ pub enum ProxyCommand {
         /// The proxy's NetBIOS name (its certificate CN) for a new identity.
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
+        /// Threads serving devices (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
         #[command(flatten)]
         site: SiteArgs,
     },
@@ -138,10 +141,15 @@ pub async fn run(cmd: ProxyCommand) -> Result<()> {
             listen,
             state,
             name,
+            workers,
             site,
         } => {
             let mut opts = ProxyOptions::new(&mp, &site_code, state);
             opts.name = name;
+            if let Some(w) = workers {
+                anyhow::ensure!(w > 0, "--workers must be at least 1");
+                opts.workers = w;
+            }
             site.apply(&mut opts)?;
             let listen = super::parse_listen(&listen)?;
             let handle = super::start(opts, listen).await?;

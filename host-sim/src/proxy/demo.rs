@@ -3,10 +3,11 @@
 //! administrator's import, the proxy's registration, three constrained devices registered and
 //! reporting through it, and a second proxy refused when it tries to speak for one of them.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::client::{describe, run_device, DeviceOptions};
 use super::protocol::Frame;
+use super::registry::Registry;
 use super::{export_cert, start, ProxyOptions};
 use crate::mp::db::SiteDb;
 use crate::mp::{Approval, Limits, MpConfig, MpServer};
@@ -110,11 +111,10 @@ pub async fn run() -> Result<()> {
     let mut opts2 = ProxyOptions::new(&url, "PS1", state2.clone());
     opts2.name = "PROXY-2".into();
     let proxy2 = start(opts2, "127.0.0.1:0".parse()?).await?;
-    let (from, to) = (state.join("clients/dev-1"), state2.join("clients/dev-1"));
-    std::fs::create_dir_all(&to)?;
-    for f in ["key.pk8", "cert.der", "registration", "name"] {
-        std::fs::copy(from.join(f), to.join(f))?;
-    }
+    let record = Registry::open(&state)?
+        .device("dev-1")?
+        .context("dev-1 is not in the first proxy's registry")?;
+    Registry::open(&state2)?.put(record).await?;
     let opts = DeviceOptions {
         proxy: proxy2.local_addr(),
         id: "dev-1".into(),

@@ -3,7 +3,7 @@
 //! have no crypto of their own. Devices talk to it over our compact protocol ([`protocol`],
 //! `docs/proxy-protocol.md`); for each device the proxy makes and keeps a certificate, registers
 //! it (AgentType 8, `<Signature SMSID="GUID:{proxy}">`, signed with the proxy's key), keeps the
-//! device ↔ SMSID mapping in its state directory, and turns the device's data into MP messages
+//! device ↔ SMSID mapping in its registry ([`registry`]), and turns the device's data into MP messages
 //! signed with the proxy's key that name the device's SMSID (`MessageSigner::proxy`).
 //!
 //! Everything MP-facing is the core's: `build_proxy_client_request` / `io::register_as` for
@@ -17,15 +17,19 @@
 //! ```text
 //! DIR/key.pk8, DIR/cert.der      the proxy's identity (made on first run; export-cert)
 //! DIR/registration               the proxy's own registration (`registered GUID:…`)
-//! DIR/clients/{device id}/       per device: key.pk8 + cert.der (made by the proxy),
-//!                                registration (`registered GUID:…`), name
+//! DIR/devices.db                 the device registry (SQLite, WAL): per device its key and
+//!                                certificate (made by the proxy), name and registration
+//! DIR/clients.migrated/          the old per-device layout `clients/{id}/`, once imported
 //! ```
-//! Every file is written atomically (`client::state::write_atomic`).
+//! The identity files are written atomically (`client::state::write_atomic`); the registry
+//! commits durably (`synchronous=FULL`) before a device is answered.
 
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod device_key;
 pub mod protocol;
+pub mod registry;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -49,8 +53,9 @@ pub use server::{start, ProxyHandle};
 
 /// The proxy's default NetBIOS name (also its certificate's CN).
 pub const DEFAULT_NAME: &str = "MPX-PROXY";
-/// Subdirectory of the state directory holding one directory per device.
-pub const CLIENTS_DIR: &str = "clients";
+/// Subdirectory of the old (before `devices.db`) state layout holding one directory per
+/// device; imported into the registry on open.
+pub const CLIENTS_DIR: &str = registry::OLD_CLIENTS_DIR;
 
 /// How a proxy is configured (there is no auto-discovery: MP, site mode and code are given).
 #[derive(Debug, Clone)]
@@ -77,6 +82,13 @@ pub struct ProxyOptions {
     /// The hash the site expects (SHA-1 without `HashAlgorithm` for ConfigMgr 2007-style sites;
     /// RSA keys only). It applies to everything the proxy signs, for itself and its devices.
     pub signature_hash: SignatureHash,
+    /// Threads serving devices (each its own runtime; devices are served concurrently on all).
+    pub workers: usize,
+}
+
+/// Default [`ProxyOptions::workers`]: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 impl ProxyOptions {
@@ -92,6 +104,7 @@ impl ProxyOptions {
             mode: SiteMode::Mixed,
             pki: None,
             signature_hash: SignatureHash::Sha256,
+            workers: default_workers(),
         }
     }
 
@@ -362,26 +375,10 @@ pub async fn register_self(opts: &ProxyOptions, link: &ProxyLink) -> Result<Smsi
     }
 }
 
-/// The device ↔ SMSID mapping kept in the state directory.
+/// The device ↔ SMSID mapping kept in the state directory's registry, by device ID (an old
+/// per-device layout is imported first, see [`registry`]).
 pub fn client_mapping(state_dir: &Path) -> Result<Vec<(String, RegistrationState)>> {
-    let dir = state_dir.join(CLIENTS_DIR);
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if !protocol::valid_device_id(&id) {
-            continue;
-        }
-        let state = StateDir::open(&entry.path())?.registration()?;
-        out.push((id, state));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    registry::Registry::open(state_dir)?.all()
 }
 
 /// Where the proxy listens.

@@ -1,13 +1,16 @@
 //! `proxy serve`: register the proxy, then serve devices over the compact protocol.
 //!
 //! The core's drivers borrow `dyn Signer` / `dyn RngCore`, so their futures are not `Send`: the
-//! server runs on its own thread with a current-thread runtime and a `LocalSet`, one local task
-//! per connection. A malformed frame gets an `ERROR` frame and that connection is closed; the
-//! others carry on.
+//! server runs [`ProxyOptions::workers`] threads, each a current-thread runtime with a `LocalSet`
+//! accepting on its own handle of the one listening socket, one local task per connection. The
+//! proxy's state is shared (`Arc`): the registry ([`Registry`]) and a per-device lock so that two
+//! `REGISTER`s of one device do not race; nothing is held across the MP exchange that another
+//! device would wait for. A malformed frame gets an `ERROR` frame and that connection is closed;
+//! the others carry on.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -17,6 +20,7 @@ use mpagent_core::agent::registration::{
 };
 use mpagent_core::agent::signed::MessageSigner;
 use mpagent_core::guid::{Guid, Smsid};
+use mpagent_core::identity::CertParams;
 use mpagent_core::io::{
     self, AttemptFailure, PolicyRequestError, Progress, RegisterError, RegisterOptions, SendError,
 };
@@ -29,11 +33,12 @@ use mpagent_core::wire::report::{
 use mpagent_core::wire::state_message::StateMessage;
 use mpagent_core::wire::status::StatusMessage;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
+use super::device_key;
 use super::protocol::{self, code, kind, reg_status, Frame, ReadError};
-use super::{register_self, ProxyLink, ProxyOptions, CLIENTS_DIR};
-use crate::client::state::{write_atomic, StateDir};
+use super::registry::{DeviceRecord, Registry};
+use super::{register_self, ProxyLink, ProxyOptions};
 use crate::client::transport::{unix_now, SystemClock};
 use crate::client::EXCHANGE_BUFFER;
 
@@ -41,15 +46,12 @@ use crate::client::EXCHANGE_BUFFER;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time allowed for one frame to arrive once its first byte has (slow senders are cut off).
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-/// File (in a device's directory) holding the device's name.
-pub const NAME_FILE: &str = "name";
-
 /// A running proxy.
 pub struct ProxyHandle {
     addr: SocketAddr,
     smsid: Smsid,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Option<watch::Sender<bool>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ProxyHandle {
@@ -63,16 +65,16 @@ impl ProxyHandle {
         self.smsid
     }
 
-    /// Stop serving and wait for the server thread.
+    /// Stop serving and wait for the server threads.
     pub fn shutdown(mut self) {
         self.stop_now();
     }
 
     fn stop_now(&mut self) {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -90,9 +92,49 @@ struct Proxy {
     /// The proxy's identity and its connection to the MP (TLS in native mode).
     link: ProxyLink,
     smsid: Smsid,
-    clients_dir: PathBuf,
-    /// Serialises device registrations (identity creation and the mapping files).
-    registering: Mutex<()>,
+    /// The devices' keys, certificates and SMSIDs.
+    registry: Registry,
+    /// One lock per device with a `REGISTER` in progress (the map itself is locked only to find
+    /// or drop an entry), so a device's second `REGISTER` waits for its first and no other device
+    /// waits at all.
+    registering: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// A device's turn to register; dropping it lets the device's next `REGISTER` in.
+struct DeviceTurn<'a> {
+    map: &'a StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    id: &'a str,
+    lock: Arc<Mutex<()>>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl<'a> DeviceTurn<'a> {
+    async fn take(map: &'a StdMutex<HashMap<String, Arc<Mutex<()>>>>, id: &'a str) -> Self {
+        let lock = map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        let guard = Some(lock.clone().lock_owned().await);
+        DeviceTurn {
+            map,
+            id,
+            lock,
+            guard,
+        }
+    }
+}
+
+impl Drop for DeviceTurn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only the map's and this turn's handles left: nobody else waits for the device.
+        if Arc::strong_count(&self.lock) == 2 {
+            map.remove(self.id);
+        }
+    }
 }
 
 /// Load (or create) the proxy's identity, register it (AgentType 4) unless it holds its SMSID
@@ -100,64 +142,87 @@ struct Proxy {
 /// proxy (e.g. its certificate was not imported).
 pub async fn start(opts: ProxyOptions, listen: SocketAddr) -> Result<ProxyHandle> {
     let link = ProxyLink::open(&opts)?;
+    // Before anything goes on the wire: an old state layout that cannot be imported stops here.
+    let registry = Registry::open(&opts.state_dir)?;
     let smsid = register_self(&opts, &link).await?;
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let clients_dir = opts.state_dir.join(CLIENTS_DIR);
-    std::fs::create_dir_all(&clients_dir)?;
-    let proxy = Proxy {
+    let workers = opts.workers.max(1);
+    let proxy = Arc::new(Proxy {
         opts,
         link,
         smsid,
-        clients_dir,
-        registering: Mutex::new(()),
-    };
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
-    let thread = std::thread::Builder::new()
-        .name("mpx-proxy".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
-                let listener = match TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                accept_loop(listener, Rc::new(proxy), stop_rx).await;
-            });
-        })?;
-    ready_rx
-        .await
-        .map_err(|_| anyhow!("the proxy thread died"))??;
-    tracing::info!("ISV proxy {smsid} serving devices on {addr}");
-    Ok(ProxyHandle {
+        registry,
+        registering: StdMutex::new(HashMap::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut handle = ProxyHandle {
         addr,
         smsid,
         stop: Some(stop_tx),
-        thread: Some(thread),
-    })
+        threads: Vec::new(),
+    };
+    let mut ready = Vec::new();
+    for w in 0..workers {
+        let listener = listener.try_clone()?;
+        let (proxy, stop) = (proxy.clone(), stop_rx.clone());
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+        ready.push(ready_rx);
+        // On an early return `handle` is dropped, which stops the threads already started.
+        handle.threads.push(
+            std::thread::Builder::new()
+                .name(format!("mpx-proxy-{w}"))
+                .spawn(move || serve_on_this_thread(listener, proxy, stop, ready_tx))?,
+        );
+    }
+    for r in ready {
+        r.await.map_err(|_| anyhow!("a proxy thread died"))??;
+    }
+    tracing::info!("ISV proxy {smsid} serving devices on {addr} ({workers} threads)");
+    Ok(handle)
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>, mut stop: oneshot::Receiver<()>) {
+/// One worker: a current-thread runtime and `LocalSet` accepting on `listener`.
+fn serve_on_this_thread(
+    listener: std::net::TcpListener,
+    proxy: Arc<Proxy>,
+    stop: watch::Receiver<bool>,
+    ready: oneshot::Sender<Result<()>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(e.into()));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        accept_loop(listener, proxy, stop).await;
+    });
+}
+
+async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
     loop {
+        if *stop.borrow() {
+            return;
+        }
         tokio::select! {
-            _ = &mut stop => return,
+            // An error: the handle is gone, nobody can stop us any more; stop now.
+            changed = stop.changed() => if changed.is_err() { return },
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let proxy = proxy.clone();
@@ -311,16 +376,8 @@ fn send_error(e: SendError) -> Frame {
 }
 
 impl Proxy {
-    fn client_dir(&self, id: &str) -> PathBuf {
-        self.clients_dir.join(id)
-    }
-
     fn client_state(&self, id: &str) -> Result<Option<RegistrationState>> {
-        let dir = self.client_dir(id);
-        if !dir.exists() {
-            return Ok(None);
-        }
-        Ok(Some(StateDir::open(&dir)?.registration()?))
+        self.registry.state(id)
     }
 
     fn registered_smsid(&self, dev: &Device) -> Result<Smsid, Frame> {
@@ -344,23 +401,35 @@ impl Proxy {
 
     /// Register (or confirm) a device through the proxy, keeping its certificate and SMSID.
     async fn register_device(&self, dev: &Device) -> Frame {
-        let _guard = self.registering.lock().await;
+        let _turn = DeviceTurn::take(&self.registering, &dev.id).await;
         match self.register_device_locked(dev).await {
             Ok(f) => f,
             Err(e) => Frame::error(code::INTERNAL, format!("{e:#}")),
         }
     }
 
-    async fn register_device_locked(&self, dev: &Device) -> Result<Frame> {
-        let state_dir = StateDir::open(&self.client_dir(&dev.id))?;
+    /// The device's record, made (key, certificate) and stored durably on its first `REGISTER`.
+    async fn device_record(&self, dev: &Device) -> Result<DeviceRecord> {
+        if let Some(r) = self.registry.device(&dev.id)? {
+            return Ok(r);
+        }
         // The device has no key: the proxy makes and keeps its certificate (spec §4 [profile]),
-        // with a key of the proxy's own kind (an RSA site gets RSA device certificates).
-        let client = state_dir.load_or_create_identity_with(
-            &dev.name,
-            unix_now(),
-            self.link.signer.inner().kind(),
-        )?;
-        write_atomic(&state_dir.path().join(NAME_FILE), dev.name.as_bytes())?;
+        // with a key of the proxy's own kind (an RSA site gets RSA device certificates). It is
+        // stored before the MP sees the certificate.
+        let params = CertParams::self_signed_now(&dev.name, unix_now(), &mut rand_core::OsRng);
+        let made = device_key::make(self.link.signer.inner().kind(), &params)?;
+        let record = DeviceRecord {
+            id: dev.id.clone(),
+            name: dev.name.clone(),
+            key_pk8: made.key_pk8,
+            cert_der: made.cert_der,
+            state: RegistrationState::Unregistered,
+        };
+        self.registry.insert_new(record).await
+    }
+
+    async fn register_device_locked(&self, dev: &Device) -> Result<Frame> {
+        let client = self.device_record(dev).await?;
         let fqdn = format!("{}.local", dev.name);
         let config = self.opts.config(&dev.name, &fqdn)?;
         let registrant = Registrant::ProxyClient {
@@ -370,22 +439,20 @@ impl Proxy {
         };
         // A device registered before is re-confirmed with the MP (RequestType="Confirmation"
         // with its SMSID), so the MP — not only this proxy's files — vouches for the mapping.
-        let known = match state_dir.registration()? {
+        let known = match client.state {
             RegistrationState::Registered(id) => RegistrationState::Pending(id),
             other => other,
         };
         let mut registrar = Registrar::new(known);
         let mut connector = self.link.connector();
         let mut buf = vec![0u8; EXCHANGE_BUFFER];
-        let mut save_error = None;
+        // The states to keep are written once the exchange is over (one registry write): the
+        // observer cannot wait for the registry, and the last such state is the one that counts.
+        let mut persisted = None;
         let mut observe = |p: &Progress| {
-            let state = match p {
-                Progress::Event(ev) => ev.persist(),
-                _ => None,
-            };
-            if let Some(s) = state {
-                if let Err(e) = state_dir.save_registration(s) {
-                    save_error = Some(e);
+            if let Progress::Event(ev) = p {
+                if let Some(s) = ev.persist() {
+                    persisted = Some(s);
                 }
             }
         };
@@ -404,8 +471,15 @@ impl Proxy {
             &mut observe,
         )
         .await;
-        if let Some(e) = save_error {
-            return Err(e).context("persisting the device's registration");
+        let keep = match &result {
+            Ok(s) => Some(*s),
+            Err(_) => persisted,
+        };
+        if let Some(s) = keep {
+            self.registry
+                .set_registration(&dev.id, &dev.name, s)
+                .await
+                .context("persisting the device's registration")?;
         }
         let state = match result {
             Ok(s) => s,
@@ -428,7 +502,6 @@ impl Proxy {
                 ))
             }
         };
-        state_dir.save_registration(state)?;
         tracing::info!("device {} ({}): {state:?}", dev.id, dev.name);
         Ok(match state {
             RegistrationState::Registered(id) => Frame::RegisterResult {

@@ -1,0 +1,195 @@
+//! Which signer the device holds, chosen at build time (feature `key-rsa2048`, else P-256), and
+//! how its key sits in the identity record: what the rest of the firmware needs to know about
+//! the algorithm lives here, nowhere else.
+//!
+//! The record's key field says which kind it holds, so a firmware built for the other kind
+//! refuses it instead of misreading it ([`KeyKind::of_stored`]):
+//! - P-256: the 32-byte secret scalar (what every P-256 firmware has written);
+//! - RSA-2048: a PKCS#8 `PrivateKeyInfo` (DER, rsaEncryption with NULL parameters, as the core
+//!   writes it, ~1.2 KB): its AlgorithmIdentifier names the algorithm, and it is the standard
+//!   form a key is exported or provisioned in.
+
+use mpagent_core::identity::{CertError, CertParams};
+use rand_core::CryptoRngCore;
+
+/// A kind of identity key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// ECDSA P-256.
+    P256,
+    /// RSA-2048, PKCS#1 v1.5 signatures.
+    Rsa2048,
+}
+
+/// The rsaEncryption PKCS#8 header after the outer SEQUENCE's 4-byte header: `INTEGER 0`,
+/// `SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }`, then the OCTET STRING's tag.
+const PKCS8_RSA_HEADER: [u8; 19] = [
+    0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    0x05, 0x00, 0x04,
+];
+
+impl defmt::Format for KeyKind {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=str}", self.name())
+    }
+}
+
+impl KeyKind {
+    /// How people call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::P256 => "P-256",
+            Self::Rsa2048 => "RSA-2048",
+        }
+    }
+
+    /// The kind of key stored in an identity record's key field; `None` for neither form.
+    /// A byte check only: it links no code of the other algorithm.
+    pub fn of_stored(key: &[u8]) -> Option<Self> {
+        if key.len() == 32 {
+            return Some(Self::P256);
+        }
+        let is_rsa = key.first() == Some(&0x30)
+            && key.get(1) == Some(&0x82)
+            && key.get(4..4 + PKCS8_RSA_HEADER.len()) == Some(&PKCS8_RSA_HEADER[..]);
+        is_rsa.then_some(Self::Rsa2048)
+    }
+}
+
+/// A key could not be made, read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum KeyError {
+    /// P-256: the stored bytes are not a valid secret scalar.
+    P256,
+    /// RSA-2048: import, export or generation failed.
+    Rsa(mpagent_core::sign::RsaKeyError),
+    /// This firmware takes no provisioned key of this form (P-256 builds take none).
+    ProvisioningUnsupported,
+}
+
+#[cfg(not(feature = "key-rsa2048"))]
+mod imp {
+    use super::*;
+    use mpagent_core::identity::{build_self_signed_p256, cert_public_key_p256, MAX_CERT_LEN};
+    use mpagent_core::sign::P256Signer;
+
+    /// The signer this firmware holds.
+    pub type DeviceSigner = P256Signer;
+    /// The kind of key this firmware is built for.
+    pub const KIND: KeyKind = KeyKind::P256;
+    /// Largest key field this firmware stores.
+    pub const MAX_STORED_KEY: usize = 32;
+    /// Largest certificate this firmware makes.
+    pub const MAX_DEVICE_CERT: usize = MAX_CERT_LEN;
+    /// Largest provisioned key read (P-256 builds take none: enough to see one and refuse it).
+    pub const MAX_PROVISIONED_KEY: usize = 256;
+
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<DeviceSigner, KeyError> {
+        Ok(P256Signer::generate(rng))
+    }
+
+    pub fn from_provisioned(_der: &[u8]) -> Result<DeviceSigner, KeyError> {
+        Err(KeyError::ProvisioningUnsupported)
+    }
+
+    pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
+        let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
+        P256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)
+    }
+
+    /// Write the key field into `out`; returns its length. The caller zeroes `out` after use.
+    pub fn to_stored(signer: &DeviceSigner, out: &mut [u8]) -> Result<usize, KeyError> {
+        let secret = signer.secret_bytes();
+        let dst = out.get_mut(..secret.len()).ok_or(KeyError::P256)?;
+        dst.copy_from_slice(&secret);
+        Ok(secret.len())
+    }
+
+    pub fn build_cert(
+        params: &CertParams<'_>,
+        signer: &DeviceSigner,
+        out: &mut [u8],
+    ) -> Result<usize, CertError> {
+        build_self_signed_p256(params, signer, out)
+    }
+
+    /// Whether `cert_der` holds `signer`'s public key.
+    pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
+        let cert_key = cert_public_key_p256(cert_der)?;
+        Ok(signer.verifying_key().to_encoded_point(false).as_bytes() == cert_key.as_slice())
+    }
+}
+
+#[cfg(feature = "key-rsa2048")]
+mod imp {
+    //! Each step is out of line: inlined, the RSA temporaries of all of them (a key is ~3.3 KB)
+    //! pile up in the caller's frame, under the deepest step's stack.
+    use super::*;
+    use mpagent_core::identity::{build_self_signed_rsa, cert_spki_der, MAX_RSA_CERT_LEN};
+    use mpagent_core::sign::rsa::{RSA_PKCS8_DER_MAX_LEN, RSA_SPKI_DER_MAX_LEN};
+    use mpagent_core::sign::{RsaKeyError, RsaSigner};
+
+    /// The signer this firmware holds.
+    pub type DeviceSigner = RsaSigner;
+    /// The kind of key this firmware is built for.
+    pub const KIND: KeyKind = KeyKind::Rsa2048;
+    /// Largest key field this firmware stores (PKCS#8).
+    pub const MAX_STORED_KEY: usize = RSA_PKCS8_DER_MAX_LEN;
+    /// Largest certificate this firmware makes.
+    pub const MAX_DEVICE_CERT: usize = MAX_RSA_CERT_LEN;
+    /// Largest provisioned key read (PKCS#8 is the longer of the two forms).
+    pub const MAX_PROVISIONED_KEY: usize = RSA_PKCS8_DER_MAX_LEN;
+
+    /// A fresh key: about 2.8 G instructions on average on a Cortex-M4 (see the README).
+    #[inline(never)]
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<DeviceSigner, KeyError> {
+        RsaSigner::generate(rng).map_err(KeyError::Rsa)
+    }
+
+    /// A provisioned PKCS#8 or PKCS#1 DER key (told apart by trying PKCS#8 first), checked.
+    #[inline(never)]
+    pub fn from_provisioned(der: &[u8]) -> Result<DeviceSigner, KeyError> {
+        match RsaSigner::from_pkcs8_der(der) {
+            Err(RsaKeyError::Malformed) => RsaSigner::from_pkcs1_der(der),
+            other => other,
+        }
+        .map_err(KeyError::Rsa)
+    }
+
+    /// The stored PKCS#8 key, checked on import like a provisioned one (a flash fault in the key
+    /// is caught here, not by a wrong signature on the wire).
+    #[inline(never)]
+    pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
+        RsaSigner::from_pkcs8_der(key).map_err(KeyError::Rsa)
+    }
+
+    /// Write the key field (PKCS#8) into `out`; returns its length. The caller zeroes `out`.
+    #[inline(never)]
+    pub fn to_stored(signer: &DeviceSigner, out: &mut [u8]) -> Result<usize, KeyError> {
+        signer
+            .to_pkcs8_der(out)
+            .map(<[u8]>::len)
+            .map_err(KeyError::Rsa)
+    }
+
+    #[inline(never)]
+    pub fn build_cert(
+        params: &CertParams<'_>,
+        signer: &DeviceSigner,
+        out: &mut [u8],
+    ) -> Result<usize, CertError> {
+        build_self_signed_rsa(params, signer, out)
+    }
+
+    /// Whether `cert_der` holds `signer`'s public key.
+    #[inline(never)]
+    pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
+        let mut spki = [0u8; RSA_SPKI_DER_MAX_LEN];
+        let own = signer
+            .spki_der(&mut spki)
+            .map_err(|_| CertError::InvalidKey)?;
+        Ok(cert_spki_der(cert_der)? == own)
+    }
+}
+
+pub use imp::*;

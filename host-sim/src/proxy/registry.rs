@@ -1,0 +1,675 @@
+//! The proxy's device registry: for every device the key and certificate the proxy made for it,
+//! its name and its registration state (SMSID), in one SQLite database `DIR/devices.db`.
+//!
+//! Why one database and not a directory per device: the per-device directory (five fsynced
+//! files, an inode and a directory entry each) made each registration cost several fsyncs and
+//! ext4 inode allocations whose cost grew with the number of devices (docs/performance.md,
+//! "Fleet through the ISV proxy"). Here a registration is at most two row writes.
+//!
+//! Durability: WAL mode with `synchronous=FULL`, so a write is on disk (the WAL fsynced) before
+//! its future resolves; a device's key and SMSID survive a crash or a restart. Writes go to one
+//! writer thread that commits whatever has queued up in one transaction (group commit: one
+//! fsync for many devices, and no runtime thread ever waits on the disk). Reads use their own
+//! connection (WAL readers do not wait for the writer).
+//!
+//! The old layout (`DIR/clients/{id}/` with `key.pk8`, `cert.der`, `registration`, `name`) is
+//! imported on open, in one transaction, and the directory renamed to `clients.migrated`.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
+use mpagent_core::agent::registration::RegistrationState;
+use mpagent_core::guid::Smsid;
+use mpagent_core::identity::cert_spki_der;
+use mpagent_core::time::UnixTime;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::protocol;
+use crate::client::state::{ClientSigner, StateDir, CERT_FILE, KEY_FILE};
+
+/// The registry's database, in the proxy's state directory.
+pub const REGISTRY_FILE: &str = "devices.db";
+/// The old layout's directory of per-device directories (imported on open).
+pub const OLD_CLIENTS_DIR: &str = "clients";
+/// Where the old layout's directory is moved once imported (kept, not deleted).
+pub const MIGRATED_DIR: &str = "clients.migrated";
+/// The old layout's file holding a device's name.
+pub const OLD_NAME_FILE: &str = "name";
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    id          TEXT PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL,
+    key_pk8     BLOB NOT NULL,
+    cert_der    BLOB NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('unregistered', 'pending', 'registered', 'rejected')),
+    smsid       TEXT,
+    rejected_at INTEGER
+) WITHOUT ROWID;
+";
+
+/// Everything the proxy keeps for one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// The device's ID (`HELLO`).
+    pub id: String,
+    /// The name it last registered with.
+    pub name: String,
+    /// The key the proxy made for it (PKCS#8 DER, the proxy's key kind).
+    pub key_pk8: Vec<u8>,
+    /// Its self-signed certificate (DER), what the MP registered.
+    pub cert_der: Vec<u8>,
+    /// Its registration.
+    pub state: RegistrationState,
+}
+
+enum Job {
+    /// Insert unless the device exists; answer the stored record.
+    Insert(DeviceRecord, oneshot::Sender<Result<DeviceRecord>>),
+    /// Insert or replace.
+    Put(DeviceRecord, oneshot::Sender<Result<()>>),
+    /// Set an existing device's name and registration.
+    SetRegistration {
+        id: String,
+        name: String,
+        state: RegistrationState,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// The registry: reads on the calling thread, writes on the writer thread.
+pub struct Registry {
+    path: PathBuf,
+    reader: Mutex<Connection>,
+    writer: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Registry {
+    /// Open (creating) `state_dir/devices.db`, importing an old-layout `clients/` directory.
+    pub fn open(state_dir: &Path) -> Result<Registry> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let path = state_dir.join(REGISTRY_FILE);
+        let mut conn = connect(&path)?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("creating the schema of {}", path.display()))?;
+        migrate_old_layout(state_dir, &mut conn)?;
+        let reader = connect(&path)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("mpx-registry".into())
+            .spawn(move || writer_loop(conn, rx))?;
+        Ok(Registry {
+            path,
+            reader: Mutex::new(reader),
+            writer: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| anyhow!("the registry's reader lock is poisoned"))?;
+        f(&conn).with_context(|| format!("reading {}", self.path.display()))
+    }
+
+    /// A device's registration (`None`: the proxy does not know it).
+    pub fn state(&self, id: &str) -> Result<Option<RegistrationState>> {
+        let row = self.read(|c| {
+            c.prepare_cached("SELECT state, smsid, rejected_at FROM devices WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })?;
+        row.map(|(s, id, at): (String, Option<String>, Option<i64>)| decode_state(&s, id, at))
+            .transpose()
+    }
+
+    /// Everything kept for a device.
+    pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
+        let row = self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, name, key_pk8, cert_der, state, smsid, rejected_at \
+                 FROM devices WHERE id = ?1",
+            )?
+            .query_row([id], row_parts)
+            .optional()
+        })?;
+        row.map(record).transpose()
+    }
+
+    /// Every device and its registration, by ID.
+    pub fn all(&self) -> Result<Vec<(String, RegistrationState)>> {
+        let rows = self.read(|c| {
+            c.prepare_cached("SELECT id, state, smsid, rejected_at FROM devices ORDER BY id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String, Option<String>, Option<i64>)>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, s, smsid, at)| Ok((id, decode_state(&s, smsid, at)?)))
+            .collect()
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .as_ref()
+            .ok_or_else(|| anyhow!("the registry is closed"))?
+            .send(job(tx))
+            .map_err(|_| anyhow!("the registry's writer stopped"))?;
+        rx.await
+            .map_err(|_| anyhow!("the registry's writer stopped"))?
+    }
+
+    /// Store a new device unless one with its ID exists; returns what is stored (durably).
+    pub async fn insert_new(&self, record: DeviceRecord) -> Result<DeviceRecord> {
+        self.submit(|tx| Job::Insert(record, tx)).await
+    }
+
+    /// Store `record`, replacing the device's if any (tools, tests: a copied mapping).
+    pub async fn put(&self, record: DeviceRecord) -> Result<()> {
+        self.submit(|tx| Job::Put(record, tx)).await
+    }
+
+    /// Store a known device's name and registration (durably).
+    pub async fn set_registration(
+        &self,
+        id: &str,
+        name: &str,
+        state: RegistrationState,
+    ) -> Result<()> {
+        let (id, name) = (id.to_string(), name.to_string());
+        self.submit(|reply| Job::SetRegistration {
+            id,
+            name,
+            state,
+            reply,
+        })
+        .await
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after it committed what was queued.
+        self.writer.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type RowParts = (
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    Option<String>,
+    Option<i64>,
+);
+
+fn row_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowParts> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn record((id, name, key_pk8, cert_der, s, smsid, at): RowParts) -> Result<DeviceRecord> {
+    let state = decode_state(&s, smsid, at).with_context(|| format!("device {id}"))?;
+    Ok(DeviceRecord {
+        id,
+        name,
+        key_pk8,
+        cert_der,
+        state,
+    })
+}
+
+fn encode_state(state: RegistrationState) -> (&'static str, Option<String>, Option<i64>) {
+    match state {
+        RegistrationState::Unregistered => ("unregistered", None, None),
+        RegistrationState::Pending(id) => ("pending", Some(id.to_string()), None),
+        RegistrationState::Registered(id) => ("registered", Some(id.to_string()), None),
+        RegistrationState::Rejected(at) => ("rejected", None, i64::try_from(at.0).ok()),
+    }
+}
+
+fn decode_state(state: &str, smsid: Option<String>, at: Option<i64>) -> Result<RegistrationState> {
+    let smsid = || -> Result<Smsid> {
+        let s = smsid.as_deref().ok_or_else(|| anyhow!("no SMSID"))?;
+        Smsid::parse(s.as_bytes()).ok_or_else(|| anyhow!("bad SMSID {s:?}"))
+    };
+    Ok(match state {
+        "unregistered" => RegistrationState::Unregistered,
+        "pending" => RegistrationState::Pending(smsid()?),
+        "registered" => RegistrationState::Registered(smsid()?),
+        "rejected" => RegistrationState::Rejected(UnixTime(
+            at.and_then(|a| u64::try_from(a).ok()).unwrap_or(0),
+        )),
+        other => bail!("unknown registration state {other:?}"),
+    })
+}
+
+fn put_row(conn: &Connection, sql: &str, r: &DeviceRecord) -> rusqlite::Result<usize> {
+    let (state, smsid, at) = encode_state(r.state);
+    conn.prepare_cached(sql)?.execute(params![
+        r.id, r.name, r.key_pk8, r.cert_der, state, smsid, at
+    ])
+}
+
+const INSERT_NEW: &str = "INSERT INTO devices (id, name, key_pk8, cert_der, state, smsid, \
+     rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING";
+const UPSERT: &str = "INSERT OR REPLACE INTO devices (id, name, key_pk8, cert_der, state, \
+     smsid, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// A job's answer, sent once its transaction committed.
+enum Done {
+    Record(oneshot::Sender<Result<DeviceRecord>>, Result<DeviceRecord>),
+    Unit(oneshot::Sender<Result<()>>, Result<()>),
+}
+
+impl Done {
+    fn fail(self, e: &anyhow::Error) {
+        match self {
+            Done::Record(tx, _) => drop(tx.send(Err(anyhow!("{e:#}")))),
+            Done::Unit(tx, _) => drop(tx.send(Err(anyhow!("{e:#}")))),
+        }
+    }
+    fn send(self) {
+        match self {
+            Done::Record(tx, r) => drop(tx.send(r)),
+            Done::Unit(tx, r) => drop(tx.send(r)),
+        }
+    }
+}
+
+fn run_job(conn: &Connection, job: Job) -> Done {
+    match job {
+        Job::Insert(r, tx) => {
+            let res = put_row(conn, INSERT_NEW, &r)
+                .and_then(|_| {
+                    conn.prepare_cached(
+                        "SELECT id, name, key_pk8, cert_der, state, smsid, rejected_at \
+                         FROM devices WHERE id = ?1",
+                    )?
+                    .query_row([&r.id], row_parts)
+                })
+                .map_err(anyhow::Error::from)
+                .and_then(record);
+            Done::Record(tx, res)
+        }
+        Job::Put(r, tx) => Done::Unit(tx, put_row(conn, UPSERT, &r).map(drop).map_err(Into::into)),
+        Job::SetRegistration {
+            id,
+            name,
+            state,
+            reply,
+        } => {
+            let (s, smsid, at) = encode_state(state);
+            let res = conn
+                .prepare_cached(
+                    "UPDATE devices SET name = ?2, state = ?3, smsid = ?4, rejected_at = ?5 \
+                     WHERE id = ?1",
+                )
+                .and_then(|mut st| st.execute(params![id, name, s, smsid, at]))
+                .map_err(anyhow::Error::from)
+                .and_then(|n| match n {
+                    1 => Ok(()),
+                    _ => Err(anyhow!("device {id} is not in the registry")),
+                });
+            Done::Unit(reply, res)
+        }
+    }
+}
+
+/// Group commit: take everything queued (up to [`MAX_BATCH`]), run it in one transaction,
+/// answer each job only once the transaction is durable.
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction() {
+            Ok(t) => t,
+            Err(e) => {
+                let e = anyhow::Error::from(e).context("starting a registry transaction");
+                jobs.into_iter().for_each(|j| fail_job(j, &e));
+                continue;
+            }
+        };
+        let done: Vec<Done> = jobs.into_iter().map(|j| run_job(&tx, j)).collect();
+        match tx.commit() {
+            Ok(()) => done.into_iter().for_each(Done::send),
+            Err(e) => {
+                let e = anyhow::Error::from(e).context("committing to the registry");
+                tracing::warn!("{e:#}");
+                done.into_iter().for_each(|d| d.fail(&e));
+            }
+        }
+    }
+}
+
+/// Answer `job` with `e` without running it.
+fn fail_job(job: Job, e: &anyhow::Error) {
+    match job {
+        Job::Insert(_, tx) => drop(tx.send(Err(anyhow!("{e:#}")))),
+        Job::Put(_, tx) | Job::SetRegistration { reply: tx, .. } => {
+            drop(tx.send(Err(anyhow!("{e:#}"))))
+        }
+    }
+}
+
+/// Import the old layout (`clients/{id}/` files) into `conn` in one transaction (devices already
+/// in the database win), then rename the directory to [`MIGRATED_DIR`]. A device directory with
+/// only one of key and certificate, or a key that is not the certificate's, stops the import
+/// (nothing is imported, nothing renamed) with an error naming it.
+fn migrate_old_layout(state_dir: &Path, conn: &mut Connection) -> Result<()> {
+    let old = state_dir.join(OLD_CLIENTS_DIR);
+    if !old.is_dir() {
+        return Ok(());
+    }
+    let migrated = state_dir.join(MIGRATED_DIR);
+    if migrated.exists() {
+        bail!(
+            "{} (old per-device layout) and {} (an earlier import) are both there; move one \
+             away before starting the proxy",
+            old.display(),
+            migrated.display()
+        );
+    }
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(&old).with_context(|| format!("reading {}", old.display()))? {
+        let entry = entry?;
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !protocol::valid_device_id(&id) || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        if let Some(r) = read_old_device(&entry.path(), id)? {
+            records.push(r);
+        }
+    }
+    let tx = conn.transaction()?;
+    for r in &records {
+        put_row(&tx, INSERT_NEW, r)
+            .with_context(|| format!("importing device {} from {}", r.id, old.display()))?;
+    }
+    tx.commit()
+        .with_context(|| format!("committing the import of {}", old.display()))?;
+    std::fs::rename(&old, &migrated)
+        .with_context(|| format!("renaming {} to {}", old.display(), migrated.display()))?;
+    if let Ok(d) = std::fs::File::open(state_dir) {
+        let _ = d.sync_all();
+    }
+    tracing::info!(
+        "imported {} devices from {} into {} (old files kept in {})",
+        records.len(),
+        old.display(),
+        REGISTRY_FILE,
+        migrated.display()
+    );
+    Ok(())
+}
+
+fn read_old_device(dir: &Path, id: String) -> Result<Option<DeviceRecord>> {
+    let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
+    let (key_pk8, cert_der) = match (std::fs::read(&key_path), std::fs::read(&cert_path)) {
+        (Ok(k), Ok(c)) => (k, c),
+        // A directory made just before its identity (a crash in between): nothing to keep.
+        (Err(a), Err(b))
+            if a.kind() == std::io::ErrorKind::NotFound
+                && b.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(None)
+        }
+        _ => bail!(
+            "{} holds only one of {KEY_FILE} and {CERT_FILE} (or one is unreadable); the old \
+             device layout cannot be imported until it is repaired or removed",
+            dir.display()
+        ),
+    };
+    let signer = ClientSigner::from_pkcs8_der(&key_pk8)
+        .with_context(|| format!("{}", key_path.display()))?;
+    let cert_key = cert_spki_der(&cert_der)
+        .map_err(|e| anyhow!("{}: unreadable certificate: {e:?}", cert_path.display()))?;
+    if signer.spki_der()? != cert_key {
+        bail!(
+            "{} and {} do not belong together; the old device layout cannot be imported",
+            key_path.display(),
+            cert_path.display()
+        );
+    }
+    let state = StateDir::open(dir)?.registration()?;
+    let name = match std::fs::read_to_string(dir.join(OLD_NAME_FILE)) {
+        Ok(n) => n.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    Ok(Some(DeviceRecord {
+        id,
+        name,
+        key_pk8,
+        cert_der,
+        state,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::state::KeyKind;
+    use crate::client::transport::unix_now;
+
+    fn smsid(n: u8) -> Smsid {
+        let text = format!("GUID:{n:02X}345678-1234-1234-1234-123456789ABC");
+        Smsid::parse(text.as_bytes()).unwrap()
+    }
+
+    fn new_record(id: &str) -> DeviceRecord {
+        let signer = ClientSigner::generate(KeyKind::P256).unwrap();
+        let params = mpagent_core::identity::CertParams::self_signed_now(
+            "N",
+            unix_now(),
+            &mut rand_core::OsRng,
+        );
+        DeviceRecord {
+            id: id.into(),
+            name: "N".into(),
+            key_pk8: signer.to_pkcs8_der().unwrap(),
+            cert_der: signer.self_signed_cert(&params).unwrap(),
+            state: RegistrationState::Unregistered,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_durable_across_reopen_and_insert_keeps_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        assert_eq!(reg.state("a").unwrap(), None);
+        let a = new_record("a");
+        assert_eq!(reg.insert_new(a.clone()).await.unwrap(), a);
+        // A second insert for the same ID gets the stored record, not its own.
+        let other = new_record("a");
+        assert_eq!(reg.insert_new(other).await.unwrap(), a);
+        for (i, state) in [
+            RegistrationState::Pending(smsid(1)),
+            RegistrationState::Registered(smsid(2)),
+            RegistrationState::Rejected(UnixTime(1_700_000_000)),
+            RegistrationState::Registered(smsid(3)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            reg.set_registration("a", &format!("N{i}"), state)
+                .await
+                .unwrap();
+            assert_eq!(reg.state("a").unwrap(), Some(state));
+        }
+        assert!(reg
+            .set_registration("nobody", "N", RegistrationState::Unregistered)
+            .await
+            .is_err());
+        drop(reg);
+        let reg = Registry::open(dir.path()).unwrap();
+        let kept = reg.device("a").unwrap().unwrap();
+        assert_eq!(kept.key_pk8, a.key_pk8);
+        assert_eq!(kept.cert_der, a.cert_der);
+        assert_eq!(kept.name, "N3");
+        assert_eq!(kept.state, RegistrationState::Registered(smsid(3)));
+        assert_eq!(
+            reg.all().unwrap(),
+            vec![("a".to_string(), RegistrationState::Registered(smsid(3)))]
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = std::sync::Arc::new(Registry::open(dir.path()).unwrap());
+        let template = new_record("t");
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..200u8 {
+            let (reg, mut r) = (reg.clone(), template.clone());
+            r.id = format!("d{i}");
+            set.spawn(async move {
+                reg.insert_new(r).await.unwrap();
+                reg.set_registration(
+                    &format!("d{i}"),
+                    "N",
+                    RegistrationState::Registered(smsid(i)),
+                )
+                .await
+                .unwrap();
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        let all = reg.all().unwrap();
+        assert_eq!(all.len(), 200);
+        for (id, state) in all {
+            let i: u8 = id[1..].parse().unwrap();
+            assert_eq!(state, RegistrationState::Registered(smsid(i)));
+        }
+    }
+
+    /// Writes the old per-device layout the way the previous proxy did.
+    fn old_device(state: &Path, id: &str, name: &str, reg: RegistrationState) -> Vec<u8> {
+        let dir = StateDir::open(&state.join(OLD_CLIENTS_DIR).join(id)).unwrap();
+        let identity = dir.load_or_create_identity(name, unix_now()).unwrap();
+        dir.save_registration(reg).unwrap();
+        std::fs::write(dir.path().join(OLD_NAME_FILE), name).unwrap();
+        identity.cert_der
+    }
+
+    #[test]
+    fn the_old_layout_is_imported_once_and_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert1 = old_device(
+            dir.path(),
+            "dev-1",
+            "THING-1",
+            RegistrationState::Registered(smsid(1)),
+        );
+        old_device(
+            dir.path(),
+            "dev-2",
+            "THING-2",
+            RegistrationState::Pending(smsid(2)),
+        );
+        // An empty device directory (crash before its identity) is skipped.
+        std::fs::create_dir_all(dir.path().join("clients/dev-3")).unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        assert_eq!(
+            reg.all().unwrap(),
+            vec![
+                ("dev-1".into(), RegistrationState::Registered(smsid(1))),
+                ("dev-2".into(), RegistrationState::Pending(smsid(2))),
+            ]
+        );
+        let d1 = reg.device("dev-1").unwrap().unwrap();
+        assert_eq!((d1.name.as_str(), d1.cert_der), ("THING-1", cert1));
+        assert!(!dir.path().join(OLD_CLIENTS_DIR).exists());
+        assert!(dir.path().join(MIGRATED_DIR).join("dev-1/key.pk8").exists());
+        drop(reg);
+        // Opening again finds nothing to import and keeps the devices.
+        assert_eq!(Registry::open(dir.path()).unwrap().all().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_half_old_identity_stops_the_import_and_imports_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        old_device(
+            dir.path(),
+            "dev-1",
+            "THING-1",
+            RegistrationState::Registered(smsid(1)),
+        );
+        old_device(
+            dir.path(),
+            "dev-2",
+            "THING-2",
+            RegistrationState::Registered(smsid(2)),
+        );
+        std::fs::remove_file(dir.path().join("clients/dev-2").join(KEY_FILE)).unwrap();
+        let err = Registry::open(dir.path()).err().expect("refused");
+        assert!(format!("{err:#}").contains("only one of"), "{err:#}");
+        assert!(dir.path().join(OLD_CLIENTS_DIR).exists());
+        // Repaired (the broken device removed), the import goes through.
+        std::fs::remove_dir_all(dir.path().join("clients/dev-2")).unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        assert_eq!(reg.all().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_stops_the_import() {
+        let dir = tempfile::tempdir().unwrap();
+        old_device(
+            dir.path(),
+            "dev-1",
+            "THING-1",
+            RegistrationState::Unregistered,
+        );
+        let other = ClientSigner::generate(KeyKind::P256).unwrap();
+        std::fs::write(
+            dir.path().join("clients/dev-1").join(KEY_FILE),
+            other.to_pkcs8_der().unwrap(),
+        )
+        .unwrap();
+        let err = Registry::open(dir.path()).err().expect("refused");
+        assert!(
+            format!("{err:#}").contains("do not belong together"),
+            "{err:#}"
+        );
+    }
+}
