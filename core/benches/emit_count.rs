@@ -1,8 +1,12 @@
 //! Instruction-count harness for `valgrind --tool=callgrind` (load-independent, unlike the
-//! criterion figures): runs the non-sign part of one message kind N times, exactly as the
-//! criterion benches time it, so `(Ir(N) - Ir(0)) / N` is its instruction count; `sign` runs the
-//! software ECDSA sign alone for comparison. Not a criterion bench: `cargo bench` runs it without
-//! arguments and it only prints how to use it (see docs/performance.md).
+//! criterion figures): runs one part of one message kind N times, exactly as the criterion benches
+//! time it, so `(Ir(N) - Ir(0)) / N` is its instruction count; `sign` runs the software ECDSA sign
+//! alone for comparison. Not a criterion bench: `cargo bench` runs it without arguments and it
+//! only prints how to use it (see docs/performance.md).
+//!
+//! `emit_count KIND N [WINDOW] [PART]`: WINDOW is the driver's buffer in bytes (default 512, 4096
+//! for `reg`) or `whole` (one window one byte longer than the request); PART is `rest` (default: payload
+//! digest + emission), `digest` or `emit` (lengths + streaming through the window).
 use mpagent_core::agent::messages::{sign_message, MessageBody};
 use mpagent_core::agent::outbound::Post;
 use mpagent_core::agent::registration::{build_request, SigningIdentity};
@@ -26,7 +30,10 @@ fn main() {
         args.first(),
         args.get(1).and_then(|n| n.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: emit_count reg|reg_window|ddr|state|status|policy|hinv|sign|sizes N");
+        eprintln!(
+            "usage: emit_count reg|reg_window|ddr|state|status|policy|hinv|sign|sha|sizes N \
+             [WINDOW|whole] [rest|digest|emit]"
+        );
         return;
     };
     let what = what.as_str();
@@ -58,19 +65,35 @@ fn main() {
         status,
         policy,
     } = fixture::messages(&config);
+    // `None`: one window holding the whole request.
+    let window: Option<usize> = match args.get(2).map(String::as_str) {
+        None => Some(if what == "reg" { 4096 } else { 512 }),
+        Some("whole") => None,
+        Some(w) => Some(w.parse().expect("WINDOW: bytes or `whole`")),
+    };
+    let part = match args.get(3).map(String::as_str) {
+        None | Some("rest") => Part::Rest,
+        Some("digest") => Part::Digest,
+        Some("emit") => Part::Emit,
+        Some(p) => panic!("unknown part {p}"),
+    };
     let mut w4k = vec![0u8; 4096];
-    let mut w512 = vec![0u8; 512];
     fn kind<B: MessageBody>(
         n: usize,
         config: &AgentConfig<'_>,
         me: &MessageSigner<'_>,
         body: &B,
-        window: &mut [u8],
+        window: Option<usize>,
+        part: Part,
     ) {
         let msg: SignedMessage<'_> = sign_message(config, me, body, Guid([1; 16]), NOW).unwrap();
+        // `whole`: one byte more than the request, so the first pass ends the stream (a window
+        // exactly as long as the request takes a second, empty pass to learn that it is the last).
+        let mut window = vec![0u8; window.unwrap_or_else(|| msg.request_length().unwrap() + 1)];
         for _ in 0..n {
-            let d = payload_digest(body).unwrap();
-            black_box((d, stream(&msg, window)));
+            let d = part.digest().then(|| payload_digest(body).unwrap());
+            let sent = part.emit().then(|| stream(&msg, &mut window));
+            black_box((d, sent));
         }
     }
     if what == "sizes" {
@@ -115,10 +138,19 @@ fn main() {
         // Registration as `benches/registration.rs` and `io::exchange` now stream it: `fill_window`
         // (each window pass stops once its window is full; no counting pass).
         "reg" => {
+            let len =
+                mpagent_core::sink::emitted_len(&Post::new(&config, post_params, &req).unwrap())
+                    .unwrap();
+            let mut window = vec![0u8; window.unwrap_or(len + 1)];
             for _ in 0..n {
-                let digest = mpagent_core::sink::sha256_of(&req.data).unwrap();
-                let post = Post::new(&config, post_params, &req).unwrap();
-                black_box((digest, stream(&post, &mut w4k)));
+                let digest = part
+                    .digest()
+                    .then(|| mpagent_core::sink::sha256_of(&req.data).unwrap());
+                let sent = part.emit().then(|| {
+                    let post = Post::new(&config, post_params, &req).unwrap();
+                    stream(&post, &mut window)
+                });
+                black_box((digest, sent));
             }
         }
         // Registration as `io::exchange` streamed it before: count, then one full pass through a
@@ -156,11 +188,31 @@ fn main() {
                 );
             }
         }
-        "ddr" => kind(n, &config, &me, &ddr, &mut w512),
-        "state" => kind(n, &config, &me, &state, &mut w512),
-        "status" => kind(n, &config, &me, &status, &mut w512),
-        "policy" => kind(n, &config, &me, &policy, &mut w512),
-        "hinv" => kind(n, &config, &me, &hinv, &mut w512),
+        "ddr" => kind(n, &config, &me, &ddr, window, part),
+        "state" => kind(n, &config, &me, &state, window, part),
+        "status" => kind(n, &config, &me, &status, window, part),
+        "policy" => kind(n, &config, &me, &policy, window, part),
+        "hinv" => kind(n, &config, &me, &hinv, window, part),
         _ => eprintln!("unknown kind {what}"),
+    }
+}
+
+/// Which part of a message's non-sign cost to run.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Payload digest and emission.
+    Rest,
+    /// The payload digest (hash of the body) only.
+    Digest,
+    /// Lengths and streaming through the window only.
+    Emit,
+}
+
+impl Part {
+    fn digest(self) -> bool {
+        matches!(self, Self::Rest | Self::Digest)
+    }
+    fn emit(self) -> bool {
+        matches!(self, Self::Rest | Self::Emit)
     }
 }

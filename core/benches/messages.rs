@@ -1,8 +1,10 @@
-//! Host cost of the messages after registration, per kind: build + sign + stream the whole HTTP
-//! request through a small window (what `io::send_message` does), against the one ECDSA sign each
-//! message needs (`PayloadSignature`; `ClientIDSignature` is cached), and everything but that sign.
-//! For the 64 KiB hardware inventory, the window size is swept to show the RAM/time trade-off of
-//! re-emitting per window (RAM stays constant: the window is the only buffer).
+//! Host cost of the messages after registration, per kind, split so the overhead share is
+//! visible (issue 8): the one ECDSA sign each message needs (`PayloadSignature`;
+//! `ClientIDSignature` is cached), building the message without that sign (the payload digest,
+//! the lengths, the header: `sign_message` with a [`fixture::Presigned`] signer), and emitting it
+//! (streaming the whole HTTP request as `io::send_message` does) through a 512 B window, a 4 KiB
+//! window and one window holding the whole request. RAM stays constant whatever the window: it
+//! is the only buffer. A table of the shares, rest / (rest + sign), closes the run.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mpagent_core::agent::messages::{sign_message, MessageBody, PolicyBodyRequest};
@@ -11,14 +13,51 @@ use mpagent_core::agent::signed::{MessageSigner, SignedMessage};
 use mpagent_core::config::AgentConfig;
 use mpagent_core::guid::Guid;
 use mpagent_core::sign::Signer;
-use mpagent_core::wire::clientauth::{payload_digest, ClientIdSignature};
+use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::report::MAX_NAMESPACE_LEN;
 
 mod fixture;
-use fixture::{stream, NOW};
+use fixture::{median_us, stream, Breakdown, Presigned, NOW, WINDOWS};
 
-/// The window the driver streams requests through in these figures.
-const WINDOW: usize = 512;
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Bench one kind: build without the sign, then emit through each of [`WINDOWS`].
+fn kind<B: MessageBody>(
+    g: &mut Group<'_>,
+    kind: &'static str,
+    config: &AgentConfig<'_>,
+    presigned: &MessageSigner<'_>,
+    body: &B,
+) -> Breakdown {
+    let build = || sign_message(config, presigned, body, Guid([1; 16]), NOW).unwrap();
+    let msg: SignedMessage<'_> = build();
+    let request_len = msg.request_length().unwrap();
+    g.bench_function(
+        format!("{kind}: build without the sign (digest, lengths)"),
+        |b| b.iter(|| black_box(build())),
+    );
+    let build_us = median_us(|| {
+        black_box(build());
+    });
+    let mut emit = [0.0; 3];
+    for (w, e) in WINDOWS.iter().zip(&mut emit) {
+        let mut window = vec![0u8; w.unwrap_or(request_len + 1)];
+        let name = match w {
+            Some(w) => format!("{kind}: emit through a {w} B window"),
+            None => format!("{kind}: emit through one window ({request_len} B request)"),
+        };
+        g.bench_function(name, |b| b.iter(|| black_box(stream(&msg, &mut window))));
+        *e = median_us(|| {
+            black_box(stream(&msg, &mut window));
+        });
+    }
+    Breakdown {
+        kind,
+        request_len,
+        build: build_us,
+        emit,
+    }
+}
 
 fn bench(c: &mut Criterion) {
     let signer = fixture::signer();
@@ -26,9 +65,10 @@ fn bench(c: &mut Criterion) {
     let config = fixture::config();
     let smsid = fixture::SMSID;
     let cid = ClientIdSignature::compute(&signer, smsid).unwrap();
+    let presigned = Presigned::new(&signer);
     let me = MessageSigner::client(
         SigningIdentity {
-            signer: &signer,
+            signer: &presigned,
             cert_der: &cert,
         },
         &cid,
@@ -41,75 +81,25 @@ fn bench(c: &mut Criterion) {
         policy,
     } = fixture::messages(&config);
 
-    let mut window = vec![0u8; WINDOW];
     let mut g = c.benchmark_group("messages");
     g.sample_size(20);
-    g.measurement_time(std::time::Duration::from_secs(4));
+    g.measurement_time(std::time::Duration::from_secs(3));
 
-    g.bench_function("ECDSA P-256 sign only (one per message)", |b| {
-        b.iter(|| black_box(signer.sign_sha256(black_box(&[7u8; 32])).unwrap()))
+    let sign = || black_box(signer.sign_sha256(black_box(&[7u8; 32])).unwrap());
+    g.bench_function("ECDSA P-256 sign only (one per message)", |b| b.iter(sign));
+    let sign_us = median_us(|| {
+        sign();
     });
 
-    fn kind<B: MessageBody>(
-        g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-        name: &str,
-        config: &AgentConfig<'_>,
-        me: &MessageSigner<'_>,
-        body: &B,
-        window: &mut [u8],
-    ) {
-        let msg: SignedMessage<'_> = sign_message(config, me, body, Guid([1; 16]), NOW).unwrap();
-        eprintln!(
-            "{name}: body {} B (UTF-16LE + NUL), request {} B, {} windows of {} B",
-            msg.body_length(),
-            msg.request_length().unwrap(),
-            msg.request_length().unwrap().div_ceil(window.len()),
-            window.len()
-        );
-        g.bench_function(format!("{name}: total (hash + sign + stream)"), |b| {
-            b.iter(|| {
-                let msg = sign_message(config, me, body, Guid([1; 16]), NOW).unwrap();
-                black_box(stream(&msg, window))
-            })
-        });
-        g.bench_function(format!("{name}: all but the sign (hash + stream)"), |b| {
-            b.iter(|| {
-                let d = payload_digest(body).unwrap();
-                black_box((d, stream(&msg, window)))
-            })
-        });
-    }
+    let rows = [
+        kind(&mut g, "DDR heartbeat", &config, &me, &ddr),
+        kind(&mut g, "state message", &config, &me, &state),
+        kind(&mut g, "status message", &config, &me, &status),
+        kind(&mut g, "policy request", &config, &me, &policy),
+        kind(&mut g, "hardware inventory 64 KiB", &config, &me, &hinv),
+    ];
 
-    kind(&mut g, "DDR heartbeat", &config, &me, &ddr, &mut window);
-    kind(&mut g, "state message", &config, &me, &state, &mut window);
-    kind(&mut g, "status message", &config, &me, &status, &mut window);
-    kind(&mut g, "policy request", &config, &me, &policy, &mut window);
-    kind(
-        &mut g,
-        "hardware inventory 64 KiB",
-        &config,
-        &me,
-        &hinv,
-        &mut window,
-    );
-
-    // The 64 KiB inventory through other windows: constant RAM either way, fewer passes when larger.
-    let msg = sign_message(&config, &me, &hinv, Guid([1; 16]), NOW).unwrap();
-    for w in [1460usize, 4096, 16_384] {
-        let mut win = vec![0u8; w];
-        g.bench_function(
-            format!("hardware inventory 64 KiB: stream only, {w} B window"),
-            |b| b.iter(|| black_box(stream(&msg, &mut win))),
-        );
-    }
-    g.bench_function(
-        "hardware inventory 64 KiB: stream only, 512 B window",
-        |b| b.iter(|| black_box(stream(&msg, &mut window))),
-    );
-    g.bench_function("hardware inventory 64 KiB: one pass (hash)", |b| {
-        b.iter(|| black_box(payload_digest(&hinv).unwrap()))
-    });
-
+    let mut window = vec![0u8; 512];
     g.bench_function("policy body GET: token + sign + head", |b| {
         b.iter(|| {
             let req = PolicyBodyRequest::new(
@@ -125,10 +115,11 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    fixture::print_shares(sign_us, &rows);
     eprintln!(
-        "RAM of one send (besides the caller's window of {WINDOW} B): SignedMessage {} B, \
-         ClientIdSignature {} B (cached by the caller), PolicyBodyRequest {} B; per instance a \
-         {MAX_NAMESPACE_LEN} B namespace string and the XML writer's 64 B encode chunk on the stack",
+        "RAM of one send (besides the caller's window): SignedMessage {} B, ClientIdSignature {} B \
+         (cached by the caller), PolicyBodyRequest {} B; per instance a {MAX_NAMESPACE_LEN} B \
+         namespace string and the XML writer's 64 B encode chunk on the stack",
         std::mem::size_of::<SignedMessage<'_>>(),
         std::mem::size_of::<ClientIdSignature>(),
         std::mem::size_of::<PolicyBodyRequest<'_>>(),

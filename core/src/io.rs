@@ -14,7 +14,7 @@ use crate::agent::registration::{
 use crate::config::AgentConfig;
 use crate::guid::Guid;
 use crate::http::{self, HttpError, ResponseHead, ResponseProgress};
-use crate::sink::Emit;
+use crate::sink::{Checkpoint, Emit};
 use crate::time::UnixTime;
 use crate::wire::header::{endpoint, ReplyMode};
 use crate::wire::registration::{AgentType, BuildError, RequestType};
@@ -72,8 +72,10 @@ pub async fn exchange<'b, T: Read + Write>(
     // `buf` is emitted once, and no pass is spent on counting.
     let cap = buf.len();
     let mut offset = 0usize;
+    let mut checkpoint = Checkpoint::default();
     loop {
-        let n = fill_window(request, offset, buf).map_err(|_| ExchangeError::Request)?;
+        let n = fill_window_at(request, offset, buf, Some(&mut checkpoint))
+            .map_err(|_| ExchangeError::Request)?;
         let chunk = buf.get(..n).ok_or(ExchangeError::Request)?;
         conn.write_all(chunk)
             .await
@@ -331,10 +333,12 @@ async fn attempt<C: Connector>(
 
 // ---- Messages after registration (spec §5) ----------------------------------------------------
 //
-// Requests go out through `agent::signed::fill_window`: each window's emission stops once the
-// window is full, so no pass over the request is spent on counting and none runs past its window.
+// Requests go out through `agent::signed::fill_window_at`: each window's emission stops once the
+// window is full, so no pass over the request is spent on counting and none runs past its window;
+// a `Checkpoint` carried from pass to pass lets each jump over the repeated items (inventory
+// instances) before its window.
 
-use crate::agent::signed::fill_window;
+use crate::agent::signed::fill_window_at;
 use crate::http::stream::{BodyDecoder, StreamError};
 use crate::sink::Sink;
 use crate::wire::policy::{parse_policy_reply_in, PolicyAssignment, PolicyError};
@@ -382,8 +386,10 @@ async fn send_request<T: Write>(
 ) -> Result<usize, SendError> {
     let cap = buf.len();
     let mut offset = 0usize;
+    let mut checkpoint = Checkpoint::default();
     loop {
-        let n = fill_window(request, offset, buf).map_err(|_| SendError::Request)?;
+        let n = fill_window_at(request, offset, buf, Some(&mut checkpoint))
+            .map_err(|_| SendError::Request)?;
         if n == 0 {
             break;
         }

@@ -6,6 +6,12 @@
 //! [`Sink::skippable`], so emitters can hand them a length instead of encoded bytes: counting
 //! passes and the part of a window pass before its window then cost little more than a walk over
 //! the message's structure.
+//!
+//! A window pass still walks everything before its window. Where an emitter repeats items (the
+//! instances of a report), a [`Checkpoint`] that the driver carries from one pass to the next
+//! remembers where the last item before the window began, so the next pass jumps there by length
+//! ([`Sink::sequence_item`]) instead of walking the items again: streaming such a message through
+//! W windows costs about one walk of it, not W/2.
 
 use sha2::Digest;
 
@@ -37,6 +43,61 @@ pub trait Sink {
         } else {
             Err(Overflow)
         }
+    }
+
+    /// Item `index` (from 0) of the message's repeated items starts here. Answers how many items,
+    /// this one first, the emitter must leave out because the sink accounted for their bytes
+    /// already (it jumped to a [`Checkpoint`] an earlier pass recorded); 0 means emit it. An
+    /// emitter that asks must call this at the start of every item, with nothing written between
+    /// items. The default (no checkpoint) is 0.
+    fn sequence_item(&mut self, index: usize) -> usize {
+        let _ = index;
+        0
+    }
+}
+
+/// Where one of the repeated items of a message starts, kept by a driver across the window passes
+/// of *one* message (start a fresh one per request): see [`Sink::sequence_item`]. Three words.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Offset of the sequence's first item: tells the sequences of one message apart.
+    sequence: usize,
+    /// Index of the item.
+    index: usize,
+    /// Offset of the item.
+    offset: usize,
+}
+
+impl Checkpoint {
+    /// At item `index` of the sequence starting at `sequence`, with the sink at offset `pos` and
+    /// everything before `skippable_to` droppable unseen: if a later item of the same sequence is
+    /// known to start at or before `skippable_to`, return it as `(items to leave out, its
+    /// offset)`. Otherwise remember this item when it starts at or before `next_start` (where the
+    /// next pass will start its window) and not before the item remembered, and return `None`.
+    pub(crate) fn visit(
+        &mut self,
+        sequence: usize,
+        index: usize,
+        pos: usize,
+        skippable_to: usize,
+        next_start: usize,
+    ) -> Option<(usize, usize)> {
+        if self.sequence == sequence
+            && index < self.index
+            && pos < self.offset
+            && self.offset <= skippable_to
+        {
+            return Some((self.index - index, self.offset));
+        }
+        // Only ever forward: passes that walk an earlier sequence again leave a later one's alone.
+        if pos <= next_start && pos >= self.offset {
+            *self = Self {
+                sequence,
+                index,
+                offset: pos,
+            };
+        }
+        None
     }
 }
 

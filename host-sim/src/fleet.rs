@@ -16,7 +16,7 @@
 //!
 //! [`run_bound`] (`fleet --bound K`) pre-builds K registration requests, then times (a) the bare
 //! ECDSA verification of their K signatures on all cores and (b) the same K requests replayed
-//! through an in-process MP, and reports (b)/(a).
+//! through an in-process MP, and reports (b)/(a), with the CPU time each phase used per operation.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -790,6 +790,14 @@ pub struct BoundSummary {
     pub mp_failed: usize,
     /// (b) / (a).
     pub ratio: f64,
+    /// CPU time of this process (user + system) per verify in (a), milliseconds.
+    pub verify_cpu_ms_per_op: f64,
+    /// CPU time of this process per registration in (b) (the MP and the replaying client
+    /// together), milliseconds.
+    pub mp_cpu_ms_per_registration: f64,
+    /// (a)'s CPU per verify / (b)'s CPU per registration: the ratio if both phases had the
+    /// cores to themselves (less sensitive to other load on the machine than `ratio`).
+    pub cpu_ratio: f64,
     pub peak_rss_kib: u64,
 }
 
@@ -806,8 +814,38 @@ impl std::fmt::Display for BoundSummary {
             "  (b) through the MP   {:.0} registrations/s (concurrency {}, {:.3} s, {} ok, {} failed)",
             self.mp_registrations_per_sec, self.concurrency, self.mp_secs, self.mp_ok, self.mp_failed
         )?;
-        write!(f, "  ratio (b)/(a)        {:.1} %", self.ratio * 100.0)
+        writeln!(
+            f,
+            "  CPU per operation    (a) {:.3} ms/verify, (b) {:.3} ms/registration (MP + client)",
+            self.verify_cpu_ms_per_op, self.mp_cpu_ms_per_registration
+        )?;
+        writeln!(
+            f,
+            "  cores busy           (a) {:.2}, (b) {:.2} (CPU time / elapsed)",
+            self.verify_cpu_ms_per_op * self.verify_per_sec / 1000.0,
+            self.mp_cpu_ms_per_registration * self.mp_registrations_per_sec / 1000.0
+        )?;
+        writeln!(f, "  ratio (b)/(a)        {:.1} %", self.ratio * 100.0)?;
+        write!(
+            f,
+            "  CPU ratio            {:.1} % (CPU per verify / CPU per registration)",
+            self.cpu_ratio * 100.0
+        )
     }
+}
+
+/// CPU time (user + system) this process has used, in seconds (`/proc/self/stat`; 0 elsewhere).
+fn process_cpu_secs() -> f64 {
+    // Fields 14 and 15 (utime, stime) in clock ticks: USER_HZ, 100 on Linux.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 /// `fleet --bound K`: (a) verify the K signatures on `verify_threads` threads, (b) replay the K
@@ -848,6 +886,7 @@ pub async fn run_bound(
     let built = Arc::new(built);
 
     // (a) bare verification.
+    let cpu = process_cpu_secs();
     let t = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..verify_threads)
@@ -867,9 +906,11 @@ pub async fn run_bound(
         Ok(())
     })?;
     let verify_secs = t.elapsed().as_secs_f64();
+    let verify_cpu = process_cpu_secs() - cpu;
 
     // (b) through the MP: plain TCP, the pre-built bytes out, the reply read to the close.
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu = process_cpu_secs();
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -905,6 +946,7 @@ pub async fn run_bound(
         mp_failed += f;
     }
     let mp_secs = t.elapsed().as_secs_f64();
+    let mp_cpu = process_cpu_secs() - cpu;
     server.shutdown().await;
     let verify_per_sec = requests as f64 / verify_secs.max(1e-9);
     let mp_registrations_per_sec = mp_ok as f64 / mp_secs.max(1e-9);
@@ -919,6 +961,9 @@ pub async fn run_bound(
         mp_ok,
         mp_failed,
         ratio: mp_registrations_per_sec / verify_per_sec,
+        verify_cpu_ms_per_op: verify_cpu * 1000.0 / requests as f64,
+        mp_cpu_ms_per_registration: mp_cpu * 1000.0 / (mp_ok.max(1)) as f64,
+        cpu_ratio: (verify_cpu / requests as f64) / (mp_cpu / mp_ok.max(1) as f64).max(1e-12),
         peak_rss_kib: peak_rss_kib(),
     })
 }

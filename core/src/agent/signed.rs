@@ -9,14 +9,15 @@
 //! The request is byte for byte what [`crate::agent::outbound::Post`] emits for the same header
 //! with `hooks: Some(&clientauth)` (a test checks it); `SignedMessage` only keeps the hook next
 //! to the header so the two cannot disagree, and knows its `Content-Length` without a second
-//! pass over the body.
+//! pass over the body. It also knows where its body starts ([`Layout`]), so window passes past
+//! the request head and the `<Msg>` header skip them by length.
 
 use crate::agent::registration::SigningIdentity;
 use crate::config::AgentConfig;
 use crate::guid::{Guid, Smsid};
 use crate::http::request::RequestHead;
 use crate::sign::SignError;
-use crate::sink::{emitted_len, Emit, Overflow, Sink};
+use crate::sink::{emitted_len, Checkpoint, CountingSink, Emit, Overflow, Sink};
 use crate::time::{DateTime, UnixTime};
 use crate::wire::clientauth::{
     payload_signature, ClientAuthHook, ClientIdSignature, PayloadSignError,
@@ -106,8 +107,7 @@ pub struct SignedMessage<'a> {
     port: u16,
     sent_time: DateTime,
     body: &'a dyn Emit,
-    body_length: usize,
-    content_length: usize,
+    layout: Layout,
 }
 
 /// An empty body: counting the envelope around it gives the envelope's own bytes.
@@ -153,21 +153,23 @@ impl<'a> SignedMessage<'a> {
             port: config.mp.port,
             sent_time: params.now.to_datetime(),
             body,
-            body_length: digest
-                .body_range_length()
-                .map_err(|_| SignedMessageError::Body)?,
-            content_length: 0,
+            layout: Layout {
+                body_start: 0,
+                body_len: digest.body_len,
+                content_length: 0,
+            },
         };
-        // The envelope is its framing + the header + the octet part; the body is counted already.
-        let header = msg.header();
-        let framing = emitted_len(&Envelope {
-            header: &header,
-            body: &NoBody,
+        // The envelope and the request head around the body, counted without it.
+        let (host, port) = (msg.target_host, msg.port);
+        msg.layout = Layout::new(&msg.header(), digest.body_len, |content_length| {
+            emitted_len(&RequestHead::ccm_post(
+                host,
+                Some(port),
+                CONTENT_TYPE,
+                content_length,
+            ))
         })
         .map_err(|_| SignedMessageError::Header)?;
-        msg.content_length = framing
-            .checked_add(digest.body_len)
-            .ok_or(SignedMessageError::Body)?;
         Ok(msg)
     }
 
@@ -175,7 +177,7 @@ impl<'a> SignedMessage<'a> {
     pub fn header(&self) -> MsgHeader<'_> {
         MsgHeader {
             id: self.message_id,
-            body_length: self.body_length,
+            body_length: self.body_length(),
             reply_mode: self.reply_mode,
             source_host: self.source_host,
             source_id: Some(self.source_id),
@@ -208,18 +210,19 @@ impl<'a> SignedMessage<'a> {
 
     /// `<Body Length>`: the body's UTF-16LE bytes plus the NUL.
     pub fn body_length(&self) -> usize {
-        self.body_length
+        // Cannot overflow: `Layout::new` added more than 2 to it.
+        self.layout.body_len.saturating_add(2)
     }
 
     /// The multipart body's length (`Content-Length`).
     pub fn content_length(&self) -> usize {
-        self.content_length
+        self.layout.content_length
     }
 
     /// Bytes of the whole HTTP request (head + body), without emitting the body.
     pub fn request_length(&self) -> Result<usize, Overflow> {
         emitted_len(&self.head())?
-            .checked_add(self.content_length)
+            .checked_add(self.layout.content_length)
             .ok_or(Overflow)
     }
 
@@ -228,30 +231,97 @@ impl<'a> SignedMessage<'a> {
             self.target_host,
             Some(self.port),
             CONTENT_TYPE,
-            self.content_length,
+            self.layout.content_length,
         )
     }
 }
 
 impl Emit for SignedMessage<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        self.head().emit(out)?;
-        Envelope {
-            header: &self.header(),
+        let header = self.header();
+        let envelope = Envelope {
+            header: &header,
             body: self.body,
-        }
-        .emit(out)
+        };
+        emit_request(out, &self.head(), &envelope, &self.layout)
     }
+}
+
+/// Where the parts of a request lie: what a window pass may skip without walking it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    /// Offset of the first body byte (the request head and the envelope's head come first).
+    body_start: usize,
+    /// The body's bytes (without the NUL that `<Body Length>` counts).
+    body_len: usize,
+    /// The multipart body's length (`Content-Length`).
+    content_length: usize,
+}
+
+impl Layout {
+    /// Count the envelope around a body of `body_len` bytes (its header walked once, the body not
+    /// at all), then the request head announcing it (`head_len` of a `Content-Length`).
+    fn new(
+        header: &MsgHeader<'_>,
+        body_len: usize,
+        head_len: impl Fn(usize) -> Result<usize, Overflow>,
+    ) -> Result<Self, Overflow> {
+        let envelope = Envelope {
+            header,
+            body: &NoBody,
+        };
+        let mut c = CountingSink::default();
+        envelope.emit_head(&mut c)?;
+        let envelope_head = c.count;
+        Envelope::emit_tail(&mut c)?;
+        let content_length = c.count.checked_add(body_len).ok_or(Overflow)?;
+        Ok(Self {
+            body_start: head_len(content_length)?
+                .checked_add(envelope_head)
+                .ok_or(Overflow)?,
+            body_len,
+            content_length,
+        })
+    }
+}
+
+/// Emit `head` then `envelope`, laid out as `layout`. A sink that would drop everything before
+/// the body unseen (a window pass past it, a counter) skips it by length, and the body as well
+/// when it drops that too: the request head and the `<Msg>` header (GUIDs, dates, the clientauth
+/// hook) are walked only by the passes whose window starts in them.
+fn emit_request(
+    out: &mut dyn Sink,
+    head: &RequestHead<'_>,
+    envelope: &Envelope<'_>,
+    layout: &Layout,
+) -> Result<(), Overflow> {
+    if out.skippable() >= layout.body_start {
+        out.skip(layout.body_start)?;
+        if out.skippable() >= layout.body_len {
+            out.skip(layout.body_len)?;
+        } else {
+            envelope.body.emit(out)?;
+        }
+    } else {
+        head.emit(out)?;
+        envelope.emit_head(out)?;
+        envelope.body.emit(out)?;
+    }
+    Envelope::emit_tail(out)
 }
 
 /// A sink that keeps stream offsets `[start, start + buf.len())` and *stops* the emission (with
 /// [`Overflow`]) once that window is full, so producing window `k` costs the bytes up to its end
-/// rather than the whole message.
+/// rather than the whole message; with a [`Checkpoint`] from the previous pass it also jumps over
+/// the repeated items that lie wholly before its window.
 struct StopWindow<'b> {
     buf: &'b mut [u8],
     start: usize,
     pos: usize,
     filled: usize,
+    checkpoint: Option<&'b mut Checkpoint>,
+    /// Offset of item 0 of the sequence being emitted.
+    sequence: usize,
 }
 
 impl Sink for StopWindow<'_> {
@@ -285,12 +355,40 @@ impl Sink for StopWindow<'_> {
         self.pos = self.pos.saturating_add(len);
         Ok(())
     }
+    fn sequence_item(&mut self, index: usize) -> usize {
+        let Some(checkpoint) = self.checkpoint.as_deref_mut() else {
+            return 0;
+        };
+        if index == 0 {
+            self.sequence = self.pos;
+        }
+        let next_start = self.start.saturating_add(self.buf.len());
+        match checkpoint.visit(self.sequence, index, self.pos, self.start, next_start) {
+            Some((leave_out, offset)) => {
+                self.pos = offset;
+                leave_out
+            }
+            None => 0,
+        }
+    }
 }
 
 /// Emit the bytes of `item` at offsets `[offset, offset + buf.len())` into `buf`; returns how many
 /// were written: `buf.len()` for a full window, fewer for the last one, 0 past the end. The
 /// emission stops as soon as the window is full. An empty `buf` is refused.
 pub fn fill_window(item: &dyn Emit, offset: usize, buf: &mut [u8]) -> Result<usize, Overflow> {
+    fill_window_at(item, offset, buf, None)
+}
+
+/// [`fill_window`] for a driver that streams one message window after window: `checkpoint`
+/// (fresh for each message, [`Checkpoint::default`]) carries from one pass to the next where the
+/// message's repeated items stand, so each pass jumps over those before its window.
+pub fn fill_window_at(
+    item: &dyn Emit,
+    offset: usize,
+    buf: &mut [u8],
+    checkpoint: Option<&mut Checkpoint>,
+) -> Result<usize, Overflow> {
     if buf.is_empty() {
         return Err(Overflow);
     }
@@ -300,6 +398,8 @@ pub fn fill_window(item: &dyn Emit, offset: usize, buf: &mut [u8]) -> Result<usi
         start: offset,
         pos: 0,
         filled: 0,
+        checkpoint,
+        sequence: 0,
     };
     match item.emit(&mut w) {
         Ok(()) => Ok(w.filled),
@@ -342,6 +442,20 @@ mod tests {
         let mut s = SliceSink::new(&mut v);
         item.emit(&mut s).unwrap();
         v
+    }
+
+    /// `item` streamed through windows of `cap` bytes as the drivers do (with a checkpoint).
+    fn streamed(item: &dyn Emit, cap: usize) -> Vec<u8> {
+        let mut joined = Vec::new();
+        let mut buf = vec![0u8; cap];
+        let mut checkpoint = Checkpoint::default();
+        loop {
+            let n = fill_window_at(item, joined.len(), &mut buf, Some(&mut checkpoint)).unwrap();
+            joined.extend_from_slice(&buf[..n]);
+            if n < cap {
+                return joined;
+            }
+        }
     }
 
     fn find(hay: &[u8], needle: &[u8]) -> usize {
@@ -402,6 +516,38 @@ mod tests {
         assert_eq!(to_vec(&post), bytes);
         assert_eq!(post.content_length(), msg.content_length());
 
+        // Window passes that skip the request head and the `<Msg>` header by length (those
+        // starting at or past the body) yield the same bytes as those that walk them.
+        let body_at = find(&bytes, b"application/octet-stream\r\n\r\n") + 28;
+        assert_eq!(msg.layout.body_start, body_at);
+        for item in [&msg as &dyn Emit, &post] {
+            assert_eq!(emitted_len(item).unwrap(), bytes.len());
+            for cap in [
+                1,
+                2,
+                7,
+                64,
+                511,
+                512,
+                body_at,
+                body_at + 1,
+                4096,
+                bytes.len() + 1,
+            ] {
+                assert_eq!(streamed(item, cap), bytes, "window {cap}");
+            }
+            // A pass starting exactly at the body, and one past its end, in one window each.
+            let tail = bytes.len() - body_at;
+            let mut buf = vec![0u8; tail];
+            assert_eq!(fill_window(item, body_at, &mut buf).unwrap(), tail);
+            assert_eq!(buf, bytes[body_at..]);
+            let mut buf = [0u8; 8];
+            let end = bytes.len() - 3;
+            assert_eq!(fill_window(item, end, &mut buf).unwrap(), 3);
+            assert_eq!(&buf[..3], b"Z--");
+            assert_eq!(fill_window(item, bytes.len(), &mut buf).unwrap(), 0);
+        }
+
         // PayloadSignature verifies over exactly the octet part as sent.
         let octet_hdr = b"content-type: application/octet-stream\r\n\r\n";
         let start = find(&bytes, octet_hdr) + octet_hdr.len();
@@ -449,6 +595,82 @@ mod tests {
         assert_eq!(fill_window(&failing, 0, &mut buf), Err(Overflow));
         assert_eq!(fill_window(&failing, 0, &mut buf[..2]), Ok(2));
         assert_eq!(fill_window(&failing, 2, &mut buf[..2]), Err(Overflow));
+    }
+
+    /// 40 instances whose property closure counts how often it runs.
+    struct Counted(std::cell::Cell<usize>);
+
+    impl crate::wire::report::InstanceSource for Counted {
+        fn write_instances(&self, w: &mut InstanceWriter<'_, '_>) -> Result<(), Overflow> {
+            for i in 0..40u64 {
+                w.instance(InstanceContent::New, Namespace::Cimv2, "Win32_Thing", |p| {
+                    self.0.set(self.0.get() + 1);
+                    p.prop_u64("Index", i)?;
+                    p.prop("Name", "a thing with a name long enough to span windows")
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn checkpoints_jump_over_instances_before_the_window() {
+        let source = Counted(std::cell::Cell::new(0));
+        let report = Report::discovery(
+            ReportIdentity::new(smsid(), "PRN-1"),
+            UnixTime(1_795_428_000).to_datetime(),
+            &source,
+        );
+        // Two instance sequences in one body: a checkpoint of one never serves the other.
+        let twice = |out: &mut dyn Sink| {
+            report.emit(out)?;
+            report.emit(out)
+        };
+        for item in [&report as &dyn Emit, &twice] {
+            let whole = to_vec(item);
+            for cap in [1, 3, 64, 100, 511, 4096, whole.len() + 1] {
+                let mut joined = Vec::new();
+                let mut buf = vec![0u8; cap];
+                let mut checkpoint = Checkpoint::default();
+                let mut passes = 0;
+                source.0.set(0);
+                loop {
+                    let n = fill_window_at(item, joined.len(), &mut buf, Some(&mut checkpoint))
+                        .unwrap();
+                    passes += 1;
+                    joined.extend_from_slice(&buf[..n]);
+                    if n < cap {
+                        break;
+                    }
+                }
+                assert_eq!(joined, whole, "window {cap}");
+                // With one sequence, each pass runs the closures of the instances from its
+                // checkpoint to its window's end only (at most two), not all those before it.
+                let runs = source.0.get();
+                if std::ptr::eq(item, &report as &dyn Emit) {
+                    assert!(
+                        runs <= 40 + 2 * passes,
+                        "window {cap}: {runs} runs, {passes} passes"
+                    );
+                }
+            }
+            // Without a checkpoint every pass walks all the instances before its window.
+            source.0.set(0);
+            assert_eq!(streamed_without_checkpoint(item, 64), whole);
+            assert!(source.0.get() > 40 * 40);
+        }
+    }
+
+    fn streamed_without_checkpoint(item: &dyn Emit, cap: usize) -> Vec<u8> {
+        let mut joined = Vec::new();
+        let mut buf = vec![0u8; cap];
+        loop {
+            let n = fill_window(item, joined.len(), &mut buf).unwrap();
+            joined.extend_from_slice(&buf[..n]);
+            if n < cap {
+                return joined;
+            }
+        }
     }
 
     #[test]

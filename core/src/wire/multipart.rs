@@ -38,8 +38,10 @@ pub struct Envelope<'a> {
     pub body: &'a dyn Emit,
 }
 
-impl Emit for Envelope<'_> {
-    fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
+impl Envelope<'_> {
+    /// Everything before the body: the header part and the octet part's own header. Callers that
+    /// know its length can skip it (window passes, `agent::signed`).
+    pub fn emit_head(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
         let b = BOUNDARY.as_bytes();
         out.write(b"--")?;
         out.write(b)?;
@@ -48,10 +50,23 @@ impl Emit for Envelope<'_> {
         self.header.emit(out)?;
         out.write(b"\r\n--")?;
         out.write(b)?;
-        out.write(b"\r\ncontent-type: application/octet-stream\r\n\r\n")?;
-        OctetPart { body: self.body }.emit(out)?;
+        out.write(b"\r\ncontent-type: application/octet-stream\r\n\r\n")
+    }
+
+    /// Everything after the body: its NUL and CRLF (end of the octet part) and the closing
+    /// boundary.
+    pub fn emit_tail(out: &mut dyn Sink) -> Result<(), Overflow> {
+        out.write(&[0, 0, b'\r', b'\n'])?;
         out.write(b"\r\n--")?;
-        out.write(b)?;
+        out.write(BOUNDARY.as_bytes())?;
         out.write(b"--")
+    }
+}
+
+impl Emit for Envelope<'_> {
+    fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
+        self.emit_head(out)?;
+        self.body.emit(out)?;
+        Self::emit_tail(out)
     }
 }

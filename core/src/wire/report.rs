@@ -281,12 +281,21 @@ impl InstanceSource for NoInstances {
 pub struct InstanceWriter<'w, 's> {
     xml: &'w mut XmlWriter<'s>,
     host: &'w str,
+    /// Index of the next instance, and how many from there the sink said to leave out
+    /// ([`crate::sink::Sink::sequence_item`]: a window pass jumping over them).
+    next: usize,
+    leave_out: usize,
 }
 
 impl<'w, 's> InstanceWriter<'w, 's> {
     /// A writer for instances of the machine `host` (used in [`Namespace::Cimv2`] / `Ccm`).
     pub fn new(xml: &'w mut XmlWriter<'s>, host: &'w str) -> Self {
-        Self { xml, host }
+        Self {
+            xml,
+            host,
+            next: 0,
+            leave_out: 0,
+        }
     }
 
     /// The machine name the namespaces use.
@@ -306,6 +315,15 @@ impl<'w, 's> InstanceWriter<'w, 's> {
     where
         F: FnOnce(&mut PropWriter<'_, 's>) -> Result<(), Overflow>,
     {
+        let index = self.next;
+        self.next = index.saturating_add(1);
+        if self.leave_out == 0 {
+            self.leave_out = self.xml.sink().sequence_item(index);
+        }
+        if self.leave_out > 0 {
+            self.leave_out -= 1;
+            return Ok(());
+        }
         if !is_xml_name(class) {
             return Err(Overflow);
         }

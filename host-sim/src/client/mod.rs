@@ -24,8 +24,10 @@ pub use self::state::KeyKind;
 pub use self::tls::{NativeConfigError, PkiFiles};
 use self::transport::SystemClock;
 
-/// Size of the one buffer the core streams requests through and reads replies into.
-pub const EXCHANGE_BUFFER: usize = 4096;
+/// Size of the one buffer the core streams requests through and reads replies into. A host has
+/// the RAM, so it is large enough for every request but a big inventory to go out in one
+/// emission pass (the core re-emits once per window; boards use 4 KiB, see docs/performance.md).
+pub const EXCHANGE_BUFFER: usize = 64 * 1024;
 
 /// How a host client is configured.
 #[derive(Debug, Clone)]

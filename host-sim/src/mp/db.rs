@@ -5,6 +5,7 @@
 
 use super::util::{new_message_id, new_smsid, normalize_smsid, utc_timestamp};
 use super::verify;
+use super::writer::Writer;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -340,24 +341,34 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
 /// The site database. One connection; the server keeps a [`SiteDbPool`] of them.
 pub struct SiteDb {
     conn: Connection,
+    /// A server's connections hand the writes of the request path (registration, events,
+    /// messages, rejections) to the pool's one writer thread (group commit, see
+    /// [`super::writer`]); `None` (e.g. the CLI): this connection writes itself.
+    writer: Option<Writer>,
 }
 
 /// Connections to one site database for concurrent request handlers: each handler takes its own
-/// (WAL: readers never wait; a writer holds SQLite's write lock for one statement only), so the
-/// parsing and signature checks of requests run in parallel instead of behind one mutex.
+/// for its reads (WAL: readers never wait), and the writes go to one [`Writer`] thread, so the
+/// parsing and signature checks of requests run in parallel and writers never fight over
+/// SQLite's write lock.
 pub struct SiteDbPool {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<SiteDb>>,
+    writer: Writer,
 }
 
 impl SiteDbPool {
-    /// Opens (creating if needed) the database at `path`, with one connection ready.
+    /// Opens (creating if needed) the database at `path`, with one connection ready and the
+    /// writer thread started.
     pub fn open(path: impl AsRef<Path>) -> anyhow::Result<SiteDbPool> {
         let path = path.as_ref().to_path_buf();
-        let first = SiteDb::open(&path)?;
+        let mut first = SiteDb::open(&path)?;
+        let writer = Writer::start(&path)?;
+        first.writer = Some(writer.clone());
         Ok(SiteDbPool {
             path,
             idle: std::sync::Mutex::new(vec![first]),
+            writer,
         })
     }
 
@@ -366,7 +377,11 @@ impl SiteDbPool {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let db = match idle {
             Some(db) => db,
-            None => SiteDb::open(&self.path)?,
+            None => {
+                let mut db = SiteDb::open(&self.path)?;
+                db.writer = Some(self.writer.clone());
+                db
+            }
         };
         Ok(PooledDb {
             pool: self,
@@ -447,7 +462,50 @@ impl SiteDb {
         migrate_messages_v0(&conn)?;
         conn.execute_batch(SCHEMA)
             .context("creating the site database schema")?;
-        Ok(SiteDb { conn })
+        Ok(SiteDb { conn, writer: None })
+    }
+
+    /// Runs `write` (reads and writes as one unit) on the writer thread, inside its next group
+    /// transaction, and returns once that committed; without a writer (the CLI, tests), right
+    /// here on this connection. `write` must not use a writer itself (it gets the writer's own
+    /// connection, which has none).
+    pub fn write<R: Send + 'static>(
+        &self,
+        write: impl FnOnce(&SiteDb) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        match &self.writer {
+            Some(w) => w.run(write),
+            None => write(self),
+        }
+    }
+
+    /// Runs `write` in a savepoint: rolled back alone if it fails (the writer's group goes on).
+    pub(super) fn in_savepoint<R>(
+        &self,
+        write: impl FnOnce(&SiteDb) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        self.conn.execute_batch("SAVEPOINT write")?;
+        let result = write(self);
+        if result.is_err() {
+            self.conn.execute_batch("ROLLBACK TO write")?;
+        }
+        self.conn.execute_batch("RELEASE write")?;
+        result
+    }
+
+    pub(super) fn begin_immediate(&self) -> anyhow::Result<()> {
+        Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    pub(super) fn commit(&self) -> anyhow::Result<()> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+
+    /// Ends a transaction whose commit failed (nothing to do if SQLite already ended it).
+    pub(super) fn rollback(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
 
     /// All clients, oldest first.
@@ -485,14 +543,32 @@ impl SiteDb {
     /// certificate or SMSID exists already, e.g. a concurrent registration of the same certificate
     /// got there first between the caller's look-up and this insert.
     pub fn insert_client(&self, c: &NewClient<'_>) -> anyhow::Result<Inserted> {
-        let now = utc_timestamp();
+        if let Some(w) = &self.writer {
+            let c = OwnedNewClient::from(c);
+            return w.run(move |db| db.insert_client_here(&c.borrow()));
+        }
+        if !self.conn.is_autocommit() {
+            // Inside a write of the writer thread: its savepoint keeps client and event together.
+            return self.insert_client_here(c);
+        }
         // The client and its "registered" event in one transaction: one commit, not two (each
         // commit is a WAL append and a lock round), and never a client without its event.
         let tx = rusqlite::Transaction::new_unchecked(
             &self.conn,
             rusqlite::TransactionBehavior::Immediate,
         )?;
-        let inserted = tx
+        let inserted = self.insert_client_here(c)?;
+        if inserted == Inserted::New {
+            tx.commit()?;
+        }
+        Ok(inserted)
+    }
+
+    /// [`insert_client`](Self::insert_client) inside the caller's transaction or savepoint.
+    fn insert_client_here(&self, c: &NewClient<'_>) -> anyhow::Result<Inserted> {
+        let now = utc_timestamp();
+        let inserted = self
+            .conn
             .prepare_cached(&format!(
                 "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
             ))?
@@ -519,7 +595,6 @@ impl SiteDb {
             "registered",
             &format!("agent type {}, {}", c.agent_type, c.status.as_str()),
         )?;
-        tx.commit()?;
         Ok(Inserted::New)
     }
 
@@ -530,6 +605,10 @@ impl SiteDb {
         netbios: Option<&str>,
         fqdn: Option<&str>,
     ) -> anyhow::Result<()> {
+        if let Some(w) = &self.writer {
+            let (smsid, netbios, fqdn) = (smsid.to_owned(), own(netbios), own(fqdn));
+            return w.run(move |db| db.touch_client(&smsid, netbios.as_deref(), fqdn.as_deref()));
+        }
         self.conn
             .prepare_cached(
                 "UPDATE clients SET last_seen = ?2, netbios_name = COALESCE(?3, netbios_name), \
@@ -567,6 +646,10 @@ impl SiteDb {
         endpoint: Option<&str>,
         reason: &str,
     ) -> anyhow::Result<()> {
+        if let Some(w) = &self.writer {
+            let (peer, endpoint, reason) = (peer.to_owned(), own(endpoint), reason.to_owned());
+            return w.run(move |db| db.log_rejection(&peer, endpoint.as_deref(), &reason));
+        }
         self.conn.execute(
             "INSERT INTO rejections (at, peer, endpoint, reason) VALUES (?1, ?2, ?3, ?4)",
             params![utc_timestamp(), peer, endpoint, reason],
@@ -593,6 +676,10 @@ impl SiteDb {
 
     /// Logs an event.
     pub fn event(&self, smsid: Option<&str>, kind: &str, detail: &str) -> anyhow::Result<()> {
+        if let Some(w) = &self.writer {
+            let (smsid, kind, detail) = (own(smsid), kind.to_owned(), detail.to_owned());
+            return w.run(move |db| db.event(smsid.as_deref(), &kind, &detail));
+        }
         self.conn
             .prepare_cached("INSERT INTO events (at, smsid, kind, detail) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![utc_timestamp(), smsid, kind, detail])?;
@@ -696,6 +783,10 @@ impl SiteDb {
     /// Stores an accepted message; false (and nothing stored) if this SMSID already delivered a
     /// message with this ID.
     pub fn store_message(&self, m: &NewMessage<'_>) -> anyhow::Result<bool> {
+        if let Some(w) = &self.writer {
+            let m = OwnedNewMessage::from(m);
+            return w.run(move |db| db.store_message(&m.borrow()));
+        }
         let n = self
             .conn
             .prepare_cached(
@@ -867,6 +958,10 @@ impl SiteDb {
         policy_id: &str,
         version: &str,
     ) -> anyhow::Result<()> {
+        if let Some(w) = &self.writer {
+            let (s, p, v) = (smsid.to_owned(), policy_id.to_owned(), version.to_owned());
+            return w.run(move |db| db.record_policy_fetch(&s, &p, &v));
+        }
         self.conn.execute(
             "INSERT INTO policy_fetches (at, smsid, policy_id, version) VALUES (?1, ?2, ?3, ?4)",
             params![utc_timestamp(), smsid, policy_id, version],
@@ -893,6 +988,91 @@ impl SiteDb {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn own(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+/// A [`NewClient`] that can be sent to the writer thread.
+struct OwnedNewClient {
+    smsid: String,
+    cert_der: Vec<u8>,
+    agent_type: u8,
+    netbios_name: Option<String>,
+    fqdn: Option<String>,
+    hash_algorithm: Option<String>,
+    status: ClientStatus,
+    registered_by_proxy: Option<String>,
+}
+
+impl From<&NewClient<'_>> for OwnedNewClient {
+    fn from(c: &NewClient<'_>) -> Self {
+        OwnedNewClient {
+            smsid: c.smsid.to_owned(),
+            cert_der: c.cert_der.to_vec(),
+            agent_type: c.agent_type,
+            netbios_name: own(c.netbios_name),
+            fqdn: own(c.fqdn),
+            hash_algorithm: own(c.hash_algorithm),
+            status: c.status,
+            registered_by_proxy: own(c.registered_by_proxy),
+        }
+    }
+}
+
+impl OwnedNewClient {
+    fn borrow(&self) -> NewClient<'_> {
+        NewClient {
+            smsid: &self.smsid,
+            cert_der: &self.cert_der,
+            agent_type: self.agent_type,
+            netbios_name: self.netbios_name.as_deref(),
+            fqdn: self.fqdn.as_deref(),
+            hash_algorithm: self.hash_algorithm.as_deref(),
+            status: self.status,
+            registered_by_proxy: self.registered_by_proxy.as_deref(),
+        }
+    }
+}
+
+/// A [`NewMessage`] that can be sent to the writer thread.
+struct OwnedNewMessage {
+    message_id: String,
+    smsid: String,
+    endpoint: String,
+    kind: String,
+    via_proxy: Option<String>,
+    sent_time: Option<String>,
+    body: String,
+}
+
+impl From<&NewMessage<'_>> for OwnedNewMessage {
+    fn from(m: &NewMessage<'_>) -> Self {
+        OwnedNewMessage {
+            message_id: m.message_id.to_owned(),
+            smsid: m.smsid.to_owned(),
+            endpoint: m.endpoint.to_owned(),
+            kind: m.kind.to_owned(),
+            via_proxy: own(m.via_proxy),
+            sent_time: own(m.sent_time),
+            body: m.body.to_owned(),
+        }
+    }
+}
+
+impl OwnedNewMessage {
+    fn borrow(&self) -> NewMessage<'_> {
+        NewMessage {
+            message_id: &self.message_id,
+            smsid: &self.smsid,
+            endpoint: &self.endpoint,
+            kind: &self.kind,
+            via_proxy: self.via_proxy.as_deref(),
+            sent_time: self.sent_time.as_deref(),
+            body: &self.body,
+        }
     }
 }
 

@@ -194,10 +194,17 @@ pub fn utf16_units(bytes: &[u8]) -> Result<Vec<u16>, EnvelopeError> {
 
 /// Decodes UTF-16LE to a string, refusing odd lengths, unpaired surrogates and NUL characters.
 pub fn decode_utf16le(bytes: &[u8]) -> Result<String, EnvelopeError> {
-    let units = utf16_units(bytes)?;
-    let s: String = char::decode_utf16(units)
-        .collect::<Result<_, _>>()
-        .map_err(|_| EnvelopeError::Utf16("unpaired surrogate"))?;
+    if !bytes.len().is_multiple_of(2) {
+        return Err(EnvelopeError::Utf16("odd number of bytes"));
+    }
+    // Straight from the bytes into a string sized for ASCII text (no unit vector, no regrowth).
+    let units = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let mut s = String::with_capacity(bytes.len() / 2);
+    for c in char::decode_utf16(units) {
+        s.push(c.map_err(|_| EnvelopeError::Utf16("unpaired surrogate"))?);
+    }
     if s.contains('\0') {
         return Err(EnvelopeError::Utf16("NUL character inside the text"));
     }
@@ -354,7 +361,11 @@ pub fn element_bytes<'a>(
 
 /// UTF-16LE bytes of a string, no BOM.
 pub fn encode_utf16le(s: &str) -> Vec<u8> {
-    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    let mut out = Vec::with_capacity(s.len() * 2);
+    for u in s.encode_utf16() {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+    out
 }
 
 /// The octet-stream payload of a body: UTF-16LE + `00 00` (what `Length` counts) + CRLF.

@@ -2,18 +2,20 @@
 //! (`shared/spec/wire.md`) that registers clients into a SQLite site database.
 //!
 //! It deliberately shares no parser with `mpagent-core`: requests are framed with `httparse`, the
-//! multipart envelope and UTF-16 are decoded by hand ([`envelope`]), the XML is read with
-//! `serde-xml-rs` ([`messages`]) and signatures are checked with RustCrypto ([`verify`]). A bug in the
-//! core's emitter therefore shows up here instead of being mirrored.
+//! multipart envelope and UTF-16 are decoded by hand ([`envelope`]), the XML is read with serde
+//! (on `quick-xml` for the header and registration, `serde-xml-rs` for the rest: [`messages`])
+//! and signatures are checked with RustCrypto ([`verify`]). A bug in the core's emitter therefore
+//! shows up here instead of being mirrored.
 //!
 //! Layout: [`server`] (TCP + HTTP/1.1), [`http`] (the request-head parser), [`handler`] (the
 //! `CCM_POST` pipeline and endpoint dispatch), [`registration`] (`MP_ClientRegistration`),
 //! [`clientauth`] (the signed `clientauth` hook of every later message, ISV proxy rules, `SentTime`
 //! window), [`management`] (DDR, hardware inventory, status and state messages: shape checks and
 //! the de-duplicating store), [`policy`] (`RequestAssignments` → `ReplyAssignments`, policy bodies
-//! behind `ClientToken`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site database), [`cli`]
-//! (`mpagent-sim mp …`), [`util`] (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client
-//! certificates required).
+//! behind `ClientToken`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site database),
+//! [`writer`] (the database's one writer thread, group commit), [`cli`] (`mpagent-sim mp …`),
+//! [`util`] (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client certificates
+//! required).
 //!
 //! Choices the spec leaves open are made in one place each: the signed-message rules in
 //! [`clientauth`] (module docs), the accepted report shapes in [`management`], the policy reply and
@@ -34,6 +36,7 @@ pub mod server;
 pub mod tls;
 pub mod util;
 pub mod verify;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -164,20 +164,58 @@ pub fn handle_presented(
         },
     )?;
 
-    let netbios = data.property("Netbios Name").filter(|s| !s.is_empty());
-    let fqdn = data.property("FQ Name").filter(|s| !s.is_empty());
-    let proxy_id = proxy.as_ref().map(|p| p.smsid.as_str());
+    let registration = NewRegistration {
+        thumbprint: cert.thumbprint,
+        cert_der: cert.der,
+        agent,
+        proxy_id: proxy.map(|p| p.smsid),
+        netbios: own(data.property("Netbios Name").filter(|s| !s.is_empty())),
+        fqdn: own(data.property("FQ Name").filter(|s| !s.is_empty())),
+        proposed_smsid: data.smsid.as_deref().and_then(normalize_smsid),
+        hash_algorithm: data.hash_algorithm.clone(),
+        approval,
+    };
+    // Look-ups and insert as one write of the database's writer thread (see `SiteDb::write`):
+    // its page cache stays warm, and no other registration can slip in between.
+    db.write(move |db| match register(db, &registration) {
+        // A database fault rolls this registration back whole.
+        Err(r) if r.internal => Err(anyhow::anyhow!(r.reason)),
+        other => Ok(other),
+    })
+    .map_err(|e| Rejection::internal(format!("{e:#}")))?
+}
 
-    if let Some(existing) = db
-        .client_by_thumbprint(&cert.thumbprint)
-        .map_err(internal)?
-    {
+fn own(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+/// A verified registration of a certificate, to be recorded by [`register`].
+struct NewRegistration {
+    thumbprint: String,
+    cert_der: Vec<u8>,
+    agent: u8,
+    /// The ISV proxy that signed it (AgentType 8).
+    proxy_id: Option<String>,
+    netbios: Option<String>,
+    fqdn: Option<String>,
+    /// `Data/@SMSID`, normalised.
+    proposed_smsid: Option<String>,
+    hash_algorithm: Option<String>,
+    approval: Approval,
+}
+
+/// The same certificate again ([`reregister`]), or a new client: an ISV proxy gets its imported
+/// SMSID, another client its proposed SMSID if free, else a fresh one.
+fn register(db: &SiteDb, r: &NewRegistration) -> Result<Outcome, Rejection> {
+    let (agent, netbios, fqdn) = (r.agent, r.netbios.as_deref(), r.fqdn.as_deref());
+    let proxy_id = r.proxy_id.as_deref();
+    if let Some(existing) = db.client_by_thumbprint(&r.thumbprint).map_err(internal)? {
         return reregister(db, &existing, agent, proxy_id, netbios, fqdn);
     }
 
     let (smsid, status) = if agent == agent_type::ISV_PROXY {
         let imported = db
-            .imported_by_thumbprint(&cert.thumbprint)
+            .imported_by_thumbprint(&r.thumbprint)
             .map_err(internal)?
             .ok_or_else(|| {
                 Rejection::new(
@@ -192,7 +230,7 @@ pub fn handle_presented(
         (imported.smsid, status)
     } else {
         if db
-            .imported_by_thumbprint(&cert.thumbprint)
+            .imported_by_thumbprint(&r.thumbprint)
             .map_err(internal)?
             .is_some()
         {
@@ -200,12 +238,11 @@ pub fn handle_presented(
                 "an imported ISV proxy certificate must register with AgentType 4, not {agent}"
             )));
         }
-        let proposed = data.smsid.as_deref().and_then(normalize_smsid);
-        let smsid = match proposed {
-            Some(p) if !db.smsid_in_use(&p).map_err(internal)? => p,
+        let smsid = match &r.proposed_smsid {
+            Some(p) if !db.smsid_in_use(p).map_err(internal)? => p.clone(),
             _ => new_smsid(),
         };
-        let status = match approval {
+        let status = match r.approval {
             Approval::Auto => ClientStatus::Approved,
             Approval::Pending => ClientStatus::Pending,
         };
@@ -213,15 +250,15 @@ pub fn handle_presented(
     };
     let client = NewClient {
         smsid: &smsid,
-        cert_der: &cert.der,
+        cert_der: &r.cert_der,
         agent_type: agent,
         netbios_name: netbios,
         fqdn,
-        hash_algorithm: data.hash_algorithm.as_deref(),
+        hash_algorithm: r.hash_algorithm.as_deref(),
         status,
         registered_by_proxy: proxy_id,
     };
-    record(db, client, &cert.thumbprint, agent != agent_type::ISV_PROXY)
+    record(db, client, &r.thumbprint, agent != agent_type::ISV_PROXY)
 }
 
 /// Inserts a new client. Between the caller's look-ups and the insert another request may have
