@@ -5,7 +5,7 @@
 
 use super::util::{new_message_id, new_smsid, normalize_smsid, utc_timestamp};
 use super::verify;
-use super::writer::Writer;
+use crate::group_commit::{GroupWriter, WriterConnection};
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -343,8 +343,17 @@ pub struct SiteDb {
     conn: Connection,
     /// A server's connections hand the writes of the request path (registration, events,
     /// messages, rejections) to the pool's one writer thread (group commit, see
-    /// [`super::writer`]); `None` (e.g. the CLI): this connection writes itself.
+    /// [`crate::group_commit`]); `None` (e.g. the CLI): this connection writes itself.
     writer: Option<Writer>,
+}
+
+/// The site database's one writer thread (its handle ends the thread when the last is dropped).
+type Writer = GroupWriter<SiteDb>;
+
+impl WriterConnection for SiteDb {
+    fn connection(&self) -> &Connection {
+        &self.conn
+    }
 }
 
 /// Connections to one site database for concurrent request handlers: each handler takes its own
@@ -363,7 +372,8 @@ impl SiteDbPool {
     pub fn open(path: impl AsRef<Path>) -> anyhow::Result<SiteDbPool> {
         let path = path.as_ref().to_path_buf();
         let mut first = SiteDb::open(&path)?;
-        let writer = Writer::start(&path)?;
+        let (writer, _thread) =
+            GroupWriter::start(SiteDb::open(&path)?, "mp-db-writer", "the site database")?;
         first.writer = Some(writer.clone());
         Ok(SiteDbPool {
             path,
@@ -476,35 +486,6 @@ impl SiteDb {
         match &self.writer {
             Some(w) => w.run(write),
             None => write(self),
-        }
-    }
-
-    /// Runs `write` in a savepoint: rolled back alone if it fails (the writer's group goes on).
-    pub(super) fn in_savepoint<R>(
-        &self,
-        write: impl FnOnce(&SiteDb) -> anyhow::Result<R>,
-    ) -> anyhow::Result<R> {
-        self.conn.execute_batch("SAVEPOINT write")?;
-        let result = write(self);
-        if result.is_err() {
-            self.conn.execute_batch("ROLLBACK TO write")?;
-        }
-        self.conn.execute_batch("RELEASE write")?;
-        result
-    }
-
-    pub(super) fn begin_immediate(&self) -> anyhow::Result<()> {
-        Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
-    }
-
-    pub(super) fn commit(&self) -> anyhow::Result<()> {
-        Ok(self.conn.execute_batch("COMMIT")?)
-    }
-
-    /// Ends a transaction whose commit failed (nothing to do if SQLite already ended it).
-    pub(super) fn rollback(&self) {
-        if !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
 

@@ -13,7 +13,7 @@
 //! window), [`management`] (DDR, hardware inventory, status and state messages: shape checks and
 //! the de-duplicating store), [`policy`] (`RequestAssignments` → `ReplyAssignments`, policy bodies
 //! behind `ClientToken`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site database),
-//! [`writer`] (the database's one writer thread, group commit), [`cli`] (`mpagent-sim mp …`),
+//! [`crate::group_commit`] (the database's one writer thread), [`cli`] (`mpagent-sim mp …`),
 //! [`util`] (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client certificates
 //! required).
 //!
@@ -36,7 +36,6 @@ pub mod server;
 pub mod tls;
 pub mod util;
 pub mod verify;
-pub mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -8,15 +8,15 @@
 //!
 //! Durability: WAL mode with `synchronous=FULL`, so a write is on disk (the WAL fsynced) before
 //! its future resolves; a device's key and SMSID survive a crash or a restart. Writes go to one
-//! writer thread that commits whatever has queued up in one transaction (group commit: one
-//! fsync for many devices, and no runtime thread ever waits on the disk). Reads use their own
+//! writer thread ([`crate::group_commit`], shared with the MP's site database) that commits
+//! whatever has queued up in one transaction (one fsync for many devices, and no runtime thread
+//! ever waits on the disk). Reads use their own
 //! connection (WAL readers do not wait for the writer).
 //!
 //! The old layout (`DIR/clients/{id}/` with `key.pk8`, `cert.der`, `registration`, `name`) is
 //! imported on open, in one transaction, and the directory renamed to `clients.migrated`.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -25,10 +25,10 @@ use mpagent_core::guid::Smsid;
 use mpagent_core::identity::cert_spki_der;
 use mpagent_core::time::UnixTime;
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::oneshot;
 
 use super::protocol;
 use crate::client::state::{ClientSigner, StateDir, CERT_FILE, KEY_FILE};
+use crate::group_commit::GroupWriter;
 
 /// The registry's database, in the proxy's state directory.
 pub const REGISTRY_FILE: &str = "devices.db";
@@ -38,8 +38,6 @@ pub const OLD_CLIENTS_DIR: &str = "clients";
 pub const MIGRATED_DIR: &str = "clients.migrated";
 /// The old layout's file holding a device's name.
 pub const OLD_NAME_FILE: &str = "name";
-/// Most writes committed in one transaction.
-const MAX_BATCH: usize = 512;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS devices (
@@ -68,25 +66,12 @@ pub struct DeviceRecord {
     pub state: RegistrationState,
 }
 
-enum Job {
-    /// Insert unless the device exists; answer the stored record.
-    Insert(DeviceRecord, oneshot::Sender<Result<DeviceRecord>>),
-    /// Insert or replace.
-    Put(DeviceRecord, oneshot::Sender<Result<()>>),
-    /// Set an existing device's name and registration.
-    SetRegistration {
-        id: String,
-        name: String,
-        state: RegistrationState,
-        reply: oneshot::Sender<Result<()>>,
-    },
-}
-
 /// The registry: reads on the calling thread, writes on the writer thread.
 pub struct Registry {
     path: PathBuf,
     reader: Mutex<Connection>,
-    writer: Option<mpsc::Sender<Job>>,
+    writer: Option<GroupWriter<Connection>>,
+    /// Joined on drop, so the last writes are committed and the file closed when it returns.
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -109,14 +94,11 @@ impl Registry {
             .with_context(|| format!("creating the schema of {}", path.display()))?;
         migrate_old_layout(state_dir, &mut conn)?;
         let reader = connect(&path)?;
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("mpx-registry".into())
-            .spawn(move || writer_loop(conn, rx))?;
+        let (writer, thread) = GroupWriter::start(conn, "mpx-registry", "the registry")?;
         Ok(Registry {
             path,
             reader: Mutex::new(reader),
-            writer: Some(tx),
+            writer: Some(writer),
             thread: Some(thread),
         })
     }
@@ -148,12 +130,9 @@ impl Registry {
     /// Everything kept for a device.
     pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
         let row = self.read(|c| {
-            c.prepare_cached(
-                "SELECT id, name, key_pk8, cert_der, state, smsid, rejected_at \
-                 FROM devices WHERE id = ?1",
-            )?
-            .query_row([id], row_parts)
-            .optional()
+            c.prepare_cached(SELECT_DEVICE)?
+                .query_row([id], row_parts)
+                .optional()
         })?;
         row.map(record).transpose()
     }
@@ -170,25 +149,33 @@ impl Registry {
             .collect()
     }
 
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.writer
             .as_ref()
             .ok_or_else(|| anyhow!("the registry is closed"))?
-            .send(job(tx))
-            .map_err(|_| anyhow!("the registry's writer stopped"))?;
-        rx.await
-            .map_err(|_| anyhow!("the registry's writer stopped"))?
+            .run_async(write)
+            .await
     }
 
     /// Store a new device unless one with its ID exists; returns what is stored (durably).
     pub async fn insert_new(&self, record: DeviceRecord) -> Result<DeviceRecord> {
-        self.submit(|tx| Job::Insert(record, tx)).await
+        self.write(move |conn| {
+            put_row(conn, INSERT_NEW, &record)?;
+            self::record(
+                conn.prepare_cached(SELECT_DEVICE)?
+                    .query_row([&record.id], row_parts)?,
+            )
+        })
+        .await
     }
 
     /// Store `record`, replacing the device's if any (tools, tests: a copied mapping).
     pub async fn put(&self, record: DeviceRecord) -> Result<()> {
-        self.submit(|tx| Job::Put(record, tx)).await
+        self.write(move |conn| Ok(put_row(conn, UPSERT, &record).map(drop)?))
+            .await
     }
 
     /// Store a known device's name and registration (durably).
@@ -199,11 +186,18 @@ impl Registry {
         state: RegistrationState,
     ) -> Result<()> {
         let (id, name) = (id.to_string(), name.to_string());
-        self.submit(|reply| Job::SetRegistration {
-            id,
-            name,
-            state,
-            reply,
+        self.write(move |conn| {
+            let (s, smsid, at) = encode_state(state);
+            let n = conn
+                .prepare_cached(
+                    "UPDATE devices SET name = ?2, state = ?3, smsid = ?4, rejected_at = ?5 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, name, s, smsid, at])?;
+            match n {
+                1 => Ok(()),
+                _ => Err(anyhow!("device {id} is not in the registry")),
+            }
         })
         .await
     }
@@ -286,109 +280,10 @@ fn put_row(conn: &Connection, sql: &str, r: &DeviceRecord) -> rusqlite::Result<u
 
 const INSERT_NEW: &str = "INSERT INTO devices (id, name, key_pk8, cert_der, state, smsid, \
      rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING";
+const SELECT_DEVICE: &str = "SELECT id, name, key_pk8, cert_der, state, smsid, rejected_at \
+     FROM devices WHERE id = ?1";
 const UPSERT: &str = "INSERT OR REPLACE INTO devices (id, name, key_pk8, cert_der, state, \
      smsid, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-
-/// A job's answer, sent once its transaction committed.
-enum Done {
-    Record(oneshot::Sender<Result<DeviceRecord>>, Result<DeviceRecord>),
-    Unit(oneshot::Sender<Result<()>>, Result<()>),
-}
-
-impl Done {
-    fn fail(self, e: &anyhow::Error) {
-        match self {
-            Done::Record(tx, _) => drop(tx.send(Err(anyhow!("{e:#}")))),
-            Done::Unit(tx, _) => drop(tx.send(Err(anyhow!("{e:#}")))),
-        }
-    }
-    fn send(self) {
-        match self {
-            Done::Record(tx, r) => drop(tx.send(r)),
-            Done::Unit(tx, r) => drop(tx.send(r)),
-        }
-    }
-}
-
-fn run_job(conn: &Connection, job: Job) -> Done {
-    match job {
-        Job::Insert(r, tx) => {
-            let res = put_row(conn, INSERT_NEW, &r)
-                .and_then(|_| {
-                    conn.prepare_cached(
-                        "SELECT id, name, key_pk8, cert_der, state, smsid, rejected_at \
-                         FROM devices WHERE id = ?1",
-                    )?
-                    .query_row([&r.id], row_parts)
-                })
-                .map_err(anyhow::Error::from)
-                .and_then(record);
-            Done::Record(tx, res)
-        }
-        Job::Put(r, tx) => Done::Unit(tx, put_row(conn, UPSERT, &r).map(drop).map_err(Into::into)),
-        Job::SetRegistration {
-            id,
-            name,
-            state,
-            reply,
-        } => {
-            let (s, smsid, at) = encode_state(state);
-            let res = conn
-                .prepare_cached(
-                    "UPDATE devices SET name = ?2, state = ?3, smsid = ?4, rejected_at = ?5 \
-                     WHERE id = ?1",
-                )
-                .and_then(|mut st| st.execute(params![id, name, s, smsid, at]))
-                .map_err(anyhow::Error::from)
-                .and_then(|n| match n {
-                    1 => Ok(()),
-                    _ => Err(anyhow!("device {id} is not in the registry")),
-                });
-            Done::Unit(reply, res)
-        }
-    }
-}
-
-/// Group commit: take everything queued (up to [`MAX_BATCH`]), run it in one transaction,
-/// answer each job only once the transaction is durable.
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        let tx = match conn.transaction() {
-            Ok(t) => t,
-            Err(e) => {
-                let e = anyhow::Error::from(e).context("starting a registry transaction");
-                jobs.into_iter().for_each(|j| fail_job(j, &e));
-                continue;
-            }
-        };
-        let done: Vec<Done> = jobs.into_iter().map(|j| run_job(&tx, j)).collect();
-        match tx.commit() {
-            Ok(()) => done.into_iter().for_each(Done::send),
-            Err(e) => {
-                let e = anyhow::Error::from(e).context("committing to the registry");
-                tracing::warn!("{e:#}");
-                done.into_iter().for_each(|d| d.fail(&e));
-            }
-        }
-    }
-}
-
-/// Answer `job` with `e` without running it.
-fn fail_job(job: Job, e: &anyhow::Error) {
-    match job {
-        Job::Insert(_, tx) => drop(tx.send(Err(anyhow!("{e:#}")))),
-        Job::Put(_, tx) | Job::SetRegistration { reply: tx, .. } => {
-            drop(tx.send(Err(anyhow!("{e:#}"))))
-        }
-    }
-}
 
 /// Import the old layout (`clients/{id}/` files) into `conn` in one transaction (devices already
 /// in the database win), then rename the directory to [`MIGRATED_DIR`]. A device directory with
