@@ -277,6 +277,56 @@ fn utf16_text(bytes: &[u8]) -> String {
     String::from_utf16(&units[1..]).expect("UTF-16")
 }
 
+/// A site for a test: the MP on a free loopback port over a database in a temporary directory,
+/// and a device working directory configured for it.
+struct Site {
+    /// Holds the database's directory for the test's life.
+    _dir: tempfile::TempDir,
+    workdir: tempfile::TempDir,
+    db_path: PathBuf,
+    mp: MpServer,
+    port: u16,
+    db: SiteDb,
+}
+
+/// Starts a [`Site`]; with `policy`, the test policy is published to every client.
+async fn start_site(policy: bool) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let workdir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("site.db");
+    let mp = MpServer::start(mp_config(&db_path), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("MP starts");
+    let port = mp.local_addr().port();
+    let db = SiteDb::open(&db_path).unwrap();
+    if policy {
+        db.add_policy(&NewPolicy {
+            policy_id: POLICY_ID,
+            version: POLICY_VERSION,
+            target: PolicyTarget::All,
+            category: None,
+            flags: 0,
+            body: POLICY_BODY,
+        })
+        .unwrap();
+    }
+    write_config(workdir.path(), port);
+    Site {
+        _dir: dir,
+        workdir,
+        db_path,
+        mp,
+        port,
+        db,
+    }
+}
+
+/// The two identity slots at the start of `workdir`'s flash file, as bytes.
+fn identity_slot_bytes(workdir: &Path) -> Vec<u8> {
+    let flash = std::fs::read(workdir.join(FLASH_FILE)).unwrap();
+    flash[..2 * IDENTITY_SLOT].to_vec()
+}
+
 fn mp_config(db_path: &Path) -> MpConfig {
     MpConfig {
         site_code: "PS1".into(),
@@ -310,44 +360,20 @@ fn messages_of(db: &SiteDb, smsid: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_queue() {
-    if !have("qemu-system-arm") {
-        assert!(
-            !in_ci(),
-            "qemu-system-arm is missing under CI: tests/run-all.sh installs it"
-        );
-        eprintln!(
-            "\n\n*** SKIPPED firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_queue: \
-             qemu-system-arm is not installed (apt-get install qemu-system-arm, or run tests/run-all.sh) ***\n"
-        );
+    let Some(decoder) = tools_or_skip(
+        "firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_queue",
+    ) else {
         return;
-    }
-    let decoder = have("defmt-print");
-    assert!(
-        decoder || !in_ci(),
-        "defmt-print is missing under CI: tests/run-all.sh installs it"
-    );
-    if !decoder {
-        eprintln!("\n*** defmt-print missing: checking the site database only, not the firmware's log ***\n");
-    }
+    };
     let elf = tokio::task::spawn_blocking(firmware).await.unwrap();
-    let site = tempfile::tempdir().unwrap();
-    let workdir = tempfile::tempdir().unwrap();
-    let db_path = site.path().join("site.db");
-    let mp = MpServer::start(mp_config(&db_path), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("MP starts");
-    let port = mp.local_addr().port();
-    let db = SiteDb::open(&db_path).unwrap();
-    db.add_policy(&NewPolicy {
-        policy_id: POLICY_ID,
-        version: POLICY_VERSION,
-        target: PolicyTarget::All,
-        category: None,
-        flags: 0,
-        body: POLICY_BODY,
-    })
-    .unwrap();
-    write_config(workdir.path(), port);
+    let Site {
+        _dir,
+        workdir,
+        db_path,
+        mp,
+        port,
+        db,
+    } = start_site(true).await;
 
     // First boot: identity created, registered, heartbeat delivered, policy fetched and acked.
     let first = boot(&elf, workdir.path()).await;
@@ -437,8 +463,7 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
     assert!(workdir.path().join("seed.bin").exists());
     // (The core confirms a newly issued SMSID before keeping it: the first boot may confirm too.)
     let confirmed = events_of(&db, &smsid, "confirmed");
-    let identity_slots =
-        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT].to_vec();
+    let identity_slots = identity_slot_bytes(workdir.path());
 
     // Second boot: same key, same SMSID confirmed (not registered again); reports again.
     let second = boot(&elf, workdir.path()).await;
@@ -478,8 +503,8 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
         );
     }
     assert_eq!(
-        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
-        identity_slots[..],
+        identity_slot_bytes(workdir.path()),
+        identity_slots,
         "the identity slots were rewritten although nothing about the identity changed"
     );
 
@@ -594,7 +619,10 @@ fn tools_or_skip(test: &str) -> Option<bool> {
             !in_ci(),
             "qemu-system-arm is missing under CI: tests/run-all.sh installs it"
         );
-        eprintln!("\n\n*** SKIPPED {test}: qemu-system-arm is not installed ***\n");
+        eprintln!(
+            "\n\n*** SKIPPED {test}: qemu-system-arm is not installed (apt-get install \
+             qemu-system-arm, or run tests/run-all.sh) ***\n"
+        );
         return None;
     }
     let decoder = have("defmt-print");
@@ -602,6 +630,9 @@ fn tools_or_skip(test: &str) -> Option<bool> {
         decoder || !in_ci(),
         "defmt-print is missing under CI: tests/run-all.sh installs it"
     );
+    if !decoder {
+        eprintln!("\n*** defmt-print missing: checking the site database only, not the firmware's log ***\n");
+    }
     Some(decoder)
 }
 
@@ -675,24 +706,13 @@ async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_
     };
     let elf = tokio::task::spawn_blocking(rsa_firmware).await.unwrap();
     let p256_elf = tokio::task::spawn_blocking(firmware).await.unwrap();
-    let site = tempfile::tempdir().unwrap();
-    let workdir = tempfile::tempdir().unwrap();
-    let db_path = site.path().join("site.db");
-    let mp = MpServer::start(mp_config(&db_path), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("MP starts");
-    let port = mp.local_addr().port();
-    let db = SiteDb::open(&db_path).unwrap();
-    db.add_policy(&NewPolicy {
-        policy_id: POLICY_ID,
-        version: POLICY_VERSION,
-        target: PolicyTarget::All,
-        category: None,
-        flags: 0,
-        body: POLICY_BODY,
-    })
-    .unwrap();
-    write_config(workdir.path(), port);
+    let Site {
+        _dir,
+        workdir,
+        mp,
+        db,
+        ..
+    } = start_site(true).await;
 
     // First boot: an RSA-2048 key generated on the device, registered, DDR and state accepted
     // (the MP takes a message only once its signatures verify against the certificate).
@@ -730,8 +750,7 @@ async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_
             first.elapsed
         );
     }
-    let identity_slots =
-        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT].to_vec();
+    let identity_slots = identity_slot_bytes(workdir.path());
 
     // Second boot: the stored key is imported, the same SMSID confirmed, nothing rewritten.
     let second = boot(&elf, workdir.path()).await;
@@ -760,8 +779,8 @@ async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_
         assert!(!second.log.contains("key generated"), "{}", second.log);
     }
     assert_eq!(
-        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
-        identity_slots[..],
+        identity_slot_bytes(workdir.path()),
+        identity_slots,
         "the identity slots changed on a boot that only confirmed"
     );
 
@@ -788,8 +807,8 @@ async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_
     assert_eq!(db.clients().unwrap().len(), 1);
     assert_eq!(messages_of(&db, &smsid).len(), 4);
     assert_eq!(
-        std::fs::read(workdir.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
-        identity_slots[..],
+        identity_slot_bytes(workdir.path()),
+        identity_slots,
         "the refused identity was touched"
     );
     mp.shutdown().await;
@@ -803,14 +822,13 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
         return;
     };
     let elf = tokio::task::spawn_blocking(rsa_firmware).await.unwrap();
-    let site = tempfile::tempdir().unwrap();
-    let workdir = tempfile::tempdir().unwrap();
-    let db_path = site.path().join("site.db");
-    let mp = MpServer::start(mp_config(&db_path), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("MP starts");
-    let db = SiteDb::open(&db_path).unwrap();
-    write_config(workdir.path(), mp.local_addr().port());
+    let Site {
+        _dir,
+        workdir,
+        mp,
+        db,
+        ..
+    } = start_site(false).await;
     let provision = workdir.path().join("provision-key.der");
 
     // A provisioned key that does not import (here: the P-256 one): no identity, nothing sent.
@@ -882,7 +900,7 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
     let p256 = boot(&p256_elf, other.path()).await;
     assert_eq!(p256.code, Some(0), "{}", p256.log);
     assert_eq!(db.clients().unwrap().len(), 2);
-    let slots = std::fs::read(other.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT].to_vec();
+    let slots = identity_slot_bytes(other.path());
     let rsa = boot(&elf, other.path()).await;
     println!(
         "--- RSA build over a P-256 identity ({:?}) ---\n{}",
@@ -909,8 +927,8 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
         "a second identity was registered"
     );
     assert_eq!(
-        std::fs::read(other.path().join(FLASH_FILE)).unwrap()[..2 * IDENTITY_SLOT],
-        slots[..],
+        identity_slot_bytes(other.path()),
+        slots,
         "the refused identity was touched"
     );
     mp.shutdown().await;
