@@ -61,17 +61,25 @@ impl Signer for HostP256Signer {
         SignatureScheme::EcdsaP256Sha256
     }
 
-    /// Raw `r‖s`, 32 bytes each (the profile's wire form), from OpenSSL's `ECDSA_SIG`.
     fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError> {
-        let sig = EcdsaSig::sign(digest, &self.key).map_err(|_| SignError::Crypto)?;
-        let mut raw = [0u8; 64];
-        let (r, s) = raw.split_at_mut(32);
-        let rv = sig.r().to_vec_padded(32).map_err(|_| SignError::Crypto)?;
-        let sv = sig.s().to_vec_padded(32).map_err(|_| SignError::Crypto)?;
-        r.copy_from_slice(&rv);
-        s.copy_from_slice(&sv);
-        SignatureBytes::from_slice(&raw).ok_or(SignError::Crypto)
+        sign_p256_digest(&self.key, digest)
     }
+}
+
+/// ECDSA P-256 over a SHA-256 `digest` with OpenSSL: raw `r‖s`, 32 bytes each (the profile's
+/// wire form), from OpenSSL's `ECDSA_SIG`. Also the proxy's device-certificate signer.
+pub(crate) fn sign_p256_digest(
+    key: &EcKey<Private>,
+    digest: &[u8; 32],
+) -> Result<SignatureBytes, SignError> {
+    let sig = EcdsaSig::sign(digest, key).map_err(|_| SignError::Crypto)?;
+    let mut raw = [0u8; 64];
+    let (r, s) = raw.split_at_mut(32);
+    let rv = sig.r().to_vec_padded(32).map_err(|_| SignError::Crypto)?;
+    let sv = sig.s().to_vec_padded(32).map_err(|_| SignError::Crypto)?;
+    r.copy_from_slice(&rv);
+    s.copy_from_slice(&sv);
+    SignatureBytes::from_slice(&raw).ok_or(SignError::Crypto)
 }
 
 #[cfg(test)]

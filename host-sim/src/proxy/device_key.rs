@@ -12,7 +12,6 @@ use anyhow::{anyhow, Result};
 use mpagent_core::identity::{build_self_signed, CertParams, MAX_RSA_CERT_LEN};
 use mpagent_core::sign::{SignError, SignatureBytes, SignatureScheme, Signer};
 use openssl::ec::{EcGroup, EcKey};
-use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 
@@ -57,7 +56,7 @@ fn make_p256(params: &CertParams<'_>) -> Result<DeviceIdentity> {
     })
 }
 
-/// An OpenSSL P-256 key as the core's [`Signer`] (raw `r‖s`, as `crate::sign` signs).
+/// An OpenSSL P-256 key as the core's [`Signer`] (signs as [`crate::sign::HostP256Signer`]).
 struct OpenSslP256(EcKey<Private>);
 
 impl Signer for OpenSslP256 {
@@ -66,12 +65,7 @@ impl Signer for OpenSslP256 {
     }
 
     fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError> {
-        let sig = EcdsaSig::sign(digest, &self.0).map_err(|_| SignError::Crypto)?;
-        let mut raw = [0u8; 64];
-        let (r, s) = raw.split_at_mut(32);
-        r.copy_from_slice(&sig.r().to_vec_padded(32).map_err(|_| SignError::Crypto)?);
-        s.copy_from_slice(&sig.s().to_vec_padded(32).map_err(|_| SignError::Crypto)?);
-        SignatureBytes::from_slice(&raw).ok_or(SignError::Crypto)
+        crate::sign::sign_p256_digest(&self.0, digest)
     }
 }
 
