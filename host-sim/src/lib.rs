@@ -2,6 +2,7 @@
 //! bundled management point emulator ([`mp`], independent of the core's parsers), the demo, and a
 //! test PKI for native mode ([`pki`]).
 
+pub mod buffers;
 pub mod client;
 pub mod demo;
 pub mod fleet;

@@ -113,6 +113,10 @@ struct FleetArgs {
     /// Threads of the verify-only loop of --bound.
     #[arg(long, default_value_t = 2)]
     verify_threads: usize,
+    /// How --bound replays its requests: a connection per request (as the core does) or
+    /// persistent keep-alive connections.
+    #[arg(long, value_enum, default_value = "per-request")]
+    connections: fleet::Connections,
     /// Appliances talk MPX to the ISV proxy at ADDR (IP:port) instead of the MP.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["mp", "via_proxy", "bound"])]
     proxy: Option<std::net::SocketAddr>,
@@ -316,7 +320,8 @@ async fn main() -> Result<()> {
 
 async fn run_fleet(args: FleetArgs) -> Result<()> {
     if let Some(k) = args.bound {
-        let summary = fleet::run_bound(k, args.concurrency, args.verify_threads).await?;
+        let summary =
+            fleet::run_bound(k, args.concurrency, args.verify_threads, args.connections).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {

@@ -56,11 +56,16 @@ async fn a_small_fleet_registers_and_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bound_run_verifies_and_registers_every_request() {
-    let b = fleet::run_bound(8, 4, 2).await.unwrap();
-    assert_eq!(b.requests, 8);
-    assert_eq!(b.mp_ok, 8);
-    assert_eq!(b.mp_failed, 0);
-    assert!(b.ratio > 0.0);
+    for connections in [
+        fleet::Connections::PerRequest,
+        fleet::Connections::KeepAlive,
+    ] {
+        let b = fleet::run_bound(8, 4, 2, connections).await.unwrap();
+        assert_eq!(b.requests, 8);
+        assert_eq!(b.mp_ok, 8, "{connections:?}");
+        assert_eq!(b.mp_failed, 0, "{connections:?}");
+        assert!(b.ratio > 0.0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -699,9 +699,9 @@ impl SiteDb {
         self.conn.execute(
             "INSERT INTO imported_certs (smsid, cert_der, cert_sha256, subject, imported_at) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![smsid, der, cert.thumbprint, cert.subject, utc_timestamp()],
+            params![smsid, der, cert.thumbprint, cert.subject(), utc_timestamp()],
         )?;
-        self.event(Some(&smsid), "imported", &cert.subject)?;
+        self.event(Some(&smsid), "imported", &cert.subject())?;
         Ok(smsid)
     }
 

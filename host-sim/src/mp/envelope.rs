@@ -78,25 +78,25 @@ pub fn boundary_from_content_type(ct: &str) -> Result<String, EnvelopeError> {
     Err(err())
 }
 
-/// The first `needle` in `hay` at or after `from`. Scans for the first element and compares only
-/// there: `windows().position(|w| w == needle)` called `memcmp` at every position, a few percent
-/// of a registration's CPU (`docs/performance.md`).
-fn find_from<T: PartialEq + Copy>(hay: &[T], needle: &[T], from: usize) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let hay = hay.get(from..)?;
-    let mut i = 0;
-    while let Some(p) = hay.get(i..)?.iter().position(|&c| c == first) {
-        let at = i + p;
-        if hay.get(at + 1..at + needle.len()) == Some(rest) {
-            return Some(at + from);
-        }
-        i = at + 1;
+/// The first `needle` in `hay` at or after `from` (memchr's `memmem`: SIMD, where a scan for the
+/// first byte stopped at every `\r` or `<`); none for an empty needle.
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
     }
-    None
+    memchr::memmem::find(hay.get(from..)?, needle).map(|p| p + from)
 }
 
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    find_from(hay, needle, from)
+/// [`find`] for UTF-16LE text: the first match at an even byte offset (a code-unit boundary).
+fn find_utf16(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        let p = find(hay, needle, at)?;
+        if p.is_multiple_of(2) {
+            return Some(p);
+        }
+        at = p + 1;
+    }
 }
 
 /// Splits a multipart body: `--B\r\n headers \r\n\r\n data \r\n--B … \r\n--B--`. Nothing but an
@@ -181,27 +181,23 @@ pub fn message_parts<'a>(parts: &[Part<'a>]) -> Result<(&'a [u8], &'a [u8]), Env
     Ok((parts[0].data, parts[1].data))
 }
 
-/// UTF-16LE bytes to code units (odd length refused).
-pub fn utf16_units(bytes: &[u8]) -> Result<Vec<u16>, EnvelopeError> {
-    if !bytes.len().is_multiple_of(2) {
-        return Err(EnvelopeError::Utf16("odd number of bytes"));
-    }
-    Ok(bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect())
-}
-
 /// Decodes UTF-16LE to a string, refusing odd lengths, unpaired surrogates and NUL characters.
 pub fn decode_utf16le(bytes: &[u8]) -> Result<String, EnvelopeError> {
     if !bytes.len().is_multiple_of(2) {
         return Err(EnvelopeError::Utf16("odd number of bytes"));
     }
-    // Straight from the bytes into a string sized for ASCII text (no unit vector, no regrowth).
-    let units = bytes
+    // Straight from the bytes into a string sized for ASCII text (no unit vector, no regrowth):
+    // the ASCII run at the start (all of a registration, in practice) byte by byte, the rest
+    // through the general decoder.
+    let ascii = bytes
+        .chunks_exact(2)
+        .take_while(|c| c[1] == 0 && c[0].is_ascii())
+        .count();
+    let mut s = String::with_capacity(bytes.len() / 2);
+    s.extend(bytes[..ascii * 2].iter().step_by(2).map(|&b| char::from(b)));
+    let units = bytes[ascii * 2..]
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]));
-    let mut s = String::with_capacity(bytes.len() / 2);
     for c in char::decode_utf16(units) {
         s.push(c.map_err(|_| EnvelopeError::Utf16("unpaired surrogate"))?);
     }
@@ -319,14 +315,6 @@ pub fn decode_body_part(
     })
 }
 
-fn utf16_of(s: &str) -> Vec<u16> {
-    s.encode_utf16().collect()
-}
-
-fn find_units(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
-    find_from(hay, needle, from)
-}
-
 /// The exact received UTF-16LE bytes of the one `<name …>…</name>` element of a body, from `<` to
 /// the closing `>`. The element must occur exactly once (a decoy copy, e.g. in a comment, would
 /// otherwise let the signed bytes differ from the parsed ones) and must not be self-closing.
@@ -334,29 +322,36 @@ pub fn element_bytes<'a>(
     body_utf16le: &'a [u8],
     name: &'static str,
 ) -> Result<&'a [u8], EnvelopeError> {
-    let units = utf16_units(body_utf16le)?;
-    let open = utf16_of(&format!("<{name}"));
-    let close = utf16_of(&format!("</{name}>"));
-    let is_open_at = |i: usize| matches!(units.get(i + open.len()).copied(), Some(c) if c == u16::from(b'>') || c == u16::from(b'/') || (c < 0x80 && (c as u8).is_ascii_whitespace()));
+    if !body_utf16le.len().is_multiple_of(2) {
+        return Err(EnvelopeError::Utf16("odd number of bytes"));
+    }
+    let open = encode_utf16le(&format!("<{name}"));
+    let close = encode_utf16le(&format!("</{name}>"));
+    let is_open_at = |i: usize| {
+        let next = body_utf16le
+            .get(i + open.len()..i + open.len() + 2)
+            .map(|u| u16::from_le_bytes([u[0], u[1]]));
+        matches!(next, Some(c) if c == u16::from(b'>') || c == u16::from(b'/') || (c < 0x80 && (c as u8).is_ascii_whitespace()))
+    };
     let mut starts = Vec::new();
     let mut from = 0;
-    while let Some(i) = find_units(&units, &open, from) {
+    while let Some(i) = find_utf16(body_utf16le, &open, from) {
         if is_open_at(i) {
             starts.push(i);
         }
-        from = i + 1;
+        from = i + 2;
     }
     let start = match starts.as_slice() {
         [] => return Err(EnvelopeError::Element(name, "not found")),
         [one] => *one,
         _ => return Err(EnvelopeError::Element(name, "occurs more than once")),
     };
-    let end =
-        find_units(&units, &close, start).ok_or(EnvelopeError::Element(name, "not closed"))?;
-    if find_units(&units, &close, end + 1).is_some() {
+    let end = find_utf16(body_utf16le, &close, start)
+        .ok_or(EnvelopeError::Element(name, "not closed"))?;
+    if find_utf16(body_utf16le, &close, end + 2).is_some() {
         return Err(EnvelopeError::Element(name, "closed more than once"));
     }
-    Ok(&body_utf16le[start * 2..(end + close.len()) * 2])
+    Ok(&body_utf16le[start..end + close.len()])
 }
 
 /// UTF-16LE bytes of a string, no BOM.
@@ -396,6 +391,27 @@ pub fn build_multipart(header_xml: &str, octet_stream: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf16_search_matches_only_on_code_unit_boundaries() {
+        let needle = encode_utf16le("<D");
+        // U+3C41, then `<D` misaligned across units, then `<D` on a boundary.
+        let hay = [0x41, 0x3C, 0x00, 0x44, 0x00, 0x00, 0x3C, 0x00, 0x44, 0x00];
+        assert_eq!(find(&hay, &needle, 0), Some(1));
+        assert_eq!(find_utf16(&hay, &needle, 0), Some(6));
+        assert_eq!(find_utf16(&hay, &needle, 7), None);
+    }
+
+    #[test]
+    fn utf16_decoding_takes_ascii_and_the_rest_alike() {
+        let text = "<Data a=\"1\">caf\u{e9} \u{1F600} x</Data>";
+        assert_eq!(decode_utf16le(&encode_utf16le(text)).unwrap(), text);
+        assert_eq!(decode_utf16le(&encode_utf16le("ab")).unwrap(), "ab");
+        assert!(decode_utf16le(&encode_utf16le("a\0b")).is_err());
+        assert!(decode_utf16le(&encode_utf16le("\u{e9}\0")).is_err());
+        // An unpaired surrogate after an ASCII run.
+        assert!(decode_utf16le(&[b'a', 0, 0x00, 0xD8]).is_err());
+    }
 
     #[test]
     fn find_from_matches_the_naive_search() {

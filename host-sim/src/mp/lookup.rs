@@ -114,7 +114,11 @@ mod tests {
     fn identity_certificate_parses_with_our_verifier() {
         let id = MpIdentity::generate("mp1.example.com").unwrap();
         let cert = super::super::verify::parse_cert(&id.cert_der).unwrap();
-        assert!(cert.subject.contains("mp1.example.com"), "{}", cert.subject);
+        assert!(
+            cert.subject().contains("mp1.example.com"),
+            "{}",
+            cert.subject()
+        );
     }
 
     #[test]

@@ -5,14 +5,17 @@
 use p256::ecdsa::signature::Verifier;
 use p256::pkcs8::DecodePublicKey;
 use sha2::Digest;
+use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::{Decode, Encode};
 
 /// OID of `HashAlgorithm` for RSA PKCS#1 v1.5 with SHA-256 [confirmed].
 pub const OID_RSA_SHA256: &str = "1.2.840.113549.1.1.11";
 /// OID of `HashAlgorithm` for ECDSA P-256 with SHA-256 [profile].
 pub const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+const OID_EC_PUBLIC_KEY_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_RSA_ENCRYPTION_OID: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// Why a signature or certificate was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,13 +84,24 @@ impl PublicKey {
     }
 }
 
-/// A parsed certificate: its DER, its key, its subject, its SHA-256 thumbprint (hex upper).
+/// A parsed certificate: its DER, its key, its SHA-256 thumbprint (hex upper); the subject on
+/// demand ([`Cert::subject`]: formatting it costs more than the rest of a registration's
+/// certificate handling, and only imports record it).
 #[derive(Clone, Debug)]
 pub struct Cert {
     pub der: Vec<u8>,
     pub key: PublicKey,
-    pub subject: String,
     pub thumbprint: String,
+}
+
+impl Cert {
+    /// The subject as RFC 4514 text (the DER was parsed once already, so this cannot fail
+    /// differently; an unparsable one gives an empty string).
+    pub fn subject(&self) -> String {
+        x509_cert::Certificate::from_der(&self.der)
+            .map(|c| c.tbs_certificate.subject.to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// Hex to bytes, accepting either case and surrounding whitespace.
@@ -109,26 +123,41 @@ pub fn parse_cert(der: &[u8]) -> Result<Cert, VerifyError> {
     let bad = |e: &dyn std::fmt::Display| VerifyError::Certificate(e.to_string());
     let cert = x509_cert::Certificate::from_der(der).map_err(|e| bad(&e))?;
     let spki = &cert.tbs_certificate.subject_public_key_info;
-    let spki_der = spki.to_der().map_err(|e| bad(&e))?;
-    let key = match spki.algorithm.oid.to_string().as_str() {
-        OID_EC_PUBLIC_KEY => PublicKey::P256(
-            p256::ecdsa::VerifyingKey::from_public_key_der(&spki_der)
+    let key = if spki.algorithm.oid == OID_EC_PUBLIC_KEY_OID {
+        // The point straight from the BIT STRING (no re-encoding of the SPKI): the same checks
+        // as `from_public_key_der`, the named curve and a valid point on it.
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        if curve != Some(OID_P256_CURVE) {
+            return Err(VerifyError::Certificate(
+                "EC key is not a P-256 key: named curve is not prime256v1".into(),
+            ));
+        }
+        let point = spki.subject_public_key.as_bytes().ok_or_else(|| {
+            VerifyError::Certificate("EC key is not a P-256 key: unused bits in the key".into())
+        })?;
+        PublicKey::P256(
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
                 .map_err(|e| VerifyError::Certificate(format!("EC key is not a P-256 key: {e}")))?,
-        ),
-        OID_RSA_ENCRYPTION => PublicKey::Rsa(
+        )
+    } else if spki.algorithm.oid == OID_RSA_ENCRYPTION_OID {
+        let spki_der = spki.to_der().map_err(|e| bad(&e))?;
+        PublicKey::Rsa(
             rsa::RsaPublicKey::from_public_key_der(&spki_der)
                 .map_err(|e| VerifyError::Certificate(format!("RSA key: {e}")))?,
-        ),
-        other => {
-            return Err(VerifyError::Certificate(format!(
-                "unsupported key algorithm {other}"
-            )))
-        }
+        )
+    } else {
+        return Err(VerifyError::Certificate(format!(
+            "unsupported key algorithm {}",
+            spki.algorithm.oid
+        )));
     };
     Ok(Cert {
         der: der.to_vec(),
         key,
-        subject: cert.tbs_certificate.subject.to_string(),
         thumbprint: thumbprint(der),
     })
 }
@@ -219,6 +248,58 @@ mod tests {
         assert!(parse_cert(&[]).is_err());
         assert!(parse_cert(&[0x30, 0x03, 0x02, 0x01, 0x01]).is_err());
         assert!(parse_cert(&[0x30, 0x82, 0x10, 0x00]).is_err());
+    }
+
+    /// A self-signed certificate with a key on `curve`, made by OpenSSL.
+    fn openssl_cert(
+        curve: openssl::nid::Nid,
+    ) -> (Vec<u8>, openssl::pkey::PKey<openssl::pkey::Private>) {
+        use openssl::{ec, hash, pkey, x509};
+        let group = ec::EcGroup::from_curve_name(curve).unwrap();
+        let key = pkey::PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "dev1.example.com").unwrap();
+        let name = name.build();
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, hash::MessageDigest::sha256()).unwrap();
+        (b.build().to_der().unwrap(), key)
+    }
+
+    #[test]
+    fn certificate_keys_are_read_like_openssl_writes_them() {
+        let (der, key) = openssl_cert(openssl::nid::Nid::X9_62_PRIME256V1);
+        let cert = parse_cert(&der).unwrap();
+        let PublicKey::P256(vk) = &cert.key else {
+            panic!("not P-256")
+        };
+        let point = key.ec_key().unwrap().public_key().to_bytes(
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                .unwrap()
+                .as_ref(),
+            openssl::ec::PointConversionForm::UNCOMPRESSED,
+            &mut openssl::bn::BigNumContext::new().unwrap(),
+        );
+        assert_eq!(
+            vk.to_encoded_point(false).as_bytes(),
+            point.unwrap().as_slice()
+        );
+        assert_eq!(
+            cert.thumbprint,
+            hex::encode_upper(openssl::sha::sha256(&der))
+        );
+        assert_eq!(cert.subject(), "CN=dev1.example.com");
+        // Another curve is refused by name, not taken for P-256.
+        let (p384, _) = openssl_cert(openssl::nid::Nid::SECP384R1);
+        let e = parse_cert(&p384).unwrap_err();
+        assert!(e.to_string().contains("not a P-256 key"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ use super::device_key;
 use super::protocol::{self, code, kind, reg_status, Frame, ReadError};
 use super::registry::{DeviceRecord, Registry};
 use super::{register_self, ProxyLink, ProxyOptions};
+use crate::buffers::Buffer;
 use crate::client::transport::{unix_now, SystemClock};
 use crate::client::EXCHANGE_BUFFER;
 
@@ -445,7 +446,7 @@ impl Proxy {
         };
         let mut registrar = Registrar::new(known);
         let mut connector = self.link.connector();
-        let mut buf = vec![0u8; EXCHANGE_BUFFER];
+        let mut buf = Buffer::take(EXCHANGE_BUFFER);
         // The states to keep are written once the exchange is over (one registry write): the
         // observer cannot wait for the registry, and the last such state is the one that counts.
         let mut persisted = None;
@@ -542,7 +543,7 @@ impl Proxy {
             }
         };
         let mut connector = self.link.connector();
-        let mut buf = vec![0u8; EXCHANGE_BUFFER];
+        let mut buf = Buffer::take(EXCHANGE_BUFFER);
         match io::send_message(&mut connector, &msg, &mut buf).await {
             Ok(()) => Frame::Ack {
                 of: 0,
@@ -640,8 +641,8 @@ impl Proxy {
             Err(e) => return Frame::error(code::INTERNAL, format!("{e:?}")),
         };
         let mut connector = self.link.connector();
-        let mut buf = vec![0u8; EXCHANGE_BUFFER * 4];
-        let mut scratch = vec![0u8; EXCHANGE_BUFFER * 6];
+        let mut buf = Buffer::take(EXCHANGE_BUFFER * 4);
+        let mut scratch = Buffer::take(EXCHANGE_BUFFER * 6);
         let mut policies = Vec::new();
         let result = io::request_policy(&mut connector, &msg, &mut buf, &mut scratch, &mut |a| {
             let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {

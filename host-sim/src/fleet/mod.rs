@@ -14,9 +14,14 @@
 //! speaking MPX ([`crate::proxy::client::DeviceConnection`]) over one connection: `HELLO`,
 //! `REGISTER`, `M` × `HEARTBEAT`; the proxy makes its key, registers it and signs its messages.
 //!
-//! [`run_bound`] (`fleet --bound K`) pre-builds K registration requests, then times (a) the bare
+//! [`bound::run_bound`] (`fleet --bound K`) pre-builds K registration requests, then times (a) the bare
 //! ECDSA verification of their K signatures on all cores and (b) the same K requests replayed
 //! through an in-process MP, and reports (b)/(a), with the CPU time each phase used per operation.
+
+mod bound;
+pub use bound::{
+    prebuild_registration, run_bound, BoundSummary, Connections, PrebuiltRegistration,
+};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,11 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
-use mpagent_core::agent::outbound::{Post, PostParams};
-use mpagent_core::agent::registration::{
-    build_request, Registrar, RegistrationState, SigningIdentity,
-};
+use anyhow::{anyhow, Result};
+use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
 use mpagent_core::agent::signed::{MessageParams, MessageSigner, SignedMessage};
 use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::guid::Guid;
@@ -37,19 +39,17 @@ use mpagent_core::io::{self, RegisterOptions};
 use mpagent_core::sign::P256Signer;
 
 use crate::sign::HostP256Signer;
-use mpagent_core::sink::{Emit, Overflow, Sink};
 use mpagent_core::store::Endpoint;
 use mpagent_core::wire::clientauth::ClientIdSignature;
-use mpagent_core::wire::header::{endpoint, ReplyMode};
-use mpagent_core::wire::registration::{AgentType, RequestType};
+use mpagent_core::wire::header::ReplyMode;
+use mpagent_core::wire::registration::AgentType;
 use mpagent_core::wire::report::{BasicDiscovery, Report, ReportIdentity};
 use rand_core::OsRng;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::transport::{unix_now, SystemClock, TcpConnector};
 use crate::client::EXCHANGE_BUFFER;
-use crate::mp::{self, Approval, Limits, MpConfig, MpServer};
+use crate::mp::{Approval, Limits, MpConfig, MpServer};
 use crate::proxy::client::DeviceConnection;
 use crate::proxy::protocol::{reg_status, Frame};
 use crate::proxy::{self as isv, ProxyHandle, ProxyOptions};
@@ -662,308 +662,5 @@ fn answer_kind(what: &str, answer: Result<Frame>) -> String {
         Ok(Frame::Error { code, text }) => format!("{what}: proxy ERROR {code}: {text}"),
         Ok(other) => format!("{what}: unexpected answer {:?}", other.kind()),
         Err(e) => format!("{what}: {e:#}"),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The MP against its bound.
-
-/// A `Sink` into a `Vec`.
-struct VecSink(Vec<u8>);
-
-impl Sink for VecSink {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
-/// One pre-built registration: the whole HTTP request, and what the MP will verify in it.
-pub struct PrebuiltRegistration {
-    pub http: Vec<u8>,
-    pub key: mp::verify::PublicKey,
-    pub alg: mp::verify::SigAlg,
-    pub signed: Vec<u8>,
-    pub signature: Vec<u8>,
-}
-
-/// Builds registration `i` for the MP at `url` with the core, and takes its signature apart with
-/// the MP's own parsers (so (a) verifies exactly what (b) will).
-pub fn prebuild_registration(url: &str, site: &str, i: usize) -> Result<PrebuiltRegistration> {
-    let name = appliance_name(i);
-    let fqdn = format!("{name}.fleet.local");
-    let config = AgentConfig::new(site, SiteMode::Mixed, url, &name, &fqdn)
-        .map_err(|e| anyhow!("config: {e:?}"))?;
-    let (signer, cert_der) = new_identity(&name)?;
-    let signing = SigningIdentity {
-        signer: &signer,
-        cert_der: &cert_der,
-    };
-    let now = unix_now();
-    let request = build_request(
-        &config,
-        &signing,
-        AgentType::Client,
-        RequestType::Registration,
-        None,
-        now,
-    )
-    .map_err(|e| anyhow!("registration request: {e:?}"))?;
-    let post = Post::new(
-        &config,
-        PostParams {
-            endpoint: endpoint::CLIENT_REGISTRATION,
-            reply_mode: ReplyMode::Sync,
-            source_id: None,
-            message_id: Guid::random(&mut OsRng),
-            now,
-            hooks: None,
-        },
-        &request,
-    )
-    .map_err(|_| anyhow!("request too large"))?;
-    let mut sink = VecSink(Vec::new());
-    post.emit(&mut sink)
-        .map_err(|_| anyhow!("emitting the request"))?;
-    let http = sink.0;
-
-    // Take it apart as the MP does.
-    use mp::{envelope, messages, verify};
-    let head_end = http
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of head")?
-        + 4;
-    let head = std::str::from_utf8(&http[..head_end])?;
-    let ct = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type").then(|| v.trim())
-        })
-        .context("no Content-Type")?;
-    let body = &http[head_end..];
-    let boundary = envelope::boundary_from_content_type(ct)?;
-    let parts = envelope::split_multipart(body, &boundary)?;
-    let (header_part, body_part) = envelope::message_parts(&parts)?;
-    let header = messages::MsgHeader::parse(&envelope::decode_header_part(header_part)?)?;
-    let decoded = envelope::decode_body_part(
-        body_part,
-        header.is_compressed(),
-        header.body_range()?,
-        &header.attachment_ranges()?,
-        1 << 20,
-    )?;
-    let req = messages::ClientRegistrationRequest::parse(&decoded.text)?;
-    let signed = envelope::element_bytes(&decoded.bytes, "Data")?.to_vec();
-    let alg = verify::SigAlg::from_oid(req.data.hash_algorithm.as_deref())?;
-    let signature = verify::decode_hex(&req.signature.value, "SignatureValue")?;
-    let cert_hex = req
-        .data
-        .certificates
-        .as_ref()
-        .and_then(|c| c.signing.as_ref())
-        .context("no signing certificate")?;
-    let key = verify::parse_cert(&verify::decode_hex(&cert_hex.hex, "Signing certificate")?)?.key;
-    Ok(PrebuiltRegistration {
-        http,
-        key,
-        alg,
-        signed,
-        signature,
-    })
-}
-
-/// What `fleet --bound` measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct BoundSummary {
-    pub requests: usize,
-    pub verify_threads: usize,
-    pub concurrency: usize,
-    /// (a) ECDSA verifications per second over all verify threads.
-    pub verify_per_sec: f64,
-    pub verify_secs: f64,
-    /// (b) registrations per second through the MP.
-    pub mp_registrations_per_sec: f64,
-    pub mp_secs: f64,
-    pub mp_ok: usize,
-    pub mp_failed: usize,
-    /// (b) / (a).
-    pub ratio: f64,
-    /// CPU time of this process (user + system) per verify in (a), milliseconds.
-    pub verify_cpu_ms_per_op: f64,
-    /// CPU time of this process per registration in (b) (the MP and the replaying client
-    /// together), milliseconds.
-    pub mp_cpu_ms_per_registration: f64,
-    /// (a)'s CPU per verify / (b)'s CPU per registration: the ratio if both phases had the
-    /// cores to themselves (less sensitive to other load on the machine than `ratio`).
-    pub cpu_ratio: f64,
-    pub peak_rss_kib: u64,
-}
-
-impl std::fmt::Display for BoundSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "MP against its bound, {} registrations", self.requests)?;
-        writeln!(
-            f,
-            "  (a) verify only      {:.0} verifies/s ({} threads, {:.3} s)",
-            self.verify_per_sec, self.verify_threads, self.verify_secs
-        )?;
-        writeln!(
-            f,
-            "  (b) through the MP   {:.0} registrations/s (concurrency {}, {:.3} s, {} ok, {} failed)",
-            self.mp_registrations_per_sec, self.concurrency, self.mp_secs, self.mp_ok, self.mp_failed
-        )?;
-        writeln!(
-            f,
-            "  CPU per operation    (a) {:.3} ms/verify, (b) {:.3} ms/registration (MP + client)",
-            self.verify_cpu_ms_per_op, self.mp_cpu_ms_per_registration
-        )?;
-        writeln!(
-            f,
-            "  cores busy           (a) {:.2}, (b) {:.2} (CPU time / elapsed)",
-            self.verify_cpu_ms_per_op * self.verify_per_sec / 1000.0,
-            self.mp_cpu_ms_per_registration * self.mp_registrations_per_sec / 1000.0
-        )?;
-        writeln!(f, "  ratio (b)/(a)        {:.1} %", self.ratio * 100.0)?;
-        write!(
-            f,
-            "  CPU ratio            {:.1} % (CPU per verify / CPU per registration)",
-            self.cpu_ratio * 100.0
-        )
-    }
-}
-
-/// CPU time (user + system) this process has used, in seconds (`/proc/self/stat`; 0 elsewhere).
-fn process_cpu_secs() -> f64 {
-    // Fields 14 and 15 (utime, stime) in clock ticks: USER_HZ, 100 on Linux.
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-            Some(ticks as f64 / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// `fleet --bound K`: (a) verify the K signatures on `verify_threads` threads, (b) replay the K
-/// requests through a fresh in-process MP with `concurrency` connections in flight.
-pub async fn run_bound(
-    requests: usize,
-    concurrency: usize,
-    verify_threads: usize,
-) -> Result<BoundSummary> {
-    anyhow::ensure!(requests > 0 && concurrency > 0 && verify_threads > 0);
-    let dir = tempfile::tempdir()?;
-    let server = start_local_mp(dir.path(), concurrency).await?;
-    let url = server.url();
-    let addr = server.local_addr();
-
-    // Pre-build on all cores.
-    let built: Vec<PrebuiltRegistration> = {
-        let chunks: Vec<Vec<usize>> = (0..verify_threads)
-            .map(|t| (t..requests).step_by(verify_threads).collect())
-            .collect();
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|idx| {
-                let url = url.clone();
-                std::thread::spawn(move || {
-                    idx.into_iter()
-                        .map(|i| prebuild_registration(&url, DEFAULT_SITE_CODE, i))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(requests);
-        for h in handles {
-            all.extend(h.join().map_err(|_| anyhow!("prebuild panicked"))??);
-        }
-        all
-    };
-    let built = Arc::new(built);
-
-    // (a) bare verification.
-    let cpu = process_cpu_secs();
-    let t = Instant::now();
-    std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..verify_threads)
-            .map(|th| {
-                let built = &built;
-                s.spawn(move || -> Result<()> {
-                    for r in built.iter().skip(th).step_by(verify_threads) {
-                        mp::verify::verify(&r.key, r.alg, &r.signed, &r.signature)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().map_err(|_| anyhow!("verify panicked"))??;
-        }
-        Ok(())
-    })?;
-    let verify_secs = t.elapsed().as_secs_f64();
-    let verify_cpu = process_cpu_secs() - cpu;
-
-    // (b) through the MP: plain TCP, the pre-built bytes out, the reply read to the close.
-    let next = Arc::new(AtomicUsize::new(0));
-    let cpu = process_cpu_secs();
-    let t = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (built, next) = (built.clone(), next.clone());
-        set.spawn(async move {
-            let (mut ok, mut failed) = (0usize, 0usize);
-            let mut reply = Vec::with_capacity(4096);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(r) = built.get(i) else { break };
-                reply.clear();
-                let res = async {
-                    let mut s = tokio::net::TcpStream::connect(addr).await?;
-                    s.set_nodelay(true)?;
-                    s.write_all(&r.http).await?;
-                    s.read_to_end(&mut reply).await?;
-                    std::io::Result::Ok(())
-                }
-                .await;
-                if res.is_ok() && reply.starts_with(b"HTTP/1.1 200") {
-                    ok += 1;
-                } else {
-                    failed += 1;
-                }
-            }
-            (ok, failed)
-        });
-    }
-    let (mut mp_ok, mut mp_failed) = (0, 0);
-    while let Some(r) = set.join_next().await {
-        let (o, f) = r?;
-        mp_ok += o;
-        mp_failed += f;
-    }
-    let mp_secs = t.elapsed().as_secs_f64();
-    let mp_cpu = process_cpu_secs() - cpu;
-    server.shutdown().await;
-    let verify_per_sec = requests as f64 / verify_secs.max(1e-9);
-    let mp_registrations_per_sec = mp_ok as f64 / mp_secs.max(1e-9);
-    Ok(BoundSummary {
-        requests,
-        verify_threads,
-        concurrency,
-        verify_per_sec,
-        verify_secs,
-        mp_registrations_per_sec,
-        mp_secs,
-        mp_ok,
-        mp_failed,
-        ratio: mp_registrations_per_sec / verify_per_sec,
-        verify_cpu_ms_per_op: verify_cpu * 1000.0 / requests as f64,
-        mp_cpu_ms_per_registration: mp_cpu * 1000.0 / (mp_ok.max(1)) as f64,
-        cpu_ratio: (verify_cpu / requests as f64) / (mp_cpu / mp_ok.max(1) as f64).max(1e-12),
-        peak_rss_kib: peak_rss_kib(),
     })
 }
