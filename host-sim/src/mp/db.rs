@@ -364,6 +364,33 @@ pub struct SiteDbPool {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<SiteDb>>,
     writer: Writer,
+    /// Dropping it ends the checkpoint thread (after a last checkpoint).
+    _checkpointer: std::sync::mpsc::Sender<()>,
+}
+
+/// How often the checkpoint thread moves the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Starts the thread that checkpoints the site database every [`CHECKPOINT_EVERY`] (`PASSIVE`:
+/// it never waits for, or blocks, the writer or readers), on its own connection.
+fn start_checkpointer(path: &Path) -> anyhow::Result<std::sync::mpsc::Sender<()>> {
+    let conn = SiteDb::open(path)?.conn;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("mp-db-checkpoint".into())
+        .spawn(move || loop {
+            let last = !matches!(
+                stopped.recv_timeout(CHECKPOINT_EVERY),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "site database checkpoint failed");
+            }
+            if last {
+                break;
+            }
+        })?;
+    Ok(stop)
 }
 
 impl SiteDbPool {
@@ -372,13 +399,22 @@ impl SiteDbPool {
     pub fn open(path: impl AsRef<Path>) -> anyhow::Result<SiteDbPool> {
         let path = path.as_ref().to_path_buf();
         let mut first = SiteDb::open(&path)?;
+        let writer_conn = SiteDb::open(&path)?;
+        // Checkpoints (copying the WAL into the database file, with its fsync) off the writer
+        // thread: the writer only appends to the WAL, so a checkpoint never holds up a group
+        // commit and the requests waiting for it.
+        writer_conn
+            .conn
+            .pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = start_checkpointer(&path)?;
         let (writer, _thread) =
-            GroupWriter::start(SiteDb::open(&path)?, "mp-db-writer", "the site database")?;
+            GroupWriter::start(writer_conn, "mp-db-writer", "the site database")?;
         first.writer = Some(writer.clone());
         Ok(SiteDbPool {
             path,
             idle: std::sync::Mutex::new(vec![first]),
             writer,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -1106,6 +1142,44 @@ mod tests {
         let r = db.rejections().unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].reason, "because");
+    }
+
+    /// The writer never checkpoints; the checkpoint thread moves its commits into the database
+    /// file itself (a copy of that file alone, without the WAL, holds them).
+    #[test]
+    fn the_checkpoint_thread_moves_commits_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("site.db");
+        let pool = SiteDbPool::open(&p).unwrap();
+        for i in 0..50 {
+            pool.get()
+                .unwrap()
+                .log_rejection("1.2.3.4:5", None, &format!("reason {i}"))
+                .unwrap();
+        }
+        let copy = dir.path().join("copy.db");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let in_file = loop {
+            std::fs::copy(&p, &copy).unwrap();
+            let n = SiteDb::open(&copy).unwrap().rejections().unwrap().len();
+            if n == 50 || std::time::Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(CHECKPOINT_EVERY);
+        };
+        assert_eq!(in_file, 50);
+        let auto: i64 = pool
+            .writer
+            .run(|db| {
+                Ok(db
+                    .conn
+                    .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(
+            auto, 0,
+            "the writer leaves checkpoints to the checkpoint thread"
+        );
     }
 
     #[test]
