@@ -29,6 +29,22 @@ use self::transport::SystemClock;
 /// emission pass (the core re-emits once per window; boards use 4 KiB, see docs/performance.md).
 pub const EXCHANGE_BUFFER: usize = 64 * 1024;
 
+/// The discovery data of a heartbeat sent from the host (client, fleet, ISV proxy): the
+/// profile's client version and platform ID, no domain, no MAC addresses.
+pub fn host_discovery<'a>(
+    fqdn: &'a str,
+    ip_addresses: &'a [&'a str],
+) -> mpagent_core::wire::report::BasicDiscovery<'a> {
+    mpagent_core::wire::report::BasicDiscovery {
+        fqdn,
+        client_version: mpagent_core::profile::REPORT_CLIENT_VERSION,
+        platform_id: mpagent_core::profile::DISCOVERY_PLATFORM_ID,
+        domain: None,
+        ip_addresses,
+        mac_addresses: &[],
+    }
+}
+
 /// How a host client is configured.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {

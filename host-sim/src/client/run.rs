@@ -20,8 +20,8 @@ use mpagent_core::time::UnixTime;
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::header::ReplyMode;
 use mpagent_core::wire::report::{
-    BasicDiscovery, InstanceContent, InstanceSource, InstanceWriter, Namespace, Report,
-    ReportIdentity, ReportType, ReportVersion,
+    InstanceContent, InstanceSource, InstanceWriter, Namespace, Report, ReportIdentity, ReportType,
+    ReportVersion,
 };
 use mpagent_core::wire::state_message::StateMessage;
 use mpagent_core::wire::status::StatusMessage;
@@ -204,14 +204,7 @@ impl Appliance {
         let date = now.to_datetime();
         let mut queued = 0;
         if due.heartbeat {
-            let discovery = BasicDiscovery {
-                fqdn: &fqdn,
-                client_version: mpagent_core::profile::REPORT_CLIENT_VERSION,
-                platform_id: mpagent_core::profile::DISCOVERY_PLATFORM_ID,
-                domain: None,
-                ip_addresses: &["127.0.0.1"],
-                mac_addresses: &[],
-            };
+            let discovery = super::host_discovery(&fqdn, &["127.0.0.1"]);
             let report = Report::discovery(identity, date, &discovery);
             let n = self.enqueue(Endpoint::Ddr, &report, now)?;
             on(&RunEvent::Queued {

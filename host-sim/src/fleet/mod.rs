@@ -43,7 +43,7 @@ use mpagent_core::store::Endpoint;
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::header::ReplyMode;
 use mpagent_core::wire::registration::AgentType;
-use mpagent_core::wire::report::{BasicDiscovery, Report, ReportIdentity};
+use mpagent_core::wire::report::{Report, ReportIdentity};
 use rand_core::OsRng;
 use serde::Serialize;
 
@@ -574,14 +574,7 @@ impl Worker {
         for _ in 0..self.messages {
             let t = Instant::now();
             let now = unix_now();
-            let discovery = BasicDiscovery {
-                fqdn: &fqdn,
-                client_version: mpagent_core::profile::REPORT_CLIENT_VERSION,
-                platform_id: mpagent_core::profile::DISCOVERY_PLATFORM_ID,
-                domain: None,
-                ip_addresses: &["127.0.0.1"],
-                mac_addresses: &[],
-            };
+            let discovery = crate::client::host_discovery(&fqdn, &["127.0.0.1"]);
             let report = Report::discovery(
                 ReportIdentity::new(smsid, &name),
                 now.to_datetime(),

@@ -27,8 +27,7 @@ use mpagent_core::io::{
 use mpagent_core::sink::Overflow;
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::report::{
-    BasicDiscovery, InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity, ReportType,
-    ReportVersion,
+    InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity, ReportType, ReportVersion,
 };
 use mpagent_core::wire::state_message::StateMessage;
 use mpagent_core::wire::status::StatusMessage;
@@ -560,14 +559,7 @@ impl Proxy {
         let fqdn = format!("{}.local", dev.name);
         let reply = match &frame {
             Frame::Heartbeat => {
-                let discovery = BasicDiscovery {
-                    fqdn: &fqdn,
-                    client_version: mpagent_core::profile::REPORT_CLIENT_VERSION,
-                    platform_id: mpagent_core::profile::DISCOVERY_PLATFORM_ID,
-                    domain: None,
-                    ip_addresses: &[],
-                    mac_addresses: &[],
-                };
+                let discovery = crate::client::host_discovery(&fqdn, &[]);
                 let report = Report::discovery(identity, now.to_datetime(), &discovery);
                 self.send_for(dev, smsid, &report).await
             }
