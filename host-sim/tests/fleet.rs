@@ -65,6 +65,9 @@ async fn the_bound_run_verifies_and_registers_every_request() {
         assert_eq!(b.mp_ok, 8, "{connections:?}");
         assert_eq!(b.mp_failed, 0, "{connections:?}");
         assert!(b.ratio > 0.0);
+        // The client's CPU is a part of the whole (b), measured on its own thread.
+        assert!(b.client_cpu_ms_per_registration >= 0.0);
+        assert!(b.client_cpu_ms_per_registration <= b.mp_cpu_ms_per_registration);
     }
 }
 

@@ -165,9 +165,13 @@ pub struct BoundSummary {
     /// CPU time of this process per registration in (b) (the MP and the replaying client
     /// together), milliseconds.
     pub mp_cpu_ms_per_registration: f64,
+    /// Of `mp_cpu_ms_per_registration`, the replaying client's part (its own thread).
+    pub client_cpu_ms_per_registration: f64,
     /// (a)'s CPU per verify / (b)'s CPU per registration: the ratio if both phases had the
     /// cores to themselves (less sensitive to other load on the machine than `ratio`).
     pub cpu_ratio: f64,
+    /// `cpu_ratio` without the replaying client's CPU: the MP alone, as with clients elsewhere.
+    pub mp_only_cpu_ratio: f64,
     pub peak_rss_kib: u64,
 }
 
@@ -194,8 +198,11 @@ impl std::fmt::Display for BoundSummary {
         )?;
         writeln!(
             f,
-            "  CPU per operation    (a) {:.3} ms/verify, (b) {:.3} ms/registration (MP + client)",
-            self.verify_cpu_ms_per_op, self.mp_cpu_ms_per_registration
+            "  CPU per operation    (a) {:.3} ms/verify, (b) {:.3} ms/registration (MP {:.3} + replaying client {:.3})",
+            self.verify_cpu_ms_per_op,
+            self.mp_cpu_ms_per_registration,
+            self.mp_cpu_ms_per_registration - self.client_cpu_ms_per_registration,
+            self.client_cpu_ms_per_registration
         )?;
         writeln!(
             f,
@@ -204,10 +211,15 @@ impl std::fmt::Display for BoundSummary {
             self.mp_cpu_ms_per_registration * self.mp_registrations_per_sec / 1000.0
         )?;
         writeln!(f, "  ratio (b)/(a)        {:.1} %", self.ratio * 100.0)?;
-        write!(
+        writeln!(
             f,
             "  CPU ratio            {:.1} % (CPU per verify / CPU per registration)",
             self.cpu_ratio * 100.0
+        )?;
+        write!(
+            f,
+            "  CPU ratio, MP only   {:.1} % (the replaying client's CPU left out)",
+            self.mp_only_cpu_ratio * 100.0
         )
     }
 }
@@ -297,38 +309,27 @@ pub async fn run_bound(
     } else {
         built.iter().map(|r| r.http.clone()).collect()
     });
-    let next = Arc::new(AtomicUsize::new(0));
     let cpu = process_cpu_secs();
     let t = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (replayed, next) = (replayed.clone(), next.clone());
-        set.spawn(async move {
-            let (mut ok, mut failed) = (0usize, 0usize);
-            let mut conn: Option<TcpStream> = None;
-            let mut reply = Vec::with_capacity(4096);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(request) = replayed.get(i) else {
-                    break;
-                };
-                match replay_one(addr, &mut conn, request, &mut reply, keep_alive).await {
-                    Ok(200) => ok += 1,
-                    Ok(_) | Err(_) => {
-                        failed += 1;
-                        conn = None;
-                    }
-                }
-            }
-            (ok, failed)
-        });
-    }
-    let (mut mp_ok, mut mp_failed) = (0, 0);
-    while let Some(r) = set.join_next().await {
-        let (o, f) = r?;
-        mp_ok += o;
-        mp_failed += f;
-    }
+    // The replaying client runs on a thread of its own, which measures its own CPU time, so
+    // the summary can tell the MP's CPU from the client's.
+    let (done, client_result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bound-client".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .map(|rt| {
+                    let counts = rt.block_on(replay_all(addr, replayed, concurrency, keep_alive));
+                    (counts, thread_cpu_secs())
+                });
+            let _ = done.send(result);
+        })?;
+    let ((mp_ok, mp_failed), client_cpu) = client_result
+        .await
+        .map_err(|_| anyhow!("the replaying client stopped"))??;
     let mp_secs = t.elapsed().as_secs_f64();
     let mp_cpu = process_cpu_secs() - cpu;
     server.shutdown().await;
@@ -348,9 +349,62 @@ pub async fn run_bound(
         ratio: mp_registrations_per_sec / verify_per_sec,
         verify_cpu_ms_per_op: verify_cpu * 1000.0 / requests as f64,
         mp_cpu_ms_per_registration: mp_cpu * 1000.0 / (mp_ok.max(1)) as f64,
+        client_cpu_ms_per_registration: client_cpu * 1000.0 / (mp_ok.max(1)) as f64,
+        mp_only_cpu_ratio: (verify_cpu / requests as f64)
+            / ((mp_cpu - client_cpu) / mp_ok.max(1) as f64).max(1e-12),
         cpu_ratio: (verify_cpu / requests as f64) / (mp_cpu / mp_ok.max(1) as f64).max(1e-12),
         peak_rss_kib: peak_rss_kib(),
     })
+}
+
+/// Replays every request with `concurrency` tasks taking the next one in turn; (ok, failed).
+async fn replay_all(
+    addr: std::net::SocketAddr,
+    replayed: Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    keep_alive: bool,
+) -> (usize, usize) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (replayed, next) = (replayed.clone(), next.clone());
+        set.spawn(async move {
+            let (mut ok, mut failed) = (0usize, 0usize);
+            let mut conn: Option<TcpStream> = None;
+            let mut reply = Vec::with_capacity(4096);
+            while let Some(request) = replayed.get(next.fetch_add(1, Ordering::Relaxed)) {
+                match replay_one(addr, &mut conn, request, &mut reply, keep_alive).await {
+                    Ok(200) => ok += 1,
+                    Ok(_) | Err(_) => {
+                        failed += 1;
+                        conn = None;
+                    }
+                }
+            }
+            (ok, failed)
+        });
+    }
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        let (o, f) = r.unwrap_or((0, 1));
+        ok += o;
+        failed += f;
+    }
+    (ok, failed)
+}
+
+/// CPU time (user + system) of the calling thread, in seconds.
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant of the platform.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// The request with its `Connection: close` (as the core writes it) turned into keep-alive; only
