@@ -134,6 +134,46 @@ fn main() {
         }
         return;
     }
+    if what == "digests" {
+        // SHA-256 of each kind's whole request as streamed through 512 B windows and through one
+        // window: a quick check that a change to the emitters left every byte as it was.
+        let whole = |m: &dyn Emit| {
+            let len = mpagent_core::sink::emitted_len(m).unwrap();
+            let mut bytes = Vec::new();
+            for cap in [512, len + 1] {
+                let mut window = vec![0u8; cap];
+                let mut off = 0;
+                loop {
+                    let n = mpagent_core::agent::signed::fill_window(m, off, &mut window).unwrap();
+                    bytes.extend_from_slice(&window[..n]);
+                    off += n;
+                    if n < cap {
+                        break;
+                    }
+                }
+            }
+            assert_eq!(bytes.len(), 2 * len);
+            let d = mpagent_core::sink::sha256_of(&|o: &mut dyn mpagent_core::sink::Sink| {
+                o.write(&bytes)
+            })
+            .unwrap();
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let post = Post::new(&config, post_params, &req).unwrap();
+        println!("reg {}", whole(&post));
+        let bodies: [(&str, &dyn MessageBodyDyn); 5] = [
+            ("ddr", &ddr),
+            ("state", &state),
+            ("status", &status),
+            ("policy", &policy),
+            ("hinv", &hinv),
+        ];
+        for (name, b) in bodies {
+            let m = b.sign(&config, &me);
+            println!("{name} {}", whole(&m));
+        }
+        return;
+    }
     match what {
         // Registration as `benches/registration.rs` and `io::exchange` now stream it: `fill_window`
         // (each window pass stops once its window is full; no counting pass).
@@ -214,5 +254,24 @@ impl Part {
     }
     fn emit(self) -> bool {
         matches!(self, Self::Rest | Self::Emit)
+    }
+}
+
+/// `sign_message` for any kind, so `digests` can loop over them.
+trait MessageBodyDyn {
+    fn sign<'a>(
+        &'a self,
+        config: &'a AgentConfig<'a>,
+        me: &'a MessageSigner<'a>,
+    ) -> SignedMessage<'a>;
+}
+
+impl<B: MessageBody> MessageBodyDyn for B {
+    fn sign<'a>(
+        &'a self,
+        config: &'a AgentConfig<'a>,
+        me: &'a MessageSigner<'a>,
+    ) -> SignedMessage<'a> {
+        sign_message(config, me, self, Guid([1; 16]), NOW).unwrap()
     }
 }

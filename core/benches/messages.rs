@@ -14,7 +14,6 @@ use mpagent_core::config::AgentConfig;
 use mpagent_core::guid::Guid;
 use mpagent_core::sign::Signer;
 use mpagent_core::wire::clientauth::ClientIdSignature;
-use mpagent_core::wire::report::MAX_NAMESPACE_LEN;
 
 mod fixture;
 use fixture::{median_us, stream, Breakdown, Presigned, NOW, WINDOWS};
@@ -51,11 +50,15 @@ fn kind<B: MessageBody>(
             black_box(stream(&msg, &mut window));
         });
     }
+    // PayloadSignature covers the octet part: the body, its UTF-16 NUL and the CRLF.
+    let signed_len = msg.body_length() + 2;
     Breakdown {
         kind,
         request_len,
         build: build_us,
         emit,
+        signed_len,
+        sha: fixture::sha256_us(signed_len),
     }
 }
 
@@ -118,8 +121,8 @@ fn bench(c: &mut Criterion) {
     fixture::print_shares(sign_us, &rows);
     eprintln!(
         "RAM of one send (besides the caller's window): SignedMessage {} B, ClientIdSignature {} B \
-         (cached by the caller), PolicyBodyRequest {} B; per instance a {MAX_NAMESPACE_LEN} B \
-         namespace string and the XML writer's 64 B encode chunk on the stack",
+         (cached by the caller), PolicyBodyRequest {} B; the XML writer's encode chunk on the stack \
+         (128 B on 64-bit hosts, 64 B on boards)",
         std::mem::size_of::<SignedMessage<'_>>(),
         std::mem::size_of::<ClientIdSignature>(),
         std::mem::size_of::<PolicyBodyRequest<'_>>(),

@@ -87,6 +87,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("certificate: build self-signed P-256", |b| {
         b.iter(|| black_box(fixture::certificate(&signer)))
     });
+    // The signature covers `<Data>`'s UTF-16LE bytes.
+    let signed_len = emitted_len(&req.data).unwrap();
     fixture::print_shares(
         sign_us,
         &[Breakdown {
@@ -94,6 +96,8 @@ fn bench(c: &mut Criterion) {
             request_len,
             build: build_us,
             emit,
+            signed_len,
+            sha: fixture::sha256_us(signed_len),
         }],
     );
 }

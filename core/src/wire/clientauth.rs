@@ -26,9 +26,9 @@ use crate::guid::Smsid;
 use crate::profile;
 use crate::sign::hash::{digest_of, sign_digest, Digest, DigestSink};
 use crate::sign::{SignError, SignatureBytes, Signer};
-use crate::sink::{CountingSink, Emit, Overflow, Sink, TeeSink};
+use crate::sink::{Emit, Overflow, Sink};
 use crate::wire::multipart::OctetPart;
-use crate::wire::xml::XmlWriter;
+use crate::wire::xml::{Escaping, XmlWriter};
 
 /// `ClientCapabilities` of a client talking plain HTTP (spec §5, confirmed).
 pub const CLIENT_CAPABILITIES_NON_SSL: &str = "NonSSL";
@@ -125,16 +125,28 @@ pub fn payload_digest_with(
     body: &dyn Emit,
     hash: SignatureHash,
 ) -> Result<PayloadDigest, Overflow> {
-    let mut digest = DigestSink::new(hash);
-    let mut count = CountingSink::default();
-    OctetPart { body }.emit(&mut TeeSink {
-        a: &mut digest,
-        b: &mut count,
-    })?;
+    let mut sink = CountingDigest {
+        digest: DigestSink::new(hash),
+        count: 0,
+    };
+    OctetPart { body }.emit(&mut sink)?;
     Ok(PayloadDigest {
-        digest: digest.finish(),
-        body_len: count.count.checked_sub(4).ok_or(Overflow)?,
+        digest: sink.digest.finish(),
+        body_len: sink.count.checked_sub(4).ok_or(Overflow)?,
     })
+}
+
+/// Hashes and counts in one sink: one dynamic call per write instead of a tee's three (issue 8).
+struct CountingDigest {
+    digest: DigestSink,
+    count: usize,
+}
+
+impl Sink for CountingDigest {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        self.count = self.count.checked_add(bytes.len()).ok_or(Overflow)?;
+        self.digest.write(bytes)
+    }
 }
 
 /// Why a payload could not be signed.
@@ -182,49 +194,52 @@ pub struct ClientAuthHook<'a> {
 }
 
 fn property_open(w: &mut XmlWriter<'_>, name: &str) -> Result<(), Overflow> {
-    w.open("Property")?;
-    w.attr("Name", name)?;
-    w.close()
+    w.parts(&[
+        ("<Property Name=\"", Escaping::Raw),
+        (name, Escaping::Attr),
+        ("\">", Escaping::Raw),
+    ])
 }
 
 impl Emit for ClientAuthHook<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
         let mut w = XmlWriter::new(out);
-        w.raw("<Hook2 Name=\"clientauth\">")?;
-        w.element_property("AuthSenderMachine", self.auth_sender_machine)?;
+        // Markup between the hex runs in one writer call each.
+        w.parts(&[
+            (
+                "<Hook2 Name=\"clientauth\"><Property Name=\"AuthSenderMachine\">",
+                Escaping::Raw,
+            ),
+            (self.auth_sender_machine, Escaping::Text),
+            ("</Property><Property Name=\"PublicKey\">", Escaping::Raw),
+        ])?;
         // PublicKey: the signing certificate's DER as hex ([profile] PUBLIC_KEY_IS_CERT_DER).
-        property_open(&mut w, "PublicKey")?;
         w.hex_upper(self.signing_cert_der)?;
-        w.end("Property")?;
-        property_open(&mut w, "ClientIDSignature")?;
+        w.raw("</Property><Property Name=\"ClientIDSignature\">")?;
         w.hex_upper(self.client_id_signature.as_bytes())?;
-        w.end("Property")?;
-        property_open(&mut w, "PayloadSignature")?;
+        w.raw("</Property><Property Name=\"PayloadSignature\">")?;
         w.hex_upper(self.payload_signature.as_bytes())?;
-        w.end("Property")?;
-        w.element_property("ClientCapabilities", CLIENT_CAPABILITIES_NON_SSL)?;
-        if let Some(oid) = self.hash_algorithm_oid {
-            w.element_property("HashAlgorithm", oid)?;
-        }
+        let (oid_open, oid, oid_close) = match self.hash_algorithm_oid {
+            Some(oid) => ("<Property Name=\"HashAlgorithm\">", oid, "</Property>"),
+            None => ("", "", ""),
+        };
+        w.parts(&[
+            (
+                "</Property><Property Name=\"ClientCapabilities\">",
+                Escaping::Raw,
+            ),
+            (CLIENT_CAPABILITIES_NON_SSL, Escaping::Text),
+            ("</Property>", Escaping::Raw),
+            (oid_open, Escaping::Raw),
+            (oid, Escaping::Text),
+            (oid_close, Escaping::Raw),
+        ])?;
         if let Some(proxy) = self.proxy_smsid {
             property_open(&mut w, profile::CLIENTAUTH_PROXY_SMSID_PROPERTY)?;
             w.ascii(&proxy.to_text())?;
-            w.end("Property")?;
+            w.raw("</Property>")?;
         }
         w.raw("</Hook2>")
-    }
-}
-
-/// `<Property Name="…">text</Property>`, the form of every clientauth property.
-trait PropertyElement {
-    fn element_property(&mut self, name: &str, text: &str) -> Result<(), Overflow>;
-}
-
-impl PropertyElement for XmlWriter<'_> {
-    fn element_property(&mut self, name: &str, text: &str) -> Result<(), Overflow> {
-        property_open(self, name)?;
-        self.text(text)?;
-        self.end("Property")
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::guid::{Guid, Smsid};
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::XmlWriter;
+use crate::wire::xml::{fmt_u64, Escaping, XmlWriter};
 
 /// Whether the MP answers with a reply message (registration, policy) or only the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,48 +55,61 @@ pub struct MsgHeader<'a> {
 }
 
 impl Emit for MsgHeader<'_> {
+    // Few writer calls (each is one sink write): the pieces between the variable parts go in one.
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
         let mut w = XmlWriter::new(out);
-        w.open("Msg")?;
-        w.attr("SchemaVersion", "1.1")?;
-        w.close()?;
-        w.open("Body")?;
-        w.attr("Type", "ByteRange")?;
-        w.attr_u64("Length", self.body_length as u64)?;
-        w.attr("Offset", "0")?;
-        w.close_empty()?;
-        w.element("CorrelationID", "{00000000-0000-0000-0000-000000000000}")?;
+        let mut num = [0u8; 20];
+        w.parts(&[
+            (
+                "<Msg SchemaVersion=\"1.1\"><Body Type=\"ByteRange\" Length=\"",
+                Escaping::Raw,
+            ),
+            (fmt_u64(self.body_length as u64, &mut num), Escaping::Attr),
+            (
+                "\" Offset=\"0\" /><CorrelationID>{00000000-0000-0000-0000-000000000000}</CorrelationID>",
+                Escaping::Raw,
+            ),
+        ])?;
         if let Some(hooks) = self.hooks {
             w.raw("<Hooks>")?;
             hooks.emit(w.sink())?;
             w.raw("</Hooks>")?;
         }
-        w.raw("<ID>")?;
-        w.ascii(&self.id.to_braced())?;
-        w.raw("</ID><Payload Type=\"inline\" /><Priority>0</Priority><Protocol>http</Protocol>")?;
-        w.element(
-            "ReplyMode",
-            match self.reply_mode {
-                ReplyMode::Sync => "Sync",
-                ReplyMode::Async => "ASync",
-            },
-        )?;
-        w.raw("<ReplyTo>direct:")?;
-        w.text(self.source_host)?;
-        w.raw(":SccmMessaging</ReplyTo><SentTime>")?;
-        w.ascii(&self.sent_time.iso8601())?;
-        w.raw("</SentTime>")?;
+        let id = self.id.to_braced();
+        let sent = self.sent_time.iso8601();
+        w.parts(&[
+            ("<ID>", Escaping::Raw),
+            (core::str::from_utf8(&id).map_err(|_| Overflow)?, Escaping::Raw),
+            (
+                "</ID><Payload Type=\"inline\" /><Priority>0</Priority><Protocol>http</Protocol><ReplyMode>",
+                Escaping::Raw,
+            ),
+            (
+                match self.reply_mode {
+                    ReplyMode::Sync => "Sync",
+                    ReplyMode::Async => "ASync",
+                },
+                Escaping::Text,
+            ),
+            ("</ReplyMode><ReplyTo>direct:", Escaping::Raw),
+            (self.source_host, Escaping::Text),
+            (":SccmMessaging</ReplyTo><SentTime>", Escaping::Raw),
+            (core::str::from_utf8(&sent).map_err(|_| Overflow)?, Escaping::Raw),
+            ("</SentTime>", Escaping::Raw),
+        ])?;
         if let Some(id) = self.source_id {
-            w.raw("<SourceID>")?;
-            w.ascii(&id.to_text())?;
-            w.raw("</SourceID>")?;
+            w.element_ascii("SourceID", &id.to_text())?;
         }
-        w.element("SourceHost", self.source_host)?;
-        w.raw("<TargetAddress>mp:")?;
-        w.text(self.target_endpoint)?;
-        w.raw("</TargetAddress>")?;
-        w.element("TargetEndpoint", self.target_endpoint)?;
-        w.element("TargetHost", self.target_host)?;
-        w.raw("<Timeout>60000</Timeout></Msg>")
+        w.parts(&[
+            ("<SourceHost>", Escaping::Raw),
+            (self.source_host, Escaping::Text),
+            ("</SourceHost><TargetAddress>mp:", Escaping::Raw),
+            (self.target_endpoint, Escaping::Text),
+            ("</TargetAddress><TargetEndpoint>", Escaping::Raw),
+            (self.target_endpoint, Escaping::Text),
+            ("</TargetEndpoint><TargetHost>", Escaping::Raw),
+            (self.target_host, Escaping::Text),
+            ("</TargetHost><Timeout>60000</Timeout></Msg>", Escaping::Raw),
+        ])
     }
 }

@@ -20,7 +20,7 @@ use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::clientauth::sign_utf16z;
 use crate::wire::reply::{header_xml, parse_msg_header, payload_xml, split_multipart, ReplyError};
-use crate::wire::xml::XmlWriter;
+use crate::wire::xml::{Escaping, XmlWriter};
 use crate::wire::xml_reader::{Attrs, Event, Reader, XmlError, XmlText};
 
 /// The `RequestAssignments` body (spec §5, exact shape):
@@ -44,15 +44,28 @@ pub struct RequestAssignments<'a> {
 impl Emit for RequestAssignments<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
         let mut w = XmlWriter::new(out);
-        w.raw("<RequestAssignments SchemaVersion=\"1.00\" ACK=\"false\" RequestType=\"Always\">")?;
-        w.raw("<Identification><Machine><ClientID>")?;
-        w.ascii(&self.smsid.to_text())?;
-        w.raw("</ClientID>")?;
-        w.element("FQDN", self.fqdn)?;
-        w.element("NetBIOSName", self.netbios_name)?;
-        w.raw("<SID/></Machine><User/></Identification><PolicySource>SMS:")?;
-        w.text(self.site_code.as_str())?;
-        w.raw("</PolicySource><Resource ResourceType=\"Machine\"/><ServerCookie/></RequestAssignments>")
+        let id = self.smsid.to_text();
+        // One writer call.
+        w.parts(&[
+            (
+                "<RequestAssignments SchemaVersion=\"1.00\" ACK=\"false\" RequestType=\"Always\"><Identification><Machine><ClientID>",
+                Escaping::Raw,
+            ),
+            (core::str::from_utf8(&id).map_err(|_| Overflow)?, Escaping::Raw),
+            ("</ClientID><FQDN>", Escaping::Raw),
+            (self.fqdn, Escaping::Text),
+            ("</FQDN><NetBIOSName>", Escaping::Raw),
+            (self.netbios_name, Escaping::Text),
+            (
+                "</NetBIOSName><SID/></Machine><User/></Identification><PolicySource>SMS:",
+                Escaping::Raw,
+            ),
+            (self.site_code.as_str(), Escaping::Text),
+            (
+                "</PolicySource><Resource ResourceType=\"Machine\"/><ServerCookie/></RequestAssignments>",
+                Escaping::Raw,
+            ),
+        ])
     }
 }
 

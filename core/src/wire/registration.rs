@@ -7,7 +7,7 @@ use crate::sign::hash::{digest_of, sign_digest};
 use crate::sign::{SignError, SignatureBytes, Signer};
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::XmlWriter;
+use crate::wire::xml::{Escaping, XmlWriter};
 
 /// `AgentType` (spec §4, Messaging SDK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,10 +122,13 @@ impl Emit for RegistrationData<'_> {
 }
 
 fn property(w: &mut XmlWriter<'_>, name: &str, value: &str) -> Result<(), Overflow> {
-    w.open("Property")?;
-    w.attr("Name", name)?;
-    w.attr("Value", value)?;
-    w.close_empty()
+    w.parts(&[
+        ("<Property Name=\"", Escaping::Raw),
+        (name, Escaping::Attr),
+        ("\" Value=\"", Escaping::Raw),
+        (value, Escaping::Attr),
+        ("\" />", Escaping::Raw),
+    ])
 }
 
 /// A signed registration request body.

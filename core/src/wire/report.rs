@@ -24,7 +24,7 @@ use crate::guid::Smsid;
 use crate::profile;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{fmt_u64, XmlWriter};
+use crate::wire::xml::{fmt_u64, Escaping, XmlWriter};
 
 /// Longest `Namespace` attribute value: `\\` + a 255-byte host + `\root\cimv2` and some room.
 pub const MAX_NAMESPACE_LEN: usize = 300;
@@ -78,32 +78,39 @@ impl<'a> ReportIdentity<'a> {
     }
 }
 
-pub(crate) fn element_u64(w: &mut XmlWriter<'_>, name: &str, v: u64) -> Result<(), Overflow> {
-    let mut buf = [0u8; 20];
-    w.element(name, fmt_u64(v, &mut buf))
-}
-
-pub(crate) fn element_ascii(w: &mut XmlWriter<'_>, name: &str, v: &[u8]) -> Result<(), Overflow> {
-    w.open(name)?;
-    w.close()?;
-    w.ascii(v)?;
-    w.end(name)
-}
-
-/// `<Identification><Machine>…</Machine></Identification>`.
+/// `<Identification><Machine>…</Machine></Identification>` (one writer call).
 pub(crate) fn write_identification(
     w: &mut XmlWriter<'_>,
     id: &ReportIdentity<'_>,
 ) -> Result<(), Overflow> {
-    w.raw("<Identification><Machine>")?;
-    element_u64(w, "ClientInstalled", id.client_installed.into())?;
-    element_u64(w, "ClientType", id.client_type.into())?;
-    element_ascii(w, "ClientID", &id.smsid.to_text())?;
-    w.element("ClientVersion", id.client_version)?;
-    w.element("NetBIOSName", id.netbios_name)?;
-    element_u64(w, "CodePage", id.code_page.into())?;
-    element_u64(w, "SystemDefaultLCID", id.system_default_lcid.into())?;
-    w.raw("</Machine></Identification>")
+    let (mut a, mut b, mut c, mut d) = ([0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20]);
+    let client_id = id.smsid.to_text();
+    w.parts(&[
+        ("<Identification><Machine><ClientInstalled>", Escaping::Raw),
+        (fmt_u64(id.client_installed.into(), &mut a), Escaping::Text),
+        ("</ClientInstalled><ClientType>", Escaping::Raw),
+        (fmt_u64(id.client_type.into(), &mut b), Escaping::Text),
+        ("</ClientType><ClientID>", Escaping::Raw),
+        (
+            core::str::from_utf8(&client_id).map_err(|_| Overflow)?,
+            Escaping::Raw,
+        ),
+        ("</ClientID><ClientVersion>", Escaping::Raw),
+        (id.client_version, Escaping::Text),
+        ("</ClientVersion><NetBIOSName>", Escaping::Raw),
+        (id.netbios_name, Escaping::Text),
+        ("</NetBIOSName><CodePage>", Escaping::Raw),
+        (fmt_u64(id.code_page.into(), &mut c), Escaping::Text),
+        ("</CodePage><SystemDefaultLCID>", Escaping::Raw),
+        (
+            fmt_u64(id.system_default_lcid.into(), &mut d),
+            Escaping::Text,
+        ),
+        (
+            "</SystemDefaultLCID></Machine></Identification>",
+            Escaping::Raw,
+        ),
+    ])
 }
 
 /// `ReportType`.
@@ -143,7 +150,7 @@ impl Default for ReportVersion {
     }
 }
 
-/// `<ReportDetails>…</ReportDetails>`.
+/// `<ReportDetails>…</ReportDetails>` (one writer call).
 pub(crate) fn write_report_details(
     w: &mut XmlWriter<'_>,
     content: &str,
@@ -152,19 +159,27 @@ pub(crate) fn write_report_details(
     version: ReportVersion,
     format: &str,
 ) -> Result<(), Overflow> {
-    w.raw("<ReportDetails>")?;
-    w.element("ReportContent", content)?;
-    w.element("ReportType", report_type.as_str())?;
-    element_ascii(w, "Date", &date.wmi())?;
     let mut a = [0u8; 20];
     let mut b = [0u8; 20];
-    w.raw("<Version>")?;
-    w.raw(fmt_u64(version.major.into(), &mut a))?;
-    w.raw(".")?;
-    w.raw(fmt_u64(version.minor.into(), &mut b))?;
-    w.raw("</Version>")?;
-    w.element("Format", format)?;
-    w.raw("</ReportDetails>")
+    let date = date.wmi();
+    w.parts(&[
+        ("<ReportDetails><ReportContent>", Escaping::Raw),
+        (content, Escaping::Text),
+        ("</ReportContent><ReportType>", Escaping::Raw),
+        (report_type.as_str(), Escaping::Text),
+        ("</ReportType><Date>", Escaping::Raw),
+        (
+            core::str::from_utf8(&date).map_err(|_| Overflow)?,
+            Escaping::Raw,
+        ),
+        ("</Date><Version>", Escaping::Raw),
+        (fmt_u64(version.major.into(), &mut a), Escaping::Raw),
+        (".", Escaping::Raw),
+        (fmt_u64(version.minor.into(), &mut b), Escaping::Raw),
+        ("</Version><Format>", Escaping::Raw),
+        (format, Escaping::Text),
+        ("</Format></ReportDetails>", Escaping::Raw),
+    ])
 }
 
 /// What a `<Report>` reports: fixes the `InventoryActionID`, its description and the endpoint.
@@ -237,18 +252,24 @@ pub enum Namespace<'a> {
     Custom(&'a str),
 }
 
-impl Namespace<'_> {
-    fn write(
-        &self,
-        host: &str,
-        out: &mut heapless::String<MAX_NAMESPACE_LEN>,
-    ) -> Result<(), Overflow> {
-        let r = match self {
-            Namespace::Cimv2 => write!(out, "\\\\{host}\\root\\cimv2"),
-            Namespace::Ccm => write!(out, "\\\\{host}\\root\\ccm"),
-            Namespace::Custom(s) => out.push_str(s).map_err(|_| core::fmt::Error),
+impl<'a> Namespace<'a> {
+    /// The text in three pieces (written one after the other, each escaped as an attribute
+    /// value: the same bytes as the whole text escaped). Refused with [`Overflow`] when the text
+    /// is longer than [`MAX_NAMESPACE_LEN`] bytes.
+    fn pieces<'h>(&self, host: &'h str) -> Result<[&'h str; 3], Overflow>
+    where
+        'a: 'h,
+    {
+        let pieces = match *self {
+            Namespace::Cimv2 => ["\\\\", host, "\\root\\cimv2"],
+            Namespace::Ccm => ["\\\\", host, "\\root\\ccm"],
+            Namespace::Custom(s) => [s, "", ""],
         };
-        r.map_err(|_| Overflow)
+        let len = pieces.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
+        if len > MAX_NAMESPACE_LEN {
+            return Err(Overflow);
+        }
+        Ok(pieces)
     }
 }
 
@@ -327,20 +348,30 @@ impl<'w, 's> InstanceWriter<'w, 's> {
         if !is_xml_name(class) {
             return Err(Overflow);
         }
-        let mut ns = heapless::String::<MAX_NAMESPACE_LEN>::new();
-        namespace.write(self.host, &mut ns)?;
+        let [ns0, ns1, ns2] = namespace.pieces(self.host)?;
         let w = &mut *self.xml;
-        w.open("Instance")?;
-        w.attr("Content", content.as_str())?;
-        w.attr("Namespace", &ns)?;
-        w.attr("Class", class)?;
-        w.attr("ParentClass", class)?;
-        w.close()?;
-        w.open(class)?;
-        w.close()?;
+        // One piece: `<Instance Content="…" Namespace="…" Class="…" ParentClass="…"><class>`.
+        w.parts(&[
+            ("<Instance Content=\"", Escaping::Raw),
+            (content.as_str(), Escaping::Attr),
+            ("\" Namespace=\"", Escaping::Raw),
+            (ns0, Escaping::Attr),
+            (ns1, Escaping::Attr),
+            (ns2, Escaping::Attr),
+            ("\" Class=\"", Escaping::Raw),
+            (class, Escaping::Attr),
+            ("\" ParentClass=\"", Escaping::Raw),
+            (class, Escaping::Attr),
+            ("\"><", Escaping::Raw),
+            (class, Escaping::Raw),
+            (">", Escaping::Raw),
+        ])?;
         props(&mut PropWriter { xml: w })?;
-        w.end(class)?;
-        w.end("Instance")
+        w.parts(&[
+            ("</", Escaping::Raw),
+            (class, Escaping::Raw),
+            ("></Instance>", Escaping::Raw),
+        ])
     }
 }
 
@@ -368,9 +399,10 @@ impl PropWriter<'_, '_> {
 
     /// `<name>value</name>` with the value escaped. `name` must satisfy [`is_xml_name`].
     pub fn prop(&mut self, name: &str, value: &str) -> Result<(), Overflow> {
-        self.open(name)?;
-        self.xml.text(value)?;
-        self.xml.end(name)
+        if !is_xml_name(name) {
+            return Err(Overflow);
+        }
+        self.xml.element(name, value)
     }
 
     /// An unsigned number.
@@ -386,9 +418,10 @@ impl PropWriter<'_, '_> {
 
     /// A WMI datetime (`YYYYMMDDhhmmss.ffffff+000`).
     pub fn prop_datetime(&mut self, name: &str, value: &DateTime) -> Result<(), Overflow> {
-        self.open(name)?;
-        self.xml.ascii(&value.wmi())?;
-        self.xml.end(name)
+        if !is_xml_name(name) {
+            return Err(Overflow);
+        }
+        self.xml.element_ascii(name, &value.wmi())
     }
 
     /// A value formatted on the fly (`format_args!`), escaped; nothing is buffered.
@@ -559,12 +592,28 @@ impl Emit for Report<'_> {
             self.version,
             profile::INVENTORY_REPORT_FORMAT,
         )?;
-        w.raw("<InventoryAction ActionType=\"Predefined\"><InventoryActionID>")?;
-        w.raw(self.kind.inventory_action_id())?;
-        w.raw("</InventoryActionID>")?;
-        w.element("Description", self.kind.description())?;
-        element_ascii(&mut w, "InventoryActionLastUpdateTime", &self.date.wmi())?;
-        w.raw("</InventoryAction></ReportHeader><ReportBody>")?;
+        let updated = self.date.wmi();
+        w.parts(&[
+            (
+                "<InventoryAction ActionType=\"Predefined\"><InventoryActionID>",
+                Escaping::Raw,
+            ),
+            (self.kind.inventory_action_id(), Escaping::Raw),
+            ("</InventoryActionID><Description>", Escaping::Raw),
+            (self.kind.description(), Escaping::Text),
+            (
+                "</Description><InventoryActionLastUpdateTime>",
+                Escaping::Raw,
+            ),
+            (
+                core::str::from_utf8(&updated).map_err(|_| Overflow)?,
+                Escaping::Raw,
+            ),
+            (
+                "</InventoryActionLastUpdateTime></InventoryAction></ReportHeader><ReportBody>",
+                Escaping::Raw,
+            ),
+        ])?;
         self.instances
             .write_instances(&mut InstanceWriter::new(&mut w, self.identity.netbios_name))?;
         w.raw("</ReportBody></Report>")

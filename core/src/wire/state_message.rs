@@ -18,7 +18,7 @@ use crate::profile;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::report::{write_identification, write_report_details, ReportIdentity, ReportType};
-use crate::wire::xml::{fmt_u64, XmlWriter};
+use crate::wire::xml::{fmt_u64, Escaping, XmlWriter};
 
 /// The XML declaration relay messages start with.
 pub const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>";
@@ -87,10 +87,6 @@ pub(crate) fn cdata(w: &mut XmlWriter<'_>, mut text: &str) -> Result<(), Overflo
     w.raw("]]>")
 }
 
-fn attr_u32(w: &mut XmlWriter<'_>, name: &str, v: u32) -> Result<(), Overflow> {
-    w.attr_u64(name, v.into())
-}
-
 impl Emit for StateMessage<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
         let mut w = XmlWriter::new(out);
@@ -105,24 +101,33 @@ impl Emit for StateMessage<'_> {
             Default::default(),
             profile::STATE_REPORT_FORMAT,
         )?;
-        w.raw("</ReportHeader><ReportBody><StateMessage")?;
-        w.attr(
-            "MessageTime",
-            core::str::from_utf8(&self.time.wmi()).map_err(|_| Overflow)?,
-        )?;
-        w.close()?;
-        w.open("Topic")?;
-        w.attr("ID", self.topic_id)?;
-        attr_u32(&mut w, "Type", self.topic_type)?;
-        attr_u32(&mut w, "IDType", self.topic_id_type)?;
-        w.close_empty()?;
-        w.open("State")?;
-        attr_u32(&mut w, "ID", self.state_id)?;
-        attr_u32(&mut w, "Criticality", self.criticality)?;
-        w.close_empty()?;
-        w.open("StateDetails")?;
-        attr_u32(&mut w, "Type", self.details_type)?;
-        w.close()?;
+        let time = self.time.wmi();
+        let (mut a, mut b, mut c, mut d, mut e) =
+            ([0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20]);
+        // Up to the details in one writer call.
+        w.parts(&[
+            (
+                "</ReportHeader><ReportBody><StateMessage MessageTime=\"",
+                Escaping::Raw,
+            ),
+            (
+                core::str::from_utf8(&time).map_err(|_| Overflow)?,
+                Escaping::Attr,
+            ),
+            ("\"><Topic ID=\"", Escaping::Raw),
+            (self.topic_id, Escaping::Attr),
+            ("\" Type=\"", Escaping::Raw),
+            (fmt_u64(self.topic_type.into(), &mut a), Escaping::Attr),
+            ("\" IDType=\"", Escaping::Raw),
+            (fmt_u64(self.topic_id_type.into(), &mut b), Escaping::Attr),
+            ("\" /><State ID=\"", Escaping::Raw),
+            (fmt_u64(self.state_id.into(), &mut c), Escaping::Attr),
+            ("\" Criticality=\"", Escaping::Raw),
+            (fmt_u64(self.criticality.into(), &mut d), Escaping::Attr),
+            ("\" /><StateDetails Type=\"", Escaping::Raw),
+            (fmt_u64(self.details_type.into(), &mut e), Escaping::Attr),
+            ("\">", Escaping::Raw),
+        ])?;
         cdata(&mut w, self.details)?;
         w.raw("</StateDetails><UserParameters Flags=\"0\"")?;
         let mut n = [0u8; 20];

@@ -18,7 +18,7 @@ use crate::config::SiteCode;
 use crate::guid::Smsid;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::XmlWriter;
+use crate::wire::xml::{Escaping, XmlWriter};
 
 /// One status message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +40,15 @@ pub struct StatusMessage<'a> {
 }
 
 fn name_value(w: &mut XmlWriter<'_>, el: &str, name: &str, value: &str) -> Result<(), Overflow> {
-    w.open(el)?;
-    w.attr("Name", name)?;
-    w.attr("Value", value)?;
-    w.close_empty()
+    w.parts(&[
+        ("<", Escaping::Raw),
+        (el, Escaping::Raw),
+        (" Name=\"", Escaping::Raw),
+        (name, Escaping::Attr),
+        ("\" Value=\"", Escaping::Raw),
+        (value, Escaping::Attr),
+        ("\" />", Escaping::Raw),
+    ])
 }
 
 impl Emit for StatusMessage<'_> {

@@ -4,8 +4,16 @@
 
 use crate::sink::{Overflow, Sink};
 
-/// Characters are encoded through a small stack buffer to keep sink calls few.
-const CHUNK: usize = 64;
+/// Characters are encoded through a small stack buffer to keep sink calls few. Hosts (64-bit)
+/// use 128 B: most of a message goes to the sink in full chunks, so the chunk size sets the
+/// number of (dynamic) sink calls per pass (issue 8); larger chunks cost more in zeroing the
+/// buffer per call than they save. Boards (32-bit) keep 64 B of stack per writer frame (issue 5
+/// stack peaks).
+const CHUNK: usize = if cfg!(target_pointer_width = "64") {
+    128
+} else {
+    64
+};
 
 /// Writes XML markup and escaped content as UTF-16LE into a sink.
 pub struct XmlWriter<'s> {
@@ -36,7 +44,7 @@ impl<'s> XmlWriter<'s> {
     /// Write `parts` one after the other as UTF-16LE, each escaped per its [`Escaping`], through
     /// one stack chunk (so a tag and its attributes cost one sink call, not one per piece). A
     /// sink that would drop all of them unseen ([`Sink::skippable`]) gets their length only.
-    fn parts(&mut self, parts: &[(&str, Escaping)]) -> Result<(), Overflow> {
+    pub(crate) fn parts(&mut self, parts: &[(&str, Escaping)]) -> Result<(), Overflow> {
         let room = self.out.skippable();
         if room > 0 {
             let len = parts
@@ -60,6 +68,28 @@ impl<'s> XmlWriter<'s> {
     /// need no escaping (all markup, most content) are widened in bulk; other characters are
     /// decoded and encoded one by one.
     fn put(&mut self, chunk: &mut Chunk, s: &str, mode: Escaping) -> Result<(), Overflow> {
+        // Most pieces (markup, names, values) are short plain ASCII that fits in the chunk:
+        // widen them in one go.
+        let bytes = s.as_bytes();
+        let done = if cfg!(target_pointer_width = "64") {
+            // Hosts: one loop per escaping, each vectorised (issue 8: host speed).
+            match mode {
+                Escaping::Raw => chunk.put_plain(bytes, |b| b.is_ascii()),
+                Escaping::Text => {
+                    chunk.put_plain(bytes, |b| b.is_ascii() && !matches!(b, b'&' | b'<' | b'>'))
+                }
+                Escaping::Attr => chunk.put_plain(bytes, |b| {
+                    b.is_ascii()
+                        && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'\r' | b'\n' | b'\t')
+                }),
+            }
+        } else {
+            // Boards: one loop for all three (flash).
+            chunk.put_plain_masked(bytes, mode.specials())
+        };
+        if done {
+            return Ok(());
+        }
         let mut i = 0usize;
         while let Some(rest) = s.as_bytes().get(i..) {
             let run = mode.plain_run(rest);
@@ -178,6 +208,20 @@ impl<'s> XmlWriter<'s> {
     pub fn ascii(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
         self.raw(core::str::from_utf8(bytes).map_err(|_| Overflow)?)
     }
+
+    /// `<name>ascii</name>` in one piece (as `open`, `close`, [`Self::ascii`], `end`).
+    pub(crate) fn element_ascii(&mut self, name: &str, bytes: &[u8]) -> Result<(), Overflow> {
+        let text = core::str::from_utf8(bytes).map_err(|_| Overflow)?;
+        self.parts(&[
+            ("<", Escaping::Raw),
+            (name, Escaping::Raw),
+            (">", Escaping::Raw),
+            (text, Escaping::Raw),
+            ("</", Escaping::Raw),
+            (name, Escaping::Raw),
+            (">", Escaping::Raw),
+        ])
+    }
 }
 
 /// The stack buffer code units are gathered in before they go to the sink.
@@ -197,6 +241,32 @@ impl Chunk {
         }
         self.n += 2;
         Ok(())
+    }
+
+    /// If all of `bytes` fit in the room left and all pass `plain`, widen them into the chunk
+    /// and answer true; otherwise leave the chunk as it was and answer false. Widens and checks
+    /// in one pass without an early exit (vectorised on hosts).
+    #[inline(always)]
+    fn put_plain(&mut self, bytes: &[u8], plain: impl Fn(u8) -> bool) -> bool {
+        let end = self.n.saturating_add(bytes.len().saturating_mul(2));
+        let Some(dst) = self.buf.get_mut(self.n..end) else {
+            return false;
+        };
+        let mut all = true;
+        for (d, &b) in dst.chunks_exact_mut(2).zip(bytes) {
+            d.copy_from_slice(&[b, 0]);
+            all &= plain(b);
+        }
+        if all {
+            self.n = end;
+        }
+        all
+    }
+
+    /// [`Self::put_plain`] against a mask of [`Escaping::specials`], out of line (boards).
+    #[inline(never)]
+    fn put_plain_masked(&mut self, bytes: &[u8], specials: u64) -> bool {
+        self.put_plain(bytes, |b| plain(specials, b))
     }
 
     /// ASCII bytes, each widened to one UTF-16LE code unit.
@@ -229,7 +299,7 @@ impl Chunk {
 
 /// Which characters [`XmlWriter::parts`] replaces by entities (all of them are ASCII).
 #[derive(Clone, Copy)]
-enum Escaping {
+pub(crate) enum Escaping {
     /// Markup: nothing.
     Raw,
     /// Character data: `&`, `<`, `>`.
@@ -241,16 +311,40 @@ enum Escaping {
 impl Escaping {
     /// Length of the leading run of `bytes` that is ASCII and needs no entity.
     fn plain_run(self, bytes: &[u8]) -> usize {
-        let mut it = bytes.iter();
-        match self {
-            Self::Raw => it.position(|b| !b.is_ascii()),
-            Self::Text => it.position(|b| !b.is_ascii() || matches!(b, b'&' | b'<' | b'>')),
-            Self::Attr => it.position(|b| {
-                !b.is_ascii()
-                    || matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'\r' | b'\n' | b'\t')
-            }),
+        if cfg!(target_pointer_width = "64") {
+            // Hosts: one loop per escaping, over blocks of 16 (vectorised; issue 8).
+            match self {
+                Self::Raw => run_where(bytes, |b| b.is_ascii()),
+                Self::Text => {
+                    run_where(bytes, |b| b.is_ascii() && !matches!(b, b'&' | b'<' | b'>'))
+                }
+                Self::Attr => run_where(bytes, |b| {
+                    b.is_ascii()
+                        && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'\r' | b'\n' | b'\t')
+                }),
+            }
+        } else {
+            // Boards: one loop for all three (flash).
+            let specials = self.specials();
+            bytes
+                .iter()
+                .position(|&b| !plain(specials, b))
+                .unwrap_or(bytes.len())
         }
-        .unwrap_or(bytes.len())
+    }
+
+    /// The characters below 64 that this escaping replaces, as bits: every character any
+    /// escaping replaces is below 64, so one mask per escaping tells them, with one code path
+    /// for all three ([`plain`]).
+    #[inline]
+    fn specials(self) -> u64 {
+        const TEXT: u64 = 1 << b'&' | 1 << b'<' | 1 << b'>';
+        const ATTR: u64 = TEXT | 1 << b'"' | 1 << b'\'' | 1 << b'\r' | 1 << b'\n' | 1 << b'\t';
+        match self {
+            Self::Raw => 0,
+            Self::Text => TEXT,
+            Self::Attr => ATTR,
+        }
     }
 
     #[inline]
@@ -274,6 +368,27 @@ impl Escaping {
             },
         }
     }
+}
+
+/// Length of the leading run of `bytes` whose bytes all pass `plain`: whole blocks of 16 are
+/// checked without an early exit (the compiler vectorises that), the rest byte by byte.
+#[inline(always)]
+fn run_where(bytes: &[u8], plain: impl Fn(u8) -> bool) -> usize {
+    let mut n = 0usize;
+    for block in bytes.chunks_exact(16) {
+        if !block.iter().fold(true, |all, &b| all & plain(b)) {
+            break;
+        }
+        n += 16;
+    }
+    let rest = bytes.get(n..).unwrap_or(&[]);
+    n + rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len())
+}
+
+/// Whether `b` is ASCII and not one of `specials` ([`Escaping::specials`]).
+#[inline(always)]
+fn plain(specials: u64, b: u8) -> bool {
+    b.is_ascii() && (b >= 64 || specials.wrapping_shr(u32::from(b)) & 1 == 0)
 }
 
 /// UTF-16LE bytes [`XmlWriter::parts`] writes for `s`, from its UTF-8 lead bytes: one code unit
@@ -315,6 +430,57 @@ pub fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &str {
 mod tests {
     use super::*;
     use crate::sink::SliceSink;
+
+    #[test]
+    fn the_boards_plain_masks_match_the_entities() {
+        for mode in [Escaping::Raw, Escaping::Text, Escaping::Attr] {
+            for b in 0..=255u8 {
+                assert_eq!(
+                    plain(mode.specials(), b),
+                    b.is_ascii() && mode.entity(b).is_none(),
+                    "byte {b}"
+                );
+                assert_eq!(mode.plain_run(&[b]), usize::from(plain(mode.specials(), b)));
+                let run = [b'a'; 20];
+                let mut with = run;
+                with[17] = b;
+                assert_eq!(
+                    mode.plain_run(&with),
+                    if plain(mode.specials(), b) { 20 } else { 17 }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_boards_masked_fast_path_matches_the_hosts() {
+        let long = "x".repeat(CHUNK);
+        for s in [
+            "<a>",
+            "a&b",
+            "q\"t",
+            "tab\there",
+            "h\u{e9}llo",
+            "",
+            long.as_str(),
+        ] {
+            for mode in [Escaping::Raw, Escaping::Text, Escaping::Attr] {
+                let mut host = Chunk {
+                    buf: [0u8; CHUNK],
+                    n: 2,
+                };
+                let mut board = Chunk {
+                    buf: [0u8; CHUNK],
+                    n: 2,
+                };
+                let a = host.put_plain(s.as_bytes(), |b| b.is_ascii() && mode.entity(b).is_none());
+                let b = board.put_plain_masked(s.as_bytes(), mode.specials());
+                assert_eq!(a, b, "{s:?}");
+                assert_eq!(host.n, board.n, "{s:?}");
+                assert_eq!(host.buf[..host.n], board.buf[..board.n], "{s:?}");
+            }
+        }
+    }
 
     fn utf16(s: &str) -> ([u8; 512], usize) {
         let mut out = [0u8; 512];
