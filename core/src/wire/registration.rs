@@ -121,6 +121,8 @@ impl Emit for RegistrationData<'_> {
     }
 }
 
+/// `<Property Name=".." Value=".." />`. Not [`XmlWriter::name_value`]: naming the element at each
+/// call costs 32 B of flash on the board's registration path (size probe, issue 8).
 fn property(w: &mut XmlWriter<'_>, name: &str, value: &str) -> Result<(), Overflow> {
     w.parts(&[
         ("<Property Name=\"", Escaping::Raw),

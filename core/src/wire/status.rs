@@ -18,7 +18,7 @@ use crate::config::SiteCode;
 use crate::guid::Smsid;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{Escaping, XmlWriter};
+use crate::wire::xml::XmlWriter;
 
 /// One status message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,18 +39,6 @@ pub struct StatusMessage<'a> {
     pub qualifiers: &'a [(&'a str, &'a str)],
 }
 
-fn name_value(w: &mut XmlWriter<'_>, el: &str, name: &str, value: &str) -> Result<(), Overflow> {
-    w.parts(&[
-        ("<", Escaping::Raw),
-        (el, Escaping::Raw),
-        (" Name=\"", Escaping::Raw),
-        (name, Escaping::Attr),
-        ("\" Value=\"", Escaping::Raw),
-        (value, Escaping::Attr),
-        ("\" />", Escaping::Raw),
-    ])
-}
-
 impl Emit for StatusMessage<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
         let mut w = XmlWriter::new(out);
@@ -58,27 +46,25 @@ impl Emit for StatusMessage<'_> {
         w.element("Type", self.message_type)?;
         w.raw("<Properties>")?;
         let id = self.smsid.to_text();
-        name_value(
-            &mut w,
+        w.name_value(
             "Property",
             "ClientID",
             core::str::from_utf8(&id).map_err(|_| Overflow)?,
         )?;
         let t = self.time.wmi();
-        name_value(
-            &mut w,
+        w.name_value(
             "Property",
             "DateTime",
             core::str::from_utf8(&t).map_err(|_| Overflow)?,
         )?;
-        name_value(&mut w, "Property", "MachineName", self.machine_name)?;
-        name_value(&mut w, "Property", "SiteCode", self.site_code.as_str())?;
+        w.name_value("Property", "MachineName", self.machine_name)?;
+        w.name_value("Property", "SiteCode", self.site_code.as_str())?;
         for (name, value) in self.properties {
-            name_value(&mut w, "Property", name, value)?;
+            w.name_value("Property", name, value)?;
         }
         w.raw("</Properties><Qualifiers>")?;
         for (name, value) in self.qualifiers {
-            name_value(&mut w, "Qualifier", name, value)?;
+            w.name_value("Qualifier", name, value)?;
         }
         w.raw("</Qualifiers></Status>")
     }

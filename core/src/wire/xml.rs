@@ -173,14 +173,33 @@ impl<'s> XmlWriter<'s> {
 
     /// `<name>text</name>` with the text escaped.
     pub fn element(&mut self, name: &str, text: &str) -> Result<(), Overflow> {
+        self.element_as(name, text, Escaping::Text)
+    }
+
+    /// `<name>text</name>` in one piece, the text written as `text_mode` says.
+    fn element_as(&mut self, name: &str, text: &str, text_mode: Escaping) -> Result<(), Overflow> {
         self.parts(&[
             ("<", Escaping::Raw),
             (name, Escaping::Raw),
             (">", Escaping::Raw),
-            (text, Escaping::Text),
+            (text, text_mode),
             ("</", Escaping::Raw),
             (name, Escaping::Raw),
             (">", Escaping::Raw),
+        ])
+    }
+
+    /// `<el Name="name" Value="value" />` (registration properties, status properties and
+    /// qualifiers).
+    pub(crate) fn name_value(&mut self, el: &str, name: &str, value: &str) -> Result<(), Overflow> {
+        self.parts(&[
+            ("<", Escaping::Raw),
+            (el, Escaping::Raw),
+            (" Name=\"", Escaping::Raw),
+            (name, Escaping::Attr),
+            ("\" Value=\"", Escaping::Raw),
+            (value, Escaping::Attr),
+            ("\" />", Escaping::Raw),
         ])
     }
 
@@ -212,15 +231,7 @@ impl<'s> XmlWriter<'s> {
     /// `<name>ascii</name>` in one piece (as `open`, `close`, [`Self::ascii`], `end`).
     pub(crate) fn element_ascii(&mut self, name: &str, bytes: &[u8]) -> Result<(), Overflow> {
         let text = core::str::from_utf8(bytes).map_err(|_| Overflow)?;
-        self.parts(&[
-            ("<", Escaping::Raw),
-            (name, Escaping::Raw),
-            (">", Escaping::Raw),
-            (text, Escaping::Raw),
-            ("</", Escaping::Raw),
-            (name, Escaping::Raw),
-            (">", Escaping::Raw),
-        ])
+        self.element_as(name, text, Escaping::Raw)
     }
 }
 
