@@ -84,8 +84,9 @@ impl<'s> XmlWriter<'s> {
                 }),
             }
         } else {
-            // Boards: one loop for all three (flash).
-            chunk.put_plain_masked(bytes, mode.specials())
+            // Boards: none (measured with the size probe: 228 B of flash on the registration path
+            // for 6 440 fewer instructions per registration, 0.08 %).
+            false
         };
         if done {
             return Ok(());
@@ -274,12 +275,6 @@ impl Chunk {
         all
     }
 
-    /// [`Self::put_plain`] against a mask of [`Escaping::specials`], out of line (boards).
-    #[inline(never)]
-    fn put_plain_masked(&mut self, bytes: &[u8], specials: u64) -> bool {
-        self.put_plain(bytes, |b| plain(specials, b))
-    }
-
     /// ASCII bytes, each widened to one UTF-16LE code unit.
     fn put_ascii(&mut self, out: &mut dyn Sink, mut ascii: &[u8]) -> Result<(), Overflow> {
         while !ascii.is_empty() {
@@ -464,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn the_boards_masked_fast_path_matches_the_hosts() {
+    fn the_hosts_fast_path_takes_only_plain_pieces_that_fit() {
         let long = "x".repeat(CHUNK);
         for s in [
             "<a>",
@@ -476,19 +471,22 @@ mod tests {
             long.as_str(),
         ] {
             for mode in [Escaping::Raw, Escaping::Text, Escaping::Attr] {
-                let mut host = Chunk {
+                let mut chunk = Chunk {
                     buf: [0u8; CHUNK],
                     n: 2,
                 };
-                let mut board = Chunk {
-                    buf: [0u8; CHUNK],
-                    n: 2,
-                };
-                let a = host.put_plain(s.as_bytes(), |b| b.is_ascii() && mode.entity(b).is_none());
-                let b = board.put_plain_masked(s.as_bytes(), mode.specials());
-                assert_eq!(a, b, "{s:?}");
-                assert_eq!(host.n, board.n, "{s:?}");
-                assert_eq!(host.buf[..host.n], board.buf[..board.n], "{s:?}");
+                let all_plain = s.bytes().all(|b| plain(mode.specials(), b));
+                let fits = 2 + 2 * s.len() <= CHUNK;
+                let taken = chunk.put_plain(s.as_bytes(), |b| plain(mode.specials(), b));
+                assert_eq!(taken, all_plain && fits, "{s:?}");
+                if taken {
+                    assert_eq!(chunk.n, 2 + 2 * s.len(), "{s:?}");
+                    for (i, b) in s.bytes().enumerate() {
+                        assert_eq!(chunk.buf[2 + 2 * i..4 + 2 * i], [b, 0], "{s:?}");
+                    }
+                } else {
+                    assert_eq!(chunk.n, 2, "left as it was: {s:?}");
+                }
             }
         }
     }
