@@ -68,12 +68,24 @@ pub async fn exchange<'b, T: Read + Write>(
     request: &dyn Emit,
     buf: &'b mut [u8],
 ) -> Result<Response<'b>, ExchangeError<T::Error>> {
-    stream_request(conn, request, buf)
-        .await
-        .map_err(|e| match e {
-            WriteRequestError::Request => ExchangeError::Request,
-            WriteRequestError::Transport(e) => ExchangeError::Transport(e),
-        })?;
+    // One emission pass per window, each stopping once its window is full: a request that fits
+    // `buf` is emitted once, and no pass is spent on counting.
+    let cap = buf.len();
+    let mut offset = 0usize;
+    let mut checkpoint = Checkpoint::default();
+    loop {
+        let n = fill_window_at(request, offset, buf, Some(&mut checkpoint))
+            .map_err(|_| ExchangeError::Request)?;
+        let chunk = buf.get(..n).ok_or(ExchangeError::Request)?;
+        conn.write_all(chunk)
+            .await
+            .map_err(ExchangeError::Transport)?;
+        offset = offset.saturating_add(n);
+        if n < cap {
+            break;
+        }
+    }
+    conn.flush().await.map_err(ExchangeError::Transport)?;
 
     let mut filled = 0usize;
     loop {
@@ -366,54 +378,32 @@ fn transport<E: embedded_io_async::Error>(e: E) -> SendError {
     SendError::Transport(e.kind())
 }
 
-/// Why [`stream_request`] failed: emitting the request, or the transport.
-enum WriteRequestError<E> {
-    Request,
-    Transport(E),
-}
-
-/// Stream `request` into `conn` through `buf`, one emission pass per window, each stopping once
-/// its window is full (a request that fits `buf` is emitted once, and no pass is spent on
-/// counting); then flush. Returns the bytes sent.
-async fn stream_request<T: Write>(
-    conn: &mut T,
-    request: &dyn Emit,
-    buf: &mut [u8],
-) -> Result<usize, WriteRequestError<T::Error>> {
-    let cap = buf.len();
-    let mut offset = 0usize;
-    let mut checkpoint = Checkpoint::default();
-    loop {
-        let n = fill_window_at(request, offset, buf, Some(&mut checkpoint))
-            .map_err(|_| WriteRequestError::Request)?;
-        if n == 0 {
-            break;
-        }
-        let chunk = buf.get(..n).ok_or(WriteRequestError::Request)?;
-        conn.write_all(chunk)
-            .await
-            .map_err(WriteRequestError::Transport)?;
-        offset = offset.saturating_add(n);
-        if n < cap {
-            break;
-        }
-    }
-    conn.flush().await.map_err(WriteRequestError::Transport)?;
-    Ok(offset)
-}
-
-/// [`stream_request`] with the errors of the send paths.
+/// Stream `request` into `conn` through `buf`, one window per emission pass. The same loop as at
+/// the start of [`exchange`], on purpose: one shared async fn nests its future inside
+/// `io::register`'s (measured: +32 B of agent context and +192 B of QEMU firmware flash).
 async fn send_request<T: Write>(
     conn: &mut T,
     request: &dyn Emit,
     buf: &mut [u8],
 ) -> Result<usize, SendError> {
-    stream_request(conn, request, buf)
-        .await
-        .map_err(|e| match e {
-            WriteRequestError::Request => SendError::Request,
-            WriteRequestError::Transport(e) => transport(e),
-        })
+    let cap = buf.len();
+    let mut offset = 0usize;
+    let mut checkpoint = Checkpoint::default();
+    loop {
+        let n = fill_window_at(request, offset, buf, Some(&mut checkpoint))
+            .map_err(|_| SendError::Request)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).ok_or(SendError::Request)?;
+        conn.write_all(chunk).await.map_err(transport)?;
+        offset = offset.saturating_add(n);
+        if n < cap {
+            break;
+        }
+    }
+    conn.flush().await.map_err(transport)?;
+    Ok(offset)
 }
 
 /// Read until the response head is complete; returns it and how much of `buf` is filled.
