@@ -3,7 +3,7 @@
 use crate::guid::{Guid, Smsid};
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{fmt_u64, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, fmt_u64, Escaping, XmlWriter};
 
 /// Whether the MP answers with a reply message (registration, policy) or only the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Emit for MsgHeader<'_> {
         let sent = self.sent_time.iso8601();
         w.parts(&[
             ("<ID>", Escaping::Raw),
-            (core::str::from_utf8(&id).map_err(|_| Overflow)?, Escaping::Raw),
+            (ascii_str(&id)?, Escaping::Raw),
             (
                 "</ID><Payload Type=\"inline\" /><Priority>0</Priority><Protocol>http</Protocol><ReplyMode>",
                 Escaping::Raw,
@@ -94,7 +94,7 @@ impl Emit for MsgHeader<'_> {
             ("</ReplyMode><ReplyTo>direct:", Escaping::Raw),
             (self.source_host, Escaping::Text),
             (":SccmMessaging</ReplyTo><SentTime>", Escaping::Raw),
-            (core::str::from_utf8(&sent).map_err(|_| Overflow)?, Escaping::Raw),
+            (ascii_str(&sent)?, Escaping::Raw),
             ("</SentTime>", Escaping::Raw),
         ])?;
         if let Some(id) = self.source_id {

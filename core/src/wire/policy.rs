@@ -20,7 +20,7 @@ use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::clientauth::sign_utf16z;
 use crate::wire::reply::{header_xml, parse_msg_header, payload_xml, split_multipart, ReplyError};
-use crate::wire::xml::{Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, Escaping, XmlWriter};
 use crate::wire::xml_reader::{Attrs, Event, Reader, XmlError, XmlText};
 
 /// The `RequestAssignments` body (spec §5, exact shape):
@@ -51,7 +51,7 @@ impl Emit for RequestAssignments<'_> {
                 "<RequestAssignments SchemaVersion=\"1.00\" ACK=\"false\" RequestType=\"Always\"><Identification><Machine><ClientID>",
                 Escaping::Raw,
             ),
-            (core::str::from_utf8(&id).map_err(|_| Overflow)?, Escaping::Raw),
+            (ascii_str(&id)?, Escaping::Raw),
             ("</ClientID><FQDN>", Escaping::Raw),
             (self.fqdn, Escaping::Text),
             ("</FQDN><NetBIOSName>", Escaping::Raw),

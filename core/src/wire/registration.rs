@@ -7,7 +7,7 @@ use crate::sign::hash::{digest_of, sign_digest};
 use crate::sign::{SignError, SignatureBytes, Signer};
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, Escaping, XmlWriter};
 
 /// `AgentType` (spec §4, Messaging SDK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl Emit for RegistrationData<'_> {
         match self.smsid {
             Some(id) => {
                 let t = id.to_text();
-                w.attr("SMSID", core::str::from_utf8(&t).map_err(|_| Overflow)?)?;
+                w.attr("SMSID", ascii_str(&t)?)?;
             }
             None => w.attr("SMSID", "")?,
         }
@@ -93,10 +93,7 @@ impl Emit for RegistrationData<'_> {
             },
         )?;
         let ts = self.timestamp.iso8601();
-        w.attr(
-            "TimeStamp",
-            core::str::from_utf8(&ts).map_err(|_| Overflow)?,
-        )?;
+        w.attr("TimeStamp", ascii_str(&ts)?)?;
         w.close()?;
         w.open("AgentInformation")?;
         w.attr("AgentIdentity", crate::profile::AGENT_IDENTITY)?;
@@ -188,7 +185,7 @@ impl Emit for RegistrationRequest<'_> {
         w.open("Signature")?;
         if let Some(id) = self.signer_smsid {
             let t = id.to_text();
-            w.attr("SMSID", core::str::from_utf8(&t).map_err(|_| Overflow)?)?;
+            w.attr("SMSID", ascii_str(&t)?)?;
         }
         w.raw("><SignatureValue>")?;
         w.hex_upper(self.signature.as_bytes())?;

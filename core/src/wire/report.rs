@@ -24,7 +24,7 @@ use crate::guid::Smsid;
 use crate::profile;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{fmt_u64, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, fmt_u64, Escaping, XmlWriter};
 
 /// Longest `Namespace` attribute value: `\\` + a 255-byte host + `\root\cimv2` and some room.
 pub const MAX_NAMESPACE_LEN: usize = 300;
@@ -91,10 +91,7 @@ pub(crate) fn write_identification(
         ("</ClientInstalled><ClientType>", Escaping::Raw),
         (fmt_u64(id.client_type.into(), &mut b), Escaping::Text),
         ("</ClientType><ClientID>", Escaping::Raw),
-        (
-            core::str::from_utf8(&client_id).map_err(|_| Overflow)?,
-            Escaping::Raw,
-        ),
+        (ascii_str(&client_id)?, Escaping::Raw),
         ("</ClientID><ClientVersion>", Escaping::Raw),
         (id.client_version, Escaping::Text),
         ("</ClientVersion><NetBIOSName>", Escaping::Raw),
@@ -168,10 +165,7 @@ pub(crate) fn write_report_details(
         ("</ReportContent><ReportType>", Escaping::Raw),
         (report_type.as_str(), Escaping::Text),
         ("</ReportType><Date>", Escaping::Raw),
-        (
-            core::str::from_utf8(&date).map_err(|_| Overflow)?,
-            Escaping::Raw,
-        ),
+        (ascii_str(&date)?, Escaping::Raw),
         ("</Date><Version>", Escaping::Raw),
         (fmt_u64(version.major.into(), &mut a), Escaping::Raw),
         (".", Escaping::Raw),
@@ -605,10 +599,7 @@ impl Emit for Report<'_> {
                 "</Description><InventoryActionLastUpdateTime>",
                 Escaping::Raw,
             ),
-            (
-                core::str::from_utf8(&updated).map_err(|_| Overflow)?,
-                Escaping::Raw,
-            ),
+            (ascii_str(&updated)?, Escaping::Raw),
             (
                 "</InventoryActionLastUpdateTime></InventoryAction></ReportHeader><ReportBody>",
                 Escaping::Raw,

@@ -18,7 +18,7 @@ use crate::profile;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::report::{write_identification, write_report_details, ReportIdentity, ReportType};
-use crate::wire::xml::{fmt_u64, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, fmt_u64, Escaping, XmlWriter};
 
 /// The XML declaration relay messages start with.
 pub const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>";
@@ -110,10 +110,7 @@ impl Emit for StateMessage<'_> {
                 "</ReportHeader><ReportBody><StateMessage MessageTime=\"",
                 Escaping::Raw,
             ),
-            (
-                core::str::from_utf8(&time).map_err(|_| Overflow)?,
-                Escaping::Attr,
-            ),
+            (ascii_str(&time)?, Escaping::Attr),
             ("\"><Topic ID=\"", Escaping::Raw),
             (self.topic_id, Escaping::Attr),
             ("\" Type=\"", Escaping::Raw),

@@ -18,7 +18,7 @@ use crate::config::SiteCode;
 use crate::guid::Smsid;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::XmlWriter;
+use crate::wire::xml::{ascii_str, XmlWriter};
 
 /// One status message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +46,9 @@ impl Emit for StatusMessage<'_> {
         w.element("Type", self.message_type)?;
         w.raw("<Properties>")?;
         let id = self.smsid.to_text();
-        w.name_value(
-            "Property",
-            "ClientID",
-            core::str::from_utf8(&id).map_err(|_| Overflow)?,
-        )?;
+        w.name_value("Property", "ClientID", ascii_str(&id)?)?;
         let t = self.time.wmi();
-        w.name_value(
-            "Property",
-            "DateTime",
-            core::str::from_utf8(&t).map_err(|_| Overflow)?,
-        )?;
+        w.name_value("Property", "DateTime", ascii_str(&t)?)?;
         w.name_value("Property", "MachineName", self.machine_name)?;
         w.name_value("Property", "SiteCode", self.site_code.as_str())?;
         for (name, value) in self.properties {

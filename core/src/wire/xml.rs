@@ -226,14 +226,20 @@ impl<'s> XmlWriter<'s> {
 
     /// ASCII bytes (already known to need no escaping, e.g. formatted numbers, GUIDs, dates).
     pub fn ascii(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
-        self.raw(core::str::from_utf8(bytes).map_err(|_| Overflow)?)
+        self.raw(ascii_str(bytes)?)
     }
 
     /// `<name>ascii</name>` in one piece (as `open`, `close`, [`Self::ascii`], `end`).
     pub(crate) fn element_ascii(&mut self, name: &str, bytes: &[u8]) -> Result<(), Overflow> {
-        let text = core::str::from_utf8(bytes).map_err(|_| Overflow)?;
+        let text = ascii_str(bytes)?;
         self.element_as(name, text, Escaping::Raw)
     }
+}
+
+/// Formatted ASCII (GUIDs, dates, numbers formatted into byte arrays) as the `&str` the writer
+/// takes; anything else is refused like a write that does not fit.
+pub(crate) fn ascii_str(bytes: &[u8]) -> Result<&str, Overflow> {
+    core::str::from_utf8(bytes).map_err(|_| Overflow)
 }
 
 /// The stack buffer code units are gathered in before they go to the sink.
