@@ -98,11 +98,7 @@ pub fn prebuild_registration(url: &str, site: &str, i: usize) -> Result<Prebuilt
 
     // Take it apart as the MP does.
     use mp::{envelope, messages, verify};
-    let head_end = http
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of head")?
-        + 4;
+    let head_end = mp::http::head_end(&http).context("no end of head")?;
     let head = std::str::from_utf8(&http[..head_end])?;
     let ct = head
         .lines()
@@ -274,7 +270,6 @@ pub async fn run_bound(
         }
         all
     };
-    let built = Arc::new(built);
 
     // (a) bare verification.
     let cpu = process_cpu_secs();
@@ -301,14 +296,18 @@ pub async fn run_bound(
 
     // (b) through the MP: plain TCP, the pre-built bytes out, each reply read whole.
     let keep_alive = connections == Connections::KeepAlive;
-    let replayed: Arc<Vec<Vec<u8>>> = Arc::new(if keep_alive {
+    let replayed: Arc<Vec<Vec<u8>>> = Arc::new(
         built
-            .iter()
-            .map(|r| with_keep_alive(&r.http))
-            .collect::<Result<_>>()?
-    } else {
-        built.iter().map(|r| r.http.clone()).collect()
-    });
+            .into_iter()
+            .map(|r| {
+                if keep_alive {
+                    with_keep_alive(&r.http)
+                } else {
+                    Ok(r.http)
+                }
+            })
+            .collect::<Result<_>>()?,
+    );
     let cpu = process_cpu_secs();
     let t = Instant::now();
     // The replaying client runs on a thread of its own, which measures its own CPU time, so
@@ -411,11 +410,9 @@ fn thread_cpu_secs() -> f64 {
 /// the HTTP head changes, not a signed byte.
 fn with_keep_alive(http: &[u8]) -> Result<Vec<u8>> {
     const CLOSE: &[u8] = b"\r\nConnection: close\r\n";
-    let head_end = http
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of head")?;
-    let at = http[..head_end + 2]
+    // The head up to its last header line's CRLF (the blank line's CRLF left out).
+    let head_end = mp::http::head_end(http).context("no end of head")?;
+    let at = http[..head_end - 2]
         .windows(CLOSE.len())
         .position(|w| w == CLOSE)
         .context("no `Connection: close` in the request head")?;
@@ -455,11 +452,11 @@ async fn replay_one(
         let n = stream.read(&mut chunk).await?;
         anyhow::ensure!(n > 0, "connection closed before the reply head");
         reply.extend_from_slice(&chunk[..n]);
-        if let Some(head_end) = reply.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(head_len) = mp::http::head_end(reply) {
             let (status, length, close) = status_of(reply)?;
             break (
                 status,
-                head_end + 4,
+                head_len,
                 length.context("reply without Content-Length")?,
                 close,
             );

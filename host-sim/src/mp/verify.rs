@@ -12,10 +12,9 @@ use x509_cert::der::{Decode, Encode};
 pub const OID_RSA_SHA256: &str = "1.2.840.113549.1.1.11";
 /// OID of `HashAlgorithm` for ECDSA P-256 with SHA-256 [profile].
 pub const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_EC_PUBLIC_KEY_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_RSA_ENCRYPTION_OID: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// Why a signature or certificate was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -123,7 +122,7 @@ pub fn parse_cert(der: &[u8]) -> Result<Cert, VerifyError> {
     let bad = |e: &dyn std::fmt::Display| VerifyError::Certificate(e.to_string());
     let cert = x509_cert::Certificate::from_der(der).map_err(|e| bad(&e))?;
     let spki = &cert.tbs_certificate.subject_public_key_info;
-    let key = if spki.algorithm.oid == OID_EC_PUBLIC_KEY_OID {
+    let key = if spki.algorithm.oid == OID_EC_PUBLIC_KEY {
         // The point straight from the BIT STRING (no re-encoding of the SPKI): the same checks
         // as `from_public_key_der`, the named curve and a valid point on it.
         let curve = spki
@@ -143,7 +142,7 @@ pub fn parse_cert(der: &[u8]) -> Result<Cert, VerifyError> {
             p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
                 .map_err(|e| VerifyError::Certificate(format!("EC key is not a P-256 key: {e}")))?,
         )
-    } else if spki.algorithm.oid == OID_RSA_ENCRYPTION_OID {
+    } else if spki.algorithm.oid == OID_RSA_ENCRYPTION {
         let spki_der = spki.to_der().map_err(|e| bad(&e))?;
         PublicKey::Rsa(
             rsa::RsaPublicKey::from_public_key_der(&spki_der)
