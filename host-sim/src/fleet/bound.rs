@@ -3,6 +3,7 @@
 //! and (b) the same K requests are replayed through an in-process MP; the summary gives (b)/(a)
 //! and the CPU time each phase used per operation.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -168,6 +169,9 @@ pub struct BoundSummary {
     pub cpu_ratio: f64,
     /// `cpu_ratio` without the replaying client's CPU: the MP alone, as with clients elsewhere.
     pub mp_only_cpu_ratio: f64,
+    /// (b)'s CPU per registration by thread name (milliseconds; `/proc/self/task/*/schedstat`,
+    /// Linux only, else empty): where the MP's time goes without a profiler.
+    pub cpu_ms_per_registration_by_thread: BTreeMap<String, f64>,
     pub peak_rss_kib: u64,
 }
 
@@ -216,8 +220,58 @@ impl std::fmt::Display for BoundSummary {
             f,
             "  CPU ratio, MP only   {:.1} % (the replaying client's CPU left out)",
             self.mp_only_cpu_ratio * 100.0
-        )
+        )?;
+        if !self.cpu_ms_per_registration_by_thread.is_empty() {
+            write!(f, "\n  (b) CPU by thread    ")?;
+            for (i, (name, ms)) in self.cpu_ms_per_registration_by_thread.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                write!(f, "{sep}{name} {ms:.3}")?;
+            }
+            write!(f, " ms/registration")?;
+        }
+        Ok(())
     }
+}
+
+/// CPU time of each live thread of this process by thread id: (name, nanoseconds on a CPU), from
+/// `/proc/self/task/*/{comm,schedstat}` (empty where there is no such file).
+fn thread_cpu_ns() -> HashMap<u32, (String, u64)> {
+    let mut threads = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok());
+        if let Some(ns) = ns {
+            threads.insert(tid, (name.trim().to_owned(), ns));
+        }
+    }
+    threads
+}
+
+/// CPU used between two [`thread_cpu_ns`] readings, summed by thread name, in milliseconds per
+/// `per` operations (a thread that ended in between is missing: read `after` before stopping
+/// the threads that count).
+fn cpu_ms_by_thread(
+    before: &HashMap<u32, (String, u64)>,
+    after: &HashMap<u32, (String, u64)>,
+    per: usize,
+) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    for (tid, (name, ns)) in after {
+        let start = before.get(tid).map_or(0, |(_, ns)| *ns);
+        *by_name.entry(name.clone()).or_insert(0.0) +=
+            ns.saturating_sub(start) as f64 / 1e6 / per.max(1) as f64;
+    }
+    by_name.retain(|_, ms| *ms >= 0.0005);
+    by_name
 }
 
 /// CPU time (user + system) this process has used, in seconds (`/proc/self/stat`; 0 elsewhere).
@@ -308,6 +362,7 @@ pub async fn run_bound(
             })
             .collect::<Result<_>>()?,
     );
+    let threads = thread_cpu_ns();
     let cpu = process_cpu_secs();
     let t = Instant::now();
     // The replaying client runs on a thread of its own, which measures its own CPU time, so
@@ -331,6 +386,7 @@ pub async fn run_bound(
         .map_err(|_| anyhow!("the replaying client stopped"))??;
     let mp_secs = t.elapsed().as_secs_f64();
     let mp_cpu = process_cpu_secs() - cpu;
+    let by_thread = cpu_ms_by_thread(&threads, &thread_cpu_ns(), mp_ok);
     server.shutdown().await;
     let verify_per_sec = requests as f64 / verify_secs.max(1e-9);
     let mp_registrations_per_sec = mp_ok as f64 / mp_secs.max(1e-9);
@@ -352,6 +408,7 @@ pub async fn run_bound(
         mp_only_cpu_ratio: (verify_cpu / requests as f64)
             / ((mp_cpu - client_cpu) / mp_ok.max(1) as f64).max(1e-12),
         cpu_ratio: (verify_cpu / requests as f64) / (mp_cpu / mp_ok.max(1) as f64).max(1e-12),
+        cpu_ms_per_registration_by_thread: by_thread,
         peak_rss_kib: peak_rss_kib(),
     })
 }

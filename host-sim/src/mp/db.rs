@@ -348,7 +348,8 @@ pub struct SiteDb {
 }
 
 /// The site database's one writer thread (its handle ends the thread when the last is dropped).
-type Writer = GroupWriter<SiteDb>;
+pub type SiteWriter = GroupWriter<SiteDb>;
+type Writer = SiteWriter;
 
 impl WriterConnection for SiteDb {
     fn connection(&self) -> &Connection {
@@ -416,6 +417,12 @@ impl SiteDbPool {
             writer,
             _checkpointer: checkpointer,
         })
+    }
+
+    /// The writer thread's handle, for writes awaited without blocking a thread
+    /// ([`super::step::Step::run_async`]).
+    pub fn writer(&self) -> &SiteWriter {
+        &self.writer
     }
 
     /// An idle connection, or a new one; it goes back to the pool when dropped.

@@ -8,6 +8,7 @@ use super::clientauth::{self, Sender};
 use super::db::SiteDb;
 use super::envelope::{self, Body};
 use super::messages::{reply_header_xml, MsgHeader};
+use super::step::Step;
 use super::util::unix_now;
 use super::{management, policy, registration, MpConfig};
 
@@ -66,7 +67,7 @@ pub struct Reply {
 }
 
 /// What an endpoint answers.
-enum EndpointReply {
+pub enum EndpointReply {
     /// A reply message with this body XML (`ReplyMode` Sync).
     Message(String),
     /// One-way post: HTTP 200 with an empty body.
@@ -90,7 +91,7 @@ pub fn handle_ccm_post(
 
 /// [`handle_ccm_post`] for a request that came over TLS with the client certificate
 /// `client_cert` (DER; native mode, see [`super::tls`]): registration and every signed message
-/// must be signed by that certificate's key.
+/// must be signed by that certificate's key. Blocks for the request's database write, if any.
 pub fn handle_ccm_post_from(
     config: &MpConfig,
     db: &SiteDb,
@@ -98,6 +99,63 @@ pub fn handle_ccm_post_from(
     body: &[u8],
     client_cert: Option<&[u8]>,
 ) -> Result<Reply, Rejection> {
+    let pending = prepare_ccm_post(config, db, content_type, body, client_cert)?;
+    let answer = pending.answer.run(db);
+    pending.request.reply(config, answer)
+}
+
+/// A `CCM_POST` after [`prepare_ccm_post`]: the endpoint's answer, which may still wait on its
+/// database write, and what the reply needs of the request.
+pub struct PendingPost {
+    request: PostedRequest,
+    answer: Step<EndpointReply>,
+}
+
+/// What the reply needs of the request it answers.
+struct PostedRequest {
+    header: MsgHeader,
+    endpoint: String,
+}
+
+impl PendingPost {
+    /// The reply, once the write (if any) committed on the database's writer thread; awaited
+    /// without blocking the runtime's thread (the server's path).
+    pub async fn reply_async(
+        self,
+        config: &MpConfig,
+        writer: &super::db::SiteWriter,
+    ) -> Result<Reply, Rejection> {
+        let answer = self.answer.run_async(writer).await;
+        self.request.reply(config, answer)
+    }
+}
+
+impl PostedRequest {
+    fn reply(
+        &self,
+        config: &MpConfig,
+        answer: Result<EndpointReply, Rejection>,
+    ) -> Result<Reply, Rejection> {
+        match answer.map_err(|r| r.at(&self.endpoint))? {
+            EndpointReply::Message(xml) => Ok(build_reply(config, &self.header, &xml)),
+            EndpointReply::Accepted => Ok(Reply {
+                content_type: "text/plain".into(),
+                body: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// The synchronous part of a `CCM_POST`: envelope, header, body, signature checks and the
+/// endpoint's look-ups (on `db`, a reading connection); what the endpoint records is left in the
+/// returned [`PendingPost`].
+pub fn prepare_ccm_post(
+    config: &MpConfig,
+    db: &SiteDb,
+    content_type: Option<&str>,
+    body: &[u8],
+    client_cert: Option<&[u8]>,
+) -> Result<PendingPost, Rejection> {
     let ct = content_type.ok_or_else(|| Rejection::new("CCM_POST without Content-Type"))?;
     let boundary = envelope::boundary_from_content_type(ct)?;
     let parts = envelope::split_multipart(body, &boundary)?;
@@ -105,7 +163,7 @@ pub fn handle_ccm_post_from(
     let header_xml = envelope::decode_header_part(header_part)?;
     let header = MsgHeader::parse(&header_xml)?;
     let endpoint = header.target_endpoint.trim().to_string();
-    let inner = || -> Result<Reply, Rejection> {
+    let answer = (|| -> Result<Step<EndpointReply>, Rejection> {
         let decode = || {
             envelope::decode_body_part(
                 body_part,
@@ -116,26 +174,24 @@ pub fn handle_ccm_post_from(
             )
             .map_err(Rejection::from)
         };
-        let reply = if endpoint == "MP_ClientRegistration" {
-            let outcome =
-                registration::handle_presented(db, config.approval, &decode()?, client_cert)?;
-            EndpointReply::Message(outcome.to_xml())
+        if endpoint == "MP_ClientRegistration" {
+            Ok(
+                registration::handle_presented(db, config.approval, &decode()?, client_cert)?
+                    .map(|outcome| EndpointReply::Message(outcome.to_xml())),
+            )
         } else if is_signed_endpoint(&endpoint) {
             // Authenticate over the octet-stream part exactly as received, before inflating it.
             let sender = clientauth::authenticate_presented(db, &header, body_part, client_cert)?;
-            signed(config, db, &header, &endpoint, &sender, &decode()?)?
+            signed(config, db, &header, &endpoint, sender, decode()?)
         } else {
-            return Err(Rejection::new(format!("unsupported endpoint {endpoint:?}")));
-        };
-        Ok(match reply {
-            EndpointReply::Message(xml) => build_reply(config, &header, &xml),
-            EndpointReply::Accepted => Reply {
-                content_type: "text/plain".into(),
-                body: Vec::new(),
-            },
-        })
-    };
-    inner().map_err(|r| r.at(&endpoint))
+            Err(Rejection::new(format!("unsupported endpoint {endpoint:?}")))
+        }
+    })()
+    .map_err(|r| r.at(&endpoint))?;
+    Ok(PendingPost {
+        request: PostedRequest { header, endpoint },
+        answer,
+    })
 }
 
 /// An authenticated message: duplicates are answered 200 again and not stored; then the
@@ -145,18 +201,21 @@ fn signed(
     db: &SiteDb,
     header: &MsgHeader,
     endpoint: &str,
-    sender: &Sender,
-    body: &Body,
-) -> Result<EndpointReply, Rejection> {
+    sender: Sender,
+    body: Body,
+) -> Result<Step<EndpointReply>, Rejection> {
     let internal = |e: anyhow::Error| Rejection::internal(format!("site database: {e:#}"));
     let message_id = management::message_id(header);
     let one_way = endpoint != "MP_PolicyManager";
+    let endpoint = endpoint.to_owned();
     if one_way
         && db
             .message_seen(&sender.smsid, &message_id)
             .map_err(internal)?
     {
-        return duplicate(db, sender, endpoint, &message_id);
+        return Ok(Step::write(move |db| {
+            duplicate(db, &sender, &endpoint, &message_id)
+        }));
     }
     clientauth::check_sent_time(
         header.sent_time.as_deref(),
@@ -164,15 +223,26 @@ fn signed(
         config.limits.sent_time_window,
     )?;
     if !one_way {
-        let xml = policy::handle_request(config, db, sender, body)?;
-        return Ok(EndpointReply::Message(xml));
+        return Ok(policy::handle_request(config, db, &sender, &body)?.map(EndpointReply::Message));
     }
-    let kind = management::classify(endpoint, body, &sender.smsid)?;
-    if !management::store(db, header, sender, endpoint, kind, body)? {
-        return duplicate(db, sender, endpoint, &message_id);
-    }
-    tracing::info!(smsid = %sender.smsid, endpoint, kind, %message_id, via_proxy = sender.via_proxy.as_deref(), "message stored");
-    Ok(EndpointReply::Accepted)
+    let kind = management::classify(&endpoint, &body, &sender.smsid)?;
+    let sent_time = header.sent_time.as_deref().map(|t| t.trim().to_owned());
+    Ok(Step::write(move |db| {
+        let stored = management::store(
+            db,
+            &message_id,
+            sent_time.as_deref(),
+            &sender,
+            &endpoint,
+            kind,
+            &body,
+        )?;
+        if !stored {
+            return duplicate(db, &sender, &endpoint, &message_id);
+        }
+        tracing::info!(smsid = %sender.smsid, endpoint, kind, %message_id, via_proxy = sender.via_proxy.as_deref(), "message stored");
+        Ok(EndpointReply::Accepted)
+    }))
 }
 
 /// A message ID this client already delivered: logged, nothing stored, answered like the first.

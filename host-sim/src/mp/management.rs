@@ -312,21 +312,23 @@ pub fn message_id(header: &MsgHeader) -> String {
 }
 
 /// Stores an authenticated, shape-checked message; false if it was a duplicate (nothing stored).
+/// `message_id` as [`message_id`] gives it, `sent_time` the header's, trimmed.
 pub fn store(
     db: &SiteDb,
-    header: &MsgHeader,
+    message_id: &str,
+    sent_time: Option<&str>,
     sender: &Sender,
     endpoint: &str,
     kind: &str,
     body: &Body,
 ) -> Result<bool, Rejection> {
     db.store_message(&NewMessage {
-        message_id: &message_id(header),
+        message_id,
         smsid: &sender.smsid,
         endpoint,
         kind,
         via_proxy: sender.via_proxy.as_deref(),
-        sent_time: header.sent_time.as_deref().map(str::trim),
+        sent_time,
         body: &body.text,
     })
     .map_err(|e| Rejection::internal(format!("site database: {e:#}")))

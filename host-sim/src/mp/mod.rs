@@ -13,7 +13,8 @@
 //! window), [`management`] (DDR, hardware inventory, status and state messages: shape checks and
 //! the de-duplicating store), [`policy`] (`RequestAssignments` → `ReplyAssignments`, policy bodies
 //! behind `ClientToken`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site database),
-//! [`crate::group_commit`] (the database's one writer thread), [`cli`] (`mpagent-sim mp …`),
+//! [`crate::group_commit`] (the database's one writer thread), [`step`] (a handler's answer
+//! that may still wait on its one database write), [`cli`] (`mpagent-sim mp …`),
 //! [`util`] (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client certificates
 //! required).
 //!
@@ -33,6 +34,7 @@ pub mod messages;
 pub mod policy;
 pub mod registration;
 pub mod server;
+pub mod step;
 pub mod tls;
 pub mod util;
 pub mod verify;

@@ -43,6 +43,7 @@ use super::db::{PolicyRow, SiteDb};
 use super::envelope::Body;
 use super::handler::Rejection;
 use super::messages::{check_no_dtd, check_root, parse, strip_xml_declaration};
+use super::step::Step;
 use super::util::{normalize_smsid, parse_utc_timestamp, unix_now, utc_timestamp, xml_escape};
 use super::{verify, MpConfig};
 use serde::Deserialize;
@@ -128,7 +129,7 @@ pub fn handle_request(
     db: &SiteDb,
     sender: &Sender,
     body: &Body,
-) -> Result<String, Rejection> {
+) -> Result<Step<String>, Rejection> {
     let what = "policy request";
     let xml = body.text.as_str();
     check_no_dtd(xml)?;
@@ -161,17 +162,17 @@ pub fn handle_request(
     }
     let internal = |e: anyhow::Error| Rejection::internal(format!("site database: {e:#}"));
     let policies = db.policies_for(&sender.smsid).map_err(internal)?;
-    db.event(
-        Some(&sender.smsid),
-        "policy-request",
-        &format!("{} assignment(s)", policies.len()),
-    )
-    .map_err(internal)?;
-    Ok(reply_assignments_xml(
-        &config.site_code,
-        &sender.smsid,
-        &policies,
-    ))
+    let xml = reply_assignments_xml(&config.site_code, &sender.smsid, &policies);
+    let (smsid, count) = (sender.smsid.clone(), policies.len());
+    Ok(Step::write(move |db| {
+        db.event(
+            Some(&smsid),
+            "policy-request",
+            &format!("{count} assignment(s)"),
+        )
+        .map_err(internal)?;
+        Ok(xml)
+    }))
 }
 
 /// Why a policy body was not served: HTTP status and the logged reason.

@@ -7,6 +7,7 @@ use super::db::{ClientRow, ClientStatus, Inserted, NewClient, SiteDb};
 use super::envelope::{self, Body};
 use super::handler::Rejection;
 use super::messages::{registration_response_xml, ClientRegistrationRequest, RegistrationStatus};
+use super::step::Step;
 use super::tls::check_presented_cert;
 use super::util::{new_smsid, normalize_smsid};
 use super::verify::{self, Cert, SigAlg};
@@ -46,20 +47,21 @@ fn internal(e: anyhow::Error) -> Rejection {
     Rejection::internal(format!("site database: {e:#}"))
 }
 
-/// Handles one registration body (plain HTTP: no TLS client certificate).
+/// Handles one registration body (plain HTTP: no TLS client certificate), its write included.
 pub fn handle(db: &SiteDb, approval: Approval, body: &Body) -> Result<Outcome, Rejection> {
-    handle_presented(db, approval, body, None)
+    handle_presented(db, approval, body, None)?.run(db)
 }
 
 /// Handles one registration body that came with the TLS client certificate `presented` (DER;
 /// native mode): the signer, the `<Signing>` certificate or for AgentType 8 the proxy's, must be
-/// that certificate ([`check_presented_cert`]).
+/// that certificate ([`check_presented_cert`]). Parses, verifies and reads here; what is
+/// recorded, and the answer that depends on it, is the returned [`Step`]'s write.
 pub fn handle_presented(
     db: &SiteDb,
     approval: Approval,
     body: &Body,
     presented: Option<&[u8]>,
-) -> Result<Outcome, Rejection> {
+) -> Result<Step<Outcome>, Rejection> {
     let req = ClientRegistrationRequest::parse(&body.text)?;
     // The signed bytes: the <Data> element exactly as received (never a re-serialisation).
     let signed = envelope::element_bytes(&body.bytes, "Data")?;
@@ -175,14 +177,9 @@ pub fn handle_presented(
         hash_algorithm: data.hash_algorithm.clone(),
         approval,
     };
-    // Look-ups and insert as one write of the database's writer thread (see `SiteDb::write`):
-    // its page cache stays warm, and no other registration can slip in between.
-    db.write(move |db| match register(db, &registration) {
-        // A database fault rolls this registration back whole.
-        Err(r) if r.internal => Err(anyhow::anyhow!(r.reason)),
-        other => Ok(other),
-    })
-    .map_err(|e| Rejection::internal(format!("{e:#}")))?
+    // Look-ups and insert as one job of the database's writer thread: its page cache stays
+    // warm, no other registration can slip in between, and a fault rolls it back whole.
+    Ok(Step::write(move |db| register(db, &registration)))
 }
 
 fn own(s: Option<&str>) -> Option<String> {
@@ -356,7 +353,7 @@ fn confirm(
     signed: &[u8],
     sig: &[u8],
     presented: Option<&[u8]>,
-) -> Result<Outcome, Rejection> {
+) -> Result<Step<Outcome>, Rejection> {
     let smsid = req
         .data
         .smsid
@@ -401,10 +398,13 @@ fn confirm(
         &verifier_der,
         &format!("the certificate registered for {smsid}"),
     )?;
-    db.touch_client(&row.smsid, None, None).map_err(internal)?;
-    db.event(Some(&row.smsid), "confirmed", row.status.as_str())
-        .map_err(internal)?;
-    Ok(outcome(row.status, &row.smsid))
+    let (smsid, status) = (row.smsid, row.status);
+    Ok(Step::write(move |db| {
+        db.touch_client(&smsid, None, None).map_err(internal)?;
+        db.event(Some(&smsid), "confirmed", status.as_str())
+            .map_err(internal)?;
+        Ok(outcome(status, &smsid))
+    }))
 }
 
 #[cfg(test)]

@@ -50,6 +50,20 @@ impl Shared {
             tracing::error!(error = %e, "could not record the rejection");
         }
     }
+
+    /// [`log_refusal`](Self::log_refusal) for async callers: the rejection row is written by the
+    /// writer thread and awaited without blocking the runtime's thread.
+    async fn log_refusal_async(&self, peer: SocketAddr, endpoint: Option<String>, reason: String) {
+        tracing::warn!(%peer, endpoint = endpoint.as_deref().unwrap_or("-"), %reason, "request refused");
+        let logged = self
+            .db
+            .writer()
+            .run_async(move |db| db.log_rejection(&peer.to_string(), endpoint.as_deref(), &reason))
+            .await;
+        if let Err(e) = logged {
+            tracing::error!(error = %e, "could not record the rejection");
+        }
+    }
 }
 
 impl MpServer {
@@ -213,7 +227,9 @@ fn busy_response(reason: &str) -> Vec<u8> {
 }
 
 async fn refuse_busy(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, reason: &str) {
-    shared.log_refusal(peer, None, reason);
+    shared
+        .log_refusal_async(peer, None, reason.to_string())
+        .await;
     if shared.tls.is_none() {
         write_response(&mut stream, &busy_response(reason), Duration::from_secs(2)).await;
     }
@@ -388,7 +404,9 @@ async fn serve_tls(
             // Not a TLS handshake record: most likely a mixed-mode client speaking plain HTTP.
             let reason = "plain HTTP on the native-mode port: this MP requires HTTPS with a \
                           client certificate";
-            shared.log_refusal(peer, None, reason);
+            shared
+                .log_refusal_async(peer, None, reason.to_string())
+                .await;
             let response = Response::text(403, reason);
             write_response(
                 &mut stream,
@@ -403,22 +421,28 @@ async fn serve_tls(
         Ok(Ok(1..)) => {}
         Ok(_) => return, // closed or failed before sending anything
         Err(_) => {
-            shared.log_refusal(
-                peer,
-                None,
-                "TLS handshake not started within the read timeout",
-            );
+            shared
+                .log_refusal_async(
+                    peer,
+                    None,
+                    "TLS handshake not started within the read timeout".to_string(),
+                )
+                .await;
             return;
         }
     }
     let tls = match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            shared.log_refusal(peer, None, &format!("TLS handshake failed: {e}"));
+            shared
+                .log_refusal_async(peer, None, format!("TLS handshake failed: {e}"))
+                .await;
             return;
         }
         Err(_) => {
-            shared.log_refusal(peer, None, "TLS handshake timed out");
+            shared
+                .log_refusal_async(peer, None, "TLS handshake timed out".to_string())
+                .await;
             return;
         }
     };
@@ -430,7 +454,13 @@ async fn serve_tls(
         .map(|c| Arc::new(c.to_vec()));
     let Some(cert) = cert else {
         // Unreachable with the verifier we build (it requires a certificate); refuse anyway.
-        shared.log_refusal(peer, None, "TLS client presented no certificate");
+        shared
+            .log_refusal_async(
+                peer,
+                None,
+                "TLS client presented no certificate".to_string(),
+            )
+            .await;
         return;
     };
     tracing::debug!(%peer, "TLS client certificate verified");
@@ -460,17 +490,29 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 first = false;
                 let keep_alive = req.head.keep_alive;
                 let head_only = req.head.method == "HEAD";
-                let shared2 = shared.clone();
-                let cert = client_cert.clone();
-                let response = match tokio::task::spawn_blocking(move || {
-                    route(&shared2, &req, peer, cert.as_deref().map(Vec::as_slice))
-                })
-                .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "request handler panicked");
-                        Response::text(500, "internal error")
+                let response = if is_ccm_post(&req) {
+                    // Parse and verify right here, then await the write: no thread parked per
+                    // request (see `ccm_post`).
+                    ccm_post(
+                        &shared,
+                        &req,
+                        peer,
+                        client_cert.as_deref().map(Vec::as_slice),
+                    )
+                    .await
+                } else {
+                    let shared2 = shared.clone();
+                    let cert = client_cert.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        route(&shared2, &req, peer, cert.as_deref().map(Vec::as_slice))
+                    })
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(error = %e, "request handler panicked");
+                            Response::text(500, "internal error")
+                        }
                     }
                 };
                 if !write_response(
@@ -503,7 +545,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 )
             }
         };
-        shared.log_refusal(peer, None, &refusal);
+        shared.log_refusal_async(peer, None, refusal.clone()).await;
         let response = Response::text(403, refusal);
         write_response(
             &mut stream,
@@ -515,6 +557,69 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         close_gracefully(stream).await;
         return;
     }
+}
+
+/// `CCM_POST /ccm_system/request` (the path compared as [`route`] does).
+fn is_ccm_post(req: &Request) -> bool {
+    let path = req
+        .head
+        .target
+        .split_once('?')
+        .map_or(&*req.head.target, |(p, _)| p);
+    req.head.method == "CCM_POST" && path.eq_ignore_ascii_case("/ccm_system/request")
+}
+
+/// A `CCM_POST` on the runtime's thread: the synchronous part (envelope, XML, signature checks,
+/// look-ups on a pooled reading connection: CPU work of a fraction of a millisecond) runs here,
+/// and the write it ends in is awaited on the database's writer thread. Why not the blocking pool,
+/// as the other routes: a request waiting for its group commit would hold a thread, and the hop
+/// there and back costs two thread wake-ups per request (docs/performance.md, fifth pass).
+async fn ccm_post(
+    shared: &Shared,
+    req: &Request,
+    peer: SocketAddr,
+    client_cert: Option<&[u8]>,
+) -> Response {
+    let pending = match shared.db.get() {
+        Ok(db) => handler::prepare_ccm_post(
+            &shared.config,
+            &db,
+            req.header("content-type"),
+            &req.body,
+            client_cert,
+        ),
+        Err(e) => Err(Rejection::internal(format!("site database: {e:#}"))),
+    };
+    let result = match pending {
+        Ok(pending) => {
+            pending
+                .reply_async(&shared.config, shared.db.writer())
+                .await
+        }
+        Err(r) => Err(r),
+    };
+    match result {
+        Ok(reply) => reply_response(reply),
+        Err(r) => {
+            let response = refusal_response(&r);
+            shared.log_refusal_async(peer, r.endpoint, r.reason).await;
+            response
+        }
+    }
+}
+
+fn reply_response(reply: handler::Reply) -> Response {
+    Response {
+        status: 200,
+        content_type: reply.content_type,
+        extra_headers: Vec::new(),
+        body: reply.body,
+    }
+}
+
+/// 403 for a refusal, 500 for a fault of ours; the reason is the body.
+fn refusal_response(r: &Rejection) -> Response {
+    Response::text(if r.internal { 500 } else { 403 }, r.reason.clone())
 }
 
 /// Routes one request (runs on a blocking thread: it may touch the database and verify RSA).
@@ -547,19 +652,10 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
                 Err(e) => Err(Rejection::internal(format!("site database: {e:#}"))),
             };
             match result {
-                Ok(reply) => Response {
-                    status: 200,
-                    content_type: reply.content_type,
-                    extra_headers: Vec::new(),
-                    body: reply.body,
-                },
-                Err(Rejection {
-                    reason,
-                    endpoint,
-                    internal,
-                }) => {
-                    shared.log_refusal(peer, endpoint.as_deref(), &reason);
-                    Response::text(if internal { 500 } else { 403 }, reason)
+                Ok(reply) => reply_response(reply),
+                Err(r) => {
+                    shared.log_refusal(peer, r.endpoint.as_deref(), &r.reason);
+                    refusal_response(&r)
                 }
             }
         }
