@@ -128,12 +128,14 @@ fn in_savepoint<C: WriterConnection, R>(
     write: impl FnOnce(&C) -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
     let c = conn.connection();
-    c.execute_batch("SAVEPOINT write")?;
+    // Prepared once per connection (`execute_batch` would parse the SQL for every write).
+    let run = |sql: &str| c.prepare_cached(sql)?.execute([]).map(drop);
+    run("SAVEPOINT write")?;
     let result = write(conn);
     if result.is_err() {
-        c.execute_batch("ROLLBACK TO write")?;
+        run("ROLLBACK TO write")?;
     }
-    c.execute_batch("RELEASE write")?;
+    run("RELEASE write")?;
     result
 }
 
