@@ -581,13 +581,21 @@ async fn ccm_post(
     client_cert: Option<&[u8]>,
 ) -> Response {
     let pending = match shared.db.get() {
-        Ok(db) => handler::prepare_ccm_post(
-            &shared.config,
-            &db,
-            req.header("content-type"),
-            &req.body,
-            client_cert,
-        ),
+        // A bug in a parser must cost this request (500), not the connection without an answer
+        // (as the blocking pool's join error did before).
+        Ok(db) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler::prepare_ccm_post(
+                &shared.config,
+                &db,
+                req.header("content-type"),
+                &req.body,
+                client_cert,
+            )
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!("request handler panicked");
+            Err(Rejection::internal("internal error"))
+        }),
         Err(e) => Err(Rejection::internal(format!("site database: {e:#}"))),
     };
     let result = match pending {
