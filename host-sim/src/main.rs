@@ -117,6 +117,10 @@ struct FleetArgs {
     /// persistent keep-alive connections.
     #[arg(long, value_enum, default_value = "per-request")]
     connections: fleet::Connections,
+    /// A measurement of --bound: (b)'s MP leaves out the database write (no-store) or everything
+    /// but HTTP and TCP (transport), to show what each part costs. Not an MP.
+    #[arg(long, value_enum, requires = "bound")]
+    floor: Option<mp::Floor>,
     /// Appliances talk MPX to the ISV proxy at ADDR (IP:port) instead of the MP.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["mp", "via_proxy", "bound"])]
     proxy: Option<std::net::SocketAddr>,
@@ -320,8 +324,14 @@ async fn main() -> Result<()> {
 
 async fn run_fleet(args: FleetArgs) -> Result<()> {
     if let Some(k) = args.bound {
-        let summary =
-            fleet::run_bound(k, args.concurrency, args.verify_threads, args.connections).await?;
+        let summary = fleet::run_bound(
+            k,
+            args.concurrency,
+            args.verify_threads,
+            args.connections,
+            args.floor,
+        )
+        .await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {

@@ -4,6 +4,7 @@
 
 use mpagent_sim::fleet::{self, FleetOptions, ProxyTarget};
 use mpagent_sim::mp::db::SiteDb;
+use mpagent_sim::mp::{self, Approval, Limits, MpConfig, MpServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_fleet_registers_and_reports() {
@@ -60,7 +61,7 @@ async fn the_bound_run_verifies_and_registers_every_request() {
         fleet::Connections::PerRequest,
         fleet::Connections::KeepAlive,
     ] {
-        let b = fleet::run_bound(8, 4, 2, connections).await.unwrap();
+        let b = fleet::run_bound(8, 4, 2, connections, None).await.unwrap();
         assert_eq!(b.requests, 8);
         assert_eq!(b.mp_ok, 8, "{connections:?}");
         assert_eq!(b.mp_failed, 0, "{connections:?}");
@@ -68,6 +69,18 @@ async fn the_bound_run_verifies_and_registers_every_request() {
         // The client's CPU is a part of the whole (b), measured on its own thread.
         assert!(b.client_cpu_ms_per_registration >= 0.0);
         assert!(b.client_cpu_ms_per_registration <= b.mp_cpu_ms_per_registration);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_measurements_answer_every_request_and_say_what_they_left_out() {
+    for floor in [mp::Floor::NoStore, mp::Floor::Transport] {
+        let b = fleet::run_bound(8, 4, 2, fleet::Connections::KeepAlive, Some(floor))
+            .await
+            .unwrap();
+        assert_eq!((b.mp_ok, b.mp_failed), (8, 0), "{floor:?}");
+        assert_eq!(b.floor, Some(floor));
+        assert!(b.to_string().contains("not an MP"), "{b}");
     }
 }
 
@@ -146,4 +159,41 @@ async fn a_small_fleet_through_the_proxy_is_registered_and_signed_by_it() {
             .is_some_and(|p| p.eq_ignore_ascii_case(&proxy_smsid))));
     }
     assert!(db.rejections().unwrap().is_empty());
+}
+
+/// The no-store floor answers a registration as registered and records nothing; the same request
+/// to the real MP is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_no_store_floor_records_nothing_and_the_real_mp_does() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for floor in [Some(mp::Floor::NoStore), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = MpConfig {
+            site_code: fleet::DEFAULT_SITE_CODE.into(),
+            db_path: dir.path().join("site.db"),
+            approval: Approval::Auto,
+            limits: Limits::default(),
+            mp_host: "mp.test".into(),
+        };
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = match floor {
+            Some(f) => MpServer::start_floor(config, any, f).await.unwrap(),
+            None => MpServer::start(config, any).await.unwrap(),
+        };
+        let request =
+            fleet::prebuild_registration(&server.url(), fleet::DEFAULT_SITE_CODE, 0).unwrap();
+        let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
+        stream.write_all(&request.http).await.unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).await.unwrap();
+        assert!(reply.starts_with(b"HTTP/1.1 200"), "{floor:?}");
+        server.shutdown().await;
+        let clients = SiteDb::open(dir.path().join("site.db"))
+            .unwrap()
+            .clients()
+            .unwrap();
+        assert_eq!(clients.len(), usize::from(floor.is_none()), "{floor:?}");
+    }
 }

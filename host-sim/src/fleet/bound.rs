@@ -21,7 +21,10 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{appliance_name, new_identity, peak_rss_kib, start_local_mp, DEFAULT_SITE_CODE};
+use super::{
+    appliance_name, local_mp_config, localhost_any_port, new_identity, peak_rss_kib,
+    DEFAULT_SITE_CODE,
+};
 use crate::client::transport::unix_now;
 use crate::mp;
 
@@ -147,6 +150,8 @@ pub struct BoundSummary {
     pub verify_threads: usize,
     pub concurrency: usize,
     pub connections: Connections,
+    /// What (b)'s MP left out (`--floor`): `None` for the real MP.
+    pub floor: Option<mp::Floor>,
     /// (a) ECDSA verifications per second over all verify threads.
     pub verify_per_sec: f64,
     pub verify_secs: f64,
@@ -183,6 +188,16 @@ impl std::fmt::Display for BoundSummary {
             "  (a) verify only      {:.0} verifies/s ({} threads, {:.3} s)",
             self.verify_per_sec, self.verify_threads, self.verify_secs
         )?;
+        if let Some(floor) = self.floor {
+            writeln!(
+                f,
+                "  floor                (b)'s MP leaves out {} (a measurement, not an MP)",
+                match floor {
+                    mp::Floor::Transport => "everything but HTTP and TCP",
+                    mp::Floor::NoStore => "the database write",
+                }
+            )?;
+        }
         writeln!(
             f,
             "  (b) through the MP   {:.0} registrations/s (concurrency {}, {}, {:.3} s, {} ok, {} failed)",
@@ -289,16 +304,22 @@ fn process_cpu_secs() -> f64 {
 }
 
 /// `fleet --bound K`: (a) verify the K signatures on `verify_threads` threads, (b) replay the K
-/// requests through a fresh in-process MP with `concurrency` connections in flight.
+/// requests through a fresh in-process MP with `concurrency` connections in flight (with `floor`,
+/// an MP that leaves that part out: how fast it would be without it).
 pub async fn run_bound(
     requests: usize,
     concurrency: usize,
     verify_threads: usize,
     connections: Connections,
+    floor: Option<mp::Floor>,
 ) -> Result<BoundSummary> {
     anyhow::ensure!(requests > 0 && concurrency > 0 && verify_threads > 0);
     let dir = tempfile::tempdir()?;
-    let server = start_local_mp(dir.path(), concurrency).await?;
+    let config = local_mp_config(dir.path(), concurrency);
+    let server = match floor {
+        None => mp::MpServer::start(config, localhost_any_port()).await?,
+        Some(floor) => mp::MpServer::start_floor(config, localhost_any_port(), floor).await?,
+    };
     let url = server.url();
     let addr = server.local_addr();
 
@@ -395,6 +416,7 @@ pub async fn run_bound(
         verify_threads,
         concurrency,
         connections,
+        floor,
         verify_per_sec,
         verify_secs,
         mp_registrations_per_sec,

@@ -273,7 +273,16 @@ pub async fn run(opts: FleetOptions) -> Result<FleetSummary> {
 
 /// Starts an auto-approving MP on a free loopback port with its database in `dir`.
 pub async fn start_local_mp(dir: &std::path::Path, concurrency: usize) -> Result<MpServer> {
-    let config = MpConfig {
+    MpServer::start(local_mp_config(dir, concurrency), localhost_any_port()).await
+}
+
+fn localhost_any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The configuration of [`start_local_mp`].
+fn local_mp_config(dir: &std::path::Path, concurrency: usize) -> MpConfig {
+    MpConfig {
         site_code: DEFAULT_SITE_CODE.into(),
         db_path: dir.join(SITE_DB_FILE),
         approval: Approval::Auto,
@@ -282,8 +291,7 @@ pub async fn start_local_mp(dir: &std::path::Path, concurrency: usize) -> Result
             ..Limits::default()
         },
         mp_host: "mp.fleet.local".into(),
-    };
-    MpServer::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
 }
 
 /// Starts a proxy in front of `mp` (started by [`start_local_mp`] with `dir`) as the

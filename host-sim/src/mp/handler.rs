@@ -60,7 +60,7 @@ rejection_from!(
 );
 
 /// A successful answer: the content type and body of an HTTP 200.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub content_type: String,
     pub body: Vec<u8>,
@@ -128,6 +128,42 @@ impl PendingPost {
         let answer = self.answer.run_async(writer).await;
         self.request.reply(config, answer)
     }
+}
+
+impl PendingPost {
+    /// Floor measurement only ([`super::server::Floor::NoStore`]): the reply a registration
+    /// would get, with a fresh SMSID and nothing written; other requests get their answer with
+    /// the write left out.
+    pub fn reply_without_store(self, config: &MpConfig) -> Result<Reply, Rejection> {
+        let answer = match self.answer {
+            Step::Ready(answer) => answer,
+            Step::Write(_) if self.request.endpoint == "MP_ClientRegistration" => {
+                EndpointReply::Message(unstored_registration_xml())
+            }
+            Step::Write(_) => EndpointReply::Accepted,
+        };
+        self.request.reply(config, Ok(answer))
+    }
+}
+
+fn unstored_registration_xml() -> String {
+    registration::Outcome {
+        response_type: "Registration".into(),
+        status: super::messages::RegistrationStatus::Registered,
+        smsid: Some(super::util::new_smsid()),
+    }
+    .to_xml()
+}
+
+/// Floor measurement only ([`super::server::Floor::Transport`]): a registration reply for no
+/// request in particular (to a header without options), made once and sent to every request.
+pub fn unstored_registration_reply(config: &MpConfig) -> Result<Reply, Rejection> {
+    let header = MsgHeader::parse(
+        "<Msg><ID>{00000000-0000-0000-0000-000000000000}</ID>\
+         <TargetEndpoint>MP_ClientRegistration</TargetEndpoint>\
+         <Body Type=\"ByteRange\" Offset=\"0\" Length=\"2\" /></Msg>",
+    )?;
+    Ok(build_reply(config, &header, &unstored_registration_xml()))
 }
 
 impl PostedRequest {

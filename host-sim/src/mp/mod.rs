@@ -43,7 +43,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cli::{run, MpCommand};
-pub use server::MpServer;
+pub use server::{Floor, MpServer};
 pub use tls::TlsConfig;
 
 /// Everything the emulator needs to run one site.

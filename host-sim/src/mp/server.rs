@@ -36,6 +36,24 @@ struct Shared {
     identity: MpIdentity,
     /// Native mode: every connection is TLS with a verified client certificate.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Measurement only (`fleet --bound --floor`): a part of the `CCM_POST` path left out.
+    floor: Option<Floor>,
+    /// [`Floor::Transport`]'s one reply.
+    floor_reply: Option<handler::Reply>,
+}
+
+/// What a `CCM_POST` leaves out in a floor measurement (`fleet --bound K --floor …`): how fast
+/// the MP would be without that part. Only [`MpServer::start_floor`] sets one; such a server
+/// answers registrations without recording them, so it is never a usable MP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Floor {
+    /// Everything: the request is read and a canned registration reply written (HTTP and TCP
+    /// only).
+    Transport,
+    /// The store: envelope, XML, signature check and look-ups as always, then a registration
+    /// reply with a fresh SMSID, without the database write.
+    NoStore,
 }
 
 impl Shared {
@@ -70,7 +88,17 @@ impl MpServer {
     /// Validates the configuration, opens the site database, binds `listen` (port 0 picks one) and
     /// serves plain HTTP (mixed mode) in the background.
     pub async fn start(config: MpConfig, listen: SocketAddr) -> anyhow::Result<MpServer> {
-        Self::start_with(config, None, listen).await
+        Self::start_with(config, None, listen, None).await
+    }
+
+    /// [`start`](Self::start) for a floor measurement: every `CCM_POST` leaves out `floor`.
+    /// Not an MP: registrations are answered without being recorded.
+    pub async fn start_floor(
+        config: MpConfig,
+        listen: SocketAddr,
+        floor: Floor,
+    ) -> anyhow::Result<MpServer> {
+        Self::start_with(config, None, listen, Some(floor)).await
     }
 
     /// [`start`](Self::start) in native mode: HTTPS, client certificates required and verified
@@ -82,13 +110,14 @@ impl MpServer {
         listen: SocketAddr,
     ) -> anyhow::Result<MpServer> {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config()?);
-        Self::start_with(config, Some(acceptor), listen).await
+        Self::start_with(config, Some(acceptor), listen, None).await
     }
 
     async fn start_with(
         mut config: MpConfig,
         tls: Option<tokio_rustls::TlsAcceptor>,
         listen: SocketAddr,
+        floor: Option<Floor>,
     ) -> anyhow::Result<MpServer> {
         config.site_code = validate_site_code(&config.site_code)?;
         let l = &config.limits;
@@ -104,11 +133,20 @@ impl MpServer {
         let addr = listener.local_addr()?;
         let https = tls.is_some();
         tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
+        let floor_reply = match floor {
+            Some(Floor::Transport) => Some(
+                handler::unstored_registration_reply(&config)
+                    .map_err(|r| anyhow::anyhow!(r.reason))?,
+            ),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             config,
             db,
             identity,
             tls,
+            floor_reply,
+            floor,
         });
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, rx));
@@ -580,6 +618,9 @@ async fn ccm_post(
     peer: SocketAddr,
     client_cert: Option<&[u8]>,
 ) -> Response {
+    if let Some(reply) = &shared.floor_reply {
+        return reply_response(reply.clone());
+    }
     let pending = match shared.db.get() {
         // A bug in a parser must cost this request (500), not the connection without an answer
         // (as the blocking pool's join error did before).
@@ -599,6 +640,9 @@ async fn ccm_post(
         Err(e) => Err(Rejection::internal(format!("site database: {e:#}"))),
     };
     let result = match pending {
+        Ok(pending) if shared.floor == Some(Floor::NoStore) => {
+            pending.reply_without_store(&shared.config)
+        }
         Ok(pending) => {
             pending
                 .reply_async(&shared.config, shared.db.writer())
