@@ -529,15 +529,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 let keep_alive = req.head.keep_alive;
                 let head_only = req.head.method == "HEAD";
                 let response = if is_ccm_post(&req) {
-                    // Parse and verify right here, then await the write: no thread parked per
-                    // request (see `ccm_post`).
-                    ccm_post(
-                        &shared,
-                        &req,
-                        peer,
-                        client_cert.as_deref().map(Vec::as_slice),
-                    )
-                    .await
+                    // Parse and verify on the blocking pool, then await the write without a
+                    // thread parked on it (see `ccm_post`).
+                    ccm_post(&shared, req, peer, client_cert.clone()).await
                 } else {
                     let shared2 = shared.clone();
                     let cert = client_cert.clone();
@@ -607,39 +601,36 @@ fn is_ccm_post(req: &Request) -> bool {
     req.head.method == "CCM_POST" && path.eq_ignore_ascii_case("/ccm_system/request")
 }
 
-/// A `CCM_POST` on the runtime's thread: the synchronous part (envelope, XML, signature checks,
-/// look-ups on a pooled reading connection: CPU work of a fraction of a millisecond) runs here,
-/// and the write it ends in is awaited on the database's writer thread. Why not the blocking pool,
-/// as the other routes: a request waiting for its group commit would hold a thread, and the hop
-/// there and back costs two thread wake-ups per request (docs/performance.md, fifth pass).
+/// A `CCM_POST`: the synchronous part (envelope, XML, signature checks, look-ups on a pooled
+/// reading connection; a fraction of a millisecond of CPU) on the blocking pool, then the write it
+/// ends in awaited on the database's writer thread, and the reply written from here.
+///
+/// Why this split (docs/performance.md, fifth pass): the CPU work stays off the runtime's threads,
+/// so reading requests and writing replies never queue behind signature checks (with the parse on
+/// the runtime's threads the cores idled more and the throughput fell); and no thread is parked
+/// for the group commit, so a blocking thread is free again as soon as its CPU work is done and
+/// the writer finds larger groups waiting (its CPU per registration about halved).
 async fn ccm_post(
-    shared: &Shared,
-    req: &Request,
+    shared: &Arc<Shared>,
+    req: Request,
     peer: SocketAddr,
-    client_cert: Option<&[u8]>,
+    client_cert: Option<Arc<Vec<u8>>>,
 ) -> Response {
     if let Some(reply) = &shared.floor_reply {
         return reply_response(reply.clone());
     }
-    let pending = match shared.db.get() {
-        // A bug in a parser must cost this request (500), not the connection without an answer
-        // (as the blocking pool's join error did before).
-        Ok(db) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            handler::prepare_ccm_post(
-                &shared.config,
-                &db,
-                req.header("content-type"),
-                &req.body,
-                client_cert,
-            )
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!("request handler panicked");
+    let prepared = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            prepare_ccm_post(&shared, &req, client_cert.as_deref().map(Vec::as_slice))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "request handler panicked");
             Err(Rejection::internal("internal error"))
-        }),
-        Err(e) => Err(Rejection::internal(format!("site database: {e:#}"))),
+        })
     };
-    let result = match pending {
+    let result = match prepared {
         Ok(pending) if shared.floor == Some(Floor::NoStore) => {
             pending.reply_without_store(&shared.config)
         }
@@ -658,6 +649,25 @@ async fn ccm_post(
             response
         }
     }
+}
+
+/// [`handler::prepare_ccm_post`] on a connection of the pool (runs on a blocking thread).
+fn prepare_ccm_post(
+    shared: &Shared,
+    req: &Request,
+    client_cert: Option<&[u8]>,
+) -> Result<handler::PendingPost, Rejection> {
+    let db = shared
+        .db
+        .get()
+        .map_err(|e| Rejection::internal(format!("site database: {e:#}")))?;
+    handler::prepare_ccm_post(
+        &shared.config,
+        &db,
+        req.header("content-type"),
+        &req.body,
+        client_cert,
+    )
 }
 
 fn reply_response(reply: handler::Reply) -> Response {
