@@ -72,11 +72,12 @@ read -r bl_t bl_r bl_d bl_b < <(sections "$baseline")
 echo "registering in QEMU…" >&2
 mp_bin=target/debug/mpagent-sim
 cargo build --locked -q -p mpagent-sim  # a no-op when the tests built it
+: >"$tmp/mp.out"  # exists before the loop below reads it (the background redirect may come later)
 "$mp_bin" mp serve --listen 127.0.0.1:0 --db "$tmp/site.db" --site-code PS1 --approval auto \
   >"$tmp/mp.out" 2>/dev/null &
 mp_pid=$!
 port=
-for _ in $(seq 50); do
+for _ in $(seq 100); do
   port=$(sed -n 's|^MP emulator listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$tmp/mp.out")
   [ -n "$port" ] && break
   sleep 0.1

@@ -121,8 +121,8 @@ fn bench(c: &mut Criterion) {
     fixture::print_shares(sign_us, &rows);
     eprintln!(
         "RAM of one send (besides the caller's window): SignedMessage {} B, ClientIdSignature {} B \
-         (cached by the caller), PolicyBodyRequest {} B; the XML writer's encode chunk on the stack \
-         (128 B on 64-bit hosts, 64 B on boards)",
+         (cached by the caller), PolicyBodyRequest {} B; the XML writer's encode chunk on the stack, \
+         one per writer (256 B on 64-bit hosts, 64 B on boards)",
         std::mem::size_of::<SignedMessage<'_>>(),
         std::mem::size_of::<ClientIdSignature>(),
         std::mem::size_of::<PolicyBodyRequest<'_>>(),

@@ -687,7 +687,7 @@ mod tests {
             proxy_id,
         );
         assert_eq!(ms.source_id(), smsid());
-        let body = |out: &mut dyn Sink| crate::wire::xml::XmlWriter::new(out).raw("<x/>");
+        let body = |out: &mut dyn Sink| crate::wire::xml::XmlWriter::with(out, |w| w.raw("<x/>"));
         let cfg = config();
         let msg = SignedMessage::new(
             &cfg,

@@ -28,7 +28,7 @@ use crate::sign::hash::{digest_of, sign_digest, Digest, DigestSink};
 use crate::sign::{SignError, SignatureBytes, Signer};
 use crate::sink::{Emit, Overflow, Sink};
 use crate::wire::multipart::OctetPart;
-use crate::wire::xml::{Escaping, XmlWriter};
+use crate::wire::xml::{markup, raw, Escaping, XmlWriter};
 
 /// `ClientCapabilities` of a client talking plain HTTP (spec §5, confirmed).
 pub const CLIENT_CAPABILITIES_NON_SSL: &str = "NonSSL";
@@ -40,9 +40,10 @@ pub struct Utf16z<'a>(pub &'a str);
 
 impl Emit for Utf16z<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        w.raw(self.0)?;
-        w.nul()
+        XmlWriter::with(out, |w| {
+            w.raw(self.0)?;
+            w.nul()
+        })
     }
 }
 
@@ -195,51 +196,46 @@ pub struct ClientAuthHook<'a> {
 
 fn property_open(w: &mut XmlWriter<'_>, name: &str) -> Result<(), Overflow> {
     w.parts(&[
-        ("<Property Name=\"", Escaping::Raw),
+        markup!("<Property Name=\""),
         (name, Escaping::Attr),
-        ("\">", Escaping::Raw),
+        markup!("\">"),
     ])
 }
 
 impl Emit for ClientAuthHook<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        // Markup between the hex runs in one writer call each.
-        w.parts(&[
-            (
-                "<Hook2 Name=\"clientauth\"><Property Name=\"AuthSenderMachine\">",
-                Escaping::Raw,
-            ),
-            (self.auth_sender_machine, Escaping::Text),
-            ("</Property><Property Name=\"PublicKey\">", Escaping::Raw),
-        ])?;
-        // PublicKey: the signing certificate's DER as hex ([profile] PUBLIC_KEY_IS_CERT_DER).
-        w.hex_upper(self.signing_cert_der)?;
-        w.raw("</Property><Property Name=\"ClientIDSignature\">")?;
-        w.hex_upper(self.client_id_signature.as_bytes())?;
-        w.raw("</Property><Property Name=\"PayloadSignature\">")?;
-        w.hex_upper(self.payload_signature.as_bytes())?;
-        let (oid_open, oid, oid_close) = match self.hash_algorithm_oid {
-            Some(oid) => ("<Property Name=\"HashAlgorithm\">", oid, "</Property>"),
-            None => ("", "", ""),
-        };
-        w.parts(&[
-            (
-                "</Property><Property Name=\"ClientCapabilities\">",
-                Escaping::Raw,
-            ),
-            (CLIENT_CAPABILITIES_NON_SSL, Escaping::Text),
-            ("</Property>", Escaping::Raw),
-            (oid_open, Escaping::Raw),
-            (oid, Escaping::Text),
-            (oid_close, Escaping::Raw),
-        ])?;
-        if let Some(proxy) = self.proxy_smsid {
-            property_open(&mut w, profile::CLIENTAUTH_PROXY_SMSID_PROPERTY)?;
-            w.ascii(&proxy.to_text())?;
-            w.raw("</Property>")?;
-        }
-        w.raw("</Hook2>")
+        XmlWriter::with(out, |w| {
+            // Markup between the hex runs in one writer call each.
+            w.parts(&[
+                markup!("<Hook2 Name=\"clientauth\"><Property Name=\"AuthSenderMachine\">"),
+                (self.auth_sender_machine, Escaping::Text),
+                markup!("</Property><Property Name=\"PublicKey\">"),
+            ])?;
+            // PublicKey: the signing certificate's DER as hex ([profile] PUBLIC_KEY_IS_CERT_DER).
+            w.hex_upper(self.signing_cert_der)?;
+            raw!(w, "</Property><Property Name=\"ClientIDSignature\">")?;
+            w.hex_upper(self.client_id_signature.as_bytes())?;
+            raw!(w, "</Property><Property Name=\"PayloadSignature\">")?;
+            w.hex_upper(self.payload_signature.as_bytes())?;
+            let (oid_open, oid, oid_close) = match self.hash_algorithm_oid {
+                Some(oid) => ("<Property Name=\"HashAlgorithm\">", oid, "</Property>"),
+                None => ("", "", ""),
+            };
+            w.parts(&[
+                markup!("</Property><Property Name=\"ClientCapabilities\">"),
+                (CLIENT_CAPABILITIES_NON_SSL, Escaping::Text),
+                markup!("</Property>"),
+                (oid_open, Escaping::Raw),
+                (oid, Escaping::Text),
+                (oid_close, Escaping::Raw),
+            ])?;
+            if let Some(proxy) = self.proxy_smsid {
+                property_open(w, profile::CLIENTAUTH_PROXY_SMSID_PROPERTY)?;
+                w.ascii(&proxy.to_text())?;
+                raw!(w, "</Property>")?;
+            }
+            raw!(w, "</Hook2>")
+        })
     }
 }
 
@@ -290,7 +286,7 @@ mod tests {
     #[test]
     fn payload_signature_covers_exactly_the_octet_part() {
         let signer = P256Signer::from_secret_bytes(&[4; 32]).unwrap();
-        let body = |out: &mut dyn Sink| XmlWriter::new(out).raw("<Report>é</Report>");
+        let body = |out: &mut dyn Sink| XmlWriter::with(out, |w| w.raw("<Report>é</Report>"));
         let (sig, d) = payload_signature(&signer, &body).unwrap();
         let mut octets = utf16("<Report>é</Report>");
         assert_eq!(d.body_len, octets.len());

@@ -3,7 +3,7 @@
 use crate::guid::{Guid, Smsid};
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{ascii_str, fmt_u64, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, fmt_u64, markup, raw, Escaping, XmlWriter};
 
 /// Whether the MP answers with a reply message (registration, policy) or only the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,59 +57,51 @@ pub struct MsgHeader<'a> {
 impl Emit for MsgHeader<'_> {
     // Few writer calls (each is one sink write): the pieces between the variable parts go in one.
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        let mut num = [0u8; 20];
-        w.parts(&[
-            (
-                "<Msg SchemaVersion=\"1.1\"><Body Type=\"ByteRange\" Length=\"",
-                Escaping::Raw,
-            ),
-            (fmt_u64(self.body_length as u64, &mut num), Escaping::Attr),
-            (
-                "\" Offset=\"0\" /><CorrelationID>{00000000-0000-0000-0000-000000000000}</CorrelationID>",
-                Escaping::Raw,
-            ),
-        ])?;
-        if let Some(hooks) = self.hooks {
-            w.raw("<Hooks>")?;
-            hooks.emit(w.sink())?;
-            w.raw("</Hooks>")?;
-        }
-        let id = self.id.to_braced();
-        let sent = self.sent_time.iso8601();
-        w.parts(&[
-            ("<ID>", Escaping::Raw),
-            (ascii_str(&id)?, Escaping::Raw),
-            (
-                "</ID><Payload Type=\"inline\" /><Priority>0</Priority><Protocol>http</Protocol><ReplyMode>",
-                Escaping::Raw,
-            ),
-            (
-                match self.reply_mode {
-                    ReplyMode::Sync => "Sync",
-                    ReplyMode::Async => "ASync",
-                },
-                Escaping::Text,
-            ),
-            ("</ReplyMode><ReplyTo>direct:", Escaping::Raw),
-            (self.source_host, Escaping::Text),
-            (":SccmMessaging</ReplyTo><SentTime>", Escaping::Raw),
-            (ascii_str(&sent)?, Escaping::Raw),
-            ("</SentTime>", Escaping::Raw),
-        ])?;
-        if let Some(id) = self.source_id {
-            w.element_ascii("SourceID", &id.to_text())?;
-        }
-        w.parts(&[
-            ("<SourceHost>", Escaping::Raw),
-            (self.source_host, Escaping::Text),
-            ("</SourceHost><TargetAddress>mp:", Escaping::Raw),
-            (self.target_endpoint, Escaping::Text),
-            ("</TargetAddress><TargetEndpoint>", Escaping::Raw),
-            (self.target_endpoint, Escaping::Text),
-            ("</TargetEndpoint><TargetHost>", Escaping::Raw),
-            (self.target_host, Escaping::Text),
-            ("</TargetHost><Timeout>60000</Timeout></Msg>", Escaping::Raw),
-        ])
+        XmlWriter::with(out, |w| {
+            let mut num = [0u8; 20];
+            w.parts(&[
+                markup!("<Msg SchemaVersion=\"1.1\"><Body Type=\"ByteRange\" Length=\""),
+                (fmt_u64(self.body_length as u64, &mut num), Escaping::Attr),
+                markup!("\" Offset=\"0\" /><CorrelationID>{00000000-0000-0000-0000-000000000000}</CorrelationID>"),
+            ])?;
+            if let Some(hooks) = self.hooks {
+                raw!(w, "<Hooks>")?;
+                w.nested(hooks)?;
+                raw!(w, "</Hooks>")?;
+            }
+            let id = self.id.to_braced();
+            let sent = self.sent_time.iso8601();
+            w.parts(&[
+                markup!("<ID>"),
+                (ascii_str(&id)?, Escaping::Raw),
+                markup!("</ID><Payload Type=\"inline\" /><Priority>0</Priority><Protocol>http</Protocol><ReplyMode>"),
+                (
+                    match self.reply_mode {
+                        ReplyMode::Sync => "Sync",
+                        ReplyMode::Async => "ASync",
+                    },
+                    Escaping::Text,
+                ),
+                markup!("</ReplyMode><ReplyTo>direct:"),
+                (self.source_host, Escaping::Text),
+                markup!(":SccmMessaging</ReplyTo><SentTime>"),
+                (ascii_str(&sent)?, Escaping::Raw),
+                markup!("</SentTime>"),
+            ])?;
+            if let Some(id) = self.source_id {
+                w.element_ascii("SourceID", &id.to_text())?;
+            }
+            w.parts(&[
+                markup!("<SourceHost>"),
+                (self.source_host, Escaping::Text),
+                markup!("</SourceHost><TargetAddress>mp:"),
+                (self.target_endpoint, Escaping::Text),
+                markup!("</TargetAddress><TargetEndpoint>"),
+                (self.target_endpoint, Escaping::Text),
+                markup!("</TargetEndpoint><TargetHost>"),
+                (self.target_host, Escaping::Text),
+                markup!("</TargetHost><Timeout>60000</Timeout></Msg>"),
+            ])
+        })
     }
 }

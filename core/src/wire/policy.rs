@@ -20,7 +20,7 @@ use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::clientauth::sign_utf16z;
 use crate::wire::reply::{header_xml, parse_msg_header, payload_xml, split_multipart, ReplyError};
-use crate::wire::xml::{ascii_str, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, markup, Escaping, XmlWriter};
 use crate::wire::xml_reader::{Attrs, Event, Reader, XmlError, XmlText};
 
 /// The `RequestAssignments` body (spec §5, exact shape):
@@ -43,29 +43,21 @@ pub struct RequestAssignments<'a> {
 
 impl Emit for RequestAssignments<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        let id = self.smsid.to_text();
-        // One writer call.
-        w.parts(&[
-            (
-                "<RequestAssignments SchemaVersion=\"1.00\" ACK=\"false\" RequestType=\"Always\"><Identification><Machine><ClientID>",
-                Escaping::Raw,
-            ),
-            (ascii_str(&id)?, Escaping::Raw),
-            ("</ClientID><FQDN>", Escaping::Raw),
-            (self.fqdn, Escaping::Text),
-            ("</FQDN><NetBIOSName>", Escaping::Raw),
-            (self.netbios_name, Escaping::Text),
-            (
-                "</NetBIOSName><SID/></Machine><User/></Identification><PolicySource>SMS:",
-                Escaping::Raw,
-            ),
-            (self.site_code.as_str(), Escaping::Text),
-            (
-                "</PolicySource><Resource ResourceType=\"Machine\"/><ServerCookie/></RequestAssignments>",
-                Escaping::Raw,
-            ),
-        ])
+        XmlWriter::with(out, |w| {
+            let id = self.smsid.to_text();
+            // One writer call.
+            w.parts(&[
+                markup!("<RequestAssignments SchemaVersion=\"1.00\" ACK=\"false\" RequestType=\"Always\"><Identification><Machine><ClientID>"),
+                (ascii_str(&id)?, Escaping::Raw),
+                markup!("</ClientID><FQDN>"),
+                (self.fqdn, Escaping::Text),
+                markup!("</FQDN><NetBIOSName>"),
+                (self.netbios_name, Escaping::Text),
+                markup!("</NetBIOSName><SID/></Machine><User/></Identification><PolicySource>SMS:"),
+                (self.site_code.as_str(), Escaping::Text),
+                markup!("</PolicySource><Resource ResourceType=\"Machine\"/><ServerCookie/></RequestAssignments>"),
+            ])
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use crate::sign::hash::{digest_of, sign_digest};
 use crate::sign::{SignError, SignatureBytes, Signer};
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{ascii_str, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, markup, raw, Escaping, XmlWriter};
 
 /// `AgentType` (spec §4, Messaging SDK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,13 @@ pub struct RegistrationData<'a> {
 
 impl Emit for RegistrationData<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
+        XmlWriter::with(out, |w| self.write(w))
+    }
+}
+
+impl RegistrationData<'_> {
+    /// `<Data>…</Data>` into `w` (alone: the signed bytes; or inside the request).
+    fn write(&self, w: &mut XmlWriter<'_>) -> Result<(), Overflow> {
         w.open("Data")?;
         if let Some(oid) = self.hash_algorithm_oid {
             w.attr("HashAlgorithm", oid)?;
@@ -100,21 +106,25 @@ impl Emit for RegistrationData<'_> {
         w.attr("AgentVersion", crate::profile::AGENT_VERSION)?;
         w.attr_u64("AgentType", self.agent_type.code())?;
         w.close_empty()?;
-        w.raw("<Certificates><Encryption Encoding=\"HexBinary\" KeyType=\"1\">")?;
+        w.parts(&[markup!(
+            "<Certificates><Encryption Encoding=\"HexBinary\" KeyType=\"1\">"
+        )])?;
         w.hex_upper(self.encryption_cert)?;
-        w.raw("</Encryption><Signing Encoding=\"HexBinary\" KeyType=\"1\">")?;
+        w.parts(&[markup!(
+            "</Encryption><Signing Encoding=\"HexBinary\" KeyType=\"1\">"
+        )])?;
         w.hex_upper(self.signing_cert)?;
-        w.raw("</Signing></Certificates><DiscoveryProperties>")?;
-        property(&mut w, "Netbios Name", self.netbios_name)?;
-        property(&mut w, "FQ Name", self.fqdn)?;
+        raw!(w, "</Signing></Certificates><DiscoveryProperties>")?;
+        property(w, "Netbios Name", self.netbios_name)?;
+        property(w, "FQ Name", self.fqdn)?;
         let mut num = [0u8; 20];
         property(
-            &mut w,
+            w,
             "Locale ID",
             crate::wire::xml::fmt_u64(u64::from(self.locale_id), &mut num),
         )?;
-        property(&mut w, "InternetFlag", "0")?;
-        w.raw("</DiscoveryProperties></Data>")
+        property(w, "InternetFlag", "0")?;
+        raw!(w, "</DiscoveryProperties></Data>")
     }
 }
 
@@ -122,11 +132,11 @@ impl Emit for RegistrationData<'_> {
 /// call costs 32 B of flash on the board's registration path (size probe, issue 8).
 fn property(w: &mut XmlWriter<'_>, name: &str, value: &str) -> Result<(), Overflow> {
     w.parts(&[
-        ("<Property Name=\"", Escaping::Raw),
+        markup!("<Property Name=\""),
         (name, Escaping::Attr),
-        ("\" Value=\"", Escaping::Raw),
+        markup!("\" Value=\""),
         (value, Escaping::Attr),
-        ("\" />", Escaping::Raw),
+        markup!("\" />"),
     ])
 }
 
@@ -179,17 +189,20 @@ impl<'a> RegistrationRequest<'a> {
 
 impl Emit for RegistrationRequest<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        XmlWriter::new(out).raw("<ClientRegistrationRequest>")?;
-        self.data.emit(out)?;
-        let mut w = XmlWriter::new(out);
-        w.open("Signature")?;
-        if let Some(id) = self.signer_smsid {
-            let t = id.to_text();
-            w.attr("SMSID", ascii_str(&t)?)?;
-        }
-        w.raw("><SignatureValue>")?;
-        w.hex_upper(self.signature.as_bytes())?;
-        w.raw("</SignatureValue></Signature></ClientRegistrationRequest>")
+        XmlWriter::with(out, |w| {
+            raw!(w, "<ClientRegistrationRequest>")?;
+            self.data.write(w)?;
+            w.open("Signature")?;
+            if let Some(id) = self.signer_smsid {
+                let t = id.to_text();
+                w.attr("SMSID", ascii_str(&t)?)?;
+            }
+            raw!(w, "><SignatureValue>")?;
+            w.hex_upper(self.signature.as_bytes())?;
+            w.parts(&[markup!(
+                "</SignatureValue></Signature></ClientRegistrationRequest>"
+            )])
+        })
     }
 }
 

@@ -24,7 +24,7 @@ use crate::guid::Smsid;
 use crate::profile;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{ascii_str, fmt_u64, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, fmt_u64, markup, raw, Escaping, XmlWriter};
 
 /// Longest `Namespace` attribute value: `\\` + a 255-byte host + `\root\cimv2` and some room.
 pub const MAX_NAMESPACE_LEN: usize = 300;
@@ -86,27 +86,24 @@ pub(crate) fn write_identification(
     let (mut a, mut b, mut c, mut d) = ([0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20]);
     let client_id = id.smsid.to_text();
     w.parts(&[
-        ("<Identification><Machine><ClientInstalled>", Escaping::Raw),
+        markup!("<Identification><Machine><ClientInstalled>"),
         (fmt_u64(id.client_installed.into(), &mut a), Escaping::Text),
-        ("</ClientInstalled><ClientType>", Escaping::Raw),
+        markup!("</ClientInstalled><ClientType>"),
         (fmt_u64(id.client_type.into(), &mut b), Escaping::Text),
-        ("</ClientType><ClientID>", Escaping::Raw),
+        markup!("</ClientType><ClientID>"),
         (ascii_str(&client_id)?, Escaping::Raw),
-        ("</ClientID><ClientVersion>", Escaping::Raw),
+        markup!("</ClientID><ClientVersion>"),
         (id.client_version, Escaping::Text),
-        ("</ClientVersion><NetBIOSName>", Escaping::Raw),
+        markup!("</ClientVersion><NetBIOSName>"),
         (id.netbios_name, Escaping::Text),
-        ("</NetBIOSName><CodePage>", Escaping::Raw),
+        markup!("</NetBIOSName><CodePage>"),
         (fmt_u64(id.code_page.into(), &mut c), Escaping::Text),
-        ("</CodePage><SystemDefaultLCID>", Escaping::Raw),
+        markup!("</CodePage><SystemDefaultLCID>"),
         (
             fmt_u64(id.system_default_lcid.into(), &mut d),
             Escaping::Text,
         ),
-        (
-            "</SystemDefaultLCID></Machine></Identification>",
-            Escaping::Raw,
-        ),
+        markup!("</SystemDefaultLCID></Machine></Identification>"),
     ])
 }
 
@@ -160,19 +157,19 @@ pub(crate) fn write_report_details(
     let mut b = [0u8; 20];
     let date = date.wmi();
     w.parts(&[
-        ("<ReportDetails><ReportContent>", Escaping::Raw),
+        markup!("<ReportDetails><ReportContent>"),
         (content, Escaping::Text),
-        ("</ReportContent><ReportType>", Escaping::Raw),
+        markup!("</ReportContent><ReportType>"),
         (report_type.as_str(), Escaping::Text),
-        ("</ReportType><Date>", Escaping::Raw),
+        markup!("</ReportType><Date>"),
         (ascii_str(&date)?, Escaping::Raw),
-        ("</Date><Version>", Escaping::Raw),
+        markup!("</Date><Version>"),
         (fmt_u64(version.major.into(), &mut a), Escaping::Raw),
-        (".", Escaping::Raw),
+        markup!("."),
         (fmt_u64(version.minor.into(), &mut b), Escaping::Raw),
-        ("</Version><Format>", Escaping::Raw),
+        markup!("</Version><Format>"),
         (format, Escaping::Text),
-        ("</Format></ReportDetails>", Escaping::Raw),
+        markup!("</Format></ReportDetails>"),
     ])
 }
 
@@ -333,7 +330,7 @@ impl<'w, 's> InstanceWriter<'w, 's> {
         let index = self.next;
         self.next = index.saturating_add(1);
         if self.leave_out == 0 {
-            self.leave_out = self.xml.sink().sequence_item(index);
+            self.leave_out = self.xml.sequence_item(index)?;
         }
         if self.leave_out > 0 {
             self.leave_out -= 1;
@@ -346,25 +343,25 @@ impl<'w, 's> InstanceWriter<'w, 's> {
         let w = &mut *self.xml;
         // One piece: `<Instance Content="…" Namespace="…" Class="…" ParentClass="…"><class>`.
         w.parts(&[
-            ("<Instance Content=\"", Escaping::Raw),
+            markup!("<Instance Content=\""),
             (content.as_str(), Escaping::Attr),
-            ("\" Namespace=\"", Escaping::Raw),
+            markup!("\" Namespace=\""),
             (ns0, Escaping::Attr),
             (ns1, Escaping::Attr),
             (ns2, Escaping::Attr),
-            ("\" Class=\"", Escaping::Raw),
+            markup!("\" Class=\""),
             (class, Escaping::Attr),
-            ("\" ParentClass=\"", Escaping::Raw),
+            markup!("\" ParentClass=\""),
             (class, Escaping::Attr),
-            ("\"><", Escaping::Raw),
+            markup!("\"><"),
             (class, Escaping::Raw),
-            (">", Escaping::Raw),
+            markup!(">"),
         ])?;
         props(&mut PropWriter { xml: w })?;
         w.parts(&[
-            ("</", Escaping::Raw),
+            markup!("</"),
             (class, Escaping::Raw),
-            ("></Instance>", Escaping::Raw),
+            markup!("></Instance>"),
         ])
     }
 }
@@ -575,39 +572,33 @@ impl<'a> Report<'a> {
 
 impl Emit for Report<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        w.raw("<Report><ReportHeader>")?;
-        write_identification(&mut w, &self.identity)?;
-        write_report_details(
-            &mut w,
-            profile::INVENTORY_REPORT_CONTENT,
-            self.report_type,
-            &self.date,
-            self.version,
-            profile::INVENTORY_REPORT_FORMAT,
-        )?;
-        let updated = self.date.wmi();
-        w.parts(&[
-            (
-                "<InventoryAction ActionType=\"Predefined\"><InventoryActionID>",
-                Escaping::Raw,
-            ),
-            (self.kind.inventory_action_id(), Escaping::Raw),
-            ("</InventoryActionID><Description>", Escaping::Raw),
-            (self.kind.description(), Escaping::Text),
-            (
-                "</Description><InventoryActionLastUpdateTime>",
-                Escaping::Raw,
-            ),
-            (ascii_str(&updated)?, Escaping::Raw),
-            (
-                "</InventoryActionLastUpdateTime></InventoryAction></ReportHeader><ReportBody>",
-                Escaping::Raw,
-            ),
-        ])?;
-        self.instances
-            .write_instances(&mut InstanceWriter::new(&mut w, self.identity.netbios_name))?;
-        w.raw("</ReportBody></Report>")
+        XmlWriter::with(out, |w| {
+            raw!(w, "<Report><ReportHeader>")?;
+            write_identification(w, &self.identity)?;
+            write_report_details(
+                w,
+                profile::INVENTORY_REPORT_CONTENT,
+                self.report_type,
+                &self.date,
+                self.version,
+                profile::INVENTORY_REPORT_FORMAT,
+            )?;
+            let updated = self.date.wmi();
+            w.parts(&[
+                markup!("<InventoryAction ActionType=\"Predefined\"><InventoryActionID>"),
+                (self.kind.inventory_action_id(), Escaping::Raw),
+                markup!("</InventoryActionID><Description>"),
+                (self.kind.description(), Escaping::Text),
+                markup!("</Description><InventoryActionLastUpdateTime>"),
+                (ascii_str(&updated)?, Escaping::Raw),
+                markup!(
+                    "</InventoryActionLastUpdateTime></InventoryAction></ReportHeader><ReportBody>"
+                ),
+            ])?;
+            self.instances
+                .write_instances(&mut InstanceWriter::new(w, self.identity.netbios_name))?;
+            raw!(w, "</ReportBody></Report>")
+        })
     }
 }
 

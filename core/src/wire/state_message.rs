@@ -18,7 +18,7 @@ use crate::profile;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::report::{write_identification, write_report_details, ReportIdentity, ReportType};
-use crate::wire::xml::{ascii_str, fmt_u64, Escaping, XmlWriter};
+use crate::wire::xml::{ascii_str, fmt_u64, markup, raw, Escaping, XmlWriter};
 
 /// The XML declaration relay messages start with.
 pub const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>";
@@ -76,64 +76,64 @@ impl<'a> StateMessage<'a> {
 
 /// `<![CDATA[text]]>`, splitting every `]]>` as `]]]]><![CDATA[>` so the section cannot end early.
 pub(crate) fn cdata(w: &mut XmlWriter<'_>, mut text: &str) -> Result<(), Overflow> {
-    w.raw("<![CDATA[")?;
+    raw!(w, "<![CDATA[")?;
     while let Some(at) = text.find("]]>") {
         let (head, tail) = text.split_at(at.saturating_add(2));
         w.raw(head)?;
-        w.raw("]]><![CDATA[")?;
+        raw!(w, "]]><![CDATA[")?;
         text = tail;
     }
     w.raw(text)?;
-    w.raw("]]>")
+    raw!(w, "]]>")
 }
 
 impl Emit for StateMessage<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        w.raw(XML_DECLARATION)?;
-        w.raw("<Report><ReportHeader>")?;
-        write_identification(&mut w, &self.identity)?;
-        write_report_details(
-            &mut w,
-            profile::STATE_REPORT_CONTENT,
-            ReportType::Full,
-            &self.time,
-            Default::default(),
-            profile::STATE_REPORT_FORMAT,
-        )?;
-        let time = self.time.wmi();
-        let (mut a, mut b, mut c, mut d, mut e) =
-            ([0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20]);
-        // Up to the details in one writer call.
-        w.parts(&[
-            (
-                "</ReportHeader><ReportBody><StateMessage MessageTime=\"",
-                Escaping::Raw,
-            ),
-            (ascii_str(&time)?, Escaping::Attr),
-            ("\"><Topic ID=\"", Escaping::Raw),
-            (self.topic_id, Escaping::Attr),
-            ("\" Type=\"", Escaping::Raw),
-            (fmt_u64(self.topic_type.into(), &mut a), Escaping::Attr),
-            ("\" IDType=\"", Escaping::Raw),
-            (fmt_u64(self.topic_id_type.into(), &mut b), Escaping::Attr),
-            ("\" /><State ID=\"", Escaping::Raw),
-            (fmt_u64(self.state_id.into(), &mut c), Escaping::Attr),
-            ("\" Criticality=\"", Escaping::Raw),
-            (fmt_u64(self.criticality.into(), &mut d), Escaping::Attr),
-            ("\" /><StateDetails Type=\"", Escaping::Raw),
-            (fmt_u64(self.details_type.into(), &mut e), Escaping::Attr),
-            ("\">", Escaping::Raw),
-        ])?;
-        cdata(&mut w, self.details)?;
-        w.raw("</StateDetails><UserParameters Flags=\"0\"")?;
-        let mut n = [0u8; 20];
-        w.attr("Count", fmt_u64(self.params.len() as u64, &mut n))?;
-        w.close()?;
-        for p in self.params {
-            w.element("Param", p)?;
-        }
-        w.raw("</UserParameters></StateMessage></ReportBody></Report>")
+        XmlWriter::with(out, |w| {
+            w.raw(XML_DECLARATION)?;
+            raw!(w, "<Report><ReportHeader>")?;
+            write_identification(w, &self.identity)?;
+            write_report_details(
+                w,
+                profile::STATE_REPORT_CONTENT,
+                ReportType::Full,
+                &self.time,
+                Default::default(),
+                profile::STATE_REPORT_FORMAT,
+            )?;
+            let time = self.time.wmi();
+            let (mut a, mut b, mut c, mut d, mut e) =
+                ([0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20], [0u8; 20]);
+            // Up to the details in one writer call.
+            w.parts(&[
+                markup!("</ReportHeader><ReportBody><StateMessage MessageTime=\""),
+                (ascii_str(&time)?, Escaping::Attr),
+                markup!("\"><Topic ID=\""),
+                (self.topic_id, Escaping::Attr),
+                markup!("\" Type=\""),
+                (fmt_u64(self.topic_type.into(), &mut a), Escaping::Attr),
+                markup!("\" IDType=\""),
+                (fmt_u64(self.topic_id_type.into(), &mut b), Escaping::Attr),
+                markup!("\" /><State ID=\""),
+                (fmt_u64(self.state_id.into(), &mut c), Escaping::Attr),
+                markup!("\" Criticality=\""),
+                (fmt_u64(self.criticality.into(), &mut d), Escaping::Attr),
+                markup!("\" /><StateDetails Type=\""),
+                (fmt_u64(self.details_type.into(), &mut e), Escaping::Attr),
+                markup!("\">"),
+            ])?;
+            cdata(w, self.details)?;
+            raw!(w, "</StateDetails><UserParameters Flags=\"0\"")?;
+            let mut n = [0u8; 20];
+            w.attr("Count", fmt_u64(self.params.len() as u64, &mut n))?;
+            w.close()?;
+            for p in self.params {
+                w.element("Param", p)?;
+            }
+            w.parts(&[markup!(
+                "</UserParameters></StateMessage></ReportBody></Report>"
+            )])
+        })
     }
 }
 
@@ -201,7 +201,7 @@ mod tests {
             ("a]]>]]>b", "<![CDATA[a]]]]><![CDATA[>]]]]><![CDATA[>b]]>"),
             ("]]", "<![CDATA[]]]]>"),
         ] {
-            let f = |out: &mut dyn Sink| cdata(&mut XmlWriter::new(out), input);
+            let f = |out: &mut dyn Sink| XmlWriter::with(out, |w| cdata(w, input));
             assert_eq!(text(&f), want, "{input}");
         }
     }

@@ -18,7 +18,7 @@ use crate::config::SiteCode;
 use crate::guid::Smsid;
 use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
-use crate::wire::xml::{ascii_str, XmlWriter};
+use crate::wire::xml::{ascii_str, raw, XmlWriter};
 
 /// One status message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,24 +41,25 @@ pub struct StatusMessage<'a> {
 
 impl Emit for StatusMessage<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        w.raw("<Status>")?;
-        w.element("Type", self.message_type)?;
-        w.raw("<Properties>")?;
-        let id = self.smsid.to_text();
-        w.name_value("Property", "ClientID", ascii_str(&id)?)?;
-        let t = self.time.wmi();
-        w.name_value("Property", "DateTime", ascii_str(&t)?)?;
-        w.name_value("Property", "MachineName", self.machine_name)?;
-        w.name_value("Property", "SiteCode", self.site_code.as_str())?;
-        for (name, value) in self.properties {
-            w.name_value("Property", name, value)?;
-        }
-        w.raw("</Properties><Qualifiers>")?;
-        for (name, value) in self.qualifiers {
-            w.name_value("Qualifier", name, value)?;
-        }
-        w.raw("</Qualifiers></Status>")
+        XmlWriter::with(out, |w| {
+            raw!(w, "<Status>")?;
+            w.element("Type", self.message_type)?;
+            raw!(w, "<Properties>")?;
+            let id = self.smsid.to_text();
+            w.name_value("Property", "ClientID", ascii_str(&id)?)?;
+            let t = self.time.wmi();
+            w.name_value("Property", "DateTime", ascii_str(&t)?)?;
+            w.name_value("Property", "MachineName", self.machine_name)?;
+            w.name_value("Property", "SiteCode", self.site_code.as_str())?;
+            for (name, value) in self.properties {
+                w.name_value("Property", name, value)?;
+            }
+            raw!(w, "</Properties><Qualifiers>")?;
+            for (name, value) in self.qualifiers {
+                w.name_value("Qualifier", name, value)?;
+            }
+            raw!(w, "</Qualifiers></Status>")
+        })
     }
 }
 

@@ -2,79 +2,208 @@
 //! UTF-16LE), escaping text and attribute values. Hand-written because no maintained no_std XML
 //! crate exists (facts.md); it only ever writes the few fixed shapes our messages need.
 
-use crate::sink::{Overflow, Sink};
+use crate::sink::{Emit, Overflow, Sink};
 
-/// Characters are encoded through a small stack buffer to keep sink calls few. Hosts (64-bit)
-/// use 128 B: most of a message goes to the sink in full chunks, so the chunk size sets the
-/// number of (dynamic) sink calls per pass (issue 8); larger chunks cost more in zeroing the
-/// buffer per call than they save. Boards (32-bit) keep 64 B of stack per writer frame (issue 5
-/// stack peaks).
+/// Characters are encoded into a stack buffer that the writer keeps across calls, so the sink
+/// gets one write per full chunk. Hosts (64-bit) use 256 B (issue 8: the chunk size sets the
+/// number of dynamic sink calls and copies per pass; 512 B cost more in the 512 B-window passes
+/// than it saved); boards (32-bit) keep 64 B of stack per writer (issue 5 stack peaks).
 const CHUNK: usize = if cfg!(target_pointer_width = "64") {
-    128
+    256
 } else {
     64
 };
 
-/// Writes XML markup and escaped content as UTF-16LE into a sink.
+/// A piece of markup for [`XmlWriter::parts`]: an ASCII string literal written as is. On hosts
+/// it is widened to UTF-16LE at compile time ([`Escaping::Wide`]), so writing it is a copy (issue
+/// 8: most of a message is markup, and widening it piece by piece was most of the writer's time);
+/// boards keep the narrow literal ([`Escaping::Raw`]): half the flash.
+macro_rules! markup {
+    ($s:expr) => {{
+        #[cfg(target_pointer_width = "64")]
+        let piece = {
+            const NARROW: &str = $s;
+            const WIDE: [u8; NARROW.len() * 2] = $crate::wire::xml::widen(NARROW);
+            const TEXT: &str = $crate::wire::xml::wide_str(&WIDE);
+            (TEXT, $crate::wire::xml::Escaping::Wide)
+        };
+        #[cfg(not(target_pointer_width = "64"))]
+        let piece = ($s, $crate::wire::xml::Escaping::Raw);
+        piece
+    }};
+}
+pub(crate) use markup;
+
+/// `w.raw("literal")` as the platform writes it best: one [`markup!`] piece on hosts, the plain
+/// call on boards (flash: a one-piece [`XmlWriter::parts`] at every call site costs more there).
+macro_rules! raw {
+    ($w:expr, $s:expr) => {{
+        #[cfg(target_pointer_width = "64")]
+        let r = $w.parts(&[$crate::wire::xml::markup!($s)]);
+        #[cfg(not(target_pointer_width = "64"))]
+        let r = $w.raw($s);
+        r
+    }};
+}
+pub(crate) use raw;
+
+/// UTF-16LE of the ASCII `s`, for [`markup!`]'s constants: evaluated at compile time, where
+/// anything but ASCII (or a wrong `N`) fails the build.
+#[cfg(target_pointer_width = "64")]
+pub(crate) const fn widen<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut src = s.as_bytes();
+    assert!(
+        src.len().saturating_mul(2) == N,
+        "widen: N is twice the length"
+    );
+    let mut dst: &mut [u8] = &mut out;
+    while let ([b, src_rest @ ..], [lo, _, dst_rest @ ..]) = (src, dst) {
+        assert!(b.is_ascii(), "markup must be ASCII");
+        *lo = *b;
+        src = src_rest;
+        dst = dst_rest;
+    }
+    out
+}
+
+/// [`widen`]'s output (ASCII and NULs, so UTF-8) as the `&str` [`XmlWriter::parts`] takes;
+/// compile time only, like [`widen`].
+#[cfg(target_pointer_width = "64")]
+pub(crate) const fn wide_str(wide: &'static [u8]) -> &'static str {
+    let s = match core::str::from_utf8(wide) {
+        Ok(s) => s,
+        Err(_) => "",
+    };
+    assert!(s.len() == wide.len(), "widened ASCII is UTF-8");
+    s
+}
+
+/// Writes XML markup and escaped content as UTF-16LE into a sink, through a chunk it keeps
+/// across calls: the sink gets one write per full chunk, not one per writer call (issue 8: the
+/// cost of a message was per call). Only [`XmlWriter::with`] makes one, and it hands the last
+/// partial chunk to the sink when the emitter is done, so no emitter can forget to.
 pub struct XmlWriter<'s> {
     out: &'s mut dyn Sink,
+    chunk: Chunk,
 }
 
 impl<'s> XmlWriter<'s> {
-    /// A writer over `out`.
-    pub fn new(out: &'s mut dyn Sink) -> Self {
-        Self { out }
+    /// Run `write` with a writer over `out`, then hand the sink what is left in the chunk.
+    /// Generic, so the writer lives in the emitter's own frame (boards: a `dyn` closure saved
+    /// 44 B of firmware flash but added 48 B to the request stream's stack).
+    #[inline]
+    pub fn with(
+        out: &'s mut dyn Sink,
+        write: impl FnOnce(&mut XmlWriter<'s>) -> Result<(), Overflow>,
+    ) -> Result<(), Overflow> {
+        let mut w = Self {
+            out,
+            chunk: Chunk {
+                buf: [0u8; CHUNK],
+                n: 0,
+            },
+        };
+        write(&mut w)?;
+        w.flush()
     }
 
-    /// The underlying sink, for nested emitters that write UTF-16LE themselves.
-    pub fn sink(&mut self) -> &mut dyn Sink {
-        &mut *self.out
+    /// Hand the sink the bytes gathered in the chunk.
+    fn flush(&mut self) -> Result<(), Overflow> {
+        self.chunk.flush(self.out)
+    }
+
+    /// Emit `item` (e.g. a hook that writes UTF-16LE itself) into the underlying sink, after the
+    /// bytes this writer gathered so far.
+    pub fn nested(&mut self, item: &dyn Emit) -> Result<(), Overflow> {
+        self.flush()?;
+        item.emit(&mut *self.out)
+    }
+
+    /// [`Sink::sequence_item`] of the underlying sink, at the position after the bytes gathered
+    /// so far (they are handed to the sink first).
+    pub(crate) fn sequence_item(&mut self, index: usize) -> Result<usize, Overflow> {
+        self.flush()?;
+        Ok(self.out.sequence_item(index))
     }
 
     /// The UTF-16LE byte order mark (the `<Msg>` header part starts with one).
     pub fn bom(&mut self) -> Result<(), Overflow> {
-        self.out.write(&[0xFF, 0xFE])
+        self.bytes(&[0xFF, 0xFE])
     }
 
     /// The UTF-16 NUL that terminates a message body.
     pub fn nul(&mut self) -> Result<(), Overflow> {
-        self.out.write(&[0, 0])
+        self.bytes(&[0, 0])
     }
 
-    /// Write `parts` one after the other as UTF-16LE, each escaped per its [`Escaping`], through
-    /// one stack chunk (so a tag and its attributes cost one sink call, not one per piece). A
-    /// sink that would drop all of them unseen ([`Sink::skippable`]) gets their length only.
+    /// Bytes already encoded (a few), after those gathered so far.
+    fn bytes(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        for &b in bytes {
+            if self.chunk.n >= CHUNK {
+                self.flush()?;
+            }
+            if let Some(slot) = self.chunk.buf.get_mut(self.chunk.n) {
+                *slot = b;
+                self.chunk.n += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the sink, which would drop its next `room` bytes unseen, drops the `len` bytes
+    /// that follow those gathered so far; if so, they and the gathered ones are accounted for by
+    /// length ([`Sink::skip`]) and dropped.
+    #[inline]
+    fn skipped(&mut self, room: usize, len: usize) -> Result<bool, Overflow> {
+        let len = len.saturating_add(self.chunk.n);
+        if room == 0 || len > room {
+            return Ok(false);
+        }
+        self.chunk.n = 0;
+        self.out.skip(len)?;
+        Ok(true)
+    }
+
+    /// Write `parts` one after the other as UTF-16LE, each escaped per its [`Escaping`], into the
+    /// chunk (so a tag and its attributes cost no sink call until the chunk is full). A sink that
+    /// would drop all of them unseen ([`Sink::skippable`]) gets their length only.
     pub(crate) fn parts(&mut self, parts: &[(&str, Escaping)]) -> Result<(), Overflow> {
         let room = self.out.skippable();
         if room > 0 {
             let len = parts
                 .iter()
                 .fold(0usize, |n, (s, mode)| n.saturating_add(utf16_len(s, *mode)));
-            if len <= room {
-                return self.out.skip(len);
+            if self.skipped(room, len)? {
+                return Ok(());
             }
         }
-        let mut chunk = Chunk {
-            buf: [0u8; CHUNK],
-            n: 0,
-        };
         for (s, mode) in parts {
-            self.put(&mut chunk, s, *mode)?;
+            self.put(s, *mode)?;
         }
-        chunk.flush(self.out)
+        Ok(())
     }
 
-    /// Encode `s` into `chunk`, flushing it into the sink whenever it fills. Runs of ASCII that
+    /// Encode `s` into the chunk, flushing it into the sink whenever it fills. Runs of ASCII that
     /// need no escaping (all markup, most content) are widened in bulk; other characters are
     /// decoded and encoded one by one.
-    fn put(&mut self, chunk: &mut Chunk, s: &str, mode: Escaping) -> Result<(), Overflow> {
+    fn put(&mut self, s: &str, mode: Escaping) -> Result<(), Overflow> {
+        let chunk = &mut self.chunk;
+        if cfg!(target_pointer_width = "64") && matches!(mode, Escaping::Wide) {
+            return chunk.put_wide(self.out, s.as_bytes());
+        }
         // Most pieces (markup, names, values) are short plain ASCII that fits in the chunk:
         // widen them in one go.
         let bytes = s.as_bytes();
         let done = if cfg!(target_pointer_width = "64") {
-            // Hosts: one loop per escaping, each vectorised (issue 8: host speed).
+            // Hosts: one loop per escaping, each vectorised (issue 8: host speed). A piece that
+            // would fit in an empty chunk but not in what is left starts the next one.
+            let len = bytes.len().saturating_mul(2);
+            if len <= CHUNK && chunk.n.saturating_add(len) > CHUNK {
+                chunk.flush(self.out)?;
+            }
             match mode {
-                Escaping::Raw => chunk.put_plain(bytes, |b| b.is_ascii()),
+                Escaping::Raw | Escaping::Wide => chunk.put_plain(bytes, |b| b.is_ascii()),
                 Escaping::Text => {
                     chunk.put_plain(bytes, |b| b.is_ascii() && !matches!(b, b'&' | b'<' | b'>'))
                 }
@@ -133,17 +262,17 @@ impl<'s> XmlWriter<'s> {
 
     /// `<name`
     pub fn open(&mut self, name: &str) -> Result<(), Overflow> {
-        self.parts(&[("<", Escaping::Raw), (name, Escaping::Raw)])
+        self.parts(&[markup!("<"), (name, Escaping::Raw)])
     }
 
     /// ` name="value"` with the value escaped.
     pub fn attr(&mut self, name: &str, value: &str) -> Result<(), Overflow> {
         self.parts(&[
-            (" ", Escaping::Raw),
+            markup!(" "),
             (name, Escaping::Raw),
-            ("=\"", Escaping::Raw),
+            markup!("=\""),
             (value, Escaping::Attr),
-            ("\"", Escaping::Raw),
+            markup!("\""),
         ])
     }
 
@@ -155,21 +284,17 @@ impl<'s> XmlWriter<'s> {
 
     /// `>` closing a start tag.
     pub fn close(&mut self) -> Result<(), Overflow> {
-        self.raw(">")
+        raw!(self, ">")
     }
 
     /// ` />` closing an empty element, as the public tools write it.
     pub fn close_empty(&mut self) -> Result<(), Overflow> {
-        self.raw(" />")
+        raw!(self, " />")
     }
 
     /// `</name>`
     pub fn end(&mut self, name: &str) -> Result<(), Overflow> {
-        self.parts(&[
-            ("</", Escaping::Raw),
-            (name, Escaping::Raw),
-            (">", Escaping::Raw),
-        ])
+        self.parts(&[markup!("</"), (name, Escaping::Raw), markup!(">")])
     }
 
     /// `<name>text</name>` with the text escaped.
@@ -180,13 +305,13 @@ impl<'s> XmlWriter<'s> {
     /// `<name>text</name>` in one piece, the text written as `text_mode` says.
     fn element_as(&mut self, name: &str, text: &str, text_mode: Escaping) -> Result<(), Overflow> {
         self.parts(&[
-            ("<", Escaping::Raw),
+            markup!("<"),
             (name, Escaping::Raw),
-            (">", Escaping::Raw),
+            markup!(">"),
             (text, text_mode),
-            ("</", Escaping::Raw),
+            markup!("</"),
             (name, Escaping::Raw),
-            (">", Escaping::Raw),
+            markup!(">"),
         ])
     }
 
@@ -194,32 +319,55 @@ impl<'s> XmlWriter<'s> {
     /// qualifiers).
     pub(crate) fn name_value(&mut self, el: &str, name: &str, value: &str) -> Result<(), Overflow> {
         self.parts(&[
-            ("<", Escaping::Raw),
+            markup!("<"),
             (el, Escaping::Raw),
-            (" Name=\"", Escaping::Raw),
+            markup!(" Name=\""),
             (name, Escaping::Attr),
-            ("\" Value=\"", Escaping::Raw),
+            markup!("\" Value=\""),
             (value, Escaping::Attr),
-            ("\" />", Escaping::Raw),
+            markup!("\" />"),
         ])
     }
 
     /// Upper-case hex of `bytes` as character data (certificates, signatures).
     pub fn hex_upper(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
-        let len = bytes.len().saturating_mul(4);
-        if len <= self.out.skippable() {
-            return self.out.skip(len);
+        let room = self.out.skippable();
+        if self.skipped(room, bytes.len().saturating_mul(4))? {
+            return Ok(());
         }
         let digit = |n: u8| if n < 10 { b'0' + n } else { b'A' - 10 + n };
-        let mut buf = [0u8; CHUNK];
-        for chunk in bytes.chunks(CHUNK / 4) {
-            let n = chunk.len() * 4;
-            if let Some(dst) = buf.get_mut(..n) {
-                for (d, &b) in dst.chunks_exact_mut(4).zip(chunk) {
+        if cfg!(target_pointer_width = "64") {
+            // Hosts: as many bytes as the chunk holds per loop (vectorised).
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                if self.chunk.n + 4 > CHUNK {
+                    self.flush()?;
+                }
+                let take = ((CHUNK - self.chunk.n) / 4).min(rest.len());
+                let (now, later) = rest.split_at_checked(take).ok_or(Overflow)?;
+                if let Some(dst) = self
+                    .chunk
+                    .buf
+                    .get_mut(self.chunk.n..self.chunk.n + 4 * take)
+                {
+                    for (d, &b) in dst.chunks_exact_mut(4).zip(now) {
+                        d.copy_from_slice(&[digit(b >> 4), 0, digit(b & 0x0F), 0]);
+                    }
+                }
+                self.chunk.n += 4 * take;
+                rest = later;
+            }
+        } else {
+            // Boards: byte by byte (236 B less flash on the registration path, size probe).
+            for &b in bytes {
+                if self.chunk.n + 4 > CHUNK {
+                    self.flush()?;
+                }
+                if let Some(d) = self.chunk.buf.get_mut(self.chunk.n..self.chunk.n + 4) {
                     d.copy_from_slice(&[digit(b >> 4), 0, digit(b & 0x0F), 0]);
+                    self.chunk.n += 4;
                 }
             }
-            self.out.write(buf.get(..n).unwrap_or(&[]))?;
         }
         Ok(())
     }
@@ -281,6 +429,23 @@ impl Chunk {
         all
     }
 
+    /// Bytes already in UTF-16LE ([`Escaping::Wide`]), copied as they are.
+    fn put_wide(&mut self, out: &mut dyn Sink, mut wide: &[u8]) -> Result<(), Overflow> {
+        while !wide.is_empty() {
+            if self.n >= CHUNK {
+                self.flush(out)?;
+            }
+            let take = (CHUNK - self.n).min(wide.len());
+            let (now, later) = wide.split_at_checked(take).ok_or(Overflow)?;
+            if let Some(dst) = self.buf.get_mut(self.n..self.n + take) {
+                dst.copy_from_slice(now);
+            }
+            self.n += take;
+            wide = later;
+        }
+        Ok(())
+    }
+
     /// ASCII bytes, each widened to one UTF-16LE code unit.
     fn put_ascii(&mut self, out: &mut dyn Sink, mut ascii: &[u8]) -> Result<(), Overflow> {
         while !ascii.is_empty() {
@@ -318,6 +483,10 @@ pub(crate) enum Escaping {
     Text,
     /// Attribute values: also quotes and the whitespace that attribute normalisation would eat.
     Attr,
+    /// Markup already in UTF-16LE (hosts, from [`markup!`]): copied as it is. Boards never
+    /// make it (their markup stays narrow, [`Self::Raw`]).
+    #[cfg_attr(not(target_pointer_width = "64"), allow(dead_code))]
+    Wide,
 }
 
 impl Escaping {
@@ -326,7 +495,7 @@ impl Escaping {
         if cfg!(target_pointer_width = "64") {
             // Hosts: one loop per escaping, over blocks of 16 (vectorised; issue 8).
             match self {
-                Self::Raw => run_where(bytes, |b| b.is_ascii()),
+                Self::Raw | Self::Wide => run_where(bytes, |b| b.is_ascii()),
                 Self::Text => {
                     run_where(bytes, |b| b.is_ascii() && !matches!(b, b'&' | b'<' | b'>'))
                 }
@@ -353,7 +522,7 @@ impl Escaping {
         const TEXT: u64 = 1 << b'&' | 1 << b'<' | 1 << b'>';
         const ATTR: u64 = TEXT | 1 << b'"' | 1 << b'\'' | 1 << b'\r' | 1 << b'\n' | 1 << b'\t';
         match self {
-            Self::Raw => 0,
+            Self::Raw | Self::Wide => 0,
             Self::Text => TEXT,
             Self::Attr => ATTR,
         }
@@ -368,7 +537,7 @@ impl Escaping {
             _ => None,
         };
         match self {
-            Self::Raw => None,
+            Self::Raw | Self::Wide => None,
             Self::Text => text(b),
             Self::Attr => match b {
                 b'"' => Some("&quot;"),
@@ -406,6 +575,9 @@ fn plain(specials: u64, b: u8) -> bool {
 /// UTF-16LE bytes [`XmlWriter::parts`] writes for `s`, from its UTF-8 lead bytes: one code unit
 /// per character below U+10000 (lead bytes up to `0xEF`), two above; entities count in full.
 fn utf16_len(s: &str, mode: Escaping) -> usize {
+    if cfg!(target_pointer_width = "64") && matches!(mode, Escaping::Wide) {
+        return s.len();
+    }
     if matches!(mode, Escaping::Raw) && s.is_ascii() {
         return s.len().saturating_mul(2);
     }
@@ -511,16 +683,18 @@ mod tests {
     fn writes_escaped_utf16le() {
         let mut buf = [0u8; 512];
         let mut sink = SliceSink::new(&mut buf);
-        let mut w = XmlWriter::new(&mut sink);
-        w.open("P").unwrap();
-        w.attr("Name", "a\"<&'é\n").unwrap();
-        w.attr_u64("N", 1033).unwrap();
-        w.close().unwrap();
-        w.text("x<y & z>😀").unwrap();
-        w.end("P").unwrap();
-        w.open("E").unwrap();
-        w.close_empty().unwrap();
-        w.hex_upper(&[0x00, 0xAB, 0x7f]).unwrap();
+        XmlWriter::with(&mut sink, |w| {
+            w.open("P")?;
+            w.attr("Name", "a\"<&'é\n")?;
+            w.attr_u64("N", 1033)?;
+            w.close()?;
+            w.text("x<y & z>😀")?;
+            w.end("P")?;
+            w.open("E")?;
+            w.close_empty()?;
+            w.hex_upper(&[0x00, 0xAB, 0x7f])
+        })
+        .unwrap();
         let (want, n) = utf16(
             "<P Name=\"a&quot;&lt;&amp;&apos;é&#10;\" N=\"1033\">x&lt;y &amp; z&gt;😀</P><E />00AB7F",
         );
@@ -532,46 +706,53 @@ mod tests {
         let s = "0123456789abcdefghij😀".repeat(5);
         let mut buf = [0u8; 512];
         let mut sink = SliceSink::new(&mut buf);
-        XmlWriter::new(&mut sink).text(&s).unwrap();
+        XmlWriter::with(&mut sink, |w| w.text(&s)).unwrap();
         let (want, n) = utf16(&s);
         assert_eq!(sink.written(), &want[..n]);
         let mut small = [0u8; 10];
         let mut sink = SliceSink::new(&mut small);
-        assert_eq!(XmlWriter::new(&mut sink).text(&s), Err(Overflow));
+        assert_eq!(XmlWriter::with(&mut sink, |w| w.text(&s)), Err(Overflow));
     }
 
     /// Every writer call, with escapes, non-ASCII and astral text and long runs.
     fn sample(out: &mut dyn Sink) -> Result<(), Overflow> {
-        let mut w = XmlWriter::new(out);
-        w.bom()?;
-        w.open("Root")?;
-        w.attr("A", "x\"y'z<&>\r\n\té😀")?;
-        w.attr_u64("N", 42)?;
-        w.close()?;
-        w.element("T", "a<b & c>d ünï 𝄞")?;
-        w.text(core::str::from_utf8(&[b'7'; 200]).map_err(|_| Overflow)?)?;
-        w.raw("<E")?;
-        w.close_empty()?;
-        w.hex_upper(&[0xAB; 40])?;
-        w.ascii(b"2026-11-25T10:00:00Z")?;
-        w.end("Root")?;
-        w.nul()
+        XmlWriter::with(out, |w| {
+            w.bom()?;
+            w.open("Root")?;
+            w.attr("A", "x\"y'z<&>\r\n\té😀")?;
+            w.attr_u64("N", 42)?;
+            w.close()?;
+            w.element("T", "a<b & c>d ünï 𝄞")?;
+            w.text(core::str::from_utf8(&[b'7'; 200]).map_err(|_| Overflow)?)?;
+            w.raw("<E")?;
+            w.close_empty()?;
+            w.hex_upper(&[0xAB; 40])?;
+            // A nested emitter with its own writer, after what this one gathered.
+            w.nested(&|o: &mut dyn Sink| XmlWriter::with(o, |n| n.text("in<ner")))?;
+            w.ascii(b"2026-11-25T10:00:00Z")?;
+            for i in 0..40 {
+                w.attr_u64("K", i)?;
+            }
+            w.hex_upper(&[0x5C; 3])?;
+            w.end("Root")?;
+            w.nul()
+        })
     }
 
     #[test]
     fn skipping_sinks_see_the_same_stream() {
         use crate::sink::{emitted_len, WindowSink};
-        let mut whole = [0u8; 2048];
+        let mut whole = [0u8; 4096];
         let mut s = SliceSink::new(&mut whole);
         sample(&mut s).unwrap();
         let total = s.len();
         // The counter gets lengths only: they must add up to the bytes written.
         assert_eq!(emitted_len(&sample).unwrap(), total);
-        for win in [1usize, 2, 7, 64, 333, 2048] {
-            let mut joined = [0u8; 2048];
+        for win in [1usize, 2, 7, 64, 333, 2048, 4096] {
+            let mut joined = [0u8; 4096];
             let mut off = 0;
             while off < total {
-                let mut buf = [0u8; 2048];
+                let mut buf = [0u8; 4096];
                 let mut w = WindowSink::new(&mut buf[..win], off);
                 sample(&mut w).unwrap();
                 let n = w.filled();
@@ -589,10 +770,31 @@ mod tests {
             for mode in [Escaping::Raw, Escaping::Text, Escaping::Attr] {
                 let mut buf = [0u8; 256];
                 let mut sink = SliceSink::new(&mut buf);
-                XmlWriter::new(&mut sink).parts(&[(s, mode)]).unwrap();
+                XmlWriter::with(&mut sink, |w| w.parts(&[(s, mode)])).unwrap();
                 assert_eq!(utf16_len(s, mode), sink.len(), "{s:?}");
             }
         }
+    }
+
+    #[test]
+    fn markup_is_written_as_raw_text_would_be() {
+        let write = |wide: bool| {
+            let mut buf = [0u8; 64];
+            let mut sink = SliceSink::new(&mut buf);
+            XmlWriter::with(&mut sink, |w| {
+                if wide {
+                    w.parts(&[markup!("<a b=\"c\" />"), markup!("")])?;
+                    raw!(w, "</x>")
+                } else {
+                    w.raw("<a b=\"c\" /></x>")
+                }
+            })
+            .unwrap();
+            let n = sink.len();
+            (buf, n)
+        };
+        assert_eq!(write(true), write(false));
+        assert_eq!(utf16_len(markup!("<a>").0, markup!("<a>").1), 6);
     }
 
     #[test]
