@@ -128,9 +128,7 @@ impl PendingPost {
         let answer = self.answer.run_async(writer).await;
         self.request.reply(config, answer)
     }
-}
 
-impl PendingPost {
     /// Floor measurement only ([`super::server::Floor::NoStore`]): the reply a registration
     /// would get, with a fresh SMSID and nothing written; other requests get their answer with
     /// the write left out.

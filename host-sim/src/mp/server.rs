@@ -37,9 +37,14 @@ struct Shared {
     /// Native mode: every connection is TLS with a verified client certificate.
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Measurement only (`fleet --bound --floor`): a part of the `CCM_POST` path left out.
-    floor: Option<Floor>,
-    /// [`Floor::Transport`]'s one reply.
-    floor_reply: Option<handler::Reply>,
+    floor: Option<FloorRun>,
+}
+
+/// A [`Floor`] as the server runs it.
+enum FloorRun {
+    /// [`Floor::Transport`], with the one reply it sends to every request.
+    Transport(handler::Reply),
+    NoStore,
 }
 
 /// What a `CCM_POST` leaves out in a floor measurement (`fleet --bound K --floor …`): how fast
@@ -133,19 +138,19 @@ impl MpServer {
         let addr = listener.local_addr()?;
         let https = tls.is_some();
         tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
-        let floor_reply = match floor {
-            Some(Floor::Transport) => Some(
+        let floor = match floor {
+            Some(Floor::Transport) => Some(FloorRun::Transport(
                 handler::unstored_registration_reply(&config)
                     .map_err(|r| anyhow::anyhow!(r.reason))?,
-            ),
-            _ => None,
+            )),
+            Some(Floor::NoStore) => Some(FloorRun::NoStore),
+            None => None,
         };
         let shared = Arc::new(Shared {
             config,
             db,
             identity,
             tls,
-            floor_reply,
             floor,
         });
         let (tx, rx) = watch::channel(false);
@@ -616,7 +621,7 @@ async fn ccm_post(
     peer: SocketAddr,
     client_cert: Option<Arc<Vec<u8>>>,
 ) -> Response {
-    if let Some(reply) = &shared.floor_reply {
+    if let Some(FloorRun::Transport(reply)) = &shared.floor {
         return reply_response(reply.clone());
     }
     let prepared = {
@@ -631,7 +636,7 @@ async fn ccm_post(
         })
     };
     let result = match prepared {
-        Ok(pending) if shared.floor == Some(Floor::NoStore) => {
+        Ok(pending) if matches!(shared.floor, Some(FloorRun::NoStore)) => {
             pending.reply_without_store(&shared.config)
         }
         Ok(pending) => {
