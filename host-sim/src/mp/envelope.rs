@@ -193,8 +193,11 @@ pub fn decode_utf16le(bytes: &[u8]) -> Result<String, EnvelopeError> {
         .chunks_exact(2)
         .take_while(|c| c[1] == 0 && c[0].is_ascii())
         .count();
-    let mut s = String::with_capacity(bytes.len() / 2);
-    s.extend(bytes[..ascii * 2].iter().step_by(2).map(|&b| char::from(b)));
+    // ASCII bytes are UTF-8 as they are: collect the low bytes and let `String::from_utf8`
+    // confirm it (a vectorised check) instead of pushing char by char.
+    let mut narrow = Vec::with_capacity(bytes.len() / 2);
+    narrow.extend(bytes[..ascii * 2].iter().step_by(2));
+    let mut s = String::from_utf8(narrow).map_err(|_| EnvelopeError::Utf16("not ASCII"))?;
     let units = bytes[ascii * 2..]
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]));

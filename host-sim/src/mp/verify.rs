@@ -109,7 +109,11 @@ pub fn decode_hex(s: &str, what: &'static str) -> Result<Vec<u8>, VerifyError> {
     if s.is_empty() {
         return Err(VerifyError::Hex(what));
     }
-    hex::decode(s).map_err(|_| VerifyError::Hex(what))
+    // Straight into a buffer of the right size (`hex::decode` collects through an iterator,
+    // which showed up in the MP's profile: a certificate and a signature per registration).
+    let mut out = vec![0u8; s.len() / 2];
+    hex::decode_to_slice(s, &mut out).map_err(|_| VerifyError::Hex(what))?;
+    Ok(out)
 }
 
 /// SHA-256 thumbprint of a DER certificate, hex upper case.
