@@ -9,14 +9,25 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mpagent_core::agent::messages::{sign_message, MessageBody, PolicyBodyRequest};
 use mpagent_core::agent::registration::SigningIdentity;
-use mpagent_core::agent::signed::{MessageSigner, SignedMessage};
+use mpagent_core::agent::signed::{MessageParams, MessageSigner, SignedMessage};
 use mpagent_core::config::AgentConfig;
 use mpagent_core::guid::Guid;
 use mpagent_core::sign::Signer;
+use mpagent_core::sink::{Overflow, Sink};
 use mpagent_core::wire::clientauth::ClientIdSignature;
 
 mod fixture;
 use fixture::{median_us, stream, Breakdown, Presigned, NOW, WINDOWS};
+
+/// Appends to a `Vec` (the host's render buffer).
+struct VecSink<'v>(&'v mut Vec<u8>);
+
+impl Sink for VecSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
 
 type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
@@ -50,6 +61,36 @@ fn kind<B: MessageBody>(
             black_box(stream(&msg, &mut window));
         });
     }
+    // The host's render-once path (host-sim's fleet): the body rendered once into a reused
+    // buffer, then signed and sent from those bytes, so it is not rendered a second time.
+    let mut rendered = Vec::new();
+    let mut whole = vec![0u8; request_len + 1];
+    let mut once = || {
+        rendered.clear();
+        body.emit(&mut VecSink(&mut rendered)).unwrap();
+        let bytes = &rendered[..];
+        let copy = |o: &mut dyn Sink| o.write(bytes);
+        let params = MessageParams {
+            endpoint: body.endpoint(),
+            reply_mode: body.reply_mode(),
+            message_id: Guid([1; 16]),
+            now: NOW,
+        };
+        let m = SignedMessage::new(config, presigned, params, &copy).unwrap();
+        black_box(stream(&m, &mut whole))
+    };
+    assert_eq!(
+        once(),
+        request_len,
+        "{kind}: the render-once request has another length"
+    );
+    g.bench_function(
+        format!("{kind}: rendered once, build + emit (one window)"),
+        |b| b.iter(&mut once),
+    );
+    let once_us = median_us(|| {
+        once();
+    });
     // PayloadSignature covers the octet part: the body, its UTF-16 NUL and the CRLF.
     let signed_len = msg.body_length() + 2;
     Breakdown {
@@ -59,6 +100,7 @@ fn kind<B: MessageBody>(
         emit,
         signed_len,
         sha: fixture::sha256_us(signed_len),
+        once: Some(once_us),
     }
 }
 

@@ -98,6 +98,7 @@ fn bench(c: &mut Criterion) {
             emit,
             signed_len,
             sha: fixture::sha256_us(signed_len),
+            once: None,
         }],
     );
 }

@@ -10,4 +10,5 @@ pub mod group_commit;
 pub mod mp;
 pub mod pki;
 pub mod proxy;
+pub mod render;
 pub mod sign;

@@ -53,6 +53,7 @@ use crate::mp::{Approval, Limits, MpConfig, MpServer};
 use crate::proxy::client::DeviceConnection;
 use crate::proxy::protocol::{reg_status, Frame};
 use crate::proxy::{self as isv, ProxyHandle, ProxyOptions};
+use crate::render::render_once;
 
 /// Site code of the in-process MP (and the default for `--site-code`).
 pub const DEFAULT_SITE_CODE: &str = "FLT";
@@ -579,6 +580,8 @@ impl Worker {
             Err(e) => return stats.error(c, kind_of("client id", &e)),
         };
         let message_signer = MessageSigner::client(signing, &client_id);
+        // Each DDR is rendered once and signed and sent from those bytes (crate::render).
+        let mut body = Vec::new();
         for _ in 0..self.messages {
             let t = Instant::now();
             let now = unix_now();
@@ -594,7 +597,14 @@ impl Worker {
                 message_id: Guid::random(&mut OsRng),
                 now,
             };
-            let signed = match SignedMessage::new(&config, &message_signer, params, &report) {
+            let rendered = match render_once(&report, &mut body) {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.error(c, kind_of("render", &e));
+                    continue;
+                }
+            };
+            let signed = match SignedMessage::new(&config, &message_signer, params, &rendered) {
                 Ok(s) => s,
                 Err(e) => {
                     stats.error(c, kind_of("sign", &e));

@@ -18,7 +18,7 @@ use mpagent_core::agent::messages::{request_assignments, sign_message, MessageBo
 use mpagent_core::agent::registration::{
     Registrant, Registrar, RegistrationState, SigningIdentity,
 };
-use mpagent_core::agent::signed::MessageSigner;
+use mpagent_core::agent::signed::{MessageParams, MessageSigner, SignedMessage};
 use mpagent_core::guid::{Guid, Smsid};
 use mpagent_core::identity::CertParams;
 use mpagent_core::io::{
@@ -41,6 +41,7 @@ use super::{register_self, ProxyLink, ProxyOptions};
 use crate::buffers::Buffer;
 use crate::client::transport::{unix_now, SystemClock};
 use crate::client::EXCHANGE_BUFFER;
+use crate::render::render_once;
 
 /// A connection idle this long between frames is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -535,7 +536,21 @@ impl Proxy {
         };
         let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
         let message_id = Guid::random(&mut rand_core::OsRng);
-        let msg = match sign_message(&config, &signer, body, message_id, unix_now()) {
+        // Rendered once, then signed and sent from those bytes (crate::render).
+        let mut rendered = Vec::new();
+        let rendered = match render_once(body, &mut rendered) {
+            Ok(r) => r,
+            Err(e) => {
+                return Frame::error(code::INVALID, format!("the data cannot be sent: {e:?}"))
+            }
+        };
+        let params = MessageParams {
+            endpoint: body.endpoint(),
+            reply_mode: body.reply_mode(),
+            message_id,
+            now: unix_now(),
+        };
+        let msg = match SignedMessage::new(&config, &signer, params, &rendered) {
             Ok(m) => m,
             Err(e) => {
                 return Frame::error(code::INVALID, format!("the data cannot be sent: {e:?}"))
