@@ -475,19 +475,23 @@ impl Queue {
         // Only pages of the live run can still hold it, and only at an offset before the tail
         // on the page being filled.
         let geo = self.ring.geo;
-        let in_run = self.ring.dist(run.oldest, msg.pos.page) <= self.ring.dist(run.oldest, run.newest);
+        let in_run =
+            self.ring.dist(run.oldest, msg.pos.page) <= self.ring.dist(run.oldest, run.newest);
         if !in_run || (msg.pos.page == run.newest && msg.pos.off >= self.tail) {
             return Ok(false);
         }
         let at = self.ring.addr(msg.pos.page, msg.pos.off);
         let raw = read_header(flash, geo, at).map_err(StoreError::Flash)?;
-        let same = matches!(decode_frag(&raw), Decoded::Valid(h) if h.first() && h.seq == msg.pos.seq);
+        let same =
+            matches!(decode_frag(&raw), Decoded::Valid(h) if h.first() && h.seq == msg.pos.seq);
         if !same || popped(flash, geo, at + geo.hdr())? {
             return Ok(false);
         }
         let zeros = [0u8; MAX_GRANULE];
         let word = zeros.get(..geo.g as usize).unwrap_or(&[]);
-        flash.write(at + geo.hdr(), word).map_err(StoreError::Flash)?;
+        flash
+            .write(at + geo.hdr(), word)
+            .map_err(StoreError::Flash)?;
         self.live = self.live.saturating_sub(1);
         Ok(true)
     }

@@ -622,18 +622,24 @@ fn a_withdrawn_record_is_skipped_now_and_after_reopening() {
     assert!(s.withdraw(&b).unwrap());
     assert!(!s.withdraw(&b).unwrap());
     assert_eq!(s.len(), 2);
-    drop(s);
+    let _ = s;
     let mut s = open(&mut f);
     assert_eq!(s.len(), 2);
     let head = s.peek().unwrap().unwrap();
     assert_eq!(head.meta, meta(1));
     assert!(head.is_same_record(&a));
-    assert_eq!(body_of(&mut s, &head), Pattern { seed: 1, len: 300 }.bytes());
+    assert_eq!(
+        body_of(&mut s, &head),
+        Pattern { seed: 1, len: 300 }.bytes()
+    );
     s.pop(&head).unwrap();
     // The head passes the withdrawn record straight to the third.
     let next = s.peek().unwrap().unwrap();
     assert_eq!(next.meta, meta(3));
-    assert_eq!(body_of(&mut s, &next), Pattern { seed: 3, len: 500 }.bytes());
+    assert_eq!(
+        body_of(&mut s, &next),
+        Pattern { seed: 3, len: 500 }.bytes()
+    );
     // A delivered record cannot be withdrawn; nor a record whose page was reused since.
     assert!(!s.withdraw(&a).unwrap());
     // Withdrawing the head is a pop.
@@ -641,7 +647,9 @@ fn a_withdrawn_record_is_skipped_now_and_after_reopening() {
     assert!(s.is_empty());
     assert_eq!(s.peek().unwrap(), None);
     for n in 10..40u8 {
-        if s.enqueue(&meta(n), &Pattern { seed: n, len: 200 }, &mut scratch).is_err() {
+        if s.enqueue(&meta(n), &Pattern { seed: n, len: 200 }, &mut scratch)
+            .is_err()
+        {
             let h = s.peek().unwrap().unwrap();
             s.pop(&h).unwrap();
         }
