@@ -102,3 +102,5 @@ pub const POLICY_SECS: u64 = 3600;
 /// (spec §5, §6), and a forgotten device would otherwise never find out: one confirmation per
 /// policy period settles which it was.
 pub const EMPTY_POLICY_REPLY_RECONFIRMS: bool = true;
+/// `<Type>` of the status message an agent queues when it starts.
+pub const ONLINE_STATUS_TYPE: &str = "appliance-online";

@@ -273,6 +273,11 @@ impl Agent {
         }
     }
 
+    /// The store holds `queued` messages (after the caller added or removed one itself).
+    pub fn set_queued(&mut self, queued: u32) {
+        self.queued = queued;
+    }
+
     /// Totals since start.
     pub fn counts(&self) -> Counts {
         self.counts

@@ -8,3 +8,4 @@ pub mod messages;
 pub mod outbound;
 pub mod registration;
 pub mod signed;
+pub mod smsid_rewrite;

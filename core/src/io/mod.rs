@@ -4,6 +4,8 @@
 //! state machines. Transports, clocks and RNGs are the caller's.
 #![allow(async_fn_in_trait)] // single-threaded executors (embassy) are the primary users
 
+pub mod driver;
+
 use embedded_io_async::{Read, Write};
 
 use crate::agent::outbound::{Post, PostParams};
