@@ -273,6 +273,11 @@ impl Agent {
         }
     }
 
+    /// Do not queue the online status message at start (a caller that restarts often).
+    pub fn skip_online_status(&mut self) {
+        self.online_status_due = false;
+    }
+
     /// The store holds `queued` messages (after the caller added or removed one itself).
     pub fn set_queued(&mut self, queued: u32) {
         self.queued = queued;
@@ -341,12 +346,12 @@ impl Agent {
     }
 
     fn due_report(&self, now: UnixTime, smsid: Smsid) -> Option<Action> {
-        let kind = if self.online_status_due {
-            ReportKind::OnlineStatus
-        } else if self.schedule.heartbeat_secs > 0 && now >= self.next_heartbeat {
+        let kind = if self.schedule.heartbeat_secs > 0 && now >= self.next_heartbeat {
             ReportKind::Heartbeat
         } else if self.schedule.inventory_secs > 0 && now >= self.next_inventory {
             ReportKind::Inventory
+        } else if self.online_status_due {
+            ReportKind::OnlineStatus
         } else {
             return None;
         };

@@ -174,8 +174,13 @@ pub trait Host<F: NorFlash> {
     /// Persist the registration state (boards keep it with the identity in `store`).
     fn persist(&mut self, store: &mut Store<F>, state: RegistrationState) -> Result<(), Persist>;
     /// A message the site refused under a confirmed registration: keep it where a person can
-    /// find it (a file, a log line). It leaves the queue afterwards.
-    fn file_refused(&mut self, meta: &MessageMeta, body: &dyn Emit, error: SendError);
+    /// find it (a file, a log line). It leaves the queue only once this answered `Ok`.
+    fn file_refused(
+        &mut self,
+        meta: &MessageMeta,
+        body: &dyn Emit,
+        error: SendError,
+    ) -> Result<(), Persist>;
     /// Whether policy `id` at `version` is applied already (then it is not fetched again).
     fn policy_applied(&mut self, id: &str, version: &str) -> bool;
     /// Where the next policy body streams to, from its first byte.
@@ -200,7 +205,7 @@ pub struct Persist;
 pub enum DriverError<E> {
     /// The store failed (flash error, corrupt record).
     Store(StoreError<E>),
-    /// The registration state could not be persisted.
+    /// The registration state, or a refused message, could not be kept.
     Persist,
     /// A registration request could not be built or signed.
     Build(BuildError),
@@ -224,7 +229,9 @@ impl<E: NorFlashError> core::fmt::Display for DriverError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Store(_) => f.write_str("the queue store failed"),
-            Self::Persist => f.write_str("the registration state could not be saved"),
+            Self::Persist => {
+                f.write_str("the registration state or a refused message could not be saved")
+            }
             Self::Build(_) => f.write_str("the registration request could not be built"),
             Self::Sign(_) => f.write_str("a message could not be signed"),
             Self::ClientId(_) => f.write_str("the client ID signature could not be made"),
@@ -573,7 +580,9 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 if next == Refusal::RefusedForGood {
                     {
                         let body = self.store.body(&msg);
-                        self.host.file_refused(&meta, &body, error);
+                        self.host
+                            .file_refused(&meta, &body, error)
+                            .map_err(|_| DriverError::Persist)?;
                     }
                     self.store.pop(&msg)?;
                     self.agent.on_filed(&msg, self.store.len());
@@ -707,10 +716,19 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         // Acknowledged with a state message, queued so that it survives an outage.
         let now = self.clock.now();
         let identity = ReportIdentity::new(smsid, self.device.config.netbios_name);
+        // The topic names the policy and the version applied: `{id}.{version}`.
+        let mut topic: heapless::String<{ MAX_POLICY_ID + 1 + MAX_POLICY_VERSION }> =
+            heapless::String::new();
+        let named = topic.push_str(&slot.id).is_ok()
+            && topic.push('.').is_ok()
+            && topic.push_str(&slot.version).is_ok();
+        if !named {
+            topic.clear();
+        }
         let state = StateMessage::new(
             identity,
             now.to_datetime(),
-            &slot.id,
+            &topic,
             POLICY_TOPIC_TYPE,
             0,
             POLICY_STATE_APPLIED,
