@@ -226,6 +226,8 @@ pub struct Agent {
     unsent: [Option<QueuedMessage>; 2],
     refusal: RefusalCheck,
     counts: Counts,
+    /// Whether the site answered a registration request since start.
+    site_answered: bool,
 }
 
 impl Agent {
@@ -252,6 +254,7 @@ impl Agent {
             unsent: [None, None],
             refusal: RefusalCheck::None,
             counts: Counts::default(),
+            site_answered: false,
         }
     }
 
@@ -281,6 +284,13 @@ impl Agent {
     /// The store holds `queued` messages (after the caller added or removed one itself).
     pub fn set_queued(&mut self, queued: u32) {
         self.queued = queued;
+    }
+
+    /// Whether the site said the device waits for approval (it answered Pending, nothing in
+    /// doubt): the one state in which only an administrator moves things on. A stored SMSID the
+    /// site has not answered about yet is not pending.
+    pub fn waiting_for_approval(&self) -> bool {
+        self.site_answered && self.registrar.waiting_for_approval()
     }
 
     /// Totals since start.
@@ -517,6 +527,7 @@ impl Agent {
         reply: &RegistrationResponse,
     ) -> RegistrationEvent {
         let event = self.registrar.on_response(now, reply);
+        self.site_answered = true;
         self.after_registration_event(now, event);
         event
     }

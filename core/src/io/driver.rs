@@ -63,6 +63,16 @@ pub struct PolicySlot {
     pub hash: Option<[u8; 32]>,
 }
 
+impl PolicySlot {
+    /// An empty slot (for statics).
+    pub const EMPTY: Self = Self {
+        id: heapless::String::new(),
+        version: heapless::String::new(),
+        location: heapless::String::new(),
+        hash: None,
+    };
+}
+
 /// The caller's buffers (statics on boards: too large for a task's future).
 pub struct Buffers<'b> {
     /// Requests stream through it and replies land in it.

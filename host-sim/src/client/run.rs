@@ -620,7 +620,7 @@ pub async fn run_cycle_with(
         let Step::Idle(until) = step else { continue };
         let now = driver.clock.now();
         let agent = &driver.agent;
-        let waiting = agent.registrar().waiting_for_approval()
+        let waiting = agent.waiting_for_approval()
             || matches!(agent.registration(), RegistrationState::Rejected(_));
         let wait = until.0.saturating_sub(now.0);
         if !plan.forever
@@ -643,7 +643,7 @@ pub async fn run_cycle_with(
             _ => None,
         }),
         pending: matches!(registration, RegistrationState::Pending(_))
-            && agent.registrar().waiting_for_approval(),
+            && agent.waiting_for_approval(),
         rejected_until: agent.registrar().rejection_recheck_at(),
         queued: counts.queued,
         delivered: counts.delivered,
