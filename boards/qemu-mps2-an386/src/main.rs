@@ -4,19 +4,17 @@
 //! One boot: read the provisioning (`mpagent.cfg`), seed the RNG, open the core's store
 //! (`mpagent_core::store` on a NOR flash emulated in `flash.bin`: identity A/B slots + outbound
 //! queue), load the identity or create it (P-256 key + self-signed certificate) and save it, bring
-//! up Ethernet with a static address, register with the MP through `mpagent_core::io::register`
-//! (saving every state change), then exchange management data
-//! (`mpagent_firmware_common::exchange`): queue a heartbeat DDR, drain the queue, poll policy,
-//! fetch and acknowledge bodies. A device that is already registered re-confirms its
-//! registration (a signed `RequestType="Confirmation"` with its SMSID) instead of registering
-//! again. Every exchange runs under a deadline. Identity and exchange are
-//! `mpagent-firmware-common` (`../firmware-common`, shared with the NUCLEO-F767ZI board); this
-//! crate holds the board: LAN9118, semihosting storage and provisioning, the boot sequence.
+//! up Ethernet with a static address, then one pass of the core's agent
+//! (`mpagent_core::io::driver`, with `mpagent_firmware_common::exchange` as the board's side): a
+//! stored registration is confirmed first (a new device registers), the heartbeat DDR is queued,
+//! the queue drains in order, policy is polled and bodies fetched, checked and acknowledged. Every
+//! step runs under a deadline; the pass ends at the agent's first wait (registration backoffs
+//! are waited through up to `max_failures` attempts), and the next boot goes on from the flash.
 //!
 //! QEMU exits through semihosting with 0 (registered, queue drained, policy polled), 3
-//! (registered, but the exchange stopped early: what is left stays queued for the next boot),
-//! 2 (pending approval) or 1 (failed). When the MP is unreachable, a registered device still
-//! queues its heartbeat, which a later boot delivers.
+//! (registered, but an exchange failed: what is left stays queued for the next boot),
+//! 2 (pending approval) or 1 (failed: not registered this boot, rejected, or an error). When the
+//! MP is unreachable, a registered device still queues its heartbeat, which a later boot delivers.
 //!
 //! Logs are defmt frames on semihosting stdout: `… | defmt-print -e <this ELF>`. No global
 //! allocator exists in this image.
@@ -340,6 +338,19 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     // Stack: what setup (identity included) used, then a fresh paint for the registration, then
     // one for the data exchange.
     let setup_stack = stack_paint::peak();
+    {
+        // The agent's context: the agent, the driver (references and caches) and one step's
+        // future, which the executor holds while it runs; the buffers are statics on top.
+        let step = exchange::step(&mut driver);
+        let step_len = core::mem::size_of_val(&step);
+        drop(step);
+        info!(
+            "agent context: agent {=usize} B, driver {=usize} B, one step {=usize} B",
+            core::mem::size_of::<Agent>(),
+            core::mem::size_of_val(&driver),
+            step_len
+        );
+    }
     stack_paint::paint();
     let started = Instant::now();
     let mut reg_stack = None;
