@@ -327,3 +327,76 @@ async fn a_rejected_device_approved_later_registers_at_once_with_retry_now() {
     assert_eq!(now.smsid.as_deref(), Some(id.as_str()));
     mp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_policy_body_tampered_on_the_way_is_refused_and_the_honest_one_applied() {
+    use mpagent_tests::fault::{utf16le, Fault, FaultPlan, FaultProxy, Spot};
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: "{22222222-2222-3333-4444-555555555555}",
+        version: "1.00",
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: "<Policy><Setting Name=\"Duplex\" Value=\"on\"/></Policy>",
+    })
+    .unwrap();
+    // On the path between device and MP: one byte of the body flipped ("on" → "oo").
+    let proxy = FaultProxy::start(
+        mp.local_addr(),
+        FaultPlan::always(Fault::Corrupt {
+            at: Spot::After {
+                pattern: utf16le("Value=\"on"),
+                skip: 16,
+            },
+            xor: b'n' ^ b'o',
+        }),
+    )
+    .await
+    .unwrap();
+    let direct = options(&mp, dir.path(), "TAMPER-1");
+    let via = ClientOptions {
+        mp_url: format!("http://{}", proxy.local_addr()),
+        ..direct.clone()
+    };
+    let mut refused = Vec::new();
+    let tampered = run::run_cycle(&via, EVERYTHING, &mut |e| {
+        if let run::RunEvent::PolicyRefused { reason, .. } = e {
+            refused.push(reason.clone());
+        }
+    })
+    .await
+    .unwrap();
+    assert!(tampered.policies_applied.is_empty(), "{tampered}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("SHA-256"), "{}", refused[0]);
+    let policy_file = direct
+        .state_dir
+        .join(run::POLICY_DIR)
+        .join("_22222222-2222-3333-4444-555555555555_.1.00.xml");
+    assert!(!policy_file.exists(), "a tampered body was kept");
+    let smsid = tampered.smsid.clone().unwrap();
+    let kinds: Vec<String> = db
+        .messages(Some(&smsid))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert!(
+        !kinds.contains(&"state".to_string()),
+        "acknowledged: {kinds:?}"
+    );
+    // Straight to the MP: the honest body matches its hash and is applied and acknowledged.
+    let honest = run::run_cycle(&direct, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        honest.policies_applied,
+        vec!["{22222222-2222-3333-4444-555555555555}.1.00"],
+        "{honest}"
+    );
+    assert!(policy_file.exists());
+    mp.shutdown().await;
+}

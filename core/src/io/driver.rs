@@ -628,11 +628,15 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 let Some(slot) = slots.get_mut(kept) else {
                     return;
                 };
+                let Ok(hash) = a.sha256() else {
+                    warn!("a policy assignment with a malformed PolicyHash was skipped");
+                    return;
+                };
                 if copy_text(&a.policy_id, &mut slot.id)
                     && copy_text(&a.policy_version, &mut slot.version)
                     && copy_text(&a.location, &mut slot.location)
                 {
-                    slot.hash = expected_hash(a);
+                    slot.hash = hash;
                     kept += 1;
                 } else {
                     warn!("a policy assignment too long to keep was skipped");
@@ -761,11 +765,6 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         self.agent.set_queued(self.store.len());
         Ok(())
     }
-}
-
-/// The SHA-256 an assignment's `PolicyHash` names.
-fn expected_hash(_a: &crate::wire::policy::PolicyAssignment<'_>) -> Option<[u8; 32]> {
-    None
 }
 
 fn copy_text<const N: usize>(

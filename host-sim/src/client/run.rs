@@ -634,7 +634,6 @@ pub async fn run_cycle_with(
     }
     let agent = driver.agent.clone();
     let still_queued = driver.store.len();
-    drop(driver);
     let counts = agent.counts();
     let registration = agent.registration();
     Ok(CycleReport {
