@@ -102,6 +102,8 @@ pub struct Registrar {
     /// Consecutive status-3 replies not yet believed.
     rejections: u32,
     next_attempt: UnixTime,
+    /// How long a believed rejection stands before the agent asks again.
+    rejection_recheck_secs: u64,
 }
 
 impl Registrar {
@@ -115,6 +117,33 @@ impl Registrar {
             refusals: 0,
             rejections: 0,
             next_attempt: UnixTime(0),
+            rejection_recheck_secs: profile::REJECTION_RECHECK_SECS,
+        }
+    }
+
+    /// Re-ask a believed rejection after `secs` instead of
+    /// [`profile::REJECTION_RECHECK_SECS`] (at least one second).
+    pub fn with_rejection_recheck(mut self, secs: u64) -> Self {
+        self.rejection_recheck_secs = secs.max(1);
+        self
+    }
+
+    /// When a believed rejection is asked again, if the site rejected this agent.
+    pub fn rejection_recheck_at(&self) -> Option<UnixTime> {
+        match self.state {
+            RegistrationState::Rejected(at) => Some(at.plus(self.rejection_recheck_secs)),
+            _ => None,
+        }
+    }
+
+    /// Ask again at once: a believed rejection is forgotten (an administrator approved the
+    /// device since), a backoff or approval wait is cut short. A registered agent is unchanged.
+    pub fn retry_now(&mut self) {
+        if let RegistrationState::Rejected(_) = self.state {
+            *self = Self::new(RegistrationState::Unregistered)
+                .with_rejection_recheck(self.rejection_recheck_secs);
+        } else {
+            self.next_attempt = UnixTime(0);
         }
     }
 
@@ -144,14 +173,15 @@ impl Registrar {
 
     /// Forget a rejection and start over.
     pub fn reset(&mut self) {
-        *self = Self::new(RegistrationState::Unregistered);
+        *self = Self::new(RegistrationState::Unregistered)
+            .with_rejection_recheck(self.rejection_recheck_secs);
     }
 
     /// The next action at time `now`.
     pub fn poll(&self, now: UnixTime) -> RegistrarAction {
         if let RegistrationState::Rejected(at) = self.state {
             // A clock that went back behind the stamp cannot date it: ask again (one request).
-            let recheck = at.plus(profile::REJECTION_RECHECK_SECS);
+            let recheck = at.plus(self.rejection_recheck_secs);
             if now < recheck && now >= at {
                 return RegistrarAction::Rejected(recheck);
             }
@@ -178,15 +208,18 @@ impl Registrar {
             return self.on_rejection(now);
         }
         self.rejections = 0;
-        let confirmed = match (reply.status, reply.smsid) {
-            (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(id)) => id,
-            // Status 2, unknown statuses, and 0/1 without the SMSID the spec requires.
-            _ => return self.on_failure(now),
-        };
         // Which SMSID the request named: the candidate, the pending one, or none (a registration).
         let asked = match (self.candidate, self.state) {
             (Some(id), _) | (None, RegistrationState::Pending(id)) => Some(id),
             _ => None,
+        };
+        let confirmed = match (reply.status, reply.smsid, asked) {
+            (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(id), _) => id,
+            // Real MPs may answer a confirmation without an SMSID: it is the one asked about
+            // (spec §4).
+            (RegistrationStatus::Registered | RegistrationStatus::Pending, None, Some(id)) => id,
+            // Status 2, unknown statuses, and a registration answered 0/1 without an SMSID.
+            _ => return self.on_failure(now),
         };
         match asked {
             None => {
@@ -275,7 +308,7 @@ impl Registrar {
 }
 
 /// Exponential backoff after `n` (≥ 1) failures, capped.
-fn backoff(n: u32) -> u64 {
+pub(crate) fn backoff(n: u32) -> u64 {
     let shift = n.saturating_sub(1).min(16);
     profile::RETRY_BACKOFF_FIRST_SECS
         .saturating_mul(1u64 << shift)
@@ -650,6 +683,50 @@ mod tests {
         assert_eq!(r.state(), RegistrationState::Unregistered);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Other(7), None));
         assert_eq!(r.failures(), 2);
+    }
+
+    #[test]
+    fn a_confirmation_answered_without_smsid_means_the_one_asked_about() {
+        // Registration answered Status 1 with an SMSID; its confirmation says Pending without
+        // one, a later one Registered without one (a real MP's replies, spec §4).
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        r.on_response(UnixTime(0), &reply(RegistrationStatus::Pending, Some(id())));
+        assert_eq!(r.candidate(), Some(id()));
+        let ev = r.on_response(UnixTime(1), &reply(RegistrationStatus::Pending, None));
+        assert_eq!(
+            ev,
+            RegistrationEvent::PendingApproval(
+                id(),
+                UnixTime(1).plus(profile::PENDING_RECHECK_SECS)
+            )
+        );
+        let ev = r.on_response(UnixTime(70), &reply(RegistrationStatus::Registered, None));
+        assert_eq!(ev, RegistrationEvent::Registered(id()));
+        assert_eq!(r.state(), RegistrationState::Registered(id()));
+    }
+
+    #[test]
+    fn a_rejection_is_rechecked_on_the_configured_interval_or_at_once_when_asked() {
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_rejection_recheck(600);
+        r.on_response(UnixTime(10), &reply(RegistrationStatus::Rejected, None));
+        r.on_response(UnixTime(12), &reply(RegistrationStatus::Rejected, None));
+        assert_eq!(r.state(), RegistrationState::Rejected(UnixTime(12)));
+        assert_eq!(r.rejection_recheck_at(), Some(UnixTime(612)));
+        assert_eq!(
+            r.poll(UnixTime(611)),
+            RegistrarAction::Rejected(UnixTime(612))
+        );
+        assert_eq!(
+            r.poll(UnixTime(612)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        r.retry_now();
+        assert_eq!(r.state(), RegistrationState::Unregistered);
+        assert_eq!(
+            r.poll(UnixTime(13)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        assert_eq!(r.rejection_recheck_at(), None);
     }
 
     #[test]
