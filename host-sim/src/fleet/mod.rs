@@ -20,7 +20,8 @@
 
 mod bound;
 pub use bound::{
-    prebuild_registration, run_bound, BoundSummary, Connections, PrebuiltRegistration,
+    prebuild_registration, run_bound, start_floor_mp, BoundSummary, Connections, Floor,
+    PrebuiltRegistration,
 };
 
 use std::collections::BTreeMap;
