@@ -141,8 +141,8 @@ impl Smsid {
     }
 }
 
-// People read GUIDs in the registry form, `{1AF488D8-…}`, never as sixteen numbers.
 impl core::fmt::Display for Guid {
+    /// Braced, upper case: `{1AF488D8-7B42-4842-A4BD-B3A2842BBC42}`.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let t = self.to_braced();
         f.write_str(core::str::from_utf8(&t).map_err(|_| core::fmt::Error)?)

@@ -54,18 +54,35 @@ pub fn print_progress(p: &Progress) {
 /// Print one `client run` step readably.
 pub fn print_run_event(e: &RunEvent) {
     match e {
-        RunEvent::Queued { endpoint, bytes } => {
-            println!("   queued   {endpoint:<17} ({bytes} bytes UTF-16 body, in the flash queue)")
-        }
+        RunEvent::RegistrationSent => {}
+        RunEvent::Registration(line) => println!("   {line}"),
+        RunEvent::Queued {
+            endpoint,
+            superseded,
+        } => println!(
+            "   queued   {endpoint:<17} (in the flash queue{})",
+            if *superseded {
+                ", replacing the unsent older one"
+            } else {
+                ""
+            }
+        ),
+        RunEvent::NoRoom { kind } => println!("   !! queue full: the {kind} was not made"),
         RunEvent::Delivered {
             endpoint,
             message_id,
         } => println!("   -> sent  {endpoint:<17} {message_id}  signed, acknowledged, popped"),
-        RunEvent::DeliveryStopped { reason, queued } => {
-            println!("   .. MP unreachable ({reason}); {queued} message(s) wait in the queue")
+        RunEvent::DeliveryStopped { reason, .. } => {
+            println!("   .. delivery stopped: {reason}; the queue waits")
+        }
+        RunEvent::Refused { message_id, reason } => {
+            println!("   !! {message_id} refused for good: {reason} (kept under refused/)")
         }
         RunEvent::PolicyApplied { id, bytes } => {
-            println!("   <- policy {id} fetched with a signed ClientToken ({bytes} bytes), applied")
+            println!("   <- policy {id} fetched with a signed ClientToken ({bytes} bytes), hash checked, applied")
+        }
+        RunEvent::PolicyRefused { id, reason } => {
+            println!("   !! policy {id} not applied: {reason}")
         }
     }
 }

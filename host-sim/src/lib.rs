@@ -7,6 +7,7 @@ pub mod client;
 pub mod demo;
 pub mod fleet;
 pub mod group_commit;
+pub mod human;
 pub mod mp;
 pub mod pki;
 pub mod proxy;

@@ -120,7 +120,7 @@ struct FleetArgs {
     /// A measurement of --bound: (b)'s MP leaves out the database write (no-store) or everything
     /// but HTTP and TCP (transport), to show what each part costs. Not an MP.
     #[arg(long, value_enum, requires = "bound")]
-    floor: Option<mp::Floor>,
+    floor: Option<fleet::Floor>,
     /// Appliances talk MPX to the ISV proxy at ADDR (IP:port) instead of the MP.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["mp", "via_proxy", "bound"])]
     proxy: Option<std::net::SocketAddr>,
@@ -144,18 +144,28 @@ enum ClientCommand {
     Run {
         #[command(flatten)]
         client: ClientArgs,
-        /// One cycle (heartbeat, inventory, status, policy, queue), then exit.
+        /// One pass (register or re-confirm, heartbeat, inventory, status, policy, deliver the
+        /// queue), then exit: 0 everything delivered, 1 not done (MP unreachable or messages
+        /// still queued), 3 pending approval, 4 rejected by the site.
         #[arg(long)]
         once: bool,
-        /// Seconds between heartbeat DDRs.
-        #[arg(long, default_value_t = 60)]
+        /// Seconds between heartbeat DDRs (0: none).
+        #[arg(long, default_value_t = mpagent_core::profile::HEARTBEAT_SECS)]
         heartbeat_secs: u64,
-        /// Seconds between hardware inventories.
-        #[arg(long, default_value_t = 600)]
+        /// Seconds between full hardware inventories (0: none).
+        #[arg(long, default_value_t = mpagent_core::profile::INVENTORY_SECS)]
         inventory_secs: u64,
-        /// Seconds between policy polls.
-        #[arg(long, default_value_t = 300)]
+        /// Seconds between policy requests (0: none).
+        #[arg(long, default_value_t = mpagent_core::profile::POLICY_SECS)]
         policy_secs: u64,
+        /// Seconds a rejection by the site stands before the appliance asks again.
+        #[arg(long, default_value_t = mpagent_core::profile::REJECTION_RECHECK_SECS,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        rejection_recheck_secs: u64,
+        /// Ask the site at once, whatever a rejection or a backoff says (after an administrator
+        /// approved the device).
+        #[arg(long)]
+        retry_now: bool,
         /// Items in the synthetic hardware inventory (about 330 bytes each on the wire).
         #[arg(long, default_value_t = 20)]
         inventory_items: usize,
@@ -307,16 +317,37 @@ async fn main() -> Result<()> {
                 heartbeat_secs,
                 inventory_secs,
                 policy_secs,
+                rejection_recheck_secs,
+                retry_now,
                 inventory_items,
             } => {
                 let opts = args.options(false)?;
-                let schedule = client::run::Schedule {
-                    heartbeat: std::time::Duration::from_secs(heartbeat_secs),
-                    inventory: std::time::Duration::from_secs(inventory_secs),
-                    policy: std::time::Duration::from_secs(policy_secs),
-                    inventory_items,
+                let schedule = mpagent_core::agent::lifecycle::Schedule {
+                    heartbeat_secs,
+                    inventory_secs,
+                    policy_secs,
+                    rejection_recheck_secs,
                 };
-                client::run::run(&opts, schedule, once, &mut demo::print_run_event).await
+                let report = client::run::run(
+                    &opts,
+                    schedule,
+                    inventory_items,
+                    once,
+                    retry_now,
+                    &mut demo::print_run_event,
+                )
+                .await?;
+                println!("{report}");
+                let code = if report.rejected_until.is_some() {
+                    4
+                } else if report.pending {
+                    3
+                } else if report.done() {
+                    0
+                } else {
+                    1
+                };
+                std::process::exit(code)
             }
         },
     }
