@@ -309,6 +309,9 @@ impl Display for PolicyError {
             Self::MissingLocation => {
                 f.write_str("a Policy has no first child element holding its body location")
             }
+            Self::BadPolicyHash => {
+                f.write_str("a PolicyHash naming SHA-256 is not followed by 64 hex digits")
+            }
         }
     }
 }

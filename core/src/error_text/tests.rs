@@ -226,6 +226,7 @@ fn reply_and_xml_errors() {
         PolicyError::MissingPolicyVersion,
         PolicyError::BadPolicyFlags,
         PolicyError::MissingLocation,
+        PolicyError::BadPolicyHash,
     ]);
     distinct(&policy);
     distinct(&check(&[
