@@ -127,11 +127,6 @@ impl<'s> XmlWriter<'s> {
         Ok(self.out.sequence_item(index))
     }
 
-    /// The UTF-16LE byte order mark (the `<Msg>` header part starts with one).
-    pub fn bom(&mut self) -> Result<(), Overflow> {
-        self.bytes(&[0xFF, 0xFE])
-    }
-
     /// The UTF-16 NUL that terminates a message body.
     pub fn nul(&mut self) -> Result<(), Overflow> {
         self.bytes(&[0, 0])
@@ -717,7 +712,6 @@ mod tests {
     /// Every writer call, with escapes, non-ASCII and astral text and long runs.
     fn sample(out: &mut dyn Sink) -> Result<(), Overflow> {
         XmlWriter::with(out, |w| {
-            w.bom()?;
             w.open("Root")?;
             w.attr("A", "x\"y'z<&>\r\n\té😀")?;
             w.attr_u64("N", 42)?;
