@@ -244,7 +244,7 @@ impl Sink for WindowSink<'_> {
             let dst = self.buf.get_mut(from - win_start..to - win_start);
             if let (Some(src), Some(dst)) = (src, dst) {
                 // Not `copy_from_slice`: equal lengths are not visible to the optimiser, which
-                // keeps its panic (no-panic link proof, issue 6).
+                // keeps its panic (no-panic link proof).
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d = *s;
                 }

@@ -1,7 +1,7 @@
 //! Host cost of one registration with the host's signer ([`HostP256Signer`], OpenSSL P-256):
 //! build + sign (what the client does before sending), and the same plus streaming the whole
 //! request through a 4 KiB window, against the sign alone and the core's software signer.
-//! Goal (issue 8): build + sign ≤ 50 µs.
+//! Goal: build + sign ≤ 50 µs.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mpagent_core::agent::outbound::Post;

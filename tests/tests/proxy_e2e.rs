@@ -1,4 +1,4 @@
-//! The ISV proxy end to end over loopback (issue 4): first run → export → administrator import →
+//! The ISV proxy end to end over loopback: first run → export → administrator import →
 //! proxy registration (AgentType 4) → devices registered through it (AgentType 8) → their data at
 //! the MP under their own SMSIDs, signed by the proxy; and the refusals.
 

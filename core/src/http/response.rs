@@ -537,7 +537,7 @@ impl ResponseProgress {
 /// `buf` (a `Content-Length` or chunk size beyond it, or a full buffer that is still incomplete),
 /// and with [`HttpError::UnexpectedEof`] when the peer closed early.
 // Kept out of line: LTO otherwise inlines it into the driver's task frame, which then sits
-// under the signing chain (board stack measurement, issue 5).
+// under the signing chain (board stack measurement).
 #[inline(never)]
 pub fn poll_response(
     buf: &mut [u8],

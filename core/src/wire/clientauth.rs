@@ -137,7 +137,7 @@ pub fn payload_digest_with(
     })
 }
 
-/// Hashes and counts in one sink: one dynamic call per write instead of a tee's three (issue 8).
+/// Hashes and counts in one sink: one dynamic call per write instead of a tee's three.
 struct CountingDigest {
     digest: DigestSink,
     count: usize,
