@@ -24,6 +24,11 @@ pub enum MpCommand {
         site_code: String,
         #[arg(long, value_enum, default_value_t = Approval::Auto)]
         approval: Approval,
+        /// Real-MP mode: single-body and pending clients' reports, and messages failing identity
+        /// or signature checks, get 200 with an empty body and are dropped (see `mp rejections`);
+        /// Confirmation replies without SMSID; certificates outside their validity refused.
+        #[arg(long)]
+        strict: bool,
         /// The FQDN the MP reports for itself.
         #[arg(long, default_value = "mp.mpagent.test")]
         mp_host: String,
@@ -223,6 +228,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             db,
             site_code,
             approval,
+            strict,
             mp_host,
             max_head_bytes,
             max_body_bytes,
@@ -248,6 +254,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     client_token_window: Duration::from_secs(client_token_window_secs),
                 },
                 mp_host,
+                strict,
             };
             let server = match (tls_cert, tls_key, client_ca) {
                 (Some(cert), Some(key), Some(ca)) => {

@@ -459,6 +459,7 @@ mod tests {
         Body {
             bytes: envelope::encode_utf16le(&text),
             text,
+            ..Default::default()
         }
     }
 
