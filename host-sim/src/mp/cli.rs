@@ -1,8 +1,9 @@
 //! `mpagent-sim mp …`: serve the emulator and administer its site database (approve, reject,
-//! list clients and rejections, import an ISV proxy certificate, list received messages, publish
+//! list clients and rejections, order the next registration reply, import an ISV proxy
+//! certificate, list received messages, publish
 //! and list policies).
 
-use super::db::{smsid_key, NewPolicy, PolicyTarget, SiteDb};
+use super::db::{smsid_key, NewPolicy, NextReply, PolicyTarget, SiteDb};
 use super::{Approval, Limits, MpConfig, MpServer, TlsConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -76,6 +77,16 @@ pub enum MpCommand {
         #[arg(long)]
         db: PathBuf,
         smsid: String,
+    },
+    /// Make the next registration reply to a client Reset (Status 2: register afresh), Error
+    /// (Status 3) or CertificateReset (Status 4: new key and certificate, then register); after
+    /// Reset and CertificateReset the client's record is gone, so it registers anew.
+    NextReply {
+        #[arg(long)]
+        db: PathBuf,
+        smsid: String,
+        #[arg(value_enum)]
+        reply: NextReply,
     },
     /// List registered clients.
     Clients {
@@ -281,6 +292,18 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             let smsid = smsid_key(&smsid);
             anyhow::ensure!(SiteDb::open(db)?.reject(&smsid)?, "no client {smsid}");
             println!("rejected {smsid}");
+            Ok(())
+        }
+        MpCommand::NextReply { db, smsid, reply } => {
+            let smsid = smsid_key(&smsid);
+            anyhow::ensure!(
+                SiteDb::open(db)?.set_next_reply(&smsid, reply)?,
+                "no client {smsid} in the site database"
+            );
+            println!(
+                "the next registration reply to {smsid} is {}",
+                reply.as_str()
+            );
             Ok(())
         }
         MpCommand::Clients { db } => {

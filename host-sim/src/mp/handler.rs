@@ -140,10 +140,14 @@ pub fn prepare_ccm_post(
             .map_err(Rejection::from)
         };
         if endpoint == "MP_ClientRegistration" {
-            Ok(
-                registration::handle_presented(db, config.approval, &decode()?, client_cert)?
-                    .map(|outcome| EndpointReply::Message(outcome.to_xml())),
-            )
+            Ok(registration::handle_presented(
+                db,
+                config.approval,
+                config.strict,
+                &decode()?,
+                client_cert,
+            )?
+            .map(|outcome| EndpointReply::Message(outcome.to_xml())))
         } else if is_signed_endpoint(&endpoint) {
             // Authenticate over the octet-stream part exactly as received, before inflating it.
             // A real MP answers a failure here 200 with an empty body (wire.md §5).
