@@ -547,7 +547,8 @@ impl Worker {
             signer: &signer,
             cert_der: &cert_der,
         };
-        let mut registrar = Registrar::new(RegistrationState::Unregistered);
+        let mut registrar = Registrar::new(RegistrationState::Unregistered)
+            .with_proposed_smsid(mpagent_core::agent::registration::proposed_smsid(&cert_der));
         let t = Instant::now();
         let outcome = io::register(
             &mut connector,
