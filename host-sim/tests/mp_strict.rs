@@ -998,3 +998,73 @@ async fn public_tool_shapes_work_in_strict_mode() {
     assert_eq!(site.bodies().len(), 1, "{:?}", site.db().rejections());
     assert!(site.db().rejections().unwrap().is_empty());
 }
+
+/// The raw HTTP request of `body`, as [`exchange`] sends it.
+fn raw_request(body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "CCM_POST /ccm_system/request HTTP/1.1\r\nHost: mp.test\r\nConnection: close\r\n\
+         Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// Runs the independent Python checker (`tests/interop/report_framing.py`) on a request.
+fn check_framing(body: &[u8]) -> (bool, String) {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/report_framing.py");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), raw_request(body)).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(file.path())
+        .output()
+        .expect("python3 must be installed");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The checker written from wire.md accepts the body + attachment requests this MP stores, in
+/// every framing, and refuses a single body, a NUL-terminated attachment and a stray byte.
+#[test]
+fn the_independent_checker_agrees_on_the_report_framing() {
+    let dev = Identity::p256();
+    let smsid = format!("GUID:{}", fresh_guid());
+    for framing in [
+        TOOLS,
+        PLAIN,
+        Framing {
+            crlf_inside: false,
+            ..TOOLS
+        },
+    ] {
+        let m = Signed {
+            framing,
+            ..Signed::report("MP_HinvEndpoint", hinv(&smsid), &smsid, &dev)
+        };
+        let (ok, out) = check_framing(&m.build());
+        assert!(ok, "{out}");
+        assert!(out.contains("ENDPOINT=MP_HinvEndpoint\n") && out.contains("INSTANCES=1\n"));
+        let crlf = if framing.crlf_inside { "yes" } else { "no" };
+        assert!(out.contains(&format!("CRLF_INSIDE={crlf}\n")), "{out}");
+    }
+    let (ok, out) =
+        check_framing(&Signed::new("MP_DdrEndpoint", ddr(&smsid), &smsid, &dev).build());
+    assert!(!ok && out.contains("0 Attachment elements"), "{out}");
+    let mut nul = Signed::report("MP_DdrEndpoint", ddr(&smsid), &smsid, &dev);
+    nul.attachment = Some(format!("{}\0", ddr(&smsid)));
+    let (ok, out) = check_framing(&nul.build());
+    assert!(!ok && out.contains("NUL inside"), "{out}");
+    let (ok, out) = check_framing(
+        &Signed {
+            tamper: true,
+            ..Signed::report("MP_DdrEndpoint", ddr(&smsid), &smsid, &dev)
+        }
+        .build(),
+    );
+    assert!(!ok && out.contains("only a CRLF may follow"), "{out}");
+}
