@@ -1068,3 +1068,115 @@ fn the_independent_checker_agrees_on_the_report_framing() {
     );
     assert!(!ok && out.contains("only a CRLF may follow"), "{out}");
 }
+
+fn request_assignments(smsid: &str) -> String {
+    format!(
+        "<RequestAssignments SchemaVersion=\"1.00\" ACK=\"false\" RequestType=\"Always\">\
+         <Identification><Machine><ClientID>{smsid}</ClientID><FQDN>dev.example.com</FQDN>\
+         <NetBIOSName>DEV</NetBIOSName><SID/></Machine><User/></Identification>\
+         <PolicySource>SMS:P01</PolicySource><Resource ResourceType=\"Machine\"/><ServerCookie/>\
+         </RequestAssignments>"
+    )
+}
+
+/// `GET /SMS_MP/.sms_pol?{query}` with a `ClientToken` signed by `dev`: (status, body).
+fn get_policy_body(addr: SocketAddr, query: &str, smsid: &str, dev: &Identity) -> (u16, Vec<u8>) {
+    let token = format!("{smsid};{};2", now_stamp());
+    let raw = format!(
+        "GET /SMS_MP/.sms_pol?{query} HTTP/1.1\r\nHost: mp.test\r\nConnection: close\r\n\
+         ClientToken: {token}\r\nClientTokenSignature: {}\r\n\r\n",
+        dev.sign(&utf16le_nul(&token))
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
+    (status, out[split..].to_vec())
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode_upper(sha2::Sha256::digest(b))
+}
+
+/// Strict policy: nothing assigned → 200 with an empty body; an assignment's location is
+/// addressed by hash (`.SHA256:`) and `PolicyHash` is the served body's SHA-256; the tampering
+/// hook serves another body under the same announced hash, and the published one again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_policy_by_hash_empty_when_nothing_and_a_tampering_hook() {
+    use mpagent_sim::mp::db::{NewPolicy, PolicyTarget};
+    let site = Site::start(Approval::Auto, true).await;
+    let dev = Identity::p256();
+    let smsid = site.registered(&dev).await;
+    let ask = || Signed {
+        framing: TOOLS,
+        ..Signed::new(
+            "MP_PolicyManager",
+            request_assignments(&smsid),
+            &smsid,
+            &dev,
+        )
+    };
+    site.answered_200_empty(&ask()).await;
+
+    let id = "{5C4D3A3E-0000-4000-8000-000000000001}";
+    let honest = "<Policy><Setting Name=\"Duplex\" Value=\"on\"/></Policy>";
+    site.db()
+        .add_policy(&NewPolicy {
+            policy_id: id,
+            version: "1.00",
+            target: PolicyTarget::All,
+            category: None,
+            flags: 0,
+            body: honest,
+        })
+        .unwrap();
+    let xml = reply_xml(&site.post(ask().build()).await);
+    let hash = attr(&xml, "PolicyHash").unwrap();
+    let hash = hash.strip_prefix("SHA256:").unwrap().to_string();
+    let location = format!("<![CDATA[http://<mp>/SMS_MP/.sms_pol?{id}.SHA256:{hash}]]>");
+    assert!(xml.contains(&location), "{xml}");
+
+    let addr = site.server.local_addr();
+    let query = format!("{id}.SHA256:{hash}");
+    let (status, body) = get_policy_body(addr, &query, &smsid, &dev);
+    assert_eq!(status, 200);
+    assert_eq!(sha256_hex(&body), hash);
+    let mut expected = vec![0xFF, 0xFE];
+    expected.extend_from_slice(&utf16le(honest));
+    assert_eq!(body, expected);
+    // The version form keeps working.
+    let (status, by_version) = get_policy_body(addr, &format!("{id}.1.00"), &smsid, &dev);
+    assert_eq!((status, by_version), (200, body.clone()));
+    // A hash no body has: 404 with the reason.
+    let (status, _) = get_policy_body(
+        addr,
+        &format!("{id}.SHA256:{}", "0".repeat(64)),
+        &smsid,
+        &dev,
+    );
+    assert_eq!(status, 404);
+
+    let db = site.db();
+    assert!(db
+        .tamper_policy(
+            id,
+            "1.00",
+            Some("<Policy><Setting Name=\"Duplex\" Value=\"oo\"/></Policy>")
+        )
+        .unwrap());
+    let (status, tampered) = get_policy_body(addr, &query, &smsid, &dev);
+    assert_eq!(status, 200);
+    assert_ne!(sha256_hex(&tampered), hash, "served under the honest hash");
+    let again = reply_xml(&site.post(ask().build()).await);
+    assert!(
+        again.contains(&location),
+        "the assignment still announces the published body"
+    );
+    assert!(db.tamper_policy(id, "1.00", None).unwrap());
+    let (_, restored) = get_policy_body(addr, &query, &smsid, &dev);
+    assert_eq!(restored, body);
+    assert!(!db.tamper_policy("{NOPE}", "1.00", None).unwrap());
+}

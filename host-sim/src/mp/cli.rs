@@ -155,6 +155,20 @@ pub enum PolicyCommand {
         #[arg(long)]
         body: Option<String>,
     },
+    /// Serve another body for a published policy while its assignments keep announcing the
+    /// published body's hash (a stand-in for an attacker on the path, to show that clients
+    /// refuse it); without --body-file, serve the published body again.
+    Tamper {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        version: String,
+        /// The body to serve instead (XML text, UTF-8 or UTF-16 with BOM).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+    },
     /// List policy assignments.
     List {
         #[arg(long)]
@@ -430,6 +444,37 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     .unwrap_or("all clients"),
                 super::policy::BODY_PATH
             );
+            Ok(())
+        }
+        MpCommand::Policy {
+            command:
+                PolicyCommand::Tamper {
+                    db,
+                    id,
+                    version,
+                    body_file,
+                },
+        } => {
+            let body = match &body_file {
+                Some(f) => Some(
+                    read_text_file(
+                        &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+                    )
+                    .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            anyhow::ensure!(
+                SiteDb::open(db)?.tamper_policy(&id, &version, body.as_deref())?,
+                "no policy {id} version {version} in the site database"
+            );
+            match body_file {
+                Some(f) => println!(
+                    "policy {id} version {version}: {} is served in place of the published body",
+                    f.display()
+                ),
+                None => println!("policy {id} version {version}: the published body is served"),
+            }
             Ok(())
         }
         MpCommand::Policy {

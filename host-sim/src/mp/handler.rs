@@ -194,7 +194,8 @@ fn signed(
         config.limits.sent_time_window,
     )?;
     if !one_way {
-        return Ok(policy::handle_request(config, db, &sender, &body)?.map(EndpointReply::Message));
+        return Ok(policy::handle_request(config, db, &sender, &body)?
+            .map(|xml| xml.map_or(EndpointReply::Accepted, EndpointReply::Message)));
     }
     let body = management::report_of(&endpoint, body, &sender.smsid, config.strict)?;
     let kind = management::classify(&endpoint, &body, &sender.smsid)?;

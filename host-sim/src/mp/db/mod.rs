@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS next_replies (
     reply  TEXT NOT NULL CHECK (reply IN ('reset', 'error', 'certificate-reset')),
     set_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS policy_tampering (
+    policy_id TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (policy_id, version),
+    FOREIGN KEY (policy_id, version) REFERENCES policies(policy_id, version)
+);
 CREATE TABLE IF NOT EXISTS policy_fetches (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     at        TEXT NOT NULL,
