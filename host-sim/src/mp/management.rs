@@ -423,6 +423,75 @@ mod tests {
          Class=\"Win32_Foo\" ParentClass=\"Win32_Foo\"><Win32_Foo><A>1</A></Win32_Foo></Instance>\
          <Instance Content=\"Delete\" Class=\"Bar\"><Bar/></Instance></ReportBody>";
 
+    fn attached(head: &str, full: &str) -> Body {
+        let mut att = vec![0xFF, 0xFE];
+        att.extend(full.encode_utf16().flat_map(u16::to_le_bytes));
+        Body {
+            attachments: vec![att],
+            ..body(head)
+        }
+    }
+
+    #[test]
+    fn reports_come_from_the_attachment_and_malformed_framing_is_refused() {
+        let head = report(DISCOVERY_ACTION, "Full", "<ReportBody/>");
+        let full = report(DISCOVERY_ACTION, "Full", INST);
+        let got = report_of("MP_DdrEndpoint", attached(&head, &full), ID, true).unwrap();
+        assert_eq!(got.text, full);
+        // Single body: kept when not strict, dropped quietly when strict.
+        assert_eq!(
+            report_of("MP_DdrEndpoint", body(&full), ID, false)
+                .unwrap()
+                .text,
+            full
+        );
+        let quiet = report_of("MP_HinvEndpoint", body(&full), ID, true).unwrap_err();
+        assert!(
+            quiet.quiet && quiet.reason.contains("single body"),
+            "{quiet:?}"
+        );
+        // A body that is not the header-only report, an attachment without BOM or with a NUL,
+        // two attachments, an attachment where none belongs: refused with a reason (403).
+        let cases = [
+            ("MP_DdrEndpoint", attached(&full, &full), "header-only"),
+            (
+                "MP_DdrEndpoint",
+                Body {
+                    attachments: vec![b"<\0R\0".to_vec()],
+                    ..body(&head)
+                },
+                "BOM",
+            ),
+            (
+                "MP_DdrEndpoint",
+                attached(&head, &format!("{full}\0")),
+                "NUL",
+            ),
+            (
+                "MP_DdrEndpoint",
+                Body {
+                    attachments: vec![vec![0xFF, 0xFE], vec![0xFF, 0xFE]],
+                    ..body(&head)
+                },
+                "2 attachments",
+            ),
+            (
+                "StatusReceiver",
+                attached(&head, &full),
+                "carry no attachment",
+            ),
+            (
+                "MP_DdrEndpoint",
+                attached("<Report/>", &full),
+                "discovery report",
+            ),
+        ];
+        for (ep, b, needle) in cases {
+            let e = report_of(ep, b, ID, true).unwrap_err();
+            assert!(!e.quiet && e.reason.contains(needle), "{needle}: {e:?}");
+        }
+    }
+
     #[test]
     fn good_shapes() {
         let ddr = report(DISCOVERY_ACTION, "Full", "<ReportBody />");
