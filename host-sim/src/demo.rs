@@ -116,6 +116,7 @@ fn mp_config(db_path: &std::path::Path, site_code: &str) -> MpConfig {
         approval: Approval::Pending,
         limits: Limits::default(),
         mp_host: "mp.demo.local".into(),
+        strict: false,
     }
 }
 

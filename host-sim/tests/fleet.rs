@@ -174,6 +174,7 @@ async fn the_no_store_floor_records_nothing_and_the_real_mp_does() {
             approval: Approval::Auto,
             limits: Limits::default(),
             mp_host: "mp.test".into(),
+            strict: false,
         };
         let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let server = match floor {

@@ -123,6 +123,7 @@ impl Rig {
                 approval,
                 limits: Limits::default(),
                 mp_host: "mp.test.local".into(),
+                strict: false,
             },
             "127.0.0.1:0".parse().unwrap(),
         )

@@ -293,6 +293,7 @@ fn local_mp_config(dir: &std::path::Path, concurrency: usize) -> MpConfig {
             ..Limits::default()
         },
         mp_host: "mp.fleet.local".into(),
+        strict: false,
     }
 }
 
