@@ -112,7 +112,7 @@ impl Session {
             Some(files) => Some(tls::load_native_identity(files, unix_now())?),
             None => None,
         };
-        let state_dir = StateDir::open(&opts.state_dir)?;
+        let state_dir = StateDir::open_locked(&opts.state_dir)?;
         let tcp = TcpConnector {
             host: mp.host.to_string(),
             port: mp.port,
