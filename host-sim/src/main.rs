@@ -179,7 +179,7 @@ struct FleetArgs {
     /// A measurement of --bound: (b)'s MP leaves out the database write (no-store) or everything
     /// but HTTP and TCP (transport), to show what each part costs. Not an MP.
     #[arg(long, value_enum, requires = "bound")]
-    floor: Option<mp::Floor>,
+    floor: Option<fleet::Floor>,
     /// Appliances talk MPX to the ISV proxy at ADDR (IP:port) instead of the MP.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["mp", "via_proxy", "bound"])]
     proxy: Option<std::net::SocketAddr>,

@@ -228,6 +228,8 @@ pub struct Agent {
     counts: Counts,
     /// Whether the site answered a registration request since start.
     site_answered: bool,
+    /// The SMSID proposed in registrations.
+    proposed: Option<Smsid>,
 }
 
 impl Agent {
@@ -255,6 +257,7 @@ impl Agent {
             refusal: RefusalCheck::None,
             counts: Counts::default(),
             site_answered: false,
+            proposed: None,
         }
     }
 
@@ -274,6 +277,12 @@ impl Agent {
             RegistrationState::Registered(id) => Some(id),
             _ => self.held,
         }
+    }
+
+    /// Propose `smsid` in registrations ([`crate::agent::registration::proposed_smsid`]).
+    pub fn propose_smsid(&mut self, smsid: Smsid) {
+        self.proposed = Some(smsid);
+        self.registrar = self.registrar.with_proposed_smsid(smsid);
     }
 
     /// Do not queue the online status message at start (a caller that restarts often).
@@ -507,8 +516,12 @@ impl Agent {
             return;
         };
         self.held = Some(id);
-        self.registrar = Registrar::new(RegistrationState::Pending(id))
+        let mut registrar = Registrar::new(RegistrationState::Pending(id))
             .with_rejection_recheck(self.schedule.rejection_recheck_secs);
+        if let Some(p) = self.proposed {
+            registrar = registrar.with_proposed_smsid(p);
+        }
+        self.registrar = registrar;
         self.refusal = RefusalCheck::Reconfirming;
         self.counts.reconfirmations = self.counts.reconfirmations.saturating_add(1);
         info!("the site refused {}: confirming the registration", id);

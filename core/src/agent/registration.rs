@@ -104,6 +104,8 @@ pub struct Registrar {
     next_attempt: UnixTime,
     /// How long a believed rejection stands before the agent asks again.
     rejection_recheck_secs: u64,
+    /// The SMSID this agent proposes in its registrations ([`proposed_smsid`]).
+    proposed: Option<Smsid>,
 }
 
 impl Registrar {
@@ -118,7 +120,21 @@ impl Registrar {
             rejections: 0,
             next_attempt: UnixTime(0),
             rejection_recheck_secs: profile::REJECTION_RECHECK_SECS,
+            proposed: None,
         }
+    }
+
+    /// Propose `smsid` in every registration (`Data/@SMSID`), as real clients do (spec §4): a
+    /// reply that hands back exactly this SMSID is final without a confirmation, since a
+    /// corrupted or forged reply cannot name it by chance.
+    pub fn with_proposed_smsid(mut self, smsid: Smsid) -> Self {
+        self.proposed = Some(smsid);
+        self
+    }
+
+    /// The SMSID proposed in registrations, if any.
+    pub fn proposed(&self) -> Option<Smsid> {
+        self.proposed
     }
 
     /// Re-ask a believed rejection after `secs` instead of
@@ -140,8 +156,7 @@ impl Registrar {
     /// device since), a backoff or approval wait is cut short. A registered agent is unchanged.
     pub fn retry_now(&mut self) {
         if let RegistrationState::Rejected(_) = self.state {
-            *self = Self::new(RegistrationState::Unregistered)
-                .with_rejection_recheck(self.rejection_recheck_secs);
+            self.reset();
         } else {
             self.next_attempt = UnixTime(0);
         }
@@ -173,8 +188,10 @@ impl Registrar {
 
     /// Forget a rejection and start over.
     pub fn reset(&mut self) {
+        let proposed = self.proposed;
         *self = Self::new(RegistrationState::Unregistered)
             .with_rejection_recheck(self.rejection_recheck_secs);
+        self.proposed = proposed;
     }
 
     /// The next action at time `now`.
@@ -193,7 +210,7 @@ impl Registrar {
                 RegistrarAction::Send(RequestType::Confirmation, Some(id))
             }
             (RegistrationState::Unregistered | RegistrationState::Rejected(_), None) => {
-                RegistrarAction::Send(RequestType::Registration, None)
+                RegistrarAction::Send(RequestType::Registration, self.proposed)
             }
         }
     }
@@ -222,6 +239,20 @@ impl Registrar {
             _ => return self.on_failure(now),
         };
         match asked {
+            // The site took the SMSID we proposed: final (real clients do not confirm it).
+            None if self.proposed == Some(confirmed) => {
+                self.candidate = None;
+                self.failures = 0;
+                self.refusals = 0;
+                if reply.status == RegistrationStatus::Registered {
+                    self.state = RegistrationState::Registered(confirmed);
+                    RegistrationEvent::Registered(confirmed)
+                } else {
+                    self.state = RegistrationState::Pending(confirmed);
+                    self.next_attempt = now.plus(profile::PENDING_RECHECK_SECS);
+                    RegistrationEvent::PendingApproval(confirmed, self.next_attempt)
+                }
+            }
             None => {
                 // A registration reply: check it with a confirmation at once.
                 self.candidate = Some(confirmed);
@@ -307,6 +338,25 @@ impl Registrar {
     }
 }
 
+/// The SMSID an agent with certificate `cert_der` proposes: a version-4-shaped GUID from the
+/// certificate's SHA-256, so it is made once per identity, needs no storage of its own, and a
+/// new certificate (a new identity) proposes a new one.
+pub fn proposed_smsid(cert_der: &[u8]) -> Smsid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(cert_der);
+    let mut b = [0u8; 16];
+    for (d, s) in b.iter_mut().zip(digest.iter()) {
+        *d = *s;
+    }
+    if let Some(v) = b.get_mut(6) {
+        *v = (*v & 0x0F) | 0x40;
+    }
+    if let Some(v) = b.get_mut(8) {
+        *v = (*v & 0x3F) | 0x80;
+    }
+    Smsid(crate::guid::Guid(b))
+}
+
 /// Exponential backoff after `n` (≥ 1) failures, capped.
 pub(crate) fn backoff(n: u32) -> u64 {
     let shift = n.saturating_sub(1).min(16);
@@ -372,6 +422,23 @@ pub enum Registrant<'a> {
         /// The client's certificate (DER), registered as its signing and encryption certificate.
         client_cert_der: &'a [u8],
     },
+}
+
+impl Registrant<'_> {
+    /// The SMSID this registrant proposes ([`proposed_smsid`] of the certificate it registers);
+    /// none for an ISV proxy's own registration, whose SMSID the certificate import gave.
+    pub fn proposes(&self) -> Option<Smsid> {
+        match *self {
+            Registrant::Own {
+                agent_type: AgentType::IsvProxy,
+                ..
+            } => None,
+            Registrant::Own { identity, .. } => Some(proposed_smsid(identity.cert_der)),
+            Registrant::ProxyClient {
+                client_cert_der, ..
+            } => Some(proposed_smsid(client_cert_der)),
+        }
+    }
 }
 
 /// Build and sign the AgentType 8 request an ISV proxy (`proxy`, `proxy_smsid`) sends for a
@@ -683,6 +750,44 @@ mod tests {
         assert_eq!(r.state(), RegistrationState::Unregistered);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Other(7), None));
         assert_eq!(r.failures(), 2);
+    }
+
+    #[test]
+    fn a_proposed_smsid_handed_back_is_final_another_one_is_confirmed() {
+        let cert = [0x30, 0x03, 0x02, 0x01, 0x07];
+        let mine = proposed_smsid(&cert);
+        assert_eq!(mine, proposed_smsid(&cert), "made the same way every time");
+        assert_ne!(mine, proposed_smsid(&[0x30, 0x00]));
+        let text = mine.to_text();
+        assert_eq!(text[5 + 14], b'4', "version 4");
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_proposed_smsid(mine);
+        assert_eq!(
+            r.poll(UnixTime(0)),
+            RegistrarAction::Send(RequestType::Registration, Some(mine))
+        );
+        let ev = r.on_response(
+            UnixTime(1),
+            &reply(RegistrationStatus::Registered, Some(mine)),
+        );
+        assert_eq!(ev, RegistrationEvent::Registered(mine));
+        assert_eq!(r.poll(UnixTime(1)), RegistrarAction::Done(mine));
+        // The site picked another: confirmed before it is kept.
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_proposed_smsid(mine);
+        let ev = r.on_response(
+            UnixTime(1),
+            &reply(RegistrationStatus::Registered, Some(id())),
+        );
+        assert_eq!(ev, RegistrationEvent::Issued(id()));
+        assert_eq!(
+            r.poll(UnixTime(1)),
+            RegistrarAction::Send(RequestType::Confirmation, Some(id()))
+        );
+        // Pending with ours: pending at once, confirmed later; the proposal survives a reset.
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_proposed_smsid(mine);
+        let ev = r.on_response(UnixTime(1), &reply(RegistrationStatus::Pending, Some(mine)));
+        assert!(matches!(ev, RegistrationEvent::PendingApproval(id, _) if id == mine));
+        r.reset();
+        assert_eq!(r.proposed(), Some(mine));
     }
 
     #[test]

@@ -308,6 +308,13 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         buffers: Buffers<'a>,
         host: &'a mut H,
     ) -> Self {
+        let mut agent = agent;
+        // An ISV proxy's own SMSID comes from the certificate import: it proposes none.
+        if device.agent_type != AgentType::IsvProxy {
+            agent.propose_smsid(crate::agent::registration::proposed_smsid(
+                device.identity.cert_der,
+            ));
+        }
         Self {
             agent,
             device,

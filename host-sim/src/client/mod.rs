@@ -132,7 +132,11 @@ pub async fn register(
         signer: &identity.signer,
         cert_der: &identity.cert_der,
     };
-    let mut registrar = Registrar::new(state_dir.registration()?);
+    // Proposing our own SMSID, as real clients do (spec §4): handed back, it needs no
+    // confirmation.
+    let mut registrar = Registrar::new(state_dir.registration()?).with_proposed_smsid(
+        mpagent_core::agent::registration::proposed_smsid(&identity.cert_der),
+    );
     let mut buf = vec![0u8; EXCHANGE_BUFFER];
     let options = RegisterOptions {
         return_when_pending: !opts.wait_for_approval,

@@ -490,12 +490,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A single pass doing `due`, waiting through backoffs of up to a minute.
+    /// A single pass doing `due`, waiting through backoffs of up to ten seconds (a refused
+    /// confirmation followed by a fresh registration fits; an MP that is down costs 15 s).
     pub fn once(due: Due) -> Self {
         Self {
             due,
             schedule: AgentSchedule::default(),
-            max_wait: Duration::from_secs(60),
+            max_wait: Duration::from_secs(10),
             skip_waits: false,
             retry_now: false,
             forever: false,

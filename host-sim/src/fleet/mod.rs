@@ -20,7 +20,8 @@
 
 mod bound;
 pub use bound::{
-    prebuild_registration, run_bound, BoundSummary, Connections, PrebuiltRegistration,
+    prebuild_registration, run_bound, start_floor_mp, BoundSummary, Connections, Floor,
+    PrebuiltRegistration,
 };
 
 use std::collections::BTreeMap;
@@ -545,7 +546,8 @@ impl Worker {
             signer: &signer,
             cert_der: &cert_der,
         };
-        let mut registrar = Registrar::new(RegistrationState::Unregistered);
+        let mut registrar = Registrar::new(RegistrationState::Unregistered)
+            .with_proposed_smsid(mpagent_core::agent::registration::proposed_smsid(&cert_der));
         let t = Instant::now();
         let outcome = io::register(
             &mut connector,

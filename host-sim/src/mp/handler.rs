@@ -8,56 +8,10 @@ use super::clientauth::{self, Sender};
 use super::db::SiteDb;
 use super::envelope::{self, Body};
 use super::messages::{reply_header_xml, MsgHeader};
+use super::rejection::Rejection;
 use super::step::Step;
 use super::util::unix_now;
 use super::{management, policy, registration, MpConfig};
-
-/// A refused request: the reason goes to the log, the rejection table and the 403 body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub reason: String,
-    /// The endpoint, once the header was read.
-    pub endpoint: Option<String>,
-    /// A fault of ours (database), answered 500 rather than 403.
-    pub internal: bool,
-}
-
-impl Rejection {
-    pub fn new(reason: impl Into<String>) -> Rejection {
-        Rejection {
-            reason: reason.into(),
-            endpoint: None,
-            internal: false,
-        }
-    }
-
-    pub fn internal(reason: impl Into<String>) -> Rejection {
-        Rejection {
-            internal: true,
-            ..Rejection::new(reason)
-        }
-    }
-
-    fn at(mut self, endpoint: &str) -> Rejection {
-        self.endpoint.get_or_insert_with(|| endpoint.to_string());
-        self
-    }
-}
-
-macro_rules! rejection_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Rejection {
-            fn from(e: $t) -> Rejection {
-                Rejection::new(e.to_string())
-            }
-        }
-    )*};
-}
-rejection_from!(
-    super::envelope::EnvelopeError,
-    super::messages::XmlError,
-    super::verify::VerifyError
-);
 
 /// A successful answer: the content type and body of an HTTP 200.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,39 +83,16 @@ impl PendingPost {
         self.request.reply(config, answer)
     }
 
-    /// Floor measurement only ([`super::server::Floor::NoStore`]): the reply a registration
-    /// would get, with a fresh SMSID and nothing written; other requests get their answer with
-    /// the write left out.
-    pub fn reply_without_store(self, config: &MpConfig) -> Result<Reply, Rejection> {
-        let answer = match self.answer {
-            Step::Ready(answer) => answer,
-            Step::Write(_) if self.request.endpoint == "MP_ClientRegistration" => {
-                EndpointReply::Message(unstored_registration_xml())
-            }
-            Step::Write(_) => EndpointReply::Accepted,
-        };
+    /// The reply with the answer `decide` makes of the endpoint's name and its pending step,
+    /// instead of running that step (measurements that leave the write out).
+    pub fn reply_with(
+        self,
+        config: &MpConfig,
+        decide: impl FnOnce(&str, Step<EndpointReply>) -> EndpointReply,
+    ) -> Result<Reply, Rejection> {
+        let answer = decide(&self.request.endpoint, self.answer);
         self.request.reply(config, Ok(answer))
     }
-}
-
-fn unstored_registration_xml() -> String {
-    registration::Outcome {
-        response_type: "Registration".into(),
-        status: super::messages::RegistrationStatus::Registered,
-        smsid: Some(super::util::new_smsid()),
-    }
-    .to_xml()
-}
-
-/// Floor measurement only ([`super::server::Floor::Transport`]): a registration reply for no
-/// request in particular (to a header without options), made once and sent to every request.
-pub fn unstored_registration_reply(config: &MpConfig) -> Result<Reply, Rejection> {
-    let header = MsgHeader::parse(
-        "<Msg><ID>{00000000-0000-0000-0000-000000000000}</ID>\
-         <TargetEndpoint>MP_ClientRegistration</TargetEndpoint>\
-         <Body Type=\"ByteRange\" Offset=\"0\" Length=\"2\" /></Msg>",
-    )?;
-    Ok(build_reply(config, &header, &unstored_registration_xml()))
 }
 
 impl PostedRequest {

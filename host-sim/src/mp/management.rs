@@ -20,8 +20,8 @@
 use super::clientauth::Sender;
 use super::db::{NewMessage, SiteDb};
 use super::envelope::Body;
-use super::handler::Rejection;
 use super::messages::{check_no_dtd, check_root, parse, strip_xml_declaration, MsgHeader};
+use super::rejection::Rejection;
 use super::util::normalize_smsid;
 use serde::de::IgnoredAny;
 use serde::Deserialize;

@@ -12,7 +12,8 @@
 //! [`clientauth`] (the signed `clientauth` hook of every later message, ISV proxy rules, `SentTime`
 //! window), [`management`] (DDR, hardware inventory, status and state messages: shape checks and
 //! the de-duplicating store), [`policy`] (`RequestAssignments` → `ReplyAssignments`, policy bodies
-//! behind `ClientToken`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site database),
+//! behind `ClientToken`), [`lookup`] (anonymous `.sms_aut` GETs), [`db`] (site database, one module per table family),
+//! [`rejection`] (the refusal every step returns),
 //! [`crate::group_commit`] (the database's one writer thread), [`step`] (a handler's answer
 //! that may still wait on its one database write), [`cli`] (`mpagent-sim mp …`),
 //! [`util`] (GUIDs and time stamps), [`tls`] (native mode: HTTPS with client certificates
@@ -33,6 +34,7 @@ pub mod management;
 pub mod messages;
 pub mod policy;
 pub mod registration;
+pub mod rejection;
 pub mod server;
 pub mod step;
 pub mod tls;
@@ -43,7 +45,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cli::{run, MpCommand};
-pub use server::{Floor, MpServer};
+pub use server::{MpServer, Shortcut};
 pub use tls::TlsConfig;
 
 /// Everything the emulator needs to run one site.

@@ -41,8 +41,8 @@
 use super::clientauth::{self, Sender};
 use super::db::{PolicyRow, SiteDb};
 use super::envelope::Body;
-use super::handler::Rejection;
 use super::messages::{check_no_dtd, check_root, parse, strip_xml_declaration};
+use super::rejection::Rejection;
 use super::step::Step;
 use super::util::{normalize_smsid, parse_utc_timestamp, unix_now, utc_timestamp, xml_escape};
 use super::{verify, MpConfig};

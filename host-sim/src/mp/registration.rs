@@ -5,8 +5,8 @@
 
 use super::db::{ClientRow, ClientStatus, Inserted, NewClient, SiteDb};
 use super::envelope::{self, Body};
-use super::handler::Rejection;
 use super::messages::{registration_response_xml, ClientRegistrationRequest, RegistrationStatus};
+use super::rejection::Rejection;
 use super::step::Step;
 use super::tls::check_presented_cert;
 use super::util::{new_smsid, normalize_smsid};

@@ -6,10 +6,11 @@
 //! first ([`super::tls`]); the HTTP layer above is the same for both.
 
 use super::db::SiteDbPool;
-use super::handler::{self, Rejection};
+use super::handler;
 use super::http::{self, Head};
 use super::lookup::{self, MpIdentity};
 use super::policy::{self, BodyRefusal};
+use super::rejection::Rejection;
 use super::tls::TlsConfig;
 use super::util::http_date;
 use super::{validate_site_code, Limits, MpConfig};
@@ -36,29 +37,18 @@ struct Shared {
     identity: MpIdentity,
     /// Native mode: every connection is TLS with a verified client certificate.
     tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Measurement only (`fleet --bound --floor`): a part of the `CCM_POST` path left out.
-    floor: Option<FloorRun>,
+    /// Measurement only: a part of the `CCM_POST` path left out.
+    shortcut: Option<Shortcut>,
 }
 
-/// A [`Floor`] as the server runs it.
-enum FloorRun {
-    /// [`Floor::Transport`], with the one reply it sends to every request.
-    Transport(handler::Reply),
-    NoStore,
-}
-
-/// What a `CCM_POST` leaves out in a floor measurement (`fleet --bound K --floor …`): how fast
-/// the MP would be without that part. Only [`MpServer::start_floor`] sets one; such a server
-/// answers registrations without recording them, so it is never a usable MP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Floor {
-    /// Everything: the request is read and a canned registration reply written (HTTP and TCP
-    /// only).
-    Transport,
-    /// The store: envelope, XML, signature check and look-ups as always, then a registration
-    /// reply with a fresh SMSID, without the database write.
-    NoStore,
+/// A part of the `CCM_POST` path left out, for measurements of how fast the MP would be without
+/// it (`crate::fleet::bound`). A server started with one answers without recording, so it is
+/// never a usable MP.
+pub enum Shortcut {
+    /// This reply to every `CCM_POST`, without reading its content.
+    Canned(handler::Reply),
+    /// The reply a prepared request gets instead of its database write.
+    NoWrite(fn(&MpConfig, handler::PendingPost) -> Result<handler::Reply, Rejection>),
 }
 
 impl Shared {
@@ -96,14 +86,14 @@ impl MpServer {
         Self::start_with(config, None, listen, None).await
     }
 
-    /// [`start`](Self::start) for a floor measurement: every `CCM_POST` leaves out `floor`.
+    /// [`start`](Self::start) for a measurement that leaves `shortcut` out of every `CCM_POST`.
     /// Not an MP: registrations are answered without being recorded.
-    pub async fn start_floor(
+    pub async fn start_with_shortcut(
         config: MpConfig,
         listen: SocketAddr,
-        floor: Floor,
+        shortcut: Shortcut,
     ) -> anyhow::Result<MpServer> {
-        Self::start_with(config, None, listen, Some(floor)).await
+        Self::start_with(config, None, listen, Some(shortcut)).await
     }
 
     /// [`start`](Self::start) in native mode: HTTPS, client certificates required and verified
@@ -122,7 +112,7 @@ impl MpServer {
         mut config: MpConfig,
         tls: Option<tokio_rustls::TlsAcceptor>,
         listen: SocketAddr,
-        floor: Option<Floor>,
+        shortcut: Option<Shortcut>,
     ) -> anyhow::Result<MpServer> {
         config.site_code = validate_site_code(&config.site_code)?;
         let l = &config.limits;
@@ -138,20 +128,12 @@ impl MpServer {
         let addr = listener.local_addr()?;
         let https = tls.is_some();
         tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
-        let floor = match floor {
-            Some(Floor::Transport) => Some(FloorRun::Transport(
-                handler::unstored_registration_reply(&config)
-                    .map_err(|r| anyhow::anyhow!(r.reason))?,
-            )),
-            Some(Floor::NoStore) => Some(FloorRun::NoStore),
-            None => None,
-        };
         let shared = Arc::new(Shared {
             config,
             db,
             identity,
             tls,
-            floor,
+            shortcut,
         });
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, rx));
@@ -621,7 +603,7 @@ async fn ccm_post(
     peer: SocketAddr,
     client_cert: Option<Arc<Vec<u8>>>,
 ) -> Response {
-    if let Some(FloorRun::Transport(reply)) = &shared.floor {
+    if let Some(Shortcut::Canned(reply)) = &shared.shortcut {
         return reply_response(reply.clone());
     }
     let prepared = {
@@ -636,14 +618,14 @@ async fn ccm_post(
         })
     };
     let result = match prepared {
-        Ok(pending) if matches!(shared.floor, Some(FloorRun::NoStore)) => {
-            pending.reply_without_store(&shared.config)
-        }
-        Ok(pending) => {
-            pending
-                .reply_async(&shared.config, shared.db.writer())
-                .await
-        }
+        Ok(pending) => match &shared.shortcut {
+            Some(Shortcut::NoWrite(reply)) => reply(&shared.config, pending),
+            _ => {
+                pending
+                    .reply_async(&shared.config, shared.db.writer())
+                    .await
+            }
+        },
         Err(r) => Err(r),
     };
     match result {
