@@ -39,6 +39,7 @@ fn admin_smsid(s: &str) -> anyhow::Result<String> {
 pub enum MpCommand {
     /// Run the MP emulator until Ctrl-C.
     Serve {
+        /// Address and port to serve on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Site database (created if missing).
@@ -64,6 +65,10 @@ pub enum MpCommand {
         /// Connections served at once; as many more wait up to the read timeout, the rest get 503.
         #[arg(long, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
+        /// Connections one IP address may have open (served or waiting) at once; more are
+        /// answered 503 at once (raise it for a `fleet` run from one host).
+        #[arg(long, default_value_t = Limits::default().max_connections_per_address)]
+        max_connections_per_address: usize,
         /// Signed messages whose SentTime is further than this from our clock are refused, seconds.
         #[arg(long, default_value_t = Limits::default().sent_time_window.as_secs())]
         sent_time_window_secs: u64,
@@ -258,6 +263,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             max_body_bytes,
             read_timeout_secs,
             max_connections,
+            max_connections_per_address,
             sent_time_window_secs,
             client_token_window_secs,
             tls_cert,
@@ -274,6 +280,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     max_body_bytes,
                     read_timeout: Duration::from_secs(read_timeout_secs),
                     max_connections,
+                    max_connections_per_address,
                     sent_time_window: Duration::from_secs(sent_time_window_secs),
                     client_token_window: Duration::from_secs(client_token_window_secs),
                 },
@@ -344,20 +351,23 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
         MpCommand::Rejections { db } => {
             let rows = open_admin(&db)?.rejections()?;
             println!(
-                "{:>5} {:<19} {:<21} {:<22} REASON",
-                "ID", "AT", "PEER", "ENDPOINT"
+                "{:>5} {:<20} {:<20} {:>6} {:<39} {:<22} REASON",
+                "ID", "FIRST", "LAST", "COUNT", "PEER", "ENDPOINT"
             );
             for r in &rows {
                 println!(
-                    "{:>5} {} {:<21} {:<22} {}",
+                    "{:>5} {:<20} {:<20} {:>6} {:<39} {:<22} {}",
                     r.id,
                     r.at,
+                    r.last_at,
+                    r.count,
                     r.peer,
                     r.endpoint.as_deref().unwrap_or("-"),
                     r.reason
                 );
             }
-            println!("{} rejection(s)", rows.len());
+            let total: i64 = rows.iter().map(|r| r.count).sum();
+            println!("{} rejection(s) in {} row(s)", total, rows.len());
             Ok(())
         }
         MpCommand::Messages {
