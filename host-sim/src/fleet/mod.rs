@@ -290,6 +290,8 @@ fn local_mp_config(dir: &std::path::Path, concurrency: usize) -> MpConfig {
         approval: Approval::Auto,
         limits: Limits {
             max_connections: concurrency.max(64) + 16,
+            // Every appliance of the fleet comes from this one host.
+            max_connections_per_address: concurrency.max(64) + 16,
             ..Limits::default()
         },
         mp_host: "mp.fleet.local".into(),
