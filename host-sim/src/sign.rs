@@ -10,7 +10,9 @@
 //! messages only. Measured figures are in docs/performance.md. OpenSSL draws a random nonce per
 //! signature (not RFC 6979), so its signatures verify like the core's but differ byte for byte.
 
+use std::collections::VecDeque;
 use std::ops::Deref;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use mpagent_core::sign::rsa::{
     DIGEST_INFO_SHA1, DIGEST_INFO_SHA256, RSA_DEFAULT_EXPONENT, RSA_MODULUS_BITS,
@@ -196,6 +198,110 @@ impl Signer for HostRsaSigner {
     }
 }
 
+/// RSA-2048 keys made ahead of time: a background thread keeps `low_water` keys ready, so
+/// whoever needs a fresh key (the proxy for a new device) takes one in microseconds instead of
+/// generating it (tens of milliseconds) on its serving thread. [`fill`](Self::fill) makes many
+/// at once on every core before a run.
+pub struct RsaKeyPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    ready: Mutex<VecDeque<HostRsaSigner>>,
+    taken: Condvar,
+    low_water: usize,
+}
+
+impl PoolInner {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<HostRsaSigner>> {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RsaKeyPool {
+    /// A pool that keeps `low_water` keys ready, refilled by one background thread.
+    pub fn new(low_water: usize) -> Self {
+        let inner = Arc::new(PoolInner {
+            ready: Mutex::new(VecDeque::new()),
+            taken: Condvar::new(),
+            low_water,
+        });
+        let bg = inner.clone();
+        // If the thread cannot start, `take` still generates inline: only speed is lost.
+        let _ = std::thread::Builder::new()
+            .name("rsa-keygen".into())
+            .spawn(move || refill(&bg));
+        Self { inner }
+    }
+
+    /// Make keys on every core until at least `n` are ready.
+    pub fn fill(&self, n: usize) -> Result<(), HostRsaError> {
+        let missing = n.saturating_sub(self.ready());
+        for key in generate_rsa_keys(missing)? {
+            self.inner.lock().push_back(key);
+        }
+        Ok(())
+    }
+
+    /// Keys ready now.
+    pub fn ready(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    /// A key never handed out before: a ready one, or (pool empty) one made now.
+    pub fn take(&self) -> Result<HostRsaSigner, HostRsaError> {
+        let key = self.inner.lock().pop_front();
+        self.inner.taken.notify_one();
+        match key {
+            Some(k) => Ok(k),
+            None => HostRsaSigner::generate(),
+        }
+    }
+}
+
+/// The pool's background thread: generate while fewer than `low_water` keys are ready.
+fn refill(pool: &PoolInner) {
+    loop {
+        {
+            let mut ready = pool.lock();
+            while ready.len() >= pool.low_water {
+                ready = pool.taken.wait(ready).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        match HostRsaSigner::generate() {
+            Ok(key) => pool.lock().push_back(key),
+            // OpenSSL cannot make keys: `take` will report it to whoever asks.
+            Err(_) => return,
+        }
+    }
+}
+
+/// `n` fresh RSA-2048 keys, made on every core.
+pub fn generate_rsa_keys(n: usize) -> Result<Vec<HostRsaSigner>, HostRsaError> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let per = n.div_ceil(cores.max(1));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..cores)
+            .map(|c| {
+                let count = per.min(n.saturating_sub(c * per));
+                s.spawn(move || {
+                    (0..count)
+                        .map(|_| HostRsaSigner::generate())
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut keys = Vec::with_capacity(n);
+        for w in workers {
+            match w.join() {
+                Ok(made) => keys.extend(made?),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        Ok(keys)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +381,21 @@ mod tests {
         let mut v =
             openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
         assert!(!v.verify_oneshot(&sig, b"registration requesT").unwrap());
+    }
+
+    #[test]
+    fn the_pool_hands_out_distinct_keys_and_refills() {
+        let pool = RsaKeyPool::new(2);
+        pool.fill(3).unwrap();
+        assert!(pool.ready() >= 3);
+        let keys: Vec<_> = (0..5).map(|_| pool.take().unwrap()).collect();
+        let moduli: std::collections::BTreeSet<_> = keys.iter().map(|k| k.modulus_be()).collect();
+        assert_eq!(moduli.len(), 5);
+        // The background thread brings it back to its low water mark.
+        let t = std::time::Instant::now();
+        while pool.ready() < 2 && t.elapsed() < std::time::Duration::from_secs(30) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(pool.ready(), 2);
     }
 }
