@@ -20,10 +20,12 @@ use crate::sign::SignError;
 use crate::sink::{emitted_len, Checkpoint, CountingSink, Emit, Overflow, Sink};
 use crate::time::{DateTime, UnixTime};
 use crate::wire::clientauth::{
-    payload_signature, ClientAuthHook, ClientIdSignature, PayloadSignError, payload_signature_attached};
+    payload_signature, payload_signature_attached, ClientAuthHook, ClientIdSignature,
+    PayloadSignError,
+};
 use crate::wire::header::{AttachmentRange, MsgHeader, ReplyMode};
-use crate::wire::report_framing::AttachedReport;
 use crate::wire::multipart::{Envelope, CONTENT_TYPE};
+use crate::wire::report_framing::AttachedReport;
 
 /// Who signs a message and whose `SourceID` it carries.
 #[derive(Clone, Copy)]
@@ -195,14 +197,19 @@ impl<'a> SignedMessage<'a> {
         };
         // The envelope and the request head around the body, counted without it.
         let (host, port) = (msg.target_host, msg.port);
-        msg.layout = Layout::new(&msg.header(), digest.body_len, msg.attachment.is_some(), |content_length| {
-            emitted_len(&RequestHead::ccm_post(
-                host,
-                Some(port),
-                CONTENT_TYPE,
-                content_length,
-            ))
-        })
+        msg.layout = Layout::new(
+            &msg.header(),
+            digest.body_len,
+            msg.attachment.is_some(),
+            |content_length| {
+                emitted_len(&RequestHead::ccm_post(
+                    host,
+                    Some(port),
+                    CONTENT_TYPE,
+                    content_length,
+                ))
+            },
+        )
         .map_err(|_| SignedMessageError::Header)?;
         Ok(msg)
     }

@@ -33,9 +33,9 @@ use crate::time::UnixTime;
 use crate::wire::clientauth::ClientIdSignature;
 use crate::wire::header::{endpoint, ReplyMode};
 use crate::wire::registration::{AgentType, BuildError, RequestType};
+use crate::wire::reply::StatusNumbering;
 use crate::wire::report::ReportIdentity;
 use crate::wire::report_framing::AttachedReport;
-use crate::wire::reply::StatusNumbering;
 use crate::wire::state_message::StateMessage;
 use crate::wire::status::StatusMessage;
 
@@ -574,7 +574,8 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             // Discovery and inventory go as body + attachment (spec §5); the rest as one body.
             let framed = match meta.endpoint {
                 Endpoint::Ddr | Endpoint::Hinv => Some(
-                    AttachedReport::new(emit).map_err(|_| DriverError::Sign(SignedMessageError::Body))?,
+                    AttachedReport::new(emit)
+                        .map_err(|_| DriverError::Sign(SignedMessageError::Body))?,
                 ),
                 _ => None,
             };
@@ -584,7 +585,11 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                     &signer,
                     params,
                     report,
-                    attachment_name(self.agent.status_numbering(), meta.endpoint, meta.message_id),
+                    attachment_name(
+                        self.agent.status_numbering(),
+                        meta.endpoint,
+                        meta.message_id,
+                    ),
                 ),
                 None => SignedMessage::new(self.device.config, &signer, params, emit),
             }

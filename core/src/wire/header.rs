@@ -93,7 +93,10 @@ impl Emit for MsgHeader<'_> {
                     markup!("\" />"),
                 ])?;
             }
-            raw!(w, "<CorrelationID>{00000000-0000-0000-0000-000000000000}</CorrelationID>")?;
+            raw!(
+                w,
+                "<CorrelationID>{00000000-0000-0000-0000-000000000000}</CorrelationID>"
+            )?;
             if let Some(hooks) = self.hooks {
                 raw!(w, "<Hooks>")?;
                 w.nested(hooks)?;

@@ -168,7 +168,10 @@ mod tests {
     }
 
     fn text(b: &[u8]) -> String {
-        let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = b
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         String::from_utf16(&units).unwrap()
     }
 
@@ -210,6 +213,9 @@ mod tests {
         // A near miss of the pattern.
         let emit = |out: &mut dyn Sink| out.write(&u16le("<</ReportHeade</ReportHeader>"));
         let framed = AttachedReport::new(&emit).unwrap();
-        assert_eq!(framed.head_len, u16le("<</ReportHeade</ReportHeader>").len());
+        assert_eq!(
+            framed.head_len,
+            u16le("<</ReportHeade</ReportHeader>").len()
+        );
     }
 }
