@@ -64,6 +64,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<client::session::OptionError>()
             || cause.is::<client::NativeConfigError>()
             || cause.is::<client::SignatureHashError>()
+            || cause.is::<client::site_check::SiteMismatch>()
         {
             return EXIT_USAGE;
         }

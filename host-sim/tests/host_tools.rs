@@ -1,0 +1,68 @@
+//! The host client as a user meets it: a client configured for another site is stopped before
+//! it registers, and a second process on a state directory in use is told who holds it.
+
+use mpagent_sim::client::{self, site_check::SiteMismatch, ClientOptions};
+use mpagent_sim::mp::db::SiteDb;
+use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
+use mpagent_sim::state_lock::StateLockError;
+
+async fn mp(dir: &std::path::Path) -> MpServer {
+    let config = MpConfig {
+        site_code: "PS1".into(),
+        db_path: dir.join("site.db"),
+        approval: Approval::Auto,
+        limits: Limits::default(),
+        mp_host: "mp.tools.test".into(),
+    };
+    MpServer::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_another_site_is_stopped_before_registering() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = mp(dir.path()).await;
+    let opts = ClientOptions::mixed(&server.url(), "ps2", dir.path().join("st"), "WRONG-SITE");
+    let err = client::register(&opts, &mut |_| {}).await.unwrap_err();
+    let mismatch = err.downcast_ref::<SiteMismatch>().expect("a SiteMismatch");
+    assert_eq!(mismatch.configured, "PS2");
+    assert_eq!(mismatch.served, "PS1");
+    let text = err.to_string();
+    assert!(
+        text.contains("--site-code PS2") && text.contains("serves site PS1"),
+        "{text}"
+    );
+    // The right site code registers.
+    let opts = ClientOptions::mixed(&server.url(), "PS1", dir.path().join("st"), "WRONG-SITE");
+    client::register(&opts, &mut |_| {}).await.unwrap();
+    server.shutdown().await;
+    let clients = SiteDb::open(dir.path().join("site.db"))
+        .unwrap()
+        .clients()
+        .unwrap();
+    assert_eq!(
+        clients.len(),
+        1,
+        "only the right-site registration reached the MP"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_in_use_is_refused_with_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = mp(dir.path()).await;
+    let state = dir.path().join("st");
+    std::fs::create_dir_all(&state).unwrap();
+    let held = mpagent_sim::client::state::StateDir::open_locked(&state).unwrap();
+    let opts = ClientOptions::mixed(&server.url(), "PS1", state.clone(), "TWIN");
+    let err = client::register(&opts, &mut |_| {}).await.unwrap_err();
+    match err.downcast_ref::<StateLockError>() {
+        Some(StateLockError::InUse { pid, .. }) => assert_eq!(*pid, Some(std::process::id())),
+        other => panic!("expected InUse, got {other:?}: {err:#}"),
+    }
+    assert!(!state.join("key.pk8").exists(), "nothing made while in use");
+    drop(held);
+    client::register(&opts, &mut |_| {}).await.unwrap();
+    server.shutdown().await;
+}
