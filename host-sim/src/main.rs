@@ -361,14 +361,19 @@ async fn run() -> Result<()> {
             let state = match a.state {
                 None => None,
                 Some(s) => {
-                    let (topic, state) = s
-                        .split_once('=')
-                        .ok_or_else(|| anyhow::anyhow!("--state must be TOPIC=STATE"))?;
-                    Some((topic.to_string(), state.parse()?))
+                    let (topic, state) = s.split_once('=').ok_or_else(|| {
+                        anyhow::anyhow!("--state {s:?}: must be TOPIC=STATE (e.g. fw-update=2)")
+                    })?;
+                    let n = state.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--state {s:?}: STATE must be a whole number (e.g. fw-update=2)"
+                        )
+                    })?;
+                    Some((topic.to_string(), n))
                 }
             };
             mpagent_sim::proxy::cli::run_client(mpagent_sim::proxy::client::DeviceOptions {
-                proxy: mpagent_sim::proxy::parse_listen(&a.proxy)?,
+                proxy: mpagent_sim::proxy::parse_addr("--proxy", &a.proxy)?,
                 id: a.id,
                 name: a.name,
                 heartbeat: a.heartbeat,

@@ -189,7 +189,7 @@ pub async fn register(
     if let Some(e) = save_error {
         return Err(e).context("persisting the registration state");
     }
-    let state = result.map_err(|e| anyhow!("registration failed: {e:?}"))?;
+    let state = result.map_err(|e| anyhow!("registration failed: {e}"))?;
     state_dir.save_registration(state)?;
     Ok(RegisterOutcome {
         state,
