@@ -189,6 +189,22 @@ struct FleetArgs {
     via_proxy: bool,
 }
 
+/// Largest `--inventory-items`: a report is queued whole, and a larger one does not fit the
+/// queue file (QueueFull on an empty queue from about 500 items).
+const MAX_INVENTORY_ITEMS: usize = 400;
+
+fn inventory_items_in_range(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if n > MAX_INVENTORY_ITEMS {
+        return Err(format!(
+            "{n} items: at most {MAX_INVENTORY_ITEMS} (one inventory must fit the queue file)"
+        ));
+    }
+    Ok(n)
+}
+
 #[derive(Subcommand)]
 enum ClientCommand {
     /// Register with the MP (creating the identity on first run) and print the SMSID.
@@ -226,8 +242,9 @@ enum ClientCommand {
         /// approved the device).
         #[arg(long)]
         retry_now: bool,
-        /// Items in the synthetic hardware inventory (about 330 bytes each on the wire).
-        #[arg(long, default_value_t = 20)]
+        /// Items in the synthetic hardware inventory (about 330 bytes each on the wire), at most
+        /// 400: one inventory must fit the 256 KiB queue beside the other reports.
+        #[arg(long, default_value_t = 20, value_parser = inventory_items_in_range)]
         inventory_items: usize,
     },
 }

@@ -66,3 +66,63 @@ async fn a_state_directory_in_use_is_refused_with_the_owner() {
     client::register(&opts, &mut |_| {}).await.unwrap();
     server.shutdown().await;
 }
+
+/// `mpagent-sim` itself, for what only a process shows (exit codes, signals).
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mpagent-sim"))
+}
+
+#[test]
+fn admin_listing_into_a_closed_pipe_ends_by_sigpipe_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("site.db");
+    SiteDb::open(&db).unwrap();
+    for _ in 0..3 {
+        let mut child = bin()
+            .args(["mp", "rejections", "--db"])
+            .arg(&db)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the listing is written (`| head -0`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_ne!(out.status.code(), Some(101), "{stderr}");
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
+    }
+}
+
+#[test]
+fn exit_codes_tell_usage_and_missing_database_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["mp", "clients", "--db"])
+        .arg(dir.path().join("typo.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no site database there"));
+    assert!(!dir.path().join("typo.db").exists());
+    let out = bin()
+        .args([
+            "client",
+            "register",
+            "--mp",
+            "http://127.0.0.1:9",
+            "--site-code",
+            "PS12",
+        ])
+        .arg("--state")
+        .arg(dir.path().join("st"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--site-code \"PS12\""), "{stderr}");
+    let help = bin().arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("5    state directory in use"));
+}
