@@ -187,6 +187,9 @@ struct FleetArgs {
     /// Appliances talk MPX to an in-process ISV proxy, imported into the in-process MP.
     #[arg(long, conflicts_with_all = ["mp", "bound"])]
     via_proxy: bool,
+    /// The appliances' key (with --via-proxy: the proxy's, which its device keys follow).
+    #[arg(long, value_enum, default_value_t = client::KeyKind::P256, conflicts_with_all = ["proxy", "bound"])]
+    key: client::KeyKind,
 }
 
 /// Largest `--inventory-items`: a report is queued whole, and a larger one does not fit the
@@ -506,6 +509,7 @@ async fn run_fleet(args: FleetArgs) -> Result<()> {
             (None, true) => Some(fleet::ProxyTarget::InProcess),
             (None, false) => None,
         },
+        key: args.key,
     };
     let summary = fleet::run(opts).await?;
     if args.json {

@@ -250,3 +250,33 @@ async fn policy_and_message_commands() {
         .unwrap();
     }
 }
+
+/// `mp next-reply` and `mp policy tamper` name what they could not find.
+#[tokio::test]
+async fn next_reply_and_tamper_refuse_what_is_not_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("site.db");
+    let e = run(MpCommand::NextReply {
+        db: db.clone(),
+        smsid: "GUID:00000000-0000-0000-0000-0000000000AB".into(),
+        reply: mpagent_sim::mp::db::NextReply::CertificateReset,
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no client GUID:00000000-0000-0000-0000-0000000000AB"),
+        "{e}"
+    );
+    let e = run(MpCommand::Policy {
+        command: PolicyCommand::Tamper {
+            db,
+            id: "{P}".into(),
+            version: "1.00".into(),
+            body_file: None,
+        },
+    })
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("no policy {P} version 1.00"), "{e}");
+}

@@ -48,6 +48,7 @@ async fn an_honest_client_registers_through_a_slow_flood_from_one_address() {
         approval: Approval::Auto,
         limits: Limits::default(),
         mp_host: "mp.flood.test".into(),
+        strict: false,
     };
     let server = MpServer::start(config, "127.0.0.1:0".parse().unwrap())
         .await

@@ -22,6 +22,7 @@ async fn start_mp(dir: &Path) -> MpServer {
         approval: Approval::Auto,
         limits: Limits::default(),
         mp_host: "mp.test.local".into(),
+        strict: false,
     };
     MpServer::start(config, "127.0.0.1:0".parse().unwrap())
         .await

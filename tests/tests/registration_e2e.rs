@@ -21,6 +21,7 @@ async fn start_mp(dir: &Path, approval: Approval) -> MpServer {
             approval,
             limits: Limits::default(),
             mp_host: "mp.test.local".into(),
+            strict: false,
         },
         "127.0.0.1:0".parse().unwrap(),
     )

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::Smsid;
 use mpagent_core::identity::{
-    build_self_signed_p256, build_self_signed_rsa, cert_spki_der, CertParams, MAX_CERT_LEN,
+    build_self_signed, build_self_signed_p256, cert_spki_der, CertParams, MAX_CERT_LEN,
     MAX_RSA_CERT_LEN,
 };
 
@@ -25,7 +25,7 @@ use mpagent_core::sign::{
 use mpagent_core::time::UnixTime;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 
-use crate::sign::HostP256Signer;
+use crate::sign::{HostP256Signer, HostRsaSigner};
 use crate::state_lock::StateLock;
 
 /// Files in a state directory.
@@ -61,8 +61,8 @@ impl KeyKind {
 pub enum ClientSigner {
     /// ECDSA P-256, signing through OpenSSL ([`HostP256Signer`]: the host's fast signer).
     P256(HostP256Signer),
-    /// Software RSA-2048 (boxed: the key with its Montgomery parameters is about 3 KB).
-    Rsa(Box<RsaSigner>),
+    /// RSA-2048, signing through OpenSSL ([`HostRsaSigner`]: byte-identical to the core's).
+    Rsa(HostRsaSigner),
 }
 
 impl std::fmt::Debug for ClientSigner {
@@ -77,17 +77,20 @@ impl ClientSigner {
         let mut rng = rand_core::OsRng;
         Ok(match kind {
             KeyKind::P256 => Self::P256(host_p256(P256Signer::generate(&mut rng))?),
-            KeyKind::Rsa2048 => Self::Rsa(Box::new(
-                RsaSigner::generate(&mut rng)
-                    .map_err(|e| anyhow!("generating an RSA-2048 key: {e:?}"))?,
-            )),
+            KeyKind::Rsa2048 => Self::Rsa(
+                HostRsaSigner::generate()
+                    .map_err(|e| anyhow!("generating an RSA-2048 key: {e}"))?,
+            ),
         })
     }
 
     /// Read a PKCS#8 key, telling the algorithm from its AlgorithmIdentifier.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         match RsaSigner::from_pkcs8_der(der) {
-            Ok(key) => Ok(Self::Rsa(Box::new(key))),
+            Ok(key) => Ok(Self::Rsa(
+                HostRsaSigner::new(Box::new(key))
+                    .map_err(|e| anyhow!("loading the RSA-2048 key into OpenSSL: {e}"))?,
+            )),
             Err(rsa) => match p256::ecdsa::SigningKey::from_pkcs8_der(der) {
                 Ok(key) => Ok(Self::P256(host_p256(P256Signer::new(key))?)),
                 // A damaged key may not say which kind it was: an RSA error is only named when
@@ -151,7 +154,15 @@ impl ClientSigner {
         let mut buf = [0u8; MAX_RSA_CERT_LEN];
         let len = match self {
             Self::P256(s) => build_self_signed_p256(params, s, &mut buf),
-            Self::Rsa(s) => build_self_signed_rsa(params, s, &mut buf),
+            // The core's certificate code with OpenSSL signing it (the same bytes as
+            // `build_self_signed_rsa`: PKCS#1 v1.5 is deterministic).
+            Self::Rsa(s) => {
+                let mut spki = [0u8; RSA_SPKI_DER_MAX_LEN];
+                let spki = s
+                    .spki_der(&mut spki)
+                    .map_err(|e| anyhow!("encoding the public key: {e:?}"))?;
+                build_self_signed(params, spki, s, &mut buf)
+            }
         }
         .map_err(|e| anyhow!("building the self-signed certificate: {e:?}"))?;
         Ok(buf[..len].to_vec())
@@ -160,7 +171,7 @@ impl ClientSigner {
     fn inner(&self) -> &dyn Signer {
         match self {
             Self::P256(s) => s,
-            Self::Rsa(s) => s.as_ref(),
+            Self::Rsa(s) => s,
         }
     }
 }
@@ -459,6 +470,27 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mpagent_core::identity::build_self_signed_rsa;
+
+    #[test]
+    fn rsa_certificates_signed_through_openssl_are_the_cores() {
+        let signer = ClientSigner::generate(KeyKind::Rsa2048).unwrap();
+        let ClientSigner::Rsa(host) = &signer else {
+            panic!("an RSA key was asked for");
+        };
+        let params =
+            CertParams::self_signed_now("RSA-1", UnixTime(1_764_000_000), &mut rand_core::OsRng);
+        let mut core_cert = vec![0u8; MAX_RSA_CERT_LEN];
+        let n = build_self_signed_rsa(&params, host.software(), &mut core_cert).unwrap();
+        assert_eq!(signer.self_signed_cert(&params).unwrap(), core_cert[..n]);
+        // And the key survives PKCS#8 into a signer that signs the same.
+        let back = ClientSigner::from_pkcs8_der(&signer.to_pkcs8_der().unwrap()).unwrap();
+        let d = [9u8; 32];
+        assert_eq!(
+            back.sign_sha256(&d).unwrap().as_bytes(),
+            signer.sign_sha256(&d).unwrap().as_bytes()
+        );
+    }
 
     #[test]
     fn registration_state_round_trips() {

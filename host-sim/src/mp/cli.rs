@@ -1,8 +1,9 @@
 //! `mpagent-sim mp …`: serve the emulator and administer its site database (approve, reject,
-//! list clients and rejections, import an ISV proxy certificate, list received messages, publish
+//! list clients and rejections, order the next registration reply, import an ISV proxy
+//! certificate, list received messages, publish
 //! and list policies).
 
-use super::db::{smsid_key, NewPolicy, PolicyTarget, SiteDb};
+use super::db::{smsid_key, NewPolicy, NextReply, PolicyTarget, SiteDb};
 use super::{Approval, Limits, MpConfig, MpServer, TlsConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -50,6 +51,11 @@ pub enum MpCommand {
         site_code: String,
         #[arg(long, value_enum, default_value_t = Approval::Auto)]
         approval: Approval,
+        /// Real-MP mode: single-body and pending clients' reports, and messages failing identity
+        /// or signature checks, get 200 with an empty body and are dropped (see `mp rejections`);
+        /// Confirmation replies without SMSID; certificates outside their validity refused.
+        #[arg(long)]
+        strict: bool,
         /// The FQDN the MP reports for itself.
         #[arg(long, default_value = "mp.mpagent.test")]
         mp_host: String,
@@ -101,6 +107,16 @@ pub enum MpCommand {
         #[arg(long)]
         db: PathBuf,
         smsid: String,
+    },
+    /// Make the next registration reply to a client Reset (Status 2: register afresh), Error
+    /// (Status 3) or CertificateReset (Status 4: new key and certificate, then register); after
+    /// Reset and CertificateReset the client's record is gone, so it registers anew.
+    NextReply {
+        #[arg(long)]
+        db: PathBuf,
+        smsid: String,
+        #[arg(value_enum)]
+        reply: NextReply,
     },
     /// List registered clients.
     Clients {
@@ -173,6 +189,20 @@ pub enum PolicyCommand {
         /// The policy body XML.
         #[arg(long)]
         body: Option<String>,
+    },
+    /// Serve another body for a published policy while its assignments keep announcing the
+    /// published body's hash (a stand-in for an attacker on the path, to show that clients
+    /// refuse it); without --body-file, serve the published body again.
+    Tamper {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        version: String,
+        /// The body to serve instead (XML text, UTF-8 or UTF-16 with BOM).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
     },
     /// List policy assignments.
     List {
@@ -258,6 +288,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             db,
             site_code,
             approval,
+            strict,
             mp_host,
             max_head_bytes,
             max_body_bytes,
@@ -285,6 +316,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     client_token_window: Duration::from_secs(client_token_window_secs),
                 },
                 mp_host,
+                strict,
             };
             let server = match (tls_cert, tls_key, client_ca) {
                 (Some(cert), Some(key), Some(ca)) => {
@@ -311,6 +343,18 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             let smsid = admin_smsid(&smsid)?;
             anyhow::ensure!(open_admin(&db)?.reject(&smsid)?, "no client {smsid}");
             println!("rejected {smsid}");
+            Ok(())
+        }
+        MpCommand::NextReply { db, smsid, reply } => {
+            let smsid = smsid_key(&smsid);
+            anyhow::ensure!(
+                SiteDb::open(db)?.set_next_reply(&smsid, reply)?,
+                "no client {smsid} in the site database"
+            );
+            println!(
+                "the next registration reply to {smsid} is {}",
+                reply.as_str()
+            );
             Ok(())
         }
         MpCommand::Clients { db } => {
@@ -449,6 +493,37 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     .unwrap_or("all clients"),
                 super::policy::BODY_PATH
             );
+            Ok(())
+        }
+        MpCommand::Policy {
+            command:
+                PolicyCommand::Tamper {
+                    db,
+                    id,
+                    version,
+                    body_file,
+                },
+        } => {
+            let body = match &body_file {
+                Some(f) => Some(
+                    read_text_file(
+                        &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+                    )
+                    .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            anyhow::ensure!(
+                SiteDb::open(db)?.tamper_policy(&id, &version, body.as_deref())?,
+                "no policy {id} version {version} in the site database"
+            );
+            match body_file {
+                Some(f) => println!(
+                    "policy {id} version {version}: {} is served in place of the published body",
+                    f.display()
+                ),
+                None => println!("policy {id} version {version}: the published body is served"),
+            }
             Ok(())
         }
         MpCommand::Policy {

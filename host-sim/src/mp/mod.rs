@@ -61,6 +61,12 @@ pub struct MpConfig {
     pub limits: Limits,
     /// The name we report as our FQDN (`TargetHost` of replies, `MPLIST`, …).
     pub mp_host: String,
+    /// Behave as real MPs do where they are quieter or stricter than our diagnostics need
+    /// (wire.md §4, §5): reports sent as a single body or from pending clients, and messages
+    /// whose identity or signature fails, are answered 200 with an empty body and dropped (the
+    /// reason recorded); Confirmation replies carry no SMSID; certificates outside their validity
+    /// are refused. Off: every refusal is a 403 with its reason, as the emulator's own tests want.
+    pub strict: bool,
 }
 
 /// Approval policy for new (non-proxy) registrations.

@@ -739,8 +739,17 @@ fn reply_response(reply: handler::Reply) -> Response {
     }
 }
 
-/// 403 for a refusal, 500 for a fault of ours; the reason is the body.
+/// 403 for a refusal, 500 for a fault of ours; the reason is the body. A quiet refusal is a 200
+/// with an empty body, as real MPs answer messages they drop.
 fn refusal_response(r: &Rejection) -> Response {
+    if r.quiet {
+        return Response {
+            status: 200,
+            content_type: "text/plain".into(),
+            extra_headers: Vec::new(),
+            body: Vec::new(),
+        };
+    }
     Response::text(if r.internal { 500 } else { 403 }, r.reason.clone())
 }
 
