@@ -13,6 +13,7 @@ async fn mp(dir: &std::path::Path) -> MpServer {
         approval: Approval::Auto,
         limits: Limits::default(),
         mp_host: "mp.tools.test".into(),
+        strict: false,
     };
     MpServer::start(config, "127.0.0.1:0".parse().unwrap())
         .await
