@@ -466,7 +466,7 @@ async fn tampered_data_is_refused_with_403_and_logged() {
         rows.last().unwrap().endpoint.as_deref(),
         Some("MP_ClientRegistration")
     );
-    assert!(rows.last().unwrap().peer.starts_with("127.0.0.1:"));
+    assert!(rows.last().unwrap().peer == "127.0.0.1");
     assert!(site.db().clients().unwrap().is_empty());
 
     // Lower-case hex of the honest signature is accepted.
@@ -1050,12 +1050,13 @@ async fn a_connection_flood_is_refused_with_reasons_and_the_honest_client_is_ser
     assert!(busy >= FLOOD - 2 * MAX, "{busy} refused as busy");
     // Every 503 seen is logged (the honest client's refused attempts may have been reset before
     // it read the answer: logged but not counted here).
-    let logged_busy = rows
+    let logged_busy: i64 = rows
         .iter()
         .filter(|r| r.reason.starts_with("busy: "))
-        .count();
+        .map(|r| r.count)
+        .sum();
     assert!(
-        logged_busy >= busy,
+        logged_busy >= busy as i64,
         "{logged_busy} logged, {busy} seen: {rows:?}"
     );
     site.server.shutdown().await;
