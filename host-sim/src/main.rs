@@ -64,6 +64,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<client::session::OptionError>()
             || cause.is::<client::NativeConfigError>()
             || cause.is::<client::SignatureHashError>()
+            || cause.is::<client::site_check::SiteMismatch>()
         {
             return EXIT_USAGE;
         }
@@ -191,6 +192,22 @@ struct FleetArgs {
     key: client::KeyKind,
 }
 
+/// Largest `--inventory-items`: a report is queued whole, and a larger one does not fit the
+/// queue file (QueueFull on an empty queue from about 500 items).
+const MAX_INVENTORY_ITEMS: usize = 400;
+
+fn inventory_items_in_range(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if n > MAX_INVENTORY_ITEMS {
+        return Err(format!(
+            "{n} items: at most {MAX_INVENTORY_ITEMS} (one inventory must fit the queue file)"
+        ));
+    }
+    Ok(n)
+}
+
 #[derive(Subcommand)]
 enum ClientCommand {
     /// Register with the MP (creating the identity on first run) and print the SMSID.
@@ -228,8 +245,9 @@ enum ClientCommand {
         /// approved the device).
         #[arg(long)]
         retry_now: bool,
-        /// Items in the synthetic hardware inventory (about 330 bytes each on the wire).
-        #[arg(long, default_value_t = 20)]
+        /// Items in the synthetic hardware inventory (about 330 bytes each on the wire), at most
+        /// 400: one inventory must fit the 256 KiB queue beside the other reports.
+        #[arg(long, default_value_t = 20, value_parser = inventory_items_in_range)]
         inventory_items: usize,
     },
 }
@@ -363,14 +381,19 @@ async fn run() -> Result<()> {
             let state = match a.state {
                 None => None,
                 Some(s) => {
-                    let (topic, state) = s
-                        .split_once('=')
-                        .ok_or_else(|| anyhow::anyhow!("--state must be TOPIC=STATE"))?;
-                    Some((topic.to_string(), state.parse()?))
+                    let (topic, state) = s.split_once('=').ok_or_else(|| {
+                        anyhow::anyhow!("--state {s:?}: must be TOPIC=STATE (e.g. fw-update=2)")
+                    })?;
+                    let n = state.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--state {s:?}: STATE must be a whole number (e.g. fw-update=2)"
+                        )
+                    })?;
+                    Some((topic.to_string(), n))
                 }
             };
             mpagent_sim::proxy::cli::run_client(mpagent_sim::proxy::client::DeviceOptions {
-                proxy: mpagent_sim::proxy::parse_listen(&a.proxy)?,
+                proxy: mpagent_sim::proxy::parse_addr("--proxy", &a.proxy)?,
                 id: a.id,
                 name: a.name,
                 heartbeat: a.heartbeat,

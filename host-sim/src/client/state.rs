@@ -91,10 +91,17 @@ impl ClientSigner {
                 HostRsaSigner::new(Box::new(key))
                     .map_err(|e| anyhow!("loading the RSA-2048 key into OpenSSL: {e}"))?,
             )),
-            Err(RsaKeyError::NotRsa) => p256::ecdsa::SigningKey::from_pkcs8_der(der)
-                .map_err(|e| anyhow!("neither an RSA-2048 nor a P-256 PKCS#8 key: {e}"))
-                .and_then(|key| Ok(Self::P256(host_p256(P256Signer::new(key))?))),
-            Err(e) => Err(anyhow!("not a usable RSA-2048 PKCS#8 key: {e:?}")),
+            Err(rsa) => match p256::ecdsa::SigningKey::from_pkcs8_der(der) {
+                Ok(key) => Ok(Self::P256(host_p256(P256Signer::new(key))?)),
+                // A damaged key may not say which kind it was: an RSA error is only named when
+                // the key says it is RSA.
+                Err(e) if matches!(rsa, RsaKeyError::NotRsa) => {
+                    Err(anyhow!("not a usable P-256 PKCS#8 key ({e})"))
+                }
+                Err(e) => Err(anyhow!(
+                    "not a usable key: neither RSA-2048 ({rsa:?}) nor P-256 PKCS#8 ({e})"
+                )),
+            },
         }
     }
 
@@ -538,6 +545,17 @@ mod tests {
         assert!(text.contains("holds only key.pk8"), "{text}");
         assert!(text.contains("registered GUID:1AF488D8"), "{text}");
         assert!(dir.path().join(KEY_FILE).exists());
+    }
+
+    #[test]
+    fn a_damaged_p256_key_is_not_called_an_rsa_key() {
+        let key = ClientSigner::generate(KeyKind::P256).unwrap();
+        let mut der = key.to_pkcs8_der().unwrap();
+        // Cut inside the private key: the structure no longer parses as any key.
+        der.truncate(der.len() - 20);
+        let err = format!("{:#}", ClientSigner::from_pkcs8_der(&der).unwrap_err());
+        assert!(err.contains("P-256"), "{err}");
+        assert!(!err.starts_with("not a usable RSA-2048"), "{err}");
     }
 
     #[test]

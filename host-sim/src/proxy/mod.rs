@@ -387,8 +387,16 @@ pub fn client_mapping(state_dir: &Path) -> Result<Vec<(String, RegistrationState
 
 /// Where the proxy listens.
 pub fn parse_listen(addr: &str) -> Result<SocketAddr> {
-    addr.parse()
-        .with_context(|| format!("--listen {addr:?} is not an address:port"))
+    parse_addr("--listen", addr)
+}
+
+/// `value` of `option` as IP:port, or an error naming the option, the rule and the value.
+pub fn parse_addr(option: &str, value: &str) -> Result<SocketAddr> {
+    value.parse().map_err(|_| {
+        anyhow!(
+            "{option} {value:?}: must be IP:PORT (e.g. 127.0.0.1:7070; names are not looked up)"
+        )
+    })
 }
 
 #[cfg(test)]
