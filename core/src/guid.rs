@@ -161,6 +161,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn guid_displays_braced() {
+        extern crate std;
+        use std::string::ToString;
+        let s = Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap();
+        assert_eq!(s.0.to_string(), "{1AF488D8-7B42-4842-A4BD-B3A2842BBC42}");
+        assert_eq!(s.to_string(), "GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42");
+    }
+
+    #[test]
     fn smsid_round_trip_any_case() {
         let s = Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap();
         assert_eq!(&s.to_text(), b"GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42");

@@ -37,15 +37,26 @@ async fn admin_commands() {
     .unwrap();
     std::fs::write(&der_path, cert.to_der().unwrap()).unwrap();
 
+    // A mistyped database is refused, not created empty.
+    assert!(run(MpCommand::ImportCert {
+        db: db.clone(),
+        file: pem_path.clone(),
+        create: false,
+    })
+    .await
+    .is_err());
+    assert!(!db.exists());
     run(MpCommand::ImportCert {
         db: db.clone(),
         file: pem_path,
+        create: true,
     })
     .await
     .unwrap();
     run(MpCommand::ImportCert {
         db: db.clone(),
         file: der_path,
+        create: false,
     })
     .await
     .unwrap();
@@ -62,7 +73,8 @@ async fn admin_commands() {
     std::fs::write(&junk, b"not a certificate").unwrap();
     assert!(run(MpCommand::ImportCert {
         db: db.clone(),
-        file: junk
+        file: junk,
+        create: false,
     })
     .await
     .is_err());

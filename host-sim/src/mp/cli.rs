@@ -10,11 +10,37 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The site database of an administration command: it must exist, so that a mistyped path
+/// is an error rather than an empty site reporting 0 rows (`mp serve` creates it).
+fn open_admin(db: &std::path::Path) -> anyhow::Result<SiteDb> {
+    anyhow::ensure!(
+        db.is_file(),
+        "--db {}: no site database there (administration commands never create one; \
+         `mp serve --db {}` does)",
+        db.display(),
+        db.display()
+    );
+    SiteDb::open(db)
+}
+
+/// An SMSID as an administrator typed it; a bare GUID is told what it lacks rather than
+/// reported as an unknown client.
+fn admin_smsid(s: &str) -> anyhow::Result<String> {
+    let s = s.trim();
+    if super::util::normalize_smsid(s).is_none() {
+        if let Some(with) = super::util::normalize_smsid(&format!("GUID:{s}")) {
+            anyhow::bail!("SMSID {s:?} is missing the \"GUID:\" prefix; write {with}");
+        }
+    }
+    Ok(smsid_key(s))
+}
+
 /// The `mp` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum MpCommand {
     /// Run the MP emulator until Ctrl-C.
     Serve {
+        /// Address and port to serve on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Site database (created if missing).
@@ -45,6 +71,10 @@ pub enum MpCommand {
         /// Connections served at once; as many more wait up to the read timeout, the rest get 503.
         #[arg(long, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
+        /// Connections one IP address may have open (served or waiting) at once; more are
+        /// answered 503 at once (raise it for a `fleet` run from one host).
+        #[arg(long, default_value_t = Limits::default().max_connections_per_address)]
+        max_connections_per_address: usize,
         /// Signed messages whose SentTime is further than this from our clock are refused, seconds.
         #[arg(long, default_value_t = Limits::default().sent_time_window.as_secs())]
         sent_time_window_secs: u64,
@@ -95,9 +125,14 @@ pub enum MpCommand {
     },
     /// Import an ISV proxy certificate (DER or PEM); prints the SMSID the site assigns to it.
     ImportCert {
+        /// Site database (must exist unless --create).
         #[arg(long)]
         db: PathBuf,
+        /// The proxy's certificate file.
         file: PathBuf,
+        /// Create the site database if it does not exist (to set a site up before `mp serve`).
+        #[arg(long)]
+        create: bool,
     },
     /// List refused requests.
     Rejections {
@@ -259,6 +294,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             max_body_bytes,
             read_timeout_secs,
             max_connections,
+            max_connections_per_address,
             sent_time_window_secs,
             client_token_window_secs,
             tls_cert,
@@ -275,6 +311,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     max_body_bytes,
                     read_timeout: Duration::from_secs(read_timeout_secs),
                     max_connections,
+                    max_connections_per_address,
                     sent_time_window: Duration::from_secs(sent_time_window_secs),
                     client_token_window: Duration::from_secs(client_token_window_secs),
                 },
@@ -297,14 +334,14 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MpCommand::Approve { db, smsid } => {
-            let smsid = smsid_key(&smsid);
-            anyhow::ensure!(SiteDb::open(db)?.approve(&smsid)?, "no client {smsid}");
+            let smsid = admin_smsid(&smsid)?;
+            anyhow::ensure!(open_admin(&db)?.approve(&smsid)?, "no client {smsid}");
             println!("approved {smsid}");
             Ok(())
         }
         MpCommand::Reject { db, smsid } => {
-            let smsid = smsid_key(&smsid);
-            anyhow::ensure!(SiteDb::open(db)?.reject(&smsid)?, "no client {smsid}");
+            let smsid = admin_smsid(&smsid)?;
+            anyhow::ensure!(open_admin(&db)?.reject(&smsid)?, "no client {smsid}");
             println!("rejected {smsid}");
             Ok(())
         }
@@ -321,7 +358,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MpCommand::Clients { db } => {
-            let rows = SiteDb::open(db)?.clients()?;
+            let rows = open_admin(&db)?.clients()?;
             println!(
                 "{:<41} {:<9} {:>5} {:<16} {:<28} {:<41} {:<20} THUMBPRINT (SHA-256)",
                 "SMSID", "STATUS", "AGENT", "NETBIOS", "FQDN", "PROXY", "LAST SEEN"
@@ -342,27 +379,39 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             println!("{} client(s)", rows.len());
             Ok(())
         }
-        MpCommand::ImportCert { db, file } => {
+        MpCommand::ImportCert { db, file, create } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let der = read_cert_file(&bytes)?;
-            let smsid = SiteDb::open(db)?.import_cert(&der)?;
+            let site = if create {
+                SiteDb::open(db)?
+            } else {
+                open_admin(&db)?
+            };
+            let smsid = site.import_cert(&der)?;
             println!("{smsid}");
             Ok(())
         }
         MpCommand::Rejections { db } => {
-            let rows = SiteDb::open(db)?.rejections()?;
+            let rows = open_admin(&db)?.rejections()?;
+            println!(
+                "{:>5} {:<20} {:<20} {:>6} {:<39} {:<22} REASON",
+                "ID", "FIRST", "LAST", "COUNT", "PEER", "ENDPOINT"
+            );
             for r in &rows {
                 println!(
-                    "{:>5} {} {:<21} {:<22} {}",
+                    "{:>5} {:<20} {:<20} {:>6} {:<39} {:<22} {}",
                     r.id,
                     r.at,
+                    r.last_at,
+                    r.count,
                     r.peer,
                     r.endpoint.as_deref().unwrap_or("-"),
                     r.reason
                 );
             }
-            println!("{} rejection(s)", rows.len());
+            let total: i64 = rows.iter().map(|r| r.count).sum();
+            println!("{} rejection(s) in {} row(s)", total, rows.len());
             Ok(())
         }
         MpCommand::Messages {
@@ -370,7 +419,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             smsid,
             endpoint,
         } => {
-            let rows = SiteDb::open(db)?.messages(smsid.as_deref())?;
+            let rows = open_admin(&db)?.messages(smsid.as_deref())?;
             println!(
                 "{:<20} {:<41} {:<16} {:<10} {:<38} {:>8}",
                 "RECEIVED", "SMSID", "ENDPOINT", "KIND", "MESSAGE ID", "SIZE"
@@ -426,7 +475,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                 (None, true) => PolicyTarget::All,
                 _ => anyhow::bail!("give exactly one of --smsid and --all"),
             };
-            let assignment = SiteDb::open(db)?.add_policy(&NewPolicy {
+            let assignment = open_admin(&db)?.add_policy(&NewPolicy {
                 policy_id: &id,
                 version: &version,
                 target,
@@ -480,7 +529,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
         MpCommand::Policy {
             command: PolicyCommand::List { db },
         } => {
-            let rows = SiteDb::open(db)?.policies()?;
+            let rows = open_admin(&db)?.policies()?;
             println!(
                 "{:<38} {:<40} {:<8} {:<16} {:>5} {:<41} {:>7}",
                 "ASSIGNMENT", "POLICY ID", "VERSION", "CATEGORY", "FLAGS", "TARGET", "BYTES"
@@ -506,6 +555,24 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_commands_refuse_a_missing_db_and_a_bare_guid() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = dir.path().join("typo.db");
+        let err = open_admin(&typo).err().unwrap().to_string();
+        assert!(err.contains("--db") && err.contains("typo.db"), "{err}");
+        assert!(!typo.exists());
+        let err = admin_smsid("1af488d8-7b42-4842-a4bd-b3a2842bbc42")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing the \"GUID:\" prefix"), "{err}");
+        assert!(err.contains("GUID:1AF488D8-7B42"), "{err}");
+        assert_eq!(
+            admin_smsid("guid:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap(),
+            "GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42"
+        );
+    }
 
     #[test]
     fn pem_and_der() {

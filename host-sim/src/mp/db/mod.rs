@@ -269,6 +269,7 @@ impl SiteDb {
         conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(SCHEMA)
             .context("creating the site database schema")?;
+        rejections::migrate(&conn).context("updating the rejections table")?;
         Ok(SiteDb { conn, writer: None })
     }
 
