@@ -79,7 +79,6 @@ async fn the_agent_refuses_a_tampered_body_from_a_strict_mp() {
 /// which means the SMSID asked about (wire.md §4), so the cycle goes on to policy and applies the
 /// published body.
 #[tokio::test]
-#[ignore = "the host client still takes a Confirmation reply without SMSID as unusable (MissingSmsid)"]
 async fn a_confirmation_answered_without_smsid_keeps_the_client_registered() {
     let dir = tempfile::tempdir().unwrap();
     let mp = start_strict_mp(dir.path()).await;
@@ -128,4 +127,74 @@ async fn a_confirmation_answered_without_smsid_keeps_the_client_registered() {
     assert_eq!(policy_requests, 2, "the second cycle asked for policy too");
     assert!(db.rejections().unwrap().is_empty());
     mp.shutdown().await;
+}
+
+/// Against the strict MP (single-body reports dropped, pending first, Confirmations answered
+/// without SMSID): a client that waits for approval is pending, then registered by a
+/// Confirmation whose reply names no SMSID, and its heartbeat and inventory are stored from
+/// their attachments.
+#[tokio::test]
+async fn pending_then_confirmed_without_smsid_then_reports_stored_from_their_attachments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = MpServer::start(
+        MpConfig {
+            approval: Approval::Pending,
+            ..strict_config(dir.path())
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let opts = ClientOptions::mixed(
+        &format!("http://{}", mp.local_addr()),
+        "PS1",
+        dir.path().join("dev"),
+        "STRICT-3",
+    );
+    let everything = Due {
+        heartbeat: true,
+        inventory_items: 3,
+        status: false,
+        policy: true,
+    };
+    let pending = run::run_cycle(&opts, everything, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(pending.pending, "{pending}");
+    let id = pending.smsid.clone().unwrap();
+    assert!(db.approve(&id).unwrap());
+    let done = run::run_cycle(&opts, everything, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(done.done(), "{done}");
+    assert_eq!(done.smsid.as_deref(), Some(id.as_str()));
+    let kinds: Vec<String> = db
+        .messages(Some(&id))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert!(kinds.contains(&"ddr".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"hinv-full".to_string()), "{kinds:?}");
+    let stored = db.messages(Some(&id)).unwrap();
+    let hinv = stored.iter().find(|m| m.kind == "hinv-full").unwrap();
+    assert!(
+        hinv.body.contains("TRAY-00002"),
+        "the full report was kept: {}",
+        hinv.body
+    );
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    mp.shutdown().await;
+}
+
+fn strict_config(dir: &Path) -> MpConfig {
+    MpConfig {
+        site_code: "PS1".into(),
+        db_path: dir.join("site.db"),
+        approval: Approval::Auto,
+        limits: Limits::default(),
+        mp_host: "mp.test.local".into(),
+        strict: true,
+    }
 }
