@@ -23,12 +23,8 @@ pub fn send_error(e: &SendError) -> String {
 }
 
 /// A store failure as a sentence.
-pub fn store_error<E: core::fmt::Debug>(e: &StoreError<E>) -> String {
-    match e {
-        StoreError::QueueFull => "the queue is full".into(),
-        StoreError::Corrupt => "a record is damaged".into(),
-        other => format!("the store failed ({other:?})"),
-    }
+pub fn store_error<E: NorFlashError>(e: &StoreError<E>) -> String {
+    e.to_string()
 }
 
 /// A driver failure as a sentence.

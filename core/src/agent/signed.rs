@@ -96,6 +96,23 @@ pub enum SignedMessageError {
     Sign(SignError),
 }
 
+impl core::fmt::Display for SignedMessageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Body => f.write_str(
+                "the message body refused to emit (a length overflowed, or an inventory \
+                 description used an invalid XML name)",
+            ),
+            Self::Header => {
+                f.write_str("the message header could not be emitted (a length overflowed)")
+            }
+            Self::Sign(e) => write!(f, "signing the message failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for SignedMessageError {}
+
 /// One signed `CCM_POST`, ready to emit (any number of times, identically).
 #[derive(Clone, Copy)]
 pub struct SignedMessage<'a> {

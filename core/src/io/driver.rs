@@ -210,6 +210,14 @@ pub trait Host<F: NorFlash> {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Persist;
 
+impl core::fmt::Display for Persist {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the host could not keep what it was given (its log says why)")
+    }
+}
+
+impl core::error::Error for Persist {}
+
 /// A step could not be carried out, for a reason that retrying later will not fix by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -240,15 +248,15 @@ impl<E> From<StoreError<E>> for DriverError<E> {
 impl<E: NorFlashError> core::fmt::Display for DriverError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Store(_) => f.write_str("the queue store failed"),
+            Self::Store(e) => write!(f, "the queue store failed: {e}"),
             Self::Persist => {
                 f.write_str("the registration state or a refused message could not be saved")
             }
-            Self::Build(_) => f.write_str("the registration request could not be built"),
-            Self::Sign(_) => f.write_str("a message could not be signed"),
-            Self::ClientId(_) => f.write_str("the client ID signature could not be made"),
-            Self::QueueRead(_) => f.write_str("a queued message could not be read back"),
-            Self::PolicyGet(_) => f.write_str("a policy body request could not be built"),
+            Self::Build(e) => write!(f, "the registration request could not be built: {e}"),
+            Self::Sign(e) => write!(f, "a message could not be signed: {e}"),
+            Self::ClientId(e) => write!(f, "the client ID signature could not be made: {e}"),
+            Self::QueueRead(e) => write!(f, "a queued message could not be read back: {e}"),
+            Self::PolicyGet(e) => write!(f, "a policy body request could not be built: {e}"),
         }
     }
 }
