@@ -15,6 +15,8 @@ const HEADER_END: [u8; 30] = utf16::<30>("</ReportHeader>");
 /// What closes the header-only report after `</ReportHeader>`, in UTF-16LE.
 const EMPTY_BODY: [u8; 44] = utf16::<44>("<ReportBody/></Report>");
 
+// Evaluated only in const items: an index out of range fails the build, never a running device.
+#[allow(clippy::indexing_slicing)]
 const fn utf16<const N: usize>(s: &str) -> [u8; N] {
     let b = s.as_bytes();
     let mut out = [0u8; N];
