@@ -844,6 +844,7 @@ async fn strict_reports_travel_as_attachments_and_the_rest_is_dropped_quietly() 
         .await;
     assert_eq!(site.bodies().len(), 3);
     site.recorded("sent as a single body");
+    site.recorded("(answered 200 with an empty body, as a real MP does)");
 
     // An attachment that is not `FF FE` + UTF-16LE: refused with the reason; the MP goes on.
     let mut bad = Signed::report("MP_DdrEndpoint", ddr(&smsid), &smsid, &dev);

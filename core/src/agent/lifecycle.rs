@@ -294,6 +294,11 @@ impl Agent {
         self.registrar = self.registrar.with_status_numbering(numbering);
     }
 
+    /// How the site numbers registration `Status` (its generation).
+    pub fn status_numbering(&self) -> StatusNumbering {
+        self.numbering
+    }
+
     /// Do not queue the online status message at start (a caller that restarts often).
     pub fn skip_online_status(&mut self) {
         self.online_status_due = false;

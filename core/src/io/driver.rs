@@ -33,7 +33,9 @@ use crate::time::UnixTime;
 use crate::wire::clientauth::ClientIdSignature;
 use crate::wire::header::{endpoint, ReplyMode};
 use crate::wire::registration::{AgentType, BuildError, RequestType};
+use crate::wire::reply::StatusNumbering;
 use crate::wire::report::ReportIdentity;
+use crate::wire::report_framing::AttachedReport;
 use crate::wire::state_message::StateMessage;
 use crate::wire::status::StatusMessage;
 
@@ -569,8 +571,29 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 }
                 _ => &body,
             };
-            let signed = SignedMessage::new(self.device.config, &signer, params, emit)
-                .map_err(DriverError::Sign)?;
+            // Discovery and inventory go as body + attachment (spec §5); the rest as one body.
+            let framed = match meta.endpoint {
+                Endpoint::Ddr | Endpoint::Hinv => Some(
+                    AttachedReport::new(emit)
+                        .map_err(|_| DriverError::Sign(SignedMessageError::Body))?,
+                ),
+                _ => None,
+            };
+            let signed = match &framed {
+                Some(report) => SignedMessage::new_attached(
+                    self.device.config,
+                    &signer,
+                    params,
+                    report,
+                    attachment_name(
+                        self.agent.status_numbering(),
+                        meta.endpoint,
+                        meta.message_id,
+                    ),
+                ),
+                None => SignedMessage::new(self.device.config, &signer, params, emit),
+            }
+            .map_err(DriverError::Sign)?;
             let result = send_message(self.connector, &signed, self.buffers.exchange).await;
             if let Some(fault) = body.fault() {
                 return Err(DriverError::QueueRead(fault));
@@ -771,6 +794,23 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         }
         self.agent.set_queued(self.store.len());
         Ok(())
+    }
+}
+
+/// The `Name` of a report's attachment: the inventory action ID in the ConfigMgr 2007 form, a
+/// GUID of the message's own in the captured current-branch form (spec §5 leaves which one a
+/// given MP insists on open: this is the one place that decides).
+fn attachment_name(numbering: StatusNumbering, endpoint: Endpoint, message_id: Guid) -> Guid {
+    use crate::wire::report::ReportKind as Kind;
+    let action = match endpoint {
+        Endpoint::Hinv => Kind::HardwareInventory,
+        _ => Kind::Discovery,
+    };
+    match numbering {
+        StatusNumbering::Sms2007 => {
+            Guid::parse(action.inventory_action_id().as_bytes()).unwrap_or(message_id)
+        }
+        StatusNumbering::Current => message_id,
     }
 }
 

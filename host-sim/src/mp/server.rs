@@ -705,7 +705,8 @@ async fn ccm_post(
         Ok(reply) => reply_response(reply),
         Err(r) => {
             let response = refusal_response(&r);
-            shared.log_refusal_async(peer, r.endpoint, r.reason).await;
+            let reason = logged_reason(&r);
+            shared.log_refusal_async(peer, r.endpoint, reason).await;
             response
         }
     }
@@ -736,6 +737,18 @@ fn reply_response(reply: handler::Reply) -> Response {
         content_type: reply.content_type,
         extra_headers: Vec::new(),
         body: reply.body,
+    }
+}
+
+/// The reason as the rejection table keeps it: a quiet refusal says what the client was told.
+fn logged_reason(r: &Rejection) -> String {
+    if r.quiet {
+        format!(
+            "{} (answered 200 with an empty body, as a real MP does)",
+            r.reason
+        )
+    } else {
+        r.reason.clone()
     }
 }
 
@@ -785,7 +798,7 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
             match result {
                 Ok(reply) => reply_response(reply),
                 Err(r) => {
-                    shared.log_refusal(peer, r.endpoint.as_deref(), &r.reason);
+                    shared.log_refusal(peer, r.endpoint.as_deref(), &logged_reason(&r));
                     refusal_response(&r)
                 }
             }
