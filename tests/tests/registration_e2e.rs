@@ -203,7 +203,10 @@ async fn unreachable_mp_gives_up_with_a_transport_error() {
         signature_hash: Default::default(),
     };
     let err = client::register(&opts, &mut |_| {}).await.unwrap_err();
-    assert!(format!("{err:#}").contains("Transport"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("the MP refused the connection"),
+        "{err:#}"
+    );
     // Nothing was persisted as registered.
     assert_eq!(
         StateDir::open(&opts.state_dir)

@@ -93,7 +93,9 @@ pub struct Limits {
     /// no answer) and closed, the reason logged.
     pub max_connections: usize,
     /// Connections one IP address may have open (served or waiting) at once; one more is
-    /// answered 503 at once, so one host cannot take every slot from the others.
+    /// answered 503 at once, so one host cannot take every slot from the others. The default
+    /// leaves a quarter of the slots to other hosts and still lets an ISV proxy forward a few
+    /// dozen devices at once.
     pub max_connections_per_address: usize,
     /// Signed messages whose `SentTime` is further than this from the MP's clock (either way) are
     /// refused as possible replays. Registration is exempt (a device without a clock learns the
@@ -110,7 +112,7 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             read_timeout: Duration::from_secs(10),
             max_connections: 64,
-            max_connections_per_address: 32,
+            max_connections_per_address: 48,
             sent_time_window: Duration::from_secs(86_400),
             client_token_window: Duration::from_secs(3_600),
         }
