@@ -106,8 +106,8 @@ grep -q 'measure registration request build+sign' <<<"$measure_log" \
 measure_rows=$(sed -n 's/.*measure \(.*\): \([0-9]*\) instructions, \([0-9]*\) B stack.*/\1|\2|\3/p' <<<"$measure_log" \
   | awk -F'|' '{ printf "| %s | %.2f M | %s |\n", $1, $2 / 1e6, $3 }')
 request_len=$(sed -n 's/.*measure request length: \([0-9]*\) bytes.*/\1/p' <<<"$measure_log")
-context=$(sed -n 's/.*measure agent context: \([0-9]*\) B driver state + \([0-9]*\) B registrar.*/\1 \2/p' <<<"$measure_log")
-read -r driver_state registrar_size <<<"$context"
+context=$(sed -n 's/.*agent context: agent \([0-9]*\) B, driver \([0-9]*\) B, one step \([0-9]*\) B.*/\1 \2 \3/p' <<<"$boot_log")
+read -r agent_size driver_size step_size <<<"$context"
 buffers=$(grep -o 'EXCHANGE_BUFFER: usize = [0-9]*' "$fw_dir/src/main.rs" | awk '{ print $4 }')
 
 # The probe's P-256 path step by step (no network), under -icount shift=0.
@@ -247,9 +247,10 @@ Each step runs alone, called from a shallow frame; "stack" is what the step itse
 |---|---:|---:|
 $measure_rows
 
-The request is $request_len bytes on the wire. **Agent context**: the registration driver's state
-(\`io::register\`'s future) is $driver_state B and its state machine $registrar_size B; the exchange
-buffer (${buffers:-4096} B here) is the caller's choice and comes on top.
+The request is $request_len bytes on the wire. **Agent context** (the boot log's \`agent context\`
+line): the lifecycle (\`agent::lifecycle::Agent\`) is $agent_size B, the driver
+(\`io::driver::Driver\`: references, caches) $driver_size B and one step's future $step_size B; the
+exchange buffer (${buffers:-4096} B here) is the caller's choice and comes on top.
 
 ## No reachable panic (issue 6), checked at link time by \`tests/run-all.sh\`
 
@@ -269,7 +270,7 @@ by the optimiser; \`panic-sites.py\` fails CI on any other: httparse (2: \`offse
 | target | result |
 |---|---|
 | core + crypto + HTTP ≤ 40 kB flash (size probe, profile above) | $(verdict "$path_flash" 40000 B) (40 kB read as 40 000 B; 40 KiB = 40 960 B) |
-| agent context ≤ 4 kB | driver + registrar + the firmware's buffer: $(verdict $((driver_state + registrar_size + ${buffers:-4096})) 4096 B); with a 2 KiB buffer (the smallest that holds the emulator's registration reply; 1.5 KiB does not): $(verdict $((driver_state + registrar_size + 2048)) 4096 B) |
+| agent context ≤ 4 kB | agent + driver + one step + the firmware's buffer: $(verdict $((agent_size + driver_size + step_size + ${buffers:-4096})) 4096 B); with a 2 KiB buffer (the smallest that holds the emulator's registration reply; 1.5 KiB does not): $(verdict $((agent_size + driver_size + step_size + 2048)) 4096 B) |
 | peak stack during signing ≤ 6 kB | the core's build + sign alone: $(verdict "$sign_stack" 6144 B) (firmware), $(verdict "$probe_sign_stack" 6144 B) (size probe); whole firmware during registration: $(verdict "$reg_stack" 6144 B); whole firmware over the boot: $(verdict "$whole_stack" 6144 B) |
 
 Why the misses (and what was done), as measured:

@@ -141,6 +141,14 @@ impl Smsid {
     }
 }
 
+impl core::fmt::Display for Guid {
+    /// Braced, upper case: `{1AF488D8-7B42-4842-A4BD-B3A2842BBC42}`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = self.to_braced();
+        f.write_str(core::str::from_utf8(&t).map_err(|_| core::fmt::Error)?)
+    }
+}
+
 impl core::fmt::Display for Smsid {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let t = self.to_text();
@@ -151,6 +159,15 @@ impl core::fmt::Display for Smsid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guid_displays_braced() {
+        extern crate std;
+        use std::string::ToString;
+        let s = Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap();
+        assert_eq!(s.0.to_string(), "{1AF488D8-7B42-4842-A4BD-B3A2842BBC42}");
+        assert_eq!(s.to_string(), "GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42");
+    }
 
     #[test]
     fn smsid_round_trip_any_case() {

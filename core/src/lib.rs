@@ -29,6 +29,7 @@ mod fmt;
 
 pub mod agent;
 pub mod config;
+mod error_text;
 pub mod guid;
 pub mod http;
 pub mod identity;

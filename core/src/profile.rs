@@ -90,3 +90,17 @@ pub const STATE_DETAILS_TYPE: u32 = 1;
 /// An ASync post counts as delivered on any 2xx (the spec expects 200; 202/204 would be an
 /// MP's way of saying the same, and retrying them would only duplicate the message).
 pub const ASYNC_ACCEPTS_ANY_2XX: bool = true;
+
+/// Default heartbeat (discovery data record) period of the agent's schedule.
+pub const HEARTBEAT_SECS: u64 = 3600;
+/// Default full hardware inventory period.
+pub const INVENTORY_SECS: u64 = 24 * 3600;
+/// Default policy request period.
+pub const POLICY_SECS: u64 = 3600;
+/// Whether an empty HTTP 200 to the policy request makes the agent re-confirm its registration.
+/// Real MPs answer both "nothing for you yet" and "your identity or signature failed" that way
+/// (spec §5, §6), and a forgotten device would otherwise never find out: one confirmation per
+/// policy period settles which it was.
+pub const EMPTY_POLICY_REPLY_RECONFIRMS: bool = true;
+/// `<Type>` of the status message an agent queues when it starts.
+pub const ONLINE_STATUS_TYPE: &str = "appliance-online";

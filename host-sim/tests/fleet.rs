@@ -5,7 +5,7 @@
 use mpagent_sim::client::KeyKind;
 use mpagent_sim::fleet::{self, FleetOptions, ProxyTarget};
 use mpagent_sim::mp::db::SiteDb;
-use mpagent_sim::mp::{self, Approval, Limits, MpConfig, MpServer};
+use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_fleet_registers_and_reports() {
@@ -76,7 +76,7 @@ async fn the_bound_run_verifies_and_registers_every_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_floor_measurements_answer_every_request_and_say_what_they_left_out() {
-    for floor in [mp::Floor::NoStore, mp::Floor::Transport] {
+    for floor in [fleet::Floor::NoStore, fleet::Floor::Transport] {
         let b = fleet::run_bound(8, 4, 2, fleet::Connections::KeepAlive, Some(floor))
             .await
             .unwrap();
@@ -169,7 +169,7 @@ async fn a_small_fleet_through_the_proxy_is_registered_and_signed_by_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_no_store_floor_records_nothing_and_the_real_mp_does() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for floor in [Some(mp::Floor::NoStore), None] {
+    for floor in [Some(fleet::Floor::NoStore), None] {
         let dir = tempfile::tempdir().unwrap();
         let config = MpConfig {
             site_code: fleet::DEFAULT_SITE_CODE.into(),
@@ -177,10 +177,11 @@ async fn the_no_store_floor_records_nothing_and_the_real_mp_does() {
             approval: Approval::Auto,
             limits: Limits::default(),
             mp_host: "mp.test".into(),
+            strict: false,
         };
         let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let server = match floor {
-            Some(f) => MpServer::start_floor(config, any, f).await.unwrap(),
+            Some(f) => fleet::start_floor_mp(config, any, f).await.unwrap(),
             None => MpServer::start(config, any).await.unwrap(),
         };
         let request =

@@ -18,6 +18,7 @@ fn mp_config(dir: &Path) -> MpConfig {
         approval: Approval::Auto,
         limits: Limits::default(),
         mp_host: "mp.test.local".into(),
+        strict: false,
     }
 }
 
@@ -142,7 +143,12 @@ async fn messages_wait_in_the_queue_through_an_outage_and_arrive_once_in_order()
     // Three offline cycles: everything is queued, nothing is lost.
     let mut queued_ids = Vec::new();
     for _ in 0..3 {
-        let r = run::run_cycle(&opts, EVERYTHING, &mut |e| {
+        // Backoffs are skipped, not slept (the MP is down: the pass gives up after them).
+        let plan = run::Plan {
+            skip_waits: true,
+            ..run::Plan::once(EVERYTHING)
+        };
+        let r = run::run_cycle_with(&opts, plan, &mut |e| {
             if let run::RunEvent::Queued { .. } = e {
                 queued_ids.push(())
             }
@@ -182,7 +188,8 @@ async fn messages_wait_in_the_queue_through_an_outage_and_arrive_once_in_order()
 }
 
 #[tokio::test]
-async fn a_client_claiming_anothers_smsid_is_refused_and_its_message_kept_not_lost() {
+async fn a_client_claiming_anothers_smsid_is_refused_and_reports_under_the_smsid_the_site_gives_it()
+{
     let dir = tempfile::tempdir().unwrap();
     let mp = start_mp(dir.path()).await;
     let victim = options(&mp, dir.path(), "VICTIM");
@@ -224,16 +231,184 @@ async fn a_client_claiming_anothers_smsid_is_refused_and_its_message_kept_not_lo
         3,
         "only the victim's own messages (DDR, inventory, status)"
     );
-    match a {
-        Ok(r) => {
-            assert_eq!(r.refused, 1, "{r:?}");
-            let refused = std::fs::read_dir(attacker.state_dir.join(run::REFUSED_DIR))
-                .unwrap()
-                .count();
-            assert_eq!(refused, 2, "body and reason kept");
-        }
-        Err(e) => panic!("{e:#}"),
-    }
+    // The site refuses to confirm the stolen SMSID for this certificate: the client registers
+    // afresh and its heartbeat goes out under the SMSID the site gives it; nothing is lost.
+    let r = a.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(r.refused, 0, "{r}");
+    assert_eq!(r.delivered, 1, "{r}");
+    let own = r.smsid.clone().unwrap();
+    assert_ne!(own, victim_id);
+    assert_eq!(db.messages(Some(&own)).unwrap().len(), 1);
+    assert!(!attacker.state_dir.join(run::REFUSED_DIR).exists());
     assert!(!db.rejections().unwrap().is_empty());
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_the_site_forgot_registers_again_and_delivers_what_it_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let addr = mp.local_addr();
+    let opts = options(&mp, dir.path(), "FORGOTTEN-1");
+    let first = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(first.done(), "{first}");
+    let old_id = first.smsid.clone().unwrap();
+    mp.shutdown().await;
+
+    // The site database is rebuilt: a new, empty one behind the same address.
+    let rebuilt = dir.path().join("rebuilt");
+    std::fs::create_dir_all(&rebuilt).unwrap();
+    let mp = MpServer::start(mp_config(&rebuilt), addr)
+        .await
+        .expect("MP restarts");
+    let again = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(again.done(), "{again}");
+    // The device proposes the SMSID it had (made from its certificate); the new site takes it.
+    let new_id = again.smsid.clone().unwrap();
+    assert_eq!(new_id, old_id);
+    assert_eq!(again.refused, 0);
+    assert!(!opts.state_dir.join(run::REFUSED_DIR).exists());
+    let db = SiteDb::open(rebuilt.join("site.db")).unwrap();
+    assert_eq!(
+        db.clients().unwrap().len(),
+        1,
+        "registered with the new site"
+    );
+    let kinds: HashSet<String> = db
+        .messages(Some(&new_id))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert!(
+        kinds.contains("ddr") && kinds.contains("hinv-full"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        StateDir::open(&opts.state_dir)
+            .unwrap()
+            .registration()
+            .unwrap(),
+        RegistrationState::Registered(mpagent_core::guid::Smsid::parse(new_id.as_bytes()).unwrap())
+    );
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejected_device_approved_later_registers_at_once_with_retry_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = MpServer::start(
+        MpConfig {
+            approval: Approval::Pending,
+            ..mp_config(dir.path())
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let opts = options(&mp, dir.path(), "REJECTED-1");
+    let pending = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(pending.pending, "{pending}");
+    let id = pending.smsid.clone().unwrap();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    assert!(db.reject(&id).unwrap());
+    let rejected = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    let until = rejected.rejected_until.expect("rejected");
+    assert!(rejected.to_string().contains("--retry-now"), "{rejected}");
+    assert!(until.0 > mpagent_sim::client::transport::unix_now().0 + 3600);
+    // Without --retry-now the device keeps to its recheck time.
+    assert!(db.approve(&id).unwrap());
+    let still = run::run_cycle(&opts, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(still.rejected_until.is_some(), "{still}");
+    let plan = run::Plan {
+        retry_now: true,
+        ..run::Plan::once(EVERYTHING)
+    };
+    let now = run::run_cycle_with(&opts, plan, &mut |_| {}).await.unwrap();
+    assert!(now.done(), "{now}");
+    assert_eq!(now.smsid.as_deref(), Some(id.as_str()));
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_policy_body_tampered_on_the_way_is_refused_and_the_honest_one_applied() {
+    use mpagent_tests::fault::{utf16le, Fault, FaultPlan, FaultProxy, Spot};
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    db.add_policy(&NewPolicy {
+        policy_id: "{22222222-2222-3333-4444-555555555555}",
+        version: "1.00",
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body: "<Policy><Setting Name=\"Duplex\" Value=\"on\"/></Policy>",
+    })
+    .unwrap();
+    // On the path between device and MP: one byte of the body flipped ("on" → "oo").
+    let proxy = FaultProxy::start(
+        mp.local_addr(),
+        FaultPlan::always(Fault::Corrupt {
+            at: Spot::After {
+                pattern: utf16le("Value=\"on"),
+                skip: 16,
+            },
+            xor: b'n' ^ b'o',
+        }),
+    )
+    .await
+    .unwrap();
+    let direct = options(&mp, dir.path(), "TAMPER-1");
+    let via = ClientOptions {
+        mp_url: format!("http://{}", proxy.local_addr()),
+        ..direct.clone()
+    };
+    let mut refused = Vec::new();
+    let tampered = run::run_cycle(&via, EVERYTHING, &mut |e| {
+        if let run::RunEvent::PolicyRefused { reason, .. } = e {
+            refused.push(reason.clone());
+        }
+    })
+    .await
+    .unwrap();
+    assert!(tampered.policies_applied.is_empty(), "{tampered}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("SHA-256"), "{}", refused[0]);
+    let policy_file = direct
+        .state_dir
+        .join(run::POLICY_DIR)
+        .join("_22222222-2222-3333-4444-555555555555_.1.00.xml");
+    assert!(!policy_file.exists(), "a tampered body was kept");
+    let smsid = tampered.smsid.clone().unwrap();
+    let kinds: Vec<String> = db
+        .messages(Some(&smsid))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert!(
+        !kinds.contains(&"state".to_string()),
+        "acknowledged: {kinds:?}"
+    );
+    // Straight to the MP: the honest body matches its hash and is applied and acknowledged.
+    let honest = run::run_cycle(&direct, EVERYTHING, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        honest.policies_applied,
+        vec!["{22222222-2222-3333-4444-555555555555}.1.00"],
+        "{honest}"
+    );
+    assert!(policy_file.exists());
     mp.shutdown().await;
 }

@@ -9,9 +9,8 @@
 //! kind needs the identity erased on purpose.
 
 use defmt::{error, info};
-use mpagent_core::agent::registration::{RegistrationEvent, RegistrationState};
+use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::identity::{CertError, CertParams};
-use mpagent_core::io::Progress;
 use mpagent_core::store::embedded_storage::nor_flash::NorFlash;
 use mpagent_core::store::{Store, StoreError, StoredIdentity, IDENTITY_OVERHEAD};
 use mpagent_core::time::UnixTime;
@@ -202,60 +201,4 @@ pub fn save<F: NorFlash>(
     buf.fill(0);
     core::hint::black_box(&buf); // the wipe is not optimised out
     saved
-}
-
-/// Follows a registration's progress (`io::register`'s observer) and keeps the identity record
-/// in step with it: every state the core says to persist is saved as it happens (the store is
-/// blocking), a confirmation of what is stored writes nothing, and it notes whether the site
-/// answered at all — the driver also hands back `Pending` when a confirmation got no answer
-/// (the MP is down).
-pub struct RegistrationRecorder<'a, F: NorFlash> {
-    store: &'a mut Store<F>,
-    signer: &'a DeviceSigner,
-    cert_der: &'a [u8],
-    saved: RegistrationState,
-    /// Whether the site answered with a registration state this run.
-    pub answered: bool,
-    /// The first save that failed, if any (the run's outcome is then not kept).
-    pub store_failed: Option<IdentityError<F::Error>>,
-}
-
-impl<'a, F: NorFlash> RegistrationRecorder<'a, F> {
-    /// Starts from `stored`, the state the identity record holds now.
-    pub fn new(
-        store: &'a mut Store<F>,
-        signer: &'a DeviceSigner,
-        cert_der: &'a [u8],
-        stored: RegistrationState,
-    ) -> Self {
-        Self {
-            store,
-            signer,
-            cert_der,
-            saved: stored,
-            answered: false,
-            store_failed: None,
-        }
-    }
-
-    /// The observer: log the progress, note an answer, save a changed state.
-    pub fn observe(&mut self, progress: &Progress) {
-        info!("{}", progress);
-        let Progress::Event(event) = progress else {
-            return;
-        };
-        self.answered |= matches!(
-            event,
-            RegistrationEvent::Registered(_) | RegistrationEvent::PendingApproval(..)
-        );
-        match event.persist() {
-            Some(state) if state != self.saved => {
-                match save(self.store, self.signer, self.cert_der, state) {
-                    Ok(()) => self.saved = state,
-                    Err(e) => self.store_failed = Some(e),
-                }
-            }
-            _ => {}
-        }
-    }
 }

@@ -1,8 +1,8 @@
 //! The board-independent part of mpagent's firmware, shared by every board: the identity in the
 //! core's store (`identity`, with the key kind chosen at build time in `key`: P-256, or RSA-2048
-//! with the feature `key-rsa2048`), and the management exchange after registration (`exchange`: the
-//! heartbeat DDR through the store's queue, the queue drained to the MP, policy polled, fetched
-//! and acknowledged). Generic over the flash (`NorFlash`), the core's `Connector` and `Clock`, and
+//! with the feature `key-rsa2048`), and the board's side of the core's agent driver (`exchange`:
+//! the heartbeat naming the device's addresses, the registration state saved with the identity,
+//! policy bodies, defmt events, steps bounded in time). Generic over the flash (`NorFlash`), the core's `Connector` and `Clock`, and
 //! where a board keeps policy bodies ([`exchange::PolicyBodies`]); deadlines use embassy-time,
 //! logs defmt. The boards keep only what is theirs: drivers, provisioning, the boot sequence.
 #![no_std]

@@ -4,11 +4,11 @@
 //! One boot: open the core's store (`mpagent_core::store` on the last four flash sectors, see
 //! `storage.rs`), bring up Ethernet with DHCP, resolve the MP, take the time from the MP's `Date`
 //! header (the board has no set clock), load the identity or create it (P-256 key from the TRNG,
-//! self-signed certificate) and save it, register — or confirm a stored registration — with
-//! `mpagent_core::io::register` (saving every state change), then, as the QEMU board does, queue
-//! a heartbeat DDR, drain the queue, poll policy and acknowledge it; the heartbeat cycle repeats
-//! every [`REPORT_INTERVAL`]. Identity and exchange are `mpagent-firmware-common` (shared with
-//! the QEMU board). Provisioning is at build time (`MPAGENT_MP`, `MPAGENT_SITE`, `MPAGENT_NAME`,
+//! self-signed certificate) and save it, then run the core's agent for ever
+//! (`mpagent_core::io::driver`, the board's side in `mpagent-firmware-common`, shared with the
+//! QEMU board): a stored registration is confirmed first, then the heartbeat every hour, the
+//! queue drained in order, policy polled, checked and acknowledged; each step bounded in time,
+//! the board sleeping until the agent's next action. Provisioning is at build time (`MPAGENT_MP`, `MPAGENT_SITE`, `MPAGENT_NAME`,
 //! see README.md). Logs: defmt over RTT (`probe-rs run`).
 #![no_std]
 #![no_main]
@@ -30,16 +30,16 @@ use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::Rng;
 use embassy_stm32::time::Hertz;
 use embassy_stm32::{bind_interrupts, eth, rng, Config};
-use embassy_time::{with_timeout, Duration, Instant, Timer};
-use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::agent::signed::MessageSigner;
+use embassy_time::{Duration, Instant, Timer};
+use mpagent_core::agent::lifecycle::{Agent, Schedule};
+use mpagent_core::agent::registration::SigningIdentity;
 use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::http::request::RequestHead;
-use mpagent_core::io::{self, Clock as _, Connector, Progress, RegisterOptions};
+use mpagent_core::io::driver::{Buffers as DriverBuffers, Device, Driver, PolicySlot, Step};
+use mpagent_core::io::{self, Clock as _, Connector};
 use mpagent_core::store::Store;
-use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::registration::AgentType;
-use mpagent_firmware_common::exchange::{self, Agent, Assignments, Buffers as ExchangeBuffers};
+use mpagent_firmware_common::exchange::{self, Addresses, BoardHost, Bounded, MAX_ASSIGNMENTS};
 use mpagent_firmware_common::identity::{self, CERT_BUFFER, LOAD_BUFFER_ANY_KIND};
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
@@ -75,17 +75,13 @@ const POLICY_SCRATCH: usize = EXCHANGE_BUFFER * 3 / 2;
 const _: () = assert!(EXCHANGE_BUFFER >= LOAD_BUFFER_ANY_KIND);
 const SOCKET_BUFFER: usize = 2048;
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on the whole registration (every attempt and back-off included).
-const REGISTER_DEADLINE: Duration = Duration::from_secs(60);
-/// Time between heartbeats (each one also drains the queue and polls policy).
-const REPORT_INTERVAL: Duration = Duration::from_secs(3600);
 
 bind_interrupts!(struct Irqs {
     ETH => eth::InterruptHandler;
     RNG => rng::InterruptHandler<RNG>;
 });
 
-type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+type EthDevice = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
 /// Large buffers in `.bss`, out of the task's future (and so off the stack when it is spawned).
 struct Buffers {
@@ -94,7 +90,7 @@ struct Buffers {
     socket_tx: [u8; SOCKET_BUFFER],
     exchange: [u8; EXCHANGE_BUFFER],
     policy_scratch: [u8; POLICY_SCRATCH],
-    assignments: Assignments,
+    policies: [PolicySlot; MAX_ASSIGNMENTS],
     policy_body: [u8; MAX_POLICY_BODY],
 }
 
@@ -104,7 +100,7 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     socket_tx: [0; SOCKET_BUFFER],
     exchange: [0; EXCHANGE_BUFFER],
     policy_scratch: [0; POLICY_SCRATCH],
-    assignments: Assignments::new(),
+    policies: [const { PolicySlot::EMPTY }; MAX_ASSIGNMENTS],
     policy_body: [0; MAX_POLICY_BODY],
 });
 static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
@@ -139,7 +135,7 @@ fn clocks() -> Config {
 }
 
 #[embassy_executor::task]
-async fn net_task(mut runner: Runner<'static, Device>) -> ! {
+async fn net_task(mut runner: Runner<'static, EthDevice>) -> ! {
     runner.run().await
 }
 
@@ -160,7 +156,7 @@ async fn run(spawner: Spawner) {
         socket_tx,
         exchange,
         policy_scratch,
-        assignments,
+        policies,
         policy_body,
     } = BUFFERS.take();
     let rng = RNG_CELL.init(Rng::new(p.RNG, Irqs));
@@ -249,116 +245,67 @@ async fn run(spawner: Spawner) {
     };
     let cert_der = &cert_buf[..cert_len];
 
-    // Registration (a registered device confirms its SMSID; see the QEMU board's README). A
-    // stored rejection is handed to the registrar: it asks the site again once the re-check
-    // interval (profile::REJECTION_RECHECK_SECS) has passed.
-    let start = match stored_state {
-        RegistrationState::Registered(id) => RegistrationState::Pending(id),
-        other => other,
+    // The agent, for ever: registration (a stored registration is confirmed first), the
+    // heartbeat every hour, the queue, policy; each step bounded in time, sleeping in between.
+    let schedule = Schedule {
+        inventory_secs: 0,
+        ..Schedule::default()
     };
-    let mut registrar = Registrar::new(start);
-    let identity = SigningIdentity {
-        signer: &signer,
-        cert_der,
-    };
-    let mut recorder =
-        identity::RegistrationRecorder::new(&mut store, &signer, cert_der, stored_state);
-    let result = with_timeout(
-        REGISTER_DEADLINE,
-        io::register(
-            &mut connector,
-            &mut clock,
-            &config,
-            &identity,
-            AgentType::Client,
-            &mut registrar,
-            rng,
-            exchange,
-            RegisterOptions {
-                return_when_pending: true,
-                max_failures: 8,
-            },
-            &mut |p: &Progress| recorder.observe(p),
-        ),
-    )
-    .await;
-    let (answered, store_failed) = (recorder.answered, recorder.store_failed);
-    if let Some(e) = store_failed {
-        error!("saving the registration state failed: {}", e);
-        return;
-    }
-    let smsid = match result {
-        Ok(Ok(RegistrationState::Registered(id))) => id,
-        Ok(Ok(RegistrationState::Pending(id))) if answered => {
-            info!("pending approval {}: reset to ask again", id);
-            return;
-        }
-        Ok(Ok(RegistrationState::Rejected(_))) => {
-            error!("the site rejected this device");
-            return;
-        }
-        other => {
-            match other {
-                Ok(Ok(state)) => warn!("registration ended {}: the MP did not answer", state),
-                Ok(Err(e)) => error!("registration failed: {}", e),
-                Err(_) => error!("registration: deadline"),
-            }
-            exchange::queue_offline(
-                &mut store,
-                stored_state,
-                &config,
-                &signer,
-                cert_der,
-                &clock,
-                ip,
-                mac,
-                rng,
-            );
-            return;
-        }
-    };
-    info!("registered {}", smsid);
-
-    // Management data: heartbeat, queue, policy; again every REPORT_INTERVAL.
-    let Ok(client_id) = ClientIdSignature::compute(&signer, smsid) else {
-        error!("computing the ClientIDSignature failed");
-        return;
-    };
-    let agent = Agent {
-        config: &config,
-        signer: MessageSigner::client(identity, &client_id),
-        clock: &clock,
-    };
-    let mut bufs = ExchangeBuffers {
-        exchange,
-        policy_scratch,
-        assignments,
-    };
+    let mut agent = Agent::new(stored_state, schedule, store.len(), clock.now());
+    // No status message per boot (see the QEMU board).
+    agent.skip_online_status();
     let mut bodies = PolicyRam {
         buf: policy_body,
         len: 0,
+        writing: 0,
     };
+    let mut host = BoardHost::new(
+        &config,
+        &signer,
+        cert_der,
+        stored_state,
+        Addresses { ip, mac },
+        &mut bodies,
+    );
+    let device = Device {
+        config: &config,
+        identity: SigningIdentity {
+            signer: &signer,
+            cert_der,
+        },
+        agent_type: AgentType::Client,
+    };
+    let mut driver = Driver::new(
+        agent,
+        device,
+        &mut connector,
+        &mut clock,
+        &mut store,
+        rng,
+        DriverBuffers {
+            exchange,
+            policy_scratch,
+            policies,
+        },
+        &mut host,
+    );
     loop {
-        let started = Instant::now();
-        match exchange::report(
-            &mut store,
-            &mut connector,
-            &agent,
-            &mut bufs,
-            &mut bodies,
-            ip,
-            mac,
-            rng,
-        )
-        .await
-        {
-            Ok(summary) => info!("exchange {}: {} still queued", summary, store.len()),
+        match exchange::step(&mut driver).await {
+            Ok(Bounded::Step(Step::Idle(until))) => {
+                info!(
+                    "{}: {} queued; next action at {}",
+                    driver.agent.registration(),
+                    driver.store.len(),
+                    until
+                );
+                driver.clock.sleep_until(until).await;
+            }
+            Ok(_) => {}
             Err(e) => {
-                error!("exchange failed: {}", e);
+                error!("the agent stopped: {}", e);
                 return;
             }
         }
-        Timer::at(started + REPORT_INTERVAL).await;
     }
 }
 

@@ -4,19 +4,17 @@
 //! One boot: read the provisioning (`mpagent.cfg`), seed the RNG, open the core's store
 //! (`mpagent_core::store` on a NOR flash emulated in `flash.bin`: identity A/B slots + outbound
 //! queue), load the identity or create it (P-256 key + self-signed certificate) and save it, bring
-//! up Ethernet with a static address, register with the MP through `mpagent_core::io::register`
-//! (saving every state change), then exchange management data
-//! (`mpagent_firmware_common::exchange`): queue a heartbeat DDR, drain the queue, poll policy,
-//! fetch and acknowledge bodies. A device that is already registered re-confirms its
-//! registration (a signed `RequestType="Confirmation"` with its SMSID) instead of registering
-//! again. Every exchange runs under a deadline. Identity and exchange are
-//! `mpagent-firmware-common` (`../firmware-common`, shared with the NUCLEO-F767ZI board); this
-//! crate holds the board: LAN9118, semihosting storage and provisioning, the boot sequence.
+//! up Ethernet with a static address, then one pass of the core's agent
+//! (`mpagent_core::io::driver`, with `mpagent_firmware_common::exchange` as the board's side): a
+//! stored registration is confirmed first (a new device registers), the heartbeat DDR is queued,
+//! the queue drains in order, policy is polled and bodies fetched, checked and acknowledged. Every
+//! step runs under a deadline; the pass ends at the agent's first wait (registration backoffs
+//! are waited through up to `max_failures` attempts), and the next boot goes on from the flash.
 //!
 //! QEMU exits through semihosting with 0 (registered, queue drained, policy polled), 3
-//! (registered, but the exchange stopped early: what is left stays queued for the next boot),
-//! 2 (pending approval) or 1 (failed). When the MP is unreachable, a registered device still
-//! queues its heartbeat, which a later boot delivers.
+//! (registered, but an exchange failed: what is left stays queued for the next boot),
+//! 2 (pending approval) or 1 (failed: not registered this boot, rejected, or an error). When the
+//! MP is unreachable, a registered device still queues its heartbeat, which a later boot delivers.
 //!
 //! Logs are defmt frames on semihosting stdout: `… | defmt-print -e <this ELF>`. No global
 //! allocator exists in this image.
@@ -38,21 +36,24 @@ use core::ffi::CStr;
 use core::net::Ipv4Addr;
 
 use cortex_m_rt::{entry, exception, ExceptionFrame};
-use defmt::{error, info, warn};
+use defmt::{error, info};
 use defmt_semihosting as _;
 use embassy_executor::{raw, Spawner};
 use embassy_net::{Runner, StackResources, StaticConfigV4};
-use embassy_time::{with_timeout, Duration, Instant};
-use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::agent::signed::MessageSigner;
+use embassy_time::{Duration, Instant};
+use mpagent_core::agent::lifecycle::{Agent, Schedule};
+use mpagent_core::agent::registration::{RegistrationState, SigningIdentity};
 use mpagent_core::config::{AgentConfig, ConfigError, SiteMode};
 use mpagent_core::guid::Smsid;
-use mpagent_core::io::{self, Clock as _, Progress, RegisterError, RegisterOptions};
-use mpagent_core::sign::SignError;
+use mpagent_core::io::driver::{
+    Buffers as DriverBuffers, Device, Driver, DriverError, PolicySlot, Step,
+};
+use mpagent_core::io::Clock as _;
 use mpagent_core::store::{Store, StoreError};
-use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::registration::AgentType;
-use mpagent_firmware_common::exchange::{self, Agent, Assignments, Buffers as ExchangeBuffers};
+use mpagent_firmware_common::exchange::{
+    self, Addresses, BoardHost, BoardReport, Bounded, MAX_ASSIGNMENTS,
+};
 use mpagent_firmware_common::identity::{
     self, CERT_BUFFER, LOAD_BUFFER_ANY_KIND, PROVISIONED_KEY_BUFFER,
 };
@@ -70,8 +71,6 @@ use crate::storage::{FlashError, SemihostingFiles, SemihostingFlash, StorageErro
 type BoardStore = Store<SemihostingFlash>;
 type StoreFailure = StoreError<FlashError>;
 type IdentityError = identity::IdentityError<FlashError>;
-type ExchangeError = exchange::ExchangeError<FlashError>;
-type Summary = exchange::Summary;
 
 const CONFIG_FILE: &CStr = c"mpagent.cfg";
 const FLASH_FILE: &CStr = c"flash.bin";
@@ -88,8 +87,6 @@ const POLICY_SCRATCH: usize = EXCHANGE_BUFFER * 3 / 2;
 const _: () = assert!(EXCHANGE_BUFFER >= LOAD_BUFFER_ANY_KIND);
 const SOCKET_BUFFER: usize = 2048;
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on the whole registration (every attempt and back-off included).
-const REGISTER_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Why a boot did not end registered.
 #[derive(Debug, defmt::Format)]
@@ -105,14 +102,13 @@ enum Failure {
     /// second identity is made), a new one could not be made, or saving it failed.
     Identity(IdentityError),
     Ethernet(lan9118::InitError),
-    Register(RegisterError),
-    /// The registration ran past [`REGISTER_DEADLINE`].
-    RegisterDeadline,
-    /// The MP never answered a stored SMSID's confirmation (the driver gave back `Pending`).
+    /// The agent's driver hit an error that retrying will not fix (store, signing).
+    Driver(DriverError<FlashError>),
+    /// The MP never answered a stored SMSID's confirmation this boot.
     NotConfirmed,
+    /// The MP never answered the registration this boot.
+    NotRegistered,
     Rejected,
-    ClientId(SignError),
-    Exchange(ExchangeError),
 }
 
 impl From<StorageError> for Failure {
@@ -127,15 +123,10 @@ impl From<StoreFailure> for Failure {
     }
 }
 
-impl From<ExchangeError> for Failure {
-    fn from(e: ExchangeError) -> Self {
-        Self::Exchange(e)
-    }
-}
-
 /// How a boot ended well.
 enum Outcome {
-    Registered(Smsid, Summary),
+    /// Registered; what the boot saw and how many messages are still queued.
+    Registered(Smsid, BoardReport, u32),
     Pending(Smsid),
     /// `--features measure` ran its measurements instead.
     Measured,
@@ -151,7 +142,7 @@ struct Buffers {
     socket_tx: [u8; SOCKET_BUFFER],
     exchange: [u8; EXCHANGE_BUFFER],
     policy_scratch: [u8; POLICY_SCRATCH],
-    assignments: Assignments,
+    policies: [PolicySlot; MAX_ASSIGNMENTS],
 }
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
@@ -162,7 +153,7 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     socket_tx: [0; SOCKET_BUFFER],
     exchange: [0; EXCHANGE_BUFFER],
     policy_scratch: [0; POLICY_SCRATCH],
-    assignments: Assignments::new(),
+    policies: [const { PolicySlot::EMPTY }; MAX_ASSIGNMENTS],
 });
 static FRAMES: ConstStaticCell<lan9118::Frames> = ConstStaticCell::new(lan9118::Frames::new());
 static NET_RESOURCES: ConstStaticCell<StackResources<2>> =
@@ -187,9 +178,9 @@ fn main() -> ! {
 async fn main_task(spawner: Spawner) {
     let result = run(spawner).await;
     match result {
-        Ok(Outcome::Registered(id, summary)) => {
-            info!("done {}: {}", id, summary);
-            semihosting::process::exit(if summary.stopped.is_none() { 0 } else { 3 })
+        Ok(Outcome::Registered(id, report, queued)) => {
+            info!("done {}: {}, {} still queued", id, report, queued);
+            semihosting::process::exit(if report.stopped || queued > 0 { 3 } else { 0 })
         }
         Ok(Outcome::Pending(id)) => {
             info!("pending approval {}", id);
@@ -218,7 +209,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         socket_tx,
         exchange,
         policy_scratch,
-        assignments,
+        policies,
     } = BUFFERS.take();
     let cfg = files
         .read(CONFIG_FILE, cfg_buf)?
@@ -293,14 +284,8 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     }
     stack.wait_config_up().await;
 
-    // Registration. A registered device confirms its SMSID (the core's Registrar sends
-    // confirmations from `Pending`; it has no "re-confirm a registration" entry point). A stored
-    // rejection is the Registrar's to judge (it asks again once the recheck time has passed).
-    let start = match stored_state {
-        RegistrationState::Registered(id) => RegistrationState::Pending(id),
-        other => other,
-    };
-    let mut registrar = Registrar::new(start);
+    // The agent: registration (a stored registration is confirmed first), the heartbeat, the
+    // queue, policy, one pass (`run_until_idle`): each step bounded in time.
     let mut connector = TcpConnector {
         stack,
         remote: (mp_ip, config.mp.port).into(),
@@ -308,114 +293,119 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         tx: socket_tx,
         timeout: NET_TIMEOUT,
     };
-    let identity = SigningIdentity {
-        signer: &signer,
+    let schedule = Schedule {
+        inventory_secs: 0,
+        ..Schedule::default()
+    };
+    let mut agent = Agent::new(stored_state, schedule, store.len(), clock.now());
+    // No status message per boot: its current wire form is not public (spec §5), so real sites
+    // may ignore it, and every boot would spend a flash record and an exchange on it.
+    agent.skip_online_status();
+    let mut bodies = PolicyFiles::default();
+    let mut host = BoardHost::new(
+        &config,
+        &signer,
         cert_der,
+        stored_state,
+        Addresses {
+            ip: prov.ip.octets(),
+            mac,
+        },
+        &mut bodies,
+    );
+    let device = Device {
+        config: &config,
+        identity: SigningIdentity {
+            signer: &signer,
+            cert_der,
+        },
+        agent_type: AgentType::Client,
     };
-    let options = RegisterOptions {
-        return_when_pending: true,
-        max_failures: prov.max_failures,
-    };
-    let mut recorder =
-        identity::RegistrationRecorder::new(&mut store, &signer, cert_der, stored_state);
-    // Stack: what setup (identity included) used, then a fresh paint for the registration alone.
+    let mut driver = Driver::new(
+        agent,
+        device,
+        &mut connector,
+        &mut clock,
+        &mut store,
+        &mut rng,
+        DriverBuffers {
+            exchange,
+            policy_scratch,
+            policies,
+        },
+        &mut host,
+    );
+    // Stack: what setup (identity included) used, then a fresh paint for the registration, then
+    // one for the data exchange.
     let setup_stack = stack_paint::peak();
+    {
+        // The agent's context: the agent, the driver (references and caches) and one step's
+        // future, which the executor holds while it runs; the buffers are statics on top.
+        let step = exchange::step(&mut driver);
+        let step_len = core::mem::size_of_val(&step);
+        drop(step);
+        info!(
+            "agent context: agent {=usize} B, driver {=usize} B, one step {=usize} B",
+            core::mem::size_of::<Agent>(),
+            core::mem::size_of_val(&driver),
+            step_len
+        );
+    }
     stack_paint::paint();
     let started = Instant::now();
-    let result = with_timeout(
-        REGISTER_DEADLINE,
-        io::register(
-            &mut connector,
-            &mut clock,
-            &config,
-            &identity,
-            AgentType::Client,
-            &mut registrar,
-            &mut rng,
-            exchange,
-            options,
-            &mut |p: &Progress| recorder.observe(p),
-        ),
-    )
-    .await;
-    let reg_stack = stack_paint::peak();
-    info!(
-        "registration took {=u64} ms; peak stack: setup {=usize} bytes, registration {=usize} bytes",
-        started.elapsed().as_millis(),
-        setup_stack,
-        reg_stack
-    );
-    let (answered, store_failed) = (recorder.answered, recorder.store_failed);
-    if let Some(e) = store_failed {
-        return Err(Failure::Identity(e));
-    }
-    let outcome = match result {
-        Ok(Ok(RegistrationState::Pending(_))) if !answered => Err(Failure::NotConfirmed),
-        Ok(Ok(state)) => Ok(state),
-        Ok(Err(e)) => Err(Failure::Register(e)),
-        Err(_) => Err(Failure::RegisterDeadline),
-    };
-    let registered = match outcome {
-        Ok(state) => state,
-        Err(failure) => {
-            // Not registered this boot: the heartbeat waits in the queue for the next one.
-            exchange::queue_offline(
-                &mut store,
-                stored_state,
-                &config,
-                &signer,
-                cert_der,
-                &clock,
-                prov.ip.octets(),
-                mac,
-                &mut rng,
+    let mut reg_stack = None;
+    loop {
+        let step = exchange::step(&mut driver).await.map_err(Failure::Driver)?;
+        if reg_stack.is_none()
+            && matches!(
+                driver.agent.registration(),
+                RegistrationState::Registered(_)
+            )
+        {
+            let peak = stack_paint::peak();
+            info!(
+                "registration took {=u64} ms; peak stack: setup {=usize} bytes, registration {=usize} bytes",
+                started.elapsed().as_millis(),
+                setup_stack,
+                peak
             );
-            return Err(failure);
+            reg_stack = Some(peak);
+            stack_paint::paint();
         }
-    };
-    let smsid = match registered {
-        RegistrationState::Registered(id) => id,
-        RegistrationState::Pending(id) => return Ok(Outcome::Pending(id)),
-        RegistrationState::Rejected(_) => return Err(Failure::Rejected),
-        RegistrationState::Unregistered => {
-            warn!("the driver returned while unregistered");
-            return Err(Failure::Rejected);
+        // One pass: the boot ends at the first wait (every failure backs off, so it comes),
+        // except for the registration's backoffs, waited through up to the provisioned number
+        // of failed attempts. The next boot goes on from what the flash holds.
+        if let Bounded::Step(Step::Idle(until)) = step {
+            let registering = !matches!(
+                driver.agent.registration(),
+                RegistrationState::Registered(_)
+            ) && !driver.agent.waiting_for_approval()
+                && !matches!(driver.agent.registration(), RegistrationState::Rejected(_));
+            if !registering || driver.agent.registrar().failures() >= prov.max_failures {
+                break;
+            }
+            driver.clock.sleep_until(until).await;
         }
-    };
-    info!("registered {}", smsid);
-
-    // Management data: heartbeat, queue, policy.
-    stack_paint::paint();
-    let client_id = ClientIdSignature::compute(&signer, smsid).map_err(Failure::ClientId)?;
-    let agent = Agent {
-        config: &config,
-        signer: MessageSigner::client(identity, &client_id),
-        clock: &clock,
-    };
-    let mut bufs = ExchangeBuffers {
-        exchange,
-        policy_scratch,
-        assignments,
-    };
-    let summary = exchange::report(
-        &mut store,
-        &mut connector,
-        &agent,
-        &mut bufs,
-        &mut PolicyFiles,
-        prov.ip.octets(),
-        mac,
-        &mut rng,
-    )
-    .await?;
+    }
+    let registration = driver.agent.registration();
+    let waiting = driver.agent.waiting_for_approval();
+    let queued = driver.store.len();
+    let report = driver.host.report;
     let exchange_stack = stack_paint::peak();
+    let reg_stack = reg_stack.unwrap_or(exchange_stack);
     info!(
         "exchange: {} still queued; peak stack: exchange {=usize} bytes, whole boot {=usize} bytes",
-        store.len(),
+        queued,
         exchange_stack,
         setup_stack.max(reg_stack).max(exchange_stack)
     );
-    Ok(Outcome::Registered(smsid, summary))
+    match registration {
+        RegistrationState::Registered(id) => Ok(Outcome::Registered(id, report, queued)),
+        RegistrationState::Pending(id) if waiting => Ok(Outcome::Pending(id)),
+        RegistrationState::Rejected(_) => Err(Failure::Rejected),
+        RegistrationState::Pending(_) => Err(Failure::NotConfirmed),
+        RegistrationState::Unregistered => Err(Failure::NotRegistered),
+    }
 }
 
 fn fail_hard(what: &str) -> ! {

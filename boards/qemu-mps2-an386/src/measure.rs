@@ -5,14 +5,11 @@
 //! for its stack (painting below the caller's frame). `boards/size-report.sh` parses the lines.
 
 use defmt::info;
-use embedded_io_async::ErrorKind;
 use mpagent_core::agent::outbound::{Post, PostParams};
 use mpagent_core::agent::registration::{build_request, SigningIdentity};
-use mpagent_core::agent::registration::{Registrar, RegistrationState};
 use mpagent_core::config::AgentConfig;
 use mpagent_core::guid::Guid;
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
-use mpagent_core::io::{self, Connector, RegisterOptions};
 use mpagent_core::sign::{P256Signer, Signer};
 use mpagent_core::sink::{emitted_len, Emit, Sha256Sink, Sink, WindowSink};
 use mpagent_core::time::UnixTime;
@@ -20,7 +17,6 @@ use mpagent_core::wire::header::{endpoint, ReplyMode};
 use mpagent_core::wire::registration::{AgentType, RequestType};
 use rand_chacha::ChaCha20Rng;
 
-use crate::net::BoardClock;
 use crate::{stack_paint, time_driver};
 
 const INSTRUCTIONS_PER_COUNT: u64 = 40;
@@ -59,39 +55,6 @@ fn stream(post: &dyn Emit) -> usize {
     }
     core::hint::black_box(hash.finish());
     total
-}
-
-/// A connector that is never polled: it only gives `io::register` a type to be sized with.
-struct Unpolled;
-
-/// Its connection.
-struct NoConnection;
-
-impl embedded_io_async::ErrorType for NoConnection {
-    type Error = ErrorKind;
-}
-
-impl embedded_io_async::Read for NoConnection {
-    async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        Ok(0)
-    }
-}
-
-impl embedded_io_async::Write for NoConnection {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        Ok(buf.len())
-    }
-    async fn flush(&mut self) -> Result<(), ErrorKind> {
-        Ok(())
-    }
-}
-
-impl Connector for Unpolled {
-    type Error = ErrorKind;
-    type Connection<'c> = NoConnection;
-    async fn connect(&mut self) -> Result<NoConnection, ErrorKind> {
-        Err(ErrorKind::NotConnected)
-    }
 }
 
 /// Measure every step of a first registration's CPU work.
@@ -146,29 +109,4 @@ pub fn report(config: &AgentConfig<'_>, now: UnixTime, rng: &mut ChaCha20Rng) {
     };
     let total = measure("request stream (512-byte window, hashed)", || stream(&post));
     info!("measure request length: {=usize} bytes", total);
-
-    // The agent's context: the registration driver's state (a future, never polled here) and
-    // its state machine. The exchange buffer is the caller's and comes on top.
-    let mut registrar = Registrar::new(RegistrationState::Unregistered);
-    let registrar_size = core::mem::size_of_val(&registrar);
-    let mut clock = BoardClock { epoch_at_boot: 0 };
-    let mut connector = Unpolled;
-    let mut observer = |_: &io::Progress| {};
-    let driver = io::register(
-        &mut connector,
-        &mut clock,
-        config,
-        &identity,
-        AgentType::Client,
-        &mut registrar,
-        rng,
-        &mut [],
-        RegisterOptions::default(),
-        &mut observer,
-    );
-    info!(
-        "measure agent context: {=usize} B driver state + {=usize} B registrar",
-        core::mem::size_of_val(&driver),
-        registrar_size
-    );
 }

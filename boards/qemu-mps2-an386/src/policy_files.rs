@@ -1,9 +1,10 @@
 //! Where this board keeps policy bodies: `policy<N>.xml` in QEMU's working directory (through
-//! semihosting), each written to `policy.tmp` and renamed over the previous copy once whole.
+//! semihosting), N counting the bodies of this boot; each is written to `policy.tmp` and renamed
+//! over the previous copy only once whole and matching its hash.
 
 use core::ffi::CStr;
 
-use mpagent_core::sink::{Overflow, Sink};
+use mpagent_core::sink::Overflow;
 use mpagent_firmware_common::exchange::{PolicyBodies, MAX_ASSIGNMENTS};
 use semihosting::fs::{self, File};
 use semihosting::io::Write as _;
@@ -17,39 +18,45 @@ const POLICY_FILES: [&CStr; MAX_ASSIGNMENTS] = [
 ];
 
 /// The policy files.
-pub struct PolicyFiles;
+#[derive(Default)]
+pub struct PolicyFiles {
+    file: Option<File>,
+    failed: bool,
+    kept: usize,
+}
 
 impl PolicyBodies for PolicyFiles {
-    type Body<'a> = FileSink;
-
-    fn begin(&mut self, _index: usize) -> Option<FileSink> {
-        let file = File::create(POLICY_TMP).ok()?;
-        Some(FileSink {
-            file,
-            failed: false,
-        })
+    fn start(&mut self) -> bool {
+        self.file = File::create(POLICY_TMP).ok();
+        self.failed = false;
+        self.file.is_some()
     }
 
-    fn keep(&mut self, index: usize, _len: usize) -> bool {
-        // The sink is dropped (the file closed) before this rename.
-        POLICY_FILES
-            .get(index)
-            .is_some_and(|name| fs::rename(POLICY_TMP, name).is_ok())
-    }
-}
-
-/// Streams a policy body into a semihosting file.
-pub struct FileSink {
-    file: File,
-    failed: bool,
-}
-
-impl Sink for FileSink {
     fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
-        if self.failed || self.file.write_all(bytes).is_err() {
+        let Some(file) = self.file.as_mut() else {
+            return Err(Overflow);
+        };
+        if self.failed || file.write_all(bytes).is_err() {
             self.failed = true;
             return Err(Overflow);
         }
         Ok(())
+    }
+
+    fn finish(&mut self, _len: usize, keep: bool) -> bool {
+        // Closed before the rename.
+        let written = self.file.take().is_some() && !self.failed;
+        if !(keep && written) {
+            let _ = fs::remove_file(POLICY_TMP);
+            return false;
+        }
+        let Some(name) = POLICY_FILES.get(self.kept % MAX_ASSIGNMENTS) else {
+            return false;
+        };
+        let kept = fs::rename(POLICY_TMP, name).is_ok();
+        if kept {
+            self.kept += 1;
+        }
+        kept
     }
 }

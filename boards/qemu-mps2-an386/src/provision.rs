@@ -8,7 +8,7 @@
 //! fqdn=qemu-1.local            # optional, default <name>.local
 //! ip=10.0.2.15/24              # optional, QEMU user networking's guest address
 //! gateway=10.0.2.2             # optional, QEMU user networking's host alias
-//! max_failures=3               # optional, attempts before giving up
+//! max_failures=3               # optional, failed registration attempts in one boot
 //! ```
 
 use core::net::Ipv4Addr;

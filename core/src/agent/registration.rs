@@ -16,7 +16,7 @@ use crate::time::UnixTime;
 use crate::wire::registration::{
     AgentType, BuildError, RegistrationData, RegistrationRequest, RequestType,
 };
-use crate::wire::reply::{RegistrationResponse, RegistrationStatus};
+use crate::wire::reply::{RegistrationResponse, RegistrationStatus, StatusNumbering};
 
 /// Where the appliance stands with the site: what is persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,13 @@ pub enum RegistrationEvent {
     RejectedOnce(UnixTime),
     /// Status 3 again: rejected at this time (persist it).
     Rejected(UnixTime),
+    /// The site asked the client to reset (current sites' Status 2): the SMSID is dropped
+    /// (persist `Unregistered`) and the agent registers afresh at the given time.
+    Reset(UnixTime),
+    /// The site says the certificate conflicts with another client's (current sites' Status 4):
+    /// a new key and certificate must be made before registering again; asked again at the
+    /// given time meanwhile.
+    CertificateReset(UnixTime),
 }
 
 impl RegistrationEvent {
@@ -80,11 +87,13 @@ impl RegistrationEvent {
         match *self {
             Self::Registered(id) => Some(RegistrationState::Registered(id)),
             Self::PendingApproval(id, _) => Some(RegistrationState::Pending(id)),
-            Self::Abandoned(..) => Some(RegistrationState::Unregistered),
+            Self::Abandoned(..) | Self::Reset(_) => Some(RegistrationState::Unregistered),
             Self::Rejected(at) => Some(RegistrationState::Rejected(at)),
-            Self::Issued(_) | Self::RetryAt(_) | Self::Discarded(..) | Self::RejectedOnce(_) => {
-                None
-            }
+            Self::Issued(_)
+            | Self::RetryAt(_)
+            | Self::Discarded(..)
+            | Self::RejectedOnce(_)
+            | Self::CertificateReset(_) => None,
         }
     }
 }
@@ -102,6 +111,12 @@ pub struct Registrar {
     /// Consecutive status-3 replies not yet believed.
     rejections: u32,
     next_attempt: UnixTime,
+    /// How long a believed rejection stands before the agent asks again.
+    rejection_recheck_secs: u64,
+    /// The SMSID this agent proposes in its registrations ([`proposed_smsid`]).
+    proposed: Option<Smsid>,
+    /// How the site numbers `Status`.
+    numbering: StatusNumbering,
 }
 
 impl Registrar {
@@ -115,6 +130,53 @@ impl Registrar {
             refusals: 0,
             rejections: 0,
             next_attempt: UnixTime(0),
+            rejection_recheck_secs: profile::REJECTION_RECHECK_SECS,
+            proposed: None,
+            numbering: StatusNumbering::default(),
+        }
+    }
+
+    /// Read `Status` with `numbering` (the site's generation; current sites by default).
+    pub fn with_status_numbering(mut self, numbering: StatusNumbering) -> Self {
+        self.numbering = numbering;
+        self
+    }
+
+    /// Propose `smsid` in every registration (`Data/@SMSID`), as real clients do (spec §4): a
+    /// reply that hands back exactly this SMSID is final without a confirmation, since a
+    /// corrupted or forged reply cannot name it by chance.
+    pub fn with_proposed_smsid(mut self, smsid: Smsid) -> Self {
+        self.proposed = Some(smsid);
+        self
+    }
+
+    /// The SMSID proposed in registrations, if any.
+    pub fn proposed(&self) -> Option<Smsid> {
+        self.proposed
+    }
+
+    /// Re-ask a believed rejection after `secs` instead of
+    /// [`profile::REJECTION_RECHECK_SECS`] (at least one second).
+    pub fn with_rejection_recheck(mut self, secs: u64) -> Self {
+        self.rejection_recheck_secs = secs.max(1);
+        self
+    }
+
+    /// When a believed rejection is asked again, if the site rejected this agent.
+    pub fn rejection_recheck_at(&self) -> Option<UnixTime> {
+        match self.state {
+            RegistrationState::Rejected(at) => Some(at.plus(self.rejection_recheck_secs)),
+            _ => None,
+        }
+    }
+
+    /// Ask again at once: a believed rejection is forgotten (an administrator approved the
+    /// device since), a backoff or approval wait is cut short. A registered agent is unchanged.
+    pub fn retry_now(&mut self) {
+        if let RegistrationState::Rejected(_) = self.state {
+            self.reset();
+        } else {
+            self.next_attempt = UnixTime(0);
         }
     }
 
@@ -144,14 +206,18 @@ impl Registrar {
 
     /// Forget a rejection and start over.
     pub fn reset(&mut self) {
-        *self = Self::new(RegistrationState::Unregistered);
+        let (proposed, numbering) = (self.proposed, self.numbering);
+        *self = Self::new(RegistrationState::Unregistered)
+            .with_rejection_recheck(self.rejection_recheck_secs)
+            .with_status_numbering(numbering);
+        self.proposed = proposed;
     }
 
     /// The next action at time `now`.
     pub fn poll(&self, now: UnixTime) -> RegistrarAction {
         if let RegistrationState::Rejected(at) = self.state {
             // A clock that went back behind the stamp cannot date it: ask again (one request).
-            let recheck = at.plus(profile::REJECTION_RECHECK_SECS);
+            let recheck = at.plus(self.rejection_recheck_secs);
             if now < recheck && now >= at {
                 return RegistrarAction::Rejected(recheck);
             }
@@ -163,7 +229,7 @@ impl Registrar {
                 RegistrarAction::Send(RequestType::Confirmation, Some(id))
             }
             (RegistrationState::Unregistered | RegistrationState::Rejected(_), None) => {
-                RegistrarAction::Send(RequestType::Registration, None)
+                RegistrarAction::Send(RequestType::Registration, self.proposed)
             }
         }
     }
@@ -174,21 +240,55 @@ impl Registrar {
         now: UnixTime,
         reply: &RegistrationResponse,
     ) -> RegistrationEvent {
-        if reply.status == RegistrationStatus::Rejected {
-            return self.on_rejection(now);
+        let status = reply.status_in(self.numbering);
+        match status {
+            // A current site's Error is "blocked, or the message was incorrect": believed and
+            // kept like a rejection (re-asked after the recheck interval), not retried at once.
+            RegistrationStatus::Rejected | RegistrationStatus::Error => {
+                return self.on_rejection(now)
+            }
+            RegistrationStatus::Reset => {
+                self.reset();
+                self.next_attempt = now.plus(profile::RETRY_BACKOFF_FIRST_SECS);
+                return RegistrationEvent::Reset(self.next_attempt);
+            }
+            RegistrationStatus::CertificateReset => {
+                self.candidate = None;
+                self.failures = self.failures.saturating_add(1);
+                self.next_attempt = now.plus(profile::RETRY_BACKOFF_MAX_SECS);
+                return RegistrationEvent::CertificateReset(self.next_attempt);
+            }
+            _ => {}
         }
         self.rejections = 0;
-        let confirmed = match (reply.status, reply.smsid) {
-            (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(id)) => id,
-            // Status 2, unknown statuses, and 0/1 without the SMSID the spec requires.
-            _ => return self.on_failure(now),
-        };
         // Which SMSID the request named: the candidate, the pending one, or none (a registration).
         let asked = match (self.candidate, self.state) {
             (Some(id), _) | (None, RegistrationState::Pending(id)) => Some(id),
             _ => None,
         };
+        let confirmed = match (status, reply.smsid, asked) {
+            (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(id), _) => id,
+            // Real MPs may answer a confirmation without an SMSID: it is the one asked about
+            // (spec §4).
+            (RegistrationStatus::Registered | RegistrationStatus::Pending, None, Some(id)) => id,
+            // Status 2, unknown statuses, and a registration answered 0/1 without an SMSID.
+            _ => return self.on_failure(now),
+        };
         match asked {
+            // The site took the SMSID we proposed: final (real clients do not confirm it).
+            None if self.proposed == Some(confirmed) => {
+                self.candidate = None;
+                self.failures = 0;
+                self.refusals = 0;
+                if status == RegistrationStatus::Registered {
+                    self.state = RegistrationState::Registered(confirmed);
+                    RegistrationEvent::Registered(confirmed)
+                } else {
+                    self.state = RegistrationState::Pending(confirmed);
+                    self.next_attempt = now.plus(profile::PENDING_RECHECK_SECS);
+                    RegistrationEvent::PendingApproval(confirmed, self.next_attempt)
+                }
+            }
             None => {
                 // A registration reply: check it with a confirmation at once.
                 self.candidate = Some(confirmed);
@@ -201,7 +301,7 @@ impl Registrar {
                 self.candidate = None;
                 self.failures = 0;
                 self.refusals = 0;
-                if reply.status == RegistrationStatus::Registered {
+                if status == RegistrationStatus::Registered {
                     self.state = RegistrationState::Registered(id);
                     RegistrationEvent::Registered(id)
                 } else {
@@ -274,8 +374,27 @@ impl Registrar {
     }
 }
 
+/// The SMSID an agent with certificate `cert_der` proposes: a version-4-shaped GUID from the
+/// certificate's SHA-256, so it is made once per identity, needs no storage of its own, and a
+/// new certificate (a new identity) proposes a new one.
+pub fn proposed_smsid(cert_der: &[u8]) -> Smsid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(cert_der);
+    let mut b = [0u8; 16];
+    for (d, s) in b.iter_mut().zip(digest.iter()) {
+        *d = *s;
+    }
+    if let Some(v) = b.get_mut(6) {
+        *v = (*v & 0x0F) | 0x40;
+    }
+    if let Some(v) = b.get_mut(8) {
+        *v = (*v & 0x3F) | 0x80;
+    }
+    Smsid(crate::guid::Guid(b))
+}
+
 /// Exponential backoff after `n` (≥ 1) failures, capped.
-fn backoff(n: u32) -> u64 {
+pub(crate) fn backoff(n: u32) -> u64 {
     let shift = n.saturating_sub(1).min(16);
     profile::RETRY_BACKOFF_FIRST_SECS
         .saturating_mul(1u64 << shift)
@@ -339,6 +458,23 @@ pub enum Registrant<'a> {
         /// The client's certificate (DER), registered as its signing and encryption certificate.
         client_cert_der: &'a [u8],
     },
+}
+
+impl Registrant<'_> {
+    /// The SMSID this registrant proposes ([`proposed_smsid`] of the certificate it registers);
+    /// none for an ISV proxy's own registration, whose SMSID the certificate import gave.
+    pub fn proposes(&self) -> Option<Smsid> {
+        match *self {
+            Registrant::Own {
+                agent_type: AgentType::IsvProxy,
+                ..
+            } => None,
+            Registrant::Own { identity, .. } => Some(proposed_smsid(identity.cert_der)),
+            Registrant::ProxyClient {
+                client_cert_der, ..
+            } => Some(proposed_smsid(client_cert_der)),
+        }
+    }
 }
 
 /// Build and sign the AgentType 8 request an ISV proxy (`proxy`, `proxy_smsid`) sends for a
@@ -407,6 +543,7 @@ mod tests {
     fn reply(status: RegistrationStatus, smsid: Option<Smsid>) -> RegistrationResponse {
         RegistrationResponse {
             status,
+            code: status.code(),
             smsid,
             approval_status: None,
             timestamp: None,
@@ -627,7 +764,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let mut r = Registrar::new(RegistrationState::Unregistered);
+        let mut r = Registrar::new(RegistrationState::Unregistered)
+            .with_status_numbering(StatusNumbering::Sms2007);
         let mut delays = [0u64; 10];
         for d in delays.iter_mut() {
             match r.on_response(UnixTime(0), &reply(RegistrationStatus::RetryLater, None)) {
@@ -650,6 +788,134 @@ mod tests {
         assert_eq!(r.state(), RegistrationState::Unregistered);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Other(7), None));
         assert_eq!(r.failures(), 2);
+    }
+
+    #[test]
+    fn a_proposed_smsid_handed_back_is_final_another_one_is_confirmed() {
+        let cert = [0x30, 0x03, 0x02, 0x01, 0x07];
+        let mine = proposed_smsid(&cert);
+        assert_eq!(mine, proposed_smsid(&cert), "made the same way every time");
+        assert_ne!(mine, proposed_smsid(&[0x30, 0x00]));
+        let text = mine.to_text();
+        assert_eq!(text[5 + 14], b'4', "version 4");
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_proposed_smsid(mine);
+        assert_eq!(
+            r.poll(UnixTime(0)),
+            RegistrarAction::Send(RequestType::Registration, Some(mine))
+        );
+        let ev = r.on_response(
+            UnixTime(1),
+            &reply(RegistrationStatus::Registered, Some(mine)),
+        );
+        assert_eq!(ev, RegistrationEvent::Registered(mine));
+        assert_eq!(r.poll(UnixTime(1)), RegistrarAction::Done(mine));
+        // The site picked another: confirmed before it is kept.
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_proposed_smsid(mine);
+        let ev = r.on_response(
+            UnixTime(1),
+            &reply(RegistrationStatus::Registered, Some(id())),
+        );
+        assert_eq!(ev, RegistrationEvent::Issued(id()));
+        assert_eq!(
+            r.poll(UnixTime(1)),
+            RegistrarAction::Send(RequestType::Confirmation, Some(id()))
+        );
+        // Pending with ours: pending at once, confirmed later; the proposal survives a reset.
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_proposed_smsid(mine);
+        let ev = r.on_response(UnixTime(1), &reply(RegistrationStatus::Pending, Some(mine)));
+        assert!(matches!(ev, RegistrationEvent::PendingApproval(id, _) if id == mine));
+        r.reset();
+        assert_eq!(r.proposed(), Some(mine));
+    }
+
+    #[test]
+    fn current_sites_reset_error_and_certificate_reset() {
+        let code = |n: i32| RegistrationResponse {
+            status: RegistrationStatus::from_code(n),
+            code: n,
+            smsid: None,
+            approval_status: None,
+            timestamp: None,
+        };
+        // 2 on a current site: reset, register afresh (the SMSID is dropped and persisted so).
+        let mut r = Registrar::new(RegistrationState::Pending(id()));
+        let ev = r.on_response(UnixTime(10), &code(2));
+        assert_eq!(ev, RegistrationEvent::Reset(UnixTime(15)));
+        assert_eq!(ev.persist(), Some(RegistrationState::Unregistered));
+        assert_eq!(
+            r.poll(UnixTime(15)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        // The same 2 on a 2007 site: send again, the state kept.
+        let mut r = Registrar::new(RegistrationState::Pending(id()))
+            .with_status_numbering(StatusNumbering::Sms2007);
+        assert_eq!(
+            r.on_response(UnixTime(10), &code(2)),
+            RegistrationEvent::RetryAt(UnixTime(15))
+        );
+        assert_eq!(r.state(), RegistrationState::Pending(id()));
+        // 3 on a current site (Error: blocked) is kept like a rejection once it comes twice.
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        assert!(matches!(
+            r.on_response(UnixTime(0), &code(3)),
+            RegistrationEvent::RejectedOnce(_)
+        ));
+        assert_eq!(
+            r.on_response(UnixTime(2), &code(3)),
+            RegistrationEvent::Rejected(UnixTime(2))
+        );
+        // 4: a new certificate is needed; nothing persisted, asked again after a long backoff.
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        let ev = r.on_response(UnixTime(0), &code(4));
+        assert_eq!(
+            ev,
+            RegistrationEvent::CertificateReset(UnixTime(profile::RETRY_BACKOFF_MAX_SECS))
+        );
+        assert_eq!(ev.persist(), None);
+    }
+
+    #[test]
+    fn a_confirmation_answered_without_smsid_means_the_one_asked_about() {
+        // Registration answered Status 1 with an SMSID; its confirmation says Pending without
+        // one, a later one Registered without one (a real MP's replies, spec §4).
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        r.on_response(UnixTime(0), &reply(RegistrationStatus::Pending, Some(id())));
+        assert_eq!(r.candidate(), Some(id()));
+        let ev = r.on_response(UnixTime(1), &reply(RegistrationStatus::Pending, None));
+        assert_eq!(
+            ev,
+            RegistrationEvent::PendingApproval(
+                id(),
+                UnixTime(1).plus(profile::PENDING_RECHECK_SECS)
+            )
+        );
+        let ev = r.on_response(UnixTime(70), &reply(RegistrationStatus::Registered, None));
+        assert_eq!(ev, RegistrationEvent::Registered(id()));
+        assert_eq!(r.state(), RegistrationState::Registered(id()));
+    }
+
+    #[test]
+    fn a_rejection_is_rechecked_on_the_configured_interval_or_at_once_when_asked() {
+        let mut r = Registrar::new(RegistrationState::Unregistered).with_rejection_recheck(600);
+        r.on_response(UnixTime(10), &reply(RegistrationStatus::Rejected, None));
+        r.on_response(UnixTime(12), &reply(RegistrationStatus::Rejected, None));
+        assert_eq!(r.state(), RegistrationState::Rejected(UnixTime(12)));
+        assert_eq!(r.rejection_recheck_at(), Some(UnixTime(612)));
+        assert_eq!(
+            r.poll(UnixTime(611)),
+            RegistrarAction::Rejected(UnixTime(612))
+        );
+        assert_eq!(
+            r.poll(UnixTime(612)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        r.retry_now();
+        assert_eq!(r.state(), RegistrationState::Unregistered);
+        assert_eq!(
+            r.poll(UnixTime(13)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        assert_eq!(r.rejection_recheck_at(), None);
     }
 
     #[test]
@@ -696,7 +962,8 @@ mod tests {
 
     #[test]
     fn a_rejection_followed_by_another_answer_is_forgotten() {
-        let mut r = Registrar::new(RegistrationState::Unregistered);
+        let mut r = Registrar::new(RegistrationState::Unregistered)
+            .with_status_numbering(StatusNumbering::Sms2007);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Rejected, None));
         // A transport failure in between neither confirms nor clears it.
         r.on_failure(UnixTime(0));

@@ -403,7 +403,27 @@ impl<F: NorFlash> Store<F> {
         body: &dyn Emit,
         scratch: &mut [u8],
     ) -> Result<(), StoreError<F::Error>> {
+        self.queue
+            .enqueue(&mut self.flash, meta, body, scratch)
+            .map(|_| ())
+    }
+
+    /// [`Store::enqueue`], answering the record it made, so that a newer message of the same
+    /// kind can [`Store::withdraw`] it later while it is still unsent.
+    pub fn enqueue_tracked(
+        &mut self,
+        meta: &MessageMeta,
+        body: &dyn Emit,
+        scratch: &mut [u8],
+    ) -> Result<QueuedMessage, StoreError<F::Error>> {
         self.queue.enqueue(&mut self.flash, meta, body, scratch)
+    }
+
+    /// Remove `msg` from wherever it sits in the queue (a newer report superseded it): `true` if
+    /// it was still queued, `false` if it was delivered already. A power cut during the call
+    /// leaves it either queued or withdrawn.
+    pub fn withdraw(&mut self, msg: &QueuedMessage) -> Result<bool, StoreError<F::Error>> {
+        self.queue.withdraw(&mut self.flash, msg)
     }
 
     /// The oldest message, if any (it stays queued until [`Store::pop`]).

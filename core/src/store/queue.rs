@@ -398,7 +398,7 @@ impl Queue {
         meta: &MessageMeta,
         body: &dyn Emit,
         scratch: &mut [u8],
-    ) -> Res<(), F> {
+    ) -> Res<QueuedMessage, F> {
         self.settle(flash)?;
         let body_len = emitted_len(body).map_err(|_| StoreError::TooLarge)?;
         let body_len = u32::try_from(body_len).map_err(|_| StoreError::TooLarge)?;
@@ -445,11 +445,55 @@ impl Queue {
         };
         let first_pos = sink.first_pos;
         result?;
+        let pos = first_pos.ok_or(StoreError::Corrupt)?;
         self.live = self.live.saturating_add(1);
         if self.head.is_none() {
-            self.head = first_pos;
+            self.head = Some(pos);
         }
-        Ok(())
+        Ok(QueuedMessage {
+            meta: *meta,
+            body_len,
+            pos,
+        })
+    }
+
+    /// Mark record `msg` popped wherever it sits in the queue, if it is still there: `false`
+    /// when it was delivered (popped) already or its page was reused since. Later scans skip
+    /// it like any popped record; its pages are reclaimed once the head passes them.
+    pub(crate) fn withdraw<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        msg: &QueuedMessage,
+    ) -> Res<bool, F> {
+        self.settle(flash)?;
+        if self.head.is_some_and(|h| h == msg.pos) {
+            return self.pop(flash, Some(msg.pos.seq));
+        }
+        let Some(run) = self.run else {
+            return Ok(false);
+        };
+        // Only pages of the live run can still hold it, and only at an offset before the tail
+        // on the page being filled.
+        let geo = self.ring.geo;
+        let in_run =
+            self.ring.dist(run.oldest, msg.pos.page) <= self.ring.dist(run.oldest, run.newest);
+        if !in_run || (msg.pos.page == run.newest && msg.pos.off >= self.tail) {
+            return Ok(false);
+        }
+        let at = self.ring.addr(msg.pos.page, msg.pos.off);
+        let raw = read_header(flash, geo, at).map_err(StoreError::Flash)?;
+        let same =
+            matches!(decode_frag(&raw), Decoded::Valid(h) if h.first() && h.seq == msg.pos.seq);
+        if !same || popped(flash, geo, at + geo.hdr())? {
+            return Ok(false);
+        }
+        let zeros = [0u8; MAX_GRANULE];
+        let word = zeros.get(..geo.g as usize).unwrap_or(&[]);
+        flash
+            .write(at + geo.hdr(), word)
+            .map_err(StoreError::Flash)?;
+        self.live = self.live.saturating_sub(1);
+        Ok(true)
     }
 
     /// The oldest record's metadata.
@@ -673,6 +717,11 @@ pub struct QueuedMessage {
 impl QueuedMessage {
     pub(crate) fn pos_seq(&self) -> u32 {
         self.pos.seq
+    }
+
+    /// Whether `other` is the same record (the same enqueue), whatever was read of it.
+    pub fn is_same_record(&self, other: &QueuedMessage) -> bool {
+        self.pos == other.pos
     }
 }
 

@@ -601,3 +601,59 @@ fn a_pop_cut_short_by_read_errors_completes_on_retry() {
         assert!(open(&mut f).is_empty());
     }
 }
+
+#[test]
+fn a_withdrawn_record_is_skipped_now_and_after_reopening() {
+    let mut f = Flash::default();
+    let mut s = Store::format(&mut f, LAYOUT).unwrap();
+    let mut scratch = [0u8; 24];
+    let a = s
+        .enqueue_tracked(&meta(1), &Pattern { seed: 1, len: 300 }, &mut scratch)
+        .unwrap();
+    let b = s
+        .enqueue_tracked(&meta(2), &Pattern { seed: 2, len: 40 }, &mut scratch)
+        .unwrap();
+    let c = s
+        .enqueue_tracked(&meta(3), &Pattern { seed: 3, len: 500 }, &mut scratch)
+        .unwrap();
+    assert_eq!(b.meta, meta(2));
+    assert!(!a.is_same_record(&b));
+    // The middle record goes; withdrawing it again finds nothing.
+    assert!(s.withdraw(&b).unwrap());
+    assert!(!s.withdraw(&b).unwrap());
+    assert_eq!(s.len(), 2);
+    let _ = s;
+    let mut s = open(&mut f);
+    assert_eq!(s.len(), 2);
+    let head = s.peek().unwrap().unwrap();
+    assert_eq!(head.meta, meta(1));
+    assert!(head.is_same_record(&a));
+    assert_eq!(
+        body_of(&mut s, &head),
+        Pattern { seed: 1, len: 300 }.bytes()
+    );
+    s.pop(&head).unwrap();
+    // The head passes the withdrawn record straight to the third.
+    let next = s.peek().unwrap().unwrap();
+    assert_eq!(next.meta, meta(3));
+    assert_eq!(
+        body_of(&mut s, &next),
+        Pattern { seed: 3, len: 500 }.bytes()
+    );
+    // A delivered record cannot be withdrawn; nor a record whose page was reused since.
+    assert!(!s.withdraw(&a).unwrap());
+    // Withdrawing the head is a pop.
+    assert!(s.withdraw(&c).unwrap());
+    assert!(s.is_empty());
+    assert_eq!(s.peek().unwrap(), None);
+    for n in 10..40u8 {
+        if s.enqueue(&meta(n), &Pattern { seed: n, len: 200 }, &mut scratch)
+            .is_err()
+        {
+            let h = s.peek().unwrap().unwrap();
+            s.pop(&h).unwrap();
+        }
+    }
+    assert!(!s.withdraw(&b).unwrap());
+    assert!(!s.withdraw(&a).unwrap());
+}

@@ -113,6 +113,8 @@ pub enum PolicyError {
     BadPolicyFlags,
     /// A `<Policy>` without a first child element holding the body location, or an empty one.
     MissingLocation,
+    /// A `PolicyHash` naming SHA-256 whose value is not 64 hex digits.
+    BadPolicyHash,
 }
 
 impl From<XmlError> for PolicyError {
@@ -146,6 +148,50 @@ pub struct PolicyAssignment<'a> {
     /// The body location: the text of `<Policy>`'s first child element, e.g.
     /// `http://<mp>/SMS_MP/.sms_pol?{id}.{version}` (see [`policy_location_path`]).
     pub location: XmlText<'a>,
+    /// `PolicyHash` of the location element (or of `<Policy>`), e.g. `SHA256:{hex}`: what the
+    /// body must hash to (spec §5).
+    pub policy_hash: Option<XmlText<'a>>,
+}
+
+/// The prefix of a SHA-256 `PolicyHash` value (case-insensitive).
+const SHA256_PREFIX: &str = "SHA256:";
+
+impl PolicyAssignment<'_> {
+    /// The SHA-256 the body must have: `Some` for a `PolicyHash` of `SHA256:{64 hex digits}`,
+    /// `None` when the assignment names no hash or one of another algorithm (real clients check
+    /// SHA-256 only), [`PolicyError::BadPolicyHash`] for a malformed SHA-256 value.
+    pub fn sha256(&self) -> Result<Option<[u8; 32]>, PolicyError> {
+        let Some(text) = self.policy_hash else {
+            return Ok(None);
+        };
+        let mut buf = [0u8; 96];
+        let value = text
+            .unescape_into(&mut buf)
+            .map_err(|_| PolicyError::BadPolicyHash)?
+            .trim();
+        let Some(prefix) = value.get(..SHA256_PREFIX.len()) else {
+            return Ok(None);
+        };
+        if !prefix.eq_ignore_ascii_case(SHA256_PREFIX) {
+            return Ok(None);
+        }
+        let hex = value.get(SHA256_PREFIX.len()..).unwrap_or("").as_bytes();
+        if hex.len() != 64 {
+            return Err(PolicyError::BadPolicyHash);
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (
+                pair.first().copied().and_then(digit),
+                pair.get(1).copied().and_then(digit),
+            ) {
+                (Some(h), Some(l)) => *byte = ((h << 4) | l) as u8,
+                _ => return Err(PolicyError::BadPolicyHash),
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
 fn parse_u32(t: XmlText<'_>) -> Option<u32> {
@@ -323,9 +369,15 @@ fn parse_policy<'a>(
         Some(f) => PolicyFlags(parse_u32(f).ok_or(PolicyError::BadPolicyFlags)?),
         None => PolicyFlags::default(),
     };
+    let mut policy_hash = attrs.get("PolicyHash");
     let location = loop {
         match r.next_event()? {
-            Some(Event::StartTag { .. }) => break r.read_text()?,
+            Some(Event::StartTag { attrs: child, .. }) => {
+                if let Some(h) = child.get("PolicyHash") {
+                    policy_hash = Some(h);
+                }
+                break r.read_text()?;
+            }
             Some(Event::Text(t)) if t.is_whitespace() => {}
             Some(Event::EmptyTag { .. } | Event::EndTag { .. }) | None => {
                 return Err(PolicyError::MissingLocation)
@@ -351,6 +403,7 @@ fn parse_policy<'a>(
         policy_category: attrs.get("PolicyCategory"),
         flags,
         location,
+        policy_hash,
     })
 }
 
@@ -506,6 +559,40 @@ mod tests {
 <PolicyLocation PolicyHash=\"SHA256:00\"><![CDATA[http://<mp>/SMS_MP/.sms_pol?{c6fe32fb-7e9c-4776-abe3-2a6d107447f1}.2_00]]></PolicyLocation><Other/></Policy></PolicyAssignment>\
 <PolicyAssignment><Policy PolicyID=\"P2\" PolicyVersion=\"1.00\">\n <PolicyLocation>http://&lt;mp&gt;/SMS_MP/.sms_pol?P2.1_00</PolicyLocation></Policy><Policy PolicyID=\"ignored\"/></PolicyAssignment>\
 </ReplyAssignments>";
+
+    #[test]
+    fn policy_hash_is_read_from_the_location_or_the_policy_and_checked_for_shape() {
+        let hex = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
+        let one = |policy_attr: &str, loc_attr: &str| {
+            std::format!(
+                "<ReplyAssignments><PolicyAssignment><Policy PolicyID=\"P\" PolicyVersion=\"1\"{policy_attr}><PolicyLocation{loc_attr}>http://&lt;mp&gt;/SMS_MP/.sms_pol?P.1</PolicyLocation></Policy></PolicyAssignment></ReplyAssignments>"
+            )
+        };
+        let hash = |xml: &str| {
+            let r = ReplyAssignments::parse(xml).unwrap();
+            let a = r.assignments().next().unwrap().unwrap();
+            a.sha256()
+        };
+        let mut want = [0u8; 32];
+        for (i, b) in want.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap();
+        }
+        let on_location = one("", &std::format!(" PolicyHash=\"SHA256:{hex}\""));
+        assert_eq!(hash(&on_location), Ok(Some(want)));
+        let on_policy = one(&std::format!(" PolicyHash=\"sha256:{hex}\""), "");
+        assert_eq!(hash(&on_policy), Ok(Some(want)));
+        assert_eq!(hash(&one("", "")), Ok(None));
+        // Another algorithm is not ours to check.
+        assert_eq!(hash(&one("", " PolicyHash=\"SHA1:0011\"")), Ok(None));
+        for bad in [
+            "SHA256:",
+            "SHA256:0011",
+            &std::format!("SHA256:{}zz", &hex[..62]),
+        ] {
+            let xml = one("", &std::format!(" PolicyHash=\"{bad}\""));
+            assert_eq!(hash(&xml), Err(PolicyError::BadPolicyHash), "{bad}");
+        }
+    }
 
     #[test]
     fn reply_assignments_are_iterated_with_borrowed_fields() {

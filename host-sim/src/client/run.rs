@@ -1,33 +1,29 @@
-//! `client run`: the long-running appliance. Each cycle registers if needed, queues the messages
-//! that are due (heartbeat DDR, hardware inventory, status), drains the store-and-forward queue
-//! in order, and polls policy (fetching, "applying" and acknowledging new bodies with a state
-//! message). The queue lives in a flash file in the state directory, in the same record format
-//! boards keep in flash, so a message queued while the MP is down is delivered when it is back,
-//! with its original message ID (the MP de-duplicates retries).
+//! `client run`: the long-running appliance on a host, a thin driver over the core's
+//! [`Agent`](mpagent_core::agent::lifecycle::Agent): the state directory persists the
+//! registration, the queue lives in a flash file in the same record format boards keep in flash,
+//! applied policy bodies go to `policies/`, messages the site refused under a confirmed
+//! registration to `refused/` (never dropped silently). Everything else — registration and
+//! re-confirmation, schedules, superseding, what a refusal means — is the core's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use mpagent_core::agent::messages::{request_assignments, sign_message, PolicyBodyRequest};
+use anyhow::{anyhow, Context, Result};
+use mpagent_core::agent::lifecycle::{Agent, Refusal, ReportKind, Schedule as AgentSchedule};
 use mpagent_core::agent::registration::{RegistrationState, SigningIdentity};
-use mpagent_core::agent::signed::{MessageParams, MessageSigner, SignedMessage};
-use mpagent_core::guid::{Guid, Smsid};
-use mpagent_core::io::{self, SendError};
+use mpagent_core::io::driver::{Buffers, Device, Driver, Event, Host, Persist, PolicySlot, Step};
+use mpagent_core::io::{Clock, SendError};
 use mpagent_core::sink::{Emit, Overflow, Sink};
-use mpagent_core::store::{Endpoint, MessageMeta, Store, StoreError};
+use mpagent_core::store::{MessageMeta, Store};
 use mpagent_core::time::UnixTime;
-use mpagent_core::wire::clientauth::ClientIdSignature;
-use mpagent_core::wire::header::ReplyMode;
+use mpagent_core::wire::registration::AgentType;
 use mpagent_core::wire::report::{
     InstanceContent, InstanceSource, InstanceWriter, Namespace, Report, ReportIdentity, ReportType,
     ReportVersion,
 };
-use mpagent_core::wire::state_message::StateMessage;
-use mpagent_core::wire::status::StatusMessage;
 
 use super::flash_file::FlashFile;
-use super::session::{AnyConnector, Session};
+use super::session::Session;
 use super::transport::unix_now;
 use super::{ClientOptions, EXCHANGE_BUFFER};
 
@@ -35,57 +31,157 @@ use super::{ClientOptions, EXCHANGE_BUFFER};
 pub const QUEUE_FILE: &str = "queue.flash";
 /// Where applied policy bodies are written.
 pub const POLICY_DIR: &str = "policies";
-/// Where messages the MP refused for good are kept (never silently dropped).
+/// Where messages the site refused under a confirmed registration are kept.
 pub const REFUSED_DIR: &str = "refused";
+/// Policy assignments handled per poll (more are left for a later poll).
+const MAX_ASSIGNMENTS: usize = 32;
 
-/// What one cycle should do.
+/// What a pass should do (tests and the demo narrow it; `client run` does everything).
 #[derive(Debug, Clone, Copy)]
 pub struct Due {
     /// Queue a heartbeat DDR.
     pub heartbeat: bool,
     /// Queue a hardware inventory with this many synthetic items (0 = none).
     pub inventory_items: usize,
-    /// Queue a status message.
+    /// Queue the online status message.
     pub status: bool,
     /// Poll policy.
     pub policy: bool,
 }
 
-/// What one cycle did.
+/// What a pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CycleReport {
-    /// The SMSID, once registered and approved.
+    /// The SMSID reports name, once the site knew the device.
     pub smsid: Option<String>,
-    /// Pending approval: no data sent.
+    /// Pending approval: nothing is sent until approved.
     pub pending: bool,
-    /// Messages queued this cycle.
+    /// Rejected by the site: asked again at this time (or with `--retry-now`).
+    pub rejected_until: Option<UnixTime>,
+    /// Reports queued.
     pub queued: u32,
-    /// Messages the MP acknowledged this cycle.
+    /// Messages the MP acknowledged.
     pub delivered: u32,
-    /// Messages left in the queue (the MP was unreachable or failed).
+    /// Messages left in the queue.
     pub still_queued: u32,
-    /// Messages the MP refused for good (kept under `refused/`).
+    /// Messages the site refused under a confirmed registration (kept under `refused/`).
     pub refused: u32,
-    /// Policies fetched and applied (`id.version`).
+    /// Unsent reports a newer one replaced.
+    pub superseded: u32,
+    /// Reports not made: the queue had no room.
+    pub no_room: u32,
+    /// Policies fetched, checked and applied (`id.version`).
     pub policies_applied: Vec<String>,
     /// Why delivery stopped early, if it did.
     pub delivery_stopped: Option<String>,
 }
 
+impl CycleReport {
+    /// Whether the pass did its job: registered, nothing left queued, nothing refused.
+    pub fn done(&self) -> bool {
+        self.smsid.is_some()
+            && !self.pending
+            && self.rejected_until.is_none()
+            && self.still_queued == 0
+            && self.delivery_stopped.is_none()
+            && self.no_room == 0
+    }
+}
+
+impl std::fmt::Display for CycleReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.smsid, self.pending, self.rejected_until) {
+            (_, _, Some(t)) => write!(
+                f,
+                "rejected by the site; asking again at {} (or now with --retry-now)",
+                crate::human::date(t)
+            )?,
+            (Some(id), true, _) => write!(f, "{id}: pending approval; nothing sent")?,
+            (Some(id), false, _) => write!(f, "{id}")?,
+            (None, _, _) => write!(f, "not registered")?,
+        }
+        write!(
+            f,
+            ": {} queued, {} delivered, {} waiting",
+            self.queued, self.delivered, self.still_queued
+        )?;
+        if self.superseded > 0 {
+            write!(f, ", {} superseded by newer reports", self.superseded)?;
+        }
+        if self.no_room > 0 {
+            write!(f, ", {} not made (queue full)", self.no_room)?;
+        }
+        if self.refused > 0 {
+            write!(f, ", {} refused (kept in {REFUSED_DIR}/)", self.refused)?;
+        }
+        if !self.policies_applied.is_empty() {
+            write!(
+                f,
+                ", policies applied: {}",
+                self.policies_applied.join(", ")
+            )?;
+        }
+        if let Some(why) = &self.delivery_stopped {
+            write!(f, "; stopped: {why}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Events for the demo and logs.
 #[derive(Debug, Clone)]
 pub enum RunEvent {
+    /// A registration or confirmation request went out (one connection).
+    RegistrationSent,
+    /// A registration step, as a sentence.
+    Registration(String),
     /// A message went into the queue.
-    Queued { endpoint: &'static str, bytes: u32 },
+    Queued {
+        /// Its endpoint.
+        endpoint: &'static str,
+        /// Whether it replaced an unsent older one of its kind.
+        superseded: bool,
+    },
+    /// A report was not made: the queue had no room.
+    NoRoom {
+        /// Which report.
+        kind: &'static str,
+    },
     /// The MP acknowledged a message.
     Delivered {
+        /// Its endpoint.
         endpoint: &'static str,
+        /// Its message ID, braced.
         message_id: String,
     },
     /// Delivery stopped; the rest stays queued.
-    DeliveryStopped { reason: String, queued: u32 },
-    /// A policy body was fetched and applied.
-    PolicyApplied { id: String, bytes: usize },
+    DeliveryStopped {
+        /// Why, as a sentence.
+        reason: String,
+        /// Messages waiting.
+        queued: u32,
+    },
+    /// The site refused a message under a confirmed registration; kept under `refused/`.
+    Refused {
+        /// Its message ID, braced.
+        message_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A policy body was fetched, checked and applied.
+    PolicyApplied {
+        /// `id.version`.
+        id: String,
+        /// Body bytes.
+        bytes: usize,
+    },
+    /// A policy body was refused (hash mismatch, fetch failure).
+    PolicyRefused {
+        /// `id`.
+        id: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A synthetic hardware inventory of `n` items: deterministic, as every emission pass must be.
@@ -122,6 +218,7 @@ impl InstanceSource for SyntheticInventory {
 }
 
 /// A `Vec` as a sink (host only).
+#[derive(Default)]
 struct VecSink(Vec<u8>);
 impl Sink for VecSink {
     fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
@@ -130,309 +227,19 @@ impl Sink for VecSink {
     }
 }
 
-/// A registered client with its queue, ready to exchange management data.
-pub struct Appliance {
-    session: Session,
-    connector: AnyConnector,
-    store: Store<FlashFile>,
-    smsid: Smsid,
-    client_id: ClientIdSignature,
-    buf: Vec<u8>,
+/// The host's side of the driver: files in the state directory, the synthetic reports, events.
+struct HostSide<'e> {
+    dir: PathBuf,
+    fqdn: String,
+    inventory_items: usize,
+    policy_body: VecSink,
+    policies_applied: Vec<String>,
+    stopped: Option<String>,
+    on: &'e mut dyn FnMut(&RunEvent),
 }
 
-fn store_err<E: std::fmt::Debug>(e: StoreError<E>) -> anyhow::Error {
-    anyhow!("queue store: {e:?}")
-}
-
-impl Appliance {
-    /// Open the session and the queue. `smsid` must be registered and approved.
-    pub fn open(opts: &ClientOptions, smsid: Smsid) -> Result<Appliance> {
-        let (session, connector) = Session::open(opts)?;
-        let path = session.state_dir.path().join(QUEUE_FILE);
-        let flash = FlashFile::open(&path, super::flash_file::DEFAULT_SIZE)
-            .with_context(|| format!("opening the queue {}", path.display()))?;
-        let layout = FlashFile::layout(flash.size());
-        let store = match Store::open(flash, layout) {
-            Ok(s) => s,
-            Err(e) => return Err(store_err(e)).context("the queue file is unreadable"),
-        };
-        let client_id = ClientIdSignature::compute(&session.identity.signer, smsid)
-            .map_err(|e| anyhow!("signing the client ID: {e:?}"))?;
-        Ok(Appliance {
-            session,
-            connector,
-            store,
-            smsid,
-            client_id,
-            buf: vec![0u8; EXCHANGE_BUFFER],
-        })
-    }
-
-    /// Messages waiting in the queue.
-    pub fn queued(&self) -> u32 {
-        self.store.len()
-    }
-
-    fn enqueue(&mut self, endpoint: Endpoint, body: &dyn Emit, now: UnixTime) -> Result<u32> {
-        let meta = MessageMeta {
-            message_id: Guid::random(&mut rand_core::OsRng),
-            endpoint,
-            reply_mode: ReplyMode::Async,
-            sent_time: now,
-            source_id: Some(self.smsid),
-        };
-        let len = mpagent_core::sink::emitted_len(body).map_err(|_| anyhow!("body too long"))?;
-        let mut scratch = [0u8; 512];
-        self.store
-            .enqueue(&meta, body, &mut scratch)
-            .map_err(store_err)?;
-        Ok(len as u32)
-    }
-
-    /// Queue the messages that are due.
-    pub fn queue_due(
-        &mut self,
-        due: &Due,
-        now: UnixTime,
-        on: &mut dyn FnMut(&RunEvent),
-    ) -> Result<u32> {
-        let config = self.session.config()?;
-        let netbios = config.netbios_name.to_string();
-        let fqdn = config.fqdn.to_string();
-        let site = config.site_code;
-        let identity = ReportIdentity::new(self.smsid, &netbios);
-        let date = now.to_datetime();
-        let mut queued = 0;
-        if due.heartbeat {
-            let discovery = super::host_discovery(&fqdn, &["127.0.0.1"]);
-            let report = Report::discovery(identity, date, &discovery);
-            let n = self.enqueue(Endpoint::Ddr, &report, now)?;
-            on(&RunEvent::Queued {
-                endpoint: Endpoint::Ddr.name(),
-                bytes: n,
-            });
-            queued += 1;
-        }
-        if due.inventory_items > 0 {
-            let inv = SyntheticInventory {
-                items: due.inventory_items,
-            };
-            let report = Report::hardware_inventory(
-                identity,
-                ReportType::Full,
-                ReportVersion::default(),
-                date,
-                &inv,
-            );
-            let n = self.enqueue(Endpoint::Hinv, &report, now)?;
-            on(&RunEvent::Queued {
-                endpoint: Endpoint::Hinv.name(),
-                bytes: n,
-            });
-            queued += 1;
-        }
-        if due.status {
-            let status = StatusMessage {
-                message_type: "appliance-online",
-                smsid: self.smsid,
-                machine_name: &netbios,
-                site_code: site,
-                time: date,
-                properties: &[
-                    ("Component", "mpagent"),
-                    ("Version", env!("CARGO_PKG_VERSION")),
-                ],
-                qualifiers: &[],
-            };
-            let n = self.enqueue(Endpoint::Status, &status, now)?;
-            on(&RunEvent::Queued {
-                endpoint: Endpoint::Status.name(),
-                bytes: n,
-            });
-            queued += 1;
-        }
-        Ok(queued)
-    }
-
-    /// Send queued messages in order until the queue is empty or the MP stops answering.
-    /// Returns (delivered, refused, why it stopped).
-    pub async fn drain(
-        &mut self,
-        on: &mut dyn FnMut(&RunEvent),
-    ) -> Result<(u32, u32, Option<String>)> {
-        let (mut delivered, mut refused) = (0, 0);
-        loop {
-            let Some(msg) = self.store.peek().map_err(store_err)? else {
-                return Ok((delivered, refused, None));
-            };
-            let meta = msg.meta;
-            let config = self.session.config()?;
-            let signing = SigningIdentity {
-                signer: &self.session.identity.signer,
-                cert_der: &self.session.identity.cert_der,
-            };
-            let signer = MessageSigner::client(signing, &self.client_id);
-            // SentTime is restamped at send time (the header is not signed and the MP checks a
-            // window); the message ID stays the original one so retries de-duplicate.
-            let params = MessageParams {
-                endpoint: meta.endpoint.name(),
-                reply_mode: meta.reply_mode,
-                message_id: meta.message_id,
-                now: unix_now(),
-            };
-            let outcome = {
-                let body = self.store.body(&msg);
-                let signed = SignedMessage::new(&config, &signer, params, &body)
-                    .map_err(|e| anyhow!("signing a queued message: {e:?}"))?;
-                let result = io::send_message(&mut self.connector, &signed, &mut self.buf).await;
-                if let Some(fault) = body.fault() {
-                    bail!(
-                        "queued message {:?} could not be read back: {fault:?}",
-                        meta.message_id
-                    );
-                }
-                result
-            };
-            let id = String::from_utf8_lossy(&meta.message_id.to_braced()).into_owned();
-            match outcome {
-                Ok(()) => {
-                    self.store.pop(&msg).map_err(store_err)?;
-                    delivered += 1;
-                    on(&RunEvent::Delivered {
-                        endpoint: meta.endpoint.name(),
-                        message_id: id,
-                    });
-                }
-                Err(e) if e.is_retryable() => {
-                    let reason = format!("{e:?}");
-                    on(&RunEvent::DeliveryStopped {
-                        reason: reason.clone(),
-                        queued: self.store.len(),
-                    });
-                    return Ok((delivered, refused, Some(reason)));
-                }
-                Err(e) => {
-                    self.keep_refused(&msg, &id, e)?;
-                    self.store.pop(&msg).map_err(store_err)?;
-                    refused += 1;
-                }
-            }
-        }
-    }
-
-    /// A message the MP refused for good goes to `refused/` with the reason, then leaves the
-    /// queue (it would block every later message otherwise): nothing is lost silently.
-    fn keep_refused(
-        &mut self,
-        msg: &mpagent_core::store::QueuedMessage,
-        id: &str,
-        e: SendError,
-    ) -> Result<()> {
-        let dir = self.session.state_dir.path().join(REFUSED_DIR);
-        std::fs::create_dir_all(&dir)?;
-        let mut sink = VecSink(Vec::new());
-        self.store
-            .body(msg)
-            .emit(&mut sink)
-            .map_err(|_| anyhow!("reading a refused message back"))?;
-        let name = id.trim_matches(|c| c == '{' || c == '}');
-        std::fs::write(dir.join(format!("{name}.body")), &sink.0)?;
-        std::fs::write(
-            dir.join(format!("{name}.reason")),
-            format!("{} refused by the MP: {e:?}\n", msg.meta.endpoint.name()),
-        )?;
-        tracing::error!(
-            message_id = id,
-            "MP refused a queued message for good: {e:?}; kept in {}",
-            dir.display()
-        );
-        Ok(())
-    }
-
-    /// Ask for policy, fetch bodies not applied yet, write them under `policies/`, and queue a
-    /// state message acknowledging each.
-    pub async fn poll_policy(&mut self, on: &mut dyn FnMut(&RunEvent)) -> Result<Vec<String>> {
-        let now = unix_now();
-        let config = self.session.config()?;
-        let signing = SigningIdentity {
-            signer: &self.session.identity.signer,
-            cert_der: &self.session.identity.cert_der,
-        };
-        let signer = MessageSigner::client(signing, &self.client_id);
-        let request = request_assignments(&config, self.smsid);
-        let signed = sign_message(
-            &config,
-            &signer,
-            &request,
-            Guid::random(&mut rand_core::OsRng),
-            now,
-        )
-        .map_err(|e| anyhow!("signing the policy request: {e:?}"))?;
-        let mut assignments: Vec<(String, String, String)> = Vec::new();
-        let mut scratch = vec![0u8; EXCHANGE_BUFFER * 2];
-        io::request_policy(
-            &mut self.connector,
-            &signed,
-            &mut self.buf,
-            &mut scratch,
-            &mut |a| {
-                let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {
-                    let mut b = [0u8; 512];
-                    t.unescape_into(&mut b)
-                        .map(str::to_string)
-                        .unwrap_or_default()
-                };
-                assignments.push((
-                    text(&a.policy_id),
-                    text(&a.policy_version),
-                    text(&a.location),
-                ));
-            },
-        )
-        .await
-        .map_err(|e| anyhow!("policy request failed: {e:?}"))?;
-        let dir = self.session.state_dir.path().join(POLICY_DIR);
-        std::fs::create_dir_all(&dir)?;
-        let mut applied = Vec::new();
-        for (id, version, location) in assignments {
-            let key = format!("{id}.{version}");
-            let path: PathBuf = dir.join(format!("{}.xml", sanitize(&key)));
-            if path.exists() {
-                continue;
-            }
-            let req = PolicyBodyRequest::new(
-                &config,
-                &self.session.identity.signer,
-                self.smsid,
-                &location,
-                unix_now(),
-            )
-            .map_err(|e| anyhow!("policy {key}: {e:?}"))?;
-            let mut body = VecSink(Vec::new());
-            io::fetch_policy_body(&mut self.connector, &req, &mut self.buf, &mut body)
-                .await
-                .map_err(|e| anyhow!("fetching policy {key}: {e:?}"))?;
-            super::state::write_atomic(&path, &body.0)?;
-            on(&RunEvent::PolicyApplied {
-                id: key.clone(),
-                bytes: body.0.len(),
-            });
-            applied.push(key);
-        }
-        // Acknowledge: one state message per applied policy (topic = policy ID), queued so it
-        // survives an outage like any other report.
-        let netbios = config.netbios_name.to_string();
-        for key in &applied {
-            let identity = ReportIdentity::new(self.smsid, &netbios);
-            let state = StateMessage::new(identity, unix_now().to_datetime(), key, 402, 0, 1);
-            let n = self.enqueue(Endpoint::Relay, &state, unix_now())?;
-            on(&RunEvent::Queued {
-                endpoint: Endpoint::Relay.name(),
-                bytes: n,
-            });
-        }
-        Ok(applied)
-    }
+fn braced(g: mpagent_core::guid::Guid) -> String {
+    String::from_utf8_lossy(&g.to_braced()).into_owned()
 }
 
 fn sanitize(s: &str) -> String {
@@ -447,116 +254,454 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Schedules of `client run`.
-#[derive(Debug, Clone, Copy)]
-pub struct Schedule {
-    /// Heartbeat DDR period.
-    pub heartbeat: Duration,
-    /// Hardware inventory period.
-    pub inventory: Duration,
-    /// Policy poll period.
-    pub policy: Duration,
-    /// Items in the synthetic inventory.
-    pub inventory_items: usize,
+impl HostSide<'_> {
+    fn policy_path(&self, id: &str, version: &str) -> PathBuf {
+        self.dir
+            .join(POLICY_DIR)
+            .join(format!("{}.xml", sanitize(&format!("{id}.{version}"))))
+    }
+
+    fn file(&self, meta: &MessageMeta, body: &dyn Emit, error: SendError) -> Result<()> {
+        let dir = self.dir.join(REFUSED_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let mut sink = VecSink::default();
+        body.emit(&mut sink)
+            .map_err(|_| anyhow!("reading a refused message back"))?;
+        let id = braced(meta.message_id);
+        let name = id.trim_matches(|c| c == '{' || c == '}');
+        super::state::write_atomic(&dir.join(format!("{name}.body")), &sink.0)?;
+        super::state::write_atomic(
+            &dir.join(format!("{name}.reason")),
+            format!(
+                "{} refused by the MP under a confirmed registration: {}\n",
+                meta.endpoint.name(),
+                crate::human::send_error(&error)
+            )
+            .as_bytes(),
+        )?;
+        Ok(())
+    }
 }
 
-/// One full cycle: register if needed, queue what is due, drain, poll policy, drain again.
+impl<F: mpagent_core::store::embedded_storage::nor_flash::NorFlash> Host<F> for HostSide<'_> {
+    fn report(
+        &mut self,
+        kind: ReportKind,
+        identity: ReportIdentity<'_>,
+        now: UnixTime,
+        queue: &mut dyn FnMut(&dyn Emit),
+    ) {
+        let date = now.to_datetime();
+        match kind {
+            ReportKind::Heartbeat => {
+                let discovery = super::host_discovery(&self.fqdn, &["127.0.0.1"]);
+                queue(&Report::discovery(identity, date, &discovery));
+            }
+            ReportKind::Inventory => {
+                let inventory = SyntheticInventory {
+                    items: self.inventory_items,
+                };
+                queue(&Report::hardware_inventory(
+                    identity,
+                    ReportType::Full,
+                    ReportVersion::default(),
+                    date,
+                    &inventory,
+                ));
+            }
+            ReportKind::OnlineStatus => {}
+        }
+    }
+
+    fn persist(&mut self, _store: &mut Store<F>, state: RegistrationState) -> Result<(), Persist> {
+        super::state::StateDir::open(&self.dir)
+            .and_then(|d| d.save_registration(state))
+            .map_err(|e| {
+                tracing::error!("saving the registration state: {e:#}");
+                Persist
+            })
+    }
+
+    fn file_refused(
+        &mut self,
+        meta: &MessageMeta,
+        body: &dyn Emit,
+        error: SendError,
+    ) -> Result<(), Persist> {
+        self.file(meta, body, error).map_err(|e| {
+            tracing::error!("keeping a refused message in {REFUSED_DIR}/: {e:#}");
+            Persist
+        })
+    }
+
+    fn policy_applied(&mut self, id: &str, version: &str) -> bool {
+        self.policy_path(id, version).exists()
+    }
+
+    fn policy_body(&mut self) -> &mut dyn Sink {
+        self.policy_body.0.clear();
+        &mut self.policy_body
+    }
+
+    fn policy_done(&mut self, id: &str, version: &str, _len: usize, keep: bool) -> bool {
+        let body = std::mem::take(&mut self.policy_body.0);
+        if !keep {
+            return false;
+        }
+        let path = self.policy_path(id, version);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| super::state::write_atomic(&path, &body));
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("writing policy {id} to {}: {e:#}", path.display());
+                false
+            }
+        }
+    }
+
+    fn event(&mut self, event: &Event<'_>) {
+        let line = crate::human::driver_event(event);
+        tracing::info!("{line}");
+        let run_event = match *event {
+            Event::Queued {
+                kind, superseded, ..
+            } => Some(RunEvent::Queued {
+                endpoint: kind.endpoint().name(),
+                superseded,
+            }),
+            Event::NoRoom(kind) => Some(RunEvent::NoRoom { kind: kind.name() }),
+            Event::Delivered {
+                endpoint,
+                message_id,
+            } => {
+                self.stopped = None;
+                Some(RunEvent::Delivered {
+                    endpoint: endpoint.name(),
+                    message_id: braced(message_id),
+                })
+            }
+            Event::DeliveryFailed { error, next } => {
+                let reason = match next {
+                    Refusal::Reconfirming => format!(
+                        "{}; confirming the registration with the site",
+                        crate::human::send_error(&error)
+                    ),
+                    _ => crate::human::send_error(&error),
+                };
+                self.stopped = Some(reason.clone());
+                Some(RunEvent::DeliveryStopped { reason, queued: 0 })
+            }
+            Event::Refused {
+                message_id, error, ..
+            } => Some(RunEvent::Refused {
+                message_id: braced(message_id),
+                reason: crate::human::send_error(&error),
+            }),
+            Event::PolicyFailed(_) => {
+                self.stopped = Some(line.clone());
+                None
+            }
+            Event::PolicyApplied { id, version, bytes } => {
+                let key = format!("{id}.{version}");
+                self.policies_applied.push(key.clone());
+                Some(RunEvent::PolicyApplied { id: key, bytes })
+            }
+            Event::PolicyHashMismatch { id, .. } | Event::PolicyFetchFailed { id, .. } => {
+                Some(RunEvent::PolicyRefused {
+                    id: id.to_string(),
+                    reason: line.clone(),
+                })
+            }
+            Event::RegistrationSending { .. } => Some(RunEvent::RegistrationSent),
+            Event::Registration(_) | Event::RegistrationFailed(_) => {
+                Some(RunEvent::Registration(line.clone()))
+            }
+            _ => None,
+        };
+        if let Some(e) = run_event {
+            (self.on)(&e);
+        }
+    }
+}
+
+/// The host clock, optionally skipping its waits (tests and `--once` of a demo run forward
+/// instead of sleeping): `now` is the system time plus what was skipped.
+pub struct HostClock {
+    skipped: u64,
+    skip: bool,
+}
+
+impl HostClock {
+    /// A clock that sleeps for real.
+    pub fn system() -> Self {
+        Self {
+            skipped: 0,
+            skip: false,
+        }
+    }
+
+    /// A clock that jumps over every wait.
+    pub fn skipping() -> Self {
+        Self {
+            skipped: 0,
+            skip: true,
+        }
+    }
+}
+
+impl Clock for HostClock {
+    fn now(&self) -> UnixTime {
+        unix_now().plus(self.skipped)
+    }
+
+    async fn sleep_until(&mut self, t: UnixTime) {
+        let now = self.now();
+        if t <= now {
+            return;
+        }
+        if self.skip {
+            self.skipped += t.0 - now.0;
+        } else {
+            tokio::time::sleep(Duration::from_secs(t.0 - now.0)).await;
+        }
+    }
+}
+
+/// How a pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// What is due at start.
+    pub due: Due,
+    /// The schedule's periods (`client run` only; a single pass ignores them).
+    pub schedule: AgentSchedule,
+    /// Waits up to this long are waited through (backoffs, the pause between a refused
+    /// confirmation and a fresh registration); a longer one ends the pass.
+    pub max_wait: Duration,
+    /// Skip waits instead of sleeping (tests).
+    pub skip_waits: bool,
+    /// Forget a rejection or backoff and ask at once.
+    pub retry_now: bool,
+    /// Never end the pass: sleep until the agent has something to do (`client run`).
+    pub forever: bool,
+}
+
+impl Plan {
+    /// A single pass doing `due`, waiting through backoffs of up to ten seconds (a refused
+    /// confirmation followed by a fresh registration fits; an MP that is down costs 15 s).
+    pub fn once(due: Due) -> Self {
+        Self {
+            due,
+            schedule: AgentSchedule::default(),
+            max_wait: Duration::from_secs(10),
+            skip_waits: false,
+            retry_now: false,
+            forever: false,
+        }
+    }
+}
+
+fn open_store(dir: &Path) -> Result<Store<FlashFile>> {
+    let path = dir.join(QUEUE_FILE);
+    let flash = FlashFile::open(&path, super::flash_file::DEFAULT_SIZE)
+        .with_context(|| format!("opening the queue {}", path.display()))?;
+    let layout = FlashFile::layout(flash.size());
+    Store::open(flash, layout).map_err(|e| {
+        anyhow!(
+            "the queue file {} is unreadable: {}",
+            path.display(),
+            crate::human::store_error(&e)
+        )
+    })
+}
+
+/// Messages waiting in the queue of the client in `opts`.
+pub fn queued_messages(opts: &ClientOptions) -> Result<u32> {
+    Ok(open_store(&opts.state_dir)?.len())
+}
+
+/// One pass: register or re-confirm, queue what `plan.due` asks for, deliver the queue, poll
+/// policy; waits up to `plan.max_wait` are waited through. Errors only for what retrying will
+/// not fix (a broken state directory or queue file); an unreachable MP is in the report.
+pub async fn run_cycle_with(
+    opts: &ClientOptions,
+    plan: Plan,
+    on: &mut dyn FnMut(&RunEvent),
+) -> Result<CycleReport> {
+    let due = plan.due;
+    let schedule = AgentSchedule {
+        heartbeat_secs: if due.heartbeat {
+            plan.schedule.heartbeat_secs.max(1)
+        } else {
+            0
+        },
+        inventory_secs: if due.inventory_items > 0 {
+            plan.schedule.inventory_secs.max(1)
+        } else {
+            0
+        },
+        policy_secs: if due.policy {
+            plan.schedule.policy_secs.max(1)
+        } else {
+            0
+        },
+        rejection_recheck_secs: plan.schedule.rejection_recheck_secs,
+    };
+    let mut clock = if plan.skip_waits {
+        HostClock::skipping()
+    } else {
+        HostClock::system()
+    };
+    let (session, mut connector) = Session::open(opts)?;
+    let config = session.config()?;
+    let mut store = open_store(session.state_dir.path())?;
+    let stored = session.state_dir.registration()?;
+    let start = clock.now();
+    let mut agent = Agent::new(stored, schedule, store.len(), start);
+    if !due.status {
+        agent.skip_online_status();
+    }
+    if plan.retry_now {
+        agent.retry_now(start);
+    }
+    let mut host = HostSide {
+        dir: session.state_dir.path().to_path_buf(),
+        fqdn: session.fqdn.clone(),
+        inventory_items: due.inventory_items,
+        policy_body: VecSink::default(),
+        policies_applied: Vec::new(),
+        stopped: None,
+        on,
+    };
+    let mut exchange = vec![0u8; EXCHANGE_BUFFER];
+    let mut scratch =
+        vec![0u8; mpagent_core::wire::policy::policy_reply_scratch_len(EXCHANGE_BUFFER)];
+    let mut slots = vec![PolicySlot::default(); MAX_ASSIGNMENTS];
+    let mut rng = rand_core::OsRng;
+    let device = Device {
+        config: &config,
+        identity: SigningIdentity {
+            signer: &session.identity.signer,
+            cert_der: &session.identity.cert_der,
+        },
+        agent_type: AgentType::Client,
+    };
+    let mut driver = Driver::new(
+        agent,
+        device,
+        &mut connector,
+        &mut clock,
+        &mut store,
+        &mut rng,
+        Buffers {
+            exchange: &mut exchange,
+            policy_scratch: &mut scratch,
+            policies: &mut slots,
+        },
+        &mut host,
+    );
+    // Everything due at start is done once: the periods lie ahead.
+    let first_period = [
+        schedule.heartbeat_secs,
+        schedule.inventory_secs,
+        schedule.policy_secs,
+    ]
+    .into_iter()
+    .filter(|&s| s > 0)
+    .min()
+    .unwrap_or(u64::MAX);
+    loop {
+        let step = driver
+            .step()
+            .await
+            .map_err(|e| anyhow!("{}", crate::human::driver_error(&e)))?;
+        let Step::Idle(until) = step else { continue };
+        let now = driver.clock.now();
+        let agent = &driver.agent;
+        let waiting = agent.waiting_for_approval()
+            || matches!(agent.registration(), RegistrationState::Rejected(_));
+        let wait = until.0.saturating_sub(now.0);
+        if !plan.forever
+            && (waiting
+                || wait > plan.max_wait.as_secs()
+                || until.0 >= start.0.saturating_add(first_period))
+        {
+            break;
+        }
+        driver.clock.sleep_until(until).await;
+    }
+    let agent = driver.agent.clone();
+    let still_queued = driver.store.len();
+    let counts = agent.counts();
+    let registration = agent.registration();
+    Ok(CycleReport {
+        smsid: agent.smsid().map(|s| s.to_string()).or(match registration {
+            RegistrationState::Pending(id) => Some(id.to_string()),
+            _ => None,
+        }),
+        pending: matches!(registration, RegistrationState::Pending(_))
+            && agent.waiting_for_approval(),
+        rejected_until: agent.registrar().rejection_recheck_at(),
+        queued: counts.queued,
+        delivered: counts.delivered,
+        still_queued,
+        refused: counts.refused,
+        superseded: counts.superseded,
+        no_room: counts.no_room,
+        policies_applied: host.policies_applied,
+        delivery_stopped: if still_queued > 0 || registration == RegistrationState::Unregistered {
+            host.stopped
+                .or_else(|| Some("the MP did not answer".into()))
+        } else {
+            host.stopped.filter(|_| false)
+        },
+    })
+}
+
+/// [`run_cycle_with`] with [`Plan::once`].
 pub async fn run_cycle(
     opts: &ClientOptions,
     due: Due,
     on: &mut dyn FnMut(&RunEvent),
 ) -> Result<CycleReport> {
-    let outcome = super::register(opts, &mut |p| tracing::info!("registration: {p:?}")).await;
-    let smsid = match outcome {
-        Ok(o) => match o.state {
-            RegistrationState::Registered(id) => id,
-            RegistrationState::Pending(id) => {
-                return Ok(CycleReport {
-                    smsid: Some(id.to_string()),
-                    pending: true,
-                    ..Default::default()
-                })
-            }
-            other => bail!("not registered: {other:?}"),
-        },
-        Err(e) => {
-            // The MP may be down: data already queued waits; new data is still queued below if
-            // the identity was registered before.
-            match super::state::StateDir::open(&opts.state_dir)?.registration()? {
-                RegistrationState::Registered(id) => {
-                    tracing::warn!("registration check failed ({e:#}); queueing offline");
-                    id
-                }
-                _ => return Err(e),
-            }
-        }
-    };
-    let mut appliance = Appliance::open(opts, smsid)?;
-    let mut report = CycleReport {
-        smsid: Some(smsid.to_string()),
-        ..Default::default()
-    };
-    report.queued = appliance.queue_due(&due, unix_now(), on)?;
-    let (d, r, stopped) = appliance.drain(on).await?;
-    report.delivered += d;
-    report.refused += r;
-    report.delivery_stopped = stopped;
-    if due.policy && report.delivery_stopped.is_none() {
-        match appliance.poll_policy(on).await {
-            Ok(applied) => report.policies_applied = applied,
-            Err(e) => report.delivery_stopped = Some(format!("{e:#}")),
-        }
-        if report.delivery_stopped.is_none() {
-            let (d, r, stopped) = appliance.drain(on).await?;
-            report.delivered += d;
-            report.refused += r;
-            report.delivery_stopped = stopped;
-        }
-    }
-    report.still_queued = appliance.queued();
-    Ok(report)
+    run_cycle_with(opts, Plan::once(due), on).await
 }
 
-/// Run cycles forever (or once), each on its schedule.
+/// Run forever on `schedule` (or one pass with `once`); returns the last pass's report.
 pub async fn run(
     opts: &ClientOptions,
-    schedule: Schedule,
+    schedule: AgentSchedule,
+    inventory_items: usize,
     once: bool,
+    retry_now: bool,
     on: &mut dyn FnMut(&RunEvent),
-) -> Result<()> {
-    let start = std::time::Instant::now();
-    let (mut next_hb, mut next_inv, mut next_pol) = (start, start, start);
-    // The status message goes with the first cycle only (comparing `Instant`s for this never
-    // held: `now` is read after `start`).
-    let mut first = true;
-    loop {
-        let now = std::time::Instant::now();
-        let due = Due {
-            heartbeat: now >= next_hb,
-            inventory_items: if now >= next_inv {
-                schedule.inventory_items
-            } else {
-                0
-            },
-            status: std::mem::take(&mut first),
-            policy: now >= next_pol,
+) -> Result<CycleReport> {
+    let due = Due {
+        heartbeat: schedule.heartbeat_secs > 0,
+        inventory_items: if schedule.inventory_secs > 0 {
+            inventory_items
+        } else {
+            0
+        },
+        status: true,
+        policy: schedule.policy_secs > 0,
+    };
+    if once {
+        let plan = Plan {
+            schedule,
+            retry_now,
+            ..Plan::once(due)
         };
-        let report = run_cycle(opts, due, on).await?;
-        tracing::info!("cycle: {report:?}");
-        if due.heartbeat {
-            next_hb = now + schedule.heartbeat;
-        }
-        if due.inventory_items > 0 {
-            next_inv = now + schedule.inventory;
-        }
-        if due.policy {
-            next_pol = now + schedule.policy;
-        }
-        if once {
-            println!("{report:?}");
-            return Ok(());
-        }
-        let wake = next_hb.min(next_inv).min(next_pol);
-        tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
+        return run_cycle_with(opts, plan, on).await;
     }
+    let plan = Plan {
+        schedule,
+        retry_now,
+        forever: true,
+        ..Plan::once(due)
+    };
+    run_cycle_with(opts, plan, on).await
 }

@@ -143,6 +143,73 @@ pub fn prebuild_registration(url: &str, site: &str, i: usize) -> Result<Prebuilt
     })
 }
 
+/// What a `CCM_POST` leaves out in a floor measurement (`fleet --bound K --floor …`): how fast
+/// the MP would be without that part. Such an MP answers registrations without recording them,
+/// so it is never a usable MP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Floor {
+    /// Everything: the request is read and a canned registration reply written (HTTP and TCP
+    /// only).
+    Transport,
+    /// The store: envelope, XML, signature check and look-ups as always, then a registration
+    /// reply with a fresh SMSID, without the database write.
+    NoStore,
+}
+
+/// An in-process MP that leaves `floor` out of every `CCM_POST`.
+pub async fn start_floor_mp(
+    config: mp::MpConfig,
+    listen: std::net::SocketAddr,
+    floor: Floor,
+) -> Result<mp::MpServer> {
+    let shortcut = match floor {
+        Floor::Transport => mp::Shortcut::Canned(canned_registration_reply(&config)?),
+        Floor::NoStore => mp::Shortcut::NoWrite(reply_without_store),
+    };
+    mp::MpServer::start_with_shortcut(config, listen, shortcut).await
+}
+
+/// [`Floor::NoStore`]: the reply a registration would get, with a fresh SMSID and nothing
+/// written; other requests get their answer with the write left out.
+fn reply_without_store(
+    config: &mp::MpConfig,
+    pending: mp::handler::PendingPost,
+) -> Result<mp::handler::Reply, mp::rejection::Rejection> {
+    pending.reply_with(config, |endpoint, step| match step {
+        mp::step::Step::Ready(answer) => answer,
+        mp::step::Step::Write(_) if endpoint == "MP_ClientRegistration" => {
+            mp::handler::EndpointReply::Message(unstored_registration_xml())
+        }
+        mp::step::Step::Write(_) => mp::handler::EndpointReply::Accepted,
+    })
+}
+
+fn unstored_registration_xml() -> String {
+    mp::registration::Outcome {
+        response_type: "Registration".into(),
+        status: mp::messages::RegistrationStatus::Registered,
+        smsid: Some(mp::util::new_smsid()),
+    }
+    .to_xml()
+}
+
+/// [`Floor::Transport`]: a registration reply for no request in particular (to a header without
+/// options), made once and sent to every request.
+fn canned_registration_reply(config: &mp::MpConfig) -> Result<mp::handler::Reply> {
+    let header = mp::messages::MsgHeader::parse(
+        "<Msg><ID>{00000000-0000-0000-0000-000000000000}</ID>\
+         <TargetEndpoint>MP_ClientRegistration</TargetEndpoint>\
+         <Body Type=\"ByteRange\" Offset=\"0\" Length=\"2\" /></Msg>",
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(mp::handler::build_reply(
+        config,
+        &header,
+        &unstored_registration_xml(),
+    ))
+}
+
 /// What `fleet --bound` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BoundSummary {
@@ -151,7 +218,7 @@ pub struct BoundSummary {
     pub concurrency: usize,
     pub connections: Connections,
     /// What (b)'s MP left out (`--floor`): `None` for the real MP.
-    pub floor: Option<mp::Floor>,
+    pub floor: Option<Floor>,
     /// (a) ECDSA verifications per second over all verify threads.
     pub verify_per_sec: f64,
     pub verify_secs: f64,
@@ -193,8 +260,8 @@ impl std::fmt::Display for BoundSummary {
                 f,
                 "  floor                (b)'s MP leaves out {} (a measurement, not an MP)",
                 match floor {
-                    mp::Floor::Transport => "everything but HTTP and TCP",
-                    mp::Floor::NoStore => "the database write",
+                    Floor::Transport => "everything but HTTP and TCP",
+                    Floor::NoStore => "the database write",
                 }
             )?;
         }
@@ -311,14 +378,14 @@ pub async fn run_bound(
     concurrency: usize,
     verify_threads: usize,
     connections: Connections,
-    floor: Option<mp::Floor>,
+    floor: Option<Floor>,
 ) -> Result<BoundSummary> {
     anyhow::ensure!(requests > 0 && concurrency > 0 && verify_threads > 0);
     let dir = tempfile::tempdir()?;
     let config = local_mp_config(dir.path(), concurrency);
     let server = match floor {
         None => mp::MpServer::start(config, localhost_any_port()).await?,
-        Some(floor) => mp::MpServer::start_floor(config, localhost_any_port(), floor).await?,
+        Some(floor) => start_floor_mp(config, localhost_any_port(), floor).await?,
     };
     let url = server.url();
     let addr = server.local_addr();

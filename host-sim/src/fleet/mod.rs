@@ -25,7 +25,8 @@
 
 mod bound;
 pub use bound::{
-    prebuild_registration, run_bound, BoundSummary, Connections, PrebuiltRegistration,
+    prebuild_registration, run_bound, start_floor_mp, BoundSummary, Connections, Floor,
+    PrebuiltRegistration,
 };
 
 use std::collections::BTreeMap;
@@ -337,9 +338,12 @@ fn local_mp_config(dir: &std::path::Path, concurrency: usize) -> MpConfig {
         approval: Approval::Auto,
         limits: Limits {
             max_connections: concurrency.max(64) + 16,
+            // Every appliance of the fleet comes from this one host.
+            max_connections_per_address: concurrency.max(64) + 16,
             ..Limits::default()
         },
         mp_host: "mp.fleet.local".into(),
+        strict: false,
     }
 }
 
@@ -664,7 +668,8 @@ impl Worker {
             signer: &signer,
             cert_der: &cert_der,
         };
-        let mut registrar = Registrar::new(RegistrationState::Unregistered);
+        let mut registrar = Registrar::new(RegistrationState::Unregistered)
+            .with_proposed_smsid(mpagent_core::agent::registration::proposed_smsid(&cert_der));
         let t = Instant::now();
         let outcome = io::register(
             &mut connector,

@@ -31,9 +31,9 @@
 //!   the message `ID`) when it retries a queued message.
 
 use super::db::{ClientRow, ClientStatus, SiteDb};
-use super::handler::Rejection;
 use super::messages::MsgHeader;
 use super::registration::agent_type;
+use super::rejection::Rejection;
 use super::util::{normalize_smsid, parse_utc_timestamp};
 use super::verify::{self, PublicKey, SigAlg};
 use std::collections::BTreeMap;

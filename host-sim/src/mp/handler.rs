@@ -8,56 +8,10 @@ use super::clientauth::{self, Sender};
 use super::db::SiteDb;
 use super::envelope::{self, Body};
 use super::messages::{reply_header_xml, MsgHeader};
+use super::rejection::Rejection;
 use super::step::Step;
 use super::util::unix_now;
 use super::{management, policy, registration, MpConfig};
-
-/// A refused request: the reason goes to the log, the rejection table and the 403 body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub reason: String,
-    /// The endpoint, once the header was read.
-    pub endpoint: Option<String>,
-    /// A fault of ours (database), answered 500 rather than 403.
-    pub internal: bool,
-}
-
-impl Rejection {
-    pub fn new(reason: impl Into<String>) -> Rejection {
-        Rejection {
-            reason: reason.into(),
-            endpoint: None,
-            internal: false,
-        }
-    }
-
-    pub fn internal(reason: impl Into<String>) -> Rejection {
-        Rejection {
-            internal: true,
-            ..Rejection::new(reason)
-        }
-    }
-
-    fn at(mut self, endpoint: &str) -> Rejection {
-        self.endpoint.get_or_insert_with(|| endpoint.to_string());
-        self
-    }
-}
-
-macro_rules! rejection_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Rejection {
-            fn from(e: $t) -> Rejection {
-                Rejection::new(e.to_string())
-            }
-        }
-    )*};
-}
-rejection_from!(
-    super::envelope::EnvelopeError,
-    super::messages::XmlError,
-    super::verify::VerifyError
-);
 
 /// A successful answer: the content type and body of an HTTP 200.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,39 +83,16 @@ impl PendingPost {
         self.request.reply(config, answer)
     }
 
-    /// Floor measurement only ([`super::server::Floor::NoStore`]): the reply a registration
-    /// would get, with a fresh SMSID and nothing written; other requests get their answer with
-    /// the write left out.
-    pub fn reply_without_store(self, config: &MpConfig) -> Result<Reply, Rejection> {
-        let answer = match self.answer {
-            Step::Ready(answer) => answer,
-            Step::Write(_) if self.request.endpoint == "MP_ClientRegistration" => {
-                EndpointReply::Message(unstored_registration_xml())
-            }
-            Step::Write(_) => EndpointReply::Accepted,
-        };
+    /// The reply with the answer `decide` makes of the endpoint's name and its pending step,
+    /// instead of running that step (measurements that leave the write out).
+    pub fn reply_with(
+        self,
+        config: &MpConfig,
+        decide: impl FnOnce(&str, Step<EndpointReply>) -> EndpointReply,
+    ) -> Result<Reply, Rejection> {
+        let answer = decide(&self.request.endpoint, self.answer);
         self.request.reply(config, Ok(answer))
     }
-}
-
-fn unstored_registration_xml() -> String {
-    registration::Outcome {
-        response_type: "Registration".into(),
-        status: super::messages::RegistrationStatus::Registered,
-        smsid: Some(super::util::new_smsid()),
-    }
-    .to_xml()
-}
-
-/// Floor measurement only ([`super::server::Floor::Transport`]): a registration reply for no
-/// request in particular (to a header without options), made once and sent to every request.
-pub fn unstored_registration_reply(config: &MpConfig) -> Result<Reply, Rejection> {
-    let header = MsgHeader::parse(
-        "<Msg><ID>{00000000-0000-0000-0000-000000000000}</ID>\
-         <TargetEndpoint>MP_ClientRegistration</TargetEndpoint>\
-         <Body Type=\"ByteRange\" Offset=\"0\" Length=\"2\" /></Msg>",
-    )?;
-    Ok(build_reply(config, &header, &unstored_registration_xml()))
 }
 
 impl PostedRequest {
@@ -209,13 +140,19 @@ pub fn prepare_ccm_post(
             .map_err(Rejection::from)
         };
         if endpoint == "MP_ClientRegistration" {
-            Ok(
-                registration::handle_presented(db, config.approval, &decode()?, client_cert)?
-                    .map(|outcome| EndpointReply::Message(outcome.to_xml())),
-            )
+            Ok(registration::handle_presented(
+                db,
+                config.approval,
+                config.strict,
+                &decode()?,
+                client_cert,
+            )?
+            .map(|outcome| EndpointReply::Message(outcome.to_xml())))
         } else if is_signed_endpoint(&endpoint) {
             // Authenticate over the octet-stream part exactly as received, before inflating it.
-            let sender = clientauth::authenticate_presented(db, &header, body_part, client_cert)?;
+            // A real MP answers a failure here 200 with an empty body (wire.md §5).
+            let sender = clientauth::authenticate_presented(db, &header, body_part, client_cert)
+                .map_err(|r| if config.strict { r.quietly() } else { r })?;
             signed(config, db, &header, &endpoint, sender, decode()?)
         } else {
             Err(Rejection::new(format!("unsupported endpoint {endpoint:?}")))
@@ -257,8 +194,10 @@ fn signed(
         config.limits.sent_time_window,
     )?;
     if !one_way {
-        return Ok(policy::handle_request(config, db, &sender, &body)?.map(EndpointReply::Message));
+        return Ok(policy::handle_request(config, db, &sender, &body)?
+            .map(|xml| xml.map_or(EndpointReply::Accepted, EndpointReply::Message)));
     }
+    let body = management::report_of(&endpoint, body, &sender.smsid, config.strict)?;
     let kind = management::classify(&endpoint, &body, &sender.smsid)?;
     let sent_time = header.sent_time.as_deref().map(|t| t.trim().to_owned());
     Ok(Step::write(move |db| {
@@ -296,10 +235,11 @@ fn duplicate(
     Ok(EndpointReply::Accepted)
 }
 
-/// The reply envelope: header (UTF-16LE + BOM) and body (UTF-16LE + `00 00` + CRLF), the body part
-/// zlib-compressed (CRLF included, as the public tools expect) when the client asked for it.
+/// The reply envelope as real MPs frame it: header (UTF-16LE + BOM) and body (UTF-16LE + one
+/// `00 00`, nothing after it), the body part zlib-compressed when the client asked for it.
 pub fn build_reply(config: &MpConfig, request: &MsgHeader, body_xml: &str) -> Reply {
-    let (stream, length) = envelope::body_stream(body_xml);
+    let stream = envelope::reply_stream(body_xml);
+    let length = stream.len();
     let compress = request.wants_zlib_reply();
     let header = reply_header_xml(request, &config.mp_host, length, compress);
     let part = if compress {
@@ -324,6 +264,7 @@ mod tests {
             approval: super::super::Approval::Auto,
             limits: Default::default(),
             mp_host: "mp.test".into(),
+            strict: false,
         }
     }
 
@@ -398,5 +339,29 @@ mod tests {
         let body =
             envelope::decode_body_part(b, true, h.body_range().unwrap(), &[], 1 << 20).unwrap();
         assert_eq!(body.text, "<R/>");
+        // Real MPs' framing: the inflated part is the text and exactly one NUL, nothing after.
+        let inflated = envelope::zlib_decompress(b, 1 << 20).unwrap();
+        assert_eq!(inflated, b"<\0R\0/\0>\0\0\0");
+        assert_eq!(h.body_range().unwrap().length, inflated.len());
+    }
+
+    #[test]
+    fn uncompressed_reply_ends_at_the_nul() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let header = MsgHeader::parse(
+            &HEADER
+                .replace(" ReplyCompression=\"zlib\"", "")
+                .replace("LEN", "10")
+                .replace("EP", "MP_ClientRegistration"),
+        )
+        .unwrap();
+        let reply = build_reply(&config, &header, "<R/>");
+        let parts = envelope::split_multipart(&reply.body, envelope::BOUNDARY).unwrap();
+        let (h, b) = envelope::message_parts(&parts).unwrap();
+        let h = MsgHeader::parse(&envelope::decode_header_part(h).unwrap()).unwrap();
+        assert!(!h.is_compressed());
+        assert_eq!(b, b"<\0R\0/\0>\0\0\0");
+        assert_eq!(h.body_range().unwrap().length, b.len());
     }
 }

@@ -6,10 +6,11 @@
 //! first ([`super::tls`]); the HTTP layer above is the same for both.
 
 use super::db::SiteDbPool;
-use super::handler::{self, Rejection};
+use super::handler;
 use super::http::{self, Head};
 use super::lookup::{self, MpIdentity};
 use super::policy::{self, BodyRefusal};
+use super::rejection::Rejection;
 use super::tls::TlsConfig;
 use super::util::http_date;
 use super::{validate_site_code, Limits, MpConfig};
@@ -36,29 +37,18 @@ struct Shared {
     identity: MpIdentity,
     /// Native mode: every connection is TLS with a verified client certificate.
     tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Measurement only (`fleet --bound --floor`): a part of the `CCM_POST` path left out.
-    floor: Option<FloorRun>,
+    /// Measurement only: a part of the `CCM_POST` path left out.
+    shortcut: Option<Shortcut>,
 }
 
-/// A [`Floor`] as the server runs it.
-enum FloorRun {
-    /// [`Floor::Transport`], with the one reply it sends to every request.
-    Transport(handler::Reply),
-    NoStore,
-}
-
-/// What a `CCM_POST` leaves out in a floor measurement (`fleet --bound K --floor …`): how fast
-/// the MP would be without that part. Only [`MpServer::start_floor`] sets one; such a server
-/// answers registrations without recording them, so it is never a usable MP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Floor {
-    /// Everything: the request is read and a canned registration reply written (HTTP and TCP
-    /// only).
-    Transport,
-    /// The store: envelope, XML, signature check and look-ups as always, then a registration
-    /// reply with a fresh SMSID, without the database write.
-    NoStore,
+/// A part of the `CCM_POST` path left out, for measurements of how fast the MP would be without
+/// it (`crate::fleet::bound`). A server started with one answers without recording, so it is
+/// never a usable MP.
+pub enum Shortcut {
+    /// This reply to every `CCM_POST`, without reading its content.
+    Canned(handler::Reply),
+    /// The reply a prepared request gets instead of its database write.
+    NoWrite(fn(&MpConfig, handler::PendingPost) -> Result<handler::Reply, Rejection>),
 }
 
 impl Shared {
@@ -96,14 +86,14 @@ impl MpServer {
         Self::start_with(config, None, listen, None).await
     }
 
-    /// [`start`](Self::start) for a floor measurement: every `CCM_POST` leaves out `floor`.
+    /// [`start`](Self::start) for a measurement that leaves `shortcut` out of every `CCM_POST`.
     /// Not an MP: registrations are answered without being recorded.
-    pub async fn start_floor(
+    pub async fn start_with_shortcut(
         config: MpConfig,
         listen: SocketAddr,
-        floor: Floor,
+        shortcut: Shortcut,
     ) -> anyhow::Result<MpServer> {
-        Self::start_with(config, None, listen, Some(floor)).await
+        Self::start_with(config, None, listen, Some(shortcut)).await
     }
 
     /// [`start`](Self::start) in native mode: HTTPS, client certificates required and verified
@@ -122,11 +112,15 @@ impl MpServer {
         mut config: MpConfig,
         tls: Option<tokio_rustls::TlsAcceptor>,
         listen: SocketAddr,
-        floor: Option<Floor>,
+        shortcut: Option<Shortcut>,
     ) -> anyhow::Result<MpServer> {
         config.site_code = validate_site_code(&config.site_code)?;
         let l = &config.limits;
         anyhow::ensure!(l.max_connections > 0, "max_connections must be at least 1");
+        anyhow::ensure!(
+            l.max_connections_per_address > 0,
+            "--max-connections-per-address must be at least 1 (got 0)"
+        );
         anyhow::ensure!(
             l.max_head_bytes >= 256,
             "max_head_bytes must be at least 256"
@@ -138,20 +132,12 @@ impl MpServer {
         let addr = listener.local_addr()?;
         let https = tls.is_some();
         tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
-        let floor = match floor {
-            Some(Floor::Transport) => Some(FloorRun::Transport(
-                handler::unstored_registration_reply(&config)
-                    .map_err(|r| anyhow::anyhow!(r.reason))?,
-            )),
-            Some(Floor::NoStore) => Some(FloorRun::NoStore),
-            None => None,
-        };
         let shared = Arc::new(Shared {
             config,
             db,
             identity,
             tls,
-            floor,
+            shortcut,
         });
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, rx));
@@ -189,6 +175,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     let max = shared.config.limits.max_connections;
     let slots = Arc::new(Semaphore::new(max));
     let waiting = Arc::new(Semaphore::new(max));
+    let per_address = PerAddress::new(shared.config.limits.max_connections_per_address);
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -205,11 +192,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             }
         };
         let shared = shared.clone();
+        let Some(counted) = per_address.admit(peer.ip()) else {
+            let reason = format!(
+                "busy: {} already has {} connections open (the limit per address)",
+                peer.ip(),
+                per_address.limit
+            );
+            refuse_now(&shared, &stream, peer, &reason);
+            continue;
+        };
         if let Ok(slot) = slots.clone().try_acquire_owned() {
-            conns.spawn(async move { serve(&shared, stream, peer, slot).await });
+            conns.spawn(async move {
+                serve(&shared, stream, peer, slot).await;
+                drop(counted);
+            });
         } else if let Ok(place) = waiting.clone().try_acquire_owned() {
             let slots = slots.clone();
             conns.spawn(async move {
+                let _counted = counted;
                 let wait = shared.config.limits.read_timeout;
                 match tokio::time::timeout(wait, slots.acquire_owned()).await {
                     Ok(Ok(slot)) => {
@@ -232,22 +232,77 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             // our memory), so only what fits into the socket buffer is sent.
             let reason =
                 format!("busy: all {max} connection slots taken and {max} connections waiting");
-            shared.log_refusal(peer, None, &reason);
-            if shared.tls.is_none() {
-                let _ = stream.try_write(&busy_response(&reason));
-            }
-            // Closing with unread bytes would reset the connection and could destroy the answer:
-            // drop what has arrived already (bounded, without waiting).
-            let mut sink = [0u8; 16 * 1024];
-            for _ in 0..4 {
-                if !matches!(stream.try_read(&mut sink), Ok(1..)) {
-                    break;
-                }
-            }
+            drop(counted);
+            refuse_now(&shared, &stream, peer, &reason);
         }
     }
     conns.shutdown().await;
     tracing::info!("MP emulator stopped");
+}
+
+/// A refusal answered at once (no task, no wait: a flood must not grow our memory), so only
+/// what fits into the socket buffer is sent.
+fn refuse_now(shared: &Shared, stream: &TcpStream, peer: SocketAddr, reason: &str) {
+    shared.log_refusal(peer, None, reason);
+    if shared.tls.is_none() {
+        let _ = stream.try_write(&busy_response(reason));
+    }
+    // Closing with unread bytes would reset the connection and could destroy the answer:
+    // drop what has arrived already (bounded, without waiting).
+    let mut sink = [0u8; 16 * 1024];
+    for _ in 0..4 {
+        if !matches!(stream.try_read(&mut sink), Ok(1..)) {
+            break;
+        }
+    }
+}
+
+/// Open connections per IP address, so that one host cannot hold every slot and every place in
+/// the waiting line (`Limits::max_connections_per_address`).
+struct PerAddress {
+    limit: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection counted against its address until dropped.
+struct Counted {
+    ip: std::net::IpAddr,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        PerAddress {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts one more connection from `ip`, or `None` when it has `limit` open already.
+    fn admit(&self, ip: std::net::IpAddr) -> Option<Counted> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// One of the `max_connections` slots. A connection gives it back before lingering in
@@ -621,7 +676,7 @@ async fn ccm_post(
     peer: SocketAddr,
     client_cert: Option<Arc<Vec<u8>>>,
 ) -> Response {
-    if let Some(FloorRun::Transport(reply)) = &shared.floor {
+    if let Some(Shortcut::Canned(reply)) = &shared.shortcut {
         return reply_response(reply.clone());
     }
     let prepared = {
@@ -636,21 +691,22 @@ async fn ccm_post(
         })
     };
     let result = match prepared {
-        Ok(pending) if matches!(shared.floor, Some(FloorRun::NoStore)) => {
-            pending.reply_without_store(&shared.config)
-        }
-        Ok(pending) => {
-            pending
-                .reply_async(&shared.config, shared.db.writer())
-                .await
-        }
+        Ok(pending) => match &shared.shortcut {
+            Some(Shortcut::NoWrite(reply)) => reply(&shared.config, pending),
+            _ => {
+                pending
+                    .reply_async(&shared.config, shared.db.writer())
+                    .await
+            }
+        },
         Err(r) => Err(r),
     };
     match result {
         Ok(reply) => reply_response(reply),
         Err(r) => {
             let response = refusal_response(&r);
-            shared.log_refusal_async(peer, r.endpoint, r.reason).await;
+            let reason = logged_reason(&r);
+            shared.log_refusal_async(peer, r.endpoint, reason).await;
             response
         }
     }
@@ -684,8 +740,29 @@ fn reply_response(reply: handler::Reply) -> Response {
     }
 }
 
-/// 403 for a refusal, 500 for a fault of ours; the reason is the body.
+/// The reason as the rejection table keeps it: a quiet refusal says what the client was told.
+fn logged_reason(r: &Rejection) -> String {
+    if r.quiet {
+        format!(
+            "{} (answered 200 with an empty body, as a real MP does)",
+            r.reason
+        )
+    } else {
+        r.reason.clone()
+    }
+}
+
+/// 403 for a refusal, 500 for a fault of ours; the reason is the body. A quiet refusal is a 200
+/// with an empty body, as real MPs answer messages they drop.
 fn refusal_response(r: &Rejection) -> Response {
+    if r.quiet {
+        return Response {
+            status: 200,
+            content_type: "text/plain".into(),
+            extra_headers: Vec::new(),
+            body: Vec::new(),
+        };
+    }
     Response::text(if r.internal { 500 } else { 403 }, r.reason.clone())
 }
 
@@ -721,7 +798,7 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
             match result {
                 Ok(reply) => reply_response(reply),
                 Err(r) => {
-                    shared.log_refusal(peer, r.endpoint.as_deref(), &r.reason);
+                    shared.log_refusal(peer, r.endpoint.as_deref(), &logged_reason(&r));
                     refusal_response(&r)
                 }
             }

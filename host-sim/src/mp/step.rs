@@ -11,7 +11,7 @@
 //! slip in between them, and a database fault undoes the job whole.
 
 use super::db::{SiteDb, SiteWriter};
-use super::handler::Rejection;
+use super::rejection::Rejection;
 
 /// The write a handler leaves to its caller, run on the writer's connection.
 pub type WriteJob<T> = Box<dyn FnOnce(&SiteDb) -> Result<T, Rejection> + Send>;

@@ -115,9 +115,9 @@ pub fn check_presented_cert(
     presented: Option<&[u8]>,
     signer_der: &[u8],
     signer: &str,
-) -> Result<(), super::handler::Rejection> {
+) -> Result<(), super::rejection::Rejection> {
     match presented {
-        Some(p) if p != signer_der => Err(super::handler::Rejection::new(format!(
+        Some(p) if p != signer_der => Err(super::rejection::Rejection::new(format!(
             "native mode: the request is signed with {signer}, which is not the TLS client \
              certificate presented on this connection"
         ))),

@@ -445,6 +445,9 @@ impl Proxy {
             other => other,
         };
         let mut registrar = Registrar::new(known);
+        if let Some(p) = registrant.proposes() {
+            registrar = registrar.with_proposed_smsid(p);
+        }
         let mut connector = self.link.connector();
         let mut buf = Buffer::take(EXCHANGE_BUFFER);
         // The states to keep are written once the exchange is over (one registry write): the

@@ -4,6 +4,8 @@
 //! state machines. Transports, clocks and RNGs are the caller's.
 #![allow(async_fn_in_trait)] // single-threaded executors (embassy) are the primary users
 
+pub mod driver;
+
 use embedded_io_async::{Read, Write};
 
 use crate::agent::outbound::{Post, PostParams};
@@ -593,6 +595,123 @@ pub async fn fetch_policy_body<C: Connector>(
     }
     Ok(decoder.delivered())
 }
+
+// ---- For people -------------------------------------------------------------------------------
+//
+// The inner errors of other modules are shown through `inner`, one place to switch to their own
+// `Display` where they have one.
+
+fn inner<T: core::fmt::Debug>(
+    f: &mut core::fmt::Formatter<'_>,
+    what: &str,
+    e: &T,
+) -> core::fmt::Result {
+    write!(f, "{what} ({e:?})")
+}
+
+fn kind_text(k: embedded_io_async::ErrorKind) -> &'static str {
+    use embedded_io_async::ErrorKind as K;
+    match k {
+        K::NotFound => "the MP's address was not found",
+        K::PermissionDenied => "permission denied",
+        K::ConnectionRefused => "the MP refused the connection",
+        K::ConnectionReset => "the MP reset the connection",
+        K::ConnectionAborted => "the connection was aborted",
+        K::NotConnected => "not connected",
+        K::AddrInUse => "the local address is in use",
+        K::AddrNotAvailable => "the address is not available",
+        K::BrokenPipe => "the MP closed the connection",
+        K::AlreadyExists => "already exists",
+        K::InvalidInput => "invalid input",
+        K::InvalidData => "invalid data",
+        K::TimedOut => "the MP did not answer in time",
+        K::Interrupted => "interrupted",
+        K::Unsupported => "unsupported",
+        K::OutOfMemory => "out of memory",
+        K::WriteZero => "the connection took no more bytes",
+        _ => "the network failed",
+    }
+}
+
+impl<E: embedded_io_async::Error> core::fmt::Display for ExchangeError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Transport(e) => f.write_str(kind_text(e.kind())),
+            Self::Request => f.write_str("the request could not be built (a length overflowed)"),
+            Self::Http(h) => inner(f, "the MP's HTTP reply was malformed", h),
+        }
+    }
+}
+
+impl<E: embedded_io_async::Error> core::error::Error for ExchangeError<E> {}
+
+impl core::fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Transport(k) => f.write_str(kind_text(*k)),
+            Self::Http(h) => inner(f, "the MP's HTTP reply was malformed", h),
+            Self::Status(s) => write!(f, "the MP answered HTTP {s}"),
+            Self::EmptyReply => f.write_str("the MP answered with an empty body (a quiet refusal)"),
+            Self::Reply(r) => inner(f, "the registration reply was unusable", r),
+            Self::Unconfirmed => {
+                f.write_str("the site did not confirm the SMSID its reply named (dropped)")
+            }
+        }
+    }
+}
+
+impl core::error::Error for AttemptFailure {}
+
+impl core::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Build(b) => inner(f, "the registration request could not be built", b),
+            Self::GaveUp(a) => write!(f, "gave up after repeated failures; the last: {a}"),
+        }
+    }
+}
+
+impl core::error::Error for RegisterError {}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Transport(k) => f.write_str(kind_text(*k)),
+            Self::Request => f.write_str("the message could not be built"),
+            Self::Http(h) => inner(f, "the MP's HTTP reply was malformed", h),
+            Self::Status(403) => f.write_str("the MP refused it (HTTP 403: identity or signature)"),
+            Self::Status(s) if *s >= 500 => write!(f, "the MP is in trouble (HTTP {s})"),
+            Self::Status(s) => write!(f, "the MP refused it (HTTP {s})"),
+        }
+    }
+}
+
+impl core::error::Error for SendError {}
+
+impl core::fmt::Display for PolicyRequestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Send(s) => write!(f, "the policy request failed: {s}"),
+            Self::EmptyReply => {
+                f.write_str("the MP answered the policy request with an empty body")
+            }
+            Self::Reply(p) => inner(f, "the policy reply was unusable", p),
+        }
+    }
+}
+
+impl core::error::Error for PolicyRequestError {}
+
+impl core::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Send(s) => write!(f, "fetching the policy body failed: {s}"),
+            Self::Sink => f.write_str("the policy body could not be kept (no room)"),
+        }
+    }
+}
+
+impl core::error::Error for FetchError {}
 
 #[cfg(test)]
 mod message_tests {

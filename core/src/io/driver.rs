@@ -1,0 +1,840 @@
+//! The one driver of the [`Agent`]: it carries out each action over the caller's transport,
+//! clock, store and RNG, and feeds the outcome back. Boards, the host client and the ISV proxy
+//! run this loop; what differs between them (where reports come from, where policy bodies and
+//! refused messages go, how the registration state is persisted, what is logged) is the
+//! caller's [`Host`].
+//!
+//! One [`Driver::step`] is one action: at most one exchange with the MP, so a caller that bounds
+//! each step in time (boards: `embassy_time::with_timeout`) bounds every exchange. A step cut
+//! short leaves the agent as it was; [`Driver::on_deadline`] then counts it as a failure.
+
+use rand_core::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::{attempt, fetch_policy_body, request_policy, send_message, AttemptFailure};
+use super::{Clock, Connector, FetchError, PolicyRequestError, SendError};
+use crate::agent::lifecycle::{Action, Agent, Failure, PolicyOutcome, Queued, Refusal, ReportKind};
+use crate::agent::messages::{
+    request_assignments, sign_message, PolicyBodyRequest, PolicyGetError,
+};
+use crate::agent::outbound::{Post, PostParams};
+use crate::agent::registration::{
+    build_request, RegistrationEvent, RegistrationState, SigningIdentity,
+};
+use crate::agent::signed::{MessageParams, MessageSigner, SignedMessage, SignedMessageError};
+use crate::agent::smsid_rewrite::SmsidRewrite;
+use crate::config::AgentConfig;
+use crate::guid::{Guid, Smsid};
+use crate::sign::SignError;
+use crate::sink::{Emit, Overflow, Sink};
+use crate::store::embedded_storage::nor_flash::{NorFlash, NorFlashError};
+use crate::store::{BodyFault, Endpoint, MessageMeta, Store, StoreError};
+use crate::time::UnixTime;
+use crate::wire::clientauth::ClientIdSignature;
+use crate::wire::header::{endpoint, ReplyMode};
+use crate::wire::registration::{AgentType, BuildError, RequestType};
+use crate::wire::reply::StatusNumbering;
+use crate::wire::report::ReportIdentity;
+use crate::wire::report_framing::AttachedReport;
+use crate::wire::state_message::StateMessage;
+use crate::wire::status::StatusMessage;
+
+/// Longest policy ID, version and body location a poll keeps.
+pub const MAX_POLICY_ID: usize = 96;
+/// See [`MAX_POLICY_ID`].
+pub const MAX_POLICY_VERSION: usize = 32;
+/// See [`MAX_POLICY_ID`].
+pub const MAX_POLICY_LOCATION: usize = crate::agent::messages::MAX_POLICY_PATH + 64;
+/// State message acknowledging an applied policy: topic type 402 (policy), state 1 (applied).
+const POLICY_TOPIC_TYPE: u32 = 402;
+const POLICY_STATE_APPLIED: u32 = 1;
+/// Bytes of the scratch buffer the store writes records through.
+const STORE_SCRATCH: usize = 256;
+
+/// One policy assignment, copied out of the reply (which lives in the exchange buffer that the
+/// body fetches reuse).
+#[derive(Debug, Clone, Default)]
+pub struct PolicySlot {
+    /// `PolicyID`.
+    pub id: heapless::String<MAX_POLICY_ID>,
+    /// `PolicyVersion`.
+    pub version: heapless::String<MAX_POLICY_VERSION>,
+    /// The body location, unescaped.
+    pub location: heapless::String<MAX_POLICY_LOCATION>,
+    /// SHA-256 the body must have, when the assignment names one.
+    pub hash: Option<[u8; 32]>,
+}
+
+impl PolicySlot {
+    /// An empty slot (for statics).
+    pub const EMPTY: Self = Self {
+        id: heapless::String::new(),
+        version: heapless::String::new(),
+        location: heapless::String::new(),
+        hash: None,
+    };
+}
+
+/// The caller's buffers (statics on boards: too large for a task's future).
+pub struct Buffers<'b> {
+    /// Requests stream through it and replies land in it.
+    pub exchange: &'b mut [u8],
+    /// Decodes a policy reply: 3/2 of `exchange` ([`crate::wire::policy::policy_reply_scratch_len`]).
+    pub policy_scratch: &'b mut [u8],
+    /// A poll's assignments; more than fit are left for a later poll.
+    pub policies: &'b mut [PolicySlot],
+}
+
+/// What the driver tells its host while it works.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Event<'e> {
+    /// A registration request is going out.
+    RegistrationSending {
+        /// Registration or confirmation.
+        request_type: RequestType,
+        /// Its message ID.
+        message_id: Guid,
+    },
+    /// The registration request failed on the way or was refused.
+    RegistrationFailed(AttemptFailure),
+    /// The registration moved.
+    Registration(RegistrationEvent),
+    /// A report was queued (`superseded`: an unsent older one of its kind was withdrawn).
+    Queued {
+        /// Which report.
+        kind: ReportKind,
+        /// Its message ID.
+        message_id: Guid,
+        /// Whether it replaced an unsent older one.
+        superseded: bool,
+        /// Messages queued now.
+        queued: u32,
+    },
+    /// A report was not made: the queue had no room (the unsent one of its kind, if any,
+    /// stands for it; see [`crate::agent::lifecycle::Counts`]).
+    NoRoom(ReportKind),
+    /// A queued message reached the MP.
+    Delivered {
+        /// Its endpoint.
+        endpoint: Endpoint,
+        /// Its message ID.
+        message_id: Guid,
+    },
+    /// Delivery failed; the message stays queued.
+    DeliveryFailed {
+        /// The failure.
+        error: SendError,
+        /// What happens next.
+        next: Refusal,
+    },
+    /// The site confirmed the registration and still refused this message: it was handed to
+    /// [`Host::file_refused`] and left the queue.
+    Refused {
+        /// Its endpoint.
+        endpoint: Endpoint,
+        /// Its message ID.
+        message_id: Guid,
+        /// The refusal.
+        error: SendError,
+    },
+    /// The policy request was answered with this many assignments.
+    PolicyAssignments(usize),
+    /// The policy request was answered with an empty body.
+    PolicyEmpty,
+    /// The policy request failed.
+    PolicyFailed(PolicyRequestError),
+    /// A policy body arrived, matched its hash and was kept.
+    PolicyApplied {
+        /// `PolicyID`.
+        id: &'e str,
+        /// `PolicyVersion`.
+        version: &'e str,
+        /// Body bytes.
+        bytes: usize,
+    },
+    /// A policy body did not match its assignment's `PolicyHash`: not applied, not acknowledged.
+    PolicyHashMismatch {
+        /// `PolicyID`.
+        id: &'e str,
+        /// The hash the assignment named.
+        expected: [u8; 32],
+        /// The hash of what arrived.
+        got: [u8; 32],
+    },
+    /// A policy body could not be fetched (tried again at the next poll).
+    PolicyFetchFailed {
+        /// `PolicyID`.
+        id: &'e str,
+        /// Why.
+        error: FetchError,
+    },
+}
+
+/// What the driver needs of the device it runs on.
+pub trait Host<F: NorFlash> {
+    /// Make the report `kind` ([`ReportKind::Heartbeat`] or [`ReportKind::Inventory`]; the
+    /// online status the driver makes itself) for `identity` at `now`, and hand it to `queue`
+    /// exactly once. A device without such data may hand nothing: the report is then skipped.
+    fn report(
+        &mut self,
+        kind: ReportKind,
+        identity: ReportIdentity<'_>,
+        now: UnixTime,
+        queue: &mut dyn FnMut(&dyn Emit),
+    );
+    /// Persist the registration state (boards keep it with the identity in `store`).
+    fn persist(&mut self, store: &mut Store<F>, state: RegistrationState) -> Result<(), Persist>;
+    /// A message the site refused under a confirmed registration: keep it where a person can
+    /// find it (a file, a log line). It leaves the queue only once this answered `Ok`.
+    fn file_refused(
+        &mut self,
+        meta: &MessageMeta,
+        body: &dyn Emit,
+        error: SendError,
+    ) -> Result<(), Persist>;
+    /// Whether policy `id` at `version` is applied already (then it is not fetched again).
+    fn policy_applied(&mut self, id: &str, version: &str) -> bool;
+    /// Where the next policy body streams to, from its first byte.
+    fn policy_body(&mut self) -> &mut dyn Sink;
+    /// The body streamed into [`Host::policy_body`] is whole and matched its hash (`keep`):
+    /// keep it as `id` at `version`; or it is not (`!keep`): throw it away. Answers whether it
+    /// was kept.
+    fn policy_done(&mut self, id: &str, version: &str, len: usize, keep: bool) -> bool;
+    /// Something happened (logs, progress for people).
+    fn event(&mut self, event: &Event<'_>);
+}
+
+/// Persisting the registration state failed (the host logged why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Persist;
+
+/// A step could not be carried out, for a reason that retrying later will not fix by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum DriverError<E> {
+    /// The store failed (flash error, corrupt record).
+    Store(StoreError<E>),
+    /// The registration state, or a refused message, could not be kept.
+    Persist,
+    /// A registration request could not be built or signed.
+    Build(BuildError),
+    /// A message could not be signed.
+    Sign(SignedMessageError),
+    /// The `ClientIDSignature` could not be made.
+    ClientId(SignError),
+    /// A queued message could not be read back from flash.
+    QueueRead(BodyFault),
+    /// A policy body request could not be built.
+    PolicyGet(PolicyGetError),
+}
+
+impl<E> From<StoreError<E>> for DriverError<E> {
+    fn from(e: StoreError<E>) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl<E: NorFlashError> core::fmt::Display for DriverError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Store(_) => f.write_str("the queue store failed"),
+            Self::Persist => {
+                f.write_str("the registration state or a refused message could not be saved")
+            }
+            Self::Build(_) => f.write_str("the registration request could not be built"),
+            Self::Sign(_) => f.write_str("a message could not be signed"),
+            Self::ClientId(_) => f.write_str("the client ID signature could not be made"),
+            Self::QueueRead(_) => f.write_str("a queued message could not be read back"),
+            Self::PolicyGet(_) => f.write_str("a policy body request could not be built"),
+        }
+    }
+}
+
+impl<E: NorFlashError> core::error::Error for DriverError<E> {}
+
+/// What one [`Driver::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Step {
+    /// Carried out this action.
+    Did(Action),
+    /// Nothing to do before this time.
+    Idle(UnixTime),
+}
+
+/// Who the agent is and where it talks.
+pub struct Device<'a> {
+    /// Site, MP and names.
+    pub config: &'a AgentConfig<'a>,
+    /// Key and certificate: every request is signed with it.
+    pub identity: SigningIdentity<'a>,
+    /// AgentType of the registration.
+    pub agent_type: AgentType,
+}
+
+/// The agent with everything it runs on.
+pub struct Driver<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> {
+    /// The lifecycle.
+    pub agent: Agent,
+    /// Who it is.
+    pub device: Device<'a>,
+    /// Connections to the MP.
+    pub connector: &'a mut C,
+    /// Time.
+    pub clock: &'a mut K,
+    /// The queue (and, on boards, the identity).
+    pub store: &'a mut Store<F>,
+    /// Message IDs.
+    pub rng: &'a mut dyn RngCore,
+    /// Buffers.
+    pub buffers: Buffers<'a>,
+    /// The device's side.
+    pub host: &'a mut H,
+    client_id: Option<ClientIdSignature>,
+    in_flight: Option<Action>,
+}
+
+impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H> {
+    /// A driver for `agent`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        agent: Agent,
+        device: Device<'a>,
+        connector: &'a mut C,
+        clock: &'a mut K,
+        store: &'a mut Store<F>,
+        rng: &'a mut dyn RngCore,
+        buffers: Buffers<'a>,
+        host: &'a mut H,
+    ) -> Self {
+        let mut agent = agent;
+        // An ISV proxy's own SMSID comes from the certificate import: it proposes none.
+        if device.agent_type != AgentType::IsvProxy {
+            agent.propose_smsid(crate::agent::registration::proposed_smsid(
+                device.identity.cert_der,
+            ));
+        }
+        Self {
+            agent,
+            device,
+            connector,
+            clock,
+            store,
+            rng,
+            buffers,
+            host,
+            client_id: None,
+            in_flight: None,
+        }
+    }
+
+    /// Run forever: step, and sleep while there is nothing to do. Returns only on an error
+    /// that retrying will not fix.
+    pub async fn run(&mut self) -> DriverError<F::Error> {
+        loop {
+            match self.step().await {
+                Ok(Step::Idle(t)) => self.clock.sleep_until(t).await,
+                Ok(Step::Did(_)) => {}
+                Err(e) => return e,
+            }
+        }
+    }
+
+    /// Step until there is nothing to do now (one pass of an appliance that wakes, reports and
+    /// sleeps); returns when the agent next has something to do.
+    pub async fn run_until_idle(&mut self) -> Result<UnixTime, DriverError<F::Error>> {
+        loop {
+            if let Step::Idle(t) = self.step().await? {
+                return Ok(t);
+            }
+        }
+    }
+
+    /// The step in flight was cut short by the caller's deadline: count it as a failure on the
+    /// way (the MP stalled), so the agent backs off instead of asking again at once.
+    pub fn on_deadline(&mut self) {
+        let now = self.clock.now();
+        match self.in_flight.take() {
+            Some(Action::Register(..)) => {
+                let event = self.agent.on_registration_failure(now, false);
+                self.host.event(&Event::Registration(event));
+            }
+            Some(Action::Deliver(_)) => {
+                self.agent.on_delivery_failed(now, Failure::Retryable);
+            }
+            Some(Action::PollPolicy(_)) => {
+                self.agent
+                    .on_policy(now, PolicyOutcome::Failed(Failure::Retryable));
+            }
+            Some(Action::Queue { .. }) | Some(Action::Sleep(_)) | None => {}
+        }
+    }
+
+    /// Carry out the agent's next action.
+    pub async fn step(&mut self) -> Result<Step, DriverError<F::Error>> {
+        let now = self.clock.now();
+        let action = self.agent.poll(now);
+        self.in_flight = Some(action);
+        match action {
+            Action::Sleep(t) => {
+                self.in_flight = None;
+                return Ok(Step::Idle(t));
+            }
+            Action::Register(kind, smsid) => self.register(kind, smsid, now).await?,
+            Action::Queue {
+                kind,
+                smsid,
+                supersedes,
+            } => self.queue(kind, smsid, supersedes, now)?,
+            Action::Deliver(smsid) => self.deliver(smsid).await?,
+            Action::PollPolicy(smsid) => self.poll_policy(smsid).await?,
+        }
+        self.in_flight = None;
+        Ok(Step::Did(action))
+    }
+
+    async fn register(
+        &mut self,
+        kind: RequestType,
+        smsid: Option<Smsid>,
+        now: UnixTime,
+    ) -> Result<(), DriverError<F::Error>> {
+        let config = self.device.config;
+        let request = build_request(
+            config,
+            &self.device.identity,
+            self.device.agent_type,
+            kind,
+            smsid,
+            now,
+        )
+        .map_err(DriverError::Build)?;
+        let message_id = Guid::random(self.rng);
+        let params = PostParams {
+            endpoint: endpoint::CLIENT_REGISTRATION,
+            reply_mode: ReplyMode::Sync,
+            source_id: None,
+            message_id,
+            now,
+            hooks: None,
+        };
+        let post = Post::new(config, params, &request)
+            .map_err(|_| DriverError::Build(BuildError::Overflow))?;
+        self.host.event(&Event::RegistrationSending {
+            request_type: kind,
+            message_id,
+        });
+        let outcome = attempt(self.connector, &post, self.buffers.exchange).await;
+        let now = self.clock.now();
+        let event = match outcome {
+            Ok(reply) => {
+                let event = self.agent.on_registration_reply(now, &reply);
+                if matches!(event, RegistrationEvent::Discarded(..)) {
+                    self.host
+                        .event(&Event::RegistrationFailed(AttemptFailure::Unconfirmed));
+                }
+                event
+            }
+            Err(failure) => {
+                self.host.event(&Event::RegistrationFailed(failure));
+                self.agent
+                    .on_registration_failure(now, failure.is_refusal())
+            }
+        };
+        if let Some(state) = event.persist() {
+            self.host
+                .persist(self.store, state)
+                .map_err(|_| DriverError::Persist)?;
+        }
+        if let RegistrationEvent::Registered(id) = event {
+            if self.client_id.as_ref().is_some_and(|c| c.smsid() != id) {
+                self.client_id = None;
+            }
+        }
+        self.host.event(&Event::Registration(event));
+        Ok(())
+    }
+
+    fn queue(
+        &mut self,
+        kind: ReportKind,
+        smsid: Smsid,
+        supersedes: Option<crate::store::QueuedMessage>,
+        now: UnixTime,
+    ) -> Result<(), DriverError<F::Error>> {
+        let meta = MessageMeta {
+            message_id: Guid::random(self.rng),
+            endpoint: kind.endpoint(),
+            reply_mode: ReplyMode::Async,
+            sent_time: now,
+            source_id: Some(smsid),
+        };
+        let identity = ReportIdentity::new(smsid, self.device.config.netbios_name);
+        let mut result: Option<Result<crate::store::QueuedMessage, StoreError<F::Error>>> = None;
+        {
+            let store = &mut *self.store;
+            let mut put = |body: &dyn Emit| {
+                if result.is_none() {
+                    let mut scratch = [0u8; STORE_SCRATCH];
+                    result = Some(store.enqueue_tracked(&meta, body, &mut scratch));
+                }
+            };
+            match kind {
+                ReportKind::OnlineStatus => {
+                    let status = StatusMessage {
+                        message_type: crate::profile::ONLINE_STATUS_TYPE,
+                        smsid,
+                        machine_name: self.device.config.netbios_name,
+                        site_code: self.device.config.site_code,
+                        time: now.to_datetime(),
+                        properties: &[
+                            ("Component", crate::profile::AGENT_IDENTITY),
+                            ("Version", crate::profile::AGENT_VERSION),
+                        ],
+                        qualifiers: &[],
+                    };
+                    put(&status);
+                }
+                ReportKind::Heartbeat | ReportKind::Inventory => {
+                    self.host.report(kind, identity, now, &mut put);
+                }
+            }
+        }
+        let outcome = match result {
+            Some(Ok(record)) => {
+                let superseded = match supersedes {
+                    Some(old) => self.store.withdraw(&old)?,
+                    None => false,
+                };
+                Queued::Stored { record, superseded }
+            }
+            Some(Err(StoreError::QueueFull)) => Queued::NoRoom,
+            Some(Err(e)) => return Err(e.into()),
+            // The host had nothing to report: the schedule moves on.
+            None => {
+                self.agent
+                    .on_queued(now, kind, Queued::NoRoom, self.store.len());
+                return Ok(());
+            }
+        };
+        self.agent.on_queued(now, kind, outcome, self.store.len());
+        match outcome {
+            Queued::Stored { superseded, .. } => self.host.event(&Event::Queued {
+                kind,
+                message_id: meta.message_id,
+                superseded,
+                queued: self.store.len(),
+            }),
+            Queued::NoRoom => self.host.event(&Event::NoRoom(kind)),
+        }
+        Ok(())
+    }
+
+    fn client_id(&mut self, smsid: Smsid) -> Result<ClientIdSignature, DriverError<F::Error>> {
+        if let Some(c) = self.client_id.as_ref().filter(|c| c.smsid() == smsid) {
+            return Ok(*c);
+        }
+        let c = ClientIdSignature::compute(self.device.identity.signer, smsid)
+            .map_err(DriverError::ClientId)?;
+        self.client_id = Some(c);
+        Ok(c)
+    }
+
+    async fn deliver(&mut self, smsid: Smsid) -> Result<(), DriverError<F::Error>> {
+        let Some(msg) = self.store.peek()? else {
+            self.agent.set_queued(0);
+            return Ok(());
+        };
+        let meta = msg.meta;
+        let client_id = self.client_id(smsid)?;
+        let signer = MessageSigner::client(self.device.identity, &client_id);
+        // SentTime is restamped (the MP checks a window; the header is not signed); the message
+        // ID stays the original one so that a retry is recognised.
+        let params = MessageParams {
+            endpoint: meta.endpoint.name(),
+            reply_mode: meta.reply_mode,
+            message_id: meta.message_id,
+            now: self.clock.now(),
+        };
+        let outcome = {
+            let body = self.store.body(&msg);
+            // A report queued under an SMSID the site has since replaced goes out under the
+            // new one.
+            let rewritten;
+            let emit: &dyn Emit = match meta.source_id {
+                Some(old) if old != smsid => {
+                    rewritten = SmsidRewrite::new(&body, old, smsid);
+                    &rewritten
+                }
+                _ => &body,
+            };
+            // Discovery and inventory go as body + attachment (spec §5); the rest as one body.
+            let framed = match meta.endpoint {
+                Endpoint::Ddr | Endpoint::Hinv => Some(
+                    AttachedReport::new(emit)
+                        .map_err(|_| DriverError::Sign(SignedMessageError::Body))?,
+                ),
+                _ => None,
+            };
+            let signed = match &framed {
+                Some(report) => SignedMessage::new_attached(
+                    self.device.config,
+                    &signer,
+                    params,
+                    report,
+                    attachment_name(
+                        self.agent.status_numbering(),
+                        meta.endpoint,
+                        meta.message_id,
+                    ),
+                ),
+                None => SignedMessage::new(self.device.config, &signer, params, emit),
+            }
+            .map_err(DriverError::Sign)?;
+            let result = send_message(self.connector, &signed, self.buffers.exchange).await;
+            if let Some(fault) = body.fault() {
+                return Err(DriverError::QueueRead(fault));
+            }
+            result
+        };
+        let now = self.clock.now();
+        match outcome {
+            Ok(()) => {
+                self.store.pop(&msg)?;
+                self.agent.on_delivered(now, &msg, self.store.len());
+                self.host.event(&Event::Delivered {
+                    endpoint: meta.endpoint,
+                    message_id: meta.message_id,
+                });
+            }
+            Err(error) => {
+                let failure = if error.is_retryable() {
+                    Failure::Retryable
+                } else {
+                    Failure::Refused
+                };
+                let next = self.agent.on_delivery_failed(now, failure);
+                if next == Refusal::RefusedForGood {
+                    {
+                        let body = self.store.body(&msg);
+                        self.host
+                            .file_refused(&meta, &body, error)
+                            .map_err(|_| DriverError::Persist)?;
+                    }
+                    self.store.pop(&msg)?;
+                    self.agent.on_filed(&msg, self.store.len());
+                    self.host.event(&Event::Refused {
+                        endpoint: meta.endpoint,
+                        message_id: meta.message_id,
+                        error,
+                    });
+                } else {
+                    self.host.event(&Event::DeliveryFailed { error, next });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn poll_policy(&mut self, smsid: Smsid) -> Result<(), DriverError<F::Error>> {
+        let config = self.device.config;
+        let now = self.clock.now();
+        let client_id = self.client_id(smsid)?;
+        let signer = MessageSigner::client(self.device.identity, &client_id);
+        let request = request_assignments(config, smsid);
+        let signed = sign_message(config, &signer, &request, Guid::random(self.rng), now)
+            .map_err(DriverError::Sign)?;
+        let slots = &mut *self.buffers.policies;
+        let mut kept = 0usize;
+        let answer = request_policy(
+            self.connector,
+            &signed,
+            self.buffers.exchange,
+            self.buffers.policy_scratch,
+            &mut |a| {
+                let Some(slot) = slots.get_mut(kept) else {
+                    return;
+                };
+                let Ok(hash) = a.sha256() else {
+                    warn!("a policy assignment with a malformed PolicyHash was skipped");
+                    return;
+                };
+                if copy_text(&a.policy_id, &mut slot.id)
+                    && copy_text(&a.policy_version, &mut slot.version)
+                    && copy_text(&a.location, &mut slot.location)
+                {
+                    slot.hash = hash;
+                    kept += 1;
+                } else {
+                    warn!("a policy assignment too long to keep was skipped");
+                }
+            },
+        )
+        .await;
+        let now = self.clock.now();
+        let outcome = match answer {
+            Ok(n) => {
+                self.host.event(&Event::PolicyAssignments(n));
+                PolicyOutcome::Done
+            }
+            Err(PolicyRequestError::EmptyReply) => {
+                self.host.event(&Event::PolicyEmpty);
+                PolicyOutcome::Empty
+            }
+            Err(e) => {
+                self.host.event(&Event::PolicyFailed(e));
+                match e {
+                    PolicyRequestError::Send(s) if s.is_retryable() => {
+                        PolicyOutcome::Failed(Failure::Retryable)
+                    }
+                    PolicyRequestError::Send(_) => PolicyOutcome::Failed(Failure::Refused),
+                    // A reply we cannot use is not a refusal: nothing applied, asked again
+                    // at the next poll.
+                    _ => PolicyOutcome::Done,
+                }
+            }
+        };
+        self.agent.on_policy(now, outcome);
+        if outcome != PolicyOutcome::Done {
+            return Ok(());
+        }
+        for i in 0..kept {
+            self.fetch_one(i, smsid).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_one(&mut self, i: usize, smsid: Smsid) -> Result<(), DriverError<F::Error>> {
+        let Some(slot) = self.buffers.policies.get(i) else {
+            return Ok(());
+        };
+        if self.host.policy_applied(&slot.id, &slot.version) {
+            return Ok(());
+        }
+        let request = PolicyBodyRequest::new(
+            self.device.config,
+            self.device.identity.signer,
+            smsid,
+            &slot.location,
+            self.clock.now(),
+        )
+        .map_err(DriverError::PolicyGet)?;
+        let mut check = HashingSink {
+            inner: self.host.policy_body(),
+            hash: Sha256::new(),
+        };
+        let fetched =
+            fetch_policy_body(self.connector, &request, self.buffers.exchange, &mut check).await;
+        let got: [u8; 32] = check.hash.finalize().into();
+        let len = match fetched {
+            Ok(len) => len,
+            Err(error) => {
+                self.host.policy_done(&slot.id, &slot.version, 0, false);
+                self.host.event(&Event::PolicyFetchFailed {
+                    id: &slot.id,
+                    error,
+                });
+                return Ok(());
+            }
+        };
+        if let Some(expected) = slot.hash.filter(|h| *h != got) {
+            self.host.policy_done(&slot.id, &slot.version, len, false);
+            self.host.event(&Event::PolicyHashMismatch {
+                id: &slot.id,
+                expected,
+                got,
+            });
+            return Ok(());
+        }
+        if !self.host.policy_done(&slot.id, &slot.version, len, true) {
+            return Ok(());
+        }
+        self.host.event(&Event::PolicyApplied {
+            id: &slot.id,
+            version: &slot.version,
+            bytes: len,
+        });
+        // Acknowledged with a state message, queued so that it survives an outage.
+        let now = self.clock.now();
+        let identity = ReportIdentity::new(smsid, self.device.config.netbios_name);
+        // The topic names the policy and the version applied: `{id}.{version}`.
+        let mut topic: heapless::String<{ MAX_POLICY_ID + 1 + MAX_POLICY_VERSION }> =
+            heapless::String::new();
+        let named = topic.push_str(&slot.id).is_ok()
+            && topic.push('.').is_ok()
+            && topic.push_str(&slot.version).is_ok();
+        if !named {
+            topic.clear();
+        }
+        let state = StateMessage::new(
+            identity,
+            now.to_datetime(),
+            &topic,
+            POLICY_TOPIC_TYPE,
+            0,
+            POLICY_STATE_APPLIED,
+        );
+        let meta = MessageMeta {
+            message_id: Guid::random(self.rng),
+            endpoint: Endpoint::Relay,
+            reply_mode: ReplyMode::Async,
+            sent_time: now,
+            source_id: Some(smsid),
+        };
+        let mut scratch = [0u8; STORE_SCRATCH];
+        match self.store.enqueue(&meta, &state, &mut scratch) {
+            Ok(()) => {}
+            Err(StoreError::QueueFull) => {
+                warn!("queue full: a policy acknowledgement was not made")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.agent.set_queued(self.store.len());
+        Ok(())
+    }
+}
+
+/// The `Name` of a report's attachment: the inventory action ID in the ConfigMgr 2007 form, a
+/// GUID of the message's own in the captured current-branch form (spec §5 leaves which one a
+/// given MP insists on open: this is the one place that decides).
+fn attachment_name(numbering: StatusNumbering, endpoint: Endpoint, message_id: Guid) -> Guid {
+    use crate::wire::report::ReportKind as Kind;
+    let action = match endpoint {
+        Endpoint::Hinv => Kind::HardwareInventory,
+        _ => Kind::Discovery,
+    };
+    match numbering {
+        StatusNumbering::Sms2007 => {
+            Guid::parse(action.inventory_action_id().as_bytes()).unwrap_or(message_id)
+        }
+        StatusNumbering::Current => message_id,
+    }
+}
+
+fn copy_text<const N: usize>(
+    t: &crate::wire::xml_reader::XmlText<'_>,
+    out: &mut heapless::String<N>,
+) -> bool {
+    let mut buf = [0u8; MAX_POLICY_LOCATION];
+    out.clear();
+    match t.unescape_into(&mut buf) {
+        Ok(s) => out.push_str(s).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Passes a policy body on and hashes it on the way.
+struct HashingSink<'s> {
+    inner: &'s mut dyn Sink,
+    hash: Sha256,
+}
+
+impl Sink for HashingSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        self.hash.update(bytes);
+        self.inner.write(bytes)
+    }
+}
