@@ -283,20 +283,21 @@ pub async fn run(opts: FleetOptions) -> Result<FleetSummary> {
                 Ok(proxy) => {
                     let ahead = Instant::now();
                     let n = keys_ahead(&opts);
-                    let s = match tokio::task::spawn_blocking(move || {
+                    let filled = tokio::task::spawn_blocking(move || {
                         // A P-256 run leaves the pool (and its thread) unstarted.
                         match n {
                             0 => Ok(()),
                             n => crate::proxy::device_key::rsa_pool().fill(n),
                         }
                     })
-                    .await?
-                    {
+                    .await?;
+                    let ahead_secs = ahead.elapsed().as_secs_f64();
+                    let s = match filled {
                         Ok(()) => run_via_proxy(proxy.local_addr(), &server.url(), &opts)
                             .await
                             .map(|mut s| {
                                 s.keys_made_ahead = n;
-                                s.keys_ahead_secs = ahead.elapsed().as_secs_f64();
+                                s.keys_ahead_secs = if n == 0 { 0.0 } else { ahead_secs };
                                 s
                             }),
                         Err(e) => Err(anyhow!("making the proxy's device keys ahead: {e}")),
