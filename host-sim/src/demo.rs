@@ -21,33 +21,55 @@ pub fn print_progress(p: &Progress) {
             message_id,
             content_length,
         } => println!(
-            "   -> CCM_POST /ccm_system/request  {request_type:?} message {}  ({content_length} bytes, signed)",
+            "   -> CCM_POST /ccm_system/request  {} message {}  ({content_length} bytes, signed)",
+            match request_type {
+                mpagent_core::wire::registration::RequestType::Registration => "Registration",
+                mpagent_core::wire::registration::RequestType::Confirmation => "Confirmation",
+            },
             String::from_utf8_lossy(&message_id.to_braced())
         ),
-        Progress::Failed(f) => println!("   !! attempt failed: {f:?}"),
+        Progress::Failed(f) => println!("   !! attempt failed: {f}"),
         Progress::Event(RegistrationEvent::Registered(id)) => {
             println!("   <- ClientRegistrationResponse Status=0: registered as {id}")
         }
         Progress::Event(RegistrationEvent::PendingApproval(id, _)) => {
-            println!("   <- ClientRegistrationResponse Status=1: SMSID {id} confirmed, pending approval")
+            println!(
+                "   <- ClientRegistrationResponse Status=1: SMSID {id} confirmed, pending approval"
+            )
         }
         Progress::Event(RegistrationEvent::Issued(id)) => {
             println!("   <- ClientRegistrationResponse: SMSID {id} named; confirming it")
         }
         Progress::Event(RegistrationEvent::Discarded(id, t)) => {
-            println!("   !! SMSID {id} not confirmed by the site: dropped, registering again at {}", t.0)
+            println!(
+                "   !! SMSID {id} not confirmed by the site: dropped, registering again at {}",
+                crate::human::date(*t)
+            )
         }
         Progress::Event(RegistrationEvent::Abandoned(id, t)) => {
-            println!("   !! pending SMSID {id} refused by the site: registering afresh at {}", t.0)
+            println!(
+                "   !! pending SMSID {id} refused by the site: registering afresh at {}",
+                crate::human::date(*t)
+            )
         }
         Progress::Event(RegistrationEvent::RejectedOnce(t)) => {
-            println!("   <- ClientRegistrationResponse Status=3: asking once more at {}", t.0)
+            println!(
+                "   <- ClientRegistrationResponse Status=3: asking once more at {}",
+                crate::human::date(*t)
+            )
         }
         Progress::Event(RegistrationEvent::Rejected(_)) => {
             println!("   <- ClientRegistrationResponse Status=3 again: rejected")
         }
-        Progress::Event(RegistrationEvent::RetryAt(t)) => println!("   .. will retry at {}", t.0),
-        Progress::Waiting(t) => println!("   .. waiting until {}", t.0),
+        Progress::Event(
+            e @ (RegistrationEvent::Reset(_) | RegistrationEvent::CertificateReset(_)),
+        ) => {
+            println!("   !! {}", crate::human::registration(e))
+        }
+        Progress::Event(RegistrationEvent::RetryAt(t)) => {
+            println!("   .. will retry at {}", crate::human::date(*t))
+        }
+        Progress::Waiting(t) => println!("   .. waiting until {}", crate::human::date(*t)),
     }
 }
 
@@ -94,6 +116,7 @@ fn mp_config(db_path: &std::path::Path, site_code: &str) -> MpConfig {
         approval: Approval::Pending,
         limits: Limits::default(),
         mp_host: "mp.demo.local".into(),
+        strict: false,
     }
 }
 

@@ -23,12 +23,8 @@ pub fn send_error(e: &SendError) -> String {
 }
 
 /// A store failure as a sentence.
-pub fn store_error<E: core::fmt::Debug>(e: &StoreError<E>) -> String {
-    match e {
-        StoreError::QueueFull => "the queue is full".into(),
-        StoreError::Corrupt => "a record is damaged".into(),
-        other => format!("the store failed ({other:?})"),
-    }
+pub fn store_error<E: NorFlashError>(e: &StoreError<E>) -> String {
+    e.to_string()
 }
 
 /// A driver failure as a sentence.
@@ -36,7 +32,8 @@ pub fn driver_error<E: NorFlashError>(e: &DriverError<E>) -> String {
     e.to_string()
 }
 
-fn registration(e: &RegistrationEvent) -> String {
+/// A registration event as a sentence.
+pub fn registration(e: &RegistrationEvent) -> String {
     match *e {
         RegistrationEvent::Issued(id) => format!("the site named SMSID {id}; confirming it"),
         RegistrationEvent::Registered(id) => format!("registered as {id}"),
@@ -61,6 +58,18 @@ fn registration(e: &RegistrationEvent) -> String {
         RegistrationEvent::Rejected(t) => {
             format!("the site rejected the registration at {}", date(t))
         }
+        RegistrationEvent::Reset(t) => {
+            format!(
+                "the site asked this client to reset: registering afresh at {}",
+                date(t)
+            )
+        }
+        RegistrationEvent::CertificateReset(t) => format!(
+            "the site says this certificate conflicts with another client's: a new identity is \
+             needed (delete the state directory's key.pk8 and cert.der, then run again); asking \
+             again at {}",
+            date(t)
+        ),
     }
 }
 

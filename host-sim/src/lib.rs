@@ -13,3 +13,4 @@ pub mod pki;
 pub mod proxy;
 pub mod render;
 pub mod sign;
+pub mod state_lock;

@@ -1,4 +1,4 @@
-//! `mpagent-sim`: command-line entry point of the host simulator.
+//! `mpagent-sim`: command-line entry point of the host simulator, and what its exit codes mean.
 
 use std::path::PathBuf;
 
@@ -12,11 +12,71 @@ use mpagent_sim::{client, demo, fleet, mp, pki};
 #[command(
     name = "mpagent-sim",
     version,
-    about = "mpagent host simulator: appliance client, MP emulator, demo"
+    about = "mpagent host simulator: appliance client, MP emulator, demo",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Every command's exit codes (also in README.md).
+const EXIT_CODES: &str = "Exit codes (every command):
+  0    done (registered, delivered, listed, served until stopped)
+  1    failed or not done (MP unreachable, refused, messages still queued, a fleet client failed)
+  2    usage or configuration error (the message names the option, the rule and the value)
+  3    pending approval by the site's administrator
+  4    rejected by the site
+  5    state directory in use by another process (the message names its PID)
+  141  output pipe closed (e.g. `| head`); the output written so far is complete lines";
+
+/// Exit code: done.
+const EXIT_DONE: u8 = 0;
+/// Exit code: failed or not done.
+const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or configuration error.
+const EXIT_USAGE: u8 = 2;
+/// Exit code: pending approval.
+const EXIT_PENDING: u8 = 3;
+/// Exit code: rejected by the site.
+const EXIT_REJECTED: u8 = 4;
+/// Exit code: state directory in use.
+const EXIT_IN_USE: u8 = 5;
+
+/// A command finished without an error but did not do its job (pending, rejected, a fleet
+/// with failures): the exit code says which, the message says why.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct NotDone {
+    code: u8,
+    message: String,
+}
+
+/// The exit code of an error: what kind of failure it is, from the first typed cause found.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(n) = cause.downcast_ref::<NotDone>() {
+            return n.code;
+        }
+        if let Some(mpagent_sim::state_lock::StateLockError::InUse { .. }) = cause.downcast_ref() {
+            return EXIT_IN_USE;
+        }
+        if cause.is::<client::session::OptionError>()
+            || cause.is::<client::NativeConfigError>()
+            || cause.is::<client::SignatureHashError>()
+            || cause.is::<client::site_check::SiteMismatch>()
+        {
+            return EXIT_USAGE;
+        }
+    }
+    EXIT_FAILED
+}
+
+/// Whether colour goes to stderr: only a terminal, and never with `NO_COLOR` set
+/// (https://no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
 #[derive(Subcommand)]
@@ -127,6 +187,25 @@ struct FleetArgs {
     /// Appliances talk MPX to an in-process ISV proxy, imported into the in-process MP.
     #[arg(long, conflicts_with_all = ["mp", "bound"])]
     via_proxy: bool,
+    /// The appliances' key (with --via-proxy: the proxy's, which its device keys follow).
+    #[arg(long, value_enum, default_value_t = client::KeyKind::P256, conflicts_with_all = ["proxy", "bound"])]
+    key: client::KeyKind,
+}
+
+/// Largest `--inventory-items`: a report is queued whole, and a larger one does not fit the
+/// queue file (QueueFull on an empty queue from about 500 items).
+const MAX_INVENTORY_ITEMS: usize = 400;
+
+fn inventory_items_in_range(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if n > MAX_INVENTORY_ITEMS {
+        return Err(format!(
+            "{n} items: at most {MAX_INVENTORY_ITEMS} (one inventory must fit the queue file)"
+        ));
+    }
+    Ok(n)
 }
 
 #[derive(Subcommand)]
@@ -166,8 +245,9 @@ enum ClientCommand {
         /// approved the device).
         #[arg(long)]
         retry_now: bool,
-        /// Items in the synthetic hardware inventory (about 330 bytes each on the wire).
-        #[arg(long, default_value_t = 20)]
+        /// Items in the synthetic hardware inventory (about 330 bytes each on the wire), at most
+        /// 400: one inventory must fit the 256 KiB queue beside the other reports.
+        #[arg(long, default_value_t = 20, value_parser = inventory_items_in_range)]
         inventory_items: usize,
     },
 }
@@ -252,8 +332,31 @@ enum Mode {
     Native,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // A closed stdout (`| head`) ends the process quietly as other command-line tools do,
+    // instead of a panic in `println!`. Sockets are unaffected: Rust writes to them with
+    // MSG_NOSIGNAL.
+    // SAFETY: called before any thread exists; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: starting the async runtime: {e}");
+            return std::process::ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::from(EXIT_DONE),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Demo | Command::Fleet(_)) {
         "warn"
@@ -266,6 +369,7 @@ async fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .init();
     match cli.command {
         Command::Demo => demo::run().await,
@@ -277,14 +381,19 @@ async fn main() -> Result<()> {
             let state = match a.state {
                 None => None,
                 Some(s) => {
-                    let (topic, state) = s
-                        .split_once('=')
-                        .ok_or_else(|| anyhow::anyhow!("--state must be TOPIC=STATE"))?;
-                    Some((topic.to_string(), state.parse()?))
+                    let (topic, state) = s.split_once('=').ok_or_else(|| {
+                        anyhow::anyhow!("--state {s:?}: must be TOPIC=STATE (e.g. fw-update=2)")
+                    })?;
+                    let n = state.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--state {s:?}: STATE must be a whole number (e.g. fw-update=2)"
+                        )
+                    })?;
+                    Some((topic.to_string(), n))
                 }
             };
             mpagent_sim::proxy::cli::run_client(mpagent_sim::proxy::client::DeviceOptions {
-                proxy: mpagent_sim::proxy::parse_listen(&a.proxy)?,
+                proxy: mpagent_sim::proxy::parse_addr("--proxy", &a.proxy)?,
                 id: a.id,
                 name: a.name,
                 heartbeat: a.heartbeat,
@@ -305,8 +414,24 @@ async fn main() -> Result<()> {
                 use mpagent_core::agent::registration::RegistrationState as S;
                 match outcome.state {
                     S::Registered(id) => println!("registered {id}"),
-                    S::Pending(id) => println!("pending {id}"),
-                    S::Rejected(_) => anyhow::bail!("the site rejected the registration"),
+                    S::Pending(id) => {
+                        println!("pending {id}");
+                        return Err(NotDone {
+                            code: EXIT_PENDING,
+                            message: format!(
+                                "{id} waits for approval by the site's administrator \
+                                 (`mp approve --db DB {id}` on the emulator); run again to confirm"
+                            ),
+                        }
+                        .into());
+                    }
+                    S::Rejected(_) => {
+                        return Err(NotDone {
+                            code: EXIT_REJECTED,
+                            message: "the site rejected the registration".into(),
+                        }
+                        .into())
+                    }
                     S::Unregistered => anyhow::bail!("not registered"),
                 }
                 Ok(())
@@ -384,12 +509,23 @@ async fn run_fleet(args: FleetArgs) -> Result<()> {
             (None, true) => Some(fleet::ProxyTarget::InProcess),
             (None, false) => None,
         },
+        key: args.key,
     };
     let summary = fleet::run(opts).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!("{summary}");
+    }
+    if summary.errors_total > 0 || summary.registered < summary.clients_started {
+        return Err(NotDone {
+            code: EXIT_FAILED,
+            message: format!(
+                "{} of {} clients registered, {} errors",
+                summary.registered, summary.clients_started, summary.errors_total
+            ),
+        }
+        .into());
     }
     Ok(())
 }
@@ -418,6 +554,56 @@ mod tests {
             anyhow::bail!("not client register");
         };
         client.options(false)
+    }
+
+    #[test]
+    fn exit_codes_follow_the_first_typed_cause() {
+        let usage = anyhow::Error::from(client::session::OptionError {
+            option: "--site-code",
+            rule: "three",
+            value: "PS12".into(),
+        })
+        .context("opening the session");
+        assert_eq!(exit_code(&usage), EXIT_USAGE);
+        let busy = anyhow::Error::from(mpagent_sim::state_lock::StateLockError::InUse {
+            dir: "st".into(),
+            pid: Some(7),
+        });
+        assert_eq!(exit_code(&busy), EXIT_IN_USE);
+        let pending = anyhow::Error::from(NotDone {
+            code: EXIT_PENDING,
+            message: "waits".into(),
+        });
+        assert_eq!(exit_code(&pending), EXIT_PENDING);
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("connection refused")),
+            EXIT_FAILED
+        );
+    }
+
+    #[test]
+    fn bad_site_code_name_and_url_name_the_option_rule_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |change: &dyn Fn(&mut client::ClientOptions)| {
+            let mut o = client_options(&[]).unwrap();
+            o.state_dir = dir.path().to_path_buf();
+            change(&mut o);
+            match client::session::Session::open(&o) {
+                Ok(_) => panic!("accepted"),
+                Err(e) => (format!("{e:#}"), exit_code(&e)),
+            }
+        };
+        let (t, code) = refused(&|o| o.site_code = "PS12".into());
+        assert!(
+            t.contains("--site-code \"PS12\"") && t.contains("three letters"),
+            "{t}"
+        );
+        assert_eq!(code, EXIT_USAGE);
+        let (t, code) = refused(&|o| o.name = "ABCDEFGHIJKLMNOPQRSTU".into());
+        assert!(t.contains("--name") && t.contains("1-15"), "{t}");
+        assert_eq!(code, EXIT_USAGE);
+        let (t, _) = refused(&|o| o.mp_url = "http://mp/x?y".into());
+        assert!(t.contains("--mp \"http://mp/x?y\""), "{t}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! registers and delivers its heartbeats, and the summary agrees with the site database. No
 //! timing assertions.
 
+use mpagent_sim::client::KeyKind;
 use mpagent_sim::fleet::{self, FleetOptions, ProxyTarget};
 use mpagent_sim::mp::db::SiteDb;
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
@@ -20,6 +21,7 @@ async fn a_small_fleet_registers_and_reports() {
         threads: 2,
         progress: false,
         proxy: None,
+        key: KeyKind::P256,
     };
     let summary = fleet::run_against(&server.url(), &opts).await.unwrap();
     server.shutdown().await;
@@ -100,6 +102,7 @@ async fn a_small_fleet_through_the_proxy_is_registered_and_signed_by_it() {
         threads: 2,
         progress: false,
         proxy: Some(ProxyTarget::At(proxy.local_addr())),
+        key: KeyKind::P256,
     };
     let summary = fleet::run_via_proxy(proxy.local_addr(), &server.url(), &opts)
         .await
@@ -174,6 +177,7 @@ async fn the_no_store_floor_records_nothing_and_the_real_mp_does() {
             approval: Approval::Auto,
             limits: Limits::default(),
             mp_host: "mp.test".into(),
+            strict: false,
         };
         let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let server = match floor {
@@ -196,4 +200,70 @@ async fn the_no_store_floor_records_nothing_and_the_real_mp_does() {
             .unwrap();
         assert_eq!(clients.len(), usize::from(floor.is_none()), "{floor:?}");
     }
+}
+
+/// DER of the rsaEncryption OID (1.2.840.113549.1.1.1), as it appears in an RSA certificate's
+/// SubjectPublicKeyInfo.
+const RSA_ENCRYPTION_OID: [u8; 11] = [
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
+
+fn has_rsa_key(cert_der: &[u8]) -> bool {
+    cert_der
+        .windows(RSA_ENCRYPTION_OID.len())
+        .any(|w| w == RSA_ENCRYPTION_OID)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_fleet_registers_rsa_appliances_directly_and_through_the_proxy() {
+    // Directly: keys made ahead, every appliance registered with an RSA certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let server = fleet::start_local_mp(dir.path(), 8).await.unwrap();
+    let mut opts = FleetOptions {
+        mp: Some(server.url()),
+        site_code: fleet::DEFAULT_SITE_CODE.into(),
+        clients: 6,
+        concurrency: 3,
+        duration: None,
+        messages_per_client: 1,
+        threads: 1,
+        progress: false,
+        proxy: None,
+        key: KeyKind::Rsa2048,
+    };
+    let summary = fleet::run_against(&server.url(), &opts).await.unwrap();
+    server.shutdown().await;
+    assert_eq!(summary.errors_total, 0, "{:?}", summary.errors);
+    assert_eq!((summary.registered, summary.messages_sent), (6, 6));
+    assert_eq!((summary.key, summary.keys_made_ahead), ("RSA-2048", 6));
+    let clients = SiteDb::open(dir.path().join(fleet::SITE_DB_FILE))
+        .unwrap()
+        .clients()
+        .unwrap();
+    assert_eq!(clients.len(), 6);
+    assert!(clients.iter().all(|c| has_rsa_key(&c.cert_der)));
+
+    // Through an RSA proxy: its own certificate and its devices' are RSA.
+    let dir = tempfile::tempdir().unwrap();
+    let server = fleet::start_local_mp(dir.path(), 8).await.unwrap();
+    let proxy = fleet::start_local_proxy_with(dir.path(), &server, KeyKind::Rsa2048)
+        .await
+        .unwrap();
+    opts.mp = None;
+    opts.proxy = Some(ProxyTarget::At(proxy.local_addr()));
+    let summary = fleet::run_via_proxy(proxy.local_addr(), &server.url(), &opts)
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || proxy.shutdown())
+        .await
+        .unwrap();
+    server.shutdown().await;
+    assert_eq!(summary.errors_total, 0, "{:?}", summary.errors);
+    assert_eq!((summary.registered, summary.messages_sent), (6, 6));
+    let clients = SiteDb::open(dir.path().join(fleet::SITE_DB_FILE))
+        .unwrap()
+        .clients()
+        .unwrap();
+    assert_eq!(clients.len(), 7, "the proxy and its 6 devices");
+    assert!(clients.iter().all(|c| has_rsa_key(&c.cert_der)));
 }

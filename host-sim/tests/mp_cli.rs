@@ -37,15 +37,26 @@ async fn admin_commands() {
     .unwrap();
     std::fs::write(&der_path, cert.to_der().unwrap()).unwrap();
 
+    // A mistyped database is refused, not created empty.
+    assert!(run(MpCommand::ImportCert {
+        db: db.clone(),
+        file: pem_path.clone(),
+        create: false,
+    })
+    .await
+    .is_err());
+    assert!(!db.exists());
     run(MpCommand::ImportCert {
         db: db.clone(),
         file: pem_path,
+        create: true,
     })
     .await
     .unwrap();
     run(MpCommand::ImportCert {
         db: db.clone(),
         file: der_path,
+        create: false,
     })
     .await
     .unwrap();
@@ -62,7 +73,8 @@ async fn admin_commands() {
     std::fs::write(&junk, b"not a certificate").unwrap();
     assert!(run(MpCommand::ImportCert {
         db: db.clone(),
-        file: junk
+        file: junk,
+        create: false,
     })
     .await
     .is_err());
@@ -237,4 +249,34 @@ async fn policy_and_message_commands() {
         .await
         .unwrap();
     }
+}
+
+/// `mp next-reply` and `mp policy tamper` name what they could not find.
+#[tokio::test]
+async fn next_reply_and_tamper_refuse_what_is_not_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("site.db");
+    let e = run(MpCommand::NextReply {
+        db: db.clone(),
+        smsid: "GUID:00000000-0000-0000-0000-0000000000AB".into(),
+        reply: mpagent_sim::mp::db::NextReply::CertificateReset,
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no client GUID:00000000-0000-0000-0000-0000000000AB"),
+        "{e}"
+    );
+    let e = run(MpCommand::Policy {
+        command: PolicyCommand::Tamper {
+            db,
+            id: "{P}".into(),
+            version: "1.00".into(),
+            body_file: None,
+        },
+    })
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("no policy {P} version 1.00"), "{e}");
 }

@@ -20,6 +20,7 @@ async fn start() -> (tempfile::TempDir, PathBuf, MpServer) {
         approval: Approval::Auto,
         limits: Limits::default(),
         mp_host: "mp.test".into(),
+        strict: false,
     };
     let server = MpServer::start(config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -124,6 +125,7 @@ async fn python_client_fails_against_a_refusing_mp() {
             ..Limits::default()
         },
         mp_host: "mp.test".into(),
+        strict: false,
     };
     let server = MpServer::start(config, "127.0.0.1:0".parse().unwrap())
         .await

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 BOUNDARY = b"aAbBcCdDv1234567890VxXyYzZ"
-HEADER_ORDER = ["Body", "CorrelationID", "Hooks", "ID", "Payload", "Priority", "Protocol",
+HEADER_ORDER = ["Body", "Attachment", "CorrelationID", "Hooks", "ID", "Payload", "Priority", "Protocol",
                 "ReplyMode", "ReplyTo", "SentTime", "SourceID", "SourceHost", "TargetAddress",
                 "TargetEndpoint", "TargetHost", "Timeout"]
 ECDSA_P256_SHA256 = "1.2.840.10045.4.3.2"
@@ -97,7 +97,17 @@ def parse_request(raw):
     length = int(b.get("Length"))
     if b.get("Type") != "ByteRange" or b.get("Offset") != "0":
         fail("Body range attributes")
-    if not octets.endswith(b"\x00\x00\r\n") or len(octets) - 2 != length:
+    a = header.find("Attachment")
+    if a is not None:
+        # Body + attachment (wire.md §5): A = body + NUL, then B = BOM + report, then CRLF.
+        offset, alen = int(a.get("Offset")), int(a.get("Length"))
+        if a.get("Type") != "ByteRange" or offset != length:
+            fail("Attachment range attributes")
+        if not octets.endswith(b"\r\n") or offset + alen != len(octets) - 2:
+            fail(f"Attachment range {offset}+{alen} does not end the octet part ({len(octets)} bytes)")
+        if octets[length - 2:length] != b"\x00\x00" or octets[offset:offset + 2] != b"\xff\xfe":
+            fail("body NUL or attachment BOM missing")
+    elif not octets.endswith(b"\x00\x00\r\n") or len(octets) - 2 != length:
         fail(f"Body Length {length} does not match the octet part ({len(octets)} bytes incl. CRLF)")
     if octets.startswith(b"\xff\xfe"):
         fail("body must have no BOM")

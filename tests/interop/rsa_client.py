@@ -172,12 +172,15 @@ def main():
     hook_names = [h.get("Name") for h in hooks] if hooks is not None else []
     if "zlib-compress" in hook_names:
         b_data = zlib.decompress(b_data)
-    if not b_data.endswith(b"\x00\x00\r\n"):
-        fail("reply body does not end with NUL + CRLF")
+    # wire.md §2: a real MP's reply inflates to the UTF-16LE text and one NUL, nothing after it;
+    # the public tools decode it as UTF-16, drop exactly one trailing character and parse the rest.
     length = int(header.find("Body").get("Length"))
-    if length != len(b_data) - 2:
-        fail(f"reply Body Length {length}, body holds {len(b_data) - 2}")
-    reply = ET.fromstring(b_data[:-4].decode("utf-16-le"))
+    if length != len(b_data):
+        fail(f"reply Body Length {length}, body part holds {len(b_data)}")
+    text = b_data.decode("utf-16-le")
+    if not text.endswith("\x00") or text[:-1].endswith("\x00"):
+        fail("reply body does not end with exactly one NUL")
+    reply = ET.fromstring(text[:-1])
     if reply.tag != "ClientRegistrationResponse":
         fail(f"reply element {reply.tag}")
     status = reply.get("Status")

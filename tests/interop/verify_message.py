@@ -159,7 +159,17 @@ def main(path):
             fail("ProxySMSID")
         proxy = f", for proxy {p['ProxySMSID']}"
 
-    body_xml = octets[:-4]
+    a = header.find("Attachment")
+    if a is not None:
+        # The header-only body must parse and carry an empty ReportBody; the attachment is the
+        # full report checked below.
+        head_only = ET.fromstring(octets[:length - 2])
+        if head_only.find("ReportBody") is None or len(head_only.find("ReportBody")):
+            fail("the body of a report with an attachment must be header-only")
+        offset, alen = int(a.get("Offset")), int(a.get("Length"))
+        body_xml = octets[offset + 2:offset + alen]
+    else:
+        body_xml = octets[:-4]
     text = body_xml.decode("utf-16-le")
     root = ET.fromstring(body_xml)  # a real XML parser over the UTF-16LE bytes: must be well formed
     if root.tag != root_tag:

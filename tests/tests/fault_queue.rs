@@ -155,6 +155,7 @@ async fn start_mp(dir: &Path) -> MpServer {
             approval: Approval::Auto,
             limits: Limits::default(),
             mp_host: "mp.test.local".into(),
+            strict: true,
         },
         "127.0.0.1:0".parse().unwrap(),
     )

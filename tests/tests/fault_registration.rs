@@ -23,7 +23,7 @@ use mpagent_core::io::{self, AttemptFailure, Progress, RegisterError, RegisterOp
 use mpagent_core::profile;
 use mpagent_core::time::UnixTime;
 use mpagent_core::wire::registration::{AgentType, RequestType};
-use mpagent_core::wire::reply::ReplyError;
+use mpagent_core::wire::reply::{ReplyError, StatusNumbering};
 use mpagent_sim::client::state::{StateDir, CERT_FILE, KEY_FILE, REGISTRATION_FILE};
 use mpagent_sim::client::transport::{unix_now, TcpConnector};
 use mpagent_sim::mp::db::SiteDb;
@@ -123,6 +123,7 @@ impl Rig {
                 approval,
                 limits: Limits::default(),
                 mp_host: "mp.test.local".into(),
+                strict: false,
             },
             "127.0.0.1:0".parse().unwrap(),
         )
@@ -191,7 +192,9 @@ impl Rig {
             connect_timeout: Duration::from_secs(5),
         }
         .with_timeouts(IO, EXCHANGE);
-        let mut registrar = Registrar::new(self.state.registration().unwrap());
+        // The emulator numbers Status as ConfigMgr 2007 does (2: send again).
+        let mut registrar = Registrar::new(self.state.registration().unwrap())
+            .with_status_numbering(StatusNumbering::Sms2007);
         let mut clock = VirtualClock::new(start);
         let mut buf = vec![0u8; mpagent_sim::client::EXCHANGE_BUFFER];
         let mut progress = Vec::new();

@@ -18,6 +18,7 @@ fn mp_config(dir: &Path) -> MpConfig {
         approval: Approval::Auto,
         limits: Limits::default(),
         mp_host: "mp.test.local".into(),
+        strict: true,
     }
 }
 

@@ -376,3 +376,66 @@ fn emission_is_deterministic_across_windows() {
         assert_eq!(out, whole, "window {w}");
     }
 }
+
+/// The core's discovery and inventory reports framed as body + attachment, captured window by
+/// window, checked by the independent framing checker written from wire.md §5
+/// (`interop/report_framing.py`) and by the signature verifier.
+#[test]
+fn independent_checkers_accept_our_body_plus_attachment_reports() {
+    use mpagent_core::agent::signed::MessageParams;
+    use mpagent_core::wire::header::ReplyMode;
+    use mpagent_core::wire::report_framing::AttachedReport;
+    let (signer, cert) = p256_identity(0x43);
+    let cid = ClientIdSignature::compute(&signer, smsid()).unwrap();
+    let me = MessageSigner::client(
+        SigningIdentity {
+            signer: &signer,
+            cert_der: &cert,
+        },
+        &cid,
+    );
+    let cfg = config();
+    let id = ReportIdentity::new(smsid(), cfg.netbios_name);
+    let t = NOW.to_datetime();
+    let disco = BasicDiscovery {
+        fqdn: cfg.fqdn,
+        client_version: "5.00.8325.0000",
+        platform_id: "mpagent appliance",
+        domain: None,
+        ip_addresses: &["10.0.0.42"],
+        mac_addresses: &[],
+    };
+    let ddr = Report::discovery(id, t, &disco);
+    let services = Services { items: 40 };
+    let hinv =
+        Report::hardware_inventory(id, ReportType::Full, ReportVersion::default(), t, &services);
+    for (endpoint, report, instances) in [
+        (
+            "MP_DdrEndpoint",
+            &ddr as &dyn mpagent_core::sink::Emit,
+            None,
+        ),
+        ("MP_HinvEndpoint", &hinv, Some(40)),
+    ] {
+        let framed = AttachedReport::new(report).unwrap();
+        let params = MessageParams {
+            endpoint,
+            reply_mode: ReplyMode::Async,
+            message_id: Guid([0x5A; 16]),
+            now: NOW,
+        };
+        let msg =
+            SignedMessage::new_attached(&cfg, &me, params, &framed, Guid([0x5A; 16])).unwrap();
+        let request = capture(&msg);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), &request).unwrap();
+        let (ok, out) = run_python("report_framing.py", &[f.path().as_os_str()]);
+        assert!(ok, "the framing checker refused our {endpoint}: {out}");
+        assert!(out.contains(&format!("ENDPOINT={endpoint}\n")), "{out}");
+        match instances {
+            Some(n) => assert!(out.contains(&format!("INSTANCES={n}\n")), "{out}"),
+            None => assert!(!out.contains("INSTANCES=0\n"), "{out}"),
+        }
+        must_verify(&request, endpoint);
+    }
+}

@@ -19,8 +19,14 @@ async fn start_mp(dir: &Path) -> MpServer {
         site_code: "PS1".into(),
         db_path: dir.join("site.db"),
         approval: Approval::Auto,
-        limits: Limits::default(),
+        // An ISV proxy speaks for many devices from one address: the site lets that address
+        // use every connection slot.
+        limits: Limits {
+            max_connections_per_address: Limits::default().max_connections,
+            ..Limits::default()
+        },
         mp_host: "mp.test.local".into(),
+        strict: false,
     };
     MpServer::start(config, "127.0.0.1:0".parse().unwrap())
         .await

@@ -334,6 +334,7 @@ fn mp_config(db_path: &Path) -> MpConfig {
         approval: Approval::Auto,
         limits: Limits::default(),
         mp_host: "mp.test.local".into(),
+        strict: true,
     }
 }
 

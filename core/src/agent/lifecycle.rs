@@ -27,7 +27,7 @@ use crate::profile;
 use crate::store::{Endpoint, QueuedMessage};
 use crate::time::UnixTime;
 use crate::wire::registration::RequestType;
-use crate::wire::reply::RegistrationResponse;
+use crate::wire::reply::{RegistrationResponse, StatusNumbering};
 
 /// How often each report is made, in seconds (0: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +230,8 @@ pub struct Agent {
     site_answered: bool,
     /// The SMSID proposed in registrations.
     proposed: Option<Smsid>,
+    /// How the site numbers registration `Status`.
+    numbering: StatusNumbering,
 }
 
 impl Agent {
@@ -258,6 +260,7 @@ impl Agent {
             counts: Counts::default(),
             site_answered: false,
             proposed: None,
+            numbering: StatusNumbering::default(),
         }
     }
 
@@ -283,6 +286,17 @@ impl Agent {
     pub fn propose_smsid(&mut self, smsid: Smsid) {
         self.proposed = Some(smsid);
         self.registrar = self.registrar.with_proposed_smsid(smsid);
+    }
+
+    /// Read registration `Status` as a site of this generation numbers it.
+    pub fn set_status_numbering(&mut self, numbering: StatusNumbering) {
+        self.numbering = numbering;
+        self.registrar = self.registrar.with_status_numbering(numbering);
+    }
+
+    /// How the site numbers registration `Status` (its generation).
+    pub fn status_numbering(&self) -> StatusNumbering {
+        self.numbering
     }
 
     /// Do not queue the online status message at start (a caller that restarts often).
@@ -517,7 +531,8 @@ impl Agent {
         };
         self.held = Some(id);
         let mut registrar = Registrar::new(RegistrationState::Pending(id))
-            .with_rejection_recheck(self.schedule.rejection_recheck_secs);
+            .with_rejection_recheck(self.schedule.rejection_recheck_secs)
+            .with_status_numbering(self.numbering);
         if let Some(p) = self.proposed {
             registrar = registrar.with_proposed_smsid(p);
         }

@@ -113,6 +113,21 @@ pub enum PolicyGetError {
     Sign(SignError),
 }
 
+impl core::fmt::Display for PolicyGetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Location(e) => write!(f, "the policy body location is not fetchable: {e}"),
+            Self::PathTooLong => write!(
+                f,
+                "the policy body path is longer than {MAX_POLICY_PATH} bytes"
+            ),
+            Self::Sign(e) => write!(f, "signing the client token failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for PolicyGetError {}
+
 /// `GET /SMS_MP/.sms_pol?{id}.{version}` with `ClientToken` and `ClientTokenSignature` (spec §5),
 /// in small fixed buffers it owns; an [`Emit`] of the whole request head.
 #[derive(Clone)]

@@ -51,6 +51,7 @@ impl<'a> Post<'a> {
         // One counting pass over the body; the envelope around it is counted without it.
         let body_len = emitted_len(body)?;
         let header = MsgHeader {
+            attachment: None,
             id: params.message_id,
             body_length: body_len.checked_add(2).ok_or(Overflow)?,
             reply_mode: params.reply_mode,

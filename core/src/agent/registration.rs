@@ -16,7 +16,7 @@ use crate::time::UnixTime;
 use crate::wire::registration::{
     AgentType, BuildError, RegistrationData, RegistrationRequest, RequestType,
 };
-use crate::wire::reply::{RegistrationResponse, RegistrationStatus};
+use crate::wire::reply::{RegistrationResponse, RegistrationStatus, StatusNumbering};
 
 /// Where the appliance stands with the site: what is persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,13 @@ pub enum RegistrationEvent {
     RejectedOnce(UnixTime),
     /// Status 3 again: rejected at this time (persist it).
     Rejected(UnixTime),
+    /// The site asked the client to reset (current sites' Status 2): the SMSID is dropped
+    /// (persist `Unregistered`) and the agent registers afresh at the given time.
+    Reset(UnixTime),
+    /// The site says the certificate conflicts with another client's (current sites' Status 4):
+    /// a new key and certificate must be made before registering again; asked again at the
+    /// given time meanwhile.
+    CertificateReset(UnixTime),
 }
 
 impl RegistrationEvent {
@@ -80,11 +87,13 @@ impl RegistrationEvent {
         match *self {
             Self::Registered(id) => Some(RegistrationState::Registered(id)),
             Self::PendingApproval(id, _) => Some(RegistrationState::Pending(id)),
-            Self::Abandoned(..) => Some(RegistrationState::Unregistered),
+            Self::Abandoned(..) | Self::Reset(_) => Some(RegistrationState::Unregistered),
             Self::Rejected(at) => Some(RegistrationState::Rejected(at)),
-            Self::Issued(_) | Self::RetryAt(_) | Self::Discarded(..) | Self::RejectedOnce(_) => {
-                None
-            }
+            Self::Issued(_)
+            | Self::RetryAt(_)
+            | Self::Discarded(..)
+            | Self::RejectedOnce(_)
+            | Self::CertificateReset(_) => None,
         }
     }
 }
@@ -106,6 +115,8 @@ pub struct Registrar {
     rejection_recheck_secs: u64,
     /// The SMSID this agent proposes in its registrations ([`proposed_smsid`]).
     proposed: Option<Smsid>,
+    /// How the site numbers `Status`.
+    numbering: StatusNumbering,
 }
 
 impl Registrar {
@@ -121,7 +132,14 @@ impl Registrar {
             next_attempt: UnixTime(0),
             rejection_recheck_secs: profile::REJECTION_RECHECK_SECS,
             proposed: None,
+            numbering: StatusNumbering::default(),
         }
+    }
+
+    /// Read `Status` with `numbering` (the site's generation; current sites by default).
+    pub fn with_status_numbering(mut self, numbering: StatusNumbering) -> Self {
+        self.numbering = numbering;
+        self
     }
 
     /// Propose `smsid` in every registration (`Data/@SMSID`), as real clients do (spec §4): a
@@ -188,9 +206,10 @@ impl Registrar {
 
     /// Forget a rejection and start over.
     pub fn reset(&mut self) {
-        let proposed = self.proposed;
+        let (proposed, numbering) = (self.proposed, self.numbering);
         *self = Self::new(RegistrationState::Unregistered)
-            .with_rejection_recheck(self.rejection_recheck_secs);
+            .with_rejection_recheck(self.rejection_recheck_secs)
+            .with_status_numbering(numbering);
         self.proposed = proposed;
     }
 
@@ -221,8 +240,25 @@ impl Registrar {
         now: UnixTime,
         reply: &RegistrationResponse,
     ) -> RegistrationEvent {
-        if reply.status == RegistrationStatus::Rejected {
-            return self.on_rejection(now);
+        let status = reply.status_in(self.numbering);
+        match status {
+            // A current site's Error is "blocked, or the message was incorrect": believed and
+            // kept like a rejection (re-asked after the recheck interval), not retried at once.
+            RegistrationStatus::Rejected | RegistrationStatus::Error => {
+                return self.on_rejection(now)
+            }
+            RegistrationStatus::Reset => {
+                self.reset();
+                self.next_attempt = now.plus(profile::RETRY_BACKOFF_FIRST_SECS);
+                return RegistrationEvent::Reset(self.next_attempt);
+            }
+            RegistrationStatus::CertificateReset => {
+                self.candidate = None;
+                self.failures = self.failures.saturating_add(1);
+                self.next_attempt = now.plus(profile::RETRY_BACKOFF_MAX_SECS);
+                return RegistrationEvent::CertificateReset(self.next_attempt);
+            }
+            _ => {}
         }
         self.rejections = 0;
         // Which SMSID the request named: the candidate, the pending one, or none (a registration).
@@ -230,7 +266,7 @@ impl Registrar {
             (Some(id), _) | (None, RegistrationState::Pending(id)) => Some(id),
             _ => None,
         };
-        let confirmed = match (reply.status, reply.smsid, asked) {
+        let confirmed = match (status, reply.smsid, asked) {
             (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(id), _) => id,
             // Real MPs may answer a confirmation without an SMSID: it is the one asked about
             // (spec §4).
@@ -244,7 +280,7 @@ impl Registrar {
                 self.candidate = None;
                 self.failures = 0;
                 self.refusals = 0;
-                if reply.status == RegistrationStatus::Registered {
+                if status == RegistrationStatus::Registered {
                     self.state = RegistrationState::Registered(confirmed);
                     RegistrationEvent::Registered(confirmed)
                 } else {
@@ -265,7 +301,7 @@ impl Registrar {
                 self.candidate = None;
                 self.failures = 0;
                 self.refusals = 0;
-                if reply.status == RegistrationStatus::Registered {
+                if status == RegistrationStatus::Registered {
                     self.state = RegistrationState::Registered(id);
                     RegistrationEvent::Registered(id)
                 } else {
@@ -507,6 +543,7 @@ mod tests {
     fn reply(status: RegistrationStatus, smsid: Option<Smsid>) -> RegistrationResponse {
         RegistrationResponse {
             status,
+            code: status.code(),
             smsid,
             approval_status: None,
             timestamp: None,
@@ -727,7 +764,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let mut r = Registrar::new(RegistrationState::Unregistered);
+        let mut r = Registrar::new(RegistrationState::Unregistered)
+            .with_status_numbering(StatusNumbering::Sms2007);
         let mut delays = [0u64; 10];
         for d in delays.iter_mut() {
             match r.on_response(UnixTime(0), &reply(RegistrationStatus::RetryLater, None)) {
@@ -788,6 +826,52 @@ mod tests {
         assert!(matches!(ev, RegistrationEvent::PendingApproval(id, _) if id == mine));
         r.reset();
         assert_eq!(r.proposed(), Some(mine));
+    }
+
+    #[test]
+    fn current_sites_reset_error_and_certificate_reset() {
+        let code = |n: i32| RegistrationResponse {
+            status: RegistrationStatus::from_code(n),
+            code: n,
+            smsid: None,
+            approval_status: None,
+            timestamp: None,
+        };
+        // 2 on a current site: reset, register afresh (the SMSID is dropped and persisted so).
+        let mut r = Registrar::new(RegistrationState::Pending(id()));
+        let ev = r.on_response(UnixTime(10), &code(2));
+        assert_eq!(ev, RegistrationEvent::Reset(UnixTime(15)));
+        assert_eq!(ev.persist(), Some(RegistrationState::Unregistered));
+        assert_eq!(
+            r.poll(UnixTime(15)),
+            RegistrarAction::Send(RequestType::Registration, None)
+        );
+        // The same 2 on a 2007 site: send again, the state kept.
+        let mut r = Registrar::new(RegistrationState::Pending(id()))
+            .with_status_numbering(StatusNumbering::Sms2007);
+        assert_eq!(
+            r.on_response(UnixTime(10), &code(2)),
+            RegistrationEvent::RetryAt(UnixTime(15))
+        );
+        assert_eq!(r.state(), RegistrationState::Pending(id()));
+        // 3 on a current site (Error: blocked) is kept like a rejection once it comes twice.
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        assert!(matches!(
+            r.on_response(UnixTime(0), &code(3)),
+            RegistrationEvent::RejectedOnce(_)
+        ));
+        assert_eq!(
+            r.on_response(UnixTime(2), &code(3)),
+            RegistrationEvent::Rejected(UnixTime(2))
+        );
+        // 4: a new certificate is needed; nothing persisted, asked again after a long backoff.
+        let mut r = Registrar::new(RegistrationState::Unregistered);
+        let ev = r.on_response(UnixTime(0), &code(4));
+        assert_eq!(
+            ev,
+            RegistrationEvent::CertificateReset(UnixTime(profile::RETRY_BACKOFF_MAX_SECS))
+        );
+        assert_eq!(ev.persist(), None);
     }
 
     #[test]
@@ -878,7 +962,8 @@ mod tests {
 
     #[test]
     fn a_rejection_followed_by_another_answer_is_forgotten() {
-        let mut r = Registrar::new(RegistrationState::Unregistered);
+        let mut r = Registrar::new(RegistrationState::Unregistered)
+            .with_status_numbering(StatusNumbering::Sms2007);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Rejected, None));
         // A transport failure in between neither confirms nor clears it.
         r.on_failure(UnixTime(0));

@@ -20,10 +20,12 @@ use crate::sign::SignError;
 use crate::sink::{emitted_len, Checkpoint, CountingSink, Emit, Overflow, Sink};
 use crate::time::{DateTime, UnixTime};
 use crate::wire::clientauth::{
-    payload_signature, ClientAuthHook, ClientIdSignature, PayloadSignError,
+    payload_signature, payload_signature_attached, ClientAuthHook, ClientIdSignature,
+    PayloadSignError,
 };
-use crate::wire::header::{MsgHeader, ReplyMode};
+use crate::wire::header::{AttachmentRange, MsgHeader, ReplyMode};
 use crate::wire::multipart::{Envelope, CONTENT_TYPE};
+use crate::wire::report_framing::AttachedReport;
 
 /// Who signs a message and whose `SourceID` it carries.
 #[derive(Clone, Copy)]
@@ -94,6 +96,23 @@ pub enum SignedMessageError {
     Sign(SignError),
 }
 
+impl core::fmt::Display for SignedMessageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Body => f.write_str(
+                "the message body refused to emit (a length overflowed, or an inventory \
+                 description used an invalid XML name)",
+            ),
+            Self::Header => {
+                f.write_str("the message header could not be emitted (a length overflowed)")
+            }
+            Self::Sign(e) => write!(f, "signing the message failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for SignedMessageError {}
+
 /// One signed `CCM_POST`, ready to emit (any number of times, identically).
 #[derive(Clone, Copy)]
 pub struct SignedMessage<'a> {
@@ -108,6 +127,8 @@ pub struct SignedMessage<'a> {
     sent_time: DateTime,
     body: &'a dyn Emit,
     layout: Layout,
+    /// The attachment's range when `body` is a report's body + attachment stream.
+    attachment: Option<AttachmentRange>,
 }
 
 /// An empty body: counting the envelope around it gives the envelope's own bytes.
@@ -128,12 +149,42 @@ impl<'a> SignedMessage<'a> {
         params: MessageParams<'a>,
         body: &'a dyn Emit,
     ) -> Result<Self, SignedMessageError> {
+        Self::build(config, signer, params, body, None)
+    }
+
+    /// Sign a discovery or inventory report framed as body + attachment (spec §5), the
+    /// attachment named `name`.
+    pub fn new_attached(
+        config: &AgentConfig<'a>,
+        signer: &MessageSigner<'a>,
+        params: MessageParams<'a>,
+        report: &'a AttachedReport<'a>,
+        name: Guid,
+    ) -> Result<Self, SignedMessageError> {
+        let range = AttachmentRange {
+            offset: report.body_len(),
+            length: report.attachment_len(),
+            name,
+        };
+        Self::build(config, signer, params, report, Some(range))
+    }
+
+    fn build(
+        config: &AgentConfig<'a>,
+        signer: &MessageSigner<'a>,
+        params: MessageParams<'a>,
+        body: &'a dyn Emit,
+        attachment: Option<AttachmentRange>,
+    ) -> Result<Self, SignedMessageError> {
         // One pass hashes (with the signer's hash) and counts the body.
-        let (payload_signature, digest) =
-            payload_signature(signer.identity.signer, body).map_err(|e| match e {
-                PayloadSignError::Sign(e) => SignedMessageError::Sign(e),
-                _ => SignedMessageError::Body,
-            })?;
+        let signed = match attachment {
+            None => payload_signature(signer.identity.signer, body),
+            Some(_) => payload_signature_attached(signer.identity.signer, body),
+        };
+        let (payload_signature, digest) = signed.map_err(|e| match e {
+            PayloadSignError::Sign(e) => SignedMessageError::Sign(e),
+            _ => SignedMessageError::Body,
+        })?;
         let hook = ClientAuthHook {
             auth_sender_machine: config.netbios_name,
             signing_cert_der: signer.identity.cert_der,
@@ -157,18 +208,25 @@ impl<'a> SignedMessage<'a> {
                 body_start: 0,
                 body_len: digest.body_len,
                 content_length: 0,
+                attached: attachment.is_some(),
             },
+            attachment,
         };
         // The envelope and the request head around the body, counted without it.
         let (host, port) = (msg.target_host, msg.port);
-        msg.layout = Layout::new(&msg.header(), digest.body_len, |content_length| {
-            emitted_len(&RequestHead::ccm_post(
-                host,
-                Some(port),
-                CONTENT_TYPE,
-                content_length,
-            ))
-        })
+        msg.layout = Layout::new(
+            &msg.header(),
+            digest.body_len,
+            msg.attachment.is_some(),
+            |content_length| {
+                emitted_len(&RequestHead::ccm_post(
+                    host,
+                    Some(port),
+                    CONTENT_TYPE,
+                    content_length,
+                ))
+            },
+        )
         .map_err(|_| SignedMessageError::Header)?;
         Ok(msg)
     }
@@ -176,6 +234,7 @@ impl<'a> SignedMessage<'a> {
     /// The `<Msg>` header, clientauth hook included.
     pub fn header(&self) -> MsgHeader<'_> {
         MsgHeader {
+            attachment: self.attachment,
             id: self.message_id,
             body_length: self.body_length(),
             reply_mode: self.reply_mode,
@@ -208,10 +267,14 @@ impl<'a> SignedMessage<'a> {
         self.endpoint
     }
 
-    /// `<Body Length>`: the body's UTF-16LE bytes plus the NUL.
+    /// `<Body Length>`: the body's UTF-16LE bytes plus the NUL (with an attachment: the part of
+    /// the stream before it, which ends in the NUL).
     pub fn body_length(&self) -> usize {
-        // Cannot overflow: `Layout::new` added more than 2 to it.
-        self.layout.body_len.saturating_add(2)
+        match self.attachment {
+            Some(a) => a.offset,
+            // Cannot overflow: `Layout::new` added more than 2 to it.
+            None => self.layout.body_len.saturating_add(2),
+        }
     }
 
     /// The multipart body's length (`Content-Length`).
@@ -256,6 +319,8 @@ struct Layout {
     body_len: usize,
     /// The multipart body's length (`Content-Length`).
     content_length: usize,
+    /// The body is a body + attachment stream: it carries its NUL; the tail has none.
+    attached: bool,
 }
 
 impl Layout {
@@ -264,6 +329,7 @@ impl Layout {
     fn new(
         header: &MsgHeader<'_>,
         body_len: usize,
+        attached: bool,
         head_len: impl Fn(usize) -> Result<usize, Overflow>,
     ) -> Result<Self, Overflow> {
         let envelope = Envelope {
@@ -273,7 +339,11 @@ impl Layout {
         let mut c = CountingSink::default();
         envelope.emit_head(&mut c)?;
         let envelope_head = c.count;
-        Envelope::emit_tail(&mut c)?;
+        if attached {
+            Envelope::emit_tail_attached(&mut c)?;
+        } else {
+            Envelope::emit_tail(&mut c)?;
+        }
         let content_length = c.count.checked_add(body_len).ok_or(Overflow)?;
         Ok(Self {
             body_start: head_len(content_length)?
@@ -281,6 +351,7 @@ impl Layout {
                 .ok_or(Overflow)?,
             body_len,
             content_length,
+            attached,
         })
     }
 }
@@ -307,7 +378,11 @@ fn emit_request(
         envelope.emit_head(out)?;
         envelope.body.emit(out)?;
     }
-    Envelope::emit_tail(out)
+    if layout.attached {
+        Envelope::emit_tail_attached(out)
+    } else {
+        Envelope::emit_tail(out)
+    }
 }
 
 /// A sink that keeps stream offsets `[start, start + buf.len())` and *stops* the emission (with

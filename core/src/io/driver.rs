@@ -33,7 +33,9 @@ use crate::time::UnixTime;
 use crate::wire::clientauth::ClientIdSignature;
 use crate::wire::header::{endpoint, ReplyMode};
 use crate::wire::registration::{AgentType, BuildError, RequestType};
+use crate::wire::reply::StatusNumbering;
 use crate::wire::report::ReportIdentity;
+use crate::wire::report_framing::AttachedReport;
 use crate::wire::state_message::StateMessage;
 use crate::wire::status::StatusMessage;
 
@@ -208,6 +210,14 @@ pub trait Host<F: NorFlash> {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Persist;
 
+impl core::fmt::Display for Persist {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the host could not keep what it was given (its log says why)")
+    }
+}
+
+impl core::error::Error for Persist {}
+
 /// A step could not be carried out, for a reason that retrying later will not fix by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -238,15 +248,15 @@ impl<E> From<StoreError<E>> for DriverError<E> {
 impl<E: NorFlashError> core::fmt::Display for DriverError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Store(_) => f.write_str("the queue store failed"),
+            Self::Store(e) => write!(f, "the queue store failed: {e}"),
             Self::Persist => {
                 f.write_str("the registration state or a refused message could not be saved")
             }
-            Self::Build(_) => f.write_str("the registration request could not be built"),
-            Self::Sign(_) => f.write_str("a message could not be signed"),
-            Self::ClientId(_) => f.write_str("the client ID signature could not be made"),
-            Self::QueueRead(_) => f.write_str("a queued message could not be read back"),
-            Self::PolicyGet(_) => f.write_str("a policy body request could not be built"),
+            Self::Build(e) => write!(f, "the registration request could not be built: {e}"),
+            Self::Sign(e) => write!(f, "a message could not be signed: {e}"),
+            Self::ClientId(e) => write!(f, "the client ID signature could not be made: {e}"),
+            Self::QueueRead(e) => write!(f, "a queued message could not be read back: {e}"),
+            Self::PolicyGet(e) => write!(f, "a policy body request could not be built: {e}"),
         }
     }
 }
@@ -569,8 +579,29 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 }
                 _ => &body,
             };
-            let signed = SignedMessage::new(self.device.config, &signer, params, emit)
-                .map_err(DriverError::Sign)?;
+            // Discovery and inventory go as body + attachment (spec §5); the rest as one body.
+            let framed = match meta.endpoint {
+                Endpoint::Ddr | Endpoint::Hinv => Some(
+                    AttachedReport::new(emit)
+                        .map_err(|_| DriverError::Sign(SignedMessageError::Body))?,
+                ),
+                _ => None,
+            };
+            let signed = match &framed {
+                Some(report) => SignedMessage::new_attached(
+                    self.device.config,
+                    &signer,
+                    params,
+                    report,
+                    attachment_name(
+                        self.agent.status_numbering(),
+                        meta.endpoint,
+                        meta.message_id,
+                    ),
+                ),
+                None => SignedMessage::new(self.device.config, &signer, params, emit),
+            }
+            .map_err(DriverError::Sign)?;
             let result = send_message(self.connector, &signed, self.buffers.exchange).await;
             if let Some(fault) = body.fault() {
                 return Err(DriverError::QueueRead(fault));
@@ -771,6 +802,23 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         }
         self.agent.set_queued(self.store.len());
         Ok(())
+    }
+}
+
+/// The `Name` of a report's attachment: the inventory action ID in the ConfigMgr 2007 form, a
+/// GUID of the message's own in the captured current-branch form (spec §5 leaves which one a
+/// given MP insists on open: this is the one place that decides).
+fn attachment_name(numbering: StatusNumbering, endpoint: Endpoint, message_id: Guid) -> Guid {
+    use crate::wire::report::ReportKind as Kind;
+    let action = match endpoint {
+        Endpoint::Hinv => Kind::HardwareInventory,
+        _ => Kind::Discovery,
+    };
+    match numbering {
+        StatusNumbering::Sms2007 => {
+            Guid::parse(action.inventory_action_id().as_bytes()).unwrap_or(message_id)
+        }
+        StatusNumbering::Current => message_id,
     }
 }
 

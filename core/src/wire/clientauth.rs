@@ -27,7 +27,7 @@ use crate::profile;
 use crate::sign::hash::{digest_of, sign_digest, Digest, DigestSink};
 use crate::sign::{SignError, SignatureBytes, Signer};
 use crate::sink::{Emit, Overflow, Sink};
-use crate::wire::multipart::OctetPart;
+use crate::wire::multipart::{AttachedOctetPart, OctetPart};
 use crate::wire::xml::{markup, raw, Escaping, XmlWriter};
 
 /// `ClientCapabilities` of a client talking plain HTTP (spec §5, confirmed).
@@ -135,6 +135,28 @@ pub fn payload_digest_with(
         digest: sink.digest.finish(),
         body_len: sink.count.checked_sub(4).ok_or(Overflow)?,
     })
+}
+
+/// [`payload_signature`] of a report sent as body + attachment: over
+/// [`AttachedOctetPart`]`{ stream }` (the stream carries the body's NUL; `body_len` is the
+/// stream's length).
+pub fn payload_signature_attached(
+    signer: &dyn Signer,
+    stream: &dyn Emit,
+) -> Result<(SignatureBytes, PayloadDigest), PayloadSignError> {
+    let mut sink = CountingDigest {
+        digest: DigestSink::new(signer.signature_hash()),
+        count: 0,
+    };
+    AttachedOctetPart { stream }
+        .emit(&mut sink)
+        .map_err(|_| PayloadSignError::Body)?;
+    let d = PayloadDigest {
+        digest: sink.digest.finish(),
+        body_len: sink.count.checked_sub(2).ok_or(PayloadSignError::Body)?,
+    };
+    let sig = sign_digest(signer, &d.digest).map_err(PayloadSignError::Sign)?;
+    Ok((sig, d))
 }
 
 /// Hashes and counts in one sink: one dynamic call per write instead of a tee's three.

@@ -52,6 +52,21 @@ pub struct MsgHeader<'a> {
     pub sent_time: DateTime,
     /// Hook elements inside `<Hooks>` (already UTF-16LE, e.g. the clientauth hook); none → no `<Hooks>`.
     pub hooks: Option<&'a dyn Emit>,
+    /// The `<Attachment>` range of a report sent as body + attachment (spec §5).
+    pub attachment: Option<AttachmentRange>,
+}
+
+/// `<Attachment Type="ByteRange" Offset Length Name/>`: where the attachment lies in the octet
+/// stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AttachmentRange {
+    /// Its first byte (the body's length).
+    pub offset: usize,
+    /// Its bytes.
+    pub length: usize,
+    /// `Name`.
+    pub name: Guid,
 }
 
 impl Emit for MsgHeader<'_> {
@@ -62,8 +77,26 @@ impl Emit for MsgHeader<'_> {
             w.parts(&[
                 markup!("<Msg SchemaVersion=\"1.1\"><Body Type=\"ByteRange\" Length=\""),
                 (fmt_u64(self.body_length as u64, &mut num), Escaping::Attr),
-                markup!("\" Offset=\"0\" /><CorrelationID>{00000000-0000-0000-0000-000000000000}</CorrelationID>"),
+                markup!("\" Offset=\"0\" />"),
             ])?;
+            if let Some(a) = self.attachment {
+                let mut off = [0u8; 20];
+                let mut len = [0u8; 20];
+                let name = a.name.to_braced();
+                w.parts(&[
+                    markup!("<Attachment Type=\"ByteRange\" Offset=\""),
+                    (fmt_u64(a.offset as u64, &mut off), Escaping::Attr),
+                    markup!("\" Length=\""),
+                    (fmt_u64(a.length as u64, &mut len), Escaping::Attr),
+                    markup!("\" Name=\""),
+                    (ascii_str(&name)?, Escaping::Raw),
+                    markup!("\" />"),
+                ])?;
+            }
+            raw!(
+                w,
+                "<CorrelationID>{00000000-0000-0000-0000-000000000000}</CorrelationID>"
+            )?;
             if let Some(hooks) = self.hooks {
                 raw!(w, "<Hooks>")?;
                 w.nested(hooks)?;

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod registration;
 pub mod reply;
 pub mod report;
+pub mod report_framing;
 pub mod state_message;
 pub mod status;
 pub mod utf16;

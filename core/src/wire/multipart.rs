@@ -24,6 +24,22 @@ impl Emit for OctetPart<'_> {
     }
 }
 
+/// The octet-stream part of a report sent as body + attachment (spec §5): the stream `A ‖ B`
+/// ([`crate::wire::report_framing::AttachedReport`]: A ends in its own NUL, B has none) and
+/// `\r\n`. `PayloadSignature` is made over exactly these bytes.
+#[derive(Clone, Copy)]
+pub struct AttachedOctetPart<'a> {
+    /// `A ‖ B`.
+    pub stream: &'a dyn Emit,
+}
+
+impl Emit for AttachedOctetPart<'_> {
+    fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
+        self.stream.emit(out)?;
+        out.write(b"\r\n")
+    }
+}
+
 /// A whole multipart request body.
 #[derive(Clone, Copy)]
 pub struct Envelope<'a> {
@@ -52,6 +68,16 @@ impl Envelope<'_> {
     /// boundary.
     pub fn emit_tail(out: &mut dyn Sink) -> Result<(), Overflow> {
         out.write(&[0, 0, b'\r', b'\n'])?;
+        out.write(b"\r\n--")?;
+        out.write(BOUNDARY.as_bytes())?;
+        out.write(b"--")
+    }
+}
+
+impl Envelope<'_> {
+    /// [`Envelope::emit_tail`] after a body + attachment stream, which carries its NUL inside.
+    pub fn emit_tail_attached(out: &mut dyn Sink) -> Result<(), Overflow> {
+        out.write(b"\r\n")?;
         out.write(b"\r\n--")?;
         out.write(BOUNDARY.as_bytes())?;
         out.write(b"--")

@@ -8,9 +8,11 @@
 //! Decisions (spec §4 "clients ignore attributes they do not know"):
 //! - unknown attributes and child elements are ignored everywhere, but the XML must be well formed
 //!   to its end (see [`super::xml_reader`]);
-//! - `Status` is required and must be a decimal `i32`; `SMSID` is required with status 0 and 1
-//!   ([`ReplyError::MissingSmsid`]), must parse when present there, and is **ignored** (not even
+//! - `Status` is required and must be a decimal `i32`; `SMSID` may be absent or empty with
+//!   status 0 and 1 (real MPs answer a confirmation without one: spec §4; what that means is the
+//!   registrar's to decide), must parse when present there, and is **ignored** (not even
 //!   parsed) with any other status, since the spec gives an SMSID only with 0 and 1;
+//! - what a status code means depends on the site's generation ([`StatusNumbering`]);
 //! - `ApprovalStatus`, when present, must be a decimal `i32`; `TimeStamp` is informative and
 //!   `None` when absent or not `YYYY-MM-DDThh:mm:ssZ`.
 
@@ -62,7 +64,8 @@ pub enum ReplyError {
     BadStatus,
     /// `SMSID` is not `GUID:` + a GUID.
     BadSmsid,
-    /// Status 0 or 1 without an `SMSID`.
+    /// A registration answered Status 0 or 1 without an `SMSID` (the registrar's judgement:
+    /// a confirmation may be answered so).
     MissingSmsid,
     /// `ApprovalStatus` is not a decimal `i32`.
     BadApprovalStatus,
@@ -364,7 +367,7 @@ pub fn payload_xml<'b>(
     Ok(utf16le_to_utf8(body, scratch)?.trim_end_matches('\0'))
 }
 
-/// `ClientRegistrationResponse/@Status` (spec §4).
+/// `ClientRegistrationResponse/@Status` (spec §4), as [`StatusNumbering`] reads the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RegistrationStatus {
@@ -372,24 +375,73 @@ pub enum RegistrationStatus {
     Registered,
     /// 1: pending approval (SMSID given; no policy or inventory until approved).
     Pending,
-    /// 2: could not process; send again.
+    /// 2 (ConfigMgr 2007): could not process; send again.
     RetryLater,
-    /// 3: rejected.
+    /// 3 (ConfigMgr 2007): rejected.
     Rejected,
+    /// 2 (current sites): the server asks the client to reset: register afresh.
+    Reset,
+    /// 3 (current sites): blocked, or the message was incorrect.
+    Error,
+    /// 4 (current sites): the certificate conflicts with another client's: make a new key and
+    /// certificate, then register.
+    CertificateReset,
     /// Anything else.
     Other(i32),
 }
 
-impl RegistrationStatus {
-    /// From the wire value.
-    pub fn from_code(code: i32) -> Self {
-        match code {
-            0 => Self::Registered,
-            1 => Self::Pending,
-            2 => Self::RetryLater,
-            3 => Self::Rejected,
-            n => Self::Other(n),
+/// How a site numbers `Status` (spec §4): ConfigMgr 2007's SDK, or current sites' enum
+/// `ClientRegistrationStatus` (numbered in its order by a public tool; the record is not sure,
+/// so the choice lives here and in [`crate::profile`] only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum StatusNumbering {
+    /// 0 registered, 1 pending, 2 send again, 3 rejected.
+    Sms2007,
+    /// 0 Registered, 1 Pending, 2 Reset, 3 Error, 4 CertificateReset.
+    #[default]
+    Current,
+}
+
+impl StatusNumbering {
+    /// What `code` means on such a site.
+    pub fn status(self, code: i32) -> RegistrationStatus {
+        match (self, code) {
+            (_, 0) => RegistrationStatus::Registered,
+            (_, 1) => RegistrationStatus::Pending,
+            (Self::Sms2007, 2) => RegistrationStatus::RetryLater,
+            (Self::Sms2007, 3) => RegistrationStatus::Rejected,
+            (Self::Current, 2) => RegistrationStatus::Reset,
+            (Self::Current, 3) => RegistrationStatus::Error,
+            (Self::Current, 4) => RegistrationStatus::CertificateReset,
+            (_, n) => RegistrationStatus::Other(n),
         }
+    }
+}
+
+impl RegistrationStatus {
+    /// From the wire value, numbered as ConfigMgr 2007 does.
+    pub fn from_code(code: i32) -> Self {
+        StatusNumbering::Sms2007.status(code)
+    }
+
+    /// The wire value of this status (in whichever numbering has it).
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Registered => 0,
+            Self::Pending => 1,
+            Self::RetryLater | Self::Reset => 2,
+            Self::Rejected | Self::Error => 3,
+            Self::CertificateReset => 4,
+            Self::Other(n) => n,
+        }
+    }
+}
+
+impl RegistrationResponse {
+    /// `Status` read with `numbering`.
+    pub fn status_in(&self, numbering: StatusNumbering) -> RegistrationStatus {
+        numbering.status(self.code)
     }
 }
 
@@ -397,8 +449,10 @@ impl RegistrationStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RegistrationResponse {
-    /// `Status`.
+    /// `Status`, read with the ConfigMgr 2007 numbering (see [`Self::status_in`]).
     pub status: RegistrationStatus,
+    /// `Status` as sent.
+    pub code: i32,
     /// `SMSID`: always `Some` for `Registered` and `Pending`, always `None` otherwise.
     pub smsid: Option<Smsid>,
     /// `ApprovalStatus` (`-1`: not approved), sent by current MPs.
@@ -425,17 +479,17 @@ pub fn parse_registration_response(xml: &str) -> Result<RegistrationResponse, Re
     let code = parse_i32(attrs.get("Status").ok_or(ReplyError::MissingStatus)?)
         .ok_or(ReplyError::BadStatus)?;
     let status = RegistrationStatus::from_code(code);
-    let smsid = match status {
-        RegistrationStatus::Registered | RegistrationStatus::Pending => {
-            let value = attrs.get("SMSID").ok_or(ReplyError::MissingSmsid)?;
+    let smsid = match (status, attrs.get("SMSID")) {
+        (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(value)) => {
             let mut buf = [0u8; 64];
             let s = value
                 .unescape_into(&mut buf)
                 .map_err(|_| ReplyError::BadSmsid)?;
             if s.is_empty() {
-                return Err(ReplyError::MissingSmsid);
+                None
+            } else {
+                Some(Smsid::parse(s.as_bytes()).ok_or(ReplyError::BadSmsid)?)
             }
-            Some(Smsid::parse(s.as_bytes()).ok_or(ReplyError::BadSmsid)?)
         }
         _ => None,
     };
@@ -453,6 +507,7 @@ pub fn parse_registration_response(xml: &str) -> Result<RegistrationResponse, Re
     r.finish()?;
     Ok(RegistrationResponse {
         status,
+        code,
         smsid,
         approval_status,
         timestamp,
@@ -699,11 +754,9 @@ mod tests {
         ] {
             assert_eq!(parse(bad), Err(ReplyError::BadStatus), "{bad}");
         }
-        assert_eq!(parse("Status=\"0\""), Err(ReplyError::MissingSmsid));
-        assert_eq!(
-            parse("Status=\"1\" SMSID=\"\""),
-            Err(ReplyError::MissingSmsid)
-        );
+        // No SMSID (a real MP's answer to a confirmation): the registrar judges it.
+        assert_eq!(parse("Status=\"0\"").map(|r| r.smsid), Ok(None));
+        assert_eq!(parse("Status=\"1\" SMSID=\"\"").map(|r| r.smsid), Ok(None));
         assert_eq!(
             parse("Status=\"0\" SMSID=\"1af488d8-7b42-4842-a4bd-b3a2842bbc42\""),
             Err(ReplyError::BadSmsid)

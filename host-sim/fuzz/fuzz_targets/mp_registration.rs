@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let body = Body {
         bytes: encode_utf16le(text),
         text: text.to_string(),
+        ..Default::default()
     };
     let approval = if sel & 1 == 0 {
         Approval::Auto

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
                     ..Limits::default()
                 },
                 mp_host: "mp.test.local".into(),
+                strict: false,
             };
             let db = SiteDb::open(&config.db_path).expect("site db");
             (dir, db, config)

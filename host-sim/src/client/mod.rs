@@ -6,6 +6,7 @@
 pub mod flash_file;
 pub mod run;
 pub mod session;
+pub mod site_check;
 pub mod state;
 pub mod tls;
 pub mod transport;
@@ -127,6 +128,24 @@ pub async fn register(
 ) -> Result<RegisterOutcome> {
     let (session, mut connector) = Session::open(opts)?;
     let config = session.config()?;
+    // Mixed mode only: a native-mode look-up would need the TLS session set up first, and a
+    // native site refuses a certificate of another site's CA anyway.
+    if opts.mode == SiteMode::Mixed {
+        match site_check::served_site(config.mp.host, config.mp.port).await {
+            Some(served) if !served.eq_ignore_ascii_case(&opts.site_code) => {
+                return Err(site_check::SiteMismatch {
+                    configured: opts.site_code.to_ascii_uppercase(),
+                    served,
+                    mp: opts.mp_url.clone(),
+                }
+                .into());
+            }
+            Some(_) => {}
+            None => tracing::info!(
+                "the MP did not answer MPKEYINFORMATION; its site code is not checked"
+            ),
+        }
+    }
     let (identity, state_dir) = (&session.identity, &session.state_dir);
     let signing = SigningIdentity {
         signer: &identity.signer,
@@ -170,7 +189,7 @@ pub async fn register(
     if let Some(e) = save_error {
         return Err(e).context("persisting the registration state");
     }
-    let state = result.map_err(|e| anyhow!("registration failed: {e:?}"))?;
+    let state = result.map_err(|e| anyhow!("registration failed: {e}"))?;
     state_dir.save_registration(state)?;
     Ok(RegisterOutcome {
         state,

@@ -112,7 +112,7 @@ impl Session {
             Some(files) => Some(tls::load_native_identity(files, unix_now())?),
             None => None,
         };
-        let state_dir = StateDir::open(&opts.state_dir)?;
+        let state_dir = StateDir::open_locked(&opts.state_dir)?;
         let tcp = TcpConnector {
             host: mp.host.to_string(),
             port: mp.port,
@@ -212,7 +212,31 @@ fn check_hash(hash: SignatureHash, key: KeyKind) -> Result<(), SignatureHashErro
         .map_err(|error| SignatureHashError { error, key })
 }
 
+/// A command-line option with a value its rule refuses: printed as the option, the rule and
+/// the value, so the user can fix it without reading code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option} {value:?}: {rule}")]
+pub struct OptionError {
+    /// The option, as typed (`--site-code`).
+    pub option: &'static str,
+    /// What a good value looks like.
+    pub rule: &'static str,
+    /// What was given.
+    pub value: String,
+}
+
+/// The rule of `--name`: a NetBIOS name (what the site's DDR and the proxy accept).
+const NAME_RULE: &str = "must be a NetBIOS name: 1-15 letters, digits or '-'";
+
 fn validate_config<'a>(opts: &'a ClientOptions, fqdn: &'a str) -> Result<AgentConfig<'a>> {
+    if !crate::proxy::protocol::valid_name(&opts.name) {
+        return Err(OptionError {
+            option: "--name",
+            rule: NAME_RULE,
+            value: opts.name.clone(),
+        }
+        .into());
+    }
     AgentConfig::new(&opts.site_code, opts.mode, &opts.mp_url, &opts.name, fqdn).map_err(
         |e| match e {
             ConfigError::SchemeDoesNotMatchMode if opts.mode == SiteMode::Native => {
@@ -225,6 +249,29 @@ fn validate_config<'a>(opts: &'a ClientOptions, fqdn: &'a str) -> Result<AgentCo
                     url: opts.mp_url.clone(),
                 })
             }
+            ConfigError::InvalidSiteCode => OptionError {
+                option: "--site-code",
+                rule: "must be exactly three letters or digits (e.g. PS1)",
+                value: opts.site_code.clone(),
+            }
+            .into(),
+            ConfigError::InvalidMpUrl => OptionError {
+                option: "--mp",
+                rule: "must be http://HOST[:PORT] (mixed mode) or https://HOST[:PORT] (native \
+                       mode), nothing after the port",
+                value: opts.mp_url.clone(),
+            }
+            .into(),
+            ConfigError::InvalidHostName => OptionError {
+                option: if opts.fqdn.is_some() {
+                    "--fqdn"
+                } else {
+                    "--name"
+                },
+                rule: "must be 1-255 letters, digits, '-', '.' or '_'",
+                value: fqdn.to_string(),
+            }
+            .into(),
             e => anyhow!("invalid configuration: {e:?}"),
         },
     )

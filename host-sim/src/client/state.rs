@@ -1,6 +1,8 @@
 //! The host client's state directory: the identity (PKCS#8 key, DER certificate) made on first
 //! run and the registration state. Every file is replaced atomically (write, fsync, rename), so a
-//! crash leaves either the old or the new version, never a torn one.
+//! crash leaves either the old or the new version, never a torn one. Temp files have names of
+//! their own per process and write, so two writers never share one; the key is written 0600.
+//! [`StateDir::open_locked`] holds the directory's [`StateLock`] for the process's lifetime.
 
 use std::fs;
 use std::io::Write;
@@ -10,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::Smsid;
 use mpagent_core::identity::{
-    build_self_signed_p256, build_self_signed_rsa, cert_spki_der, CertParams, MAX_CERT_LEN,
+    build_self_signed, build_self_signed_p256, cert_spki_der, CertParams, MAX_CERT_LEN,
     MAX_RSA_CERT_LEN,
 };
 
@@ -23,7 +25,8 @@ use mpagent_core::sign::{
 use mpagent_core::time::UnixTime;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 
-use crate::sign::HostP256Signer;
+use crate::sign::{HostP256Signer, HostRsaSigner};
+use crate::state_lock::StateLock;
 
 /// Files in a state directory.
 pub const KEY_FILE: &str = "key.pk8";
@@ -58,8 +61,8 @@ impl KeyKind {
 pub enum ClientSigner {
     /// ECDSA P-256, signing through OpenSSL ([`HostP256Signer`]: the host's fast signer).
     P256(HostP256Signer),
-    /// Software RSA-2048 (boxed: the key with its Montgomery parameters is about 3 KB).
-    Rsa(Box<RsaSigner>),
+    /// RSA-2048, signing through OpenSSL ([`HostRsaSigner`]: byte-identical to the core's).
+    Rsa(HostRsaSigner),
 }
 
 impl std::fmt::Debug for ClientSigner {
@@ -74,21 +77,31 @@ impl ClientSigner {
         let mut rng = rand_core::OsRng;
         Ok(match kind {
             KeyKind::P256 => Self::P256(host_p256(P256Signer::generate(&mut rng))?),
-            KeyKind::Rsa2048 => Self::Rsa(Box::new(
-                RsaSigner::generate(&mut rng)
-                    .map_err(|e| anyhow!("generating an RSA-2048 key: {e:?}"))?,
-            )),
+            KeyKind::Rsa2048 => Self::Rsa(
+                HostRsaSigner::generate()
+                    .map_err(|e| anyhow!("generating an RSA-2048 key: {e}"))?,
+            ),
         })
     }
 
     /// Read a PKCS#8 key, telling the algorithm from its AlgorithmIdentifier.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         match RsaSigner::from_pkcs8_der(der) {
-            Ok(key) => Ok(Self::Rsa(Box::new(key))),
-            Err(RsaKeyError::NotRsa) => p256::ecdsa::SigningKey::from_pkcs8_der(der)
-                .map_err(|e| anyhow!("neither an RSA-2048 nor a P-256 PKCS#8 key: {e}"))
-                .and_then(|key| Ok(Self::P256(host_p256(P256Signer::new(key))?))),
-            Err(e) => Err(anyhow!("not a usable RSA-2048 PKCS#8 key: {e:?}")),
+            Ok(key) => Ok(Self::Rsa(
+                HostRsaSigner::new(Box::new(key))
+                    .map_err(|e| anyhow!("loading the RSA-2048 key into OpenSSL: {e}"))?,
+            )),
+            Err(rsa) => match p256::ecdsa::SigningKey::from_pkcs8_der(der) {
+                Ok(key) => Ok(Self::P256(host_p256(P256Signer::new(key))?)),
+                // A damaged key may not say which kind it was: an RSA error is only named when
+                // the key says it is RSA.
+                Err(e) if matches!(rsa, RsaKeyError::NotRsa) => {
+                    Err(anyhow!("not a usable P-256 PKCS#8 key ({e})"))
+                }
+                Err(e) => Err(anyhow!(
+                    "not a usable key: neither RSA-2048 ({rsa:?}) nor P-256 PKCS#8 ({e})"
+                )),
+            },
         }
     }
 
@@ -141,7 +154,15 @@ impl ClientSigner {
         let mut buf = [0u8; MAX_RSA_CERT_LEN];
         let len = match self {
             Self::P256(s) => build_self_signed_p256(params, s, &mut buf),
-            Self::Rsa(s) => build_self_signed_rsa(params, s, &mut buf),
+            // The core's certificate code with OpenSSL signing it (the same bytes as
+            // `build_self_signed_rsa`: PKCS#1 v1.5 is deterministic).
+            Self::Rsa(s) => {
+                let mut spki = [0u8; RSA_SPKI_DER_MAX_LEN];
+                let spki = s
+                    .spki_der(&mut spki)
+                    .map_err(|e| anyhow!("encoding the public key: {e:?}"))?;
+                build_self_signed(params, spki, s, &mut buf)
+            }
         }
         .map_err(|e| anyhow!("building the self-signed certificate: {e:?}"))?;
         Ok(buf[..len].to_vec())
@@ -150,7 +171,7 @@ impl ClientSigner {
     fn inner(&self) -> &dyn Signer {
         match self {
             Self::P256(s) => s,
-            Self::Rsa(s) => s.as_ref(),
+            Self::Rsa(s) => s,
         }
     }
 }
@@ -186,15 +207,33 @@ pub struct Identity {
 /// A state directory.
 pub struct StateDir {
     dir: PathBuf,
+    lock: Option<StateLock>,
 }
 
 impl StateDir {
-    /// Open (and create) `dir`.
+    /// Open (and create) `dir` without locking it: for a process that already holds its lock
+    /// through another [`StateDir`], or that only reads.
     pub fn open(dir: &Path) -> Result<Self> {
         fs::create_dir_all(dir).with_context(|| format!("creating state dir {}", dir.display()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            lock: None,
         })
+    }
+
+    /// Open (and create) `dir` and lock it for as long as the returned value lives; a second
+    /// process gets [`crate::state_lock::StateLockError::InUse`] naming the owner's PID. Temp
+    /// files a killed owner left are removed (no one else can be writing them now).
+    pub fn open_locked(dir: &Path) -> Result<Self> {
+        let mut st = Self::open(dir)?;
+        st.lock = Some(StateLock::acquire(dir)?);
+        remove_stale_temps(dir);
+        Ok(st)
+    }
+
+    /// Whether this value holds the directory's lock.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// The directory.
@@ -218,6 +257,7 @@ impl StateDir {
         let cert_path = self.dir.join(CERT_FILE);
         match (key_path.exists(), cert_path.exists()) {
             (true, true) => {
+                tighten_key_mode(&key_path)?;
                 let der = fs::read(&key_path)?;
                 let signer = ClientSigner::from_pkcs8_der(&der)
                     .with_context(|| format!("{}", key_path.display()))?;
@@ -246,26 +286,57 @@ impl StateDir {
                     created: false,
                 })
             }
-            (false, false) => {
-                let signer = ClientSigner::generate(kind)?;
-                let params = CertParams::self_signed_now(common_name, now, &mut rand_core::OsRng);
-                let cert_der = signer.self_signed_cert(&params)?;
-                let pk8 = signer.to_pkcs8_der()?;
-                // Certificate first: a crash in between leaves a certificate without its key,
-                // which the next run reports instead of silently making a mismatched pair.
-                write_atomic(&cert_path, &cert_der)?;
-                write_atomic(&key_path, &pk8)?;
-                Ok(Identity {
-                    signer,
-                    cert_der,
-                    created: true,
-                })
+            (false, false) => self.create_identity(common_name, now, kind),
+            (has_key, _) => {
+                // A half identity is what a run killed between the two writes leaves. If it
+                // never reached the site it is worth nothing and is made again; once the site
+                // knows it, only the administrator can decide.
+                let state = self.registration()?;
+                if state != RegistrationState::Unregistered {
+                    bail!(
+                        "state dir {} holds only {} (no {}) and its registration state is {}; \
+                         the site knows this identity, so a new one is not made over it: restore \
+                         the missing file, or remove the directory to register as a new client",
+                        self.dir.display(),
+                        if has_key { KEY_FILE } else { CERT_FILE },
+                        if has_key { CERT_FILE } else { KEY_FILE },
+                        format_registration(state)
+                    );
+                }
+                tracing::warn!(
+                    "{}: half-made identity (only {}) that was never registered; making a new one",
+                    self.dir.display(),
+                    if has_key { KEY_FILE } else { CERT_FILE }
+                );
+                for p in [&key_path, &cert_path] {
+                    match fs::remove_file(p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("removing {}", p.display()))
+                        }
+                    }
+                }
+                self.create_identity(common_name, now, kind)
             }
-            _ => bail!(
-                "state dir {} holds only one of {KEY_FILE} and {CERT_FILE}; refusing to make a new identity over a half one",
-                self.dir.display()
-            ),
         }
+    }
+
+    fn create_identity(&self, common_name: &str, now: UnixTime, kind: KeyKind) -> Result<Identity> {
+        let signer = ClientSigner::generate(kind)?;
+        let params = CertParams::self_signed_now(common_name, now, &mut rand_core::OsRng);
+        let cert_der = signer.self_signed_cert(&params)?;
+        let pk8 = signer.to_pkcs8_der()?;
+        // Key first, certificate last: the certificate's presence means the pair is complete,
+        // and a kill in between leaves a key alone, which the next run replaces (never
+        // registered: the registration comes after the identity).
+        write_private(&self.dir.join(KEY_FILE), &pk8)?;
+        write_atomic(&self.dir.join(CERT_FILE), &cert_der)?;
+        Ok(Identity {
+            signer,
+            cert_der,
+            created: true,
+        })
     }
 
     /// The persisted registration state.
@@ -316,10 +387,74 @@ fn parse_registration(text: &str) -> Result<RegistrationState> {
     })
 }
 
+/// Marks this module's temp files: `.{name}.tmp-{pid}-{n}` beside their target.
+const TEMP_MARK: &str = ".tmp-";
+
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] for a secret: the file is 0600 from its creation (never readable by others,
+/// not even for a moment).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}{TEMP_MARK}{}-{n}", std::process::id()))
+}
+
+/// Remove the temp files a killed process left in `dir` (best effort: a leftover is harmless).
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(TEMP_MARK) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A key readable by group or others is made 0600 (with a warning naming it) rather than
+/// refused: the files of older versions were created 0644 and the owner can do nothing else.
+fn tighten_key_mode(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private (chmod 600)", path.display()))?;
+        tracing::warn!(
+            "{} was readable by others (mode {:o}); made it 0600",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = temp_path(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -335,6 +470,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mpagent_core::identity::build_self_signed_rsa;
+
+    #[test]
+    fn rsa_certificates_signed_through_openssl_are_the_cores() {
+        let signer = ClientSigner::generate(KeyKind::Rsa2048).unwrap();
+        let ClientSigner::Rsa(host) = &signer else {
+            panic!("an RSA key was asked for");
+        };
+        let params =
+            CertParams::self_signed_now("RSA-1", UnixTime(1_764_000_000), &mut rand_core::OsRng);
+        let mut core_cert = vec![0u8; MAX_RSA_CERT_LEN];
+        let n = build_self_signed_rsa(&params, host.software(), &mut core_cert).unwrap();
+        assert_eq!(signer.self_signed_cert(&params).unwrap(), core_cert[..n]);
+        // And the key survives PKCS#8 into a signer that signs the same.
+        let back = ClientSigner::from_pkcs8_der(&signer.to_pkcs8_der().unwrap()).unwrap();
+        let d = [9u8; 32];
+        assert_eq!(
+            back.sign_sha256(&d).unwrap().as_bytes(),
+            signer.sign_sha256(&d).unwrap().as_bytes()
+        );
+    }
 
     #[test]
     fn registration_state_round_trips() {
@@ -374,8 +530,62 @@ mod tests {
             b.signer.to_pkcs8_der().unwrap()
         );
         assert_eq!(a.signer.kind(), KeyKind::P256);
+        // A half identity never registered is made again ...
         fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
-        assert!(st.load_or_create_identity("dev1", UnixTime(0)).is_err());
+        let c = st.load_or_create_identity("dev1", UnixTime(0)).unwrap();
+        assert!(c.created);
+        assert_ne!(c.cert_der, a.cert_der);
+        // ... one the site knows is not.
+        let id = Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap();
+        st.save_registration(RegistrationState::Registered(id))
+            .unwrap();
+        fs::remove_file(dir.path().join(CERT_FILE)).unwrap();
+        let err = st.load_or_create_identity("dev1", UnixTime(0)).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("holds only key.pk8"), "{text}");
+        assert!(text.contains("registered GUID:1AF488D8"), "{text}");
+        assert!(dir.path().join(KEY_FILE).exists());
+    }
+
+    #[test]
+    fn a_damaged_p256_key_is_not_called_an_rsa_key() {
+        let key = ClientSigner::generate(KeyKind::P256).unwrap();
+        let mut der = key.to_pkcs8_der().unwrap();
+        // Cut inside the private key: the structure no longer parses as any key.
+        der.truncate(der.len() - 20);
+        let err = format!("{:#}", ClientSigner::from_pkcs8_der(&der).unwrap_err());
+        assert!(err.contains("P-256"), "{err}");
+        assert!(!err.starts_with("not a usable RSA-2048"), "{err}");
+    }
+
+    #[test]
+    fn key_is_private_and_a_readable_one_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::open(dir.path()).unwrap();
+        st.load_or_create_identity("dev1", UnixTime(1_795_428_000))
+            .unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let key = dir.path().join(KEY_FILE);
+        assert_eq!(mode(&key), 0o600);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        st.load_or_create_identity("dev1", UnixTime(1_795_428_000))
+            .unwrap();
+        assert_eq!(mode(&key), 0o600);
+    }
+
+    #[test]
+    fn temp_names_are_unique_and_stale_ones_are_removed_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x");
+        assert_ne!(temp_path(&target), temp_path(&target));
+        let stale = dir.path().join(format!(".key.pk8{TEMP_MARK}1-0"));
+        fs::write(&stale, b"half").unwrap();
+        let st = StateDir::open_locked(dir.path()).unwrap();
+        assert!(st.is_locked());
+        assert!(!stale.exists());
+        let err = StateDir::open_locked(dir.path()).err().unwrap();
+        assert!(format!("{err:#}").contains("in use by PID"), "{err:#}");
     }
 
     #[test]

@@ -51,11 +51,29 @@ impl TcpConnector {
     /// connector wraps it first).
     pub async fn connect_stream(&self) -> std::io::Result<TcpStream> {
         let addr = (self.host.as_str(), self.port);
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+        // The core sees only the error's kind (a failed name look-up is `Other` to it), so the
+        // cause is told here, with the name and port that were tried.
+        let connected = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "connecting to {}:{} timed out after {} s",
+                        self.host,
+                        self.port,
+                        self.connect_timeout.as_secs()
+                    ),
+                )
+            })
+            .and_then(|r| r);
+        let stream = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("connecting to the MP at {}:{}: {e}", self.host, self.port);
+                return Err(e);
+            }
+        };
         stream.set_nodelay(true)?;
         Ok(stream)
     }

@@ -1,8 +1,8 @@
 //! `mpagent-sim fleet`: many simulated appliances against one MP, and the MP's throughput
 //! against its bound.
 //!
-//! Each appliance is the real core: its own P-256 key and self-signed certificate made in memory
-//! (no state directory), a registration through [`io::register`] (mixed mode; the MP must
+//! Each appliance is the real core: its own key (`--key p256`, or `rsa2048` as real sites take)
+//! and self-signed certificate made in memory (no state directory), a registration through [`io::register`] (mixed mode; the MP must
 //! auto-approve), then `M` heartbeat DDRs signed with [`MessageSigner::client`] and sent with
 //! [`io::send_message`]. The core's async functions are not `Send` (`async fn` in traits), so
 //! each client thread runs a current-thread tokio runtime with a [`tokio::task::LocalSet`] and
@@ -13,6 +13,11 @@
 //! the in-process MP as the administrator would), each appliance is instead a constrained device
 //! speaking MPX ([`crate::proxy::client::DeviceConnection`]) over one connection: `HELLO`,
 //! `REGISTER`, `M` × `HEARTBEAT`; the proxy makes its key, registers it and signs its messages.
+//!
+//! RSA-2048 keys take tens of milliseconds to generate, so an RSA fleet makes them before the
+//! clock starts, as appliances come with their keys (up to [`MAX_RSA_KEYS_AHEAD`] distinct ones,
+//! then reused under distinct certificates), and an in-process proxy's device-key pool is filled
+//! ahead the same way; the summary reports how many and how long that took.
 //!
 //! [`bound::run_bound`] (`fleet --bound K`) pre-builds K registration requests, then times (a) the bare
 //! ECDSA verification of their K signatures on all cores and (b) the same K requests replayed
@@ -39,7 +44,8 @@ use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
 use mpagent_core::io::{self, RegisterOptions};
 use mpagent_core::sign::P256Signer;
 
-use crate::sign::HostP256Signer;
+use crate::client::state::{ClientSigner, KeyKind};
+use crate::sign::{generate_rsa_keys, HostP256Signer, HostRsaSigner};
 use mpagent_core::store::Endpoint;
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::header::ReplyMode;
@@ -94,7 +100,14 @@ pub struct FleetOptions {
     pub progress: bool,
     /// Talk MPX to an ISV proxy instead of the MP.
     pub proxy: Option<ProxyTarget>,
+    /// The appliances' key kind (through a proxy: the in-process proxy's kind, which its
+    /// device keys follow).
+    pub key: KeyKind,
 }
+
+/// Most distinct RSA keys an RSA fleet makes ahead (about 30 s on 2 cores); more appliances
+/// reuse them, each with its own certificate (the MP tells clients apart by certificate).
+pub const MAX_RSA_KEYS_AHEAD: usize = 1000;
 
 /// p50 / p99 / max of one kind of operation, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -130,6 +143,11 @@ pub struct FleetSummary {
     pub mp: String,
     /// The ISV proxy's MPX address when the appliances went through one.
     pub proxy: Option<String>,
+    /// The appliances' key kind ("P-256", "RSA-2048").
+    pub key: &'static str,
+    /// RSA keys made before the clock started, and how long that took (not in `elapsed_secs`).
+    pub keys_made_ahead: usize,
+    pub keys_ahead_secs: f64,
     pub clients_requested: usize,
     pub clients_started: u64,
     pub registered: u64,
@@ -159,9 +177,20 @@ impl std::fmt::Display for FleetSummary {
         }
         writeln!(
             f,
-            "  appliances   {} started / {} requested, {} registered, {} messages",
-            self.clients_started, self.clients_requested, self.registered, self.messages_sent
+            "  appliances   {} started / {} requested, {} registered, {} messages ({} keys)",
+            self.clients_started,
+            self.clients_requested,
+            self.registered,
+            self.messages_sent,
+            self.key
         )?;
+        if self.keys_made_ahead > 0 {
+            writeln!(
+                f,
+                "  keys ahead   {} made in {:.2} s before the clock started",
+                self.keys_made_ahead, self.keys_ahead_secs
+            )?;
+        }
         writeln!(
             f,
             "  elapsed      {:.2} s ({} threads, concurrency {})",
@@ -250,9 +279,29 @@ pub async fn run(opts: FleetOptions) -> Result<FleetSummary> {
         (Some(ProxyTarget::InProcess), None) => {
             let dir = tempfile::tempdir()?;
             let server = start_local_mp(dir.path(), opts.concurrency).await?;
-            let summary = match start_local_proxy(dir.path(), &server).await {
+            let summary = match start_local_proxy_with(dir.path(), &server, opts.key).await {
                 Ok(proxy) => {
-                    let s = run_via_proxy(proxy.local_addr(), &server.url(), &opts).await;
+                    let ahead = Instant::now();
+                    let n = keys_ahead(&opts);
+                    let filled = tokio::task::spawn_blocking(move || {
+                        // A P-256 run leaves the pool (and its thread) unstarted.
+                        match n {
+                            0 => Ok(()),
+                            n => crate::proxy::device_key::rsa_pool().fill(n),
+                        }
+                    })
+                    .await?;
+                    let ahead_secs = ahead.elapsed().as_secs_f64();
+                    let s = match filled {
+                        Ok(()) => run_via_proxy(proxy.local_addr(), &server.url(), &opts)
+                            .await
+                            .map(|mut s| {
+                                s.keys_made_ahead = n;
+                                s.keys_ahead_secs = if n == 0 { 0.0 } else { ahead_secs };
+                                s
+                            }),
+                        Err(e) => Err(anyhow!("making the proxy's device keys ahead: {e}")),
+                    };
                     // Shutdown joins the proxy's thread: not on a runtime worker.
                     tokio::task::spawn_blocking(move || proxy.shutdown()).await?;
                     s
@@ -290,9 +339,12 @@ fn local_mp_config(dir: &std::path::Path, concurrency: usize) -> MpConfig {
         approval: Approval::Auto,
         limits: Limits {
             max_connections: concurrency.max(64) + 16,
+            // Every appliance of the fleet comes from this one host.
+            max_connections_per_address: concurrency.max(64) + 16,
             ..Limits::default()
         },
         mp_host: "mp.fleet.local".into(),
+        strict: false,
     }
 }
 
@@ -301,11 +353,21 @@ fn local_mp_config(dir: &std::path::Path, concurrency: usize) -> MpConfig {
 /// is imported into the MP's database, then the proxy registers (AgentType 4) and listens on a
 /// free loopback port. Its state directory is `dir/fleet-proxy`.
 pub async fn start_local_proxy(dir: &std::path::Path, mp: &MpServer) -> Result<ProxyHandle> {
+    start_local_proxy_with(dir, mp, KeyKind::P256).await
+}
+
+/// [`start_local_proxy`] with a proxy (and so device) key of `key`.
+pub async fn start_local_proxy_with(
+    dir: &std::path::Path,
+    mp: &MpServer,
+    key: KeyKind,
+) -> Result<ProxyHandle> {
     let state = dir.join("fleet-proxy");
-    let exported = isv::export_cert(&state, &dir.join("fleet-proxy.cer"), PROXY_NAME)?;
+    let exported = isv::export_cert_with(&state, &dir.join("fleet-proxy.cer"), PROXY_NAME, key)?;
     crate::mp::db::SiteDb::open(dir.join(SITE_DB_FILE))?.import_cert(&exported.cert_der)?;
     let mut opts = ProxyOptions::new(&mp.url(), DEFAULT_SITE_CODE, state);
     opts.name = PROXY_NAME.into();
+    opts.key = key;
     isv::start(opts, SocketAddr::from(([127, 0, 0, 1], 0))).await
 }
 
@@ -341,9 +403,31 @@ pub async fn run_via_proxy(
     Ok(summary)
 }
 
+/// RSA keys to make before the clock starts: one per appliance up to [`MAX_RSA_KEYS_AHEAD`].
+fn keys_ahead(opts: &FleetOptions) -> usize {
+    match opts.key {
+        KeyKind::P256 => 0,
+        KeyKind::Rsa2048 => opts.clients.min(MAX_RSA_KEYS_AHEAD),
+    }
+}
+
 async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<FleetSummary> {
     anyhow::ensure!(opts.clients > 0, "--clients must be at least 1");
     anyhow::ensure!(opts.concurrency > 0, "--concurrency must be at least 1");
+    // Direct appliances of an RSA fleet bring their keys; through a proxy the proxy makes them.
+    let ahead = Instant::now();
+    let rsa_keys: Arc<Vec<HostRsaSigner>> = match target {
+        Target::Mp(_) => {
+            let n = keys_ahead(opts);
+            Arc::new(
+                tokio::task::spawn_blocking(move || generate_rsa_keys(n))
+                    .await?
+                    .map_err(|e| anyhow!("making the appliances' RSA keys ahead: {e}"))?,
+            )
+        }
+        Target::Proxy(_) => Arc::new(Vec::new()),
+    };
+    let keys_ahead_secs = ahead.elapsed().as_secs_f64();
     let threads = opts.threads.clamp(1, opts.concurrency);
     let counters = Arc::new(Counters::default());
     let next = Arc::new(AtomicUsize::new(0));
@@ -357,6 +441,7 @@ async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<
         let (target, site) = (target.clone(), opts.site_code.clone());
         let (counters, next, stop) = (counters.clone(), next.clone(), stop.clone());
         let (clients, m) = (opts.clients, opts.messages_per_client);
+        let (key, rsa_keys) = (opts.key, rsa_keys.clone());
         let handle = std::thread::Builder::new()
             .name(format!("fleet-{t}"))
             .spawn(move || -> Result<ThreadStats> {
@@ -373,6 +458,8 @@ async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<
                             site: site.clone(),
                             messages: m,
                             counters: counters.clone(),
+                            key,
+                            rsa_keys: rsa_keys.clone(),
                         };
                         let (next, stop, stats) = (next.clone(), stop.clone(), stats.clone());
                         set.spawn_local(async move {
@@ -455,6 +542,13 @@ async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<
     Ok(FleetSummary {
         mp: label.to_string(),
         proxy: None,
+        key: opts.key.name(),
+        keys_made_ahead: rsa_keys.len(),
+        keys_ahead_secs: if rsa_keys.is_empty() {
+            0.0
+        } else {
+            keys_ahead_secs
+        },
         clients_requested: opts.clients,
         clients_started: counters.started.load(Ordering::Relaxed),
         registered,
@@ -479,6 +573,9 @@ struct Worker {
     site: String,
     messages: usize,
     counters: Arc<Counters>,
+    key: KeyKind,
+    /// RSA keys made ahead (empty for P-256 and through a proxy).
+    rsa_keys: Arc<Vec<HostRsaSigner>>,
 }
 
 /// Error kind of a `Debug` value: its text up to the first `(` / `{` of a payload that varies
@@ -515,7 +612,33 @@ pub fn new_identity(name: &str) -> Result<(HostP256Signer, Vec<u8>)> {
     Ok((signer, cert))
 }
 
+/// An in-memory RSA-2048 identity of `key` with a fresh self-signed certificate.
+pub fn new_rsa_identity(name: &str, key: HostRsaSigner) -> Result<(ClientSigner, Vec<u8>)> {
+    let signer = ClientSigner::Rsa(key);
+    let params = CertParams::self_signed_now(name, unix_now(), &mut OsRng);
+    let cert = signer.self_signed_cert(&params)?;
+    Ok((signer, cert))
+}
+
 impl Worker {
+    /// The identity of appliance `i`: a fresh P-256 key, or one of the RSA keys made ahead.
+    fn identity(&self, i: usize, name: &str) -> Result<(ClientSigner, Vec<u8>)> {
+        match self.key {
+            KeyKind::P256 => {
+                let (signer, cert) = new_identity(name)?;
+                Ok((ClientSigner::P256(signer), cert))
+            }
+            KeyKind::Rsa2048 => {
+                let key = self
+                    .rsa_keys
+                    .get(i % self.rsa_keys.len().max(1))
+                    .cloned()
+                    .ok_or_else(|| anyhow!("no RSA keys were made ahead"))?;
+                new_rsa_identity(name, key)
+            }
+        }
+    }
+
     /// One appliance: identity, registration, `messages` heartbeat DDRs. Errors are counted, not
     /// returned: the fleet goes on.
     async fn appliance(&self, i: usize, buf: &mut [u8], stats: &mut ThreadStats) {
@@ -537,7 +660,7 @@ impl Worker {
             connect_timeout: Duration::from_secs(10),
         };
         let t = Instant::now();
-        let (signer, cert_der) = match new_identity(&name) {
+        let (signer, cert_der) = match self.identity(i, &name) {
             Ok(x) => x,
             Err(e) => return stats.error(c, format!("identity: {e}")),
         };

@@ -1,19 +1,46 @@
 //! `mpagent-sim mp …`: serve the emulator and administer its site database (approve, reject,
-//! list clients and rejections, import an ISV proxy certificate, list received messages, publish
+//! list clients and rejections, order the next registration reply, import an ISV proxy
+//! certificate, list received messages, publish
 //! and list policies).
 
-use super::db::{smsid_key, NewPolicy, PolicyTarget, SiteDb};
+use super::db::{smsid_key, NewPolicy, NextReply, PolicyTarget, SiteDb};
 use super::{Approval, Limits, MpConfig, MpServer, TlsConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The site database of an administration command: it must exist, so that a mistyped path
+/// is an error rather than an empty site reporting 0 rows (`mp serve` creates it).
+fn open_admin(db: &std::path::Path) -> anyhow::Result<SiteDb> {
+    anyhow::ensure!(
+        db.is_file(),
+        "--db {}: no site database there (administration commands never create one; \
+         `mp serve --db {}` does)",
+        db.display(),
+        db.display()
+    );
+    SiteDb::open(db)
+}
+
+/// An SMSID as an administrator typed it; a bare GUID is told what it lacks rather than
+/// reported as an unknown client.
+fn admin_smsid(s: &str) -> anyhow::Result<String> {
+    let s = s.trim();
+    if super::util::normalize_smsid(s).is_none() {
+        if let Some(with) = super::util::normalize_smsid(&format!("GUID:{s}")) {
+            anyhow::bail!("SMSID {s:?} is missing the \"GUID:\" prefix; write {with}");
+        }
+    }
+    Ok(smsid_key(s))
+}
+
 /// The `mp` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum MpCommand {
     /// Run the MP emulator until Ctrl-C.
     Serve {
+        /// Address and port to serve on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Site database (created if missing).
@@ -24,6 +51,11 @@ pub enum MpCommand {
         site_code: String,
         #[arg(long, value_enum, default_value_t = Approval::Auto)]
         approval: Approval,
+        /// Real-MP mode: single-body and pending clients' reports, and messages failing identity
+        /// or signature checks, get 200 with an empty body and are dropped (see `mp rejections`);
+        /// Confirmation replies without SMSID; certificates outside their validity refused.
+        #[arg(long)]
+        strict: bool,
         /// The FQDN the MP reports for itself.
         #[arg(long, default_value = "mp.mpagent.test")]
         mp_host: String,
@@ -39,6 +71,10 @@ pub enum MpCommand {
         /// Connections served at once; as many more wait up to the read timeout, the rest get 503.
         #[arg(long, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
+        /// Connections one IP address may have open (served or waiting) at once; more are
+        /// answered 503 at once (raise it for a `fleet` run from one host).
+        #[arg(long, default_value_t = Limits::default().max_connections_per_address)]
+        max_connections_per_address: usize,
         /// Signed messages whose SentTime is further than this from our clock are refused, seconds.
         #[arg(long, default_value_t = Limits::default().sent_time_window.as_secs())]
         sent_time_window_secs: u64,
@@ -72,6 +108,16 @@ pub enum MpCommand {
         db: PathBuf,
         smsid: String,
     },
+    /// Make the next registration reply to a client Reset (Status 2: register afresh), Error
+    /// (Status 3) or CertificateReset (Status 4: new key and certificate, then register); after
+    /// Reset and CertificateReset the client's record is gone, so it registers anew.
+    NextReply {
+        #[arg(long)]
+        db: PathBuf,
+        smsid: String,
+        #[arg(value_enum)]
+        reply: NextReply,
+    },
     /// List registered clients.
     Clients {
         #[arg(long)]
@@ -79,9 +125,14 @@ pub enum MpCommand {
     },
     /// Import an ISV proxy certificate (DER or PEM); prints the SMSID the site assigns to it.
     ImportCert {
+        /// Site database (must exist unless --create).
         #[arg(long)]
         db: PathBuf,
+        /// The proxy's certificate file.
         file: PathBuf,
+        /// Create the site database if it does not exist (to set a site up before `mp serve`).
+        #[arg(long)]
+        create: bool,
     },
     /// List refused requests.
     Rejections {
@@ -138,6 +189,20 @@ pub enum PolicyCommand {
         /// The policy body XML.
         #[arg(long)]
         body: Option<String>,
+    },
+    /// Serve another body for a published policy while its assignments keep announcing the
+    /// published body's hash (a stand-in for an attacker on the path, to show that clients
+    /// refuse it); without --body-file, serve the published body again.
+    Tamper {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        version: String,
+        /// The body to serve instead (XML text, UTF-8 or UTF-16 with BOM).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
     },
     /// List policy assignments.
     List {
@@ -223,11 +288,13 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             db,
             site_code,
             approval,
+            strict,
             mp_host,
             max_head_bytes,
             max_body_bytes,
             read_timeout_secs,
             max_connections,
+            max_connections_per_address,
             sent_time_window_secs,
             client_token_window_secs,
             tls_cert,
@@ -244,10 +311,12 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                     max_body_bytes,
                     read_timeout: Duration::from_secs(read_timeout_secs),
                     max_connections,
+                    max_connections_per_address,
                     sent_time_window: Duration::from_secs(sent_time_window_secs),
                     client_token_window: Duration::from_secs(client_token_window_secs),
                 },
                 mp_host,
+                strict,
             };
             let server = match (tls_cert, tls_key, client_ca) {
                 (Some(cert), Some(key), Some(ca)) => {
@@ -265,19 +334,31 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MpCommand::Approve { db, smsid } => {
-            let smsid = smsid_key(&smsid);
-            anyhow::ensure!(SiteDb::open(db)?.approve(&smsid)?, "no client {smsid}");
+            let smsid = admin_smsid(&smsid)?;
+            anyhow::ensure!(open_admin(&db)?.approve(&smsid)?, "no client {smsid}");
             println!("approved {smsid}");
             Ok(())
         }
         MpCommand::Reject { db, smsid } => {
-            let smsid = smsid_key(&smsid);
-            anyhow::ensure!(SiteDb::open(db)?.reject(&smsid)?, "no client {smsid}");
+            let smsid = admin_smsid(&smsid)?;
+            anyhow::ensure!(open_admin(&db)?.reject(&smsid)?, "no client {smsid}");
             println!("rejected {smsid}");
             Ok(())
         }
+        MpCommand::NextReply { db, smsid, reply } => {
+            let smsid = smsid_key(&smsid);
+            anyhow::ensure!(
+                SiteDb::open(db)?.set_next_reply(&smsid, reply)?,
+                "no client {smsid} in the site database"
+            );
+            println!(
+                "the next registration reply to {smsid} is {}",
+                reply.as_str()
+            );
+            Ok(())
+        }
         MpCommand::Clients { db } => {
-            let rows = SiteDb::open(db)?.clients()?;
+            let rows = open_admin(&db)?.clients()?;
             println!(
                 "{:<41} {:<9} {:>5} {:<16} {:<28} {:<41} {:<20} THUMBPRINT (SHA-256)",
                 "SMSID", "STATUS", "AGENT", "NETBIOS", "FQDN", "PROXY", "LAST SEEN"
@@ -298,27 +379,39 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             println!("{} client(s)", rows.len());
             Ok(())
         }
-        MpCommand::ImportCert { db, file } => {
+        MpCommand::ImportCert { db, file, create } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let der = read_cert_file(&bytes)?;
-            let smsid = SiteDb::open(db)?.import_cert(&der)?;
+            let site = if create {
+                SiteDb::open(db)?
+            } else {
+                open_admin(&db)?
+            };
+            let smsid = site.import_cert(&der)?;
             println!("{smsid}");
             Ok(())
         }
         MpCommand::Rejections { db } => {
-            let rows = SiteDb::open(db)?.rejections()?;
+            let rows = open_admin(&db)?.rejections()?;
+            println!(
+                "{:>5} {:<20} {:<20} {:>6} {:<39} {:<22} REASON",
+                "ID", "FIRST", "LAST", "COUNT", "PEER", "ENDPOINT"
+            );
             for r in &rows {
                 println!(
-                    "{:>5} {} {:<21} {:<22} {}",
+                    "{:>5} {:<20} {:<20} {:>6} {:<39} {:<22} {}",
                     r.id,
                     r.at,
+                    r.last_at,
+                    r.count,
                     r.peer,
                     r.endpoint.as_deref().unwrap_or("-"),
                     r.reason
                 );
             }
-            println!("{} rejection(s)", rows.len());
+            let total: i64 = rows.iter().map(|r| r.count).sum();
+            println!("{} rejection(s) in {} row(s)", total, rows.len());
             Ok(())
         }
         MpCommand::Messages {
@@ -326,7 +419,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             smsid,
             endpoint,
         } => {
-            let rows = SiteDb::open(db)?.messages(smsid.as_deref())?;
+            let rows = open_admin(&db)?.messages(smsid.as_deref())?;
             println!(
                 "{:<20} {:<41} {:<16} {:<10} {:<38} {:>8}",
                 "RECEIVED", "SMSID", "ENDPOINT", "KIND", "MESSAGE ID", "SIZE"
@@ -382,7 +475,7 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
                 (None, true) => PolicyTarget::All,
                 _ => anyhow::bail!("give exactly one of --smsid and --all"),
             };
-            let assignment = SiteDb::open(db)?.add_policy(&NewPolicy {
+            let assignment = open_admin(&db)?.add_policy(&NewPolicy {
                 policy_id: &id,
                 version: &version,
                 target,
@@ -403,9 +496,40 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MpCommand::Policy {
+            command:
+                PolicyCommand::Tamper {
+                    db,
+                    id,
+                    version,
+                    body_file,
+                },
+        } => {
+            let body = match &body_file {
+                Some(f) => Some(
+                    read_text_file(
+                        &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+                    )
+                    .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            anyhow::ensure!(
+                SiteDb::open(db)?.tamper_policy(&id, &version, body.as_deref())?,
+                "no policy {id} version {version} in the site database"
+            );
+            match body_file {
+                Some(f) => println!(
+                    "policy {id} version {version}: {} is served in place of the published body",
+                    f.display()
+                ),
+                None => println!("policy {id} version {version}: the published body is served"),
+            }
+            Ok(())
+        }
+        MpCommand::Policy {
             command: PolicyCommand::List { db },
         } => {
-            let rows = SiteDb::open(db)?.policies()?;
+            let rows = open_admin(&db)?.policies()?;
             println!(
                 "{:<38} {:<40} {:<8} {:<16} {:>5} {:<41} {:>7}",
                 "ASSIGNMENT", "POLICY ID", "VERSION", "CATEGORY", "FLAGS", "TARGET", "BYTES"
@@ -431,6 +555,24 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_commands_refuse_a_missing_db_and_a_bare_guid() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = dir.path().join("typo.db");
+        let err = open_admin(&typo).err().unwrap().to_string();
+        assert!(err.contains("--db") && err.contains("typo.db"), "{err}");
+        assert!(!typo.exists());
+        let err = admin_smsid("1af488d8-7b42-4842-a4bd-b3a2842bbc42")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing the \"GUID:\" prefix"), "{err}");
+        assert!(err.contains("GUID:1AF488D8-7B42"), "{err}");
+        assert_eq!(
+            admin_smsid("guid:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap(),
+            "GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42"
+        );
+    }
 
     #[test]
     fn pem_and_der() {

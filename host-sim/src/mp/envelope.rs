@@ -258,16 +258,18 @@ pub struct ByteRange {
     pub length: usize,
 }
 
-/// The message body: its exact UTF-16LE bytes (without the terminating NUL) and the decoded text.
-#[derive(Debug, PartialEq, Eq)]
+/// The message body: its exact UTF-16LE bytes (without the terminating NUL) and the decoded text,
+/// and the raw bytes of each `<Attachment>` range, in the header's order.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Body {
     pub bytes: Vec<u8>,
     pub text: String,
+    pub attachments: Vec<Vec<u8>>,
 }
 
-/// From the octet-stream part (inflated first if `compressed`) to the body: the stream must end
-/// with CRLF, the ranges must cover it exactly, and the body range must be UTF-16LE without BOM
-/// ending with `00 00`.
+/// From the octet-stream part (inflated first if `compressed`) to the body: the ranges must cover
+/// the stream exactly, up to one optional trailing CRLF, and the body range must be UTF-16LE
+/// without BOM ending with `00 00`.
 pub fn decode_body_part(
     data: &[u8],
     compressed: bool,
@@ -282,9 +284,6 @@ pub fn decode_body_part(
     } else {
         data
     };
-    let stream = stream
-        .strip_suffix(b"\r\n")
-        .ok_or_else(|| EnvelopeError::Body("octet stream does not end with CRLF".into()))?;
     let mut end = 0usize;
     for r in attachments.iter().chain([&body]) {
         let e = r
@@ -293,14 +292,21 @@ pub fn decode_body_part(
             .ok_or_else(|| EnvelopeError::Body("byte range overflows".into()))?;
         end = end.max(e);
     }
-    if end != stream.len() {
-        return Err(EnvelopeError::Body(format!(
-            "header announces {end} bytes (Body Offset {} Length {}), octet stream holds {}",
-            body.offset,
-            body.length,
-            stream.len()
-        )));
-    }
+    // The ranges end where the stream does, or one CRLF before: the public tools put the CRLF
+    // inside the (compressed) stream, others leave it to the multipart delimiter.
+    let stream = match stream.len().checked_sub(end) {
+        Some(0) => stream,
+        Some(2) if stream.ends_with(b"\r\n") => &stream[..end],
+        _ => {
+            return Err(EnvelopeError::Body(format!(
+                "header announces {end} bytes (Body Offset {} Length {}), octet stream holds {} \
+                 (only a CRLF may follow the ranges)",
+                body.offset,
+                body.length,
+                stream.len()
+            )))
+        }
+    };
     let raw = &stream[body.offset..body.offset + body.length];
     if raw.starts_with(&[0xFF, 0xFE]) || raw.starts_with(&[0xFE, 0xFF]) {
         return Err(EnvelopeError::Utf16("body carries a BOM"));
@@ -315,7 +321,22 @@ pub fn decode_body_part(
     Ok(Body {
         bytes: bytes.to_vec(),
         text,
+        attachments: attachments
+            .iter()
+            .map(|r| stream[r.offset..r.offset + r.length].to_vec())
+            .collect(),
     })
+}
+
+/// An attachment's text (wire.md §5 report framing): `FF FE` + UTF-16LE, no NUL (the CRLF that
+/// follows it lies outside its range).
+pub fn decode_attachment(bytes: &[u8]) -> Result<String, EnvelopeError> {
+    let text = bytes
+        .strip_prefix(&[0xFF, 0xFE])
+        .ok_or(EnvelopeError::Utf16(
+            "attachment does not start with the BOM FF FE",
+        ))?;
+    decode_utf16le(text)
 }
 
 /// The exact received UTF-16LE bytes of the one `<name …>…</name>` element of a body, from `<` to
@@ -373,6 +394,15 @@ pub fn body_stream(body_xml: &str) -> (Vec<u8>, usize) {
     let len = v.len();
     v.extend_from_slice(b"\r\n");
     (v, len)
+}
+
+/// The octet-stream payload of a reply as real MPs frame it: UTF-16LE + one `00 00` and nothing
+/// after (a public tool that works against real MPs drops exactly one trailing character of the
+/// inflated reply and parses the rest as XML). Returns the stream, which is also its `Length`.
+pub fn reply_stream(body_xml: &str) -> Vec<u8> {
+    let mut v = encode_utf16le(body_xml);
+    v.extend_from_slice(&[0, 0]);
+    v
 }
 
 /// Assembles a two-part message: the header (UTF-16LE with BOM) and the octet stream as given.
@@ -553,12 +583,29 @@ mod tests {
             decode_body_part(&stream, false, r(8), &[], 1 << 20),
             Err(EnvelopeError::Body(_))
         ));
+        // A Length that takes in the CRLF leaves the body without its NUL.
         assert!(matches!(
             decode_body_part(&stream, false, r(12), &[], 1 << 20),
+            Err(EnvelopeError::Utf16(_))
+        ));
+        // Without the CRLF, the same body; anything else after the ranges is refused.
+        assert_eq!(
+            decode_body_part(&stream[..10], false, r(10), &[], 1 << 20)
+                .unwrap()
+                .text,
+            "<A/>"
+        );
+        let mut junk = stream[..10].to_vec();
+        junk.extend_from_slice(b"\n\r");
+        assert!(matches!(
+            decode_body_part(&junk, false, r(10), &[], 1 << 20),
             Err(EnvelopeError::Body(_))
         ));
-        // Missing CRLF, missing NUL, BOM, odd length.
-        assert!(decode_body_part(&stream[..10], false, r(10), &[], 1 << 20).is_err());
+        let mut two_crlf = stream.clone();
+        two_crlf.extend_from_slice(b"\r\n");
+        assert!(decode_body_part(&two_crlf, false, r(10), &[], 1 << 20).is_err());
+        assert!(decode_body_part(&stream[..9], false, r(10), &[], 1 << 20).is_err());
+        // Missing NUL, BOM, odd length.
         let mut no_nul = encode_utf16le("<A/>");
         no_nul.extend_from_slice(b"\r\n");
         assert!(decode_body_part(&no_nul, false, r(8), &[], 1 << 20).is_err());
@@ -593,6 +640,20 @@ mod tests {
         let z = zlib_compress(&stream);
         let body = decode_body_part(
             &z,
+            true,
+            ByteRange {
+                offset: 0,
+                length: len,
+            },
+            &[],
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(body.text, "<A/>");
+        // The CRLF outside the compressed data (the stream ends at the NUL) works too.
+        let bare = zlib_compress(&reply_stream("<A/>"));
+        let body = decode_body_part(
+            &bare,
             true,
             ByteRange {
                 offset: 0,

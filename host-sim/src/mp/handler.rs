@@ -140,13 +140,19 @@ pub fn prepare_ccm_post(
             .map_err(Rejection::from)
         };
         if endpoint == "MP_ClientRegistration" {
-            Ok(
-                registration::handle_presented(db, config.approval, &decode()?, client_cert)?
-                    .map(|outcome| EndpointReply::Message(outcome.to_xml())),
-            )
+            Ok(registration::handle_presented(
+                db,
+                config.approval,
+                config.strict,
+                &decode()?,
+                client_cert,
+            )?
+            .map(|outcome| EndpointReply::Message(outcome.to_xml())))
         } else if is_signed_endpoint(&endpoint) {
             // Authenticate over the octet-stream part exactly as received, before inflating it.
-            let sender = clientauth::authenticate_presented(db, &header, body_part, client_cert)?;
+            // A real MP answers a failure here 200 with an empty body (wire.md §5).
+            let sender = clientauth::authenticate_presented(db, &header, body_part, client_cert)
+                .map_err(|r| if config.strict { r.quietly() } else { r })?;
             signed(config, db, &header, &endpoint, sender, decode()?)
         } else {
             Err(Rejection::new(format!("unsupported endpoint {endpoint:?}")))
@@ -188,8 +194,10 @@ fn signed(
         config.limits.sent_time_window,
     )?;
     if !one_way {
-        return Ok(policy::handle_request(config, db, &sender, &body)?.map(EndpointReply::Message));
+        return Ok(policy::handle_request(config, db, &sender, &body)?
+            .map(|xml| xml.map_or(EndpointReply::Accepted, EndpointReply::Message)));
     }
+    let body = management::report_of(&endpoint, body, &sender.smsid, config.strict)?;
     let kind = management::classify(&endpoint, &body, &sender.smsid)?;
     let sent_time = header.sent_time.as_deref().map(|t| t.trim().to_owned());
     Ok(Step::write(move |db| {
@@ -227,10 +235,11 @@ fn duplicate(
     Ok(EndpointReply::Accepted)
 }
 
-/// The reply envelope: header (UTF-16LE + BOM) and body (UTF-16LE + `00 00` + CRLF), the body part
-/// zlib-compressed (CRLF included, as the public tools expect) when the client asked for it.
+/// The reply envelope as real MPs frame it: header (UTF-16LE + BOM) and body (UTF-16LE + one
+/// `00 00`, nothing after it), the body part zlib-compressed when the client asked for it.
 pub fn build_reply(config: &MpConfig, request: &MsgHeader, body_xml: &str) -> Reply {
-    let (stream, length) = envelope::body_stream(body_xml);
+    let stream = envelope::reply_stream(body_xml);
+    let length = stream.len();
     let compress = request.wants_zlib_reply();
     let header = reply_header_xml(request, &config.mp_host, length, compress);
     let part = if compress {
@@ -255,6 +264,7 @@ mod tests {
             approval: super::super::Approval::Auto,
             limits: Default::default(),
             mp_host: "mp.test".into(),
+            strict: false,
         }
     }
 
@@ -329,5 +339,29 @@ mod tests {
         let body =
             envelope::decode_body_part(b, true, h.body_range().unwrap(), &[], 1 << 20).unwrap();
         assert_eq!(body.text, "<R/>");
+        // Real MPs' framing: the inflated part is the text and exactly one NUL, nothing after.
+        let inflated = envelope::zlib_decompress(b, 1 << 20).unwrap();
+        assert_eq!(inflated, b"<\0R\0/\0>\0\0\0");
+        assert_eq!(h.body_range().unwrap().length, inflated.len());
+    }
+
+    #[test]
+    fn uncompressed_reply_ends_at_the_nul() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let header = MsgHeader::parse(
+            &HEADER
+                .replace(" ReplyCompression=\"zlib\"", "")
+                .replace("LEN", "10")
+                .replace("EP", "MP_ClientRegistration"),
+        )
+        .unwrap();
+        let reply = build_reply(&config, &header, "<R/>");
+        let parts = envelope::split_multipart(&reply.body, envelope::BOUNDARY).unwrap();
+        let (h, b) = envelope::message_parts(&parts).unwrap();
+        let h = MsgHeader::parse(&envelope::decode_header_part(h).unwrap()).unwrap();
+        assert!(!h.is_compressed());
+        assert_eq!(b, b"<\0R\0/\0>\0\0\0");
+        assert_eq!(h.body_range().unwrap().length, b.len());
     }
 }

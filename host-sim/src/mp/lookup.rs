@@ -129,6 +129,7 @@ mod tests {
             approval: super::super::Approval::Auto,
             limits: Default::default(),
             mp_host: "mp1.example.com".into(),
+            strict: false,
         };
         let id = MpIdentity::generate(&config.mp_host).unwrap();
         let (_, list) = answer("MPLIST", &config, &id).unwrap();

@@ -306,6 +306,64 @@ pub fn classify(endpoint: &str, body: &Body, sender: &str) -> Result<&'static st
     }
 }
 
+/// The endpoints whose reports travel as body + attachment (wire.md §5 report framing).
+const ATTACHMENT_ENDPOINTS: [&str; 2] = ["MP_DdrEndpoint", "MP_HinvEndpoint"];
+
+/// The report a message carries, as [`classify`] and [`store`] take it. Discovery and inventory
+/// (wire.md §5): with an attachment, the body must be the header-only report of the same sender
+/// and the attachment (`FF FE` + UTF-16LE) the full report, which is what is kept; as a single
+/// body, the body itself, unless `strict`: a real MP answers that 200 and drops it, and so do we
+/// ([`Rejection::quietly`]). Other endpoints: the body (attachments are not theirs to carry).
+pub fn report_of(
+    endpoint: &str,
+    body: Body,
+    sender: &str,
+    strict: bool,
+) -> Result<Body, Rejection> {
+    if !ATTACHMENT_ENDPOINTS.contains(&endpoint) {
+        if !body.attachments.is_empty() {
+            return Err(Rejection::new(format!(
+                "{endpoint} messages carry no attachment, this one has {}",
+                body.attachments.len()
+            )));
+        }
+        return Ok(body);
+    }
+    let what = if endpoint == "MP_DdrEndpoint" {
+        "discovery report"
+    } else {
+        "hardware inventory report"
+    };
+    match body.attachments.as_slice() {
+        [] if strict => Err(Rejection::new(format!(
+            "{what} sent as a single body: a real MP answers 200 and drops it (discovery and \
+             inventory travel as body + attachment, wire.md §5)"
+        ))
+        .quietly()),
+        [] => Ok(body),
+        [attachment] => {
+            let head = parse_report(&body.text, sender, what)?;
+            if head.body.is_some_and(|b| !b.instances.is_empty()) {
+                return Err(bad(
+                    what,
+                    "the body must be the header-only report when the full one is attached",
+                ));
+            }
+            let text = super::envelope::decode_attachment(attachment)
+                .map_err(|e| bad(&format!("{what} attachment"), e))?;
+            Ok(Body {
+                bytes: Vec::new(),
+                text,
+                attachments: Vec::new(),
+            })
+        }
+        more => Err(bad(
+            what,
+            format!("{} attachments, expected the one full report", more.len()),
+        )),
+    }
+}
+
 /// The header `ID`, normalised for de-duplication (`{GUID}` upper case).
 pub fn message_id(header: &MsgHeader) -> String {
     header.id.trim().to_ascii_uppercase()
@@ -344,6 +402,7 @@ mod tests {
         Body {
             bytes: Vec::new(),
             text: xml.to_string(),
+            ..Default::default()
         }
     }
 
@@ -363,6 +422,75 @@ mod tests {
     const INST: &str = "<ReportBody><Instance Content=\"New\" Namespace=\"\\\\DEV\\root\\cimv2\" \
          Class=\"Win32_Foo\" ParentClass=\"Win32_Foo\"><Win32_Foo><A>1</A></Win32_Foo></Instance>\
          <Instance Content=\"Delete\" Class=\"Bar\"><Bar/></Instance></ReportBody>";
+
+    fn attached(head: &str, full: &str) -> Body {
+        let mut att = vec![0xFF, 0xFE];
+        att.extend(full.encode_utf16().flat_map(u16::to_le_bytes));
+        Body {
+            attachments: vec![att],
+            ..body(head)
+        }
+    }
+
+    #[test]
+    fn reports_come_from_the_attachment_and_malformed_framing_is_refused() {
+        let head = report(DISCOVERY_ACTION, "Full", "<ReportBody/>");
+        let full = report(DISCOVERY_ACTION, "Full", INST);
+        let got = report_of("MP_DdrEndpoint", attached(&head, &full), ID, true).unwrap();
+        assert_eq!(got.text, full);
+        // Single body: kept when not strict, dropped quietly when strict.
+        assert_eq!(
+            report_of("MP_DdrEndpoint", body(&full), ID, false)
+                .unwrap()
+                .text,
+            full
+        );
+        let quiet = report_of("MP_HinvEndpoint", body(&full), ID, true).unwrap_err();
+        assert!(
+            quiet.quiet && quiet.reason.contains("single body"),
+            "{quiet:?}"
+        );
+        // A body that is not the header-only report, an attachment without BOM or with a NUL,
+        // two attachments, an attachment where none belongs: refused with a reason (403).
+        let cases = [
+            ("MP_DdrEndpoint", attached(&full, &full), "header-only"),
+            (
+                "MP_DdrEndpoint",
+                Body {
+                    attachments: vec![b"<\0R\0".to_vec()],
+                    ..body(&head)
+                },
+                "BOM",
+            ),
+            (
+                "MP_DdrEndpoint",
+                attached(&head, &format!("{full}\0")),
+                "NUL",
+            ),
+            (
+                "MP_DdrEndpoint",
+                Body {
+                    attachments: vec![vec![0xFF, 0xFE], vec![0xFF, 0xFE]],
+                    ..body(&head)
+                },
+                "2 attachments",
+            ),
+            (
+                "StatusReceiver",
+                attached(&head, &full),
+                "carry no attachment",
+            ),
+            (
+                "MP_DdrEndpoint",
+                attached("<Report/>", &full),
+                "discovery report",
+            ),
+        ];
+        for (ep, b, needle) in cases {
+            let e = report_of(ep, b, ID, true).unwrap_err();
+            assert!(!e.quiet && e.reason.contains(needle), "{needle}: {e:?}");
+        }
+    }
 
     #[test]
     fn good_shapes() {

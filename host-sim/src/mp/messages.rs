@@ -410,13 +410,19 @@ pub fn reply_header_xml(
     )
 }
 
-/// Registration status codes (spec §4).
+/// Registration status codes (spec §4): 0 and 1 mean the same on every site; 2–4 as current sites
+/// number them (Registered, Pending, Reset, Error, CertificateReset). ConfigMgr 2007's 3
+/// (rejected) is the current Error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegistrationStatus {
     Registered = 0,
     Pending = 1,
-    SendAgain = 2,
+    /// Register afresh.
+    Reset = 2,
+    /// Blocked, or the message was incorrect.
     Rejected = 3,
+    /// Make a new key and certificate, then register.
+    CertificateReset = 4,
 }
 
 /// `<ClientRegistrationResponse …/>`. The SMSID is only sent with status 0 or 1; pending adds

@@ -61,6 +61,12 @@ pub struct MpConfig {
     pub limits: Limits,
     /// The name we report as our FQDN (`TargetHost` of replies, `MPLIST`, …).
     pub mp_host: String,
+    /// Behave as real MPs do where they are quieter or stricter than our diagnostics need
+    /// (wire.md §4, §5): reports sent as a single body or from pending clients, and messages
+    /// whose identity or signature fails, are answered 200 with an empty body and dropped (the
+    /// reason recorded); Confirmation replies carry no SMSID; certificates outside their validity
+    /// are refused. Off: every refusal is a 403 with its reason, as the emulator's own tests want.
+    pub strict: bool,
 }
 
 /// Approval policy for new (non-proxy) registrations.
@@ -86,6 +92,11 @@ pub struct Limits {
     /// gets none, or finds that waiting line full, is answered 503 (`Retry-After: 1`; native mode:
     /// no answer) and closed, the reason logged.
     pub max_connections: usize,
+    /// Connections one IP address may have open (served or waiting) at once; one more is
+    /// answered 503 at once, so one host cannot take every slot from the others. The default
+    /// leaves a quarter of the slots to other hosts and still lets an ISV proxy forward a few
+    /// dozen devices at once.
+    pub max_connections_per_address: usize,
     /// Signed messages whose `SentTime` is further than this from the MP's clock (either way) are
     /// refused as possible replays. Registration is exempt (a device without a clock learns the
     /// time from the reply's `Date` header).
@@ -101,6 +112,7 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             read_timeout: Duration::from_secs(10),
             max_connections: 64,
+            max_connections_per_address: 48,
             sent_time_window: Duration::from_secs(86_400),
             client_token_window: Duration::from_secs(3_600),
         }

@@ -93,8 +93,32 @@ pub fn body_bytes(xml: &str) -> Vec<u8> {
     v
 }
 
-/// The `ReplyAssignments` body for `smsid` with these assignments.
-pub fn reply_assignments_xml(site_code: &str, smsid: &str, policies: &[PolicyRow]) -> String {
+/// The hex SHA-256 of a policy's served body (its `PolicyHash`).
+pub fn body_hash(p: &PolicyRow) -> String {
+    hex::encode_upper(sha2::Sha256::digest(body_bytes(&p.body)))
+}
+
+/// The body location's query: `{id}.{version}`, or with `by_hash` the form modern sites use,
+/// `{id}.SHA256:{hex}` (wire.md §5).
+pub fn location_query(p: &PolicyRow, by_hash: bool) -> String {
+    if by_hash {
+        format!("{}.{HASH_PREFIX}{}", p.policy_id, body_hash(p))
+    } else {
+        p.location_query()
+    }
+}
+
+/// What a body location addressed by hash has in place of the version.
+const HASH_PREFIX: &str = "SHA256:";
+
+/// The `ReplyAssignments` body for `smsid` with these assignments; `by_hash`: locations in the
+/// `.SHA256:` form ([`location_query`]).
+pub fn reply_assignments_xml(
+    site_code: &str,
+    smsid: &str,
+    policies: &[PolicyRow],
+    by_hash: bool,
+) -> String {
     let mut s = format!(
         "<ReplyAssignments SchemaVersion=\"1.00\" ReplyType=\"Full\"><Identification><Machine>\
          <ClientID>{}</ClientID></Machine></Identification><PolicySource>SMS:{}</PolicySource>\
@@ -104,7 +128,7 @@ pub fn reply_assignments_xml(site_code: &str, smsid: &str, policies: &[PolicyRow
         utc_timestamp()
     );
     for p in policies {
-        let hash = hex::encode_upper(sha2::Sha256::digest(body_bytes(&p.body)));
+        let hash = body_hash(p);
         s.push_str(&format!(
             "<PolicyAssignment PolicyAssignmentID=\"{aid}\"><Policy PolicyID=\"{id}\" \
              PolicyVersion=\"{ver}\" PolicyType=\"{ty}\" PolicyCategory=\"{cat}\" PolicyFlags=\"{fl}\">\
@@ -116,7 +140,7 @@ pub fn reply_assignments_xml(site_code: &str, smsid: &str, policies: &[PolicyRow
             ty = xml_escape(&p.policy_type),
             cat = xml_escape(&p.category),
             fl = p.flags,
-            q = p.location_query(),
+            q = location_query(p, by_hash),
         ));
     }
     s.push_str("</ReplyAssignments>");
@@ -124,12 +148,14 @@ pub fn reply_assignments_xml(site_code: &str, smsid: &str, policies: &[PolicyRow
 }
 
 /// `MP_PolicyManager`: checks a `RequestAssignments` and answers with the sender's assignments.
+/// Strict ([`MpConfig::strict`]), as real MPs: locations addressed by hash, and `None` (HTTP 200
+/// with an empty body) when there is nothing for the client.
 pub fn handle_request(
     config: &MpConfig,
     db: &SiteDb,
     sender: &Sender,
     body: &Body,
-) -> Result<Step<String>, Rejection> {
+) -> Result<Step<Option<String>>, Rejection> {
     let what = "policy request";
     let xml = body.text.as_str();
     check_no_dtd(xml)?;
@@ -162,7 +188,8 @@ pub fn handle_request(
     }
     let internal = |e: anyhow::Error| Rejection::internal(format!("site database: {e:#}"));
     let policies = db.policies_for(&sender.smsid).map_err(internal)?;
-    let xml = reply_assignments_xml(&config.site_code, &sender.smsid, &policies);
+    let xml = (!(config.strict && policies.is_empty()))
+        .then(|| reply_assignments_xml(&config.site_code, &sender.smsid, &policies, config.strict));
     let (smsid, count) = (sender.smsid.clone(), policies.len());
     Ok(Step::write(move |db| {
         db.event(
@@ -300,21 +327,40 @@ pub fn serve_body(
         status: 500,
         reason: format!("site database: {e:#}"),
     };
-    if !db.policy_exists(id, version).map_err(internal)? {
+    // `{id}.SHA256:{hex}` names the body by its hash: the policy of that ID whose body has it.
+    let by_hash = version
+        .get(..HASH_PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(HASH_PREFIX))
+        .map(|_| &version[HASH_PREFIX.len()..]);
+    let matches = |p: &PolicyRow| {
+        p.policy_id.eq_ignore_ascii_case(id)
+            && match by_hash {
+                Some(h) => body_hash(p).eq_ignore_ascii_case(h),
+                None => p.version.eq_ignore_ascii_case(version),
+            }
+    };
+    let exists = match by_hash {
+        Some(_) => db.policies().map_err(internal)?.iter().any(matches),
+        None => db.policy_exists(id, version).map_err(internal)?,
+    };
+    if !exists {
         return Err(not_found());
     }
     let assigned = db
         .policies_for(&smsid)
         .map_err(internal)?
         .into_iter()
-        .find(|p| p.policy_id.eq_ignore_ascii_case(id) && p.version.eq_ignore_ascii_case(version))
+        .find(matches)
         .ok_or_else(|| {
-            BodyRefusal::forbidden(format!("policy {id}.{version} is not assigned to {smsid}"))
+            BodyRefusal::forbidden(format!("policy {decoded} is not assigned to {smsid}"))
         })?;
     db.record_policy_fetch(&smsid, &assigned.policy_id, &assigned.version)
         .map_err(internal)?;
-    tracing::info!(%smsid, policy = %assigned.location_query(), "policy body served");
-    Ok(body_bytes(&assigned.body))
+    let tampered = db
+        .tampered_body(&assigned.policy_id, &assigned.version)
+        .map_err(internal)?;
+    tracing::info!(%smsid, policy = %assigned.location_query(), tampered = tampered.is_some(), "policy body served");
+    Ok(body_bytes(tampered.as_deref().unwrap_or(&assigned.body)))
 }
 
 #[cfg(test)]
@@ -343,7 +389,12 @@ mod tests {
             body: "<Policy/>".into(),
             assigned_at: String::new(),
         };
-        let x = reply_assignments_xml("P01", "GUID:X", &[row]);
+        let x = reply_assignments_xml("P01", "GUID:X", std::slice::from_ref(&row), false);
+        let by_hash = reply_assignments_xml("P01", "GUID:X", std::slice::from_ref(&row), true);
+        assert!(
+            by_hash.contains(&format!(".sms_pol?{{P}}.SHA256:{}]]>", body_hash(&row))),
+            "{by_hash}"
+        );
         assert!(
             x.starts_with("<ReplyAssignments SchemaVersion=\"1.00\""),
             "{x}"

@@ -3,13 +3,13 @@
 //! must have been imported, proxy clients are signed by their proxy) and the approval policy, and
 //! answers with a `ClientRegistrationResponse`.
 
-use super::db::{ClientRow, ClientStatus, Inserted, NewClient, SiteDb};
+use super::db::{ClientRow, ClientStatus, Inserted, NewClient, NextReply, SiteDb};
 use super::envelope::{self, Body};
 use super::messages::{registration_response_xml, ClientRegistrationRequest, RegistrationStatus};
 use super::rejection::Rejection;
 use super::step::Step;
 use super::tls::check_presented_cert;
-use super::util::{new_smsid, normalize_smsid};
+use super::util::{new_smsid, normalize_smsid, unix_now, utc_timestamp_at};
 use super::verify::{self, Cert, SigAlg};
 use super::Approval;
 
@@ -47,18 +47,22 @@ fn internal(e: anyhow::Error) -> Rejection {
     Rejection::internal(format!("site database: {e:#}"))
 }
 
-/// Handles one registration body (plain HTTP: no TLS client certificate), its write included.
+/// Handles one registration body (plain HTTP: no TLS client certificate, not strict), its write
+/// included.
 pub fn handle(db: &SiteDb, approval: Approval, body: &Body) -> Result<Outcome, Rejection> {
-    handle_presented(db, approval, body, None)?.run(db)
+    handle_presented(db, approval, false, body, None)?.run(db)
 }
 
 /// Handles one registration body that came with the TLS client certificate `presented` (DER;
 /// native mode): the signer, the `<Signing>` certificate or for AgentType 8 the proxy's, must be
 /// that certificate ([`check_presented_cert`]). Parses, verifies and reads here; what is
-/// recorded, and the answer that depends on it, is the returned [`Step`]'s write.
+/// recorded, and the answer that depends on it, is the returned [`Step`]'s write. `strict`
+/// ([`super::MpConfig::strict`]): certificates outside their validity are refused and
+/// Confirmation replies carry no SMSID, as on real MPs.
 pub fn handle_presented(
     db: &SiteDb,
     approval: Approval,
+    strict: bool,
     body: &Body,
     presented: Option<&[u8]>,
 ) -> Result<Step<Outcome>, Rejection> {
@@ -91,12 +95,19 @@ pub fn handle_presented(
         )?)?),
         None => None,
     };
+    if let (true, Some(c)) = (strict, &cert) {
+        check_validity(&c.der, unix_now())?;
+    }
+    // The real client's Confirmation names itself in Signature/@SMSID (wire.md §4): that is no
+    // proxy, so only another SMSID there makes it a proxy's signature.
+    let own_smsid = data.smsid.as_deref().and_then(normalize_smsid);
     let proxy_smsid = req
         .signature
         .smsid
         .as_deref()
         .map(str::trim)
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .filter(|s| !(is_confirmation && own_smsid.is_some() && normalize_smsid(s) == own_smsid));
 
     // Who signed: the client itself (proof of possession) or, for AgentType 8, its proxy.
     let proxy = match agent {
@@ -147,6 +158,7 @@ pub fn handle_presented(
             signed,
             &sig,
             presented,
+            strict,
         );
     }
 
@@ -207,6 +219,9 @@ fn register(db: &SiteDb, r: &NewRegistration) -> Result<Outcome, Rejection> {
     let (agent, netbios, fqdn) = (r.agent, r.netbios.as_deref(), r.fqdn.as_deref());
     let proxy_id = r.proxy_id.as_deref();
     if let Some(existing) = db.client_by_thumbprint(&r.thumbprint).map_err(internal)? {
+        if let Some(reply) = db.take_next_reply(&existing.smsid).map_err(internal)? {
+            return Ok(ordered(reply));
+        }
         return reregister(db, &existing, agent, proxy_id, netbios, fqdn);
     }
 
@@ -341,6 +356,35 @@ fn outcome(status: ClientStatus, smsid: &str) -> Outcome {
     }
 }
 
+/// The reply an administrator ordered with `mp next-reply` (no SMSID: only 0 and 1 carry one).
+fn ordered(reply: NextReply) -> Outcome {
+    Outcome {
+        response_type: "Registration".into(),
+        status: match reply {
+            NextReply::Reset => RegistrationStatus::Reset,
+            NextReply::Error => RegistrationStatus::Rejected,
+            NextReply::CertificateReset => RegistrationStatus::CertificateReset,
+        },
+        smsid: None,
+    }
+}
+
+/// A real MP refuses a certificate outside its validity period ("Registration request body is
+/// invalid", wire.md §4).
+fn check_validity(der: &[u8], now: u64) -> Result<(), Rejection> {
+    let (from, until) = verify::validity(der)?;
+    if now < from || now > until {
+        return Err(Rejection::new(format!(
+            "Registration request body is invalid: the Signing certificate is valid from {} to \
+             {}, and the MP's clock says {}",
+            utc_timestamp_at(from),
+            utc_timestamp_at(until),
+            utc_timestamp_at(now)
+        )));
+    }
+    Ok(())
+}
+
 /// `RequestType="Confirmation"`: the SMSID must be registered, the signature must verify with the
 /// stored certificate (or the registering proxy's), and a certificate sent along must be that one.
 #[allow(clippy::too_many_arguments)]
@@ -353,6 +397,7 @@ fn confirm(
     signed: &[u8],
     sig: &[u8],
     presented: Option<&[u8]>,
+    strict: bool,
 ) -> Result<Step<Outcome>, Rejection> {
     let smsid = req
         .data
@@ -400,10 +445,18 @@ fn confirm(
     )?;
     let (smsid, status) = (row.smsid, row.status);
     Ok(Step::write(move |db| {
+        if let Some(reply) = db.take_next_reply(&smsid).map_err(internal)? {
+            return Ok(ordered(reply));
+        }
         db.touch_client(&smsid, None, None).map_err(internal)?;
         db.event(Some(&smsid), "confirmed", status.as_str())
             .map_err(internal)?;
-        Ok(outcome(status, &smsid))
+        let mut reply = outcome(status, &smsid);
+        if strict {
+            // Real MPs' Confirmation replies name no SMSID: it is the one asked about (§4).
+            reply.smsid = None;
+        }
+        Ok(reply)
     }))
 }
 
@@ -459,6 +512,7 @@ mod tests {
         Body {
             bytes: envelope::encode_utf16le(&text),
             text,
+            ..Default::default()
         }
     }
 

@@ -9,6 +9,9 @@ pub struct Rejection {
     pub endpoint: Option<String>,
     /// A fault of ours (database), answered 500 rather than 403.
     pub internal: bool,
+    /// Answered as a real MP answers it: HTTP 200 with an empty body, the message dropped (the
+    /// reason is still logged and recorded, so a person can see why nothing arrived).
+    pub quiet: bool,
 }
 
 impl Rejection {
@@ -17,6 +20,7 @@ impl Rejection {
             reason: reason.into(),
             endpoint: None,
             internal: false,
+            quiet: false,
         }
     }
 
@@ -25,6 +29,13 @@ impl Rejection {
             internal: true,
             ..Rejection::new(reason)
         }
+    }
+
+    /// The same refusal answered 200 with an empty body (see [`Rejection::quiet`]); a fault of
+    /// ours stays a 500.
+    pub fn quietly(mut self) -> Rejection {
+        self.quiet = !self.internal;
+        self
     }
 
     /// Names the endpoint, unless an earlier step already did.

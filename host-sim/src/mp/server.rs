@@ -118,6 +118,10 @@ impl MpServer {
         let l = &config.limits;
         anyhow::ensure!(l.max_connections > 0, "max_connections must be at least 1");
         anyhow::ensure!(
+            l.max_connections_per_address > 0,
+            "--max-connections-per-address must be at least 1 (got 0)"
+        );
+        anyhow::ensure!(
             l.max_head_bytes >= 256,
             "max_head_bytes must be at least 256"
         );
@@ -171,6 +175,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     let max = shared.config.limits.max_connections;
     let slots = Arc::new(Semaphore::new(max));
     let waiting = Arc::new(Semaphore::new(max));
+    let per_address = PerAddress::new(shared.config.limits.max_connections_per_address);
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -187,11 +192,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             }
         };
         let shared = shared.clone();
+        let Some(counted) = per_address.admit(peer.ip()) else {
+            let reason = format!(
+                "busy: {} already has {} connections open (the limit per address)",
+                peer.ip(),
+                per_address.limit
+            );
+            refuse_now(&shared, &stream, peer, &reason);
+            continue;
+        };
         if let Ok(slot) = slots.clone().try_acquire_owned() {
-            conns.spawn(async move { serve(&shared, stream, peer, slot).await });
+            conns.spawn(async move {
+                serve(&shared, stream, peer, slot).await;
+                drop(counted);
+            });
         } else if let Ok(place) = waiting.clone().try_acquire_owned() {
             let slots = slots.clone();
             conns.spawn(async move {
+                let _counted = counted;
                 let wait = shared.config.limits.read_timeout;
                 match tokio::time::timeout(wait, slots.acquire_owned()).await {
                     Ok(Ok(slot)) => {
@@ -214,22 +232,77 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             // our memory), so only what fits into the socket buffer is sent.
             let reason =
                 format!("busy: all {max} connection slots taken and {max} connections waiting");
-            shared.log_refusal(peer, None, &reason);
-            if shared.tls.is_none() {
-                let _ = stream.try_write(&busy_response(&reason));
-            }
-            // Closing with unread bytes would reset the connection and could destroy the answer:
-            // drop what has arrived already (bounded, without waiting).
-            let mut sink = [0u8; 16 * 1024];
-            for _ in 0..4 {
-                if !matches!(stream.try_read(&mut sink), Ok(1..)) {
-                    break;
-                }
-            }
+            drop(counted);
+            refuse_now(&shared, &stream, peer, &reason);
         }
     }
     conns.shutdown().await;
     tracing::info!("MP emulator stopped");
+}
+
+/// A refusal answered at once (no task, no wait: a flood must not grow our memory), so only
+/// what fits into the socket buffer is sent.
+fn refuse_now(shared: &Shared, stream: &TcpStream, peer: SocketAddr, reason: &str) {
+    shared.log_refusal(peer, None, reason);
+    if shared.tls.is_none() {
+        let _ = stream.try_write(&busy_response(reason));
+    }
+    // Closing with unread bytes would reset the connection and could destroy the answer:
+    // drop what has arrived already (bounded, without waiting).
+    let mut sink = [0u8; 16 * 1024];
+    for _ in 0..4 {
+        if !matches!(stream.try_read(&mut sink), Ok(1..)) {
+            break;
+        }
+    }
+}
+
+/// Open connections per IP address, so that one host cannot hold every slot and every place in
+/// the waiting line (`Limits::max_connections_per_address`).
+struct PerAddress {
+    limit: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection counted against its address until dropped.
+struct Counted {
+    ip: std::net::IpAddr,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        PerAddress {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts one more connection from `ip`, or `None` when it has `limit` open already.
+    fn admit(&self, ip: std::net::IpAddr) -> Option<Counted> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// One of the `max_connections` slots. A connection gives it back before lingering in
@@ -632,7 +705,8 @@ async fn ccm_post(
         Ok(reply) => reply_response(reply),
         Err(r) => {
             let response = refusal_response(&r);
-            shared.log_refusal_async(peer, r.endpoint, r.reason).await;
+            let reason = logged_reason(&r);
+            shared.log_refusal_async(peer, r.endpoint, reason).await;
             response
         }
     }
@@ -666,8 +740,29 @@ fn reply_response(reply: handler::Reply) -> Response {
     }
 }
 
-/// 403 for a refusal, 500 for a fault of ours; the reason is the body.
+/// The reason as the rejection table keeps it: a quiet refusal says what the client was told.
+fn logged_reason(r: &Rejection) -> String {
+    if r.quiet {
+        format!(
+            "{} (answered 200 with an empty body, as a real MP does)",
+            r.reason
+        )
+    } else {
+        r.reason.clone()
+    }
+}
+
+/// 403 for a refusal, 500 for a fault of ours; the reason is the body. A quiet refusal is a 200
+/// with an empty body, as real MPs answer messages they drop.
 fn refusal_response(r: &Rejection) -> Response {
+    if r.quiet {
+        return Response {
+            status: 200,
+            content_type: "text/plain".into(),
+            extra_headers: Vec::new(),
+            body: Vec::new(),
+        };
+    }
     Response::text(if r.internal { 500 } else { 403 }, r.reason.clone())
 }
 
@@ -703,7 +798,7 @@ fn route(shared: &Shared, req: &Request, peer: SocketAddr, client_cert: Option<&
             match result {
                 Ok(reply) => reply_response(reply),
                 Err(r) => {
-                    shared.log_refusal(peer, r.endpoint.as_deref(), &r.reason);
+                    shared.log_refusal(peer, r.endpoint.as_deref(), &logged_reason(&r));
                     refusal_response(&r)
                 }
             }

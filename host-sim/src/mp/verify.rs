@@ -121,6 +121,15 @@ pub fn thumbprint(der: &[u8]) -> String {
     hex::encode_upper(sha2::Sha256::digest(der))
 }
 
+/// A certificate's validity period as Unix seconds (`notBefore`, `notAfter`).
+pub fn validity(der: &[u8]) -> Result<(u64, u64), VerifyError> {
+    let cert = x509_cert::Certificate::from_der(der)
+        .map_err(|e| VerifyError::Certificate(e.to_string()))?;
+    let v = &cert.tbs_certificate.validity;
+    let secs = |t: x509_cert::time::Time| t.to_unix_duration().as_secs();
+    Ok((secs(v.not_before), secs(v.not_after)))
+}
+
 /// Parses a DER certificate and extracts its P-256 or RSA key (nothing else is accepted).
 pub fn parse_cert(der: &[u8]) -> Result<Cert, VerifyError> {
     let bad = |e: &dyn std::fmt::Display| VerifyError::Certificate(e.to_string());

@@ -162,6 +162,14 @@ pub async fn run(cmd: ProxyCommand) -> Result<()> {
         ProxyCommand::Demo => super::demo::run().await,
         ProxyCommand::Clients { state } => {
             use mpagent_core::agent::registration::RegistrationState as S;
+            // A mistyped directory is an error, not a proxy with no devices.
+            anyhow::ensure!(
+                state.join(super::registry::REGISTRY_FILE).is_file(),
+                "--state {}: no proxy state there (no {}; `proxy serve --state` makes it)",
+                state.display(),
+                super::registry::REGISTRY_FILE
+            );
+            println!("DEVICE\tSTATE");
             for (id, st) in super::client_mapping(&state)? {
                 let st = match st {
                     S::Registered(s) => format!("registered {s}"),

@@ -23,6 +23,7 @@ pub async fn run() -> Result<()> {
             approval: Approval::Auto,
             limits: Limits::default(),
             mp_host: "mp.demo.local".into(),
+            strict: false,
         },
         "127.0.0.1:0".parse()?,
     )

@@ -7,6 +7,7 @@
 //! device. Here OpenSSL makes the key, encodes it (PKCS#8, SPKI) and signs the certificate, which
 //! the core's generic `build_self_signed` builds. The proxy never signs with a device key again
 //! (it signs the device's messages with its own), so no software signer is needed at all.
+//! RSA device keys come from a pool made ahead of time ([`rsa_pool`]).
 
 use anyhow::{anyhow, Result};
 use mpagent_core::identity::{build_self_signed, CertParams, MAX_RSA_CERT_LEN};
@@ -15,7 +16,10 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 
+use std::sync::OnceLock;
+
 use crate::client::state::{ClientSigner, KeyKind};
+use crate::sign::RsaKeyPool;
 
 /// A device's new key (PKCS#8 DER) and its self-signed certificate (DER).
 pub struct DeviceIdentity {
@@ -30,7 +34,11 @@ pub fn make(kind: KeyKind, params: &CertParams<'_>) -> Result<DeviceIdentity> {
     match kind {
         KeyKind::P256 => make_p256(params).map_err(|e| anyhow!("making a P-256 device key: {e}")),
         KeyKind::Rsa2048 => {
-            let signer = ClientSigner::generate(kind)?;
+            let signer = ClientSigner::Rsa(
+                rsa_pool()
+                    .take()
+                    .map_err(|e| anyhow!("making an RSA-2048 device key: {e}"))?,
+            );
             Ok(DeviceIdentity {
                 cert_der: signer.self_signed_cert(params)?,
                 key_pk8: signer.to_pkcs8_der()?,
@@ -38,6 +46,16 @@ pub fn make(kind: KeyKind, params: &CertParams<'_>) -> Result<DeviceIdentity> {
         }
     }
 }
+
+/// RSA-2048 keys kept ready for new devices: generating one takes tens of milliseconds, which
+/// would otherwise hold the proxy's serving thread on every new device of an RSA site.
+pub fn rsa_pool() -> &'static RsaKeyPool {
+    static POOL: OnceLock<RsaKeyPool> = OnceLock::new();
+    POOL.get_or_init(|| RsaKeyPool::new(RSA_KEYS_READY))
+}
+
+/// Keys [`rsa_pool`] keeps ready (a burst of new devices beyond it waits for key generation).
+pub const RSA_KEYS_READY: usize = 32;
 
 fn make_p256(params: &CertParams<'_>) -> Result<DeviceIdentity> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;

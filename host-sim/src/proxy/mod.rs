@@ -145,6 +145,8 @@ pub struct ProxyLink {
     pub cert_der: Vec<u8>,
     tcp: TcpConnector,
     tls: Option<TlsConnector>,
+    /// Holds the state directory's lock while the proxy runs.
+    _state: std::sync::Arc<StateDir>,
 }
 
 impl ProxyLink {
@@ -171,7 +173,7 @@ impl ProxyLink {
             port: mp.port,
             connect_timeout: Duration::from_secs(10),
         };
-        let state_dir = StateDir::open(&opts.state_dir)?;
+        let state_dir = StateDir::open_locked(&opts.state_dir)?;
         let Some(files) = &opts.pki else {
             anyhow::ensure!(
                 !state_dir.path().join(tls::NATIVE_CERT_FILE).exists(),
@@ -187,6 +189,7 @@ impl ProxyLink {
                 cert_der: identity.cert_der,
                 tcp,
                 tls: None,
+                _state: std::sync::Arc::new(state_dir),
             });
         };
         let NativeIdentity {
@@ -204,6 +207,7 @@ impl ProxyLink {
             cert_der,
             tcp,
             tls: Some(tls),
+            _state: std::sync::Arc::new(state_dir),
         })
     }
 
@@ -264,7 +268,7 @@ pub fn export_cert_with(
         "proxy name {name:?} must be 1-15 letters, digits or '-'"
     );
     let identity =
-        StateDir::open(state_dir)?.load_or_create_identity_with(name, unix_now(), key)?;
+        StateDir::open_locked(state_dir)?.load_or_create_identity_with(name, unix_now(), key)?;
     let pem_path = out.with_extension("pem");
     anyhow::ensure!(
         pem_path != out,
@@ -379,8 +383,16 @@ pub fn client_mapping(state_dir: &Path) -> Result<Vec<(String, RegistrationState
 
 /// Where the proxy listens.
 pub fn parse_listen(addr: &str) -> Result<SocketAddr> {
-    addr.parse()
-        .with_context(|| format!("--listen {addr:?} is not an address:port"))
+    parse_addr("--listen", addr)
+}
+
+/// `value` of `option` as IP:port, or an error naming the option, the rule and the value.
+pub fn parse_addr(option: &str, value: &str) -> Result<SocketAddr> {
+    value.parse().map_err(|_| {
+        anyhow!(
+            "{option} {value:?}: must be IP:PORT (e.g. 127.0.0.1:7070; names are not looked up)"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -64,11 +64,36 @@ pub struct Registry {
 }
 
 fn connect(path: &Path) -> Result<Connection> {
+    make_private(path)?;
     let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
+}
+
+/// The registry holds every device's private key: it is created 0600 (SQLite gives its journal
+/// and WAL files the database's mode), and an existing one readable by others is made 0600.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private (chmod 600)", path.display()))?;
+        tracing::warn!(
+            "{} (every device's private key) was readable by others (mode {:o}); made it 0600",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
 }
 
 impl Registry {

@@ -48,6 +48,7 @@ fn id(n: u8) -> Smsid {
 fn reply(status: RegistrationStatus, smsid: Option<Smsid>) -> RegistrationResponse {
     RegistrationResponse {
         status,
+        code: status.code(),
         smsid,
         approval_status: None,
         timestamp: None,

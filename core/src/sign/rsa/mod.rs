@@ -53,14 +53,14 @@ const FULL: usize = U2048::LIMBS;
 /// Limbs of a prime (CRT half).
 const HALF: usize = U1024::LIMBS;
 
-/// DigestInfo prefix of SHA-256 (RFC 8017 §9.2 note 1): `SEQUENCE { SEQUENCE { 2.16.840.1.101.
+/// DigestInfo prefix of SHA-256 (RFC 8017 §9.2 note 1; public for signers that pad elsewhere): `SEQUENCE { SEQUENCE { 2.16.840.1.101.
 /// 3.4.2.1, NULL }, OCTET STRING (32) }`, followed by the digest.
-const DIGEST_INFO_SHA256: [u8; 19] = [
+pub const DIGEST_INFO_SHA256: [u8; 19] = [
     0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
     0x00, 0x04, 0x20,
 ];
 /// DigestInfo prefix of SHA-1: `SEQUENCE { SEQUENCE { 1.3.14.3.2.26, NULL }, OCTET STRING (20) }`.
-const DIGEST_INFO_SHA1: [u8; 15] = [
+pub const DIGEST_INFO_SHA1: [u8; 15] = [
     0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14,
 ];
 

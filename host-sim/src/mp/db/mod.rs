@@ -2,15 +2,18 @@
 //! readers, the checkpoint thread) and the event log. Each table family has its own module:
 //! [`clients`] (registered clients and certificates imported by the administrator), [`messages`]
 //! (accepted management messages), [`rejections`] (refused requests), [`policy`] (policies,
-//! assignments and body downloads).
+//! assignments and body downloads), [`next_reply`] (registration replies an administrator
+//! ordered).
 
 mod clients;
 mod messages;
+mod next_reply;
 mod policy;
 mod rejections;
 
 pub use clients::{ClientRow, ClientStatus, ImportedCertRow, Inserted, NewClient};
 pub use messages::{MessageRow, NewMessage};
+pub use next_reply::NextReply;
 pub use policy::{
     NewPolicy, PolicyFetchRow, PolicyRow, PolicyTarget, DEFAULT_POLICY_CATEGORY, POLICY_TYPE,
 };
@@ -87,6 +90,18 @@ CREATE TABLE IF NOT EXISTS policy_assignments (
     version       TEXT NOT NULL COLLATE NOCASE,
     target_smsid  TEXT COLLATE NOCASE,
     created_at    TEXT NOT NULL,
+    FOREIGN KEY (policy_id, version) REFERENCES policies(policy_id, version)
+);
+CREATE TABLE IF NOT EXISTS next_replies (
+    smsid  TEXT PRIMARY KEY COLLATE NOCASE,
+    reply  TEXT NOT NULL CHECK (reply IN ('reset', 'error', 'certificate-reset')),
+    set_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policy_tampering (
+    policy_id TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (policy_id, version),
     FOREIGN KEY (policy_id, version) REFERENCES policies(policy_id, version)
 );
 CREATE TABLE IF NOT EXISTS policy_fetches (
@@ -254,6 +269,7 @@ impl SiteDb {
         conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(SCHEMA)
             .context("creating the site database schema")?;
+        rejections::migrate(&conn).context("updating the rejections table")?;
         Ok(SiteDb { conn, writer: None })
     }
 

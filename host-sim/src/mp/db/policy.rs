@@ -1,5 +1,6 @@
-//! The `policies`, `policy_assignments` and `policy_fetches` tables: published policies, who
-//! they are assigned to, and the log of body downloads.
+//! The `policies`, `policy_assignments`, `policy_tampering` and `policy_fetches` tables:
+//! published policies, who they are assigned to, bodies served in place of the published ones
+//! (a test hook standing in for an attacker on the path), and the log of body downloads.
 
 use super::{smsid_key, SiteDb};
 use crate::mp::util::{new_message_id, utc_timestamp};
@@ -223,6 +224,55 @@ impl SiteDb {
         ))?;
         let rows = st.query_map([smsid_key(smsid)], policy_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Serves `body` in place of the published body of this policy (`None`: the published one
+    /// again), while assignments keep announcing the published body's hash: what an attacker on
+    /// the path would do, for tests that the client refuses it. False if no such policy.
+    pub fn tamper_policy(
+        &self,
+        policy_id: &str,
+        version: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        if !self.policy_exists(policy_id, version)? {
+            return Ok(false);
+        }
+        match body {
+            Some(b) => self.conn.execute(
+                "INSERT OR REPLACE INTO policy_tampering (policy_id, version, body)                  VALUES (?1, ?2, ?3)",
+                params![policy_id, version, b],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM policy_tampering WHERE policy_id = ?1 AND version = ?2",
+                params![policy_id, version],
+            )?,
+        };
+        self.event(
+            None,
+            "policy-tampering",
+            &format!(
+                "{policy_id}.{version}: {}",
+                if body.is_some() {
+                    "a tampered body is served"
+                } else {
+                    "the published body is served again"
+                }
+            ),
+        )?;
+        Ok(true)
+    }
+
+    /// The body served in place of this policy's published one, if a test set one.
+    pub fn tampered_body(&self, policy_id: &str, version: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT body FROM policy_tampering WHERE policy_id = ?1 AND version = ?2",
+                params![policy_id, version],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// True if a policy with this ID and version exists (assigned or not).
