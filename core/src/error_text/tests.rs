@@ -9,6 +9,7 @@ use std::vec::Vec;
 use embedded_storage::nor_flash::NorFlashErrorKind;
 
 use super::*;
+use crate::wire::report_framing::FramingError;
 
 /// What a `Debug` print gives away: braces, a variant name wrapped in parentheses, or a field
 /// name followed by a colon.
@@ -229,6 +230,7 @@ fn reply_and_xml_errors() {
         PolicyError::BadPolicyHash,
     ]);
     distinct(&policy);
+    distinct(&check(&[FramingError::NoReportHeader, FramingError::Emit]));
     distinct(&check(&[
         LocationError::NotHttp,
         LocationError::ForeignHost,
