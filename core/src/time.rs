@@ -187,3 +187,11 @@ mod tests {
         assert_eq!(DateTime::parse_iso8601(b"2026-1x-23T10:00:00Z"), None);
     }
 }
+
+impl core::fmt::Display for UnixTime {
+    /// `YYYY-MM-DDThh:mm:ssZ`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = self.to_datetime().iso8601();
+        f.write_str(core::str::from_utf8(&t).map_err(|_| core::fmt::Error)?)
+    }
+}
