@@ -119,7 +119,7 @@ probe_rows=$(sed -n 's/^p256 \(.*\): \([0-9]*\) instructions, \([0-9]*\) B stack
   | awk -F'|' '{ printf "| %s | %.2f M | %s |\n", $1, $2 / 1e6, $3 }')
 probe_sign_stack=$(sed -n 's/^p256 registration request build+sign: [0-9]* instructions, \([0-9]*\) B stack.*/\1/p' <<<"$probe_log")
 
-# RSA-2048 (issue 9): flash the signer adds (the `rsa` image: provisioned PKCS#1 key checked on
+# RSA-2048: flash the signer adds (the `rsa` image: provisioned PKCS#1 key checked on
 # import, its self-signed certificate, an RSA registration; `rsa-keygen` adds key generation), and
 # instructions + painted stack of each RSA step under -icount shift=0 (~1 min: 8 key generations).
 flash_of() { local t r d b; read -r t r d b < <(sections "$1"); echo $((t + r)); }
@@ -219,7 +219,7 @@ stack below the caller; "stream" adds the 512-byte window and the hashing of the
 |---|---:|---:|
 $probe_rows
 
-## RSA-2048 signer (issue 9; \`boards/size-probe --features rsa|rsa-keygen|rsa-measure\`)
+## RSA-2048 signer (\`boards/size-probe --features rsa|rsa-keygen|rsa-measure\`)
 
 Flash added next to P-256 (image with \`rsa\` minus the default probe): **$rsa_added B** (RSA
 signer with CRT on crypto-bigint, PKCS#1 import, RSA self-signed certificate, an RSA registration,
@@ -252,7 +252,7 @@ line): the lifecycle (\`agent::lifecycle::Agent\`) is $agent_size B, the driver
 (\`io::driver::Driver\`: references, caches) $driver_size B and one step's future $step_size B; the
 exchange buffer (${buffers:-4096} B here) is the caller's choice and comes on top.
 
-## No reachable panic (issue 6), checked at link time by \`tests/run-all.sh\`
+## No reachable panic, checked at link time by \`tests/run-all.sh\`
 
 \`boards/size-probe --features no-panic --bin no-panic\` links the core's parsers of untrusted bytes
 (chunked decoding in place and streamed, multipart, \`<Msg>\` header, UTF-16, XML reader,
@@ -265,7 +265,7 @@ by the optimiser; \`panic-sites.py\` fails CI on any other: httparse (2: \`offse
 \`EncodedPoint::tag\`'s \`expect\`), subtle (1, \`CtOption::unwrap\` in RFC 6979 signing). (der's
 \`Reader::read_into\` went with the certificate builder's decode of its own SPKI.)
 
-## Against the targets of issue 5
+## Against the board size targets
 
 | target | result |
 |---|---|

@@ -46,7 +46,7 @@ rsa_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-conf
   -kernel boards/size-probe/target/rsa/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$rsa_out"
 grep -q '^rsa registration request: [0-9]* bytes' <<<"$rsa_out"
-# Issue 6, no panic reachable from untrusted bytes: the core's parsers linked with a panic handler
+# No panic reachable from untrusted bytes: the core's parsers linked with a panic handler
 # that calls a symbol defined nowhere, so any reachable panic fails this link; run under QEMU.
 # Then the HTTP head (httparse) and the signing path, linked with the symbol defined: panic-sites.py
 # fails on any panic site outside the dependencies listed (their sites are in docs/size.md).
@@ -70,7 +70,7 @@ step "firmware logic shared by the boards (boards/firmware-common: identity, hea
 step "firmware for QEMU mps2-an386 (boards/qemu-mps2-an386; booted by tests/tests/qemu_board.rs)"
 (cd boards/qemu-mps2-an386 && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
   && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')  # one RustCrypto generation
-# The RSA-2048 key build (issue 9), in its own target dir; also booted by qemu_board.rs.
+# The RSA-2048 key build, in its own target dir; also booted by qemu_board.rs.
 (cd boards/qemu-mps2-an386 && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings \
   && cargo build --locked --release --features key-rsa2048 --target-dir target/rsa)
 

@@ -1,5 +1,5 @@
 //! Host cost of the messages after registration, per kind, split so the overhead share is
-//! visible (issue 8): the one ECDSA sign each message needs (`PayloadSignature`;
+//! visible: the one ECDSA sign each message needs (`PayloadSignature`;
 //! `ClientIDSignature` is cached), building the message without that sign (the payload digest,
 //! the lengths, the header: `sign_message` with a [`fixture::Presigned`] signer), and emitting it
 //! (streaming the whole HTTP request as `io::send_message` does) through a 512 B window, a 4 KiB

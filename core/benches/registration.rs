@@ -1,4 +1,4 @@
-//! Host cost of one registration, split so the overhead share is visible (issue 8): the ECDSA
+//! Host cost of one registration, split so the overhead share is visible: the ECDSA
 //! sign of `<Data>`, building the request without that sign (hashing `<Data>`: `build_request`
 //! with a [`fixture::Presigned`] signer), and emitting it (`Post::new`'s lengths + streaming the
 //! HTTP request as `io::exchange` does) through a 512 B window, a 4 KiB window (the host

@@ -16,7 +16,8 @@ pub enum ConfigError {
     SchemeDoesNotMatchMode,
     /// Host names travel in XML and HTTP headers: letters, digits, `-`, `.`, `_` only, 1–255 bytes.
     InvalidHostName,
-    /// [`SignatureHash::Sha1`] is the ConfigMgr 2007 RSA form; an ECDSA key cannot use it.
+    /// `SignatureHash::Sha1` (feature `sha1-sites`) is the ConfigMgr 2007 RSA form; an ECDSA key
+    /// cannot use it.
     Sha1NeedsRsa,
 }
 

@@ -1,8 +1,8 @@
 //! Every wire detail that is our own choice or inferred rather than confirmed by the public record
-//! (`[profile]` in `shared/spec/wire.md`) lives here, so it can change in one place when a real
+//! (`\[profile\]` in `shared/spec/wire.md`) lives here, so it can change in one place when a real
 //! MP says otherwise.
 
-/// HashAlgorithm OID we send with ECDSA P-256 signatures (spec §6, [profile]).
+/// HashAlgorithm OID we send with ECDSA P-256 signatures (spec §6, \[profile\]).
 pub const ECDSA_P256_SHA256_OID: &str = "1.2.840.10045.4.3.2";
 /// HashAlgorithm OID of RSA PKCS#1 v1.5 + SHA-256 (spec §6, confirmed).
 pub const RSA_SHA256_OID: &str = "1.2.840.113549.1.1.11";
@@ -20,7 +20,7 @@ pub const CERT_BACKDATE_SECS: u64 = 24 * 3600;
 pub const CERT_VALIDITY_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// `PublicKey` property of the clientauth hook: we send the signing certificate's DER as hex
-/// (real RSA clients send a CryptoAPI PUBLICKEYBLOB; spec §5 [profile]).
+/// (real RSA clients send a CryptoAPI PUBLICKEYBLOB; spec §5 \[profile\]).
 pub const PUBLIC_KEY_IS_CERT_DER: bool = true;
 
 /// Registration retry backoff (status 2 and transport errors): first delay, cap (seconds).
@@ -50,7 +50,7 @@ pub const REJECTION_RECHECK_SECS: u64 = 24 * 3600;
 // ---- Messages after registration (spec §5) ----------------------------------------------------
 
 /// Name of the clientauth property that names the ISV proxy signing for a client (spec §5
-/// [profile]). With it, `ClientIDSignature` is the proxy's signature over the *client's* SMSID
+/// \[profile\]). With it, `ClientIDSignature` is the proxy's signature over the *client's* SMSID
 /// (the `SourceID`), and `PublicKey` is the proxy's certificate.
 pub const CLIENTAUTH_PROXY_SMSID_PROPERTY: &str = "ProxySMSID";
 

@@ -244,7 +244,7 @@ impl Sink for WindowSink<'_> {
             let dst = self.buf.get_mut(from - win_start..to - win_start);
             if let (Some(src), Some(dst)) = (src, dst) {
                 // Not `copy_from_slice`: equal lengths are not visible to the optimiser, which
-                // keeps its panic (no-panic link proof, issue 6).
+                // keeps its panic (no-panic link proof).
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d = *s;
                 }
@@ -267,28 +267,6 @@ impl Sink for WindowSink<'_> {
         }
         self.pos = self.pos.saturating_add(len);
         Ok(())
-    }
-}
-
-/// Sends every byte to two sinks (e.g. a hasher and a counter in one pass).
-pub struct TeeSink<'a, 'b> {
-    /// First receiver.
-    pub a: &'a mut dyn Sink,
-    /// Second receiver.
-    pub b: &'b mut dyn Sink,
-}
-
-impl Sink for TeeSink<'_, '_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
-        self.a.write(bytes)?;
-        self.b.write(bytes)
-    }
-    fn skippable(&self) -> usize {
-        self.a.skippable().min(self.b.skippable())
-    }
-    fn skip(&mut self, len: usize) -> Result<(), Overflow> {
-        self.a.skip(len)?;
-        self.b.skip(len)
     }
 }
 
@@ -370,16 +348,6 @@ mod tests {
         assert_eq!(w.skippable(), 0);
         w.write(b"abcd").unwrap();
         assert_eq!(w.skippable(), usize::MAX);
-        // A tee skips only what both sides skip, and accounts on both.
-        let mut c = CountingSink::default();
-        let mut h = Sha256Sink::default();
-        let mut t = TeeSink {
-            a: &mut c,
-            b: &mut h,
-        };
-        assert_eq!(t.skippable(), 0);
-        assert_eq!(t.skip(1), Err(Overflow));
-        t.skip(0).unwrap();
     }
 
     #[test]

@@ -893,7 +893,7 @@ async fn isv_proxy_and_its_clients() {
     site.server.shutdown().await;
 }
 
-/// Issue 8: registrations of one certificate arriving at the same instant (a device retrying
+/// Registrations of one certificate arriving at the same instant (a device retrying
 /// while its first request is still in flight) all get the one SMSID; none hits the UNIQUE
 /// certificate constraint as a 500. Several rounds of 12 released together by a barrier.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -954,7 +954,7 @@ fn try_exchange(addr: SocketAddr, raw: &[u8]) -> Option<HttpReply> {
     Some(parse_http(&out))
 }
 
-/// Issue 6: a flood of idle connections, three times `max_connections`. The server takes them
+/// A flood of idle connections, three times `max_connections`. The server takes them
 /// all at once: `max_connections` are served (and cut off after the read timeout), as many wait
 /// for a slot, the rest are answered 503 at once; every refusal carries a logged reason. An
 /// honest client that retries on 503 (as `Retry-After` asks) registers within a bounded time.

@@ -1,4 +1,4 @@
-//! Native mode end to end over loopback TLS (issue 7): the test CA issues the MP's and the
+//! Native mode end to end over loopback TLS: the test CA issues the MP's and the
 //! devices' certificates; the MP emulator serves HTTPS requiring client certificates; the host
 //! client registers with its provisioned certificate. Refusals are checked on both sides: the
 //! client's start-up validation (nothing on the wire), and the MP's handshake and signer checks

@@ -1,4 +1,4 @@
-//! The ISV proxy end to end over loopback (issue 4): first run → export → administrator import →
+//! The ISV proxy end to end over loopback: first run → export → administrator import →
 //! proxy registration (AgentType 4) → devices registered through it (AgentType 8) → their data at
 //! the MP under their own SMSIDs, signed by the proxy; and the refusals.
 
@@ -6,8 +6,7 @@ use std::path::Path;
 
 use mpagent_core::config::SignatureHash;
 use mpagent_core::profile;
-use mpagent_sim::client::state::{ClientSigner, KeyKind, StateDir};
-use mpagent_sim::client::transport::unix_now;
+use mpagent_sim::client::state::{ClientSigner, KeyKind};
 use mpagent_sim::mp::db::{ClientRow, SiteDb};
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
 use mpagent_sim::proxy::client::{synthetic_items, DeviceConnection};
@@ -539,79 +538,6 @@ async fn many_devices_registering_at_once_get_distinct_smsids_that_survive_a_res
             Frame::Ack { detail, .. } => assert_eq!(detail, format!("registered {smsid}")),
             other => panic!("{id}: {other:?}"),
         }
-    }
-    tokio::task::spawn_blocking(move || stop(proxy))
-        .await
-        .unwrap();
-    mp.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_state_dir_in_the_old_per_device_layout_is_imported_and_its_devices_stay_registered() {
-    let dir = tempfile::tempdir().unwrap();
-    let mp = start_mp(dir.path()).await;
-    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
-    let state = dir.path().join("PROXY-O");
-    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-O").await;
-    let (_c1, smsid1) = device(&proxy, "dev-1", "THING-1").await;
-    let (_c2, smsid2) = device(&proxy, "dev-2", "THING-2").await;
-    tokio::task::spawn_blocking(move || stop(proxy))
-        .await
-        .unwrap();
-
-    // Rewrite the state as the previous proxy kept it: clients/{id}/ files, no devices.db.
-    let records: Vec<_> = ["dev-1", "dev-2"]
-        .iter()
-        .map(|id| Registry::open(&state).unwrap().device(id).unwrap().unwrap())
-        .collect();
-    for f in ["devices.db", "devices.db-wal", "devices.db-shm"] {
-        let _ = std::fs::remove_file(state.join(f));
-    }
-    for r in &records {
-        let old = StateDir::open(&state.join("clients").join(&r.id)).unwrap();
-        std::fs::write(old.path().join("key.pk8"), &r.key_pk8).unwrap();
-        std::fs::write(old.path().join("cert.der"), &r.cert_der).unwrap();
-        std::fs::write(old.path().join("name"), &r.name).unwrap();
-        old.save_registration(r.state).unwrap();
-        // The old files read back as the same identity.
-        let identity = old.load_or_create_identity("unused", unix_now()).unwrap();
-        assert!(!identity.created);
-    }
-
-    let proxy = proxy::start(
-        proxy_options(&mp, &state, "PROXY-O"),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .expect("the old layout is imported");
-    assert!(!state.join("clients").exists());
-    assert!(state.join("clients.migrated/dev-1/key.pk8").exists());
-    for (id, smsid) in [("dev-1", &smsid1), ("dev-2", &smsid2)] {
-        let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
-        match conn
-            .request(&Frame::Hello {
-                device_id: id.into(),
-                name: "THING-X".into(),
-            })
-            .await
-            .unwrap()
-        {
-            Frame::Ack { detail, .. } => assert_eq!(&detail, &format!("registered {smsid}")),
-            other => panic!("{id}: {other:?}"),
-        }
-        // The MP confirms the imported mapping (same certificate, same SMSID) and takes data.
-        match conn.request(&Frame::Register).await.unwrap() {
-            Frame::RegisterResult {
-                status: 0,
-                smsid: s,
-            } => assert_eq!(&s, smsid),
-            other => panic!("{id}: {other:?}"),
-        }
-        assert!(matches!(
-            conn.request(&Frame::Heartbeat).await.unwrap(),
-            Frame::Ack { .. }
-        ));
-        assert_eq!(db.messages(Some(smsid)).unwrap().len(), 1);
     }
     tokio::task::spawn_blocking(move || stop(proxy))
         .await

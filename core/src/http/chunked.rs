@@ -192,7 +192,7 @@ pub fn decode_chunked_in_place(buf: &mut [u8]) -> Result<ChunkedProgress, HttpEr
                 let end = start.checked_add(len).ok_or(HttpError::ChunkSizeOverflow)?;
                 // Moved within `buf[out..end]` (`out <= start` cannot fail, see above): a
                 // form whose bounds the optimiser can see, so the parser links without a
-                // panic path (issue 6).
+                // panic path.
                 let from = start.checked_sub(out).ok_or(HttpError::MalformedChunk)?;
                 let moved = buf.get_mut(out..end).ok_or(HttpError::MalformedChunk)?;
                 moved.copy_within(from.., 0);

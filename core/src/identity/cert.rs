@@ -58,7 +58,7 @@ const SIGNATURE_DER_OVERHEAD: usize = 10;
 /// Deterministic: the same key, parameters and serial give the same bytes (RFC 6979 nonces).
 /// `out` of [`MAX_CERT_LEN`] bytes always suffices.
 // Kept out of line: LTO otherwise inlines it into the driver's task frame, which then sits
-// under the signing chain (board stack measurement, issue 5).
+// under the signing chain (board stack measurement).
 #[inline(never)]
 pub fn build_self_signed_p256(
     params: &CertParams<'_>,
@@ -103,7 +103,7 @@ pub fn build_self_signed(
 // The three steps below are out of line so that the TBS step's locals (the key, the SPKI and
 // extension buffers, the encoder's state: about 2 KB) are gone before the signing chain (about
 // 4.9 KB for P-256) runs: the certificate's peak stack is then the larger of the two, not the
-// sum (issue 5).
+// sum.
 
 /// TBS of a P-256 certificate: the SPKI is built here from the point, never parsed back.
 #[inline(never)]

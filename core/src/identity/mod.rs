@@ -7,7 +7,7 @@
 //! assembled around it in place. Nothing built is parsed back: the P-256 key's
 //! SubjectPublicKeyInfo goes into the TBS as the bytes we encoded (only an SPKI handed in from
 //! outside is decoded, to check it), and the TBS is encoded in its own frame, gone before the
-//! signature is computed (stack, issue 5).
+//! signature is computed (stack).
 //!
 //! What we put in a self-signed certificate (spec §7, as the public tools do):
 //! - version v3, a positive random 16-byte serial, issuer = subject = `CN=<name>` (UTF8String);

@@ -75,7 +75,7 @@ impl Sink for DigestSink {
 
 /// The digest of everything `item` emits, with `hash`'s algorithm.
 // Kept out of line: inlined, the hash state and the emitters' frame sit under the signing chain in
-// the caller's frame (size-probe `measure`: request build+sign peak stack, issue 5).
+// the caller's frame (size-probe `measure`: request build+sign peak stack).
 #[inline(never)]
 pub fn digest_of(hash: SignatureHash, item: &dyn Emit) -> Result<Digest, Overflow> {
     let mut h = DigestSink::new(hash);

@@ -159,7 +159,7 @@ pub fn payload_signature_attached(
     Ok((sig, d))
 }
 
-/// Hashes and counts in one sink: one dynamic call per write instead of a tee's three (issue 8).
+/// Hashes and counts in one sink: one dynamic call per write instead of a tee's three.
 struct CountingDigest {
     digest: DigestSink,
     count: usize,

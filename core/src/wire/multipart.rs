@@ -1,7 +1,7 @@
 //! The two-part multipart/mixed envelope every request travels in (spec §2): the `<Msg>` header
 //! (UTF-16LE with BOM) and the octet-stream body part (UTF-16LE body + NUL + CRLF).
 
-use crate::sink::{emitted_len, Emit, Overflow, Sink};
+use crate::sink::{Emit, Overflow, Sink};
 use crate::wire::header::MsgHeader;
 
 /// The boundary the public tools use.
@@ -40,15 +40,10 @@ impl Emit for AttachedOctetPart<'_> {
     }
 }
 
-/// `<Body Length>` for a body: its UTF-16LE bytes plus the terminating NUL (spec §2).
-pub fn body_range_length(body: &dyn Emit) -> Result<usize, Overflow> {
-    emitted_len(body)?.checked_add(2).ok_or(Overflow)
-}
-
 /// A whole multipart request body.
 #[derive(Clone, Copy)]
 pub struct Envelope<'a> {
-    /// The header; its `body_length` must be [`body_range_length`] of `body`.
+    /// The header; its `body_length` must be `body`'s UTF-16LE length plus the 2-byte NUL (spec §2).
     pub header: &'a MsgHeader<'a>,
     /// The body XML (UTF-16LE, no BOM).
     pub body: &'a dyn Emit,

@@ -129,7 +129,7 @@ impl RegistrationData<'_> {
 }
 
 /// `<Property Name=".." Value=".." />`. Not [`XmlWriter::name_value`]: naming the element at each
-/// call costs 32 B of flash on the board's registration path (size probe, issue 8).
+/// call costs 32 B of flash on the board's registration path (size probe).
 fn property(w: &mut XmlWriter<'_>, name: &str, value: &str) -> Result<(), Overflow> {
     w.parts(&[
         markup!("<Property Name=\""),

@@ -528,7 +528,7 @@ pub fn parse_registration_reply_in(
 
 /// [`parse_registration_reply_in`] with a [`REPLY_SCRATCH_LEN`]-byte scratch on the stack.
 // Kept out of line: LTO otherwise inlines it into the driver's task frame, which then sits
-// under the signing chain (board stack measurement, issue 5).
+// under the signing chain (board stack measurement).
 #[inline(never)]
 pub fn parse_registration_reply(
     body: &[u8],

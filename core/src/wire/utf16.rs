@@ -59,32 +59,6 @@ pub fn utf16le_to_utf8<'b>(src: &[u8], dst: &'b mut [u8]) -> Result<&'b str, Utf
     core::str::from_utf8(out).map_err(|_| Utf16Error::BufferTooSmall)
 }
 
-/// The number of UTF-8 bytes [`utf16le_to_utf8`] would produce for `src` (BOM stripped), so a
-/// caller can size or check its buffer first.
-pub fn utf8_len_of_utf16le(src: &[u8]) -> Result<usize, Utf16Error> {
-    if !src.len().is_multiple_of(2) {
-        return Err(Utf16Error::OddLength);
-    }
-    let (body, base) = match src.strip_prefix(&BOM_LE[..]) {
-        Some(rest) => (rest, 2usize),
-        None => (src, 0usize),
-    };
-    let units = body.chunks_exact(2).map(|p| {
-        u16::from_le_bytes([
-            p.first().copied().unwrap_or(0),
-            p.get(1).copied().unwrap_or(0),
-        ])
-    });
-    let mut len = 0usize;
-    let mut at = base;
-    for decoded in char::decode_utf16(units) {
-        let c = decoded.map_err(|_| Utf16Error::UnpairedSurrogate { offset: at })?;
-        at = at.saturating_add(c.len_utf16().saturating_mul(2));
-        len = len.saturating_add(c.len_utf8());
-    }
-    Ok(len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +90,6 @@ mod tests {
                 let (b, n) = enc(s, bom);
                 let mut out = [0u8; 512];
                 assert_eq!(utf16le_to_utf8(&b[..n], &mut out).unwrap(), s);
-                assert_eq!(utf8_len_of_utf16le(&b[..n]).unwrap(), s.len());
             }
         }
     }
@@ -151,10 +124,6 @@ mod tests {
             utf16le_to_utf8(&[0xFF], &mut out),
             Err(Utf16Error::OddLength)
         );
-        assert_eq!(
-            utf8_len_of_utf16le(&[0xFF, 0xFE, 1]),
-            Err(Utf16Error::OddLength)
-        );
     }
 
     #[test]
@@ -178,7 +147,7 @@ mod tests {
             Err(Utf16Error::UnpairedSurrogate { offset: 4 })
         );
         assert_eq!(
-            utf8_len_of_utf16le(&[0x00, 0xDC]),
+            utf16le_to_utf8(&[0x00, 0xDC], &mut out),
             Err(Utf16Error::UnpairedSurrogate { offset: 0 })
         );
     }

@@ -5,9 +5,9 @@
 use crate::sink::{Emit, Overflow, Sink};
 
 /// Characters are encoded into a stack buffer that the writer keeps across calls, so the sink
-/// gets one write per full chunk. Hosts (64-bit) use 256 B (issue 8: the chunk size sets the
+/// gets one write per full chunk. Hosts (64-bit) use 256 B (the chunk size sets the
 /// number of dynamic sink calls and copies per pass; 512 B cost more in the 512 B-window passes
-/// than it saved); boards (32-bit) keep 64 B of stack per writer (issue 5 stack peaks).
+/// than it saved); boards (32-bit) keep 64 B of stack per writer (the boards' stack peaks).
 const CHUNK: usize = if cfg!(target_pointer_width = "64") {
     256
 } else {
@@ -80,7 +80,7 @@ pub(crate) const fn wide_str(wide: &'static [u8]) -> &'static str {
 }
 
 /// Writes XML markup and escaped content as UTF-16LE into a sink, through a chunk it keeps
-/// across calls: the sink gets one write per full chunk, not one per writer call (issue 8: the
+/// across calls: the sink gets one write per full chunk, not one per writer call (the
 /// cost of a message was per call). Only [`XmlWriter::with`] makes one, and it hands the last
 /// partial chunk to the sink when the emitter is done, so no emitter can forget to.
 pub struct XmlWriter<'s> {
@@ -125,11 +125,6 @@ impl<'s> XmlWriter<'s> {
     pub(crate) fn sequence_item(&mut self, index: usize) -> Result<usize, Overflow> {
         self.flush()?;
         Ok(self.out.sequence_item(index))
-    }
-
-    /// The UTF-16LE byte order mark (the `<Msg>` header part starts with one).
-    pub fn bom(&mut self) -> Result<(), Overflow> {
-        self.bytes(&[0xFF, 0xFE])
     }
 
     /// The UTF-16 NUL that terminates a message body.
@@ -196,7 +191,7 @@ impl<'s> XmlWriter<'s> {
         // widen them in one go.
         let bytes = s.as_bytes();
         let done = if cfg!(target_pointer_width = "64") {
-            // Hosts: one loop per escaping, each vectorised (issue 8: host speed). A piece that
+            // Hosts: one loop per escaping, each vectorised (host speed). A piece that
             // would fit in an empty chunk but not in what is left starts the next one.
             let len = bytes.len().saturating_mul(2);
             if len <= CHUNK && chunk.n.saturating_add(len) > CHUNK {
@@ -493,7 +488,7 @@ impl Escaping {
     /// Length of the leading run of `bytes` that is ASCII and needs no entity.
     fn plain_run(self, bytes: &[u8]) -> usize {
         if cfg!(target_pointer_width = "64") {
-            // Hosts: one loop per escaping, over blocks of 16 (vectorised; issue 8).
+            // Hosts: one loop per escaping, over blocks of 16 (vectorised).
             match self {
                 Self::Raw | Self::Wide => run_where(bytes, |b| b.is_ascii()),
                 Self::Text => {
@@ -717,7 +712,6 @@ mod tests {
     /// Every writer call, with escapes, non-ASCII and astral text and long runs.
     fn sample(out: &mut dyn Sink) -> Result<(), Overflow> {
         XmlWriter::with(out, |w| {
-            w.bom()?;
             w.open("Root")?;
             w.attr("A", "x\"y'z<&>\r\n\té😀")?;
             w.attr_u64("N", 42)?;

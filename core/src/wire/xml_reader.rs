@@ -147,7 +147,7 @@ impl<'a> XmlText<'a> {
                 .get_mut(len..end)
                 .ok_or(XmlError::new(XmlErrorKind::BufferTooSmall, 0))?;
             // Through a 4-byte buffer: `encode_utf8` into `slot` keeps a length panic the
-            // optimiser cannot remove (no-panic link proof, issue 6).
+            // optimiser cannot remove (no-panic link proof).
             for (d, s) in slot.iter_mut().zip(c.encode_utf8(&mut [0u8; 4]).as_bytes()) {
                 *d = *s;
             }
@@ -732,7 +732,7 @@ impl<'a> Iterator for Reader<'a> {
 
 /// Offset of the first `pat` in `hay`, for the reader's short ASCII delimiters. Not `str::find`:
 /// core's two-way searcher keeps index checks the optimiser cannot remove, and the core's
-/// parsers link without any reachable panic (no-panic link proof, issue 6).
+/// parsers link without any reachable panic (no-panic link proof).
 fn find_ascii(hay: &str, pat: &str) -> Option<usize> {
     let (hay, pat) = (hay.as_bytes(), pat.as_bytes());
     let first = *pat.first()?;

@@ -19,7 +19,6 @@
 //! DIR/registration               the proxy's own registration (`registered GUID:…`)
 //! DIR/devices.db                 the device registry (SQLite, WAL): per device its key and
 //!                                certificate (made by the proxy), name and registration
-//! DIR/clients.migrated/          the old per-device layout `clients/{id}/`, once imported
 //! ```
 //! The identity files are written atomically (`client::state::write_atomic`); the registry
 //! commits durably (`synchronous=FULL`) before a device is answered.
@@ -53,9 +52,6 @@ pub use server::{start, ProxyHandle};
 
 /// The proxy's default NetBIOS name (also its certificate's CN).
 pub const DEFAULT_NAME: &str = "MPX-PROXY";
-/// Subdirectory of the old (before `devices.db`) state layout holding one directory per
-/// device; imported into the registry on open.
-pub const CLIENTS_DIR: &str = registry::OLD_CLIENTS_DIR;
 
 /// How a proxy is configured (there is no auto-discovery: MP, site mode and code are given).
 #[derive(Debug, Clone)]

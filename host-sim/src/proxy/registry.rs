@@ -12,9 +12,6 @@
 //! whatever has queued up in one transaction (one fsync for many devices, and no runtime thread
 //! ever waits on the disk). Reads use their own
 //! connection (WAL readers do not wait for the writer).
-//!
-//! The old layout (`DIR/clients/{id}/` with `key.pk8`, `cert.der`, `registration`, `name`) is
-//! imported on open, in one transaction, and the directory renamed to `clients.migrated`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,22 +19,13 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context, Result};
 use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::Smsid;
-use mpagent_core::identity::cert_spki_der;
 use mpagent_core::time::UnixTime;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::protocol;
-use crate::client::state::{ClientSigner, StateDir, CERT_FILE, KEY_FILE};
 use crate::group_commit::GroupWriter;
 
 /// The registry's database, in the proxy's state directory.
 pub const REGISTRY_FILE: &str = "devices.db";
-/// The old layout's directory of per-device directories (imported on open).
-pub const OLD_CLIENTS_DIR: &str = "clients";
-/// Where the old layout's directory is moved once imported (kept, not deleted).
-pub const MIGRATED_DIR: &str = "clients.migrated";
-/// The old layout's file holding a device's name.
-pub const OLD_NAME_FILE: &str = "name";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS devices (
@@ -109,15 +97,14 @@ fn make_private(path: &Path) -> Result<()> {
 }
 
 impl Registry {
-    /// Open (creating) `state_dir/devices.db`, importing an old-layout `clients/` directory.
+    /// Open (creating) `state_dir/devices.db`.
     pub fn open(state_dir: &Path) -> Result<Registry> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
         let path = state_dir.join(REGISTRY_FILE);
-        let mut conn = connect(&path)?;
+        let conn = connect(&path)?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema of {}", path.display()))?;
-        migrate_old_layout(state_dir, &mut conn)?;
         let reader = connect(&path)?;
         let (writer, thread) = GroupWriter::start(conn, "mpx-registry", "the registry")?;
         Ok(Registry {
@@ -310,104 +297,10 @@ const SELECT_DEVICE: &str = "SELECT id, name, key_pk8, cert_der, state, smsid, r
 const UPSERT: &str = "INSERT OR REPLACE INTO devices (id, name, key_pk8, cert_der, state, \
      smsid, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// Import the old layout (`clients/{id}/` files) into `conn` in one transaction (devices already
-/// in the database win), then rename the directory to [`MIGRATED_DIR`]. A device directory with
-/// only one of key and certificate, or a key that is not the certificate's, stops the import
-/// (nothing is imported, nothing renamed) with an error naming it.
-fn migrate_old_layout(state_dir: &Path, conn: &mut Connection) -> Result<()> {
-    let old = state_dir.join(OLD_CLIENTS_DIR);
-    if !old.is_dir() {
-        return Ok(());
-    }
-    let migrated = state_dir.join(MIGRATED_DIR);
-    if migrated.exists() {
-        bail!(
-            "{} (old per-device layout) and {} (an earlier import) are both there; move one \
-             away before starting the proxy",
-            old.display(),
-            migrated.display()
-        );
-    }
-    let mut records = Vec::new();
-    for entry in std::fs::read_dir(&old).with_context(|| format!("reading {}", old.display()))? {
-        let entry = entry?;
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if !protocol::valid_device_id(&id) || !entry.file_type()?.is_dir() {
-            continue;
-        }
-        if let Some(r) = read_old_device(&entry.path(), id)? {
-            records.push(r);
-        }
-    }
-    let tx = conn.transaction()?;
-    for r in &records {
-        put_row(&tx, INSERT_NEW, r)
-            .with_context(|| format!("importing device {} from {}", r.id, old.display()))?;
-    }
-    tx.commit()
-        .with_context(|| format!("committing the import of {}", old.display()))?;
-    std::fs::rename(&old, &migrated)
-        .with_context(|| format!("renaming {} to {}", old.display(), migrated.display()))?;
-    if let Ok(d) = std::fs::File::open(state_dir) {
-        let _ = d.sync_all();
-    }
-    tracing::info!(
-        "imported {} devices from {} into {} (old files kept in {})",
-        records.len(),
-        old.display(),
-        REGISTRY_FILE,
-        migrated.display()
-    );
-    Ok(())
-}
-
-fn read_old_device(dir: &Path, id: String) -> Result<Option<DeviceRecord>> {
-    let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
-    let (key_pk8, cert_der) = match (std::fs::read(&key_path), std::fs::read(&cert_path)) {
-        (Ok(k), Ok(c)) => (k, c),
-        // A directory made just before its identity (a crash in between): nothing to keep.
-        (Err(a), Err(b))
-            if a.kind() == std::io::ErrorKind::NotFound
-                && b.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return Ok(None)
-        }
-        _ => bail!(
-            "{} holds only one of {KEY_FILE} and {CERT_FILE} (or one is unreadable); the old \
-             device layout cannot be imported until it is repaired or removed",
-            dir.display()
-        ),
-    };
-    let signer = ClientSigner::from_pkcs8_der(&key_pk8)
-        .with_context(|| format!("{}", key_path.display()))?;
-    let cert_key = cert_spki_der(&cert_der)
-        .map_err(|e| anyhow!("{}: unreadable certificate: {e:?}", cert_path.display()))?;
-    if signer.spki_der()? != cert_key {
-        bail!(
-            "{} and {} do not belong together; the old device layout cannot be imported",
-            key_path.display(),
-            cert_path.display()
-        );
-    }
-    let state = StateDir::open(dir)?.registration()?;
-    let name = match std::fs::read_to_string(dir.join(OLD_NAME_FILE)) {
-        Ok(n) => n.trim().to_string(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    Ok(Some(DeviceRecord {
-        id,
-        name,
-        key_pk8,
-        cert_der,
-        state,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::state::KeyKind;
+    use crate::client::state::{ClientSigner, KeyKind};
     use crate::client::transport::unix_now;
 
     fn smsid(n: u8) -> Smsid {
@@ -501,95 +394,5 @@ mod tests {
             let i: u8 = id[1..].parse().unwrap();
             assert_eq!(state, RegistrationState::Registered(smsid(i)));
         }
-    }
-
-    /// Writes the old per-device layout the way the previous proxy did.
-    fn old_device(state: &Path, id: &str, name: &str, reg: RegistrationState) -> Vec<u8> {
-        let dir = StateDir::open(&state.join(OLD_CLIENTS_DIR).join(id)).unwrap();
-        let identity = dir.load_or_create_identity(name, unix_now()).unwrap();
-        dir.save_registration(reg).unwrap();
-        std::fs::write(dir.path().join(OLD_NAME_FILE), name).unwrap();
-        identity.cert_der
-    }
-
-    #[test]
-    fn the_old_layout_is_imported_once_and_kept_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let cert1 = old_device(
-            dir.path(),
-            "dev-1",
-            "THING-1",
-            RegistrationState::Registered(smsid(1)),
-        );
-        old_device(
-            dir.path(),
-            "dev-2",
-            "THING-2",
-            RegistrationState::Pending(smsid(2)),
-        );
-        // An empty device directory (crash before its identity) is skipped.
-        std::fs::create_dir_all(dir.path().join("clients/dev-3")).unwrap();
-        let reg = Registry::open(dir.path()).unwrap();
-        assert_eq!(
-            reg.all().unwrap(),
-            vec![
-                ("dev-1".into(), RegistrationState::Registered(smsid(1))),
-                ("dev-2".into(), RegistrationState::Pending(smsid(2))),
-            ]
-        );
-        let d1 = reg.device("dev-1").unwrap().unwrap();
-        assert_eq!((d1.name.as_str(), d1.cert_der), ("THING-1", cert1));
-        assert!(!dir.path().join(OLD_CLIENTS_DIR).exists());
-        assert!(dir.path().join(MIGRATED_DIR).join("dev-1/key.pk8").exists());
-        drop(reg);
-        // Opening again finds nothing to import and keeps the devices.
-        assert_eq!(Registry::open(dir.path()).unwrap().all().unwrap().len(), 2);
-    }
-
-    #[test]
-    fn a_half_old_identity_stops_the_import_and_imports_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        old_device(
-            dir.path(),
-            "dev-1",
-            "THING-1",
-            RegistrationState::Registered(smsid(1)),
-        );
-        old_device(
-            dir.path(),
-            "dev-2",
-            "THING-2",
-            RegistrationState::Registered(smsid(2)),
-        );
-        std::fs::remove_file(dir.path().join("clients/dev-2").join(KEY_FILE)).unwrap();
-        let err = Registry::open(dir.path()).err().expect("refused");
-        assert!(format!("{err:#}").contains("only one of"), "{err:#}");
-        assert!(dir.path().join(OLD_CLIENTS_DIR).exists());
-        // Repaired (the broken device removed), the import goes through.
-        std::fs::remove_dir_all(dir.path().join("clients/dev-2")).unwrap();
-        let reg = Registry::open(dir.path()).unwrap();
-        assert_eq!(reg.all().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn a_key_that_is_not_the_certificates_stops_the_import() {
-        let dir = tempfile::tempdir().unwrap();
-        old_device(
-            dir.path(),
-            "dev-1",
-            "THING-1",
-            RegistrationState::Unregistered,
-        );
-        let other = ClientSigner::generate(KeyKind::P256).unwrap();
-        std::fs::write(
-            dir.path().join("clients/dev-1").join(KEY_FILE),
-            other.to_pkcs8_der().unwrap(),
-        )
-        .unwrap();
-        let err = Registry::open(dir.path()).err().expect("refused");
-        assert!(
-            format!("{err:#}").contains("do not belong together"),
-            "{err:#}"
-        );
     }
 }

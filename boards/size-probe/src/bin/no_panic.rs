@@ -1,4 +1,4 @@
-//! Link-time no-panic proof (issue 6): the core's parsers of untrusted bytes — HTTP response head,
+//! Link-time no-panic proof: the core's parsers of untrusted bytes — HTTP response head,
 //! chunked decoding in place and streamed, the registration and policy reply pipelines (multipart,
 //! `<Msg>` header, UTF-16, XML reader), and the persistent store's record decoding — linked with
 //! a panic handler that calls a function which exists nowhere. With LTO, code that cannot reach a
