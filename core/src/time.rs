@@ -147,6 +147,14 @@ impl DateTime {
     }
 }
 
+impl core::fmt::Display for UnixTime {
+    /// `YYYY-MM-DDThh:mm:ssZ`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = self.to_datetime().iso8601();
+        f.write_str(core::str::from_utf8(&t).map_err(|_| core::fmt::Error)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,47 @@ pub enum RegistrationEvent {
     CertificateReset(UnixTime),
 }
 
+impl core::fmt::Display for RegistrationState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unregistered => f.write_str("not registered"),
+            Self::Pending(id) => write!(f, "{id}, pending approval"),
+            Self::Registered(id) => write!(f, "registered as {id}"),
+            Self::Rejected(at) => write!(f, "rejected by the site at {at}"),
+        }
+    }
+}
+
+impl core::fmt::Display for RegistrationEvent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Issued(id) => write!(f, "the site named {id}; confirming it"),
+            Self::Registered(id) => write!(f, "registered as {id}"),
+            Self::PendingApproval(id, t) => write!(f, "{id} pending approval; asking again at {t}"),
+            Self::RetryAt(t) => write!(f, "trying again at {t}"),
+            Self::Discarded(id, t) => {
+                write!(
+                    f,
+                    "the site did not confirm {id}: dropped; registering again at {t}"
+                )
+            }
+            Self::Abandoned(id, t) => {
+                write!(
+                    f,
+                    "the site no longer knows {id}: registering afresh at {t}"
+                )
+            }
+            Self::RejectedOnce(t) => write!(f, "rejected once; asking again at {t}"),
+            Self::Rejected(t) => write!(f, "rejected by the site at {t}"),
+            Self::Reset(t) => write!(f, "the site asked for a reset: registering afresh at {t}"),
+            Self::CertificateReset(t) => write!(
+                f,
+                "the site needs a new certificate for this client; asking again at {t}"
+            ),
+        }
+    }
+}
+
 impl RegistrationEvent {
     /// The state to persist after this event, if it changed what is persisted.
     pub fn persist(&self) -> Option<RegistrationState> {
@@ -826,6 +867,28 @@ mod tests {
         assert!(matches!(ev, RegistrationEvent::PendingApproval(id, _) if id == mine));
         r.reset();
         assert_eq!(r.proposed(), Some(mine));
+    }
+
+    #[test]
+    fn states_and_events_read_as_sentences_with_dates() {
+        extern crate std;
+        use std::string::ToString;
+        let id = id();
+        assert_eq!(
+            RegistrationState::Registered(id).to_string(),
+            "registered as GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42"
+        );
+        assert_eq!(
+            RegistrationState::Rejected(UnixTime(1_795_428_000)).to_string(),
+            "rejected by the site at 2026-11-23T10:00:00Z"
+        );
+        let t = UnixTime(60).to_string();
+        assert_eq!(t, "1970-01-01T00:01:00Z");
+        let e = RegistrationEvent::Abandoned(id, UnixTime(60)).to_string();
+        assert!(
+            e.contains(&t) && !e.contains("Guid(") && !e.contains("UnixTime("),
+            "{e}"
+        );
     }
 
     #[test]

@@ -303,7 +303,7 @@ pub async fn register_as<C: Connector, K: Clock>(
                 return Err(RegisterError::GaveUp(failure));
             }
         }
-        info!("registration: {:?}", event);
+        info!("registration: {}", event);
         observer(&Progress::Event(event));
     }
 }
