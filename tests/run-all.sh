@@ -29,6 +29,9 @@ cargo fmt --all --check
 step "clippy (warnings denied; core also denies unwrap/expect/panic/indexing)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "core documentation (cargo doc, warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked -p mpagent-core --no-deps
+
 step "core for thumbv7em-none-eabihf (no_std, no alloc)"
 cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release
 cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release --features defmt

@@ -2,14 +2,14 @@
 //! that carries it, with `SourceID` and the `clientauth` hook.
 //!
 //! Building a [`SignedMessage`] costs one emission pass over the body (hash + count together,
-//! [`payload_digest`]) and one ECDSA/RSA sign (`PayloadSignature`); `ClientIDSignature` is the
+//! [`payload_digest_with`](crate::wire::clientauth::payload_digest_with)) and one ECDSA/RSA sign (`PayloadSignature`); `ClientIDSignature` is the
 //! caller's cached [`ClientIdSignature`]. Sending it costs one pass per window ([`fill_window`]);
 //! nothing of the body is ever held in RAM.
 //!
 //! The request is byte for byte what [`crate::agent::outbound::Post`] emits for the same header
 //! with `hooks: Some(&clientauth)` (a test checks it); `SignedMessage` only keeps the hook next
 //! to the header so the two cannot disagree, and knows its `Content-Length` without a second
-//! pass over the body. It also knows where its body starts ([`Layout`]), so window passes past
+//! pass over the body. It also knows where its body starts (its `Layout`), so window passes past
 //! the request head and the `<Msg>` header skip them by length.
 
 use crate::agent::registration::SigningIdentity;
@@ -34,7 +34,7 @@ pub struct MessageSigner<'a> {
     pub identity: SigningIdentity<'a>,
     /// The cached `ClientIDSignature`, made with `identity`'s key over the `SourceID` SMSID.
     pub client_id: &'a ClientIdSignature,
-    /// `ProxySMSID` ([profile]) when an ISV proxy signs for one of its clients.
+    /// `ProxySMSID` (\[profile\]) when an ISV proxy signs for one of its clients.
     pub proxy_smsid: Option<Smsid>,
 }
 
