@@ -48,11 +48,13 @@ fuzz_target!(|data: &[u8]| {
 
 fn check_registration(xml: &str) {
     if let Ok(r) = parse_registration_response(xml) {
-        match r.status {
-            RegistrationStatus::Registered | RegistrationStatus::Pending => {
-                assert!(r.smsid.is_some())
-            }
-            _ => assert!(r.smsid.is_none()),
+        // An SMSID only with status 0 or 1 (where it may also be absent: a confirmation's reply).
+        if !matches!(
+            r.status,
+            RegistrationStatus::Registered | RegistrationStatus::Pending
+        ) {
+            assert!(r.smsid.is_none());
         }
+        assert_eq!(RegistrationStatus::from_code(r.code), r.status);
     }
 }
