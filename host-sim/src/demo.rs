@@ -159,7 +159,7 @@ pub async fn run() -> Result<()> {
     );
     let smsid = match first.state {
         RegistrationState::Pending(id) => id,
-        other => bail!("expected a pending registration, got {other:?}"),
+        other => bail!("expected a pending registration, got: {other}"),
     };
 
     println!("\n3. Administrator approves {smsid} in the site database");
@@ -174,7 +174,7 @@ pub async fn run() -> Result<()> {
         RegistrationState::Registered(id) if id == smsid && !second.identity_created => {
             println!("   registered with the same SMSID {id}; identity reused")
         }
-        other => bail!("expected Registered({smsid}) with the same identity, got {other:?}"),
+        other => bail!("expected registered as {smsid} with the same identity, got: {other}"),
     }
 
     println!("\n5. The site database now holds:");

@@ -188,7 +188,7 @@ pub fn parse_date(s: &str) -> Result<i64> {
     };
     crate::mp::util::parse_utc_timestamp(&full)
         .map(|t| t as i64)
-        .ok_or_else(|| anyhow!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ"))
+        .ok_or_else(|| anyhow!("'{s}' is not YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ"))
 }
 
 /// The stem a common name is written under.
@@ -319,7 +319,7 @@ impl TestCa {
         let key = KeyPair::try_from(key_der.as_slice())
             .map_err(|e| anyhow!("{}: not a usable key: {e}", key_path.display()))?;
         let spki = mpagent_core::identity::cert_spki_der(&cert_der)
-            .map_err(|e| anyhow!("{}: {e:?}", cert_path.display()))?;
+            .map_err(|e| anyhow!("{}: {e}", cert_path.display()))?;
         ensure!(
             spki == key.subject_public_key_info().as_slice(),
             "{} is not the key of {}",

@@ -139,6 +139,8 @@ pub enum Queued {
     },
     /// No room in the queue even after draining: the report was not made.
     NoRoom,
+    /// The device had nothing of this kind to report: nothing was made, nothing is counted.
+    Nothing,
 }
 
 /// How an exchange after registration failed.
@@ -445,6 +447,7 @@ impl Agent {
                 self.counts.no_room = self.counts.no_room.saturating_add(1);
                 warn!("queue full: a {} was not made", kind.name());
             }
+            Queued::Nothing => {}
         }
         self.queued = queued;
     }

@@ -453,7 +453,7 @@ pub struct SigningIdentity<'a> {
 
 /// Build and sign the request for `action` (`Send` only; other actions yield `None`).
 // Kept out of line: LTO otherwise inlines it into the driver's task frame, which then sits
-// under the signing chain (board stack measurement, issue 5).
+// under the signing chain and raises the board's peak stack (measured in QEMU).
 #[inline(never)]
 pub fn build_request<'a>(
     config: &AgentConfig<'a>,
@@ -520,7 +520,7 @@ impl Registrant<'_> {
 
 /// Build and sign the AgentType 8 request an ISV proxy (`proxy`, `proxy_smsid`) sends for a
 /// client whose certificate is `client_cert_der`; `config` carries the client's names.
-// Out of line like `build_request` (board stack peak, issue 5).
+// Out of line like `build_request`, for the board's peak stack.
 #[inline(never)]
 pub fn build_proxy_client_request<'a>(
     config: &AgentConfig<'a>,
@@ -547,7 +547,7 @@ pub fn build_proxy_client_request<'a>(
 }
 
 /// Build and sign the request of `registrant`.
-// Out of line like `build_request` (board stack peak, issue 5).
+// Out of line like `build_request`, for the board's peak stack.
 #[inline(never)]
 pub fn build_registrant_request<'a>(
     config: &AgentConfig<'a>,

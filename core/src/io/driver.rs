@@ -522,11 +522,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             Some(Err(StoreError::QueueFull)) => Queued::NoRoom,
             Some(Err(e)) => return Err(e.into()),
             // The host had nothing to report: the schedule moves on.
-            None => {
-                self.agent
-                    .on_queued(now, kind, Queued::NoRoom, self.store.len());
-                return Ok(());
-            }
+            None => Queued::Nothing,
         };
         self.agent.on_queued(now, kind, outcome, self.store.len());
         match outcome {
@@ -537,6 +533,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 queued: self.store.len(),
             }),
             Queued::NoRoom => self.host.event(&Event::NoRoom(kind)),
+            Queued::Nothing => {}
         }
         Ok(())
     }

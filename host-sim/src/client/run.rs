@@ -158,8 +158,6 @@ pub enum RunEvent {
     DeliveryStopped {
         /// Why, as a sentence.
         reason: String,
-        /// Messages waiting.
-        queued: u32,
     },
     /// The site refused a message under a confirmed registration; kept under `refused/`.
     Refused {
@@ -393,7 +391,7 @@ impl<F: mpagent_core::store::embedded_storage::nor_flash::NorFlash> Host<F> for 
                     _ => crate::human::send_error(&error),
                 };
                 self.stopped = Some(reason.clone());
-                Some(RunEvent::DeliveryStopped { reason, queued: 0 })
+                Some(RunEvent::DeliveryStopped { reason })
             }
             Event::Refused {
                 message_id, error, ..
@@ -656,7 +654,7 @@ pub async fn run_cycle_with(
             host.stopped
                 .or_else(|| Some("the MP did not answer".into()))
         } else {
-            host.stopped.filter(|_| false)
+            None
         },
     })
 }
