@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n=== %s ===\n' "$*"; }
+# Each step prints the disk left: a CI machine may have little, and a full disk fails a build.
+step() { printf '\n=== %s === (%s free)\n' "$*" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"; }
+# No incremental caches: every build here is a clean one-off, and they cost gigabytes of disk.
+export CARGO_INCREMENTAL=0
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 step "toolchain and tools"
@@ -88,6 +91,10 @@ cargo test --workspace --locked
 
 step "size report: flash, RAM, stack and instructions on Cortex-M4 (the table of docs/size.md)"
 bash boards/size-report.sh --stdout
+
+# In CI the host build is done with: its target directory (the largest) goes before the fuzz
+# builds need room of their own. Kept outside CI, where it caches the next run.
+if [ -n "${CI:-}" ]; then rm -rf target/debug; fi
 
 step "fuzz smoke: every target of core/fuzz and host-sim/fuzz for 10 s (SKIPPED without nightly; tests/fuzz-long.sh runs longer)"
 bash tests/fuzz-smoke.sh 10
