@@ -132,6 +132,17 @@ pub fn driver_event(e: &Event<'_>) -> String {
             hex(&expected)
         ),
         Event::PolicyFetchFailed { id, error } => format!("policy {id}: {error}"),
+        Event::NewIdentityMade => {
+            "the site asked for a new certificate: made a new key and certificate, registering them \
+             (the stored identity stays until they are registered)"
+                .into()
+        }
+        Event::NewIdentityUnavailable => {
+            "the site asked for a new certificate, and this client's certificate is provisioned: \
+             issue a new one (pki issue) and restart the client"
+                .into()
+        }
+        Event::NewIdentityStored => "the new key and certificate are registered and stored".into(),
         _ => "agent event".into(),
     }
 }

@@ -198,3 +198,70 @@ fn strict_config(dir: &Path) -> MpConfig {
         strict: true,
     }
 }
+
+/// The site answers CertificateReset (`mp next-reply … certificate-reset`): the client makes a
+/// new key and certificate, registers them under the SMSID it had, stores them in place of the
+/// old ones, and goes on reporting; the next run confirms the new identity as usual.
+#[tokio::test]
+async fn certificate_reset_registers_a_new_certificate_and_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_strict_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let state = dir.path().join("dev");
+    let opts = ClientOptions::mixed(
+        &format!("http://{}", mp.local_addr()),
+        "PS1",
+        state.clone(),
+        "STRICT-RESET",
+    );
+    let heartbeat = Due {
+        heartbeat: true,
+        inventory_items: 0,
+        status: false,
+        policy: false,
+    };
+    let first = run::run_cycle(&opts, heartbeat, &mut |_| {}).await.unwrap();
+    assert!(first.done(), "{first}");
+    let id = first.smsid.clone().unwrap();
+    let old_cert = std::fs::read(state.join("cert.der")).unwrap();
+    assert_eq!(db.client(&id).unwrap().unwrap().cert_der, old_cert);
+
+    assert!(db
+        .set_next_reply(&id, mpagent_sim::mp::db::NextReply::CertificateReset)
+        .unwrap());
+    let mut lines = Vec::new();
+    let renewed = run::run_cycle(&opts, heartbeat, &mut |e| {
+        if let run::RunEvent::Registration(line) = e {
+            lines.push(line.clone());
+        }
+    })
+    .await
+    .unwrap();
+    assert!(renewed.done(), "{renewed}");
+    assert_eq!(renewed.smsid.as_deref(), Some(id.as_str()), "{lines:?}");
+    let new_cert = std::fs::read(state.join("cert.der")).unwrap();
+    assert_ne!(new_cert, old_cert, "a new certificate was stored");
+    assert_eq!(db.client(&id).unwrap().unwrap().cert_der, new_cert);
+    assert!(!state.join("identity.next").exists());
+    // The stored key is the new certificate's (the state directory checks the pair on load).
+    let loaded = mpagent_sim::client::state::StateDir::open(&state)
+        .unwrap()
+        .load_or_create_identity("STRICT-RESET", mpagent_core::time::UnixTime(1_800_000_000))
+        .unwrap();
+    assert!(!loaded.created);
+    assert_eq!(loaded.cert_der, new_cert);
+    let ddrs = db
+        .messages(Some(&id))
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "ddr")
+        .count();
+    assert_eq!(ddrs, 2, "a heartbeat before and after the new certificate");
+
+    let after = run::run_cycle(&opts, heartbeat, &mut |_| {}).await.unwrap();
+    assert!(after.done(), "{after}");
+    assert_eq!(after.smsid.as_deref(), Some(id.as_str()));
+    assert_eq!(std::fs::read(state.join("cert.der")).unwrap(), new_cert);
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    mp.shutdown().await;
+}

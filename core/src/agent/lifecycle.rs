@@ -195,6 +195,8 @@ pub struct Counts {
     pub refused: u32,
     /// Times the site was asked to confirm the registration after a refusal.
     pub reconfirmations: u32,
+    /// New keys and certificates made because the site asked for them (CertificateReset).
+    pub new_identities: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,6 +527,25 @@ impl Agent {
                 Refusal::Reconfirming
             }
         }
+    }
+
+    /// The device made a new key and certificate because the site answered CertificateReset:
+    /// register them afresh at once. The SMSID held so far is proposed again (the site's record
+    /// of the device carries on under it), else `fallback` (the new certificate's own). The
+    /// stored registration is the caller's to keep until the new identity is registered.
+    pub fn begin_new_identity(&mut self, fallback: Smsid) {
+        let proposed = self.held.unwrap_or(fallback);
+        self.proposed = Some(proposed);
+        self.registrar = Registrar::new(RegistrationState::Unregistered)
+            .with_rejection_recheck(self.schedule.rejection_recheck_secs)
+            .with_status_numbering(self.numbering)
+            .with_proposed_smsid(proposed);
+        self.refusal = RefusalCheck::None;
+        self.counts.new_identities = self.counts.new_identities.saturating_add(1);
+        info!(
+            "a new key and certificate: registering them as {}",
+            proposed
+        );
     }
 
     /// Ask the site to confirm the SMSID in use (through the registrar's confirmation path).

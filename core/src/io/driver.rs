@@ -100,6 +100,14 @@ pub enum Event<'e> {
     RegistrationFailed(AttemptFailure),
     /// The registration moved.
     Registration(RegistrationEvent),
+    /// The site asked for a new key and certificate and the host made them: they are
+    /// registered next, and the stored identity stays until they are.
+    NewIdentityMade,
+    /// The site asked for a new key and certificate and the host cannot make them (a
+    /// provisioned certificate): the agent asks the site again after a backoff.
+    NewIdentityUnavailable,
+    /// The site knows the new identity and the host stored it in place of the old one.
+    NewIdentityStored,
     /// A report was queued (`superseded`: an unsent older one of its kind was withdrawn).
     Queued {
         /// Which report.
@@ -203,6 +211,53 @@ pub trait Host<F: NorFlash> {
     fn policy_done(&mut self, id: &str, version: &str, len: usize, keep: bool) -> bool;
     /// Something happened (logs, progress for people).
     fn event(&mut self, event: &Event<'_>);
+    /// The site asked for a new key and certificate (registration Status CertificateReset):
+    /// make them and hold them beside the stored identity, which stays until
+    /// [`Host::store_new_identity`]. From then on every request is signed with
+    /// [`Host::new_identity`]. Answers `false` when this device cannot (a provisioned
+    /// certificate that only an administrator replaces); the default cannot.
+    fn make_new_identity(&mut self, now: UnixTime) -> bool {
+        let _ = now;
+        false
+    }
+    /// The identity [`Host::make_new_identity`] made, if any.
+    fn new_identity(&self) -> Option<SigningIdentity<'_>> {
+        None
+    }
+    /// The site knows the new identity (it answered with an SMSID for it): keep it with
+    /// `state` in one save that replaces the old identity, so that a power cut at any point
+    /// leaves the one or the other, whole.
+    fn store_new_identity(
+        &mut self,
+        store: &mut Store<F>,
+        state: RegistrationState,
+    ) -> Result<(), Persist> {
+        self.persist(store, state)
+    }
+}
+
+/// Which identity signs: the one the device started with, or the new one its host made after
+/// a CertificateReset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdentityInUse {
+    Started,
+    /// Made, and registered and stored once `stored`.
+    New {
+        stored: bool,
+    },
+}
+
+/// The identity that signs now ([`IdentityInUse`]). A host that made a new identity and then
+/// lost it would break its own contract; the device's own identity is the only one left then.
+fn signing_identity<'s, F: NorFlash, H: Host<F>>(
+    started: SigningIdentity<'s>,
+    host: &'s H,
+    in_use: IdentityInUse,
+) -> SigningIdentity<'s> {
+    match in_use {
+        IdentityInUse::Started => started,
+        IdentityInUse::New { .. } => host.new_identity().unwrap_or(started),
+    }
 }
 
 /// Persisting the registration state failed (the host logged why).
@@ -303,6 +358,7 @@ pub struct Driver<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> {
     pub host: &'a mut H,
     client_id: Option<ClientIdSignature>,
     in_flight: Option<Action>,
+    identity_in_use: IdentityInUse,
 }
 
 impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H> {
@@ -336,6 +392,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             host,
             client_id: None,
             in_flight: None,
+            identity_in_use: IdentityInUse::Started,
         }
     }
 
@@ -411,16 +468,14 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         now: UnixTime,
     ) -> Result<(), DriverError<F::Error>> {
         let config = self.device.config;
-        let request = build_request(
-            config,
-            &self.device.identity,
-            self.device.agent_type,
-            kind,
-            smsid,
-            now,
-        )
-        .map_err(DriverError::Build)?;
         let message_id = Guid::random(self.rng);
+        self.host.event(&Event::RegistrationSending {
+            request_type: kind,
+            message_id,
+        });
+        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+        let request = build_request(config, &identity, self.device.agent_type, kind, smsid, now)
+            .map_err(DriverError::Build)?;
         let params = PostParams {
             endpoint: endpoint::CLIENT_REGISTRATION,
             reply_mode: ReplyMode::Sync,
@@ -431,10 +486,6 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         };
         let post = Post::new(config, params, &request)
             .map_err(|_| DriverError::Build(BuildError::Overflow))?;
-        self.host.event(&Event::RegistrationSending {
-            request_type: kind,
-            message_id,
-        });
         let outcome = attempt(self.connector, &post, self.buffers.exchange).await;
         let now = self.clock.now();
         let event = match outcome {
@@ -453,9 +504,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             }
         };
         if let Some(state) = event.persist() {
-            self.host
-                .persist(self.store, state)
-                .map_err(|_| DriverError::Persist)?;
+            self.keep_registration(state)?;
         }
         if let RegistrationEvent::Registered(id) = event {
             if self.client_id.as_ref().is_some_and(|c| c.smsid() != id) {
@@ -463,7 +512,46 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             }
         }
         self.host.event(&Event::Registration(event));
+        if let RegistrationEvent::CertificateReset(_) = event {
+            self.make_new_identity(now);
+        }
         Ok(())
+    }
+
+    /// Persist `state`; while a new identity waits to be stored, a state that names an SMSID
+    /// for it (the site knows it now) is stored with it, in place of the old identity. Any
+    /// other state leaves the old identity stored: a restart then asks the site about it.
+    fn keep_registration(&mut self, state: RegistrationState) -> Result<(), DriverError<F::Error>> {
+        let known = matches!(
+            state,
+            RegistrationState::Registered(_) | RegistrationState::Pending(_)
+        );
+        if self.identity_in_use == (IdentityInUse::New { stored: false }) && known {
+            self.host
+                .store_new_identity(self.store, state)
+                .map_err(|_| DriverError::Persist)?;
+            self.identity_in_use = IdentityInUse::New { stored: true };
+            self.host.event(&Event::NewIdentityStored);
+            return Ok(());
+        }
+        self.host
+            .persist(self.store, state)
+            .map_err(|_| DriverError::Persist)
+    }
+
+    /// The site answered CertificateReset: have the host make a new key and certificate and
+    /// register them at once; without them the registrar's backoff stands.
+    fn make_new_identity(&mut self, now: UnixTime) {
+        if !self.host.make_new_identity(now) {
+            self.host.event(&Event::NewIdentityUnavailable);
+            return;
+        }
+        self.identity_in_use = IdentityInUse::New { stored: false };
+        self.client_id = None;
+        let fallback = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+        let fallback = crate::agent::registration::proposed_smsid(fallback.cert_der);
+        self.agent.begin_new_identity(fallback);
+        self.host.event(&Event::NewIdentityMade);
     }
 
     fn queue(
@@ -542,8 +630,9 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         if let Some(c) = self.client_id.as_ref().filter(|c| c.smsid() == smsid) {
             return Ok(*c);
         }
-        let c = ClientIdSignature::compute(self.device.identity.signer, smsid)
-            .map_err(DriverError::ClientId)?;
+        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+        let c =
+            ClientIdSignature::compute(identity.signer, smsid).map_err(DriverError::ClientId)?;
         self.client_id = Some(c);
         Ok(c)
     }
@@ -555,7 +644,8 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         };
         let meta = msg.meta;
         let client_id = self.client_id(smsid)?;
-        let signer = MessageSigner::client(self.device.identity, &client_id);
+        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+        let signer = MessageSigner::client(identity, &client_id);
         // SentTime is restamped (the MP checks a window; the header is not signed); the message
         // ID stays the original one so that a retry is recognised.
         let params = MessageParams {
@@ -648,7 +738,8 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         let config = self.device.config;
         let now = self.clock.now();
         let client_id = self.client_id(smsid)?;
-        let signer = MessageSigner::client(self.device.identity, &client_id);
+        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+        let signer = MessageSigner::client(identity, &client_id);
         let request = request_assignments(config, smsid);
         let signed = sign_message(config, &signer, &request, Guid::random(self.rng), now)
             .map_err(DriverError::Sign)?;
@@ -719,9 +810,10 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         if self.host.policy_applied(&slot.id, &slot.version) {
             return Ok(());
         }
+        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
         let request = PolicyBodyRequest::new(
             self.device.config,
-            self.device.identity.signer,
+            identity.signer,
             smsid,
             &slot.location,
             self.clock.now(),

@@ -115,6 +115,10 @@ impl<S: Signer> SiteHashSigner<S> {
     pub fn inner(&self) -> &S {
         &self.inner
     }
+    /// The hash it signs with.
+    pub fn hash(&self) -> SignatureHash {
+        self.hash
+    }
 }
 
 impl<S: Signer> Signer for SiteHashSigner<S> {

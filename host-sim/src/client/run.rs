@@ -13,6 +13,7 @@ use mpagent_core::agent::lifecycle::{Agent, Refusal, ReportKind, Schedule as Age
 use mpagent_core::agent::registration::{RegistrationState, SigningIdentity};
 use mpagent_core::io::driver::{Buffers, Device, Driver, Event, Host, Persist, PolicySlot, Step};
 use mpagent_core::io::{Clock, SendError};
+use mpagent_core::sign::SiteHashSigner;
 use mpagent_core::sink::{Emit, Overflow, Sink};
 use mpagent_core::store::{MessageMeta, Store};
 use mpagent_core::time::UnixTime;
@@ -234,6 +235,21 @@ struct HostSide<'e> {
     policies_applied: Vec<String>,
     stopped: Option<String>,
     on: &'e mut dyn FnMut(&RunEvent),
+    renewal: Renewal,
+}
+
+/// What a CertificateReset needs: how to make a new identity like the current one, and the one
+/// made (held in memory until the site knows it; then it replaces the stored one).
+struct Renewal {
+    /// Native mode: the certificate is the administrator's, never made here.
+    provisioned: bool,
+    common_name: String,
+    key: super::state::KeyKind,
+    hash: mpagent_core::config::SignatureHash,
+    made: Option<(
+        SiteHashSigner<super::state::ClientSigner>,
+        super::state::Identity,
+    )>,
 }
 
 fn braced(g: mpagent_core::guid::Guid) -> String {
@@ -359,6 +375,56 @@ impl<F: mpagent_core::store::embedded_storage::nor_flash::NorFlash> Host<F> for 
                 false
             }
         }
+    }
+
+    fn make_new_identity(&mut self, now: UnixTime) -> bool {
+        let r = &mut self.renewal;
+        if r.provisioned {
+            return false;
+        }
+        let made =
+            super::state::StateDir::make_identity(&r.common_name, now, r.key).and_then(|id| {
+                let signer = SiteHashSigner::new(id.signer.clone(), r.hash)
+                    .map_err(|e| anyhow!("binding the new key to the site's hash: {e}"))?;
+                Ok((signer, id))
+            });
+        match made {
+            Ok(m) => {
+                r.made = Some(m);
+                true
+            }
+            Err(e) => {
+                tracing::error!("making a new key and certificate: {e:#}");
+                false
+            }
+        }
+    }
+
+    fn new_identity(&self) -> Option<SigningIdentity<'_>> {
+        self.renewal
+            .made
+            .as_ref()
+            .map(|(signer, id)| SigningIdentity {
+                signer,
+                cert_der: &id.cert_der,
+            })
+    }
+
+    fn store_new_identity(
+        &mut self,
+        _store: &mut Store<F>,
+        state: RegistrationState,
+    ) -> Result<(), Persist> {
+        let Some((_, identity)) = self.renewal.made.as_ref() else {
+            tracing::error!("storing a new identity: none was made");
+            return Err(Persist);
+        };
+        super::state::StateDir::open(&self.dir)
+            .and_then(|d| d.replace_identity(identity, state))
+            .map_err(|e| {
+                tracing::error!("storing the new key and certificate: {e:#}");
+                Persist
+            })
     }
 
     fn event(&mut self, event: &Event<'_>) {
@@ -573,6 +639,13 @@ pub async fn run_cycle_with(
         policies_applied: Vec::new(),
         stopped: None,
         on,
+        renewal: Renewal {
+            provisioned: session.opts.pki.is_some(),
+            common_name: session.opts.name.clone(),
+            key: session.identity.signer.inner().kind(),
+            hash: session.identity.signer.hash(),
+            made: None,
+        },
     };
     let mut exchange = vec![0u8; EXCHANGE_BUFFER];
     let mut scratch =

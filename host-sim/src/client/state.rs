@@ -35,6 +35,11 @@ pub const CERT_FILE: &str = "cert.der";
 /// `unregistered`, `pending GUID:…`, `registered GUID:…` or `rejected {unix seconds}` (plain
 /// `rejected`, written by older versions, reads as rejected long ago).
 pub const REGISTRATION_FILE: &str = "registration";
+/// A new identity and its registration, written whole before any of the three files above is
+/// replaced by it ([`StateDir::replace_identity`]); its presence means "finish the switch".
+pub const NEXT_IDENTITY_FILE: &str = "identity.next";
+/// The first line of [`NEXT_IDENTITY_FILE`].
+const NEXT_IDENTITY_MAGIC: &[u8] = b"mpagent identity switch 1\n";
 
 /// The kind of key a new identity gets (an existing identity keeps the key it has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -228,6 +233,7 @@ impl StateDir {
         let mut st = Self::open(dir)?;
         st.lock = Some(StateLock::acquire(dir)?);
         remove_stale_temps(dir);
+        st.finish_identity_switch()?;
         Ok(st)
     }
 
@@ -339,6 +345,94 @@ impl StateDir {
         })
     }
 
+    /// A new key of `kind` and its self-signed certificate, made in memory only (the site asked
+    /// for a new certificate); [`Self::replace_identity`] stores it once the site knows it.
+    pub fn make_identity(common_name: &str, now: UnixTime, kind: KeyKind) -> Result<Identity> {
+        let signer = ClientSigner::generate(kind)?;
+        let params = CertParams::self_signed_now(common_name, now, &mut rand_core::OsRng);
+        let cert_der = signer.self_signed_cert(&params)?;
+        Ok(Identity {
+            signer,
+            cert_der,
+            created: true,
+        })
+    }
+
+    /// Replace the stored identity (key, certificate, registration state) by `identity`
+    /// registered as `state`, so that a crash at any point leaves one whole identity: the new
+    /// one is first written whole to [`NEXT_IDENTITY_FILE`] (atomically); then the three files
+    /// are replaced one by one and the record removed. A crash before the record exists leaves
+    /// the old identity; after, the next [`Self::open_locked`] finishes the switch.
+    pub fn replace_identity(&self, identity: &Identity, state: RegistrationState) -> Result<()> {
+        self.replace_identity_steps(identity, state, usize::MAX)
+    }
+
+    /// [`Self::replace_identity`] stopped after `steps` of its durable writes (a crash, for
+    /// tests): 1 record, 2 key, 3 certificate, 4 registration, 5 record removed.
+    fn replace_identity_steps(
+        &self,
+        identity: &Identity,
+        state: RegistrationState,
+        steps: usize,
+    ) -> Result<()> {
+        let key = identity.signer.to_pkcs8_der()?;
+        let mut record = NEXT_IDENTITY_MAGIC.to_vec();
+        for part in [&key[..], &identity.cert_der[..]] {
+            let len = u32::try_from(part.len()).context("identity part over 4 GiB")?;
+            record.extend_from_slice(&len.to_le_bytes());
+            record.extend_from_slice(part);
+        }
+        record.extend_from_slice(format_registration(state).as_bytes());
+        if steps == 0 {
+            return Ok(());
+        }
+        write_private(&self.dir.join(NEXT_IDENTITY_FILE), &record)?;
+        self.apply_identity_switch(&record, steps - 1)
+    }
+
+    /// Finish a switch a crash interrupted (see [`Self::replace_identity`]).
+    fn finish_identity_switch(&self) -> Result<()> {
+        let path = self.dir.join(NEXT_IDENTITY_FILE);
+        let record = match fs::read(&path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        tracing::warn!(
+            "{}: a switch to a new identity was interrupted; finishing it",
+            self.dir.display()
+        );
+        self.apply_identity_switch(&record, usize::MAX)
+    }
+
+    /// Write the identity of a switch record to the three files and remove the record, stopping
+    /// after `steps` writes. Rewriting a file already written is harmless, so this may run again.
+    fn apply_identity_switch(&self, record: &[u8], steps: usize) -> Result<()> {
+        let path = self.dir.join(NEXT_IDENTITY_FILE);
+        let (key, cert, state) = parse_switch_record(record).ok_or_else(|| {
+            anyhow!(
+                "{} is damaged (it is written whole, so the disk changed it): the identity cannot \
+                 be told; restore the directory from a backup, or remove it to register as a new \
+                 client",
+                path.display()
+            )
+        })?;
+        let steps_to_run: [&dyn Fn() -> Result<()>; 4] = [
+            &|| write_private(&self.dir.join(KEY_FILE), key),
+            &|| write_atomic(&self.dir.join(CERT_FILE), cert),
+            &|| self.save_registration(state),
+            &|| {
+                fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                fs::File::open(&self.dir)?.sync_all()?;
+                Ok(())
+            },
+        ];
+        for step in steps_to_run.iter().take(steps) {
+            step()?;
+        }
+        Ok(())
+    }
+
     /// The persisted registration state.
     pub fn registration(&self) -> Result<RegistrationState> {
         let path = self.dir.join(REGISTRATION_FILE);
@@ -360,6 +454,25 @@ impl StateDir {
             format_registration(state).as_bytes(),
         )
     }
+}
+
+/// Key, certificate and registration state of a [`NEXT_IDENTITY_FILE`] record.
+fn parse_switch_record(record: &[u8]) -> Option<(&[u8], &[u8], RegistrationState)> {
+    let mut rest = record.strip_prefix(NEXT_IDENTITY_MAGIC)?;
+    let mut part = || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        if tail.len() < len {
+            return None;
+        }
+        let (part, tail) = tail.split_at(len);
+        rest = tail;
+        Some(part)
+    };
+    let key = part()?;
+    let cert = part()?;
+    let state = parse_registration(std::str::from_utf8(rest).ok()?.trim()).ok()?;
+    Some((key, cert, state))
 }
 
 fn format_registration(state: RegistrationState) -> String {
@@ -471,6 +584,69 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 mod tests {
     use super::*;
     use mpagent_core::identity::build_self_signed_rsa;
+
+    /// A crash after every durable write of an identity switch (and inside the next write: a
+    /// torn temp file beside it) leaves one whole identity: the old one with its registration
+    /// until the switch record exists, the new one with its registration from then on, once
+    /// the directory is opened again.
+    #[test]
+    fn an_identity_switch_cut_at_every_step_leaves_one_whole_identity() {
+        let now = UnixTime(1_764_000_000);
+        let old_id = Smsid::parse(b"GUID:11111111-2222-3333-4444-555555555555").unwrap();
+        let new_id = Smsid::parse(b"GUID:66666666-2222-3333-4444-555555555555").unwrap();
+        for steps in 0..=5 {
+            let dir = tempfile::tempdir().unwrap();
+            let st = StateDir::open_locked(dir.path()).unwrap();
+            let old = st
+                .load_or_create_identity_with("SWITCH", now, KeyKind::P256)
+                .unwrap();
+            st.save_registration(RegistrationState::Registered(old_id))
+                .unwrap();
+            let new = StateDir::make_identity("SWITCH", now, KeyKind::P256).unwrap();
+            st.replace_identity_steps(&new, RegistrationState::Pending(new_id), steps)
+                .unwrap();
+            // The write a crash interrupted, had there been one.
+            fs::write(dir.path().join(format!(".cert.der{TEMP_MARK}9-9")), b"torn").unwrap();
+            drop(st);
+
+            let st = StateDir::open_locked(dir.path()).unwrap();
+            let loaded = st
+                .load_or_create_identity_with("SWITCH", now, KeyKind::P256)
+                .unwrap_or_else(|e| panic!("cut after {steps} writes: {e:#}"));
+            assert!(
+                !loaded.created,
+                "cut after {steps} writes: nothing is made anew"
+            );
+            let (cert, state) = if steps == 0 {
+                (&old.cert_der, RegistrationState::Registered(old_id))
+            } else {
+                (&new.cert_der, RegistrationState::Pending(new_id))
+            };
+            assert_eq!(&loaded.cert_der, cert, "cut after {steps} writes");
+            assert_eq!(
+                st.registration().unwrap(),
+                state,
+                "cut after {steps} writes"
+            );
+            assert!(!dir.path().join(NEXT_IDENTITY_FILE).exists());
+        }
+    }
+
+    #[test]
+    fn a_damaged_switch_record_is_named_not_guessed_at() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(NEXT_IDENTITY_FILE),
+            b"mpagent identity switch 1\n\x05",
+        )
+        .unwrap();
+        let err = StateDir::open_locked(dir.path()).err().unwrap();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(NEXT_IDENTITY_FILE) && text.contains("damaged"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn rsa_certificates_signed_through_openssl_are_the_cores() {
