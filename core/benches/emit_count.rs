@@ -194,7 +194,7 @@ fn main() {
             }
         }
         // Registration as `io::exchange` streamed it before: count, then one full pass through a
-        // `WindowSink` per window (the "before" figure of docs/performance.md).
+        // `WindowSink` per window (a baseline for the skipping sinks).
         "reg_window" => {
             for _ in 0..n {
                 let digest = mpagent_core::sink::sha256_of(&req.data).unwrap();

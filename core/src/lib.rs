@@ -1,7 +1,7 @@
 //! # mpagent-core
 //!
 //! The allocation-free, `no_std`, sans-IO core of mpagent: it builds, signs and parses the
-//! Configuration Manager management point (MP) messages described in `shared/spec/wire.md`.
+//! Configuration Manager management point (MP) messages described in `docs/protocol.md`.
 //!
 //! Data flow of one message:
 //! 1. the appliance fills a wire *repr* (`wire::registration::RegistrationRequest`, …);

@@ -1,5 +1,5 @@
 //! Every wire detail that is our own choice or inferred rather than confirmed by the public record
-//! (`\[profile\]` in `shared/spec/wire.md`) lives here, so it can change in one place when a real
+//! (`\[profile\]` in `docs/protocol.md`) lives here, so it can change in one place when a real
 //! MP says otherwise.
 
 /// HashAlgorithm OID we send with ECDSA P-256 signatures (spec §6, \[profile\]).

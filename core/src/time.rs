@@ -1,5 +1,5 @@
-//! UTC time handed in by the caller, and its two wire forms (spec §8): `YYYY-MM-DDThh:mm:ssZ` and
-//! the WMI form `YYYYMMDDhhmmss.ffffff+000`. No clock lives here.
+//! UTC time handed in by the caller, and its two wire forms (docs/protocol.md §8):
+//! `YYYY-MM-DDThh:mm:ssZ` and the WMI form `YYYYMMDDhhmmss.ffffff+000`. No clock lives here.
 
 /// Seconds since the Unix epoch, UTC. The caller's clock (or the MP's `Date` header) supplies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -1,5 +1,5 @@
-//! A test PKI for native mode (spec §1, §7): a certification authority in a directory, and the
-//! device, ISV proxy and MP server certificates it issues, plus a CRL. For tests and for
+//! A test PKI for native mode (docs/protocol.md §1, §7): a certification authority in a directory,
+//! and the device, ISV proxy and MP server certificates it issues, plus a CRL. For tests and for
 //! administrators trying native mode out; a real site uses its enterprise CA.
 //!
 //! `mpagent-sim pki init --dir D` makes the CA; `pki issue --dir D --cn NAME --kind …` issues a

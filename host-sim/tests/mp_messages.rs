@@ -1,8 +1,8 @@
-//! End-to-end tests of the MP emulator's signed endpoints over real TCP (spec §5): discovery,
-//! hardware inventory, status and state messages, policy assignments and policy bodies, with the
-//! `clientauth` hook, ISV proxies, duplicates and the `SentTime` window. Everything sent here is
-//! built by hand from the spec (hand-written XML, UTF-16LE, multipart, P-256 / RSA signatures),
-//! independently of both the core and the emulator's own parsers.
+//! End-to-end tests of the MP emulator's signed endpoints over real TCP (docs/protocol.md §5):
+//! discovery, hardware inventory, status and state messages, policy assignments and policy bodies,
+//! with the `clientauth` hook, ISV proxies, duplicates and the `SentTime` window. Everything sent
+//! here is built by hand from the spec (hand-written XML, UTF-16LE, multipart, P-256 / RSA
+//! signatures), independently of both the core and the emulator's own parsers.
 
 use mpagent_sim::mp::db::{ClientStatus, NewPolicy, PolicyTarget, SiteDb};
 use mpagent_sim::mp::util::utc_timestamp_at;
@@ -451,7 +451,7 @@ fn reply_body(r: &HttpReply) -> String {
     let b_start = find(b"\r\n\r\n", h_end) + 4;
     let b_end = find(delim.as_bytes(), b_start);
     let part = &b[b_start..b_end];
-    // Real MPs' framing (wire.md §2): the text and exactly one NUL, nothing after it.
+    // Real MPs' framing (docs/protocol.md §2): the text and exactly one NUL, nothing after it.
     assert!(part.ends_with(&[0, 0]) && !part[..part.len() - 2].ends_with(&[0, 0]));
     String::from_utf16(&units(&part[..part.len() - 2])).unwrap()
 }

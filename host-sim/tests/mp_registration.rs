@@ -1,6 +1,7 @@
 //! End-to-end tests of the MP emulator's registration endpoint over real TCP. The requests are
-//! built here by hand from the wire spec (§2–§4, §6): hand-written XML, a P-256 key, a self-signed
-//! certificate from x509-cert's builder, UTF-16LE, multipart, `CCM_POST` on a raw socket.
+//! built here by hand from docs/protocol.md (§2–§4, §6): hand-written XML, a P-256 key, a
+//! self-signed certificate from x509-cert's builder, UTF-16LE, multipart, `CCM_POST` on a raw
+//! socket.
 
 use mpagent_sim::mp::db::{ClientStatus, SiteDb};
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
@@ -249,7 +250,7 @@ fn reply_parts(r: &HttpReply) -> (String, String) {
         d.read_to_end(&mut out).unwrap();
         part = out;
     }
-    // Real MPs' framing (wire.md §2): the text and exactly one NUL, nothing after it.
+    // Real MPs' framing (docs/protocol.md §2): the text and exactly one NUL, nothing after it.
     assert!(
         part.ends_with(&[0, 0]) && !part[..part.len() - 2].ends_with(&[0, 0]),
         "body ends with exactly one NUL"

@@ -1,9 +1,9 @@
-//! The MP emulator as a real MP behaves (wire.md §2, §4, §5), over real TCP: replies framed as
-//! real MPs frame them, requests with or without the CRLF inside the compressed part, the strict
-//! mode (`MpConfig::strict`: quiet 200 for dropped reports and failed identities, Confirmation
-//! replies without SMSID, certificates outside their validity refused), reports as body +
-//! attachment, administrator-ordered Reset / Error / CertificateReset replies, and the request
-//! shapes the public tools send. Every request is built by hand from the spec.
+//! The MP emulator as a real MP behaves (docs/protocol.md §2, §4, §5), over real TCP: replies
+//! framed as real MPs frame them, requests with or without the CRLF inside the compressed part, the
+//! strict mode (`MpConfig::strict`: quiet 200 for dropped reports and failed identities,
+//! Confirmation replies without SMSID, certificates outside their validity refused), reports as
+//! body + attachment, administrator-ordered Reset / Error / CertificateReset replies, and the
+//! request shapes the public tools send. Every request is built by hand from the spec.
 
 use mpagent_sim::mp::db::{NextReply, SiteDb};
 use mpagent_sim::mp::util::utc_timestamp_at;
@@ -417,7 +417,7 @@ impl<'a> Signed<'a> {
         }
     }
 
-    /// Body + attachment as wire.md §5 frames a report.
+    /// Body + attachment as docs/protocol.md §5 frames a report.
     fn report(endpoint: &'static str, full: String, smsid: &str, signer: &'a Identity) -> Self {
         Signed {
             attachment: Some(full.clone()),
@@ -1029,8 +1029,8 @@ fn check_framing(body: &[u8]) -> (bool, String) {
     )
 }
 
-/// The checker written from wire.md accepts the body + attachment requests this MP stores, in
-/// every framing, and refuses a single body, a NUL-terminated attachment and a stray byte.
+/// The checker written from docs/protocol.md accepts the body + attachment requests this MP stores,
+/// in every framing, and refuses a single body, a NUL-terminated attachment and a stray byte.
 #[test]
 fn the_independent_checker_agrees_on_the_report_framing() {
     let dev = Identity::p256();

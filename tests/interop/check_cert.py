@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent check of an mpagent self-signed certificate (spec wire.md section 7).
+"""Independent check of an mpagent self-signed certificate (docs/protocol.md §7).
 
 Usage: check_cert.py CERT.der [--cn NAME] [--not-before UNIX] [--not-after UNIX] [--key ec|rsa]
 

@@ -1,4 +1,4 @@
-"""What the independent Python verifiers share (wire.md §1-§3, §6): the HTTP request and
+"""What the independent Python verifiers share (docs/protocol.md §1-§3, §6): the HTTP request and
 multipart framing of a captured `CCM_POST`, and signature checks in wire form.
 
 Written from the spec alone with Python's standard library and `cryptography` (OpenSSL); it
@@ -33,8 +33,8 @@ def algorithm_name(alg):
 
 
 def verify(key, alg, sig, data, what):
-    """Verify wire-form `sig` over `data` (wire.md §6). `alg` is the HashAlgorithm OID, or None
-    when the attribute/property is absent: ConfigMgr 2007 form, RSA with SHA-1 (wire.md §4)."""
+    """Verify wire-form `sig` over `data` (docs/protocol.md §6). `alg` is the HashAlgorithm OID, or None
+    when the attribute/property is absent: ConfigMgr 2007 form, RSA with SHA-1 (docs/protocol.md §4)."""
     try:
         if alg == ECDSA_P256_SHA256:
             if not isinstance(key, ec.EllipticCurvePublicKey) or len(sig) != 64:
@@ -74,7 +74,7 @@ def parse_request(raw):
     if int(headers.get("content-length", "-1")) != len(body):
         fail(f"Content-Length {headers.get('content-length')} != {len(body)}")
 
-    # Multipart layout, exactly as wire.md §2 gives it.
+    # Multipart layout, exactly as docs/protocol.md §2 gives it.
     m = re.fullmatch(
         rb"--" + BOUNDARY + rb"\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n(.*)\r\n--"
         + BOUNDARY + rb"\r\ncontent-type: application/octet-stream\r\n\r\n(.*)\r\n--" + BOUNDARY
@@ -99,7 +99,7 @@ def parse_request(raw):
         fail("Body range attributes")
     a = header.find("Attachment")
     if a is not None:
-        # Body + attachment (wire.md §5): A = body + NUL, then B = BOM + report, then CRLF.
+        # Body + attachment (docs/protocol.md §5): A = body + NUL, then B = BOM + report, then CRLF.
         offset, alen = int(a.get("Offset")), int(a.get("Length"))
         if a.get("Type") != "ByteRange" or offset != length:
             fail("Attachment range attributes")

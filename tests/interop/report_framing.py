@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Independent checker of the report framing of wire.md §5 on one captured `CCM_POST` request.
+"""Independent checker of the report framing of docs/protocol.md §5 on one captured `CCM_POST` request.
 
 Usage: report_framing.py REQUEST_FILE   (the raw HTTP request: request line, headers, body)
 
-Written from wire.md §2, §3 and §5 with Python's standard library only; it shares no code with
+Written from docs/protocol.md §2, §3 and §5 with Python's standard library only; it shares no code with
 the Rust core or the MP emulator. A discovery (`MP_DdrEndpoint`) or hardware inventory
 (`MP_HinvEndpoint`) report must travel as:
   octet stream = A || B [|| CRLF], zlib-compressed as a whole when the header lists zlib-compress;

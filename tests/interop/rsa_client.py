@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent RSA registration client in the format of the public tools (wire.md §1-§4, §6).
+"""Independent RSA registration client in the format of the public tools (docs/protocol.md §1-§4, §6).
 
 Usage: rsa_client.py URL [--sha1] [--no-compress] [--netbios NAME] [--save-cert FILE]
 
@@ -172,7 +172,7 @@ def main():
     hook_names = [h.get("Name") for h in hooks] if hooks is not None else []
     if "zlib-compress" in hook_names:
         b_data = zlib.decompress(b_data)
-    # wire.md §2: a real MP's reply inflates to the UTF-16LE text and one NUL, nothing after it;
+    # docs/protocol.md §2: a real MP's reply inflates to the UTF-16LE text and one NUL, nothing after it;
     # the public tools decode it as UTF-16, drop exactly one trailing character and parse the rest.
     length = int(header.find("Body").get("Length"))
     if length != len(b_data):

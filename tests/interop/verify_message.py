@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent check of a captured mpagent message after registration (wire.md §1-§3, §5, §6).
+"""Independent check of a captured mpagent message after registration (docs/protocol.md §1-§3, §5, §6).
 
 Usage: verify_message.py REQUEST_FILE
 

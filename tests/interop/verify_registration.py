@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent check of a captured mpagent registration request (wire.md §1-§4, §6).
+"""Independent check of a captured mpagent registration request (docs/protocol.md §1-§4, §6).
 
 Usage: verify_registration.py REQUEST_FILE
 
@@ -50,7 +50,7 @@ def main(path):
     start = text.index("<Data ")
     end = text.index("</Data>") + len("</Data>")
     signed = text[start:end].encode("utf-16-le")
-    # No HashAlgorithm attribute: the ConfigMgr 2007 form, RSA with SHA-1 (wire.md §4).
+    # No HashAlgorithm attribute: the ConfigMgr 2007 form, RSA with SHA-1 (docs/protocol.md §4).
     alg = data.get("HashAlgorithm")
     verify(cert.public_key(), alg, bytes.fromhex(sigval), signed, "signature")
     print(f"OK: {algorithm_name(alg)} signature verifies; SMSID={data.get('SMSID')!r} AgentType={ai.get('AgentType')}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent check of mpagent's RSA-2048 signer (wire.md section 6).
+"""Independent check of mpagent's RSA-2048 signer (docs/protocol.md §6).
 
 Usage: verify_rsa.py KEY.pk8 SPKI.der CASES
 

@@ -378,7 +378,7 @@ fn emission_is_deterministic_across_windows() {
 }
 
 /// The core's discovery and inventory reports framed as body + attachment, captured window by
-/// window, checked by the independent framing checker written from wire.md §5
+/// window, checked by the independent framing checker written from docs/protocol.md §5
 /// (`interop/report_framing.py`) and by the signature verifier.
 #[test]
 fn independent_checkers_accept_our_body_plus_attachment_reports() {

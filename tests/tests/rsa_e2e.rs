@@ -1,5 +1,5 @@
-//! End to end over loopback with an RSA-2048 agent (what real sites take, spec §6): the host
-//! client with `--key rsa2048` against the MP emulator, the site database as the witness.
+//! End to end over loopback with an RSA-2048 agent (what real sites take, docs/protocol.md §6): the
+//! host client with `--key rsa2048` against the MP emulator, the site database as the witness.
 
 use std::path::Path;
 

@@ -76,8 +76,8 @@ async fn the_agent_refuses_a_tampered_body_from_a_strict_mp() {
 }
 
 /// A registered client's next cycle re-confirms; a real MP's Confirmation reply names no SMSID,
-/// which means the SMSID asked about (wire.md §4), so the cycle goes on to policy and applies the
-/// published body.
+/// which means the SMSID asked about (docs/protocol.md §4), so the cycle goes on to policy and
+/// applies the published body.
 #[tokio::test]
 async fn a_confirmation_answered_without_smsid_keeps_the_client_registered() {
     let dir = tempfile::tempdir().unwrap();

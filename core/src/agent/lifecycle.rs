@@ -11,9 +11,9 @@
 //!   for the new one); anything else stays queued; a report for which there is truly no room
 //!   is refused, counted and reported, never an exit.
 //! - **A device the site forgot comes back.** A refused message (HTTP 4xx from our emulator, or
-//!   an empty 200 to the policy request, which is how real MPs refuse: spec §5) is not filed as
-//!   refused at once: the agent re-confirms its SMSID. If the site confirms it, the message
-//!   itself was refused (the caller files it). If the site refuses the confirmation the
+//!   an empty 200 to the policy request, which is how real MPs refuse: docs/protocol.md §5) is not
+//!   filed as refused at once: the agent re-confirms its SMSID. If the site confirms it, the
+//!   message itself was refused (the caller files it). If the site refuses the confirmation the
 //!   [`Registrar`] drops the SMSID and registers afresh; the queue is then delivered under the
 //!   SMSID the site now knows.
 //! - **A rejection is asked again** after a configurable interval, or at once on

@@ -1,7 +1,7 @@
-//! Registration life cycle (spec §4): register, confirm the SMSID the reply named before keeping
-//! it, wait for approval with confirmations, retry with exponential backoff on status 2 or
-//! transport trouble, and believe a rejection only when repeated (then re-ask much later). Pure:
-//! time comes in.
+//! Registration life cycle (docs/protocol.md §4): register, confirm the SMSID the reply named
+//! before keeping it, wait for approval with confirmations, retry with exponential backoff on
+//! status 2 or transport trouble, and believe a rejection only when repeated (then re-ask much
+//! later). Pure: time comes in.
 //!
 //! The site's reply is unsigned, so no single reply is trusted with a lasting decision: an SMSID
 //! is kept only once a signed `RequestType="Confirmation"` naming it is answered with that same

@@ -1,5 +1,5 @@
-//! Signed messages after registration (spec §5): any body, wrapped into the `CCM_POST` request
-//! that carries it, with `SourceID` and the `clientauth` hook.
+//! Signed messages after registration (docs/protocol.md §5): any body, wrapped into the `CCM_POST`
+//! request that carries it, with `SourceID` and the `clientauth` hook.
 //!
 //! Building a [`SignedMessage`] costs one emission pass over the body (hash + count together,
 //! [`payload_digest_with`](crate::wire::clientauth::payload_digest_with)) and one ECDSA/RSA sign (`PayloadSignature`); `ClientIDSignature` is the

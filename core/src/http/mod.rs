@@ -1,4 +1,4 @@
-//! HTTP/1.1 framing for the MP conversation (spec §1), sans-IO and allocation-free.
+//! HTTP/1.1 framing for the MP conversation (docs/protocol.md §1), sans-IO and allocation-free.
 //!
 //! - [`request`]: the request head (`CCM_POST /ccm_system/request`, plain `GET`s) as an
 //!   [`Emit`](crate::sink::Emit), refusing header injection.

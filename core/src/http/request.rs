@@ -1,6 +1,6 @@
-//! Request heads (spec §1): `CCM_POST /ccm_system/request` for messages, plain `GET` for the
-//! `.sms_aut` look-ups and policy bodies. The head is an [`Emit`], so it goes out through the same
-//! window sinks as the body that follows it.
+//! Request heads (docs/protocol.md §1): `CCM_POST /ccm_system/request` for messages, plain `GET`
+//! for the `.sms_aut` look-ups and policy bodies. The head is an [`Emit`], so it goes out through
+//! the same window sinks as the body that follows it.
 
 use super::HttpError;
 use crate::sink::{Emit, Overflow, Sink};

@@ -1,5 +1,6 @@
-//! The device's identity: its self-signed X.509 v3 certificate (spec §7, mixed mode) and a minimal
-//! reader for the fields the agent needs from a provisioned certificate (native mode).
+//! The device's identity: its self-signed X.509 v3 certificate (docs/protocol.md §7, mixed mode)
+//! and a minimal reader for the fields the agent needs from a provisioned certificate (native
+//! mode).
 //!
 //! Certificates are built with `der` + `spki` directly into the caller's buffer: no allocation and
 //! no second copy. The TBSCertificate is encoded once into the output buffer, hashed from there,
@@ -9,7 +10,7 @@
 //! outside is decoded, to check it), and the TBS is encoded in its own frame, gone before the
 //! signature is computed (stack).
 //!
-//! What we put in a self-signed certificate (spec §7, as the public tools do):
+//! What we put in a self-signed certificate (docs/protocol.md §7, as the public tools do):
 //! - version v3, a positive random 16-byte serial, issuer = subject = `CN=<name>` (UTF8String);
 //! - validity from a little before now ([`CERT_BACKDATE_SECS`](crate::profile::CERT_BACKDATE_SECS))
 //!   for [`CERT_VALIDITY_SECS`](crate::profile::CERT_VALIDITY_SECS); UTCTime up to 2049,

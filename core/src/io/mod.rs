@@ -493,7 +493,7 @@ pub enum PolicyRequestError {
     /// The exchange failed (see [`SendError::is_retryable`]); a reply larger than `buf` is
     /// `Send(Http(ResponseTooLarge))`.
     Send(SendError),
-    /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, spec §6).
+    /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, spec §5).
     EmptyReply,
     /// The reply was not a usable `ReplyAssignments` (envelope, header or body); nothing was
     /// reported to the callback.

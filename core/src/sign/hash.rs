@@ -1,5 +1,5 @@
-//! Applying the site's [`SignatureHash`] (spec §4, §6): hashing emitted bytes with it, signing
-//! the digest, and [`SiteHashSigner`], the signer that carries the choice so that every
+//! Applying the site's [`SignatureHash`] (docs/protocol.md §4, §6): hashing emitted bytes with it,
+//! signing the digest, and [`SiteHashSigner`], the signer that carries the choice so that every
 //! signature and `HashAlgorithm` an agent sends agree.
 
 #[cfg(feature = "sha1-sites")]

@@ -2,10 +2,10 @@
 //! PKCS#1 v1.5 ([`RsaSigner`]).
 //!
 //! A signer takes a SHA-256 digest and returns the signature bytes exactly as they go on the wire
-//! (spec §6): raw `r‖s` for ECDSA P-256 ([profile]), byte-reversed PKCS#1 v1.5 for RSA. Everything
-//! above this module is algorithm-agnostic; a secure element implements the trait as well.
-//! Which hash is signed is the site's choice ([`crate::config::SignatureHash`]), carried by the
-//! signer ([`Signer::signature_hash`], [`SiteHashSigner`]) and applied by [`hash`].
+//! (docs/protocol.md §6): raw `r‖s` for ECDSA P-256 ([profile]), byte-reversed PKCS#1 v1.5 for RSA.
+//! Everything above this module is algorithm-agnostic; a secure element implements the trait as
+//! well. Which hash is signed is the site's choice ([`crate::config::SignatureHash`]), carried by
+//! the signer ([`Signer::signature_hash`], [`SiteHashSigner`]) and applied by [`hash`].
 
 pub mod hash;
 mod p256;

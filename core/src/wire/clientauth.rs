@@ -1,4 +1,5 @@
-//! The `clientauth` hook every message after registration carries in its `<Msg>` header (spec §5):
+//! The `clientauth` hook every message after registration carries in its `<Msg>` header
+//! (docs/protocol.md §5):
 //!
 //! ```text
 //! <Hook2 Name="clientauth">

@@ -1,4 +1,5 @@
-//! The `<Msg>` header of every request (spec §3), element order as the public tools send it.
+//! The `<Msg>` header of every request (docs/protocol.md §3), element order as the public tools
+//! send it.
 
 use crate::guid::{Guid, Smsid};
 use crate::sink::{Emit, Overflow, Sink};

@@ -1,5 +1,5 @@
-//! The two-part multipart/mixed envelope every request travels in (spec §2): the `<Msg>` header
-//! (UTF-16LE with BOM) and the octet-stream body part (UTF-16LE body + NUL + CRLF).
+//! The two-part multipart/mixed envelope every request travels in (docs/protocol.md §2): the
+//! `<Msg>` header (UTF-16LE with BOM) and the octet-stream body part (UTF-16LE body + NUL + CRLF).
 
 use crate::sink::{Emit, Overflow, Sink};
 use crate::wire::header::MsgHeader;

@@ -1,4 +1,4 @@
-//! Policy (spec §5): the `RequestAssignments` body sent Sync to `MP_PolicyManager`, the
+//! Policy (docs/protocol.md §5): the `RequestAssignments` body sent Sync to `MP_PolicyManager`, the
 //! `ReplyAssignments` parser, the policy body location, and the `ClientToken` of body `GET`s.
 //!
 //! **Parsing without allocation.** [`ReplyAssignments::parse`] checks the root element;
@@ -7,11 +7,11 @@
 //! escaped, unescaped on demand). [`ReplyAssignments::for_each`] validates the whole document
 //! first and only then calls back, so a reply that is malformed at its end changes nothing.
 //!
-//! Leniency (spec §4 "clients ignore what they do not know"): unknown attributes and elements
-//! are skipped (an assignment's `<Condition>`, the reply's `<ServerCookie>`, …); the XML must be
-//! well formed to its end and entity-free (see [`super::xml_reader`]). Each assignment needs a
-//! `<Policy>` child with `PolicyID` and `PolicyVersion` and a first child element holding the
-//! body location (text or CDATA); `PolicyFlags`, when present, must be a decimal `u32`.
+//! Leniency (docs/protocol.md §4 "clients ignore what they do not know"): unknown attributes and
+//! elements are skipped (an assignment's `<Condition>`, the reply's `<ServerCookie>`, …); the XML
+//! must be well formed to its end and entity-free (see [`super::xml_reader`]). Each assignment
+//! needs a `<Policy>` child with `PolicyID` and `PolicyVersion` and a first child element holding
+//! the body location (text or CDATA); `PolicyFlags`, when present, must be a decimal `u32`.
 
 use crate::config::SiteCode;
 use crate::guid::Smsid;

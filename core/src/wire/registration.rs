@@ -1,6 +1,6 @@
-//! `ClientRegistrationRequest` (spec §4). The signature covers the exact UTF-16LE bytes of the
-//! `<Data>` element, so [`RegistrationRequest::sign`] hashes `<Data>` as it is emitted — the same
-//! emitter then writes it into the body; no second copy exists.
+//! `ClientRegistrationRequest` (docs/protocol.md §4). The signature covers the exact UTF-16LE bytes
+//! of the `<Data>` element, so [`RegistrationRequest::sign`] hashes `<Data>` as it is emitted — the
+//! same emitter then writes it into the body; no second copy exists.
 
 use crate::guid::Smsid;
 use crate::sign::hash::{digest_of, sign_digest};

@@ -1,17 +1,17 @@
-//! Inbound replies: the two-part multipart envelope (spec §2), the `<Msg>` header (§3), the
-//! UTF-16LE body, and the `ClientRegistrationResponse` (§4).
+//! Inbound replies: the two-part multipart envelope (docs/protocol.md §2), the `<Msg>` header (§3),
+//! the UTF-16LE body, and the `ClientRegistrationResponse` (§4).
 //!
 //! Pipeline, all in caller memory: HTTP body → [`split_multipart`] → [`header_xml`] +
 //! [`parse_msg_header`] → [`payload_xml`] → [`parse_registration_response`];
 //! [`parse_registration_reply`] runs all of it with one scratch buffer.
 //!
-//! Decisions (spec §4 "clients ignore attributes they do not know"):
+//! Decisions (docs/protocol.md §4 "clients ignore attributes they do not know"):
 //! - unknown attributes and child elements are ignored everywhere, but the XML must be well formed
 //!   to its end (see [`super::xml_reader`]);
 //! - `Status` is required and must be a decimal `i32`; `SMSID` may be absent or empty with
-//!   status 0 and 1 (real MPs answer a confirmation without one: spec §4; what that means is the
-//!   registrar's to decide), must parse when present there, and is **ignored** (not even
-//!   parsed) with any other status, since the spec gives an SMSID only with 0 and 1;
+//!   status 0 and 1 (real MPs answer a confirmation without one: docs/protocol.md §4; what that
+//!   means is the registrar's to decide), must parse when present there, and is **ignored** (not
+//!   even parsed) with any other status, since the spec gives an SMSID only with 0 and 1;
 //! - what a status code means depends on the site's generation ([`StatusNumbering`]);
 //! - `ApprovalStatus`, when present, must be a decimal `i32`; `TimeStamp` is informative and
 //!   `None` when absent or not `YYYY-MM-DDThh:mm:ssZ`.

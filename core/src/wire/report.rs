@@ -1,5 +1,5 @@
-//! `<Report>` bodies (spec §5): discovery data / heartbeat (`MP_DdrEndpoint`) and hardware
-//! inventory (`MP_HinvEndpoint`), plus the report header pieces the state message shares.
+//! `<Report>` bodies (docs/protocol.md §5): discovery data / heartbeat (`MP_DdrEndpoint`) and
+//! hardware inventory (`MP_HinvEndpoint`), plus the report header pieces the state message shares.
 //!
 //! ```text
 //! <Report><ReportHeader><Identification><Machine><ClientInstalled>…<ClientType>…<ClientID>GUID:…</ClientID>

@@ -1,7 +1,7 @@
-//! Discovery and inventory reports as real MPs take them (spec §5): the octet stream is `A ‖ B`,
-//! A (the body) the UTF-16LE of the *header-only* report + `00 00`, B (the attachment) `FF FE` +
-//! the UTF-16LE of the *full* report, no NUL; the `<Msg>` header gives both ranges. A report sent
-//! as a single body is answered 200 and dropped by a real MP.
+//! Discovery and inventory reports as real MPs take them (docs/protocol.md §5): the octet stream is
+//! `A ‖ B`, A (the body) the UTF-16LE of the *header-only* report + `00 00`, B (the attachment) `FF
+//! FE` + the UTF-16LE of the *full* report, no NUL; the `<Msg>` header gives both ranges. A report
+//! sent as a single body is answered 200 and dropped by a real MP.
 //!
 //! [`AttachedReport`] makes that stream from the full report as it was queued (its bytes stream
 //! from flash on boards), in constant RAM: one counting pass finds where `</ReportHeader>` ends,

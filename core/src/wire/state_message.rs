@@ -1,4 +1,4 @@
-//! State messages to `MP_RelayEndpoint` (spec §5): a `<Report>` whose body is one
+//! State messages to `MP_RelayEndpoint` (docs/protocol.md §5): a `<Report>` whose body is one
 //! `<StateMessage>`, preceded (as relay messages are) by an XML declaration.
 //!
 //! ```text

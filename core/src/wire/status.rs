@@ -1,6 +1,6 @@
-//! Status messages to `StatusReceiver` (spec §5). The 2007 SDK documents only the skeleton
-//! `<Status><Type>…</Type><Properties><Property …/></Properties><Qualifiers><Qualifier …/></Qualifiers></Status>`
-//! \[confirmed\]; the property set is ours \[profile\]:
+//! Status messages to `StatusReceiver` (docs/protocol.md §5). The 2007 SDK documents only the
+//! skeleton `<Status><Type>…</Type><Properties><Property …/></Properties><Qualifiers><Qualifier
+//! …/></Qualifiers></Status>` \[confirmed\]; the property set is ours \[profile\]:
 //!
 //! ```text
 //! <Status><Type>{type}</Type><Properties>

@@ -1,6 +1,6 @@
-//! UTF-16LE → UTF-8 for inbound envelopes (spec §2): the `<Msg>` header part is UTF-16LE with a
-//! BOM, the body part UTF-16LE without one. Decoding goes into a caller's buffer; nothing is
-//! allocated. (The outbound direction lives with the XML writer in `wire::xml`.)
+//! UTF-16LE → UTF-8 for inbound envelopes (docs/protocol.md §2): the `<Msg>` header part is
+//! UTF-16LE with a BOM, the body part UTF-16LE without one. Decoding goes into a caller's buffer;
+//! nothing is allocated. (The outbound direction lives with the XML writer in `wire::xml`.)
 
 /// Why UTF-16LE bytes could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! XML writer that encodes UTF-8 input as UTF-16LE on the fly (spec §2: headers and bodies are
-//! UTF-16LE), escaping text and attribute values. Hand-written because no maintained no_std XML
-//! crate exists (facts.md); it only ever writes the few fixed shapes our messages need.
+//! XML writer that encodes UTF-8 input as UTF-16LE on the fly (docs/protocol.md §2: headers and
+//! bodies are UTF-16LE), escaping text and attribute values. Hand-written because no maintained
+//! no_std XML crate exists (facts.md); it only ever writes the few fixed shapes our messages need.
 
 use crate::sink::{Emit, Overflow, Sink};
 

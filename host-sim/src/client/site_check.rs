@@ -1,6 +1,6 @@
-//! Asks the MP which site it serves (`GET /SMS_MP/.sms_aut?MPKEYINFORMATION`, spec §1) before a
-//! registration, so that a client configured for another site is stopped with both codes named
-//! instead of registering and reporting to the wrong site.
+//! Asks the MP which site it serves (`GET /SMS_MP/.sms_aut?MPKEYINFORMATION`, docs/protocol.md §1)
+//! before a registration, so that a client configured for another site is stopped with both codes
+//! named instead of registering and reporting to the wrong site.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! Native mode on the host (spec §1, §7): the administrator's CA-issued certificate and key
-//! instead of a self-signed identity, checked at start-up, and HTTPS with that certificate as
+//! Native mode on the host (docs/protocol.md §1, §7): the administrator's CA-issued certificate and
+//! key instead of a self-signed identity, checked at start-up, and HTTPS with that certificate as
 //! the TLS client certificate.
 //!
 //! **Start-up validation** ([`load_native_identity`]), each a [`NativeConfigError`] before

@@ -1,6 +1,6 @@
-//! Authentication of every message after registration (spec §5): the `SourceID`, the `clientauth`
-//! hook and its signatures, the ISV proxy rules, the client's approval state, and the `SentTime`
-//! window. Also the signer lookup that policy `ClientToken`s share.
+//! Authentication of every message after registration (docs/protocol.md §5): the `SourceID`, the
+//! `clientauth` hook and its signatures, the ISV proxy rules, the client's approval state, and the
+//! `SentTime` window. Also the signer lookup that policy `ClientToken`s share.
 //!
 //! The rules, including the choices the spec leaves open, all live here:
 //!
@@ -23,7 +23,7 @@
 //!   the public tools sign it). The inflated bytes are not accepted in its place.
 //! - Signatures are checked before the approval state, so an unauthenticated request only ever
 //!   learns that authentication failed. Then: pending clients may send nothing (no DDR,
-//!   inventory, status, state or policy request, spec §4), rejected clients neither.
+//!   inventory, status, state or policy request, docs/protocol.md §4), rejected clients neither.
 //! - `SentTime` (`YYYY-MM-DDThh:mm:ssZ`) is required and must lie within
 //!   [`Limits::sent_time_window`](super::Limits) of the MP's clock. The handler checks it after the
 //!   duplicate check, so that a retry of an already stored message is answered 200 again.

@@ -1,7 +1,8 @@
-//! The message envelope (spec §2), parsed independently of the core: the `multipart/mixed` split,
-//! UTF-16LE decoding (header with BOM, body without BOM + `00 00` + CRLF), the optional zlib
-//! compression of the octet-stream part, the `ByteRange` checks, and slicing the exact received
-//! bytes of one XML element (what a registration signature covers). Also builds reply envelopes.
+//! The message envelope (docs/protocol.md §2), parsed independently of the core: the
+//! `multipart/mixed` split, UTF-16LE decoding (header with BOM, body without BOM + `00 00` + CRLF),
+//! the optional zlib compression of the octet-stream part, the `ByteRange` checks, and slicing the
+//! exact received bytes of one XML element (what a registration signature covers). Also builds
+//! reply envelopes.
 
 use std::io::Read;
 
@@ -328,8 +329,8 @@ pub fn decode_body_part(
     })
 }
 
-/// An attachment's text (wire.md §5 report framing): `FF FE` + UTF-16LE, no NUL (the CRLF that
-/// follows it lies outside its range).
+/// An attachment's text (docs/protocol.md §5 report framing): `FF FE` + UTF-16LE, no NUL (the CRLF
+/// that follows it lies outside its range).
 pub fn decode_attachment(bytes: &[u8]) -> Result<String, EnvelopeError> {
     let text = bytes
         .strip_prefix(&[0xFF, 0xFE])

@@ -150,7 +150,7 @@ pub fn prepare_ccm_post(
             .map(|outcome| EndpointReply::Message(outcome.to_xml())))
         } else if is_signed_endpoint(&endpoint) {
             // Authenticate over the octet-stream part exactly as received, before inflating it.
-            // A real MP answers a failure here 200 with an empty body (wire.md §5).
+            // A real MP answers a failure here 200 with an empty body (docs/protocol.md §5).
             let sender = clientauth::authenticate_presented(db, &header, body_part, client_cert)
                 .map_err(|r| if config.strict { r.quietly() } else { r })?;
             signed(config, db, &header, &endpoint, sender, decode()?)

@@ -1,7 +1,7 @@
-//! Anonymous look-ups on `GET /SMS_MP/.sms_aut?{QUERY}` (spec §1) and the MP's own identity.
-//! Reply shapes are [profile] and live only here: `MPLIST` and `MPKEYINFORMATION` as small XML
-//! documents (UTF-8), `MPCERT` and `SITESIGNCERT` as the hex DER of the MP's self-signed P-256
-//! certificate, made at start-up.
+//! Anonymous look-ups on `GET /SMS_MP/.sms_aut?{QUERY}` (docs/protocol.md §1) and the MP's own
+//! identity. Reply shapes are [profile] and live only here: `MPLIST` and `MPKEYINFORMATION` as
+//! small XML documents (UTF-8), `MPCERT` and `SITESIGNCERT` as the hex DER of the MP's self-signed
+//! P-256 certificate, made at start-up.
 
 use super::util::xml_escape;
 use super::MpConfig;

@@ -1,5 +1,5 @@
-//! The one-way management endpoints (spec §5): `MP_DdrEndpoint` (discovery / heartbeat),
-//! `MP_HinvEndpoint` (hardware inventory), `StatusReceiver` (status messages) and
+//! The one-way management endpoints (docs/protocol.md §5): `MP_DdrEndpoint` (discovery /
+//! heartbeat), `MP_HinvEndpoint` (hardware inventory), `StatusReceiver` (status messages) and
 //! `MP_RelayEndpoint` (state messages). Each body is read with `serde-xml-rs` far enough to check
 //! its shape, then stored; the MP answers HTTP 200 with an empty body.
 //!
@@ -306,14 +306,14 @@ pub fn classify(endpoint: &str, body: &Body, sender: &str) -> Result<&'static st
     }
 }
 
-/// The endpoints whose reports travel as body + attachment (wire.md §5 report framing).
+/// The endpoints whose reports travel as body + attachment (docs/protocol.md §5 report framing).
 const ATTACHMENT_ENDPOINTS: [&str; 2] = ["MP_DdrEndpoint", "MP_HinvEndpoint"];
 
 /// The report a message carries, as [`classify`] and [`store`] take it. Discovery and inventory
-/// (wire.md §5): with an attachment, the body must be the header-only report of the same sender
-/// and the attachment (`FF FE` + UTF-16LE) the full report, which is what is kept; as a single
-/// body, the body itself, unless `strict`: a real MP answers that 200 and drops it, and so do we
-/// ([`Rejection::quietly`]). Other endpoints: the body (attachments are not theirs to carry).
+/// (docs/protocol.md §5): with an attachment, the body must be the header-only report of the same
+/// sender and the attachment (`FF FE` + UTF-16LE) the full report, which is what is kept; as a
+/// single body, the body itself, unless `strict`: a real MP answers that 200 and drops it, and so
+/// do we ([`Rejection::quietly`]). Other endpoints: the body (attachments are not theirs to carry).
 pub fn report_of(
     endpoint: &str,
     body: Body,

@@ -1,7 +1,8 @@
-//! The XML of messages (spec §3, §4): the `<Msg>` header and the `ClientRegistrationRequest`
-//! body (read with serde on `quick-xml`: they are parsed for every request, and `serde-xml-rs`
-//! cost a fifth of a registration's CPU; reports and policy requests stay on [`parse`]), the markup we refuse before parsing (DTDs, entities), and the
-//! XML of our replies (header and `ClientRegistrationResponse`).
+//! The XML of messages (docs/protocol.md §3, §4): the `<Msg>` header and the
+//! `ClientRegistrationRequest` body (read with serde on `quick-xml`: they are parsed for every
+//! request, and `serde-xml-rs` cost a fifth of a registration's CPU; reports and policy requests
+//! stay on [`parse`]), the markup we refuse before parsing (DTDs, entities), and the XML of our
+//! replies (header and `ClientRegistrationResponse`).
 
 use super::envelope::ByteRange;
 use super::util::{new_message_id, utc_timestamp, xml_escape};

@@ -1,5 +1,5 @@
 //! The management point (MP) emulator: an independent implementation of the wire profile
-//! (`shared/spec/wire.md`) that registers clients into a SQLite site database.
+//! (`docs/protocol.md`) that registers clients into a SQLite site database.
 //!
 //! It deliberately shares no parser with `mpagent-core`: requests are framed with `httparse`, the
 //! multipart envelope and UTF-16 are decoded by hand ([`envelope`]), the XML is read with serde
@@ -62,10 +62,11 @@ pub struct MpConfig {
     /// The name we report as our FQDN (`TargetHost` of replies, `MPLIST`, …).
     pub mp_host: String,
     /// Behave as real MPs do where they are quieter or stricter than our diagnostics need
-    /// (wire.md §4, §5): reports sent as a single body or from pending clients, and messages
-    /// whose identity or signature fails, are answered 200 with an empty body and dropped (the
-    /// reason recorded); Confirmation replies carry no SMSID; certificates outside their validity
-    /// are refused. Off: every refusal is a 403 with its reason, as the emulator's own tests want.
+    /// (docs/protocol.md §4, §5): reports sent as a single body or from pending clients, and
+    /// messages whose identity or signature fails, are answered 200 with an empty body and dropped
+    /// (the reason recorded); Confirmation replies carry no SMSID; certificates outside their
+    /// validity are refused. Off: every refusal is a 403 with its reason, as the emulator's own
+    /// tests want.
     pub strict: bool,
 }
 

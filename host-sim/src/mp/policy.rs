@@ -1,4 +1,4 @@
-//! Policy (spec §5): `MP_PolicyManager` answers a signed `RequestAssignments` with the
+//! Policy (docs/protocol.md §5): `MP_PolicyManager` answers a signed `RequestAssignments` with the
 //! `ReplyAssignments` an administrator created for that client (or for every client), and
 //! `GET /SMS_MP/.sms_pol?{id}.{version}` serves a policy body to a client that proves itself
 //! with `ClientToken` + `ClientTokenSignature`.
@@ -99,7 +99,7 @@ pub fn body_hash(p: &PolicyRow) -> String {
 }
 
 /// The body location's query: `{id}.{version}`, or with `by_hash` the form modern sites use,
-/// `{id}.SHA256:{hex}` (wire.md §5).
+/// `{id}.SHA256:{hex}` (docs/protocol.md §5).
 pub fn location_query(p: &PolicyRow, by_hash: bool) -> String {
     if by_hash {
         format!("{}.{HASH_PREFIX}{}", p.policy_id, body_hash(p))

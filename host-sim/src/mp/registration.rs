@@ -1,7 +1,7 @@
-//! `MP_ClientRegistration` (spec §4): verifies the signature over the exact received `<Data>`
-//! bytes, applies the agent-type rules (ordinary clients prove possession of their key, ISV proxies
-//! must have been imported, proxy clients are signed by their proxy) and the approval policy, and
-//! answers with a `ClientRegistrationResponse`.
+//! `MP_ClientRegistration` (docs/protocol.md §4): verifies the signature over the exact received
+//! `<Data>` bytes, applies the agent-type rules (ordinary clients prove possession of their key,
+//! ISV proxies must have been imported, proxy clients are signed by their proxy) and the approval
+//! policy, and answers with a `ClientRegistrationResponse`.
 
 use super::db::{ClientRow, ClientStatus, Inserted, NewClient, NextReply, SiteDb};
 use super::envelope::{self, Body};
@@ -98,8 +98,8 @@ pub fn handle_presented(
     if let (true, Some(c)) = (strict, &cert) {
         check_validity(&c.der, unix_now())?;
     }
-    // The real client's Confirmation names itself in Signature/@SMSID (wire.md §4): that is no
-    // proxy, so only another SMSID there makes it a proxy's signature.
+    // The real client's Confirmation names itself in Signature/@SMSID (docs/protocol.md §4): that
+    // is no proxy, so only another SMSID there makes it a proxy's signature.
     let own_smsid = data.smsid.as_deref().and_then(normalize_smsid);
     let proxy_smsid = req
         .signature
@@ -370,7 +370,7 @@ fn ordered(reply: NextReply) -> Outcome {
 }
 
 /// A real MP refuses a certificate outside its validity period ("Registration request body is
-/// invalid", wire.md §4).
+/// invalid", docs/protocol.md §4).
 fn check_validity(der: &[u8], now: u64) -> Result<(), Rejection> {
     let (from, until) = verify::validity(der)?;
     if now < from || now > until {

@@ -665,7 +665,7 @@ fn is_ccm_post(req: &Request) -> bool {
 /// reading connection; a fraction of a millisecond of CPU) on the blocking pool, then the write it
 /// ends in awaited on the database's writer thread, and the reply written from here.
 ///
-/// Why this split (docs/performance.md, fifth pass): the CPU work stays off the runtime's threads,
+/// Why this split: the CPU work stays off the runtime's threads,
 /// so reading requests and writing replies never queue behind signature checks (with the parse on
 /// the runtime's threads the cores idled more and the throughput fell); and no thread is parked
 /// for the group commit, so a blocking thread is free again as soon as its CPU work is done and

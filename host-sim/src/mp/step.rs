@@ -4,7 +4,7 @@
 //! to the database's one writer thread ([`crate::group_commit`]), which answers after the group's
 //! commit. A synchronous caller (the CLI, tests, fuzz targets) simply blocks for that answer
 //! ([`Step::run`]); the server awaits it ([`Step::run_async`]) instead of parking a thread per
-//! request for the group commit (docs/performance.md, fifth pass).
+//! request for the group commit.
 //!
 //! A handler ends in at most one write: its look-ups, checks and the write that records the
 //! result are one job of the writer (one savepoint of the group's transaction), so nothing can

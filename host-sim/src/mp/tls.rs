@@ -1,4 +1,4 @@
-//! Native mode (spec §1): HTTPS with client certificates required.
+//! Native mode (docs/protocol.md §1): HTTPS with client certificates required.
 //!
 //! With a [`TlsConfig`], [`MpServer::start_tls`](super::MpServer::start_tls) wraps every accepted
 //! socket in rustls (0.23, `ring` provider; TLS 1.3 and 1.2): the server presents its

@@ -1,5 +1,5 @@
-//! Small helpers of the emulator: fresh GUIDs and SMSIDs, SMSID syntax, UTC time stamps (spec §8)
-//! and the HTTP `Date` header, without a date-time crate.
+//! Small helpers of the emulator: fresh GUIDs and SMSIDs, SMSID syntax (docs/protocol.md §7), UTC
+//! time stamps (§8) and the HTTP `Date` header, without a date-time crate.
 
 use rand_core::{OsRng, RngCore};
 use std::time::{SystemTime, UNIX_EPOCH};

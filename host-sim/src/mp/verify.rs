@@ -1,6 +1,6 @@
-//! Signature checks (spec §6): certificates from hex DER (x509-cert), the algorithm from the
-//! `HashAlgorithm` OID, ECDSA P-256 (raw `r‖s`) and RSA PKCS#1 v1.5 (byte-reversed, CryptoAPI
-//! order) with SHA-256, and SHA-1 RSA for requests without the attribute.
+//! Signature checks (docs/protocol.md §6): certificates from hex DER (x509-cert), the algorithm
+//! from the `HashAlgorithm` OID, ECDSA P-256 (raw `r‖s`) and RSA PKCS#1 v1.5 (byte-reversed,
+//! CryptoAPI order) with SHA-256, and SHA-1 RSA for requests without the attribute.
 
 use p256::ecdsa::signature::Verifier;
 use p256::pkcs8::DecodePublicKey;

@@ -1,5 +1,6 @@
-//! The keys and certificates the proxy makes for its devices (spec §4 [profile]: the device has
-//! no key; the proxy makes one of its own kind and keeps it with a self-signed certificate).
+//! The keys and certificates the proxy makes for its devices (docs/protocol.md §4 [profile]: the
+//! device has no key; the proxy makes one of its own kind and keeps it with a self-signed
+//! certificate).
 //!
 //! Why not `ClientSigner::generate` + `self_signed_cert`: for P-256 those derive the public key
 //! and sign the certificate with the core's software P-256 (`build_self_signed_p256` takes the

@@ -1,10 +1,11 @@
-//! The ISV proxy (spec §4, §5 [profile], §7): it registers itself with the MP (AgentType 4,
-//! after the administrator imported its certificate), then speaks for constrained devices that
-//! have no crypto of their own. Devices talk to it over our compact protocol ([`protocol`],
-//! `docs/proxy-protocol.md`); for each device the proxy makes and keeps a certificate, registers
-//! it (AgentType 8, `<Signature SMSID="GUID:{proxy}">`, signed with the proxy's key), keeps the
-//! device ↔ SMSID mapping in its registry ([`registry`]), and turns the device's data into MP messages
-//! signed with the proxy's key that name the device's SMSID (`MessageSigner::proxy`).
+//! The ISV proxy (docs/protocol.md §4, §5 [profile], §7): it registers itself with the MP
+//! (AgentType 4, after the administrator imported its certificate), then speaks for constrained
+//! devices that have no crypto of their own. Devices talk to it over our compact protocol
+//! ([`protocol`], `docs/proxy-protocol.md`); for each device the proxy makes and keeps a
+//! certificate, registers it (AgentType 8, `<Signature SMSID="GUID:{proxy}">`, signed with the
+//! proxy's key), keeps the device ↔ SMSID mapping in its registry ([`registry`]), and turns the
+//! device's data into MP messages signed with the proxy's key that name the device's SMSID
+//! (`MessageSigner::proxy`).
 //!
 //! Everything MP-facing is the core's: `build_proxy_client_request` / `io::register_as` for
 //! registration, `SignedMessage` / `io::send_message` / `io::request_policy` for the rest.

@@ -3,8 +3,8 @@
 //!
 //! Why one database and not a directory per device: the per-device directory (five fsynced
 //! files, an inode and a directory entry each) made each registration cost several fsyncs and
-//! ext4 inode allocations whose cost grew with the number of devices (docs/performance.md,
-//! "Fleet through the ISV proxy"). Here a registration is at most two row writes.
+//! ext4 inode allocations whose cost grew with the number of devices. Here a registration is at
+//! most two row writes.
 //!
 //! Durability: WAL mode with `synchronous=FULL`, so a write is on disk (the WAL fsynced) before
 //! its future resolves; a device's key and SMSID survive a crash or a restart. Writes go to one

@@ -1,4 +1,5 @@
-//! RSA-2048 with PKCS#1 v1.5 signatures, without allocation (spec §6: what real sites take).
+//! RSA-2048 with PKCS#1 v1.5 signatures, without allocation (docs/protocol.md §6: what real sites
+//! take).
 //!
 //! - Integers are fixed-size `crypto-bigint` values: [`U2048`] for the modulus, [`U1024`] for
 //!   the CRT halves. Exponentiation is Montgomery arithmetic with a fixed 4-bit window and a
@@ -8,10 +9,10 @@
 //!   (glitch, bit flip, bad key) yields [`SignError::Crypto`] instead of a signature that gives
 //!   the key away (the Bellcore attack).
 //! - EMSA-PKCS1-v1_5 (RFC 8017 §9.2) is written by hand: `00 01 FF…FF 00 DigestInfo`, with the
-//!   SHA-256 DigestInfo, or SHA-1 for sites that send no `HashAlgorithm` (spec §4).
+//!   SHA-256 DigestInfo, or SHA-1 for sites that send no `HashAlgorithm` (docs/protocol.md §4).
 //! - The wire form ([`Signer::sign_sha256`]) is the signature **byte-reversed** (CryptoAPI
-//!   little-endian, spec §6); [`RsaSigner::sign_pkcs1v15_sha256`] gives the big-endian RFC 8017
-//!   form that X.509 and every other verifier use.
+//!   little-endian, docs/protocol.md §6); [`RsaSigner::sign_pkcs1v15_sha256`] gives the big-endian
+//!   RFC 8017 form that X.509 and every other verifier use.
 //! - Keys: generated on the device ([`RsaSigner::generate`], see `keygen.rs`), or provisioned as
 //!   PKCS#1 `RSAPrivateKey` / PKCS#8 DER (`pkcs.rs`), which are also what keys export to. The
 //!   certificate takes [`RsaSigner::spki_der`].

@@ -5,7 +5,8 @@ use super::SiteDb;
 use crate::mp::util::utc_timestamp;
 use rusqlite::{params, OptionalExtension};
 
-/// A registration reply other than the client's state would give (wire.md §4, current numbering).
+/// A registration reply other than the client's state would give (docs/protocol.md §4, current
+/// numbering).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum NextReply {
     /// Status 2: register afresh. The client's record is removed, so its SMSID is free again.
