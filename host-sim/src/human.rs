@@ -77,6 +77,17 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A registration reply's `ApprovalStatus` for a person. Only `-1` has a meaning on record (not
+/// approved); other values are shown as sent (docs/protocol.md §4).
+pub fn approval_status(value: i32) -> String {
+    match value {
+        -1 => "the site has not approved this client (ApprovalStatus -1: no secret or \
+               auth-required policy until an administrator approves it)"
+            .into(),
+        v => format!("ApprovalStatus {v}"),
+    }
+}
+
 /// A driver event as a sentence.
 pub fn driver_event(e: &Event<'_>) -> String {
     match *e {

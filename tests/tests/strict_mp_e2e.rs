@@ -162,6 +162,8 @@ async fn pending_then_confirmed_without_smsid_then_reports_stored_from_their_att
         .await
         .unwrap();
     assert!(pending.pending, "{pending}");
+    assert_eq!(pending.approval_status, Some(-1), "{pending}");
+    assert!(pending.to_string().contains("not approved"), "{pending}");
     let id = pending.smsid.clone().unwrap();
     assert!(db.approve(&id).unwrap());
     let done = run::run_cycle(&opts, everything, &mut |_| {})

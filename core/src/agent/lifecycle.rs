@@ -236,6 +236,8 @@ pub struct Agent {
     proposed: Option<Smsid>,
     /// How the site numbers registration `Status`.
     numbering: StatusNumbering,
+    /// The last `ApprovalStatus` the site sent (apart from `Status`: docs/protocol.md §4).
+    approval_status: Option<i32>,
 }
 
 impl Agent {
@@ -265,7 +267,14 @@ impl Agent {
             site_answered: false,
             proposed: None,
             numbering: StatusNumbering::default(),
+            approval_status: None,
         }
+    }
+
+    /// The last `ApprovalStatus` a registration reply carried (current sites send it; `-1`
+    /// means not approved: such a client gets no secret or auth-required policy).
+    pub fn approval_status(&self) -> Option<i32> {
+        self.approval_status
     }
 
     /// Registration state (persist it after every event that [`RegistrationEvent::persist`]s).
@@ -580,6 +589,9 @@ impl Agent {
     ) -> RegistrationEvent {
         let event = self.registrar.on_response(now, reply);
         self.site_answered = true;
+        if reply.approval_status.is_some() {
+            self.approval_status = reply.approval_status;
+        }
         self.after_registration_event(now, event);
         event
     }

@@ -75,6 +75,8 @@ pub struct CycleReport {
     pub policies_applied: Vec<String>,
     /// Why delivery stopped early, if it did.
     pub delivery_stopped: Option<String>,
+    /// The site's last `ApprovalStatus` (apart from registration `Status`), when it sent one.
+    pub approval_status: Option<i32>,
 }
 
 impl CycleReport {
@@ -124,6 +126,9 @@ impl std::fmt::Display for CycleReport {
         }
         if let Some(why) = &self.delivery_stopped {
             write!(f, "; stopped: {why}")?;
+        }
+        if let Some(a) = self.approval_status {
+            write!(f, "; {}", crate::human::approval_status(a))?;
         }
         Ok(())
     }
@@ -723,6 +728,7 @@ pub async fn run_cycle_with(
         superseded: counts.superseded,
         no_room: counts.no_room,
         policies_applied: host.policies_applied,
+        approval_status: agent.approval_status(),
         delivery_stopped: if still_queued > 0 || registration == RegistrationState::Unregistered {
             host.stopped
                 .or_else(|| Some("the MP did not answer".into()))

@@ -394,3 +394,51 @@ fn a_queue_without_room_refuses_the_new_report_counted_and_keeps_going() {
     rig.run(now, now.plus(3600), &mut site);
     assert!(site.delivered.iter().any(|d| d.1 == b'H'));
 }
+
+/// CertificateReset: the site's answer backs the registrar off; a new identity registers at
+/// once, proposing the SMSID held (the site's record carries on), and the approval status the
+/// site sent is kept apart from `Status`.
+#[test]
+fn a_new_identity_after_certificate_reset_registers_at_once_under_the_smsid_held() {
+    // Nothing scheduled: only the registration moves.
+    let quiet = Schedule {
+        heartbeat_secs: 0,
+        inventory_secs: 0,
+        policy_secs: 0,
+        ..Schedule::default()
+    };
+    let mut agent = Agent::new(RegistrationState::Registered(id(4)), quiet, 0, T0);
+    agent.skip_online_status();
+    assert_eq!(
+        agent.poll(T0),
+        Action::Register(RequestType::Confirmation, Some(id(4)))
+    );
+    let mut reset = reply(RegistrationStatus::CertificateReset, None);
+    reset.approval_status = Some(-1);
+    let event = agent.on_registration_reply(T0, &reset);
+    assert!(
+        matches!(event, RegistrationEvent::CertificateReset(_)),
+        "{event:?}"
+    );
+    assert_eq!(agent.approval_status(), Some(-1));
+    assert!(matches!(agent.poll(T0), Action::Sleep(t) if t > T0));
+
+    agent.begin_new_identity(id(7));
+    assert_eq!(agent.counts().new_identities, 1);
+    assert_eq!(
+        agent.poll(T0),
+        Action::Register(RequestType::Registration, Some(id(4)))
+    );
+    let event =
+        agent.on_registration_reply(T0, &reply(RegistrationStatus::Registered, Some(id(4))));
+    assert_eq!(event, RegistrationEvent::Registered(id(4)));
+    assert_eq!(agent.smsid(), Some(id(4)));
+    // Without an SMSID held, the new certificate's own is proposed.
+    let mut fresh = Agent::new(RegistrationState::Unregistered, quiet, 0, T0);
+    fresh.skip_online_status();
+    fresh.begin_new_identity(id(7));
+    assert_eq!(
+        fresh.poll(T0),
+        Action::Register(RequestType::Registration, Some(id(7)))
+    );
+}
