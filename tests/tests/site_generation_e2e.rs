@@ -17,10 +17,13 @@ use mpagent_tests::fault::utf16le;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The bytes one connection sent, filled as they pass.
+type Seen = Arc<Mutex<Vec<u8>>>;
+
 /// Forwards each connection to the MP unchanged and keeps every request's bytes.
 struct Recorder {
     addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    requests: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -28,12 +31,12 @@ impl Recorder {
     async fn start(upstream: SocketAddr) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let requests: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let all = requests.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 // Kept from the first byte, so nothing the MP answered is missing afterwards.
-                let seen = Arc::new(Mutex::new(Vec::new()));
+                let seen = Seen::default();
                 all.lock().unwrap().push(seen.clone());
                 tokio::spawn(relay(client, upstream, seen));
             }
@@ -58,7 +61,7 @@ impl Drop for Recorder {
     }
 }
 
-async fn relay(client: TcpStream, upstream: SocketAddr, seen: Arc<Mutex<Vec<u8>>>) {
+async fn relay(client: TcpStream, upstream: SocketAddr, seen: Seen) {
     let Ok(mp) = TcpStream::connect(upstream).await else {
         return;
     };
