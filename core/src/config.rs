@@ -1,7 +1,11 @@
-//! Agent configuration, validated on construction: site code, site mode, MP location, and the
-//! hash the site expects in signatures ([`SignatureHash`]).
+//! Agent configuration, validated on construction: site code, site mode, MP location, the
+//! site's generation ([`SiteGeneration`], the one setting the wire forms that differ between
+//! ConfigMgr 2007 and current sites follow from) and the hash the site expects in signatures
+//! ([`SignatureHash`]).
 
 use crate::sign::SignatureScheme;
+use crate::wire::registration::ConfirmationForm;
+use crate::wire::reply::StatusNumbering;
 
 /// A configuration value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +23,8 @@ pub enum ConfigError {
     /// `SignatureHash::Sha1` (feature `sha1-sites`) is the ConfigMgr 2007 RSA form; an ECDSA key
     /// cannot use it.
     Sha1NeedsRsa,
+    /// A site generation is `2007` or `current` ([`SiteGeneration`]'s `FromStr`).
+    UnknownSiteGeneration,
 }
 
 /// A three-character Configuration Manager site code, stored upper case.
@@ -88,6 +94,98 @@ impl SignatureHash {
             #[cfg(feature = "sha1-sites")]
             (Self::Sha1, SignatureScheme::EcdsaP256Sha256) => Err(ConfigError::Sha1NeedsRsa),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Which generation of Configuration Manager the site runs (spec §4, §5): ConfigMgr 2007 or a
+/// current branch. The public record documents both forms where they differ and cannot say
+/// which one a given MP insists on, so every such choice follows from this one setting:
+/// [`Self::status_numbering`], [`Self::attachment_naming`], [`Self::confirmation_form`] and
+/// [`Self::default_signature_hash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SiteGeneration {
+    /// ConfigMgr 2007, as its SDK documents the messages (`2007`).
+    Sms2007,
+    /// Current branch, as the Messaging SDK and captures of current clients show them
+    /// (`current`, the default).
+    #[default]
+    Current,
+}
+
+/// How a report's attachment is named (spec §5, report framing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AttachmentNaming {
+    /// The report's inventory action ID (`{00000000-0000-0000-0000-000000000003}` for
+    /// discovery): the 2007 SDK's rule.
+    InventoryActionId,
+    /// A GUID of the message's own (its message ID): the captured current-branch form.
+    MessageId,
+}
+
+impl SiteGeneration {
+    /// The accepted spellings, for messages that refuse another one.
+    pub const ACCEPTED: &'static str = "2007 or current";
+
+    /// How the site numbers registration `Status`.
+    pub fn status_numbering(self) -> StatusNumbering {
+        match self {
+            Self::Sms2007 => StatusNumbering::Sms2007,
+            Self::Current => StatusNumbering::Current,
+        }
+    }
+
+    /// How a discovery or inventory report's attachment is named.
+    pub fn attachment_naming(self) -> AttachmentNaming {
+        match self {
+            Self::Sms2007 => AttachmentNaming::InventoryActionId,
+            Self::Current => AttachmentNaming::MessageId,
+        }
+    }
+
+    /// Which `RequestType="Confirmation"` form the agent sends.
+    pub fn confirmation_form(self) -> ConfirmationForm {
+        match self {
+            Self::Sms2007 => ConfirmationForm::Sms2007,
+            Self::Current => ConfirmationForm::Current,
+        }
+    }
+
+    /// The hash a key of `scheme` signs with unless the integrator says otherwise: SHA-1
+    /// without `HashAlgorithm` for RSA keys on 2007 sites (where SHA-1 was implied), SHA-256
+    /// with the OID everywhere else. ECDSA keys cannot use SHA-1 (no 2007 site takes them
+    /// anyway), and without the `sha1-sites` feature there is no SHA-1 to choose.
+    pub fn default_signature_hash(self, scheme: SignatureScheme) -> SignatureHash {
+        match (self, scheme) {
+            #[cfg(feature = "sha1-sites")]
+            (Self::Sms2007, SignatureScheme::RsaPkcs1Sha256) => SignatureHash::Sha1,
+            _ => SignatureHash::Sha256,
+        }
+    }
+}
+
+impl core::fmt::Display for SiteGeneration {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Sms2007 => "2007",
+            Self::Current => "current",
+        })
+    }
+}
+
+impl core::str::FromStr for SiteGeneration {
+    type Err = ConfigError;
+
+    /// `2007` or `current` (ASCII case ignored), as [`Display`](core::fmt::Display) writes them.
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        if s == "2007" {
+            Ok(Self::Sms2007)
+        } else if s.eq_ignore_ascii_case("current") {
+            Ok(Self::Current)
+        } else {
+            Err(ConfigError::UnknownSiteGeneration)
         }
     }
 }
@@ -169,6 +267,9 @@ pub struct AgentConfig<'a> {
     pub netbios_name: &'a str,
     /// The appliance's fully qualified name.
     pub fqdn: &'a str,
+    /// The site's generation ([`SiteGeneration::Current`] unless
+    /// [`Self::with_site_generation`] says otherwise).
+    pub site_generation: SiteGeneration,
 }
 
 impl<'a> AgentConfig<'a> {
@@ -194,7 +295,14 @@ impl<'a> AgentConfig<'a> {
             mp,
             netbios_name,
             fqdn,
+            site_generation: SiteGeneration::default(),
         })
+    }
+
+    /// The same configuration for a site of `generation`.
+    pub fn with_site_generation(mut self, generation: SiteGeneration) -> Self {
+        self.site_generation = generation;
+        self
     }
 }
 
@@ -260,6 +368,107 @@ mod tests {
             Err(ConfigError::Sha1NeedsRsa)
         );
         assert_eq!(SignatureHash::Sha256.check(ec), Ok(()));
+    }
+
+    #[test]
+    fn site_generation_reads_and_writes_its_two_names() {
+        use core::str::FromStr;
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(SiteGeneration::default(), SiteGeneration::Current);
+        for g in [SiteGeneration::Sms2007, SiteGeneration::Current] {
+            assert_eq!(SiteGeneration::from_str(&g.to_string()), Ok(g));
+        }
+        assert_eq!(SiteGeneration::Sms2007.to_string(), "2007");
+        assert_eq!(SiteGeneration::Current.to_string(), "current");
+        assert_eq!("CURRENT".parse(), Ok(SiteGeneration::Current));
+        for bad in ["", "2012", "sms2007", "current ", "latest"] {
+            assert_eq!(
+                bad.parse::<SiteGeneration>(),
+                Err(ConfigError::UnknownSiteGeneration),
+                "{bad}"
+            );
+        }
+        let text = ConfigError::UnknownSiteGeneration.to_string();
+        assert!(text.contains("`2007` or `current`"), "{text}");
+    }
+
+    #[test]
+    fn status_numbering_and_attachment_naming_follow_the_generation() {
+        assert_eq!(
+            SiteGeneration::Sms2007.status_numbering(),
+            StatusNumbering::Sms2007
+        );
+        assert_eq!(
+            SiteGeneration::Current.status_numbering(),
+            StatusNumbering::Current
+        );
+        // The same code 2 means "send again" on one and "reset" on the other.
+        use crate::wire::reply::RegistrationStatus as S;
+        assert_eq!(
+            SiteGeneration::Sms2007.status_numbering().status(2),
+            S::RetryLater
+        );
+        assert_eq!(
+            SiteGeneration::Current.status_numbering().status(2),
+            S::Reset
+        );
+        assert_eq!(
+            SiteGeneration::Sms2007.attachment_naming(),
+            AttachmentNaming::InventoryActionId
+        );
+        assert_eq!(
+            SiteGeneration::Current.attachment_naming(),
+            AttachmentNaming::MessageId
+        );
+        assert_eq!(
+            SiteGeneration::Sms2007.confirmation_form(),
+            ConfirmationForm::Sms2007
+        );
+        assert_eq!(
+            SiteGeneration::Current.confirmation_form(),
+            ConfirmationForm::Current
+        );
+    }
+
+    #[test]
+    fn default_signature_hash_follows_the_generation_and_the_key() {
+        let (ec, rsa) = (
+            SignatureScheme::EcdsaP256Sha256,
+            SignatureScheme::RsaPkcs1Sha256,
+        );
+        assert_eq!(
+            SiteGeneration::Current.default_signature_hash(rsa),
+            SignatureHash::Sha256
+        );
+        assert_eq!(
+            SiteGeneration::Current.default_signature_hash(ec),
+            SignatureHash::Sha256
+        );
+        // An ECDSA key has no SHA-1 form, even on a 2007 site.
+        assert_eq!(
+            SiteGeneration::Sms2007.default_signature_hash(ec),
+            SignatureHash::Sha256
+        );
+        #[cfg(feature = "sha1-sites")]
+        let want = SignatureHash::Sha1;
+        #[cfg(not(feature = "sha1-sites"))]
+        let want = SignatureHash::Sha256;
+        assert_eq!(SiteGeneration::Sms2007.default_signature_hash(rsa), want);
+        // Whatever the default, the key can sign that way.
+        for g in [SiteGeneration::Sms2007, SiteGeneration::Current] {
+            for k in [ec, rsa] {
+                assert_eq!(g.default_signature_hash(k).check(k), Ok(()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_configuration_carries_the_generation() {
+        let c = AgentConfig::new("PS1", SiteMode::Mixed, "http://mp", "dev", "dev.corp").unwrap();
+        assert_eq!(c.site_generation, SiteGeneration::Current);
+        let c = c.with_site_generation(SiteGeneration::Sms2007);
+        assert_eq!(c.site_generation, SiteGeneration::Sms2007);
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl Display for ConfigError {
                 "the host name must be 1 to 255 bytes of letters, digits, '-', '.' or '_'"
             }
             Self::Sha1NeedsRsa => "the SHA-1 signature hash needs an RSA key, not an ECDSA key",
+            Self::UnknownSiteGeneration => "the site generation must be `2007` or `current`",
         })
     }
 }

@@ -145,7 +145,8 @@ pub async fn run() -> Result<()> {
         key: KeyKind::P256,
         mode: SiteMode::Mixed,
         pki: None,
-        signature_hash: Default::default(),
+        site_generation: Default::default(),
+        signature_hash: None,
     };
 
     println!("\n2. Appliance PRINTER-0042, first run: create identity, register");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mpagent_core::config::SignatureHash;
+use mpagent_core::config::SiteGeneration;
 use mpagent_sim::proxy::cli::HashArg;
 use mpagent_sim::{client, demo, fleet, mp, pki};
 
@@ -190,6 +190,10 @@ struct FleetArgs {
     /// The appliances' key (with --via-proxy: the proxy's, which its device keys follow).
     #[arg(long, value_enum, default_value_t = client::KeyKind::P256, conflicts_with_all = ["proxy", "bound"])]
     key: client::KeyKind,
+    /// The site's generation, 2007 or current: how the appliances (or the in-process proxy)
+    /// read registration status and confirm, and their hash (sha1 for RSA keys on 2007 sites).
+    #[arg(long, default_value_t = SiteGeneration::Current, conflicts_with_all = ["proxy", "bound"])]
+    site_generation: SiteGeneration,
 }
 
 /// Largest `--inventory-items`: a report is queued whole, and a larger one does not fit the
@@ -277,10 +281,15 @@ struct ClientArgs {
     /// existing identity keeps its key.
     #[arg(long, value_enum, default_value_t = client::KeyKind::P256)]
     key: client::KeyKind,
-    /// sha256 (with HashAlgorithm, current sites) or sha1 (no HashAlgorithm, the ConfigMgr 2007
-    /// form; RSA keys only, refused at start-up for a P-256 key).
-    #[arg(long, value_enum, default_value_t = HashArg::Sha256)]
-    hash: HashArg,
+    /// The site's generation, 2007 or current: how it numbers registration status, names report
+    /// attachments and takes confirmations, and the default --hash.
+    #[arg(long, default_value_t = SiteGeneration::Current)]
+    site_generation: SiteGeneration,
+    /// sha256 (with HashAlgorithm) or sha1 (no HashAlgorithm, the ConfigMgr 2007 form; RSA keys
+    /// only, refused at start-up for a P-256 key). Default: sha1 for an RSA key on a 2007 site,
+    /// else sha256.
+    #[arg(long, value_enum)]
+    hash: Option<HashArg>,
     /// Site mode: mixed (HTTP, self-signed identity made here) or native (HTTPS with the
     /// CA-issued --cert/--key-file, MP verified against --ca).
     #[arg(long, value_enum, default_value_t = Mode::Mixed)]
@@ -312,10 +321,8 @@ impl ClientArgs {
             wait_for_approval,
             max_failures: self.max_failures,
             key: self.key,
-            signature_hash: match self.hash {
-                HashArg::Sha256 => SignatureHash::Sha256,
-                HashArg::Sha1 => SignatureHash::Sha1,
-            },
+            site_generation: self.site_generation,
+            signature_hash: self.hash.map(HashArg::hash),
             mode: match self.mode {
                 Mode::Mixed => mpagent_core::config::SiteMode::Mixed,
                 Mode::Native => mpagent_core::config::SiteMode::Native,
@@ -510,6 +517,7 @@ async fn run_fleet(args: FleetArgs) -> Result<()> {
             (None, false) => None,
         },
         key: args.key,
+        site_generation: args.site_generation,
     };
     let summary = fleet::run(opts).await?;
     if args.json {
@@ -533,6 +541,7 @@ async fn run_fleet(args: FleetArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mpagent_core::config::SignatureHash;
 
     fn client_options(extra: &[&str]) -> Result<client::ClientOptions> {
         let base = [
@@ -607,13 +616,40 @@ mod tests {
     }
 
     #[test]
-    fn client_hash_defaults_to_sha256_and_takes_sha1() {
+    fn client_hash_follows_the_generation_unless_given() {
         let o = client_options(&[]).unwrap();
-        assert_eq!(o.signature_hash, SignatureHash::Sha256);
+        assert_eq!(o.signature_hash, None);
+        assert_eq!(o.site_generation, SiteGeneration::Current);
         assert_eq!(o.key, client::KeyKind::P256);
         let o = client_options(&["--key", "rsa2048", "--hash", "sha1"]).unwrap();
-        assert_eq!(o.signature_hash, SignatureHash::Sha1);
+        assert_eq!(o.signature_hash, Some(SignatureHash::Sha1));
         assert_eq!(o.key, client::KeyKind::Rsa2048);
         assert!(client_options(&["--hash", "md5"]).is_err());
+        // What the session then signs with.
+        use client::session::signature_hash;
+        use client::KeyKind::{Rsa2048, P256};
+        let o = client_options(&["--site-generation", "2007"]).unwrap();
+        assert_eq!(o.site_generation, SiteGeneration::Sms2007);
+        let g = o.site_generation;
+        assert_eq!(signature_hash(g, None, Rsa2048), SignatureHash::Sha1);
+        assert_eq!(signature_hash(g, None, P256), SignatureHash::Sha256);
+        let given = Some(SignatureHash::Sha256);
+        assert_eq!(signature_hash(g, given, Rsa2048), SignatureHash::Sha256);
+        let current = SiteGeneration::Current;
+        assert_eq!(
+            signature_hash(current, None, Rsa2048),
+            SignatureHash::Sha256
+        );
+    }
+
+    #[test]
+    fn a_bad_site_generation_names_the_option_the_value_and_the_choices() {
+        let err = client_options(&["--site-generation", "2012"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--site-generation"), "{err}");
+        assert!(err.contains("2012"), "{err}");
+        assert!(err.contains("`2007` or `current`"), "{err}");
     }
 }

@@ -22,6 +22,7 @@ async fn a_small_fleet_registers_and_reports() {
         progress: false,
         proxy: None,
         key: KeyKind::P256,
+        site_generation: Default::default(),
     };
     let summary = fleet::run_against(&server.url(), &opts).await.unwrap();
     server.shutdown().await;
@@ -103,6 +104,7 @@ async fn a_small_fleet_through_the_proxy_is_registered_and_signed_by_it() {
         progress: false,
         proxy: Some(ProxyTarget::At(proxy.local_addr())),
         key: KeyKind::P256,
+        site_generation: Default::default(),
     };
     let summary = fleet::run_via_proxy(proxy.local_addr(), &server.url(), &opts)
         .await
@@ -230,6 +232,7 @@ async fn an_rsa_fleet_registers_rsa_appliances_directly_and_through_the_proxy() 
         progress: false,
         proxy: None,
         key: KeyKind::Rsa2048,
+        site_generation: Default::default(),
     };
     let summary = fleet::run_against(&server.url(), &opts).await.unwrap();
     server.shutdown().await;

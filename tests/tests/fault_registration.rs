@@ -16,14 +16,14 @@ use std::time::Duration;
 use mpagent_core::agent::registration::{
     Registrar, RegistrationEvent, RegistrationState, SigningIdentity,
 };
-use mpagent_core::config::{AgentConfig, SiteMode};
+use mpagent_core::config::{AgentConfig, SiteGeneration, SiteMode};
 use mpagent_core::guid::Smsid;
 use mpagent_core::http::HttpError;
 use mpagent_core::io::{self, AttemptFailure, Progress, RegisterError, RegisterOptions};
 use mpagent_core::profile;
 use mpagent_core::time::UnixTime;
 use mpagent_core::wire::registration::{AgentType, RequestType};
-use mpagent_core::wire::reply::{ReplyError, StatusNumbering};
+use mpagent_core::wire::reply::ReplyError;
 use mpagent_sim::client::state::{StateDir, CERT_FILE, KEY_FILE, REGISTRATION_FILE};
 use mpagent_sim::client::transport::{unix_now, TcpConnector};
 use mpagent_sim::mp::db::SiteDb;
@@ -180,7 +180,10 @@ impl Rig {
             .await
             .unwrap();
         let url = format!("http://{}", proxy.local_addr());
-        let config = AgentConfig::new("PS1", SiteMode::Mixed, &url, NAME, "fault-1.local").unwrap();
+        // The emulator numbers Status as ConfigMgr 2007 does (2: send again).
+        let config = AgentConfig::new("PS1", SiteMode::Mixed, &url, NAME, "fault-1.local")
+            .unwrap()
+            .with_site_generation(SiteGeneration::Sms2007);
         let identity = self
             .state
             .load_or_create_identity(NAME, unix_now())
@@ -192,9 +195,7 @@ impl Rig {
             connect_timeout: Duration::from_secs(5),
         }
         .with_timeouts(IO, EXCHANGE);
-        // The emulator numbers Status as ConfigMgr 2007 does (2: send again).
-        let mut registrar = Registrar::new(self.state.registration().unwrap())
-            .with_status_numbering(StatusNumbering::Sms2007);
+        let mut registrar = Registrar::new(self.state.registration().unwrap());
         let mut clock = VirtualClock::new(start);
         let mut buf = vec![0u8; mpagent_sim::client::EXCHANGE_BUFFER];
         let mut progress = Vec::new();

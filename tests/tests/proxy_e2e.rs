@@ -369,7 +369,7 @@ async fn rsa_proxy_relays(hash: SignatureHash) -> (ClientRow, ClientRow) {
     let exported = proxy::export_cert_with(&state, &cer, "PROXY-R", KeyKind::Rsa2048).unwrap();
     let proxy_smsid = db.import_cert(&exported.cert_der).unwrap();
     let mut opts = proxy_options(&mp, &state, "PROXY-R");
-    opts.signature_hash = hash;
+    opts.signature_hash = Some(hash);
     let proxy = proxy::start(opts, "127.0.0.1:0".parse().unwrap())
         .await
         .expect("the RSA proxy registers");
@@ -456,7 +456,7 @@ async fn an_rsa_proxy_for_a_sha1_site_sends_no_hash_algorithm_and_is_accepted() 
 async fn a_p256_proxy_cannot_be_configured_for_sha1() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = ProxyOptions::new("http://127.0.0.1:9", "PS1", dir.path().join("p"));
-    opts.signature_hash = SignatureHash::Sha1;
+    opts.signature_hash = Some(SignatureHash::Sha1);
     let err = proxy::start(opts, "127.0.0.1:0".parse().unwrap())
         .await
         .err()

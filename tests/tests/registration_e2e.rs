@@ -41,7 +41,8 @@ fn options(mp: &MpServer, dir: &Path, name: &str) -> ClientOptions {
         key: KeyKind::P256,
         mode: SiteMode::Mixed,
         pki: None,
-        signature_hash: Default::default(),
+        site_generation: Default::default(),
+        signature_hash: None,
     }
 }
 
@@ -200,7 +201,8 @@ async fn unreachable_mp_gives_up_with_a_transport_error() {
         key: KeyKind::P256,
         mode: SiteMode::Mixed,
         pki: None,
-        signature_hash: Default::default(),
+        site_generation: Default::default(),
+        signature_hash: None,
     };
     let err = client::register(&opts, &mut |_| {}).await.unwrap_err();
     assert!(

@@ -10,7 +10,9 @@ use mpagent_core::sign::P256Signer;
 use mpagent_core::sink::Emit;
 use mpagent_core::sink::SliceSink;
 use mpagent_core::time::UnixTime;
-use mpagent_core::wire::registration::{AgentType, RegistrationData, RequestType};
+use mpagent_core::wire::registration::{
+    AgentType, ConfirmationForm, RegistrationData, RequestType,
+};
 use mpagent_tests::{capture_registration, run_python};
 
 const NOW: UnixTime = UnixTime(1_795_428_000); // 2026-11-23T10:00:00Z
@@ -130,6 +132,7 @@ fn data_element_matches_the_spec_template() {
         netbios_name: "PRINTER-0042",
         fqdn: "printer-0042.corp.example",
         locale_id: 1033,
+        confirmation_form: ConfirmationForm::Current,
     };
     let hex: String = cert.iter().map(|b| format!("{b:02X}")).collect();
     let expected = format!(

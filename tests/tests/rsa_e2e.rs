@@ -364,7 +364,8 @@ async fn the_host_client_with_hash_sha1_registers_and_reports_without_hash_algor
     .unwrap();
     // `client register --key rsa2048 --hash sha1`.
     let opts = ClientOptions {
-        signature_hash: SignatureHash::Sha1,
+        site_generation: Default::default(),
+        signature_hash: Some(SignatureHash::Sha1),
         ..options(&mp, dir.path(), "RSA-2007-CLI")
     };
     let first = client::register(&opts, &mut |_| {}).await.unwrap();
@@ -439,7 +440,8 @@ async fn a_p256_client_with_hash_sha1_is_refused_before_any_connection() {
 
     // A new P-256 identity (the default key): refused, and no identity is made.
     let opts = ClientOptions {
-        signature_hash: SignatureHash::Sha1,
+        site_generation: Default::default(),
+        signature_hash: Some(SignatureHash::Sha1),
         max_failures: 1,
         ..ClientOptions::mixed(
             &format!("http://{}", listener.local_addr().unwrap()),

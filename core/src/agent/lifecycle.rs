@@ -22,12 +22,13 @@
 use crate::agent::registration::{
     backoff, Registrar, RegistrarAction, RegistrationEvent, RegistrationState,
 };
+use crate::config::SiteGeneration;
 use crate::guid::Smsid;
 use crate::profile;
 use crate::store::{Endpoint, QueuedMessage};
 use crate::time::UnixTime;
 use crate::wire::registration::RequestType;
-use crate::wire::reply::{RegistrationResponse, StatusNumbering};
+use crate::wire::reply::RegistrationResponse;
 
 /// How often each report is made, in seconds (0: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,8 +235,8 @@ pub struct Agent {
     site_answered: bool,
     /// The SMSID proposed in registrations.
     proposed: Option<Smsid>,
-    /// How the site numbers registration `Status`.
-    numbering: StatusNumbering,
+    /// The site's generation (how it numbers registration `Status`).
+    generation: SiteGeneration,
     /// The last `ApprovalStatus` the site sent (apart from `Status`: docs/protocol.md §4).
     approval_status: Option<i32>,
 }
@@ -266,7 +267,7 @@ impl Agent {
             counts: Counts::default(),
             site_answered: false,
             proposed: None,
-            numbering: StatusNumbering::default(),
+            generation: SiteGeneration::default(),
             approval_status: None,
         }
     }
@@ -301,15 +302,16 @@ impl Agent {
         self.registrar = self.registrar.with_proposed_smsid(smsid);
     }
 
-    /// Read registration `Status` as a site of this generation numbers it.
-    pub fn set_status_numbering(&mut self, numbering: StatusNumbering) {
-        self.numbering = numbering;
-        self.registrar = self.registrar.with_status_numbering(numbering);
+    /// Talk to a site of `generation` (read its registration `Status` as it numbers it). The
+    /// driver applies its configuration's [`crate::config::AgentConfig::site_generation`].
+    pub fn set_site_generation(&mut self, generation: SiteGeneration) {
+        self.generation = generation;
+        self.registrar = self.registrar.with_site_generation(generation);
     }
 
-    /// How the site numbers registration `Status` (its generation).
-    pub fn status_numbering(&self) -> StatusNumbering {
-        self.numbering
+    /// The site's generation.
+    pub fn site_generation(&self) -> SiteGeneration {
+        self.generation
     }
 
     /// Do not queue the online status message at start (a caller that restarts often).
@@ -547,7 +549,7 @@ impl Agent {
         self.proposed = Some(proposed);
         self.registrar = Registrar::new(RegistrationState::Unregistered)
             .with_rejection_recheck(self.schedule.rejection_recheck_secs)
-            .with_status_numbering(self.numbering)
+            .with_site_generation(self.generation)
             .with_proposed_smsid(proposed);
         self.refusal = RefusalCheck::None;
         self.counts.new_identities = self.counts.new_identities.saturating_add(1);
@@ -565,7 +567,7 @@ impl Agent {
         self.held = Some(id);
         let mut registrar = Registrar::new(RegistrationState::Pending(id))
             .with_rejection_recheck(self.schedule.rejection_recheck_secs)
-            .with_status_numbering(self.numbering);
+            .with_site_generation(self.generation);
         if let Some(p) = self.proposed {
             registrar = registrar.with_proposed_smsid(p);
         }

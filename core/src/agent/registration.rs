@@ -8,13 +8,13 @@
 //! SMSID (the site checks it against our certificate); a pending SMSID whose confirmations are
 //! refused is dropped for a fresh registration; a rejection must come twice in a row.
 
-use crate::config::AgentConfig;
-use crate::guid::Smsid;
+use crate::config::{AgentConfig, SiteGeneration};
+use crate::guid::{Guid, Smsid};
 use crate::profile;
 use crate::sign::Signer;
 use crate::time::UnixTime;
 use crate::wire::registration::{
-    AgentType, BuildError, RegistrationData, RegistrationRequest, RequestType,
+    AgentType, BuildError, ConfirmationForm, RegistrationData, RegistrationRequest, RequestType,
 };
 use crate::wire::reply::{RegistrationResponse, RegistrationStatus, StatusNumbering};
 
@@ -156,7 +156,7 @@ pub struct Registrar {
     rejection_recheck_secs: u64,
     /// The SMSID this agent proposes in its registrations ([`proposed_smsid`]).
     proposed: Option<Smsid>,
-    /// How the site numbers `Status`.
+    /// How the site numbers `Status` (from its generation).
     numbering: StatusNumbering,
 }
 
@@ -177,9 +177,11 @@ impl Registrar {
         }
     }
 
-    /// Read `Status` with `numbering` (the site's generation; current sites by default).
-    pub fn with_status_numbering(mut self, numbering: StatusNumbering) -> Self {
-        self.numbering = numbering;
+    /// Read `Status` as a site of `generation` numbers it (current sites by default). The
+    /// runners ([`crate::io::register_as`], [`crate::io::driver::Driver`]) apply the
+    /// configuration's [`AgentConfig::site_generation`], so a caller sets it there.
+    pub fn with_site_generation(mut self, generation: SiteGeneration) -> Self {
+        self.numbering = generation.status_numbering();
         self
     }
 
@@ -249,8 +251,8 @@ impl Registrar {
     pub fn reset(&mut self) {
         let (proposed, numbering) = (self.proposed, self.numbering);
         *self = Self::new(RegistrationState::Unregistered)
-            .with_rejection_recheck(self.rejection_recheck_secs)
-            .with_status_numbering(numbering);
+            .with_rejection_recheck(self.rejection_recheck_secs);
+        self.numbering = numbering;
         self.proposed = proposed;
     }
 
@@ -442,6 +444,30 @@ pub(crate) fn backoff(n: u32) -> u64 {
         .min(profile::RETRY_BACKOFF_MAX_SECS)
 }
 
+/// The message IDs of one registrant's registration requests (spec §4): every registration
+/// gets a fresh one; a confirmation in the current form goes under the ID of the registration
+/// it follows, as the real client's does; one in the 2007 form, or one with no registration
+/// before it since start (a stored SMSID), gets a fresh one.
+#[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MessageIds {
+    registration: Option<Guid>,
+}
+
+impl MessageIds {
+    /// The ID of the next request of `request_type`; `fresh` is a new random ID.
+    pub fn next(&mut self, form: ConfirmationForm, request_type: RequestType, fresh: Guid) -> Guid {
+        match (request_type, form, self.registration) {
+            (RequestType::Registration, _, _) => {
+                self.registration = Some(fresh);
+                fresh
+            }
+            (RequestType::Confirmation, ConfirmationForm::Current, Some(id)) => id,
+            (RequestType::Confirmation, _, _) => fresh,
+        }
+    }
+}
+
 /// The identity a request is signed with.
 #[derive(Clone, Copy)]
 pub struct SigningIdentity<'a> {
@@ -474,6 +500,7 @@ pub fn build_request<'a>(
         netbios_name: config.netbios_name,
         fqdn: config.fqdn,
         locale_id: 1033,
+        confirmation_form: config.site_generation.confirmation_form(),
     };
     RegistrationRequest::sign(data, identity.signer, None)
 }
@@ -542,6 +569,7 @@ pub fn build_proxy_client_request<'a>(
         netbios_name: config.netbios_name,
         fqdn: config.fqdn,
         locale_id: 1033,
+        confirmation_form: config.site_generation.confirmation_form(),
     };
     RegistrationRequest::sign(data, proxy.signer, Some(proxy_smsid))
 }
@@ -806,7 +834,7 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let mut r = Registrar::new(RegistrationState::Unregistered)
-            .with_status_numbering(StatusNumbering::Sms2007);
+            .with_site_generation(SiteGeneration::Sms2007);
         let mut delays = [0u64; 10];
         for d in delays.iter_mut() {
             match r.on_response(UnixTime(0), &reply(RegistrationStatus::RetryLater, None)) {
@@ -911,7 +939,7 @@ mod tests {
         );
         // The same 2 on a 2007 site: send again, the state kept.
         let mut r = Registrar::new(RegistrationState::Pending(id()))
-            .with_status_numbering(StatusNumbering::Sms2007);
+            .with_site_generation(SiteGeneration::Sms2007);
         assert_eq!(
             r.on_response(UnixTime(10), &code(2)),
             RegistrationEvent::RetryAt(UnixTime(15))
@@ -1026,7 +1054,7 @@ mod tests {
     #[test]
     fn a_rejection_followed_by_another_answer_is_forgotten() {
         let mut r = Registrar::new(RegistrationState::Unregistered)
-            .with_status_numbering(StatusNumbering::Sms2007);
+            .with_site_generation(SiteGeneration::Sms2007);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Rejected, None));
         // A transport failure in between neither confirms nor clears it.
         r.on_failure(UnixTime(0));
@@ -1066,5 +1094,95 @@ mod tests {
         assert_eq!(r.state(), RegistrationState::Rejected(UnixTime(9)));
         r.on_response(t, &ok(RegistrationStatus::Registered, id()));
         assert_eq!(r.state(), RegistrationState::Registered(id()));
+    }
+
+    #[test]
+    fn current_confirmations_go_under_the_registration_message_id() {
+        let (a, b, c) = (Guid([1; 16]), Guid([2; 16]), Guid([3; 16]));
+        let (reg, conf) = (RequestType::Registration, RequestType::Confirmation);
+        let mut ids = MessageIds::default();
+        // No registration since start (a stored SMSID): a fresh ID.
+        assert_eq!(ids.next(ConfirmationForm::Current, conf, a), a);
+        assert_eq!(ids.next(ConfirmationForm::Current, reg, b), b);
+        assert_eq!(ids.next(ConfirmationForm::Current, conf, c), b);
+        assert_eq!(ids.next(ConfirmationForm::Current, conf, a), b);
+        // A new registration starts a new ID.
+        assert_eq!(ids.next(ConfirmationForm::Current, reg, c), c);
+        assert_eq!(ids.next(ConfirmationForm::Current, conf, a), c);
+        // The 2007 form confirms under fresh IDs.
+        let mut ids = MessageIds::default();
+        assert_eq!(ids.next(ConfirmationForm::Sms2007, reg, a), a);
+        assert_eq!(ids.next(ConfirmationForm::Sms2007, conf, b), b);
+    }
+
+    #[test]
+    fn the_generation_numbers_status_and_shapes_confirmations() {
+        use crate::sign::P256Signer;
+        use crate::sink::{emitted_len, Emit, SliceSink};
+        extern crate std;
+        // Status 2: "send again" on a 2007 site, "reset" on a current one.
+        let two = RegistrationResponse {
+            status: RegistrationStatus::RetryLater,
+            code: 2,
+            smsid: None,
+            approval_status: None,
+            timestamp: None,
+        };
+        let mut old = Registrar::new(RegistrationState::Pending(id()))
+            .with_site_generation(SiteGeneration::Sms2007);
+        assert!(matches!(
+            old.on_response(UnixTime(0), &two),
+            RegistrationEvent::RetryAt(_)
+        ));
+        assert_eq!(old.state(), RegistrationState::Pending(id()));
+        let mut new = Registrar::new(RegistrationState::Pending(id()))
+            .with_site_generation(SiteGeneration::Current);
+        assert!(matches!(
+            new.on_response(UnixTime(0), &two),
+            RegistrationEvent::Reset(_)
+        ));
+        assert_eq!(new.state(), RegistrationState::Unregistered);
+        // The configuration's generation picks the confirmation form.
+        let key = P256Signer::from_secret_bytes(&[9; 32]).unwrap();
+        let identity = SigningIdentity {
+            signer: &key,
+            cert_der: &[0xAB],
+        };
+        let base = AgentConfig::new(
+            "PS1",
+            crate::config::SiteMode::Mixed,
+            "http://mp:80",
+            "THING-1",
+            "thing-1.local",
+        )
+        .unwrap();
+        let confirm = |cfg: &AgentConfig<'_>| {
+            let req = build_request(
+                cfg,
+                &identity,
+                AgentType::Client,
+                RequestType::Confirmation,
+                Some(id()),
+                UnixTime(0),
+            )
+            .unwrap();
+            let mut v = std::vec![0u8; emitted_len(&req).unwrap()];
+            req.emit(&mut SliceSink::new(&mut v)).unwrap();
+            std::char::decode_utf16(v.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])))
+                .map(|c| c.unwrap())
+                .collect::<std::string::String>()
+        };
+        let current = confirm(&base);
+        assert!(!current.contains("<Certificates>"), "{current}");
+        assert!(
+            current.contains("<Signature SMSID=\"GUID:1AF488D8"),
+            "{current}"
+        );
+        let old = confirm(&base.with_site_generation(SiteGeneration::Sms2007));
+        assert!(
+            old.contains("<Certificates><Signing Encoding=\"HexBinary\" KeyType=\"1\">AB</Signing></Certificates></Data>"),
+            "{old}"
+        );
+        assert!(old.contains("<Signature><SignatureValue>"), "{old}");
     }
 }

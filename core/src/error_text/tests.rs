@@ -55,6 +55,7 @@ fn config_errors() {
         ConfigError::SchemeDoesNotMatchMode,
         ConfigError::InvalidHostName,
         ConfigError::Sha1NeedsRsa,
+        ConfigError::UnknownSiteGeneration,
     ]));
 }
 

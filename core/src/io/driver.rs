@@ -19,11 +19,11 @@ use crate::agent::messages::{
 };
 use crate::agent::outbound::{Post, PostParams};
 use crate::agent::registration::{
-    build_request, RegistrationEvent, RegistrationState, SigningIdentity,
+    build_request, MessageIds, RegistrationEvent, RegistrationState, SigningIdentity,
 };
 use crate::agent::signed::{MessageParams, MessageSigner, SignedMessage, SignedMessageError};
 use crate::agent::smsid_rewrite::SmsidRewrite;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, AttachmentNaming};
 use crate::guid::{Guid, Smsid};
 use crate::sign::SignError;
 use crate::sink::{Emit, Overflow, Sink};
@@ -33,7 +33,6 @@ use crate::time::UnixTime;
 use crate::wire::clientauth::ClientIdSignature;
 use crate::wire::header::{endpoint, ReplyMode};
 use crate::wire::registration::{AgentType, BuildError, RequestType};
-use crate::wire::reply::StatusNumbering;
 use crate::wire::report::ReportIdentity;
 use crate::wire::report_framing::AttachedReport;
 use crate::wire::state_message::StateMessage;
@@ -359,6 +358,7 @@ pub struct Driver<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> {
     client_id: Option<ClientIdSignature>,
     in_flight: Option<Action>,
     identity_in_use: IdentityInUse,
+    registration_ids: MessageIds,
 }
 
 impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H> {
@@ -375,6 +375,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         host: &'a mut H,
     ) -> Self {
         let mut agent = agent;
+        agent.set_site_generation(device.config.site_generation);
         // An ISV proxy's own SMSID comes from the certificate import: it proposes none.
         if device.agent_type != AgentType::IsvProxy {
             agent.propose_smsid(crate::agent::registration::proposed_smsid(
@@ -393,6 +394,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             client_id: None,
             in_flight: None,
             identity_in_use: IdentityInUse::Started,
+            registration_ids: MessageIds::default(),
         }
     }
 
@@ -468,7 +470,11 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         now: UnixTime,
     ) -> Result<(), DriverError<F::Error>> {
         let config = self.device.config;
-        let message_id = Guid::random(self.rng);
+        let message_id = self.registration_ids.next(
+            config.site_generation.confirmation_form(),
+            kind,
+            Guid::random(self.rng),
+        );
         self.host.event(&Event::RegistrationSending {
             request_type: kind,
             message_id,
@@ -681,7 +687,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                     params,
                     report,
                     attachment_name(
-                        self.agent.status_numbering(),
+                        self.device.config.site_generation.attachment_naming(),
                         meta.endpoint,
                         meta.message_id,
                     ),
@@ -896,18 +902,18 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
 
 /// The `Name` of a report's attachment: the inventory action ID in the ConfigMgr 2007 form, a
 /// GUID of the message's own in the captured current-branch form (spec §5 leaves which one a
-/// given MP insists on open: this is the one place that decides).
-fn attachment_name(numbering: StatusNumbering, endpoint: Endpoint, message_id: Guid) -> Guid {
+/// given MP insists on open: the site generation decides).
+fn attachment_name(naming: AttachmentNaming, endpoint: Endpoint, message_id: Guid) -> Guid {
     use crate::wire::report::ReportKind as Kind;
     let action = match endpoint {
         Endpoint::Hinv => Kind::HardwareInventory,
         _ => Kind::Discovery,
     };
-    match numbering {
-        StatusNumbering::Sms2007 => {
+    match naming {
+        AttachmentNaming::InventoryActionId => {
             Guid::parse(action.inventory_action_id().as_bytes()).unwrap_or(message_id)
         }
-        StatusNumbering::Current => message_id,
+        AttachmentNaming::MessageId => message_id,
     }
 }
 

@@ -10,8 +10,8 @@ use embedded_io_async::{Read, Write};
 
 use crate::agent::outbound::{Post, PostParams};
 use crate::agent::registration::{
-    build_registrant_request, Registrant, Registrar, RegistrarAction, RegistrationEvent,
-    RegistrationState, SigningIdentity,
+    build_registrant_request, MessageIds, Registrant, Registrar, RegistrarAction,
+    RegistrationEvent, RegistrationState, SigningIdentity,
 };
 use crate::config::AgentConfig;
 use crate::guid::Guid;
@@ -239,6 +239,9 @@ pub async fn register_as<C: Connector, K: Clock>(
     options: RegisterOptions,
     observer: &mut dyn FnMut(&Progress),
 ) -> Result<RegistrationState, RegisterError> {
+    // The configuration is the one place the site's generation is set.
+    *registrar = registrar.with_site_generation(config.site_generation);
+    let mut message_ids = MessageIds::default();
     loop {
         let now = clock.now();
         let (request_type, smsid) = match registrar.poll(now) {
@@ -255,7 +258,11 @@ pub async fn register_as<C: Connector, K: Clock>(
         };
         let request = build_registrant_request(config, registrant, request_type, smsid, now)
             .map_err(RegisterError::Build)?;
-        let message_id = Guid::random(rng);
+        let message_id = message_ids.next(
+            config.site_generation.confirmation_form(),
+            request_type,
+            Guid::random(rng),
+        );
         let params = PostParams {
             endpoint: endpoint::CLIENT_REGISTRATION,
             reply_mode: ReplyMode::Sync,

@@ -45,6 +45,22 @@ pub enum RequestType {
     Confirmation,
 }
 
+/// The shape of a `RequestType="Confirmation"` request (spec §4); which one is sent follows
+/// from [`crate::config::SiteGeneration::confirmation_form`]. A registration always carries
+/// both certificates and the discovery properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConfirmationForm {
+    /// The 2007 SDK sample: `<Data>` holds `<AgentInformation>` and
+    /// `<Certificates><Signing>` (the certificate the site checks against the one it stores);
+    /// `<Signature>` names no SMSID (unless a proxy signs).
+    Sms2007,
+    /// A current client's, as captured: `<Data>` holds `<AgentInformation>` only (the site
+    /// verifies with the certificate it stores), `<Signature SMSID="{the SMSID confirmed}">`,
+    /// and the registration's message ID ([`crate::agent::registration::MessageIds`]).
+    Current,
+}
+
 /// The signed `<Data>` element.
 #[derive(Clone, Copy)]
 pub struct RegistrationData<'a> {
@@ -69,6 +85,8 @@ pub struct RegistrationData<'a> {
     pub fqdn: &'a str,
     /// `Locale ID` (1033 = en-US).
     pub locale_id: u32,
+    /// The shape of a confirmation (ignored for registrations).
+    pub confirmation_form: ConfirmationForm,
 }
 
 impl Emit for RegistrationData<'_> {
@@ -106,6 +124,19 @@ impl RegistrationData<'_> {
         w.attr("AgentVersion", crate::profile::AGENT_VERSION)?;
         w.attr_u64("AgentType", self.agent_type.code())?;
         w.close_empty()?;
+        match (self.request_type, self.confirmation_form) {
+            (RequestType::Registration, _) => {}
+            (RequestType::Confirmation, ConfirmationForm::Current) => {
+                return raw!(w, "</Data>");
+            }
+            (RequestType::Confirmation, ConfirmationForm::Sms2007) => {
+                w.parts(&[markup!(
+                    "<Certificates><Signing Encoding=\"HexBinary\" KeyType=\"1\">"
+                )])?;
+                w.hex_upper(self.signing_cert)?;
+                return raw!(w, "</Signing></Certificates></Data>");
+            }
+        }
         w.parts(&[markup!(
             "<Certificates><Encryption Encoding=\"HexBinary\" KeyType=\"1\">"
         )])?;
@@ -147,7 +178,8 @@ pub struct RegistrationRequest<'a> {
     pub data: RegistrationData<'a>,
     /// Signature over `data`'s UTF-16LE bytes, in wire form.
     pub signature: SignatureBytes,
-    /// For ISV proxy clients: the proxy's SMSID, written as `<Signature SMSID="…">`.
+    /// `<Signature SMSID="…">`: for ISV proxy clients the proxy's SMSID; for a confirmation
+    /// in the current form the SMSID confirmed.
     pub signer_smsid: Option<Smsid>,
 }
 
@@ -171,12 +203,19 @@ impl From<Overflow> for BuildError {
 impl<'a> RegistrationRequest<'a> {
     /// Sign `data` with the signer's hash ([`Signer::signature_hash`]); `data`'s
     /// `HashAlgorithm` is set from the signer first, so that the two always agree.
+    /// `proxy_smsid` names the ISV proxy that signs for a client; without one, a confirmation
+    /// in the current form names the SMSID it confirms in `<Signature SMSID>`.
     pub fn sign(
         mut data: RegistrationData<'a>,
         signer: &dyn Signer,
-        signer_smsid: Option<Smsid>,
+        proxy_smsid: Option<Smsid>,
     ) -> Result<Self, BuildError> {
         data.hash_algorithm_oid = crate::sign::hash_algorithm_oid(signer);
+        let signer_smsid = match (proxy_smsid, data.request_type, data.confirmation_form) {
+            (Some(p), _, _) => Some(p),
+            (None, RequestType::Confirmation, ConfirmationForm::Current) => data.smsid,
+            (None, _, _) => None,
+        };
         let digest = digest_of(signer.signature_hash(), &data)?;
         let signature = sign_digest(signer, &digest).map_err(BuildError::Sign)?;
         Ok(Self {
@@ -231,6 +270,7 @@ mod tests {
             netbios_name: "PRN-1",
             fqdn: "prn-1.local",
             locale_id: 1033,
+            confirmation_form: ConfirmationForm::Current,
         }
     }
 
@@ -269,5 +309,167 @@ mod tests {
         let mut want = rsa.sign_pkcs1v15_sha1(&d1).unwrap();
         want.reverse();
         assert_eq!(old.signature.as_bytes(), want.as_slice());
+    }
+}
+
+// The two confirmation forms, read back with the core's own XML reader.
+#[cfg(test)]
+mod form_tests {
+    extern crate std;
+    use super::*;
+    use crate::sign::P256Signer;
+    use crate::sink::{emitted_len, SliceSink};
+    use crate::wire::xml_reader::{Event, Reader};
+    use std::string::{String, ToString};
+    use std::vec;
+    use std::vec::Vec;
+
+    fn id() -> Smsid {
+        Smsid::parse(b"GUID:1af488d8-7b42-4842-a4bd-b3a2842bbc42").unwrap()
+    }
+
+    fn data(request_type: RequestType, form: ConfirmationForm) -> RegistrationData<'static> {
+        RegistrationData {
+            hash_algorithm_oid: None,
+            smsid: Some(id()),
+            request_type,
+            timestamp: crate::time::UnixTime(1_795_428_000).to_datetime(),
+            agent_type: AgentType::Client,
+            encryption_cert: &[0xE0, 0x01],
+            signing_cert: &[0x5A, 0x02],
+            netbios_name: "PRN-1",
+            fqdn: "prn-1.local",
+            locale_id: 1033,
+            confirmation_form: form,
+        }
+    }
+
+    fn text(item: &dyn Emit) -> String {
+        let mut v = vec![0u8; emitted_len(item).unwrap()];
+        item.emit(&mut SliceSink::new(&mut v)).unwrap();
+        let units: Vec<u16> = v
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        String::from_utf16(&units).unwrap()
+    }
+
+    /// Every element as `path` (slash-separated from the root), with its `SMSID` attribute and
+    /// its text, in document order.
+    fn elements(xml: &str) -> Vec<(String, Option<String>, String)> {
+        let mut r = Reader::new(xml);
+        let mut path: Vec<&str> = Vec::new();
+        let mut out: Vec<(String, Option<String>, String)> = Vec::new();
+        while let Some(ev) = r.next_event().unwrap() {
+            match ev {
+                Event::StartTag { name, attrs } | Event::EmptyTag { name, attrs } => {
+                    path.push(name);
+                    let smsid = attrs.get("SMSID").map(|t| t.raw().to_string());
+                    out.push((path.join("/"), smsid, String::new()));
+                    if matches!(ev, Event::EmptyTag { .. }) {
+                        path.pop();
+                    }
+                }
+                Event::EndTag { .. } => {
+                    path.pop();
+                }
+                Event::Text(t) | Event::CData(t) => {
+                    if let Some(last) = out.last_mut() {
+                        last.2.push_str(t.raw());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn paths(e: &[(String, Option<String>, String)]) -> Vec<&str> {
+        e.iter().map(|(p, _, _)| p.as_str()).collect()
+    }
+
+    fn signed(request_type: RequestType, form: ConfirmationForm) -> RegistrationRequest<'static> {
+        // A leaked key keeps the request's lifetime simple; it is one per test.
+        let key = std::boxed::Box::leak(std::boxed::Box::new(
+            P256Signer::from_secret_bytes(&[7; 32]).unwrap(),
+        ));
+        RegistrationRequest::sign(data(request_type, form), key, None).unwrap()
+    }
+
+    #[test]
+    fn current_confirmation_is_bare_and_names_its_smsid_in_the_signature() {
+        let req = signed(RequestType::Confirmation, ConfirmationForm::Current);
+        let e = elements(&text(&req));
+        assert_eq!(
+            paths(&e),
+            [
+                "ClientRegistrationRequest",
+                "ClientRegistrationRequest/Data",
+                "ClientRegistrationRequest/Data/AgentInformation",
+                "ClientRegistrationRequest/Signature",
+                "ClientRegistrationRequest/Signature/SignatureValue",
+            ]
+        );
+        let want = id().to_text();
+        let want = core::str::from_utf8(&want).unwrap();
+        assert_eq!(e[1].1.as_deref(), Some(want), "Data/@SMSID");
+        assert_eq!(e[3].1.as_deref(), Some(want), "Signature/@SMSID");
+        // The signature covers the bare <Data> exactly as sent.
+        let d = text(&req.data);
+        assert!(d.contains("RequestType=\"Confirmation\""), "{d}");
+        assert!(d.ends_with("AgentType=\"0\" /></Data>"), "{d}");
+        assert!(text(&req).contains(&d));
+    }
+
+    #[test]
+    fn sms2007_confirmation_carries_the_signing_certificate_only() {
+        let req = signed(RequestType::Confirmation, ConfirmationForm::Sms2007);
+        let e = elements(&text(&req));
+        assert_eq!(
+            paths(&e),
+            [
+                "ClientRegistrationRequest",
+                "ClientRegistrationRequest/Data",
+                "ClientRegistrationRequest/Data/AgentInformation",
+                "ClientRegistrationRequest/Data/Certificates",
+                "ClientRegistrationRequest/Data/Certificates/Signing",
+                "ClientRegistrationRequest/Signature",
+                "ClientRegistrationRequest/Signature/SignatureValue",
+            ]
+        );
+        assert_eq!(e[4].2, "5A02", "the signing certificate, hex");
+        assert_eq!(e[5].1, None, "no Signature/@SMSID");
+    }
+
+    #[test]
+    fn a_registration_is_whole_in_either_form() {
+        for form in [ConfirmationForm::Current, ConfirmationForm::Sms2007] {
+            let req = signed(RequestType::Registration, form);
+            let e = elements(&text(&req));
+            let p = paths(&e);
+            for want in [
+                "ClientRegistrationRequest/Data/Certificates/Encryption",
+                "ClientRegistrationRequest/Data/Certificates/Signing",
+                "ClientRegistrationRequest/Data/DiscoveryProperties/Property",
+            ] {
+                assert!(p.contains(&want), "{form:?}: {want} missing from {p:?}");
+            }
+            let sig = e
+                .iter()
+                .find(|(p, _, _)| p == "ClientRegistrationRequest/Signature")
+                .unwrap();
+            assert_eq!(sig.1, None, "{form:?}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_names_itself_in_either_confirmation_form() {
+        let proxy = Smsid::parse(b"GUID:00000000-1111-2222-3333-444444444444").unwrap();
+        let key = P256Signer::from_secret_bytes(&[8; 32]).unwrap();
+        for form in [ConfirmationForm::Current, ConfirmationForm::Sms2007] {
+            let req =
+                RegistrationRequest::sign(data(RequestType::Confirmation, form), &key, Some(proxy))
+                    .unwrap();
+            assert_eq!(req.signer_smsid, Some(proxy), "{form:?}");
+        }
     }
 }

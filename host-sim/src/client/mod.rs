@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::config::{SignatureHash, SiteMode};
+use mpagent_core::config::{SignatureHash, SiteGeneration, SiteMode};
 use mpagent_core::io::{self, Progress, RegisterOptions};
 use mpagent_core::wire::registration::AgentType;
 
@@ -69,15 +69,20 @@ pub struct ClientOptions {
     pub mode: SiteMode,
     /// Native mode: the provisioned certificate, key and CA ([`tls`]).
     pub pki: Option<PkiFiles>,
-    /// The hash the site expects in every signature: SHA-256 with `HashAlgorithm` (the default),
-    /// or SHA-1 without it (ConfigMgr 2007-style sites; RSA keys only, else refused at start-up
-    /// with [`session::SignatureHashError`]).
-    pub signature_hash: SignatureHash,
+    /// The site's generation (`--site-generation`): how it numbers registration status, names
+    /// report attachments and takes confirmations, and the hash [`Self::signature_hash`]
+    /// defaults to.
+    pub site_generation: SiteGeneration,
+    /// The hash the site expects in every signature: SHA-256 with `HashAlgorithm`, or SHA-1
+    /// without it (ConfigMgr 2007-style sites; RSA keys only, else refused at start-up with
+    /// [`session::SignatureHashError`]). `None`: the generation's default for the client's key
+    /// ([`SiteGeneration::default_signature_hash`]: SHA-1 for RSA on 2007 sites, else SHA-256).
+    pub signature_hash: Option<SignatureHash>,
 }
 
 impl ClientOptions {
-    /// Mixed-mode options with the defaults of `client register`: P-256, SHA-256, return when
-    /// pending, four failures.
+    /// Mixed-mode options with the defaults of `client register`: P-256, a current site (so
+    /// SHA-256), return when pending, four failures.
     pub fn mixed(mp_url: &str, site_code: &str, state_dir: PathBuf, name: &str) -> Self {
         ClientOptions {
             mp_url: mp_url.into(),
@@ -90,7 +95,8 @@ impl ClientOptions {
             key: KeyKind::P256,
             mode: SiteMode::Mixed,
             pki: None,
-            signature_hash: SignatureHash::Sha256,
+            site_generation: SiteGeneration::Current,
+            signature_hash: None,
         }
     }
 

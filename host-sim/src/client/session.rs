@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use mpagent_core::config::{AgentConfig, ConfigError, SignatureHash, SiteMode};
+use mpagent_core::config::{AgentConfig, ConfigError, SignatureHash, SiteGeneration, SiteMode};
 use mpagent_core::io::Connector;
 use mpagent_core::sign::{SignatureScheme, SiteHashSigner};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -128,8 +128,11 @@ impl Session {
                     tls::NATIVE_CERT_FILE
                 );
                 // A new identity of a kind the hash refuses is not made at all.
-                if !state_dir.path().join(state::KEY_FILE).exists() {
-                    check_hash(opts.signature_hash, opts.key)?;
+                if let (false, Some(hash)) = (
+                    state_dir.path().join(state::KEY_FILE).exists(),
+                    opts.signature_hash,
+                ) {
+                    check_hash(hash, opts.key)?;
                 }
                 let identity =
                     state_dir.load_or_create_identity_with(&opts.name, unix_now(), opts.key)?;
@@ -163,8 +166,9 @@ impl Session {
             cert_der,
             created,
         } = identity;
+        let hash = signature_hash(opts.site_generation, opts.signature_hash, signer.kind());
         let identity = SessionIdentity {
-            signer: site_hash(signer, opts.signature_hash)?,
+            signer: site_hash(signer, hash)?,
             cert_der,
             created,
         };
@@ -193,6 +197,23 @@ fn check_mode(opts: &ClientOptions) -> Result<(), NativeConfigError> {
     }
 }
 
+/// The hash a key of `key` signs with: the one asked for, else the site generation's default
+/// for that key (shared by the client and the ISV proxy).
+pub fn signature_hash(
+    generation: SiteGeneration,
+    asked: Option<SignatureHash>,
+    key: KeyKind,
+) -> SignatureHash {
+    asked.unwrap_or_else(|| generation.default_signature_hash(scheme_of(key)))
+}
+
+fn scheme_of(key: KeyKind) -> SignatureScheme {
+    match key {
+        KeyKind::P256 => SignatureScheme::EcdsaP256Sha256,
+        KeyKind::Rsa2048 => SignatureScheme::RsaPkcs1Sha256,
+    }
+}
+
 /// The one place a client's signer is bound to the site's hash (spec §4, §6).
 fn site_hash(
     signer: ClientSigner,
@@ -204,11 +225,7 @@ fn site_hash(
 
 /// [`site_hash`]'s check for a key not made yet.
 fn check_hash(hash: SignatureHash, key: KeyKind) -> Result<(), SignatureHashError> {
-    let scheme = match key {
-        KeyKind::P256 => SignatureScheme::EcdsaP256Sha256,
-        KeyKind::Rsa2048 => SignatureScheme::RsaPkcs1Sha256,
-    };
-    hash.check(scheme)
+    hash.check(scheme_of(key))
         .map_err(|error| SignatureHashError { error, key })
 }
 
@@ -237,8 +254,9 @@ fn validate_config<'a>(opts: &'a ClientOptions, fqdn: &'a str) -> Result<AgentCo
         }
         .into());
     }
-    AgentConfig::new(&opts.site_code, opts.mode, &opts.mp_url, &opts.name, fqdn).map_err(
-        |e| match e {
+    AgentConfig::new(&opts.site_code, opts.mode, &opts.mp_url, &opts.name, fqdn)
+        .map(|c| c.with_site_generation(opts.site_generation))
+        .map_err(|e| match e {
             ConfigError::SchemeDoesNotMatchMode if opts.mode == SiteMode::Native => {
                 anyhow::Error::from(NativeConfigError::NativeNeedsHttps {
                     url: opts.mp_url.clone(),
@@ -272,7 +290,6 @@ fn validate_config<'a>(opts: &'a ClientOptions, fqdn: &'a str) -> Result<AgentCo
                 value: fqdn.to_string(),
             }
             .into(),
-            e => anyhow!("invalid configuration: {e:?}"),
-        },
-    )
+            e => anyhow!("invalid configuration: {e}"),
+        })
 }

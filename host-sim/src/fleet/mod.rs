@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
 use mpagent_core::agent::signed::{MessageParams, MessageSigner, SignedMessage};
-use mpagent_core::config::{AgentConfig, SiteMode};
+use mpagent_core::config::{AgentConfig, SiteGeneration, SiteMode};
 use mpagent_core::guid::Guid;
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
 use mpagent_core::io::{self, RegisterOptions};
-use mpagent_core::sign::P256Signer;
+use mpagent_core::sign::{P256Signer, SiteHashSigner};
 
 use crate::client::state::{ClientSigner, KeyKind};
 use crate::sign::{generate_rsa_keys, HostP256Signer, HostRsaSigner};
@@ -103,6 +103,9 @@ pub struct FleetOptions {
     /// The appliances' key kind (through a proxy: the in-process proxy's kind, which its
     /// device keys follow).
     pub key: KeyKind,
+    /// The site's generation the appliances (or the in-process proxy) talk to; their hash is
+    /// its default for their key.
+    pub site_generation: SiteGeneration,
 }
 
 /// Most distinct RSA keys an RSA fleet makes ahead (about 30 s on 2 cores); more appliances
@@ -279,7 +282,9 @@ pub async fn run(opts: FleetOptions) -> Result<FleetSummary> {
         (Some(ProxyTarget::InProcess), None) => {
             let dir = tempfile::tempdir()?;
             let server = start_local_mp(dir.path(), opts.concurrency).await?;
-            let summary = match start_local_proxy_with(dir.path(), &server, opts.key).await {
+            let proxy =
+                start_local_proxy_for(dir.path(), &server, opts.key, opts.site_generation).await;
+            let summary = match proxy {
                 Ok(proxy) => {
                     let ahead = Instant::now();
                     let n = keys_ahead(&opts);
@@ -362,12 +367,23 @@ pub async fn start_local_proxy_with(
     mp: &MpServer,
     key: KeyKind,
 ) -> Result<ProxyHandle> {
+    start_local_proxy_for(dir, mp, key, SiteGeneration::Current).await
+}
+
+/// [`start_local_proxy_with`] for a site of `generation`.
+pub async fn start_local_proxy_for(
+    dir: &std::path::Path,
+    mp: &MpServer,
+    key: KeyKind,
+    generation: SiteGeneration,
+) -> Result<ProxyHandle> {
     let state = dir.join("fleet-proxy");
     let exported = isv::export_cert_with(&state, &dir.join("fleet-proxy.cer"), PROXY_NAME, key)?;
     crate::mp::db::SiteDb::open(dir.join(SITE_DB_FILE))?.import_cert(&exported.cert_der)?;
     let mut opts = ProxyOptions::new(&mp.url(), DEFAULT_SITE_CODE, state);
     opts.name = PROXY_NAME.into();
     opts.key = key;
+    opts.site_generation = generation;
     isv::start(opts, SocketAddr::from(([127, 0, 0, 1], 0))).await
 }
 
@@ -388,7 +404,7 @@ pub async fn run_against(url: &str, opts: &FleetOptions) -> Result<FleetSummary>
         "FLT0000000",
         "FLT0000000.local",
     )
-    .map_err(|e| anyhow!("invalid fleet configuration ({url}): {e:?}"))?;
+    .map_err(|e| anyhow!("invalid fleet configuration ({url}): {e}"))?;
     run_target(Target::Mp(url.to_string()), url, opts).await
 }
 
@@ -442,6 +458,7 @@ async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<
         let (counters, next, stop) = (counters.clone(), next.clone(), stop.clone());
         let (clients, m) = (opts.clients, opts.messages_per_client);
         let (key, rsa_keys) = (opts.key, rsa_keys.clone());
+        let generation = opts.site_generation;
         let handle = std::thread::Builder::new()
             .name(format!("fleet-{t}"))
             .spawn(move || -> Result<ThreadStats> {
@@ -460,6 +477,7 @@ async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<
                             counters: counters.clone(),
                             key,
                             rsa_keys: rsa_keys.clone(),
+                            generation,
                         };
                         let (next, stop, stats) = (next.clone(), stop.clone(), stats.clone());
                         set.spawn_local(async move {
@@ -576,6 +594,8 @@ struct Worker {
     key: KeyKind,
     /// RSA keys made ahead (empty for P-256 and through a proxy).
     rsa_keys: Arc<Vec<HostRsaSigner>>,
+    /// The site's generation.
+    generation: SiteGeneration,
 }
 
 /// Error kind of a `Debug` value: its text up to the first `(` / `{` of a payload that varies
@@ -651,7 +671,7 @@ impl Worker {
         };
         let fqdn = format!("{name}.fleet.local");
         let config = match AgentConfig::new(&self.site, SiteMode::Mixed, url, &name, &fqdn) {
-            Ok(c) => c,
+            Ok(c) => c.with_site_generation(self.generation),
             Err(e) => return stats.error(c, kind_of("config", &e)),
         };
         let mut connector = TcpConnector {
@@ -662,6 +682,11 @@ impl Worker {
         let t = Instant::now();
         let (signer, cert_der) = match self.identity(i, &name) {
             Ok(x) => x,
+            Err(e) => return stats.error(c, format!("identity: {e}")),
+        };
+        let hash = crate::client::session::signature_hash(self.generation, None, signer.kind());
+        let signer = match SiteHashSigner::new(signer, hash) {
+            Ok(s) => s,
             Err(e) => return stats.error(c, format!("identity: {e}")),
         };
         stats.identity_us.push(micros(t.elapsed()));

@@ -10,7 +10,7 @@ use super::protocol::Frame;
 use super::{export_cert_with, ProxyOptions, DEFAULT_NAME};
 use crate::client::state::KeyKind;
 use crate::client::PkiFiles;
-use mpagent_core::config::{SignatureHash, SiteMode};
+use mpagent_core::config::{SignatureHash, SiteGeneration, SiteMode};
 
 /// `mpagent-sim proxy …`.
 #[derive(Subcommand, Debug)]
@@ -70,10 +70,14 @@ pub struct SiteArgs {
     /// Mixed mode: key of a new identity, p256 (our profile) or rsa2048 (what real sites take).
     #[arg(long, value_enum, default_value_t = KeyKind::P256)]
     key: KeyKind,
-    /// sha256 (with HashAlgorithm, current sites) or sha1 (no HashAlgorithm, the ConfigMgr 2007
-    /// form; RSA keys only).
-    #[arg(long, value_enum, default_value_t = HashArg::Sha256)]
-    hash: HashArg,
+    /// The site's generation, 2007 or current: how it numbers registration status and takes
+    /// confirmations, for the proxy and its devices, and the default --hash.
+    #[arg(long, default_value_t = SiteGeneration::Current)]
+    site_generation: SiteGeneration,
+    /// sha256 (with HashAlgorithm) or sha1 (no HashAlgorithm, the ConfigMgr 2007 form; RSA keys
+    /// only). Default: sha1 for an RSA key on a 2007 site, else sha256.
+    #[arg(long, value_enum)]
+    hash: Option<HashArg>,
     /// Native mode (HTTPS; give all three of --cert, --key-file, --ca): the proxy's CA-issued
     /// certificate (`pki issue --kind proxy`).
     #[arg(long)]
@@ -95,14 +99,22 @@ pub enum HashArg {
     Sha1,
 }
 
+impl HashArg {
+    /// The core's setting.
+    pub fn hash(self) -> SignatureHash {
+        match self {
+            Self::Sha256 => SignatureHash::Sha256,
+            Self::Sha1 => SignatureHash::Sha1,
+        }
+    }
+}
+
 impl SiteArgs {
     /// Apply to `opts` (native mode when the certificate files are given).
     fn apply(self, opts: &mut ProxyOptions) -> Result<()> {
         opts.key = self.key;
-        opts.signature_hash = match self.hash {
-            HashArg::Sha256 => SignatureHash::Sha256,
-            HashArg::Sha1 => SignatureHash::Sha1,
-        };
+        opts.site_generation = self.site_generation;
+        opts.signature_hash = self.hash.map(HashArg::hash);
         match (self.cert, self.key_file, self.ca) {
             (None, None, None) => {}
             (Some(cert), Some(key), Some(ca)) => {

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::config::{AgentConfig, ConfigError, SignatureHash, SiteMode};
+use mpagent_core::config::{AgentConfig, ConfigError, SignatureHash, SiteGeneration, SiteMode};
 use mpagent_core::guid::Smsid;
 use mpagent_core::io::{self, AttemptFailure, RegisterError, RegisterOptions};
 use mpagent_core::sign::SiteHashSigner;
@@ -76,9 +76,13 @@ pub struct ProxyOptions {
     /// Native mode: the proxy's CA-issued certificate, its key and the CA (`pki issue --kind
     /// proxy`), checked at start-up exactly as a native client's are.
     pub pki: Option<PkiFiles>,
+    /// The site's generation: how it numbers registration status and takes confirmations (for
+    /// the proxy and its devices), and the hash [`Self::signature_hash`] defaults to.
+    pub site_generation: SiteGeneration,
     /// The hash the site expects (SHA-1 without `HashAlgorithm` for ConfigMgr 2007-style sites;
     /// RSA keys only). It applies to everything the proxy signs, for itself and its devices.
-    pub signature_hash: SignatureHash,
+    /// `None`: the generation's default for the proxy's key.
+    pub signature_hash: Option<SignatureHash>,
     /// Threads serving devices (each its own runtime; devices are served concurrently on all).
     pub workers: usize,
 }
@@ -100,7 +104,8 @@ impl ProxyOptions {
             key: KeyKind::P256,
             mode: SiteMode::Mixed,
             pki: None,
-            signature_hash: SignatureHash::Sha256,
+            site_generation: SiteGeneration::Current,
+            signature_hash: None,
             workers: default_workers(),
         }
     }
@@ -114,6 +119,11 @@ impl ProxyOptions {
         }
     }
 
+    /// The hash a key of `key` signs with ([`crate::client::session::signature_hash`]).
+    pub fn hash_for(&self, key: KeyKind) -> SignatureHash {
+        crate::client::session::signature_hash(self.site_generation, self.signature_hash, key)
+    }
+
     /// The FQDN the proxy reports.
     pub fn fqdn(&self) -> String {
         format!("{}.local", self.name)
@@ -122,18 +132,20 @@ impl ProxyOptions {
     /// The core's configuration for a sender named `name`/`fqdn` (the proxy or a device). A
     /// scheme that does not fit the mode is the same [`NativeConfigError`] a client reports.
     pub fn config<'a>(&'a self, name: &'a str, fqdn: &'a str) -> Result<AgentConfig<'a>> {
-        AgentConfig::new(&self.site_code, self.mode, &self.mp_url, name, fqdn).map_err(|e| {
-            let url = self.mp_url.clone();
-            match (e, self.mode) {
-                (ConfigError::SchemeDoesNotMatchMode, SiteMode::Native) => {
-                    NativeConfigError::NativeNeedsHttps { url }.into()
+        AgentConfig::new(&self.site_code, self.mode, &self.mp_url, name, fqdn)
+            .map(|c| c.with_site_generation(self.site_generation))
+            .map_err(|e| {
+                let url = self.mp_url.clone();
+                match (e, self.mode) {
+                    (ConfigError::SchemeDoesNotMatchMode, SiteMode::Native) => {
+                        NativeConfigError::NativeNeedsHttps { url }.into()
+                    }
+                    (ConfigError::SchemeDoesNotMatchMode, SiteMode::Mixed) => {
+                        NativeConfigError::MixedNeedsHttp { url }.into()
+                    }
+                    (e, _) => anyhow!("invalid proxy configuration ({url}): {e}"),
                 }
-                (ConfigError::SchemeDoesNotMatchMode, SiteMode::Mixed) => {
-                    NativeConfigError::MixedNeedsHttp { url }.into()
-                }
-                (e, _) => anyhow!("invalid proxy configuration ({url}): {e:?}"),
-            }
-        })
+            })
     }
 }
 
@@ -185,8 +197,9 @@ impl ProxyLink {
             );
             let identity =
                 state_dir.load_or_create_identity_with(&opts.name, unix_now(), opts.key)?;
+            let hash = opts.hash_for(identity.signer.kind());
             return Ok(ProxyLink {
-                signer: site_hash(identity.signer, opts.signature_hash)?,
+                signer: site_hash(identity.signer, hash)?,
                 cert_der: identity.cert_der,
                 tcp,
                 tls: None,
@@ -203,8 +216,9 @@ impl ProxyLink {
         // A new certificate is a new proxy to the site: its old registration does not carry over.
         tls::bind_registration(&state_dir, &cert_der)?;
         let tls = TlsConnector::new(tcp.clone(), tls::client_config(&ca, chain, key)?)?;
+        let hash = opts.hash_for(signer.kind());
         Ok(ProxyLink {
-            signer: site_hash(signer, opts.signature_hash)?,
+            signer: site_hash(signer, hash)?,
             cert_der,
             tcp,
             tls: Some(tls),
@@ -234,7 +248,7 @@ fn site_hash(signer: ClientSigner, hash: SignatureHash) -> Result<SiteHashSigner
         ConfigError::Sha1NeedsRsa => {
             anyhow!("SHA-1 signatures (no HashAlgorithm) need an RSA key; the proxy's key is P-256")
         }
-        e => anyhow!("{e:?}"),
+        e => anyhow!("{e}"),
     })
 }
 

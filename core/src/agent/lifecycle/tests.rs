@@ -442,3 +442,40 @@ fn a_new_identity_after_certificate_reset_registers_at_once_under_the_smsid_held
         Action::Register(RequestType::Registration, Some(id(7)))
     );
 }
+
+#[test]
+fn the_site_generation_decides_what_a_status_2_to_a_confirmation_means() {
+    let code_2 = RegistrationResponse {
+        code: 2,
+        ..reply(RegistrationStatus::RetryLater, None)
+    };
+    let start = UnixTime(1_000);
+    for (generation, resets) in [
+        (SiteGeneration::Sms2007, false),
+        (SiteGeneration::Current, true),
+    ] {
+        // No reports due: the confirmation is the first action.
+        let quiet = Schedule {
+            heartbeat_secs: 0,
+            inventory_secs: 0,
+            policy_secs: 0,
+            ..Schedule::default()
+        };
+        let mut agent = Agent::new(RegistrationState::Registered(id(1)), quiet, 0, start);
+        agent.skip_online_status();
+        agent.set_site_generation(generation);
+        assert_eq!(agent.site_generation(), generation);
+        assert_eq!(
+            agent.poll(start),
+            Action::Register(RequestType::Confirmation, Some(id(1)))
+        );
+        let event = agent.on_registration_reply(start, &code_2);
+        if resets {
+            assert!(matches!(event, RegistrationEvent::Reset(_)), "{event:?}");
+            assert_eq!(agent.registration(), RegistrationState::Unregistered);
+        } else {
+            assert!(matches!(event, RegistrationEvent::RetryAt(_)), "{event:?}");
+            assert_eq!(agent.registration(), RegistrationState::Pending(id(1)));
+        }
+    }
+}
