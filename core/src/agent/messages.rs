@@ -12,11 +12,12 @@
 //! ```
 
 use crate::agent::signed::{MessageParams, MessageSigner, SignedMessage, SignedMessageError};
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, AttachmentNaming};
 use crate::guid::{Guid, Smsid};
 use crate::http::request::RequestHead;
 use crate::sign::{SignError, Signer, MAX_SIGNATURE_LEN};
 use crate::sink::{Emit, Overflow, Sink};
+use crate::store::Endpoint;
 use crate::time::UnixTime;
 use crate::wire::header::{endpoint, ReplyMode};
 use crate::wire::policy::{
@@ -220,6 +221,29 @@ impl Emit for PolicyBodyRequest<'_> {
             ("ClientTokenSignature", self.signature_hex.as_str()),
         ];
         RequestHead::get(&self.path, self.host, Some(self.port), &extra).emit(out)
+    }
+}
+
+/// Whether reports to `endpoint` travel as body + attachment (discovery and inventory: real MPs
+/// read those from the attachment, docs/protocol.md §5) rather than as one body.
+pub fn travels_attached(endpoint: Endpoint) -> bool {
+    matches!(endpoint, Endpoint::Ddr | Endpoint::Hinv)
+}
+
+/// The `Name` of a report's attachment: the inventory action ID in the ConfigMgr 2007 form, a
+/// GUID of the message's own in the captured current-branch form (docs/protocol.md §5 leaves which one a
+/// given MP insists on open: the site generation decides).
+pub fn attachment_name(naming: AttachmentNaming, endpoint: Endpoint, message_id: Guid) -> Guid {
+    use crate::wire::report::ReportKind as Kind;
+    let action = match endpoint {
+        Endpoint::Hinv => Kind::HardwareInventory,
+        _ => Kind::Discovery,
+    };
+    match naming {
+        AttachmentNaming::InventoryActionId => {
+            Guid::parse(action.inventory_action_id().as_bytes()).unwrap_or(message_id)
+        }
+        AttachmentNaming::MessageId => message_id,
     }
 }
 

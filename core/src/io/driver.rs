@@ -15,7 +15,8 @@ use super::{attempt, fetch_policy_body, request_policy, send_message, AttemptFai
 use super::{Clock, Connector, FetchError, PolicyRequestError, SendError};
 use crate::agent::lifecycle::{Action, Agent, Failure, PolicyOutcome, Queued, Refusal, ReportKind};
 use crate::agent::messages::{
-    request_assignments, sign_message, PolicyBodyRequest, PolicyGetError,
+    attachment_name, request_assignments, sign_message, travels_attached, PolicyBodyRequest,
+    PolicyGetError,
 };
 use crate::agent::outbound::{Post, PostParams};
 use crate::agent::registration::{
@@ -23,7 +24,7 @@ use crate::agent::registration::{
 };
 use crate::agent::signed::{MessageParams, MessageSigner, SignedMessage, SignedMessageError};
 use crate::agent::smsid_rewrite::SmsidRewrite;
-use crate::config::{AgentConfig, AttachmentNaming};
+use crate::config::AgentConfig;
 use crate::guid::{Guid, Smsid};
 use crate::sign::SignError;
 use crate::sink::{Emit, Overflow, Sink};
@@ -673,12 +674,13 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 _ => &body,
             };
             // Discovery and inventory go as body + attachment (spec §5); the rest as one body.
-            let framed = match meta.endpoint {
-                Endpoint::Ddr | Endpoint::Hinv => Some(
+            let framed = if travels_attached(meta.endpoint) {
+                Some(
                     AttachedReport::new(emit)
                         .map_err(|_| DriverError::Sign(SignedMessageError::Body))?,
-                ),
-                _ => None,
+                )
+            } else {
+                None
             };
             let signed = match &framed {
                 Some(report) => SignedMessage::new_attached(
@@ -897,23 +899,6 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         }
         self.agent.set_queued(self.store.len());
         Ok(())
-    }
-}
-
-/// The `Name` of a report's attachment: the inventory action ID in the ConfigMgr 2007 form, a
-/// GUID of the message's own in the captured current-branch form (spec §5 leaves which one a
-/// given MP insists on open: the site generation decides).
-fn attachment_name(naming: AttachmentNaming, endpoint: Endpoint, message_id: Guid) -> Guid {
-    use crate::wire::report::ReportKind as Kind;
-    let action = match endpoint {
-        Endpoint::Hinv => Kind::HardwareInventory,
-        _ => Kind::Discovery,
-    };
-    match naming {
-        AttachmentNaming::InventoryActionId => {
-            Guid::parse(action.inventory_action_id().as_bytes()).unwrap_or(message_id)
-        }
-        AttachmentNaming::MessageId => message_id,
     }
 }
 

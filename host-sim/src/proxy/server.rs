@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use mpagent_core::agent::messages::{request_assignments, sign_message, MessageBody};
+use mpagent_core::agent::messages::{
+    attachment_name, request_assignments, sign_message, travels_attached, MessageBody,
+};
 use mpagent_core::agent::registration::{
     Registrant, Registrar, RegistrationState, SigningIdentity,
 };
@@ -25,10 +27,12 @@ use mpagent_core::io::{
     self, AttemptFailure, PolicyRequestError, Progress, RegisterError, RegisterOptions, SendError,
 };
 use mpagent_core::sink::Overflow;
+use mpagent_core::store::Endpoint;
 use mpagent_core::wire::clientauth::ClientIdSignature;
 use mpagent_core::wire::report::{
     InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity, ReportType, ReportVersion,
 };
+use mpagent_core::wire::report_framing::AttachedReport;
 use mpagent_core::wire::state_message::StateMessage;
 use mpagent_core::wire::status::StatusMessage;
 use tokio::net::{TcpListener, TcpStream};
@@ -364,10 +368,9 @@ impl mpagent_core::wire::report::InstanceSource for PairsInventory<'_> {
 
 fn send_error(e: SendError) -> Frame {
     match e {
-        SendError::Transport(k) => Frame::error(
-            code::MP_UNAVAILABLE,
-            format!("the MP is unreachable: {k:?}"),
-        ),
+        SendError::Transport(k) => {
+            Frame::error(code::MP_UNAVAILABLE, format!("the MP is unreachable: {k}"))
+        }
         SendError::Status(s) => Frame::error(
             code::MP_REFUSED,
             format!("the MP refused the message (HTTP {s})"),
@@ -496,13 +499,13 @@ impl Proxy {
             Err(RegisterError::GaveUp(AttemptFailure::Transport(k))) => {
                 return Ok(Frame::error(
                     code::MP_UNAVAILABLE,
-                    format!("the MP is unreachable: {k:?}"),
+                    format!("the MP is unreachable: {k}"),
                 ))
             }
             Err(e) => {
                 return Ok(Frame::error(
                     code::MP_REFUSED,
-                    format!("registration failed: {e:?}"),
+                    format!("registration failed: {e}"),
                 ))
             }
         };
@@ -535,7 +538,7 @@ impl Proxy {
         };
         let client_id = match ClientIdSignature::compute(&self.link.signer, smsid) {
             Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e:?}")),
+            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e}")),
         };
         let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
         let message_id = Guid::random(&mut rand_core::OsRng);
@@ -543,8 +546,11 @@ impl Proxy {
         let mut rendered = Vec::new();
         let rendered = match render_once(body, &mut rendered) {
             Ok(r) => r,
-            Err(e) => {
-                return Frame::error(code::INVALID, format!("the data cannot be sent: {e:?}"))
+            Err(_) => {
+                return Frame::error(
+                    code::INVALID,
+                    "the data cannot be sent: the message could not be written out",
+                )
             }
         };
         let params = MessageParams {
@@ -553,11 +559,35 @@ impl Proxy {
             message_id,
             now: unix_now(),
         };
-        let msg = match SignedMessage::new(&config, &signer, params, &rendered) {
+        // Discovery and inventory go as body + attachment, as real MPs read them (the same rule
+        // and naming as the agent's own: `mpagent_core::agent::messages`).
+        let endpoint = Endpoint::from_name(body.endpoint());
+        let framed = match endpoint.filter(|e| travels_attached(*e)) {
+            Some(_) => match AttachedReport::new(&rendered) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    return Frame::error(code::INVALID, format!("the data cannot be sent: {e}"))
+                }
+            },
+            None => None,
+        };
+        let signed = match (&framed, endpoint) {
+            (Some(report), Some(endpoint)) => SignedMessage::new_attached(
+                &config,
+                &signer,
+                params,
+                report,
+                attachment_name(
+                    config.site_generation.attachment_naming(),
+                    endpoint,
+                    message_id,
+                ),
+            ),
+            _ => SignedMessage::new(&config, &signer, params, &rendered),
+        };
+        let msg = match signed {
             Ok(m) => m,
-            Err(e) => {
-                return Frame::error(code::INVALID, format!("the data cannot be sent: {e:?}"))
-            }
+            Err(e) => return Frame::error(code::INVALID, format!("the data cannot be sent: {e}")),
         };
         let mut connector = self.link.connector();
         let mut buf = Buffer::take(EXCHANGE_BUFFER);
@@ -602,7 +632,7 @@ impl Proxy {
                     .collect();
                 let site = match mpagent_core::config::SiteCode::new(&self.opts.site_code) {
                     Ok(s) => s,
-                    Err(e) => return Frame::error(code::INTERNAL, format!("{e:?}")),
+                    Err(e) => return Frame::error(code::INTERNAL, format!("{e}")),
                 };
                 let status = StatusMessage {
                     message_type,
@@ -636,7 +666,7 @@ impl Proxy {
         };
         let client_id = match ClientIdSignature::compute(&self.link.signer, smsid) {
             Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e:?}")),
+            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e}")),
         };
         let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
         let request = request_assignments(&config, smsid);
@@ -648,7 +678,7 @@ impl Proxy {
             unix_now(),
         ) {
             Ok(m) => m,
-            Err(e) => return Frame::error(code::INTERNAL, format!("{e:?}")),
+            Err(e) => return Frame::error(code::INTERNAL, format!("{e}")),
         };
         let mut connector = self.link.connector();
         let mut buf = Buffer::take(EXCHANGE_BUFFER * 4);
@@ -668,8 +698,10 @@ impl Proxy {
         .await;
         match result {
             Ok(_) => Frame::PolicyList { policies },
+            // A real MP with nothing for the device yet answers with an empty body.
+            Err(PolicyRequestError::EmptyReply) => Frame::PolicyList { policies },
             Err(PolicyRequestError::Send(e)) => send_error(e),
-            Err(e) => Frame::error(code::MP_REFUSED, format!("policy request failed: {e:?}")),
+            Err(e) => Frame::error(code::MP_REFUSED, format!("policy request failed: {e}")),
         }
     }
 }
