@@ -337,7 +337,7 @@ pub fn report_of(
     match body.attachments.as_slice() {
         [] if strict => Err(Rejection::new(format!(
             "{what} sent as a single body: a real MP answers 200 and drops it (discovery and \
-             inventory travel as body + attachment, wire.md §5)"
+             inventory travel as body + attachment, docs/protocol.md §5)"
         ))
         .quietly()),
         [] => Ok(body),
