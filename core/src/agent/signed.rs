@@ -16,12 +16,13 @@ use crate::agent::registration::SigningIdentity;
 use crate::config::AgentConfig;
 use crate::guid::{Guid, Smsid};
 use crate::http::request::RequestHead;
+use crate::sign::hash::Digest;
 use crate::sign::SignError;
+use crate::sign::SignatureBytes;
 use crate::sink::{emitted_len, Checkpoint, CountingSink, Emit, Overflow, Sink};
 use crate::time::{DateTime, UnixTime};
 use crate::wire::clientauth::{
-    payload_signature, payload_signature_attached, ClientAuthHook, ClientIdSignature,
-    PayloadSignError,
+    payload_digest_attached, payload_digest_with, ClientAuthHook, ClientIdSignature, PayloadDigest,
 };
 use crate::wire::header::{AttachmentRange, MsgHeader, ReplyMode};
 use crate::wire::multipart::{Envelope, CONTENT_TYPE};
@@ -169,6 +170,9 @@ impl<'a> SignedMessage<'a> {
         Self::build(config, signer, params, report, Some(range))
     }
 
+    // Hashing the body and assembling the message each run in a frame of their own (out of
+    // line): only this small frame and the signature sit under the signing chain, which is the
+    // deepest stack of every board phase.
     fn build(
         config: &AgentConfig<'a>,
         signer: &MessageSigner<'a>,
@@ -176,20 +180,66 @@ impl<'a> SignedMessage<'a> {
         body: &'a dyn Emit,
         attachment: Option<AttachmentRange>,
     ) -> Result<Self, SignedMessageError> {
-        // One pass hashes (with the signer's hash) and counts the body.
-        let signed = match attachment {
-            None => payload_signature(signer.identity.signer, body),
-            Some(_) => payload_signature_attached(signer.identity.signer, body),
-        };
-        let (payload_signature, digest) = signed.map_err(|e| match e {
-            PayloadSignError::Sign(e) => SignedMessageError::Sign(e),
-            _ => SignedMessageError::Body,
-        })?;
+        let digest = Self::digest(signer, body, attachment.is_some())?;
+        // Signed into a slot of this frame: a signature returned by value is copied through
+        // several temporaries here, each as large as the longest signature.
+        let mut payload_signature =
+            SignatureBytes::from_slice(&[]).ok_or(SignedMessageError::Body)?;
+        Self::sign_into(signer, &digest.digest, &mut payload_signature)?;
+        Self::assemble(
+            config,
+            signer,
+            params,
+            body,
+            attachment,
+            &payload_signature,
+            digest.body_len,
+        )
+    }
+
+    #[inline(never)]
+    fn sign_into(
+        signer: &MessageSigner<'a>,
+        digest: &Digest,
+        out: &mut SignatureBytes,
+    ) -> Result<(), SignedMessageError> {
+        *out = crate::sign::hash::sign_digest(signer.identity.signer, digest)
+            .map_err(SignedMessageError::Sign)?;
+        Ok(())
+    }
+
+    /// One pass hashes (with the signer's hash) and counts the body.
+    #[inline(never)]
+    fn digest(
+        signer: &MessageSigner<'a>,
+        body: &'a dyn Emit,
+        attached: bool,
+    ) -> Result<PayloadDigest, SignedMessageError> {
+        let hash = signer.identity.signer.signature_hash();
+        if attached {
+            payload_digest_attached(body, hash)
+        } else {
+            payload_digest_with(body, hash)
+        }
+        .map_err(|_| SignedMessageError::Body)
+    }
+
+    /// The message around the signed body: hook, header fields and the counted layout.
+    #[inline(never)]
+    fn assemble(
+        config: &AgentConfig<'a>,
+        signer: &MessageSigner<'a>,
+        params: MessageParams<'a>,
+        body: &'a dyn Emit,
+        attachment: Option<AttachmentRange>,
+        payload_signature: &SignatureBytes,
+        body_len: usize,
+    ) -> Result<Self, SignedMessageError> {
         let hook = ClientAuthHook {
             auth_sender_machine: config.netbios_name,
             signing_cert_der: signer.identity.cert_der,
             client_id_signature: signer.client_id.signature(),
-            payload_signature,
+            payload_signature: *payload_signature,
             hash_algorithm_oid: crate::sign::hash_algorithm_oid(signer.identity.signer),
             proxy_smsid: signer.proxy_smsid,
         };
@@ -206,7 +256,7 @@ impl<'a> SignedMessage<'a> {
             body,
             layout: Layout {
                 body_start: 0,
-                body_len: digest.body_len,
+                body_len,
                 content_length: 0,
                 attached: attachment.is_some(),
             },
@@ -216,7 +266,7 @@ impl<'a> SignedMessage<'a> {
         let (host, port) = (msg.target_host, msg.port);
         msg.layout = Layout::new(
             &msg.header(),
-            digest.body_len,
+            body_len,
             msg.attachment.is_some(),
             |content_length| {
                 emitted_len(&RequestHead::ccm_post(

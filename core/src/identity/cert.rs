@@ -1,10 +1,8 @@
 //! Building a self-signed X.509 v3 certificate into a caller buffer.
 
-use core::time::Duration;
-
 use der::asn1::{
-    AnyRef, BitStringRef, ContextSpecificRef, GeneralizedTime, ObjectIdentifier, OctetStringRef,
-    UintRef, UtcTime, Utf8StringRef,
+    AnyRef, BitStringRef, ContextSpecificRef, ObjectIdentifier, OctetStringRef, UintRef,
+    Utf8StringRef,
 };
 use der::{
     Decode, Encode, EncodeValue, FixedTag, Header, Length, Tag, TagMode, TagNumber, Tagged, Writer,
@@ -12,7 +10,9 @@ use der::{
 use sha2::Digest;
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
-use super::{CertError, CertParams, EKU_SMS_ENCRYPTION, EKU_SMS_SIGNING, MAX_COMMON_NAME_LEN};
+use super::{
+    CertError, CertParams, EKU_SMS_ENCRYPTION, EKU_SMS_SIGNING, MAX_CERT_TIME, MAX_COMMON_NAME_LEN,
+};
 use crate::sign::rsa::RSA_SPKI_DER_MAX_LEN;
 use crate::sign::{P256Signer, RsaSigner, SignatureScheme, Signer, MAX_SIGNATURE_LEN};
 use crate::time::UnixTime;
@@ -449,46 +449,70 @@ impl Encode for RawDer<'_> {
     }
 }
 
-/// X.509 `Time`: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 §4.1.2.5).
-enum Time {
-    Utc(UtcTime),
-    General(GeneralizedTime),
+/// X.509 `Time`: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 §4.1.2.5), as
+/// `YYMMDDHHMMSSZ` or `YYYYMMDDHHMMSSZ`. Encoded from the core's own calendar breakdown (which
+/// the request path links anyway) rather than der's date types, whose conversion from Unix
+/// seconds costs about 1 KB of flash on the boards.
+struct Time {
+    utc: bool,
+    digits: [u8; 15],
 }
 
 impl Time {
     fn new(t: UnixTime) -> Result<Self, CertError> {
-        let dt = der::DateTime::from_unix_duration(Duration::from_secs(t.0))
-            .map_err(|_| CertError::InvalidValidity)?;
-        if dt.year() < 2050 {
-            UtcTime::from_date_time(dt)
-                .map(Self::Utc)
-                .map_err(|_| CertError::InvalidValidity)
-        } else {
-            Ok(Self::General(GeneralizedTime::from_date_time(dt)))
+        let dt = t.to_datetime();
+        // `to_datetime` clamps its year: a time past 9999-12-31T23:59:59Z has no X.509 form.
+        if t > MAX_CERT_TIME {
+            return Err(CertError::InvalidValidity);
         }
+        let utc = dt.year < 2050;
+        let mut digits = [0u8; 15];
+        let fields = [
+            (dt.year / 100) as u8,
+            (dt.year % 100) as u8,
+            dt.month,
+            dt.day,
+            dt.hour,
+            dt.minute,
+            dt.second,
+        ];
+        // UTCTime drops the century.
+        let skip = usize::from(utc);
+        let mut end = 0;
+        for (pair, v) in digits.chunks_exact_mut(2).zip(fields.iter().skip(skip)) {
+            if let [hi, lo] = pair {
+                *hi = b'0' + v / 10;
+                *lo = b'0' + v % 10;
+            }
+            end += 2;
+        }
+        if let Some(z) = digits.get_mut(end) {
+            *z = b'Z';
+        }
+        Ok(Self { utc, digits })
+    }
+
+    fn value(&self) -> &[u8] {
+        let len = if self.utc { 13 } else { 15 };
+        self.digits.get(..len).unwrap_or(&self.digits)
     }
 }
 
 impl EncodeValue for Time {
     fn value_len(&self) -> der::Result<Length> {
-        match self {
-            Self::Utc(t) => t.value_len(),
-            Self::General(t) => t.value_len(),
-        }
+        Length::try_from(self.value().len())
     }
     fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
-        match self {
-            Self::Utc(t) => t.encode_value(writer),
-            Self::General(t) => t.encode_value(writer),
-        }
+        writer.write(self.value())
     }
 }
 
 impl Tagged for Time {
     fn tag(&self) -> Tag {
-        match self {
-            Self::Utc(_) => Tag::UtcTime,
-            Self::General(_) => Tag::GeneralizedTime,
+        if self.utc {
+            Tag::UtcTime
+        } else {
+            Tag::GeneralizedTime
         }
     }
 }

@@ -8,10 +8,14 @@
 //! each step in time (boards: `embassy_time::with_timeout`) bounds every exchange. A step cut
 //! short leaves the agent as it was; [`Driver::on_deadline`] then counts it as a failure.
 
+use core::pin::pin;
+
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{attempt, fetch_policy_body, request_policy, send_message, AttemptFailure};
+use super::{
+    attempt, fetch_policy_body, out_of_line, request_policy, send_message, AttemptFailure,
+};
 use super::{Clock, Connector, FetchError, PolicyRequestError, SendError};
 use crate::agent::lifecycle::{Action, Agent, Failure, PolicyOutcome, Queued, Refusal, ReportKind};
 use crate::agent::messages::{
@@ -444,6 +448,8 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
     /// Carry out the agent's next action.
     pub async fn step(&mut self) -> Result<Step, DriverError<F::Error>> {
         let now = self.clock.now();
+        // The action is kept in `in_flight` only: a copy held across the awaits below would
+        // sit in every step's future (the agent context boards budget).
         let action = self.agent.poll(now);
         self.in_flight = Some(action);
         match action {
@@ -451,17 +457,24 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 self.in_flight = None;
                 return Ok(Step::Idle(t));
             }
-            Action::Register(kind, smsid) => self.register(kind, smsid, now).await?,
+            // Each exchange is polled in a frame of its own: the step's frame then holds none
+            // of their locals under the signing chain that each of them runs.
+            Action::Register(kind, smsid) => {
+                out_of_line(pin!(self.register(kind, smsid, now))).await?
+            }
             Action::Queue {
                 kind,
                 smsid,
                 supersedes,
             } => self.queue(kind, smsid, supersedes, now)?,
-            Action::Deliver(smsid) => self.deliver(smsid).await?,
-            Action::PollPolicy(smsid) => self.poll_policy(smsid).await?,
+            Action::Deliver(smsid) => out_of_line(pin!(self.deliver(smsid))).await?,
+            Action::PollPolicy(smsid) => out_of_line(pin!(self.poll_policy(smsid))).await?,
         }
-        self.in_flight = None;
-        Ok(Step::Did(action))
+        // Only `on_deadline` empties it, and it cannot run while this step holds the driver.
+        Ok(match self.in_flight.take() {
+            Some(done) => Step::Did(done),
+            None => Step::Idle(now),
+        })
     }
 
     async fn register(
@@ -561,6 +574,9 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         self.host.event(&Event::NewIdentityMade);
     }
 
+    // Out of line: its record scratch and report builders stay out of the step's poll frame,
+    // which sits under every signing chain.
+    #[inline(never)]
     fn queue(
         &mut self,
         kind: ReportKind,
@@ -633,26 +649,15 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         Ok(())
     }
 
-    fn client_id(&mut self, smsid: Smsid) -> Result<ClientIdSignature, DriverError<F::Error>> {
-        if let Some(c) = self.client_id.as_ref().filter(|c| c.smsid() == smsid) {
-            return Ok(*c);
-        }
-        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
-        let c =
-            ClientIdSignature::compute(identity.signer, smsid).map_err(DriverError::ClientId)?;
-        self.client_id = Some(c);
-        Ok(c)
-    }
-
     async fn deliver(&mut self, smsid: Smsid) -> Result<(), DriverError<F::Error>> {
         let Some(msg) = self.store.peek()? else {
             self.agent.set_queued(0);
             return Ok(());
         };
         let meta = msg.meta;
-        let client_id = self.client_id(smsid)?;
         let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
-        let signer = MessageSigner::client(identity, &client_id);
+        let client_id = cached_client_id(&mut self.client_id, identity.signer, smsid)?;
+        let signer = MessageSigner::client(identity, client_id);
         // SentTime is restamped (the MP checks a window; the header is not signed); the message
         // ID stays the original one so that a retry is recognised.
         let params = MessageParams {
@@ -745,39 +750,44 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
     async fn poll_policy(&mut self, smsid: Smsid) -> Result<(), DriverError<F::Error>> {
         let config = self.device.config;
         let now = self.clock.now();
-        let client_id = self.client_id(smsid)?;
-        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
-        let signer = MessageSigner::client(identity, &client_id);
-        let request = request_assignments(config, smsid);
-        let signed = sign_message(config, &signer, &request, Guid::random(self.rng), now)
-            .map_err(DriverError::Sign)?;
-        let slots = &mut *self.buffers.policies;
         let mut kept = 0usize;
-        let answer = request_policy(
-            self.connector,
-            &signed,
-            self.buffers.exchange,
-            self.buffers.policy_scratch,
-            &mut |a| {
-                let Some(slot) = slots.get_mut(kept) else {
-                    return;
-                };
-                let Ok(hash) = a.sha256() else {
-                    warn!("a policy assignment with a malformed PolicyHash was skipped");
-                    return;
-                };
-                if copy_text(&a.policy_id, &mut slot.id)
-                    && copy_text(&a.policy_version, &mut slot.version)
-                    && copy_text(&a.location, &mut slot.location)
-                {
-                    slot.hash = hash;
-                    kept += 1;
-                } else {
-                    warn!("a policy assignment too long to keep was skipped");
-                }
-            },
-        )
-        .await;
+        // The request and its signature are gone before the body fetches below: what an await
+        // point holds stays in the step's future.
+        let answer = {
+            let identity =
+                signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+            let client_id = cached_client_id(&mut self.client_id, identity.signer, smsid)?;
+            let signer = MessageSigner::client(identity, client_id);
+            let request = request_assignments(config, smsid);
+            let signed = sign_message(config, &signer, &request, Guid::random(self.rng), now)
+                .map_err(DriverError::Sign)?;
+            let slots = &mut *self.buffers.policies;
+            request_policy(
+                self.connector,
+                &signed,
+                self.buffers.exchange,
+                self.buffers.policy_scratch,
+                &mut |a| {
+                    let Some(slot) = slots.get_mut(kept) else {
+                        return;
+                    };
+                    let Ok(hash) = a.sha256() else {
+                        warn!("a policy assignment with a malformed PolicyHash was skipped");
+                        return;
+                    };
+                    if copy_text(&a.policy_id, &mut slot.id)
+                        && copy_text(&a.policy_version, &mut slot.version)
+                        && copy_text(&a.location, &mut slot.location)
+                    {
+                        slot.hash = hash;
+                        kept += 1;
+                    } else {
+                        warn!("a policy assignment too long to keep was skipped");
+                    }
+                },
+            )
+            .await
+        };
         let now = self.clock.now();
         let outcome = match answer {
             Ok(n) => {
@@ -806,7 +816,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             return Ok(());
         }
         for i in 0..kept {
-            self.fetch_one(i, smsid).await?;
+            out_of_line(pin!(self.fetch_one(i, smsid))).await?;
         }
         Ok(())
     }
@@ -900,6 +910,23 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         self.agent.set_queued(self.store.len());
         Ok(())
     }
+}
+
+/// The cached `ClientIDSignature` for `smsid`, made first if the cache holds none or another
+/// SMSID's. Lent rather than copied: it is as large as the longest signature.
+// Out of line: it may sign, and its frame then sits under the signing chain.
+#[inline(never)]
+fn cached_client_id<'c, E>(
+    cache: &'c mut Option<ClientIdSignature>,
+    signer: &dyn crate::sign::Signer,
+    smsid: Smsid,
+) -> Result<&'c ClientIdSignature, DriverError<E>> {
+    if cache.as_ref().map(ClientIdSignature::smsid) != Some(smsid) {
+        *cache = Some(ClientIdSignature::compute(signer, smsid).map_err(DriverError::ClientId)?);
+    }
+    cache
+        .as_ref()
+        .ok_or(DriverError::ClientId(SignError::Crypto))
 }
 
 fn copy_text<const N: usize>(

@@ -5,6 +5,9 @@
 #![allow(async_fn_in_trait)] // single-threaded executors (embassy) are the primary users
 
 pub mod driver;
+mod frame;
+
+pub use frame::out_of_line;
 
 use embedded_io_async::{Read, Write};
 

@@ -145,19 +145,26 @@ pub fn payload_signature_attached(
     signer: &dyn Signer,
     stream: &dyn Emit,
 ) -> Result<(SignatureBytes, PayloadDigest), PayloadSignError> {
-    let mut sink = CountingDigest {
-        digest: DigestSink::new(signer.signature_hash()),
-        count: 0,
-    };
-    AttachedOctetPart { stream }
-        .emit(&mut sink)
+    let d = payload_digest_attached(stream, signer.signature_hash())
         .map_err(|_| PayloadSignError::Body)?;
-    let d = PayloadDigest {
-        digest: sink.digest.finish(),
-        body_len: sink.count.checked_sub(2).ok_or(PayloadSignError::Body)?,
-    };
     let sig = sign_digest(signer, &d.digest).map_err(PayloadSignError::Sign)?;
     Ok((sig, d))
+}
+
+/// The digest half of [`payload_signature_attached`], with the site's `hash`.
+pub fn payload_digest_attached(
+    stream: &dyn Emit,
+    hash: SignatureHash,
+) -> Result<PayloadDigest, Overflow> {
+    let mut sink = CountingDigest {
+        digest: DigestSink::new(hash),
+        count: 0,
+    };
+    AttachedOctetPart { stream }.emit(&mut sink)?;
+    Ok(PayloadDigest {
+        digest: sink.digest.finish(),
+        body_len: sink.count.checked_sub(2).ok_or(Overflow)?,
+    })
 }
 
 /// Hashes and counts in one sink: one dynamic call per write instead of a tee's three.
