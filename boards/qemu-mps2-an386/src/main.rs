@@ -215,19 +215,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         .read(CONFIG_FILE, cfg_buf)?
         .ok_or(Failure::NoProvisioning)?;
     let prov = Provisioning::parse(cfg).map_err(Failure::Provisioning)?;
-    let config = AgentConfig::new(
-        prov.site,
-        SiteMode::Mixed,
-        prov.mp_url,
-        prov.name,
-        prov.fqdn.as_str(),
-    )
-    .map_err(Failure::Config)?;
-    let mp_ip: Ipv4Addr = config
-        .mp
-        .host
-        .parse()
-        .map_err(|_| Failure::MpNotAnAddress)?;
+    let (config, mp_ip) = agent_config(&prov)?;
     info!(
         "{=str} joins site {=str} through MP {}:{=u16}",
         prov.name,
@@ -247,7 +235,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
 
     // Store and identity: load it, or make it and save it before anything goes on the wire.
     let flash = SemihostingFlash::open(FLASH_FILE, FLASH_TMP)?;
-    let mut store: BoardStore = Store::open(flash, SemihostingFlash::layout())?;
+    let mut store = open_store(flash)?;
     info!("store open: {} messages queued", store.len());
     let provisioned = if store.has_identity() {
         None
@@ -276,8 +264,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         gateway: Some(prov.gateway),
         dns_servers: Default::default(),
     });
-    let (stack, runner) =
-        embassy_net::new(driver, net_config, NET_RESOURCES.take(), rng.next_u64());
+    let (stack, runner) = net_stack(driver, net_config, rng.next_u64());
     match net_task(runner) {
         Ok(token) => spawner.spawn(token),
         Err(_) => fail_hard("net task spawned twice"),
@@ -406,6 +393,44 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         RegistrationState::Pending(_) => Err(Failure::NotConfirmed),
         RegistrationState::Unregistered => Err(Failure::NotRegistered),
     }
+}
+
+// The setup steps below are out of line: inlined, their locals would stay in the main task's
+// poll frame, which sits under every signing chain of the agent's pass.
+
+/// The agent's configuration from the provisioning, and the MP's address.
+#[inline(never)]
+fn agent_config<'p>(prov: &'p Provisioning<'p>) -> Result<(AgentConfig<'p>, Ipv4Addr), Failure> {
+    let config = AgentConfig::new(
+        prov.site,
+        SiteMode::Mixed,
+        prov.mp_url,
+        prov.name,
+        prov.fqdn.as_str(),
+    )
+    .map_err(Failure::Config)?;
+    let mp_ip: Ipv4Addr = config
+        .mp
+        .host
+        .parse()
+        .map_err(|_| Failure::MpNotAnAddress)?;
+    Ok((config, mp_ip))
+}
+
+/// embassy-net's stack: its interface and sockets are built in place in `NET_RESOURCES`
+/// through temporaries of about 1 KiB.
+#[inline(never)]
+fn net_stack(
+    driver: Lan9118,
+    config: embassy_net::Config,
+    seed: u64,
+) -> (embassy_net::Stack<'static>, Runner<'static, Lan9118>) {
+    embassy_net::new(driver, config, NET_RESOURCES.take(), seed)
+}
+
+#[inline(never)]
+fn open_store(flash: SemihostingFlash) -> Result<BoardStore, Failure> {
+    Ok(Store::open(flash, SemihostingFlash::layout())?)
 }
 
 fn fail_hard(what: &str) -> ! {

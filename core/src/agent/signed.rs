@@ -203,9 +203,15 @@ impl<'a> SignedMessage<'a> {
         digest: &Digest,
         out: &mut SignatureBytes,
     ) -> Result<(), SignedMessageError> {
-        *out = crate::sign::hash::sign_digest(signer.identity.signer, digest)
-            .map_err(SignedMessageError::Sign)?;
-        Ok(())
+        // Matched, not `?`-mapped: each mapped `Result` would be one more signature-sized
+        // temporary in this frame, which sits under the signing chain.
+        match crate::sign::hash::sign_digest(signer.identity.signer, digest) {
+            Ok(signature) => {
+                *out = signature;
+                Ok(())
+            }
+            Err(e) => Err(SignedMessageError::Sign(e)),
+        }
     }
 
     /// One pass hashes (with the signer's hash) and counts the body.

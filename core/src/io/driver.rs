@@ -37,6 +37,7 @@ use crate::store::{BodyFault, Endpoint, MessageMeta, Store, StoreError};
 use crate::time::UnixTime;
 use crate::wire::clientauth::ClientIdSignature;
 use crate::wire::header::{endpoint, ReplyMode};
+use crate::wire::policy::PolicyAssignment;
 use crate::wire::registration::{AgentType, BuildError, RequestType};
 use crate::wire::report::ReportIdentity;
 use crate::wire::report_framing::AttachedReport;
@@ -506,7 +507,8 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         };
         let post = Post::new(config, params, &request)
             .map_err(|_| DriverError::Build(BuildError::Overflow))?;
-        let outcome = attempt(self.connector, &post, self.buffers.exchange).await;
+        let outcome =
+            out_of_line(pin!(attempt(self.connector, &post, self.buffers.exchange))).await;
         let now = self.clock.now();
         let event = match outcome {
             Ok(reply) => {
@@ -702,7 +704,12 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 None => SignedMessage::new(self.device.config, &signer, params, emit),
             }
             .map_err(DriverError::Sign)?;
-            let result = send_message(self.connector, &signed, self.buffers.exchange).await;
+            let result = out_of_line(pin!(send_message(
+                self.connector,
+                &signed,
+                self.buffers.exchange
+            )))
+            .await;
             if let Some(fault) = body.fault() {
                 return Err(DriverError::QueueRead(fault));
             }
@@ -762,31 +769,34 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             let signed = sign_message(config, &signer, &request, Guid::random(self.rng), now)
                 .map_err(DriverError::Sign)?;
             let slots = &mut *self.buffers.policies;
-            request_policy(
+            let mut keep = |a: &PolicyAssignment<'_>| {
+                let Some(slot) = slots.get_mut(kept) else {
+                    return;
+                };
+                let Ok(hash) = a.sha256() else {
+                    warn!("a policy assignment with a malformed PolicyHash was skipped");
+                    return;
+                };
+                if copy_text(&a.policy_id, &mut slot.id)
+                    && copy_text(&a.policy_version, &mut slot.version)
+                    && copy_text(&a.location, &mut slot.location)
+                {
+                    slot.hash = hash;
+                    kept += 1;
+                } else {
+                    warn!("a policy assignment too long to keep was skipped");
+                }
+            };
+            // Bound, not the block's value: the pinned future must go before the request does.
+            let answer = out_of_line(pin!(request_policy(
                 self.connector,
                 &signed,
                 self.buffers.exchange,
                 self.buffers.policy_scratch,
-                &mut |a| {
-                    let Some(slot) = slots.get_mut(kept) else {
-                        return;
-                    };
-                    let Ok(hash) = a.sha256() else {
-                        warn!("a policy assignment with a malformed PolicyHash was skipped");
-                        return;
-                    };
-                    if copy_text(&a.policy_id, &mut slot.id)
-                        && copy_text(&a.policy_version, &mut slot.version)
-                        && copy_text(&a.location, &mut slot.location)
-                    {
-                        slot.hash = hash;
-                        kept += 1;
-                    } else {
-                        warn!("a policy assignment too long to keep was skipped");
-                    }
-                },
-            )
-            .await
+                &mut keep,
+            )))
+            .await;
+            answer
         };
         let now = self.clock.now();
         let outcome = match answer {
@@ -829,21 +839,41 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             return Ok(());
         }
         let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
-        let request = PolicyBodyRequest::new(
+        let request = policy_body_request(
             self.device.config,
             identity.signer,
             smsid,
             &slot.location,
             self.clock.now(),
-        )
-        .map_err(DriverError::PolicyGet)?;
+        )?;
         let mut check = HashingSink {
             inner: self.host.policy_body(),
             hash: Sha256::new(),
         };
-        let fetched =
-            fetch_policy_body(self.connector, &request, self.buffers.exchange, &mut check).await;
+        let fetched = out_of_line(pin!(fetch_policy_body(
+            self.connector,
+            &request,
+            self.buffers.exchange,
+            &mut check
+        )))
+        .await;
         let got: [u8; 32] = check.hash.finalize().into();
+        self.fetched(i, smsid, fetched, got)
+    }
+
+    /// What a body fetch came to: kept and acknowledged, or refused. Out of line: the
+    /// acknowledgement's builders and record scratch stay out of the fetch's poll frame.
+    #[inline(never)]
+    fn fetched(
+        &mut self,
+        i: usize,
+        smsid: Smsid,
+        fetched: Result<usize, FetchError>,
+        got: [u8; 32],
+    ) -> Result<(), DriverError<F::Error>> {
+        let Some(slot) = self.buffers.policies.get(i) else {
+            return Ok(());
+        };
         let len = match fetched {
             Ok(len) => len,
             Err(error) => {
@@ -910,6 +940,19 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         self.agent.set_queued(self.store.len());
         Ok(())
     }
+}
+
+/// The signed request for a policy body. Out of line: it signs, and the request it builds is
+/// larger than the frame the signing chain would otherwise run under.
+#[inline(never)]
+fn policy_body_request<'c, E>(
+    config: &AgentConfig<'c>,
+    signer: &dyn crate::sign::Signer,
+    smsid: Smsid,
+    location: &str,
+    now: UnixTime,
+) -> Result<PolicyBodyRequest<'c>, DriverError<E>> {
+    PolicyBodyRequest::new(config, signer, smsid, location, now).map_err(DriverError::PolicyGet)
 }
 
 /// The cached `ClientIDSignature` for `smsid`, made first if the cache holds none or another
