@@ -2,8 +2,8 @@
 //! request that carries it, with `SourceID` and the `clientauth` hook.
 //!
 //! Building a [`SignedMessage`] costs one emission pass over the body (hash + count together,
-//! [`payload_digest_with`](crate::wire::clientauth::payload_digest_with)) and one ECDSA/RSA sign (`PayloadSignature`); `ClientIDSignature` is the
-//! caller's cached [`ClientIdSignature`]. Sending it costs one pass per window ([`fill_window`]);
+//! [`payload_digest_with`]) and one ECDSA/RSA sign (`PayloadSignature`); `ClientIDSignature`
+//! is the caller's cached [`ClientIdSignature`]. Sending it costs one pass per window ([`fill_window`]);
 //! nothing of the body is ever held in RAM.
 //!
 //! The request is byte for byte what [`crate::agent::outbound::Post`] emits for the same header
