@@ -203,7 +203,7 @@ const MAX_INVENTORY_ITEMS: usize = 400;
 fn inventory_items_in_range(s: &str) -> Result<usize, String> {
     let n: usize = s
         .parse()
-        .map_err(|_| format!("{s:?} is not a whole number"))?;
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
     if n > MAX_INVENTORY_ITEMS {
         return Err(format!(
             "{n} items: at most {MAX_INVENTORY_ITEMS} (one inventory must fit the queue file)"
@@ -389,11 +389,11 @@ async fn run() -> Result<()> {
                 None => None,
                 Some(s) => {
                     let (topic, state) = s.split_once('=').ok_or_else(|| {
-                        anyhow::anyhow!("--state {s:?}: must be TOPIC=STATE (e.g. fw-update=2)")
+                        anyhow::anyhow!("--state `{s}`: must be TOPIC=STATE (e.g. fw-update=2)")
                     })?;
                     let n = state.parse().map_err(|_| {
                         anyhow::anyhow!(
-                            "--state {s:?}: STATE must be a whole number (e.g. fw-update=2)"
+                            "--state `{s}`: STATE must be a whole number (e.g. fw-update=2)"
                         )
                     })?;
                     Some((topic.to_string(), n))

@@ -466,10 +466,9 @@ impl TestCa {
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                let (serial, at) = l
-                    .trim()
-                    .split_once(' ')
-                    .ok_or_else(|| anyhow!("{}: bad line {l:?}", path.display()))?;
+                let (serial, at) = l.trim().split_once(' ').ok_or_else(|| {
+                    anyhow!("{}: bad line `{l}` (want SERIAL UNIX-TIME)", path.display())
+                })?;
                 Ok((serial.to_string(), at.parse()?))
             })
             .collect()
@@ -483,7 +482,7 @@ impl TestCa {
         } else {
             serial_hex_in.to_string()
         })
-        .map_err(|e| anyhow!("serial {serial_hex_in:?} is not hex: {e}"))?;
+        .map_err(|e| anyhow!("serial `{serial_hex_in}` is not hex: {e}"))?;
         let serial = serial_hex(&bytes);
         ensure!(serial != "0", "serial 0 is not a certificate's");
         let mut list = self.revoked()?;
