@@ -609,6 +609,18 @@ pub fn build_registrant_request<'a>(
 mod tests {
     use super::*;
 
+    /// A mixed-mode configuration for device THING-1 at site PS1.
+    fn thing_config() -> AgentConfig<'static> {
+        AgentConfig::new(
+            "PS1",
+            crate::config::SiteMode::Mixed,
+            "http://mp:80",
+            "THING-1",
+            "thing-1.local",
+        )
+        .unwrap()
+    }
+
     fn reply(status: RegistrationStatus, smsid: Option<Smsid>) -> RegistrationResponse {
         RegistrationResponse {
             status,
@@ -629,14 +641,7 @@ mod tests {
         use crate::sign::P256Signer;
         use crate::sink::{emitted_len, Emit, SliceSink};
         let proxy_key = P256Signer::from_secret_bytes(&[9; 32]).unwrap();
-        let cfg = AgentConfig::new(
-            "PS1",
-            crate::config::SiteMode::Mixed,
-            "http://mp:80",
-            "THING-1",
-            "thing-1.local",
-        )
-        .unwrap();
+        let cfg = thing_config();
         let proxy = SigningIdentity {
             signer: &proxy_key,
             cert_der: &[0xAA],
@@ -1148,14 +1153,7 @@ mod tests {
             signer: &key,
             cert_der: &[0xAB],
         };
-        let base = AgentConfig::new(
-            "PS1",
-            crate::config::SiteMode::Mixed,
-            "http://mp:80",
-            "THING-1",
-            "thing-1.local",
-        )
-        .unwrap();
+        let base = thing_config();
         let confirm = |cfg: &AgentConfig<'_>| {
             let req = build_request(
                 cfg,
