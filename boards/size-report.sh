@@ -248,9 +248,10 @@ Each step runs alone, called from a shallow frame; "stack" is what the step itse
 $measure_rows
 
 The request is $request_len bytes on the wire. **Agent context** (the boot log's \`agent context\`
-line): the lifecycle (\`agent::lifecycle::Agent\`) is $agent_size B, the driver
-(\`io::driver::Driver\`: references, caches) $driver_size B and one step's future $step_size B; the
-exchange buffer (${buffers:-4096} B here) is the caller's choice and comes on top.
+line): the driver (\`io::driver::Driver\`: the lifecycle \`agent::lifecycle::Agent\` it holds,
+$agent_size B of it, plus references and caches) is $driver_size B and one step's future $step_size B,
+$((driver_size + step_size)) B together; the exchange buffer (${buffers:-4096} B here) is the caller's
+choice and comes on top.
 
 ## No reachable panic, checked at link time by \`tests/run-all.sh\`
 
@@ -270,7 +271,7 @@ by the optimiser; \`panic-sites.py\` fails CI on any other: httparse (2: \`offse
 | target | result |
 |---|---|
 | core + crypto + HTTP ≤ 40 kB flash (size probe, profile above) | $(verdict "$path_flash" 40000 B) (40 kB read as 40 000 B; 40 KiB = 40 960 B) |
-| agent context ≤ 4 kB | agent + driver + one step + the firmware's buffer: $(verdict $((agent_size + driver_size + step_size + ${buffers:-4096})) 4096 B); with a 2 KiB buffer (the smallest that holds the emulator's registration reply; 1.5 KiB does not): $(verdict $((agent_size + driver_size + step_size + 2048)) 4096 B) |
+| agent context ≤ 4 kB | driver (agent inside) + one step + the firmware's buffer: $(verdict $((driver_size + step_size + ${buffers:-4096})) 4096 B); with a 2 KiB buffer (the smallest that holds the emulator's registration reply; 1.5 KiB does not): $(verdict $((driver_size + step_size + 2048)) 4096 B) |
 | peak stack during signing ≤ 6 kB | the core's build + sign alone: $(verdict "$sign_stack" 6144 B) (firmware), $(verdict "$probe_sign_stack" 6144 B) (size probe); whole firmware during registration: $(verdict "$reg_stack" 6144 B); whole firmware over the boot: $(verdict "$whole_stack" 6144 B) |
 
 Why the misses (and what was done), as measured:

@@ -14,6 +14,7 @@ use crate::http::HttpError;
 use crate::identity::{CertError, MAX_CERT_TIME, MAX_COMMON_NAME_LEN};
 use crate::sign::rsa::RsaKeyError;
 use crate::sign::SignError;
+use crate::sink::Overflow;
 use crate::store::testing::{FaultError, RamFlashError};
 use crate::store::BodyFault;
 use crate::store::StoreError;
@@ -47,10 +48,19 @@ std_error!(
     Utf16Error,
     XmlError,
     XmlErrorKind,
+    Overflow,
 );
 
 impl<E: NorFlashError> core::error::Error for StoreError<E> {}
 impl<E: NorFlashError> core::error::Error for FaultError<E> {}
+
+impl Display for Overflow {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the bytes did not fit the room left in the buffer or length they were written to",
+        )
+    }
+}
 
 impl Display for ConfigError {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {

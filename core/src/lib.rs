@@ -11,8 +11,23 @@
 //! 4. the [`agent`] state machine turns the parsed reply into its next action, with `now` passed in.
 //!
 //! The core owns no IO, no clock, no RNG and no memory: the caller hands all of them in.
+//!
+//! ## Embedding it
+//!
+//! What an integrator uses is re-exported here; the modules hold the rest. A firmware gives the
+//! [`Driver`] five things of its own and then calls [`Driver::step`] (or [`Driver::run`]):
+//! - a [`Connector`] (TCP or TLS to the MP, over `embedded-io-async`) and a [`Clock`];
+//! - a [`Store`] on its NOR flash (identity and queue, power-cut safe) and an RNG;
+//! - [`Buffers`] it owns (statics on a board) and a [`Host`]: where reports come from, where
+//!   policy bodies go, how the registration state is saved, what is logged.
+//!
+//! The [`Agent`] inside the driver is the sans-IO lifecycle (registration, schedules, the
+//! queue's rules, policy); a caller with its own event loop can run it without the driver.
+//! `core/examples/firmware-skeleton` is a whole firmware in about two hundred lines, built for
+//! Cortex-M4 and run under QEMU by `tests/run-all.sh`.
 #![no_std]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 #![cfg_attr(
     not(test),
     deny(
@@ -40,3 +55,14 @@ pub mod sink;
 pub mod store;
 pub mod time;
 pub mod wire;
+
+pub use agent::lifecycle::{Agent, Counts, Schedule};
+pub use agent::registration::{RegistrationState, SigningIdentity};
+pub use config::{AgentConfig, ConfigError, SiteGeneration, SiteMode};
+pub use guid::{Guid, Smsid};
+pub use io::driver::{Buffers, Device, Driver, DriverError, Event, Host, PolicySlot, Step};
+pub use io::{Clock, Connector};
+pub use sign::{P256Signer, RsaSigner, Signer};
+pub use store::{Layout, Store, StoreError};
+pub use time::UnixTime;
+pub use wire::registration::AgentType;

@@ -1,14 +1,28 @@
 //! Message composition after registration: where each body goes ([`MessageBody`]), signing it
 //! into a request ([`sign_message`]), and the policy body `GET` ([`PolicyBodyRequest`]).
 //!
-//! ```ignore
+//! Signing a policy request by hand (the [`crate::Driver`] does this, and queues and sends
+//! reports, for a caller that runs it):
+//! ```
+//! use mpagent_core::agent::messages::{request_assignments, sign_message};
+//! use mpagent_core::agent::signed::MessageSigner;
+//! use mpagent_core::sink::emitted_len;
+//! use mpagent_core::wire::clientauth::ClientIdSignature;
+//! use mpagent_core::{AgentConfig, Guid, P256Signer, SigningIdentity, SiteMode, Smsid, UnixTime};
+//! # fn main() -> Result<(), Box<dyn core::error::Error>> {
+//! let cfg = AgentConfig::new("PS1", SiteMode::Mixed, "http://mp01:80", "THING-1", "thing-1.example")?;
+//! let signer = P256Signer::from_secret_bytes(&[7; 32])?;
+//! let cert_der: &[u8] = &[]; // the device's certificate (not part of a signed message)
+//! let smsid = Smsid(Guid([0x1a; 16])); // from the registration reply
 //! // Once after registration (and persisted with the SMSID):
 //! let cid = ClientIdSignature::compute(&signer, smsid)?;
 //! let me = MessageSigner::client(SigningIdentity { signer: &signer, cert_der }, &cid);
-//! // Per heartbeat:
-//! let ddr = Report::discovery(ReportIdentity::new(smsid, cfg.netbios_name), now.to_datetime(), &disco);
-//! let msg = sign_message(&cfg, &me, &ddr, Guid::random(rng), now)?;
-//! io::send_message(&mut connector, &msg, &mut buf).await?;
+//! // Per poll: the request, signed; it emits identically as often as it is streamed.
+//! let body = request_assignments(&cfg, smsid);
+//! let msg = sign_message(&cfg, &me, &body, Guid([0x2b; 16]), UnixTime(1_796_000_000))?;
+//! assert_eq!(emitted_len(&msg)?, emitted_len(&msg)?);
+//! # Ok(())
+//! # }
 //! ```
 
 use crate::agent::signed::{MessageParams, MessageSigner, SignedMessage, SignedMessageError};

@@ -232,6 +232,7 @@ fn reply_and_xml_errors() {
     ]);
     distinct(&policy);
     distinct(&check(&[FramingError::NoReportHeader, FramingError::Emit]));
+    check(&[crate::sink::Overflow]);
     distinct(&check(&[
         LocationError::NotHttp,
         LocationError::ForeignHost,

@@ -6,17 +6,35 @@
 //!   boundary and the `Date` header; [`poll_response`] is what an IO loop calls after each read.
 //! - [`chunked`]: `Transfer-Encoding: chunked` decoded in place in the caller's buffer (IIS).
 //!
-//! An IO loop reading into one fixed buffer:
-//! ```ignore
+//! An IO loop reading into one fixed buffer (here the "socket" hands out a chunked reply a few
+//! bytes at a time):
+//! ```
+//! use mpagent_core::http::{poll_response, HttpError, ResponseProgress};
+//!
+//! let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+//! let mut socket = wire.chunks(7);
+//! let mut buf = [0u8; 256];
 //! let mut filled = 0;
-//! loop {
-//!     let n = sock.read(&mut buf[filled..]).await?;
+//! let body = loop {
+//!     let n = match socket.next() {
+//!         Some(bytes) => {
+//!             buf[filled..filled + bytes.len()].copy_from_slice(bytes);
+//!             bytes.len()
+//!         }
+//!         None => 0,
+//!     };
 //!     filled += n;
-//!     match http::poll_response(&mut buf, filled, n == 0)? {
-//!         ResponseProgress::Complete { head, body } => break handle(head, &buf[body]),
-//!         ResponseProgress::NeedMore => {} // poll_response fails with ResponseTooLarge when full
+//!     // poll_response fails with ResponseTooLarge when the buffer is full.
+//!     match poll_response(&mut buf, filled, n == 0)? {
+//!         ResponseProgress::Complete { head, body } => {
+//!             assert_eq!(head.status, 200);
+//!             break body;
+//!         }
+//!         ResponseProgress::NeedMore => {}
 //!     }
-//! }
+//! };
+//! assert_eq!(&buf[body], b"hello");
+//! # Ok::<(), HttpError>(())
 //! ```
 
 pub mod chunked;

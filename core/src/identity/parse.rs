@@ -33,13 +33,16 @@ pub(super) struct CertView<'a> {
 
 impl<'a> CertView<'a> {
     /// Split a DER certificate; the whole input must be exactly one certificate.
-    pub fn parse(der: &'a [u8]) -> Result<Self, CertError> {
+    pub(super) fn parse(der: &'a [u8]) -> Result<Self, CertError> {
         parse_certificate(der).map_err(|_| CertError::Malformed)
     }
 
     /// The value of the extension `oid` with its critical flag; `None` if absent.
     /// A certificate with the extension twice is malformed (RFC 5280 §4.2).
-    pub fn extension(&self, oid: &ObjectIdentifier) -> Result<Option<(bool, &'a [u8])>, CertError> {
+    pub(super) fn extension(
+        &self,
+        oid: &ObjectIdentifier,
+    ) -> Result<Option<(bool, &'a [u8])>, CertError> {
         let Some(exts) = self.extensions else {
             return Ok(None);
         };
