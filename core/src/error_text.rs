@@ -123,7 +123,21 @@ impl Display for HttpError {
             Self::UnexpectedEof => {
                 f.write_str("the peer closed the connection before the response was complete")
             }
-            Self::ResponseTooLarge => f.write_str("the response does not fit the receive buffer"),
+            Self::ResponseTooLarge {
+                buffer,
+                at_least: Some(needs),
+            } => write!(
+                f,
+                "needs at least {needs} bytes and the receive buffer holds {buffer}"
+            ),
+            Self::ResponseTooLarge {
+                buffer,
+                at_least: None,
+            } => write!(
+                f,
+                "does not fit the {buffer}-byte receive buffer (its length is not known \
+                 before the buffer is full)"
+            ),
         }
     }
 }

@@ -655,7 +655,7 @@ async fn an_endless_reply_overflows_the_buffer_instead_of_growing() {
     transient(Fault::Respond(reply), |f| {
         matches!(
             f,
-            AttemptFailure::Http(HttpError::ResponseTooLarge | HttpError::TooManyHeaders)
+            AttemptFailure::Http(HttpError::ResponseTooLarge { .. } | HttpError::TooManyHeaders)
         )
     })
     .await

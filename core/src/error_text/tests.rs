@@ -76,13 +76,20 @@ fn http_errors() {
         HttpError::ChunkSizeOverflow,
         HttpError::MalformedChunk,
         HttpError::UnexpectedEof,
-        HttpError::ResponseTooLarge,
+        HttpError::too_large(4096),
+        HttpError::ResponseTooLarge {
+            buffer: 4096,
+            at_least: Some(16384),
+        },
     ];
     let texts = check(&all);
     distinct(&texts);
     assert!(HttpError::TooManyHeaders
         .to_string()
         .contains(&MAX_HEADERS.to_string()));
+    // A size error names the sizes.
+    assert!(texts[texts.len() - 1].contains("16384") && texts[texts.len() - 1].contains("4096"));
+    assert!(texts[texts.len() - 2].contains("4096"));
     let nested = check(&[
         StreamError::Http(HttpError::MalformedHead),
         StreamError::Sink,

@@ -86,5 +86,25 @@ pub enum HttpError {
     /// The peer closed the connection before the response was complete.
     UnexpectedEof,
     /// The response does not fit in the caller's buffer.
-    ResponseTooLarge,
+    ResponseTooLarge {
+        /// Bytes of the buffer it was read into.
+        buffer: usize,
+        /// Bytes the response needs at least, when its head says (a `Content-Length`, a chunk
+        /// size); `None` when the head itself did not fit, or the body has no length.
+        at_least: Option<usize>,
+    },
+}
+
+impl HttpError {
+    /// A response that did not fit `buffer` bytes, of unknown length.
+    pub const fn too_large(buffer: usize) -> Self {
+        Self::ResponseTooLarge {
+            buffer,
+            at_least: None,
+        }
+    }
+    /// Whether this is [`HttpError::ResponseTooLarge`] (a buffer too small, not bad framing).
+    pub const fn is_too_large(&self) -> bool {
+        matches!(self, Self::ResponseTooLarge { .. })
+    }
 }

@@ -545,12 +545,14 @@ pub fn poll_response(
     eof: bool,
 ) -> Result<ResponseProgress, HttpError> {
     let capacity = buf.len();
-    let data = buf.get_mut(..filled).ok_or(HttpError::ResponseTooLarge)?;
+    let data = buf
+        .get_mut(..filled)
+        .ok_or(HttpError::too_large(capacity))?;
     let Some(head) = parse_response_head(data)? else {
         return if eof {
             Err(HttpError::UnexpectedEof)
         } else if filled >= capacity {
-            Err(HttpError::ResponseTooLarge)
+            Err(HttpError::too_large(capacity))
         } else {
             Ok(ResponseProgress::NeedMore)
         };
@@ -561,7 +563,11 @@ pub fn poll_response(
         BodyState::NeedMore { min_len } => {
             let room = capacity.saturating_sub(body_start);
             if min_len > room || filled >= capacity {
-                Err(HttpError::ResponseTooLarge)
+                let needs = body_start.saturating_add(min_len);
+                Err(HttpError::ResponseTooLarge {
+                    buffer: capacity,
+                    at_least: (needs > capacity).then_some(needs),
+                })
             } else {
                 Ok(ResponseProgress::NeedMore)
             }
@@ -965,34 +971,45 @@ Date: Mon, 23 Nov 2026 10:00:00 GMT\r\n\
         let m = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc";
         let mut buf = [0u8; 128];
         buf[..m.len()].copy_from_slice(m);
+        // The size required is the head (38 bytes) and the whole body.
         assert_eq!(
             poll_response(&mut buf, m.len(), false),
-            Err(HttpError::ResponseTooLarge)
+            Err(HttpError::ResponseTooLarge {
+                buffer: 128,
+                at_least: Some(m.len() - 3 + 1000)
+            })
         );
         let m = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFF\r\nabc";
         buf[..m.len()].copy_from_slice(m);
-        assert_eq!(
-            poll_response(&mut buf, m.len(), false),
-            Err(HttpError::ResponseTooLarge)
-        );
+        let Err(HttpError::ResponseTooLarge {
+            buffer: 128,
+            at_least: Some(needs),
+        }) = poll_response(&mut buf, m.len(), false)
+        else {
+            panic!("a 64 KiB chunk must be refused with the size it needs")
+        };
+        assert!(needs > 0xFFFF, "{needs}");
         // A head that does not fit.
         let mut small = *b"HTTP/1.1 200 OK\r\nX: 1";
         let n = small.len();
         assert_eq!(
             poll_response(&mut small, n, false),
-            Err(HttpError::ResponseTooLarge)
+            Err(HttpError::too_large(n))
         );
         // UntilClose body filling the buffer.
         let mut full = *b"HTTP/1.1 200 OK\r\n\r\nabcdef";
         let n = full.len();
         assert_eq!(
             poll_response(&mut full, n, false),
-            Err(HttpError::ResponseTooLarge)
+            Err(HttpError::ResponseTooLarge {
+                buffer: n,
+                at_least: Some(n + 1)
+            })
         );
         // `filled` beyond the buffer is a caller bug, refused without panicking.
         assert_eq!(
             poll_response(&mut full, n + 1, false),
-            Err(HttpError::ResponseTooLarge)
+            Err(HttpError::too_large(n))
         );
     }
 

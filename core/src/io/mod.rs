@@ -120,7 +120,9 @@ pub async fn exchange<'b, T: Read + Write>(
 pub enum AttemptFailure {
     /// Connecting, sending or receiving failed.
     Transport(embedded_io_async::ErrorKind),
-    /// The reply's HTTP framing was bad.
+    /// The request could not be emitted (a length overflowed): it never went out whole.
+    Request,
+    /// The reply's HTTP framing was bad, or the reply did not fit the buffer.
     Http(HttpError),
     /// The MP answered with a non-200 status (e.g. 403 for a refused signature).
     Status(u16),
@@ -331,7 +333,7 @@ async fn attempt<C: Connector>(
     let response = exchange(&mut conn, post, buf).await.map_err(|e| match e {
         ExchangeError::Transport(e) => AttemptFailure::Transport(e.kind()),
         ExchangeError::Http(h) => AttemptFailure::Http(h),
-        ExchangeError::Request => AttemptFailure::Http(HttpError::ResponseTooLarge),
+        ExchangeError::Request => AttemptFailure::Request,
     })?;
     if response.head.status != 200 {
         return Err(AttemptFailure::Status(response.head.status));
@@ -427,13 +429,13 @@ async fn read_head<T: Read>(
     loop {
         let free = match buf.get_mut(filled..) {
             Some(free) if !free.is_empty() => free,
-            _ => return Err(SendError::Http(HttpError::ResponseTooLarge)),
+            _ => return Err(SendError::Http(HttpError::too_large(buf.len()))),
         };
         let n = conn.read(free).await.map_err(transport)?;
         filled = filled.saturating_add(n);
         let data = buf
             .get(..filled)
-            .ok_or(SendError::Http(HttpError::ResponseTooLarge))?;
+            .ok_or(SendError::Http(HttpError::too_large(buf.len())))?;
         if let Some(head) = http::parse_response_head(data).map_err(SendError::Http)? {
             return Ok((head, filled));
         }
@@ -501,7 +503,7 @@ pub async fn send_message<C: Connector>(
 #[non_exhaustive]
 pub enum PolicyRequestError {
     /// The exchange failed (see [`SendError::is_retryable`]); a reply larger than `buf` is
-    /// `Send(Http(ResponseTooLarge))`.
+    /// `Send(Http(ResponseTooLarge { .. }))`, with the size it needs when its head says.
     Send(SendError),
     /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, spec §5).
     EmptyReply,
@@ -608,15 +610,14 @@ pub async fn fetch_policy_body<C: Connector>(
 
 // ---- For people -------------------------------------------------------------------------------
 //
-// The inner errors of other modules are shown through `inner`, one place to switch to their own
-// `Display` where they have one.
+// The inner errors of other modules are shown through `inner`: their own sentence after ours.
 
-fn inner<T: core::fmt::Debug>(
+fn inner<T: core::fmt::Display>(
     f: &mut core::fmt::Formatter<'_>,
     what: &str,
     e: &T,
 ) -> core::fmt::Result {
-    write!(f, "{what} ({e:?})")
+    write!(f, "{what}: {e}")
 }
 
 fn kind_text(k: embedded_io_async::ErrorKind) -> &'static str {
@@ -643,12 +644,22 @@ fn kind_text(k: embedded_io_async::ErrorKind) -> &'static str {
     }
 }
 
+/// An HTTP failure of the MP's reply: a reply too large for the buffer is said as such (its
+/// sentence names the sizes), anything else is malformed framing.
+fn http_text(f: &mut core::fmt::Formatter<'_>, h: &HttpError) -> core::fmt::Result {
+    if h.is_too_large() {
+        write!(f, "the MP's reply {h}")
+    } else {
+        inner(f, "the MP's HTTP reply was malformed", h)
+    }
+}
+
 impl<E: embedded_io_async::Error> core::fmt::Display for ExchangeError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Transport(e) => f.write_str(kind_text(e.kind())),
             Self::Request => f.write_str("the request could not be built (a length overflowed)"),
-            Self::Http(h) => inner(f, "the MP's HTTP reply was malformed", h),
+            Self::Http(h) => http_text(f, h),
         }
     }
 }
@@ -659,7 +670,10 @@ impl core::fmt::Display for AttemptFailure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Transport(k) => f.write_str(kind_text(*k)),
-            Self::Http(h) => inner(f, "the MP's HTTP reply was malformed", h),
+            Self::Request => {
+                f.write_str("the registration request could not be built (a length overflowed)")
+            }
+            Self::Http(h) => http_text(f, h),
             Self::Status(s) => write!(f, "the MP answered HTTP {s}"),
             Self::EmptyReply => f.write_str("the MP answered with an empty body (a quiet refusal)"),
             Self::Reply(r) => inner(f, "the registration reply was unusable", r),
@@ -688,7 +702,7 @@ impl core::fmt::Display for SendError {
         match self {
             Self::Transport(k) => f.write_str(kind_text(*k)),
             Self::Request => f.write_str("the message could not be built"),
-            Self::Http(h) => inner(f, "the MP's HTTP reply was malformed", h),
+            Self::Http(h) => http_text(f, h),
             Self::Status(403) => f.write_str("the MP refused it (HTTP 403: identity or signature)"),
             Self::Status(s) if *s >= 500 => write!(f, "the MP is in trouble (HTTP {s})"),
             Self::Status(s) => write!(f, "the MP refused it (HTTP {s})"),
@@ -897,7 +911,7 @@ mod message_tests {
         );
         assert_eq!(
             block_on(send_message(&mut big, &msg, &mut [0u8; 32])),
-            Err(SendError::Http(HttpError::ResponseTooLarge))
+            Err(SendError::Http(HttpError::too_large(32)))
         );
     }
 
@@ -1018,18 +1032,22 @@ mod message_tests {
             Err(PolicyRequestError::EmptyReply)
         );
         let mut small = Mock::new(&policy_reply(xml), 64);
-        assert_eq!(
-            block_on(request_policy(
-                &mut small,
-                &msg,
-                &mut buf[..256],
-                &mut scratch,
-                &mut |_| {}
-            )),
-            Err(PolicyRequestError::Send(SendError::Http(
-                HttpError::ResponseTooLarge
-            )))
-        );
+        let got = block_on(request_policy(
+            &mut small,
+            &msg,
+            &mut buf[..256],
+            &mut scratch,
+            &mut |_| {},
+        ));
+        // The reply is chunked: its first chunk's size already says it needs more than 256.
+        let Err(PolicyRequestError::Send(SendError::Http(HttpError::ResponseTooLarge {
+            buffer: 256,
+            at_least: Some(needs),
+        }))) = got
+        else {
+            panic!("expected the size the reply needs, got {got:?}")
+        };
+        assert!(needs > 256, "{needs}");
     }
 
     struct VecSink(Vec<u8>);
