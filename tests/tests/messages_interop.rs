@@ -201,7 +201,7 @@ fn independent_verifier_accepts_every_message_kind() {
         "OK: StatusReceiver (status",
     );
 
-    let ra = request_assignments(&cfg, smsid());
+    let ra = request_assignments(&cfg, smsid(), "2026-12-07 & <cookie>");
     must_verify(
         &capture(&sign(&cfg, &me, &ra)),
         "OK: MP_PolicyManager (policy request",

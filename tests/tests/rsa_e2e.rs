@@ -298,17 +298,27 @@ async fn an_rsa_agent_for_a_sha1_site_registers_reports_and_fetches_policy() {
         .await
         .unwrap();
 
-    let request = request_assignments(&config, smsid);
+    let request = request_assignments(&config, smsid, "");
     let msg = sign_message(&config, &me, &request, Guid::random(&mut OsRng), unix_now()).unwrap();
     let mut scratch = vec![0u8; 24 * 1024];
     let mut locations = Vec::new();
-    let n = io::request_policy(&mut connector, &msg, &mut buf, &mut scratch, &mut |a| {
-        let mut b = [0u8; 512];
-        locations.push(a.location.unescape_into(&mut b).unwrap().to_string());
-    })
+    let mut cookie = mpagent_core::wire::policy::ServerCookie::new();
+    let n = io::request_policy(
+        &mut connector,
+        &msg,
+        &mut buf,
+        &mut scratch,
+        &mut cookie,
+        &mut |a| {
+            let mut b = [0u8; 512];
+            locations.push(a.location.unescape_into(&mut b).unwrap().to_string());
+        },
+    )
     .await
     .unwrap();
     assert_eq!(n, 1);
+    // The emulator's reply carries a ServerCookie, kept for the next request to echo.
+    assert!(!cookie.is_empty());
     // The body GET's ClientTokenSignature is SHA-1 too (the MP checks it with the registered
     // hash).
     let get = PolicyBodyRequest::new(&config, &legacy, smsid, &locations[0], unix_now()).unwrap();

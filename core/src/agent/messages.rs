@@ -18,7 +18,7 @@
 //! let cid = ClientIdSignature::compute(&signer, smsid)?;
 //! let me = MessageSigner::client(SigningIdentity { signer: &signer, cert_der }, &cid);
 //! // Per poll: the request, signed; it emits identically as often as it is streamed.
-//! let body = request_assignments(&cfg, smsid);
+//! let body = request_assignments(&cfg, smsid, "");
 //! let msg = sign_message(&cfg, &me, &body, Guid([0x2b; 16]), UnixTime(1_796_000_000))?;
 //! assert_eq!(emitted_len(&msg)?, emitted_len(&msg)?);
 //! # Ok(())
@@ -102,13 +102,19 @@ pub fn sign_message<'a, B: MessageBody>(
     SignedMessage::new(config, signer, params, body)
 }
 
-/// The `RequestAssignments` of `smsid` from `config` (machine policy of the configured site).
-pub fn request_assignments<'a>(config: &AgentConfig<'a>, smsid: Smsid) -> RequestAssignments<'a> {
+/// The `RequestAssignments` of `smsid` from `config` (machine policy of the configured site),
+/// echoing `server_cookie`, the last reply's (empty the first time).
+pub fn request_assignments<'a>(
+    config: &AgentConfig<'a>,
+    smsid: Smsid,
+    server_cookie: &'a str,
+) -> RequestAssignments<'a> {
     RequestAssignments {
         smsid,
         fqdn: config.fqdn,
         netbios_name: config.netbios_name,
         site_code: config.site_code,
+        server_cookie,
     }
 }
 
@@ -347,7 +353,7 @@ ClientToken: GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42;2026-11-23T10:00:00Z;2\r\
             (st.endpoint(), st.reply_mode()),
             ("MP_RelayEndpoint", ReplyMode::Async)
         );
-        let ra = request_assignments(&config(), smsid);
+        let ra = request_assignments(&config(), smsid, "");
         assert_eq!(
             (ra.endpoint(), ra.reply_mode()),
             ("MP_PolicyManager", ReplyMode::Sync)

@@ -37,7 +37,7 @@ use crate::store::{BodyFault, Endpoint, MessageMeta, Store, StoreError};
 use crate::time::UnixTime;
 use crate::wire::clientauth::ClientIdSignature;
 use crate::wire::header::{endpoint, ReplyMode};
-use crate::wire::policy::PolicyAssignment;
+use crate::wire::policy::{PolicyAssignment, ServerCookie};
 use crate::wire::registration::{AgentType, BuildError, RequestType};
 use crate::wire::report::ReportIdentity;
 use crate::wire::report_framing::AttachedReport;
@@ -365,6 +365,9 @@ pub struct Driver<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> {
     in_flight: Option<Action>,
     identity_in_use: IdentityInUse,
     registration_ids: MessageIds,
+    /// The last policy reply's `ServerCookie`, echoed by the next policy request (not kept
+    /// across restarts: the first request after one sends it empty, as a new client does).
+    server_cookie: ServerCookie,
 }
 
 impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H> {
@@ -401,6 +404,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             in_flight: None,
             identity_in_use: IdentityInUse::Started,
             registration_ids: MessageIds::default(),
+            server_cookie: ServerCookie::new(),
         }
     }
 
@@ -765,10 +769,12 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 signing_identity(self.device.identity, &*self.host, self.identity_in_use);
             let client_id = cached_client_id(&mut self.client_id, identity.signer, smsid)?;
             let signer = MessageSigner::client(identity, client_id);
-            let request = request_assignments(config, smsid);
+            let request = request_assignments(config, smsid, self.server_cookie.as_str());
             let signed = sign_message(config, &signer, &request, Guid::random(self.rng), now)
                 .map_err(DriverError::Sign)?;
             let slots = &mut *self.buffers.policies;
+            // The request echoes the stored cookie while the reply's arrives: two values.
+            let mut next_cookie = ServerCookie::new();
             let mut keep = |a: &PolicyAssignment<'_>| {
                 let Some(slot) = slots.get_mut(kept) else {
                     return;
@@ -793,14 +799,16 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 &signed,
                 self.buffers.exchange,
                 self.buffers.policy_scratch,
+                &mut next_cookie,
                 &mut keep,
             )))
             .await;
-            answer
+            answer.map(|n| (n, next_cookie))
         };
         let now = self.clock.now();
         let outcome = match answer {
-            Ok(n) => {
+            Ok((n, cookie)) => {
+                self.server_cookie = cookie;
                 self.host.event(&Event::PolicyAssignments(n));
                 PolicyOutcome::Done
             }

@@ -355,7 +355,7 @@ async fn attempt<C: Connector>(
 use crate::agent::signed::fill_window_at;
 use crate::http::stream::{BodyDecoder, StreamError};
 use crate::sink::Sink;
-use crate::wire::policy::{parse_policy_reply_in, PolicyAssignment, PolicyError};
+use crate::wire::policy::{parse_policy_reply_in, PolicyAssignment, PolicyError, ServerCookie};
 
 /// Sending a request or reading its response head failed. `Copy` and transport-agnostic, so a
 /// queue can keep it and decide with [`SendError::is_retryable`].
@@ -515,12 +515,14 @@ pub enum PolicyRequestError {
 /// Send a signed `RequestAssignments` (Sync, to `MP_PolicyManager`), read the reply into `buf`,
 /// decode it into `scratch` (at most 3/2 of the reply's size, see
 /// [`crate::wire::policy::policy_reply_scratch_len`]), validate all of it, then call
-/// `on_assignment` for each assignment in order. Returns the number of assignments.
+/// `on_assignment` for each assignment in order. Returns the number of assignments. The reply's
+/// `ServerCookie` lands in `server_cookie`, for the next request to echo.
 pub async fn request_policy<C: Connector>(
     connector: &mut C,
     request: &dyn Emit,
     buf: &mut [u8],
     scratch: &mut [u8],
+    server_cookie: &mut ServerCookie,
     on_assignment: &mut dyn FnMut(&PolicyAssignment<'_>),
 ) -> Result<usize, PolicyRequestError> {
     let mut conn = connector
@@ -544,6 +546,9 @@ pub async fn request_policy<C: Connector>(
     let reply = parse_policy_reply_in(response.body, response.head.boundary.as_str(), scratch)
         .map_err(PolicyRequestError::Reply)?;
     let n = reply.validate().map_err(PolicyRequestError::Reply)?;
+    reply
+        .keep_server_cookie(server_cookie)
+        .map_err(PolicyRequestError::Reply)?;
     for a in reply.assignments() {
         on_assignment(&a.map_err(PolicyRequestError::Reply)?);
     }
@@ -968,7 +973,7 @@ mod message_tests {
             &cid,
         );
         let cfg = config();
-        let ra = request_assignments(&cfg, smsid());
+        let ra = request_assignments(&cfg, smsid(), "");
         let msg = sign_message(&cfg, &me, &ra, Guid([8; 16]), UnixTime(0)).unwrap();
         let xml = "<ReplyAssignments><PolicyAssignment PolicyAssignmentID=\"{1}\"><Policy PolicyID=\"{A}\" PolicyVersion=\"1.00\" PolicyFlags=\"2\"><PolicyLocation><![CDATA[http://<mp>/SMS_MP/.sms_pol?{A}.1_00]]></PolicyLocation></Policy></PolicyAssignment>\
 <PolicyAssignment><Policy PolicyID=\"B\" PolicyVersion=\"3.00\"><PolicyLocation>http://&lt;mp&gt;/SMS_MP/.sms_pol?B.3_00</PolicyLocation></Policy></PolicyAssignment></ReplyAssignments>";
@@ -976,11 +981,14 @@ mod message_tests {
         let mut buf = vec![0u8; 4096];
         let mut scratch = vec![0u8; 4096];
         let mut seen: Vec<(String, u32, String)> = Vec::new();
+        let mut cookie = ServerCookie::new();
+        cookie.push_str("from an earlier reply").unwrap();
         let n = block_on(request_policy(
             &mut mock,
             &msg,
             &mut buf,
             &mut scratch,
+            &mut cookie,
             &mut |a| {
                 let mut b = [0u8; 128];
                 seen.push((
@@ -993,6 +1001,8 @@ mod message_tests {
         .unwrap();
         assert_eq!(n, 2);
         assert_eq!(mock.written, emit_vec(&msg));
+        // This reply has no ServerCookie: the next request sends it empty.
+        assert_eq!(cookie.as_str(), "");
         assert_eq!(
             seen,
             [
@@ -1013,6 +1023,7 @@ mod message_tests {
             &msg,
             &mut buf,
             &mut scratch,
+            &mut cookie,
             &mut |_| called += 1,
         ));
         assert_eq!(
@@ -1027,6 +1038,7 @@ mod message_tests {
                 &msg,
                 &mut buf,
                 &mut scratch,
+                &mut cookie,
                 &mut |_| {}
             )),
             Err(PolicyRequestError::EmptyReply)
@@ -1037,6 +1049,7 @@ mod message_tests {
             &msg,
             &mut buf[..256],
             &mut scratch,
+            &mut cookie,
             &mut |_| {},
         ));
         // The reply is chunked: its first chunk's size already says it needs more than 256.
@@ -1048,6 +1061,66 @@ mod message_tests {
             panic!("expected the size the reply needs, got {got:?}")
         };
         assert!(needs > 256, "{needs}");
+    }
+
+    #[test]
+    fn policy_reply_server_cookie_is_kept_unescaped_for_the_next_request() {
+        let signer = P256Signer::from_secret_bytes(&[7; 32]).unwrap();
+        let cid = ClientIdSignature::compute(&signer, smsid()).unwrap();
+        let me = MessageSigner::client(
+            SigningIdentity {
+                signer: &signer,
+                cert_der: &[0x30, 0x00],
+            },
+            &cid,
+        );
+        let cfg = config();
+        let ra = request_assignments(&cfg, smsid(), "");
+        let msg = sign_message(&cfg, &me, &ra, Guid([8; 16]), UnixTime(0)).unwrap();
+        let reply = |cookie: &str| {
+            policy_reply(&std::format!(
+                "<ReplyAssignments><ServerCookie>{cookie}</ServerCookie></ReplyAssignments>"
+            ))
+        };
+        let (mut buf, mut scratch) = (vec![0u8; 4096], vec![0u8; 4096]);
+        let mut cookie = ServerCookie::new();
+        let mut mock = Mock::new(&reply("2026-12-07 10:00:00.123 &amp; more"), 64);
+        let n = block_on(request_policy(
+            &mut mock,
+            &msg,
+            &mut buf,
+            &mut scratch,
+            &mut cookie,
+            &mut |_| {},
+        ))
+        .unwrap();
+        assert_eq!((n, cookie.as_str()), (0, "2026-12-07 10:00:00.123 & more"));
+        // The next request echoes it, escaped again.
+        let next = request_assignments(&cfg, smsid(), cookie.as_str());
+        let xml = String::from_utf16(
+            &emit_vec(&next)
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert!(
+            xml.ends_with("<ServerCookie>2026-12-07 10:00:00.123 &amp; more</ServerCookie></RequestAssignments>"),
+            "{xml}"
+        );
+        // Longer than MAX_SERVER_COOKIE: not echoed.
+        let long = "x".repeat(crate::wire::policy::MAX_SERVER_COOKIE + 1);
+        let mut mock = Mock::new(&reply(&long), 64);
+        block_on(request_policy(
+            &mut mock,
+            &msg,
+            &mut buf,
+            &mut scratch,
+            &mut cookie,
+            &mut |_| {},
+        ))
+        .unwrap();
+        assert_eq!(cookie.as_str(), "");
     }
 
     struct VecSink(Vec<u8>);

@@ -27,7 +27,7 @@ use crate::wire::xml_reader::{Attrs, Event, Reader, XmlError, XmlText};
 /// `<RequestAssignments SchemaVersion="1.00" ACK="false" RequestType="Always"><Identification><Machine>`
 /// `<ClientID>GUID:…</ClientID><FQDN>…</FQDN><NetBIOSName>…</NetBIOSName><SID/></Machine><User/>`
 /// `</Identification><PolicySource>SMS:{site code}</PolicySource><Resource ResourceType="Machine"/>`
-/// `<ServerCookie/></RequestAssignments>`.
+/// `<ServerCookie/></RequestAssignments>`, or `<ServerCookie>{the last reply's}</ServerCookie>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RequestAssignments<'a> {
@@ -39,7 +39,17 @@ pub struct RequestAssignments<'a> {
     pub netbios_name: &'a str,
     /// `PolicySource` is `SMS:{site code}`.
     pub site_code: SiteCode,
+    /// The `ServerCookie` of the last reply, unescaped; empty the first time (docs/protocol.md §5).
+    pub server_cookie: &'a str,
 }
+
+/// Longest `ServerCookie` kept to echo. The value is opaque and its real length is not on record
+/// (docs/protocol.md §5); a longer one is not echoed, and the next request sends it empty, which
+/// is the form every client's first request has.
+pub const MAX_SERVER_COOKIE: usize = 64;
+
+/// The `ServerCookie` a reply carried, kept for the next request.
+pub type ServerCookie = heapless::String<MAX_SERVER_COOKIE>;
 
 impl Emit for RequestAssignments<'_> {
     fn emit(&self, out: &mut dyn Sink) -> Result<(), Overflow> {
@@ -55,8 +65,17 @@ impl Emit for RequestAssignments<'_> {
                 (self.netbios_name, Escaping::Text),
                 markup!("</NetBIOSName><SID/></Machine><User/></Identification><PolicySource>SMS:"),
                 (self.site_code.as_str(), Escaping::Text),
-                markup!("</PolicySource><Resource ResourceType=\"Machine\"/><ServerCookie/></RequestAssignments>"),
-            ])
+                markup!("</PolicySource><Resource ResourceType=\"Machine\"/>"),
+            ])?;
+            if self.server_cookie.is_empty() {
+                w.parts(&[markup!("<ServerCookie/></RequestAssignments>")])
+            } else {
+                w.parts(&[
+                    markup!("<ServerCookie>"),
+                    (self.server_cookie, Escaping::Text),
+                    markup!("</ServerCookie></RequestAssignments>"),
+                ])
+            }
         })
     }
 }
@@ -244,6 +263,45 @@ impl<'a> ReplyAssignments<'a> {
     /// The root element's attributes (e.g. `ReplyType`).
     pub fn attrs(&self) -> Attrs<'a> {
         self.attrs
+    }
+
+    /// The reply's `<ServerCookie>` text (still escaped), if it has a non-empty one of text
+    /// only. The rest of the document is not checked here ([`ReplyAssignments::validate`] does).
+    pub fn server_cookie(&self) -> Result<Option<XmlText<'a>>, PolicyError> {
+        if self.empty {
+            return Ok(None);
+        }
+        let mut r = self.reader.clone();
+        loop {
+            match r.next_event()? {
+                Some(Event::StartTag {
+                    name: "ServerCookie",
+                    ..
+                }) if r.depth() == 2 => {
+                    // A cookie with markup inside is not one a client can echo: none.
+                    return Ok(r.read_text().ok().filter(|t| !t.raw().is_empty()));
+                }
+                Some(Event::StartTag { .. }) => r.skip_element()?,
+                Some(Event::EndTag { .. }) if r.depth() == 0 => return Ok(None),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Keep the reply's `ServerCookie` in `cookie` for the next request: the reply's value, or
+    /// empty when it has none or one longer than [`MAX_SERVER_COOKIE`].
+    pub fn keep_server_cookie(&self, cookie: &mut ServerCookie) -> Result<(), PolicyError> {
+        cookie.clear();
+        let Some(text) = self.server_cookie()? else {
+            return Ok(());
+        };
+        let mut buf = [0u8; MAX_SERVER_COOKIE];
+        if let Ok(value) = text.unescape_into(&mut buf) {
+            // Fits: the buffer is the string's capacity.
+            let _ = cookie.push_str(value);
+        }
+        Ok(())
     }
 
     /// The assignments, in document order; an error ends the iteration. After the last
@@ -543,6 +601,7 @@ mod tests {
             fqdn: "prn-1.corp.example",
             netbios_name: "PRN-1",
             site_code: SiteCode::new("PS1").unwrap(),
+            server_cookie: "",
         };
         let want = "<RequestAssignments SchemaVersion=\"1.00\" ACK=\"false\" RequestType=\"Always\"><Identification><Machine><ClientID>GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42</ClientID><FQDN>prn-1.corp.example</FQDN><NetBIOSName>PRN-1</NetBIOSName><SID/></Machine><User/></Identification><PolicySource>SMS:PS1</PolicySource><Resource ResourceType=\"Machine\"/><ServerCookie/></RequestAssignments>";
         let mut v = vec![0u8; emitted_len(&r).unwrap()];
@@ -591,6 +650,28 @@ mod tests {
         ] {
             let xml = one("", &std::format!(" PolicyHash=\"{bad}\""));
             assert_eq!(hash(&xml), Err(PolicyError::BadPolicyHash), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_cookie_of_a_reply() {
+        let r = ReplyAssignments::parse(REPLY).unwrap();
+        assert_eq!(r.server_cookie().unwrap().unwrap().raw(), "abc");
+        let mut kept = ServerCookie::new();
+        r.keep_server_cookie(&mut kept).unwrap();
+        assert_eq!(kept.as_str(), "abc");
+        // Absent, empty, self-closing, holding markup, or in an assignment: none.
+        for xml in [
+            "<ReplyAssignments/>",
+            "<ReplyAssignments><ServerCookie></ServerCookie></ReplyAssignments>",
+            "<ReplyAssignments><ServerCookie/></ReplyAssignments>",
+            "<ReplyAssignments><ServerCookie><b>x</b></ServerCookie></ReplyAssignments>",
+            "<ReplyAssignments><PolicyAssignment><ServerCookie>x</ServerCookie></PolicyAssignment></ReplyAssignments>",
+        ] {
+            let r = ReplyAssignments::parse(xml).unwrap();
+            assert_eq!(r.server_cookie().unwrap(), None, "{xml}");
+            r.keep_server_cookie(&mut kept).unwrap();
+            assert_eq!(kept.as_str(), "", "{xml}");
         }
     }
 

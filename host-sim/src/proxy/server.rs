@@ -29,6 +29,7 @@ use mpagent_core::io::{
 use mpagent_core::sink::Overflow;
 use mpagent_core::store::Endpoint;
 use mpagent_core::wire::clientauth::ClientIdSignature;
+use mpagent_core::wire::policy::ServerCookie;
 use mpagent_core::wire::report::{
     InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity, ReportType, ReportVersion,
 };
@@ -669,7 +670,9 @@ impl Proxy {
             Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e}")),
         };
         let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
-        let request = request_assignments(&config, smsid);
+        // A proxied device's requests are not tied to one another here: each sends the empty
+        // cookie of a first request (docs/protocol.md §5).
+        let request = request_assignments(&config, smsid, "");
         let msg = match sign_message(
             &config,
             &signer,
@@ -684,17 +687,25 @@ impl Proxy {
         let mut buf = Buffer::take(EXCHANGE_BUFFER * 4);
         let mut scratch = Buffer::take(EXCHANGE_BUFFER * 6);
         let mut policies = Vec::new();
-        let result = io::request_policy(&mut connector, &msg, &mut buf, &mut scratch, &mut |a| {
-            let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {
-                let mut b = [0u8; 512];
-                t.unescape_into(&mut b)
-                    .map(str::to_string)
-                    .unwrap_or_default()
-            };
-            if policies.len() < protocol::MAX_PAIRS {
-                policies.push((text(&a.policy_id), text(&a.policy_version)));
-            }
-        })
+        let mut cookie = ServerCookie::new();
+        let result = io::request_policy(
+            &mut connector,
+            &msg,
+            &mut buf,
+            &mut scratch,
+            &mut cookie,
+            &mut |a| {
+                let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {
+                    let mut b = [0u8; 512];
+                    t.unescape_into(&mut b)
+                        .map(str::to_string)
+                        .unwrap_or_default()
+                };
+                if policies.len() < protocol::MAX_PAIRS {
+                    policies.push((text(&a.policy_id), text(&a.policy_version)));
+                }
+            },
+        )
         .await;
         match result {
             Ok(_) => Frame::PolicyList { policies },
