@@ -16,7 +16,7 @@ pub enum ConfigError {
     InvalidSiteCode,
     /// The MP URL is not `http://host[:port][/]` or `https://host[:port][/]`.
     InvalidMpUrl,
-    /// Mixed mode speaks HTTP and native mode HTTPS (spec §1); the URL's scheme says otherwise.
+    /// Mixed mode speaks HTTP and native mode HTTPS (docs/protocol.md §1); the URL's scheme says otherwise.
     SchemeDoesNotMatchMode,
     /// Host names travel in XML and HTTP headers: letters, digits, `-`, `.`, `_` only, 1–255 bytes.
     InvalidHostName,
@@ -50,7 +50,7 @@ impl SiteCode {
     }
 }
 
-/// How the site authenticates clients (spec §1, §7).
+/// How the site authenticates clients (docs/protocol.md §1, §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SiteMode {
@@ -61,7 +61,7 @@ pub enum SiteMode {
 }
 
 /// The hash a site expects in signatures, and so whether the `HashAlgorithm` attribute (in the
-/// registration `<Data>`) and property (in the `clientauth` hook) are sent (spec §4, §6). This
+/// registration `<Data>`) and property (in the `clientauth` hook) are sent (docs/protocol.md §4, §6). This
 /// is the one place that ties the two together: a signer wrapped with
 /// [`crate::sign::SiteHashSigner`] hashes registration, `ClientIDSignature`, `PayloadSignature`
 /// and `ClientTokenSignature` input with it, and the builders send the OID it names.
@@ -98,7 +98,7 @@ impl SignatureHash {
     }
 }
 
-/// Which generation of Configuration Manager the site runs (spec §4, §5): ConfigMgr 2007 or a
+/// Which generation of Configuration Manager the site runs (docs/protocol.md §4, §5): ConfigMgr 2007 or a
 /// current branch. The public record documents both forms where they differ and cannot say
 /// which one a given MP insists on, so every such choice follows from this one setting:
 /// [`Self::status_numbering`], [`Self::attachment_naming`], [`Self::confirmation_form`] and
@@ -114,7 +114,7 @@ pub enum SiteGeneration {
     Current,
 }
 
-/// How a report's attachment is named (spec §5, report framing).
+/// How a report's attachment is named (docs/protocol.md §5, report framing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum AttachmentNaming {

@@ -115,7 +115,7 @@ impl Guid {
     }
 }
 
-/// A Configuration Manager client identity: `GUID:` followed by a GUID (spec §7).
+/// A Configuration Manager client identity: `GUID:` followed by a GUID (docs/protocol.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Smsid(pub Guid);
 

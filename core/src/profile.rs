@@ -2,9 +2,9 @@
 //! (`\[profile\]` in `docs/protocol.md`) lives here, so it can change in one place when a real
 //! MP says otherwise.
 
-/// HashAlgorithm OID we send with ECDSA P-256 signatures (spec §6, \[profile\]).
+/// HashAlgorithm OID we send with ECDSA P-256 signatures (docs/protocol.md §6, \[profile\]).
 pub const ECDSA_P256_SHA256_OID: &str = "1.2.840.10045.4.3.2";
-/// HashAlgorithm OID of RSA PKCS#1 v1.5 + SHA-256 (spec §6, confirmed).
+/// HashAlgorithm OID of RSA PKCS#1 v1.5 + SHA-256 (docs/protocol.md §6, confirmed).
 pub const RSA_SHA256_OID: &str = "1.2.840.113549.1.1.11";
 
 /// `AgentIdentity` we announce in registration requests.
@@ -12,25 +12,25 @@ pub const AGENT_IDENTITY: &str = "mpagent";
 /// `AgentVersion` we announce.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Subject CN the public tools put in self-signed client certificates (spec §7).
+/// Subject CN the public tools put in self-signed client certificates (docs/protocol.md §7).
 pub const DEFAULT_CERT_CN: &str = "ConfigMgr Client";
-/// Self-signed certificates start this long before "now" to absorb clock skew (spec §7).
+/// Self-signed certificates start this long before "now" to absorb clock skew (docs/protocol.md §7).
 pub const CERT_BACKDATE_SECS: u64 = 24 * 3600;
-/// And stay valid this long (spec §7: one or more years).
+/// And stay valid this long (docs/protocol.md §7: one or more years).
 pub const CERT_VALIDITY_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// `PublicKey` property of the clientauth hook: we send the signing certificate's DER as hex
-/// (real RSA clients send a CryptoAPI PUBLICKEYBLOB; spec §5 \[profile\]).
+/// (real RSA clients send a CryptoAPI PUBLICKEYBLOB; docs/protocol.md §5 \[profile\]).
 pub const PUBLIC_KEY_IS_CERT_DER: bool = true;
 
 /// Registration retry backoff (status 2 and transport errors): first delay, cap (seconds).
 pub const RETRY_BACKOFF_FIRST_SECS: u64 = 5;
 /// Upper bound of the exponential backoff.
 pub const RETRY_BACKOFF_MAX_SECS: u64 = 300;
-/// A pending (status 1) registration is confirmed again after this long (spec §4: 30 s – 5 min).
+/// A pending (status 1) registration is confirmed again after this long (docs/protocol.md §4: 30 s – 5 min).
 pub const PENDING_RECHECK_SECS: u64 = 60;
 
-// The registration reply is unsigned (spec §4), so no single reply is believed on its own. These
+// The registration reply is unsigned (docs/protocol.md §4), so no single reply is believed on its own. These
 // are our policy choices, not the site's.
 
 /// Consecutive refusals (HTTP 4xx, or the quiet 200-with-empty-body of real MPs) of confirmations
@@ -47,9 +47,9 @@ pub const REJECTION_SECOND_ASK_SECS: u64 = 2;
 /// rejected device is negligible load; a day is how long an unblocked device may stay silent.
 pub const REJECTION_RECHECK_SECS: u64 = 24 * 3600;
 
-// ---- Messages after registration (spec §5) ----------------------------------------------------
+// ---- Messages after registration (docs/protocol.md §5) ----------------------------------------------------
 
-/// Name of the clientauth property that names the ISV proxy signing for a client (spec §5
+/// Name of the clientauth property that names the ISV proxy signing for a client (docs/protocol.md §5
 /// \[profile\]). With it, `ClientIDSignature` is the proxy's signature over the *client's* SMSID
 /// (the `SourceID`), and `PublicKey` is the proxy's certificate.
 pub const CLIENTAUTH_PROXY_SMSID_PROPERTY: &str = "ProxySMSID";
@@ -79,7 +79,7 @@ pub const DISCOVERY_PLATFORM_ID: &str = "mpagent appliance";
 pub const STATE_REPORT_CONTENT: &str = "State Message Data";
 /// `<Format>` of state messages (same source).
 pub const STATE_REPORT_FORMAT: &str = "1.0";
-/// `State/@Criticality` unless the caller says otherwise (spec §5: State attributes are profile).
+/// `State/@Criticality` unless the caller says otherwise (docs/protocol.md §5: State attributes are profile).
 pub const STATE_CRITICALITY: u32 = 0;
 /// `StateDetails/@Type` unless the caller says otherwise (1 in every public sample).
 pub const STATE_DETAILS_TYPE: u32 = 1;
@@ -99,7 +99,7 @@ pub const INVENTORY_SECS: u64 = 24 * 3600;
 pub const POLICY_SECS: u64 = 3600;
 /// Whether an empty HTTP 200 to the policy request makes the agent re-confirm its registration.
 /// Real MPs answer both "nothing for you yet" and "your identity or signature failed" that way
-/// (spec §5, §6), and a forgotten device would otherwise never find out: one confirmation per
+/// (docs/protocol.md §5, §6), and a forgotten device would otherwise never find out: one confirmation per
 /// policy period settles which it was.
 pub const EMPTY_POLICY_REPLY_RECONFIRMS: bool = true;
 /// `<Type>` of the status message an agent queues when it starts.

@@ -67,13 +67,13 @@ fn utf16le(s: &str) -> Vec<u8> {
     s.encode_utf16().flat_map(u16::to_le_bytes).collect()
 }
 
-/// ECDSA P-256 over the UTF-16LE bytes, raw r||s, hex upper (spec §6).
+/// ECDSA P-256 over the UTF-16LE bytes, raw r||s, hex upper (docs/protocol.md §6).
 fn sign(key: &SigningKey, data: &str) -> String {
     let sig: p256::ecdsa::Signature = key.sign(&utf16le(data));
     hex::encode_upper(sig.to_bytes())
 }
 
-/// The `<Data>` element (spec §4), on one line.
+/// The `<Data>` element (docs/protocol.md §4), on one line.
 fn data_xml(dev: &Device, request_type: &str, smsid: &str, agent_type: u8) -> String {
     format!(
         "<Data HashAlgorithm=\"{ECDSA_OID}\" SMSID=\"{smsid}\" RequestType=\"{request_type}\" TimeStamp=\"2026-11-23T10:00:00Z\">\

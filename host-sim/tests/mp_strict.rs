@@ -25,7 +25,7 @@ const DISCOVERY: &str = "{00000000-0000-0000-0000-000000000003}";
 const HARDWARE: &str = "{00000000-0000-0000-0000-000000000001}";
 
 // ---------------------------------------------------------------------------------------------
-// Identities (spec §6, §7)
+// Identities (docs/protocol.md §6, §7)
 // ---------------------------------------------------------------------------------------------
 
 enum Key {
@@ -199,7 +199,7 @@ fn fresh_id() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Envelope (spec §2, §3)
+// Envelope (docs/protocol.md §2, §3)
 // ---------------------------------------------------------------------------------------------
 
 fn multipart(header: &str, octet: &[u8]) -> Vec<u8> {
@@ -251,7 +251,7 @@ const PLAIN: Framing = Framing {
     zlib_reply: false,
 };
 
-/// The octet stream (before compression) of a body and optional attachment (spec §5 report
+/// The octet stream (before compression) of a body and optional attachment (docs/protocol.md §5 report
 /// framing): body = UTF-16LE + `00 00`; attachment = `FF FE` + UTF-16LE, no NUL; then the CRLF if
 /// `crlf_inside`. Returns the stream, the body length and the attachment length.
 fn stream(body: &str, attachment: Option<&str>, crlf_inside: bool) -> (Vec<u8>, usize, usize) {
@@ -324,7 +324,7 @@ impl Header<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Registration (spec §4)
+// Registration (docs/protocol.md §4)
 // ---------------------------------------------------------------------------------------------
 
 /// `<Data>` of a Registration proposing `proposed` (`GUID:…`, or empty).
@@ -388,7 +388,7 @@ fn registration_message(body: &str, framing: Framing, id: &str) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Signed messages (spec §5)
+// Signed messages (docs/protocol.md §5)
 // ---------------------------------------------------------------------------------------------
 
 struct Signed<'a> {

@@ -99,7 +99,7 @@ fn regenerate_host_sim_fuzz_seeds() {
     let ct = format!("multipart/mixed; boundary=\"{BOUNDARY}\"\n");
 
     // The same registration with a zlib-compressed octet stream, as Windows clients send it
-    // (`Length` stays the uncompressed length, spec §2).
+    // (`Length` stays the uncompressed length, docs/protocol.md §2).
     let (stream, _) = body_stream(&reg_xml);
     let z_header = if header.contains("<Hooks>") {
         header.replace("<Hooks>", "<Hooks><Hook3 Name=\"zlib-compress\" />")

@@ -597,7 +597,7 @@ async fn corrupt_utf16_payload_then_pass() {
 
 #[tokio::test]
 async fn empty_200_quiet_refusal_then_pass() {
-    // What real MPs answer to a request they refuse (spec §6): HTTP 200, empty body.
+    // What real MPs answer to a request they refuse (docs/protocol.md §6): HTTP 200, empty body.
     transient(
         Fault::Respond(
             b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
@@ -609,7 +609,7 @@ async fn empty_200_quiet_refusal_then_pass() {
 
 #[tokio::test]
 async fn iis_html_error_page_then_pass() {
-    // An IIS error page in place of the message (spec §4): chunked HTML, not multipart.
+    // An IIS error page in place of the message (docs/protocol.md §4): chunked HTML, not multipart.
     let page = b"<html><body><h1>Server Error</h1></body></html>";
     let mut reply = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",

@@ -446,7 +446,7 @@ async fn an_rsa_proxy_registers_a_device_and_relays_its_data_signed_with_its_rsa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rsa_proxy_for_a_sha1_site_sends_no_hash_algorithm_and_is_accepted() {
     let (proxy_row, device_row) = rsa_proxy_relays(SignatureHash::Sha1).await;
-    // No HashAlgorithm in either registration: the MP verified SHA-1 (spec §4).
+    // No HashAlgorithm in either registration: the MP verified SHA-1 (docs/protocol.md §4).
     assert_eq!(proxy_row.hash_algorithm, None);
     assert_eq!(device_row.hash_algorithm, None);
 }

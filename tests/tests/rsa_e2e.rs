@@ -251,7 +251,7 @@ async fn an_rsa_agent_for_a_sha1_site_registers_reports_and_fetches_policy() {
         .unwrap();
     let legacy = SiteHashSigner::new(identity.signer.clone(), SignatureHash::Sha1).unwrap();
 
-    // Registration without HashAlgorithm, signed with SHA-1: the MP verifies SHA-1 (spec §4).
+    // Registration without HashAlgorithm, signed with SHA-1: the MP verifies SHA-1 (docs/protocol.md §4).
     let state =
         mpagent_tests::register_once(mp.local_addr(), "RSA-2007", &legacy, &identity.cert_der)
             .await
@@ -384,7 +384,7 @@ async fn the_host_client_with_hash_sha1_registers_and_reports_without_hash_algor
         panic!("{:?}", first.state)
     };
     let smsid = smsid.to_string();
-    // No HashAlgorithm: the MP verified the registration with SHA-1 (spec §4) and holds the
+    // No HashAlgorithm: the MP verified the registration with SHA-1 (docs/protocol.md §4) and holds the
     // client to SHA-1 from now on.
     let row = db.client(&smsid).unwrap().expect("registered");
     assert_eq!(row.hash_algorithm, None);

@@ -1,7 +1,7 @@
 //! End to end over loopback against the strict (real-MP) emulator, for each site generation: a
 //! client registers, waits for approval, confirms and delivers a heartbeat and an inventory, and
 //! a recording relay between it and the MP shows the forms its generation picked on the wire
-//! (wire.md §4, §5): the hash (no `HashAlgorithm` for RSA on 2007 sites), the confirmation's
+//! (docs/protocol.md §4, §5): the hash (no `HashAlgorithm` for RSA on 2007 sites), the confirmation's
 //! shape and the attachments' names.
 
 use std::net::SocketAddr;

@@ -173,7 +173,7 @@ pub enum Refusal {
 pub enum PolicyOutcome {
     /// A reply was handled (its bodies fetched or refused as they deserved).
     Done,
-    /// HTTP 200 with an empty body: nothing yet, or a quiet refusal (spec §5).
+    /// HTTP 200 with an empty body: nothing yet, or a quiet refusal (docs/protocol.md §5).
     Empty,
     /// The exchange failed.
     Failed(Failure),

@@ -149,7 +149,7 @@ impl core::fmt::Display for PolicyGetError {
 
 impl core::error::Error for PolicyGetError {}
 
-/// `GET /SMS_MP/.sms_pol?{id}.{version}` with `ClientToken` and `ClientTokenSignature` (spec §5),
+/// `GET /SMS_MP/.sms_pol?{id}.{version}` with `ClientToken` and `ClientTokenSignature` (docs/protocol.md §5),
 /// in small fixed buffers it owns; an [`Emit`] of the whole request head.
 #[derive(Clone)]
 pub struct PolicyBodyRequest<'a> {

@@ -11,7 +11,7 @@ use crate::time::UnixTime;
 use crate::wire::header::{MsgHeader, ReplyMode};
 use crate::wire::multipart::{Envelope, CONTENT_TYPE};
 
-/// The anonymous request path (spec §1).
+/// The anonymous request path (docs/protocol.md §1).
 pub const REQUEST_PATH: &str = "/ccm_system/request";
 
 /// One `CCM_POST` ready to emit.

@@ -185,7 +185,7 @@ impl Registrar {
         self
     }
 
-    /// Propose `smsid` in every registration (`Data/@SMSID`), as real clients do (spec §4): a
+    /// Propose `smsid` in every registration (`Data/@SMSID`), as real clients do (docs/protocol.md §4): a
     /// reply that hands back exactly this SMSID is final without a confirmation, since a
     /// corrupted or forged reply cannot name it by chance.
     pub fn with_proposed_smsid(mut self, smsid: Smsid) -> Self {
@@ -312,7 +312,7 @@ impl Registrar {
         let confirmed = match (status, reply.smsid, asked) {
             (RegistrationStatus::Registered | RegistrationStatus::Pending, Some(id), _) => id,
             // Real MPs may answer a confirmation without an SMSID: it is the one asked about
-            // (spec §4).
+            // (docs/protocol.md §4).
             (RegistrationStatus::Registered | RegistrationStatus::Pending, None, Some(id)) => id,
             // Status 2, unknown statuses, and a registration answered 0/1 without an SMSID.
             _ => return self.on_failure(now),
@@ -367,7 +367,7 @@ impl Registrar {
         }
     }
 
-    /// The site refused the request (HTTP 4xx, or a 200 with an empty body: spec §4): for a
+    /// The site refused the request (HTTP 4xx, or a 200 with an empty body: docs/protocol.md §4): for a
     /// confirmation of the `Pending` SMSID this says the site does not know it. After
     /// [`profile::CONFIRMATION_REFUSALS_BEFORE_REREGISTER`] such refusals in a row the SMSID is
     /// dropped and the agent registers afresh. Refusals of that SMSID do not count as failures
@@ -444,7 +444,7 @@ pub(crate) fn backoff(n: u32) -> u64 {
         .min(profile::RETRY_BACKOFF_MAX_SECS)
 }
 
-/// The message IDs of one registrant's registration requests (spec §4): every registration
+/// The message IDs of one registrant's registration requests (docs/protocol.md §4): every registration
 /// gets a fresh one; a confirmation in the current form goes under the ID of the registration
 /// it follows, as the real client's does; one in the 2007 form, or one with no registration
 /// before it since start (a stored SMSID), gets a fresh one.
@@ -516,7 +516,7 @@ pub enum Registrant<'a> {
         /// What kind of agent registers.
         agent_type: AgentType,
     },
-    /// A client of an ISV proxy (AgentType 8, spec §4): `client_cert_der` is registered, the
+    /// A client of an ISV proxy (AgentType 8, docs/protocol.md §4): `client_cert_der` is registered, the
     /// request is signed with the proxy's key and names the proxy in `<Signature SMSID>`.
     ProxyClient {
         /// The proxy's key and certificate.
@@ -973,7 +973,7 @@ mod tests {
     #[test]
     fn a_confirmation_answered_without_smsid_means_the_one_asked_about() {
         // Registration answered Status 1 with an SMSID; its confirmation says Pending without
-        // one, a later one Registered without one (a real MP's replies, spec §4).
+        // one, a later one Registered without one (a real MP's replies, docs/protocol.md §4).
         let mut r = Registrar::new(RegistrationState::Unregistered);
         r.on_response(UnixTime(0), &reply(RegistrationStatus::Pending, Some(id())));
         assert_eq!(r.candidate(), Some(id()));

@@ -153,7 +153,7 @@ impl<'a> SignedMessage<'a> {
         Self::build(config, signer, params, body, None)
     }
 
-    /// Sign a discovery or inventory report framed as body + attachment (spec §5), the
+    /// Sign a discovery or inventory report framed as body + attachment (docs/protocol.md §5), the
     /// attachment named `name`.
     pub fn new_attached(
         config: &AgentConfig<'a>,

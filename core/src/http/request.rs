@@ -5,10 +5,10 @@
 use super::HttpError;
 use crate::sink::{Emit, Overflow, Sink};
 
-/// The anonymous message endpoint (spec §1).
+/// The anonymous message endpoint (docs/protocol.md §1).
 pub const CCM_REQUEST_PATH: &str = "/ccm_system/request";
 
-/// The `User-Agent` every request carries (spec §1).
+/// The `User-Agent` every request carries (docs/protocol.md §1).
 pub const USER_AGENT: &str = "ConfigMgr Messaging HTTP Sender";
 
 /// Request method.

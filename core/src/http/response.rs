@@ -40,7 +40,7 @@ pub struct ResponseHead {
     /// is not multipart/mixed (an IIS HTML error page, an empty 200, …).
     pub boundary: heapless::String<72>,
     /// The `Date` header (IMF-fixdate) if present and valid; clockless devices take time from it
-    /// (spec §8).
+    /// (docs/protocol.md §8).
     pub date: Option<UnixTime>,
     /// The server will close the connection after this response (`Connection: close`, HTTP/1.0
     /// without keep-alive, or a body delimited by the close).

@@ -40,9 +40,9 @@ pub use cert::{
 pub use der::asn1::ObjectIdentifier;
 pub use parse::{cert_has_eku, cert_public_key_p256, cert_spki_der, cert_validity};
 
-/// Extended key usage "SMS signing" (spec §7).
+/// Extended key usage "SMS signing" (docs/protocol.md §7).
 pub const EKU_SMS_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.101.2");
-/// Extended key usage "SMS encryption" (spec §7).
+/// Extended key usage "SMS encryption" (docs/protocol.md §7).
 pub const EKU_SMS_ENCRYPTION: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.101");
 

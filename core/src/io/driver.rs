@@ -684,7 +684,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
                 }
                 _ => &body,
             };
-            // Discovery and inventory go as body + attachment (spec §5); the rest as one body.
+            // Discovery and inventory go as body + attachment (docs/protocol.md §5); the rest as one body.
             let framed = if travels_attached(meta.endpoint) {
                 Some(
                     AttachedReport::new(emit)

@@ -126,7 +126,7 @@ pub enum AttemptFailure {
     Http(HttpError),
     /// The MP answered with a non-200 status (e.g. 403 for a refused signature).
     Status(u16),
-    /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, spec §4).
+    /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, docs/protocol.md §4).
     EmptyReply,
     /// The reply body was not a usable `ClientRegistrationResponse`.
     Reply(ReplyError),
@@ -136,7 +136,7 @@ pub enum AttemptFailure {
 
 impl AttemptFailure {
     /// The site said no to this request (HTTP 4xx, or 200 with an empty body, which is how real
-    /// MPs refuse: spec §4), as opposed to a failure on the way.
+    /// MPs refuse: docs/protocol.md §4), as opposed to a failure on the way.
     pub fn is_refusal(&self) -> bool {
         match self {
             Self::Status(s) => (400..500).contains(s),
@@ -345,7 +345,7 @@ async fn attempt<C: Connector>(
         .map_err(AttemptFailure::Reply)
 }
 
-// ---- Messages after registration (spec §5) ----------------------------------------------------
+// ---- Messages after registration (docs/protocol.md §5) ----------------------------------------------------
 //
 // Requests go out through `agent::signed::fill_window_at`: each window's emission stops once the
 // window is full, so no pass over the request is spent on counting and none runs past its window;
@@ -505,7 +505,7 @@ pub enum PolicyRequestError {
     /// The exchange failed (see [`SendError::is_retryable`]); a reply larger than `buf` is
     /// `Send(Http(ResponseTooLarge { .. }))`, with the size it needs when its head says.
     Send(SendError),
-    /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, spec §5).
+    /// HTTP 200 with an empty body: the MP had nothing to say (a quiet refusal, docs/protocol.md §5).
     EmptyReply,
     /// The reply was not a usable `ReplyAssignments` (envelope, header or body); nothing was
     /// reported to the callback.

@@ -91,7 +91,7 @@ pub trait Signer {
     /// Sign a SHA-256 digest; returns the wire bytes.
     fn sign_sha256(&self, digest: &[u8; 32]) -> Result<SignatureBytes, SignError>;
     /// Sign a SHA-1 digest, in the same wire form as [`sign_sha256`](Self::sign_sha256). Only
-    /// for sites that send no `HashAlgorithm` (ConfigMgr 2007, spec §4), which take RSA only;
+    /// for sites that send no `HashAlgorithm` (ConfigMgr 2007, docs/protocol.md §4), which take RSA only;
     /// the default answers [`SignError::Unsupported`].
     fn sign_sha1(&self, digest: &[u8; 20]) -> Result<SignatureBytes, SignError> {
         let _ = digest;

@@ -31,11 +31,11 @@ use crate::sink::{Emit, Overflow, Sink};
 use crate::wire::multipart::{AttachedOctetPart, OctetPart};
 use crate::wire::xml::{markup, raw, Escaping, XmlWriter};
 
-/// `ClientCapabilities` of a client talking plain HTTP (spec §5, confirmed).
+/// `ClientCapabilities` of a client talking plain HTTP (docs/protocol.md §5, confirmed).
 pub const CLIENT_CAPABILITIES_NON_SSL: &str = "NonSSL";
 
 /// Emits `text` as UTF-16LE followed by a UTF-16 NUL: the input of `ClientIDSignature` and of
-/// the policy `ClientTokenSignature` (spec §5). Only meant for ASCII-safe tokens; any text works.
+/// the policy `ClientTokenSignature` (docs/protocol.md §5). Only meant for ASCII-safe tokens; any text works.
 #[derive(Clone, Copy)]
 pub struct Utf16z<'a>(pub &'a str);
 
@@ -110,7 +110,7 @@ pub struct PayloadDigest {
 }
 
 impl PayloadDigest {
-    /// `<Body Length>`: the body plus its terminating NUL (spec §2).
+    /// `<Body Length>`: the body plus its terminating NUL (docs/protocol.md §2).
     pub fn body_range_length(&self) -> Result<usize, Overflow> {
         self.body_len.checked_add(2).ok_or(Overflow)
     }

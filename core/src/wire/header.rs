@@ -16,7 +16,7 @@ pub enum ReplyMode {
     Async,
 }
 
-/// Endpoint names (spec §3).
+/// Endpoint names (docs/protocol.md §3).
 pub mod endpoint {
     /// Registration.
     pub const CLIENT_REGISTRATION: &str = "MP_ClientRegistration";
@@ -53,7 +53,7 @@ pub struct MsgHeader<'a> {
     pub sent_time: DateTime,
     /// Hook elements inside `<Hooks>` (already UTF-16LE, e.g. the clientauth hook); none → no `<Hooks>`.
     pub hooks: Option<&'a dyn Emit>,
-    /// The `<Attachment>` range of a report sent as body + attachment (spec §5).
+    /// The `<Attachment>` range of a report sent as body + attachment (docs/protocol.md §5).
     pub attachment: Option<AttachmentRange>,
 }
 

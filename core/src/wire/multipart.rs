@@ -24,7 +24,7 @@ impl Emit for OctetPart<'_> {
     }
 }
 
-/// The octet-stream part of a report sent as body + attachment (spec §5): the stream `A ‖ B`
+/// The octet-stream part of a report sent as body + attachment (docs/protocol.md §5): the stream `A ‖ B`
 /// ([`crate::wire::report_framing::AttachedReport`]: A ends in its own NUL, B has none) and
 /// `\r\n`. `PayloadSignature` is made over exactly these bytes.
 #[derive(Clone, Copy)]
@@ -43,7 +43,7 @@ impl Emit for AttachedOctetPart<'_> {
 /// A whole multipart request body.
 #[derive(Clone, Copy)]
 pub struct Envelope<'a> {
-    /// The header; its `body_length` must be `body`'s UTF-16LE length plus the 2-byte NUL (spec §2).
+    /// The header; its `body_length` must be `body`'s UTF-16LE length plus the 2-byte NUL (docs/protocol.md §2).
     pub header: &'a MsgHeader<'a>,
     /// The body XML (UTF-16LE, no BOM).
     pub body: &'a dyn Emit,

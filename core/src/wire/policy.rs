@@ -23,7 +23,7 @@ use crate::wire::reply::{header_xml, parse_msg_header, payload_xml, split_multip
 use crate::wire::xml::{ascii_str, markup, Escaping, XmlWriter};
 use crate::wire::xml_reader::{Attrs, Event, Reader, XmlError, XmlText};
 
-/// The `RequestAssignments` body (spec §5, exact shape):
+/// The `RequestAssignments` body (docs/protocol.md §5, exact shape):
 /// `<RequestAssignments SchemaVersion="1.00" ACK="false" RequestType="Always"><Identification><Machine>`
 /// `<ClientID>GUID:…</ClientID><FQDN>…</FQDN><NetBIOSName>…</NetBIOSName><SID/></Machine><User/>`
 /// `</Identification><PolicySource>SMS:{site code}</PolicySource><Resource ResourceType="Machine"/>`
@@ -80,7 +80,7 @@ impl Emit for RequestAssignments<'_> {
     }
 }
 
-/// `PolicyFlags` (spec §5, confirmed bit values).
+/// `PolicyFlags` (docs/protocol.md §5, confirmed bit values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PolicyFlags(pub u32);
@@ -168,7 +168,7 @@ pub struct PolicyAssignment<'a> {
     /// `http://<mp>/SMS_MP/.sms_pol?{id}.{version}` (see [`policy_location_path`]).
     pub location: XmlText<'a>,
     /// `PolicyHash` of the location element (or of `<Policy>`), e.g. `SHA256:{hex}`: what the
-    /// body must hash to (spec §5).
+    /// body must hash to (docs/protocol.md §5).
     pub policy_hash: Option<XmlText<'a>>,
 }
 
@@ -536,7 +536,7 @@ fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
 /// Length of a [`ClientToken`]: `GUID:` + 36 + `;` + 20 + `;2`.
 pub const CLIENT_TOKEN_LEN: usize = 64;
 
-/// The `ClientToken` header of a policy body `GET` (spec §5, confirmed):
+/// The `ClientToken` header of a policy body `GET` (docs/protocol.md §5, confirmed):
 /// `GUID:{smsid};{YYYY-MM-DDThh:mm:ssZ};2`, and its signature for `ClientTokenSignature`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ClientToken {

@@ -9,7 +9,7 @@ use crate::sink::{Emit, Overflow, Sink};
 use crate::time::DateTime;
 use crate::wire::xml::{ascii_str, markup, raw, Escaping, XmlWriter};
 
-/// `AgentType` (spec §4, Messaging SDK).
+/// `AgentType` (docs/protocol.md §4, Messaging SDK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum AgentType {
@@ -45,7 +45,7 @@ pub enum RequestType {
     Confirmation,
 }
 
-/// The shape of a `RequestType="Confirmation"` request (spec §4); which one is sent follows
+/// The shape of a `RequestType="Confirmation"` request (docs/protocol.md §4); which one is sent follows
 /// from [`crate::config::SiteGeneration::confirmation_form`]. A registration always carries
 /// both certificates and the discovery properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

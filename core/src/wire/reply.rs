@@ -29,7 +29,7 @@ pub const REPLY_SCRATCH_LEN: usize = 2048;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ReplyError {
-    /// The HTTP body is empty (an MP's quiet "nothing to say" or refusal, spec §4, §6).
+    /// The HTTP body is empty (an MP's quiet "nothing to say" or refusal, docs/protocol.md §4, §6).
     Empty,
     /// No usable boundary: the response was not `multipart/mixed` (e.g. an IIS HTML error page)
     /// or the boundary is longer than 70 bytes.
@@ -124,7 +124,7 @@ fn media_type_is(value: &[u8], expected: &[u8]) -> bool {
     trim_ows(media).eq_ignore_ascii_case(expected)
 }
 
-/// Split a reply body into its two parts (spec §2):
+/// Split a reply body into its two parts (docs/protocol.md §2):
 /// `--B\r\ncontent-type: …\r\n\r\n<part1>\r\n--B\r\ncontent-type: …\r\n\r\n<part2>\r\n--B--`.
 ///
 /// Part header names are case-insensitive; a part without `content-type` is accepted, one with
@@ -261,7 +261,7 @@ fn parse_i32(t: XmlText<'_>) -> Option<i32> {
     s.parse().ok()
 }
 
-/// Parse the `<Msg>` header of a reply (spec §3). Unknown elements are skipped.
+/// Parse the `<Msg>` header of a reply (docs/protocol.md §3). Unknown elements are skipped.
 pub fn parse_msg_header(xml: &str) -> Result<MsgHeaderInfo, ReplyError> {
     let mut r = Reader::new(xml);
     let mut info = MsgHeaderInfo::default();
@@ -367,7 +367,7 @@ pub fn payload_xml<'b>(
     Ok(utf16le_to_utf8(body, scratch)?.trim_end_matches('\0'))
 }
 
-/// `ClientRegistrationResponse/@Status` (spec §4), as [`StatusNumbering`] reads the code.
+/// `ClientRegistrationResponse/@Status` (docs/protocol.md §4), as [`StatusNumbering`] reads the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RegistrationStatus {
@@ -390,7 +390,7 @@ pub enum RegistrationStatus {
     Other(i32),
 }
 
-/// How a site numbers `Status` (spec §4): ConfigMgr 2007's SDK, or current sites' enum
+/// How a site numbers `Status` (docs/protocol.md §4): ConfigMgr 2007's SDK, or current sites' enum
 /// `ClientRegistrationStatus` (numbered in its order by a public tool; the record is not sure,
 /// so the choice lives here and in [`crate::profile`] only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -461,7 +461,7 @@ pub struct RegistrationResponse {
     pub timestamp: Option<DateTime>,
 }
 
-/// Parse a `ClientRegistrationResponse` body (spec §4); see the module doc for what is strict and
+/// Parse a `ClientRegistrationResponse` body (docs/protocol.md §4); see the module doc for what is strict and
 /// what is ignored.
 pub fn parse_registration_response(xml: &str) -> Result<RegistrationResponse, ReplyError> {
     let mut r = Reader::new(xml);

@@ -42,7 +42,7 @@ pub fn is_xml_name(s: &str) -> bool {
     bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// The `<Machine>` identification of every report (spec §5). Construct with
+/// The `<Machine>` identification of every report (docs/protocol.md §5). Construct with
 /// [`ReportIdentity::new`], which fills the [profile] fields from [`crate::profile`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -184,7 +184,7 @@ pub enum ReportKind {
 }
 
 impl ReportKind {
-    /// `InventoryActionID` (spec §5, confirmed).
+    /// `InventoryActionID` (docs/protocol.md §5, confirmed).
     pub fn inventory_action_id(self) -> &'static str {
         match self {
             Self::Discovery => "{00000000-0000-0000-0000-000000000003}",
@@ -235,7 +235,7 @@ impl InstanceContent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Namespace<'a> {
-    /// `\\HOST\root\cimv2` (hardware inventory classes, spec §5).
+    /// `\\HOST\root\cimv2` (hardware inventory classes, docs/protocol.md §5).
     Cimv2,
     /// `\\HOST\root\ccm` (the client's own discovery classes, as the public tools send them).
     Ccm,

@@ -35,9 +35,9 @@ pub const ENDPOINTS: [&str; 4] = [
     "MP_RelayEndpoint",
 ];
 
-/// `InventoryActionID` of discovery data (spec §5).
+/// `InventoryActionID` of discovery data (docs/protocol.md §5).
 pub const DISCOVERY_ACTION: &str = "{00000000-0000-0000-0000-000000000003}";
-/// `InventoryActionID` of hardware inventory (spec §5).
+/// `InventoryActionID` of hardware inventory (docs/protocol.md §5).
 pub const HARDWARE_ACTION: &str = "{00000000-0000-0000-0000-000000000001}";
 
 #[derive(Debug, Deserialize)]

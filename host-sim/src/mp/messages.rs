@@ -169,7 +169,7 @@ pub struct Hook {
     pub properties: Vec<HookProperty>,
 }
 
-/// The `<Msg>` header (spec §3). Unknown elements are ignored.
+/// The `<Msg>` header (docs/protocol.md §3). Unknown elements are ignored.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename = "Msg")]
 pub struct MsgHeader {
@@ -342,7 +342,7 @@ pub struct RegistrationSignature {
     pub value: String,
 }
 
-/// The registration request body (spec §4).
+/// The registration request body (docs/protocol.md §4).
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename = "ClientRegistrationRequest")]
 pub struct ClientRegistrationRequest {
@@ -411,7 +411,7 @@ pub fn reply_header_xml(
     )
 }
 
-/// Registration status codes (spec §4): 0 and 1 mean the same on every site; 2–4 as current sites
+/// Registration status codes (docs/protocol.md §4): 0 and 1 mean the same on every site; 2–4 as current sites
 /// number them (Registered, Pending, Reset, Error, CertificateReset). ConfigMgr 2007's 3
 /// (rejected) is the current Error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

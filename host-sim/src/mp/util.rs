@@ -108,7 +108,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Parses exactly `YYYY-MM-DDThh:mm:ssZ` (spec §8) to Unix seconds; `None` for anything else
+/// Parses exactly `YYYY-MM-DDThh:mm:ssZ` (docs/protocol.md §8) to Unix seconds; `None` for anything else
 /// (other layouts, fractions, offsets, impossible dates, years before 1970).
 pub fn parse_utc_timestamp(s: &str) -> Option<u64> {
     let b = s.as_bytes();

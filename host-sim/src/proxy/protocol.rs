@@ -78,7 +78,7 @@ pub mod code {
     pub const INTERNAL: u16 = 9;
 }
 
-/// `RegisterResult` statuses (as the MP's, spec §4).
+/// `RegisterResult` statuses (as the MP's, docs/protocol.md §4).
 pub mod reg_status {
     /// Registered and approved.
     pub const REGISTERED: u8 = 0;

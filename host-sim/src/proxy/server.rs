@@ -418,7 +418,7 @@ impl Proxy {
         if let Some(r) = self.registry.device(&dev.id)? {
             return Ok(r);
         }
-        // The device has no key: the proxy makes and keeps its certificate (spec §4 [profile]),
+        // The device has no key: the proxy makes and keeps its certificate (docs/protocol.md §4 [profile]),
         // with a key of the proxy's own kind (an RSA site gets RSA device certificates). It is
         // stored before the MP sees the certificate.
         let params = CertParams::self_signed_now(&dev.name, unix_now(), &mut rand_core::OsRng);

@@ -341,7 +341,7 @@ impl Signer for RsaSigner {
     }
 }
 
-/// CryptoAPI order (spec §6): the big-endian signature byte-reversed.
+/// CryptoAPI order (docs/protocol.md §6): the big-endian signature byte-reversed.
 fn wire_form(be: &[u8; RSA_SIGNATURE_LEN]) -> Result<SignatureBytes, SignError> {
     let mut le = *be;
     le.reverse();

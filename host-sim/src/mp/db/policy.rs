@@ -40,7 +40,7 @@ pub struct NewPolicy<'a> {
     pub target: PolicyTarget<'a>,
     /// `PolicyCategory`; `None` → [`DEFAULT_POLICY_CATEGORY`].
     pub category: Option<&'a str>,
-    /// `PolicyFlags` bit mask (spec §5).
+    /// `PolicyFlags` bit mask (docs/protocol.md §5).
     pub flags: u32,
     /// The policy body XML served at `/SMS_MP/.sms_pol?{id}.{version}`.
     pub body: &'a str,
