@@ -58,9 +58,9 @@ pub const CRL_PEM: &str = "crl.pem";
 /// Revoked serials, one `HEX UNIX_SECONDS` a line.
 pub const REVOKED_FILE: &str = "revoked.txt";
 
-/// `1.3.6.1.4.1.311.101.2`, SMS signing (spec §7).
+/// `1.3.6.1.4.1.311.101.2`, SMS signing (docs/protocol.md §7).
 const EKU_SMS_SIGNING: &[u64] = &[1, 3, 6, 1, 4, 1, 311, 101, 2];
-/// `1.3.6.1.4.1.311.101`, SMS encryption (spec §7).
+/// `1.3.6.1.4.1.311.101`, SMS encryption (docs/protocol.md §7).
 const EKU_SMS_ENCRYPTION: &[u64] = &[1, 3, 6, 1, 4, 1, 311, 101];
 /// Validity is backdated this much (clock skew between the CA and its relying parties).
 const BACKDATE_SECS: i64 = 300;

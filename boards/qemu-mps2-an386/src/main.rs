@@ -285,7 +285,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         ..Schedule::default()
     };
     let mut agent = Agent::new(stored_state, schedule, store.len(), clock.now());
-    // No status message per boot: its current wire form is not public (spec §5), so real sites
+    // No status message per boot: its current wire form is not public (docs/protocol.md §5), so real sites
     // may ignore it, and every boot would spend a flash record and an exchange on it.
     agent.skip_online_status();
     let mut bodies = PolicyFiles::default();

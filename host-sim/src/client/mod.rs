@@ -157,7 +157,7 @@ pub async fn register(
         signer: &identity.signer,
         cert_der: &identity.cert_der,
     };
-    // Proposing our own SMSID, as real clients do (spec §4): handed back, it needs no
+    // Proposing our own SMSID, as real clients do (docs/protocol.md §4): handed back, it needs no
     // confirmation.
     let mut registrar = Registrar::new(state_dir.registration()?).with_proposed_smsid(
         mpagent_core::agent::registration::proposed_smsid(&identity.cert_der),

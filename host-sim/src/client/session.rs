@@ -214,7 +214,7 @@ fn scheme_of(key: KeyKind) -> SignatureScheme {
     }
 }
 
-/// The one place a client's signer is bound to the site's hash (spec §4, §6).
+/// The one place a client's signer is bound to the site's hash (docs/protocol.md §4, §6).
 fn site_hash(
     signer: ClientSigner,
     hash: SignatureHash,

@@ -47,7 +47,7 @@ pub enum KeyKind {
     /// ECDSA P-256 (our profile; what the emulator and secure elements do).
     #[default]
     P256,
-    /// RSA-2048, PKCS#1 v1.5 (what real current-branch sites take, spec §6).
+    /// RSA-2048, PKCS#1 v1.5 (what real current-branch sites take, docs/protocol.md §6).
     Rsa2048,
 }
 
@@ -154,7 +154,7 @@ impl ClientSigner {
         }
     }
 
-    /// A self-signed certificate for this key (spec §7).
+    /// A self-signed certificate for this key (docs/protocol.md §7).
     pub fn self_signed_cert(&self, params: &CertParams<'_>) -> Result<Vec<u8>> {
         let mut buf = [0u8; MAX_RSA_CERT_LEN];
         let len = match self {

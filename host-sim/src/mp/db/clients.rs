@@ -303,6 +303,7 @@ impl SiteDb {
     /// the site assigned to it. Importing the same certificate again returns the same SMSID.
     pub fn import_cert(&self, der: &[u8]) -> anyhow::Result<String> {
         let cert = verify::parse_cert(der).context("not a usable certificate")?;
+        check_proxy_usage(der)?;
         if let Some(existing) = self.imported_by_thumbprint(&cert.thumbprint)? {
             return Ok(existing.smsid);
         }
@@ -365,4 +366,47 @@ impl SiteDb {
     pub fn smsid_in_use(&self, smsid: &str) -> anyhow::Result<bool> {
         Ok(self.client(smsid)?.is_some() || self.imported_cert(smsid)?.is_some())
     }
+}
+
+/// The extended key usage "SMS signing" (docs/protocol.md §7).
+const EKU_SMS_SIGNING: &str = "1.3.6.1.4.1.311.101.2";
+/// TLS client authentication (RFC 5280 §4.2.1.12).
+const EKU_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
+
+/// An ISV proxy's certificate signs messages as a client does: a CA certificate
+/// (basicConstraints cA) or one whose extended key usages allow neither SMS signing nor TLS
+/// client authentication (an MP's server certificate, say) is refused with the rule it breaks.
+/// One without an EKU extension is unrestricted (RFC 5280) and accepted.
+fn check_proxy_usage(der: &[u8]) -> anyhow::Result<()> {
+    use x509_cert::der::Decode;
+    use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage};
+    let cert = x509_cert::Certificate::from_der(der).context("not a usable certificate")?;
+    let extensions = cert.tbs_certificate.extensions.unwrap_or_default();
+    for ext in &extensions {
+        match ext.extn_id.to_string().as_str() {
+            "2.5.29.19" => {
+                let bc = BasicConstraints::from_der(ext.extn_value.as_bytes())
+                    .context("the certificate's basicConstraints extension is malformed")?;
+                anyhow::ensure!(
+                    !bc.ca,
+                    "this is a CA certificate (basicConstraints cA=TRUE): import the ISV proxy's \
+                     own certificate, not the CA that issued it"
+                );
+            }
+            "2.5.29.37" => {
+                let eku = ExtendedKeyUsage::from_der(ext.extn_value.as_bytes())
+                    .context("the certificate's extendedKeyUsage extension is malformed")?;
+                let usages: Vec<String> = eku.0.iter().map(ToString::to_string).collect();
+                anyhow::ensure!(
+                    usages.iter().any(|u| u == EKU_SMS_SIGNING || u == EKU_CLIENT_AUTH),
+                    "its extended key usages ({}) allow neither SMS signing ({EKU_SMS_SIGNING}) \
+                     nor TLS client authentication ({EKU_CLIENT_AUTH}): an ISV proxy certificate \
+                     needs one (is this the MP's server certificate?)",
+                    usages.join(", ")
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

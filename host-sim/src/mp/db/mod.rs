@@ -338,6 +338,30 @@ mod tests {
         (dir, db)
     }
 
+    /// `import-cert` takes an ISV proxy's own certificate only: a CA certificate and an MP's
+    /// server certificate are refused with the rule they break, and nothing is imported.
+    #[test]
+    fn import_cert_refuses_ca_and_server_certificates() {
+        use crate::pki::{CertKind, IssueParams, TestCa};
+        let (dir, db) = db();
+        let ca = TestCa::init(&dir.path().join("ca"), "Import Test CA", 30).unwrap();
+        let err = db.import_cert(ca.cert_der()).unwrap_err();
+        assert!(format!("{err:#}").contains("CA certificate"), "{err:#}");
+        let server = ca
+            .issue(&IssueParams::new("mp.example", CertKind::Server))
+            .unwrap();
+        let err = db.import_cert(&server.cert_der).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("neither SMS signing"), "{text}");
+        assert!(text.contains("1.3.6.1.5.5.7.3.1"), "names the usages it has: {text}");
+        let proxy = ca
+            .issue(&IssueParams::new("ISVPROXY", CertKind::Proxy))
+            .unwrap();
+        let smsid = db.import_cert(&proxy.cert_der).unwrap();
+        assert!(normalize_smsid(&smsid).is_some(), "{smsid}");
+        assert_eq!(db.import_cert(&proxy.cert_der).unwrap(), smsid);
+    }
+
     #[test]
     fn wal_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
