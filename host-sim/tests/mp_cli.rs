@@ -11,7 +11,12 @@ fn proxy_cert() -> x509_cert::Certificate {
     let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
     let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
     CertificateBuilder::new(
-        Profile::Root,
+        // A self-signed end-entity certificate (CA:FALSE), as a client's is.
+        Profile::Leaf {
+            issuer: x509_cert::name::Name::from_str("CN=ISV Proxy").unwrap(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
         x509_cert::serial_number::SerialNumber::from(9u32),
         x509_cert::time::Validity::from_now(std::time::Duration::from_secs(86_400)).unwrap(),
         x509_cert::name::Name::from_str("CN=ISV Proxy").unwrap(),

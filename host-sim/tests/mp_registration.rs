@@ -48,7 +48,12 @@ fn self_signed(key: &SigningKey, cn: &str) -> Vec<u8> {
     let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
     let name = x509_cert::name::Name::from_str(&format!("CN={cn}")).unwrap();
     let builder = CertificateBuilder::new(
-        Profile::Root,
+        // A self-signed end-entity certificate (CA:FALSE), as a client's is.
+        Profile::Leaf {
+            issuer: name.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
         x509_cert::serial_number::SerialNumber::from(7u32),
         x509_cert::time::Validity::from_now(Duration::from_secs(365 * 86_400)).unwrap(),
         name,

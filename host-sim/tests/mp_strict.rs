@@ -60,7 +60,12 @@ impl Identity {
         let spki =
             x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
         let cert = CertificateBuilder::new(
-            Profile::Root,
+            // A self-signed end-entity certificate (CA:FALSE), as a client's is.
+            Profile::Leaf {
+                issuer: x509_cert::name::Name::from_str("CN=ConfigMgr Client").unwrap(),
+                enable_key_agreement: false,
+                enable_key_encipherment: false,
+            },
             x509_cert::serial_number::SerialNumber::from(7u32),
             validity,
             x509_cert::name::Name::from_str("CN=ConfigMgr Client").unwrap(),
@@ -89,7 +94,12 @@ impl Identity {
         let spki =
             x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(sk.to_public_key()).unwrap();
         let cert = CertificateBuilder::new(
-            Profile::Root,
+            // A self-signed end-entity certificate (CA:FALSE), as a client's is.
+            Profile::Leaf {
+                issuer: x509_cert::name::Name::from_str("CN=ConfigMgr Client").unwrap(),
+                enable_key_agreement: false,
+                enable_key_encipherment: false,
+            },
             x509_cert::serial_number::SerialNumber::from(8u32),
             valid_for_a_year(),
             x509_cert::name::Name::from_str("CN=ConfigMgr Client").unwrap(),

@@ -172,5 +172,50 @@ fn native_mode_from_the_command_line() {
         clients.contains("PRN-1") && !clients.contains("PRN-2"),
         "{clients}"
     );
+
+    // A stored registration is confirmed with the site, not taken on trust.
+    let again = register("PRN-1");
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("Confirmation message"),
+        "{}",
+        text(&again)
+    );
+    // Revoked after it registered: the next `register` reaches the MP, is refused, and says so
+    // with its exit code.
+    ok(&["pki", "revoke", "--dir", "pki", "--cert", "pki/PRN-1.pem"]);
+    drop(mp);
+    let (mp, url2) = serve(d);
+    let revoked_later = sim(
+        &[
+            "client",
+            "register",
+            "--mp",
+            &url2,
+            "--site-code",
+            "PS1",
+            "--state",
+            "state-PRN-1",
+            "--name",
+            "PRN-1",
+            "--max-failures",
+            "1",
+            "--mode",
+            "native",
+            "--cert",
+            "pki/PRN-1.pem",
+            "--key-file",
+            "pki/PRN-1.key.pem",
+            "--ca",
+            "pki/ca.pem",
+        ],
+        d,
+    );
+    assert!(!revoked_later.status.success(), "{}", text(&revoked_later));
+    assert!(
+        text(&revoked_later).contains("registration failed"),
+        "{}",
+        text(&revoked_later)
+    );
     drop(mp);
 }

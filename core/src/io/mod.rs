@@ -171,7 +171,8 @@ pub enum Progress {
 #[derive(Debug, Clone, Copy)]
 pub struct RegisterOptions {
     /// Return as soon as the registration is pending approval, confirmed and with nothing in
-    /// doubt ([`Registrar::waiting_for_approval`]), instead of confirming until approved.
+    /// doubt ([`Registrar::waiting_for_approval`]) and the site said so in this run, instead of
+    /// confirming until approved.
     pub return_when_pending: bool,
     /// Give up after this many consecutive failed attempts.
     pub max_failures: u32,
@@ -247,12 +248,18 @@ pub async fn register_as<C: Connector, K: Clock>(
     // The configuration is the one place the site's generation is set.
     *registrar = registrar.with_site_generation(config.site_generation);
     let mut message_ids = MessageIds::default();
+    // "Pending" is only reported once the site said so in this run: a stored pending state
+    // with an MP that never answers is a failed attempt, not a wait for approval.
+    let mut site_answered = false;
     loop {
         let now = clock.now();
         let (request_type, smsid) = match registrar.poll(now) {
             RegistrarAction::Done(_) | RegistrarAction::Rejected(_) => return Ok(registrar.state()),
             RegistrarAction::WaitUntil(t) => {
-                if options.return_when_pending && registrar.waiting_for_approval() {
+                if options.return_when_pending
+                    && site_answered
+                    && registrar.waiting_for_approval()
+                {
                     return Ok(registrar.state());
                 }
                 observer(&Progress::Waiting(t));
@@ -288,6 +295,7 @@ pub async fn register_as<C: Connector, K: Clock>(
         let failures_before = registrar.failures();
         let (event, failure) = match outcome {
             Ok(reply) => {
+                site_answered = true;
                 let event = registrar.on_response(now, &reply);
                 // A confirmation the site answered with another SMSID than it named.
                 let failure = matches!(event, RegistrationEvent::Discarded(..))

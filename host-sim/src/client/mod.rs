@@ -159,7 +159,14 @@ pub async fn register(
     };
     // Proposing our own SMSID, as real clients do (docs/protocol.md §4): handed back, it needs no
     // confirmation.
-    let mut registrar = Registrar::new(state_dir.registration()?).with_proposed_smsid(
+    // A stored registration is confirmed with the site rather than taken on trust: `register`
+    // says whether the device is registered *now* (its certificate revoked, the site's record
+    // deleted or the MP unreachable all show as a failure, not as a stale success).
+    let start = match state_dir.registration()? {
+        RegistrationState::Registered(id) => RegistrationState::Pending(id),
+        other => other,
+    };
+    let mut registrar = Registrar::new(start).with_proposed_smsid(
         mpagent_core::agent::registration::proposed_smsid(&identity.cert_der),
     );
     let mut buf = vec![0u8; EXCHANGE_BUFFER];
