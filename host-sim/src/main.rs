@@ -163,9 +163,12 @@ struct FleetArgs {
     /// Client threads (each a current-thread runtime with a LocalSet).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Print the summary as JSON on stdout (no progress bar).
+    /// Print the summary as JSON on stdout (progress still goes to stderr; `--quiet` hides it).
     #[arg(long)]
     json: bool,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
     /// Instead of a fleet: pre-build K registrations, time (a) verifying their signatures on
     /// --verify-threads threads and (b) registering them through an in-process MP.
     #[arg(long, value_name = "K")]
@@ -510,7 +513,7 @@ async fn run_fleet(args: FleetArgs) -> Result<()> {
         duration: args.duration.map(std::time::Duration::from_secs),
         messages_per_client: args.messages_per_client,
         threads: args.threads,
-        progress: !args.json,
+        progress: !args.quiet,
         proxy: match (args.proxy, args.via_proxy) {
             (Some(addr), _) => Some(fleet::ProxyTarget::At(addr)),
             (None, true) => Some(fleet::ProxyTarget::InProcess),

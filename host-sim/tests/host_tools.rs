@@ -127,3 +127,29 @@ fn exit_codes_tell_usage_and_missing_database_apart() {
     let help = bin().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("5    state directory in use"));
 }
+
+#[test]
+fn fleet_json_keeps_stdout_for_the_summary_and_shows_progress_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["fleet", "--clients", "4", "--concurrency", "2", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is the JSON summary alone ({e}): {stderr}"));
+    assert_eq!(summary["registered"], 4, "{summary}");
+    // stderr is not a terminal here: progress comes as plain lines, the last one final.
+    let last = stderr
+        .lines()
+        .filter(|l| l.starts_with("fleet: "))
+        .last()
+        .unwrap_or_else(|| panic!("no progress line: {stderr}"));
+    assert!(last.contains("4 registered"), "{last}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no terminal control codes: {stderr}"
+    );
+}

@@ -96,7 +96,7 @@ pub struct FleetOptions {
     pub messages_per_client: usize,
     /// Client threads (each a current-thread runtime + LocalSet).
     pub threads: usize,
-    /// Show an indicatif progress bar on stderr.
+    /// Show progress on stderr: an indicatif bar on a terminal, else a line every few seconds.
     pub progress: bool,
     /// Talk MPX to an ISV proxy instead of the MP.
     pub proxy: Option<ProxyTarget>,
@@ -238,6 +238,9 @@ pub fn peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// How often progress is printed as a line when stderr is not a terminal.
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 /// Live counters the progress bar reads.
 #[derive(Default)]
@@ -513,7 +516,8 @@ async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<
     }
 
     let total = (opts.clients * (1 + opts.messages_per_client)) as u64;
-    let bar = if opts.progress {
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if opts.progress && on_terminal {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -535,9 +539,29 @@ async fn run_target(target: Target, label: &str, opts: &FleetOptions) -> Result<
         bar.set_position(r + m + e);
         bar.set_message(format!("{r} registered, {m} messages, {e} errors"));
     };
+    // Not on a terminal (a log file, CI): a plain line now and then, and one at the end,
+    // instead of a bar.
+    let line = || {
+        eprintln!(
+            "fleet: {:.1} s, {} registered, {} messages, {} errors ({total} exchanges planned)",
+            started.elapsed().as_secs_f64(),
+            counters.registered.load(Ordering::Relaxed),
+            counters.messages.load(Ordering::Relaxed),
+            counters.errors.load(Ordering::Relaxed),
+        )
+    };
+    let print_lines = opts.progress && !on_terminal;
+    let mut next_line = started + PROGRESS_LINE_EVERY;
     while !handles.iter().all(|h| h.is_finished()) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         show(&bar);
+        if print_lines && Instant::now() >= next_line {
+            next_line += PROGRESS_LINE_EVERY;
+            line();
+        }
+    }
+    if print_lines {
+        line();
     }
     show(&bar);
     bar.finish();
