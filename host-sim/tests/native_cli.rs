@@ -173,6 +173,42 @@ fn native_mode_from_the_command_line() {
         "{clients}"
     );
 
+    // A device configured for another site is stopped before it registers, over TLS too, by
+    // `register` and by `run` alike.
+    for command in ["register", "run"] {
+        let mut args = vec![
+            "client",
+            command,
+            "--mp",
+            &url,
+            "--site-code",
+            "PS2",
+            "--state",
+            "state-wrong",
+            "--name",
+            "PRN-1",
+            "--mode",
+            "native",
+            "--cert",
+            "pki/PRN-1.pem",
+            "--key-file",
+            "pki/PRN-1.key.pem",
+            "--ca",
+            "pki/ca.pem",
+        ];
+        if command == "run" {
+            args.push("--once");
+        }
+        let wrong = sim(&args, d);
+        assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+        assert!(
+            text(&wrong).contains("--site-code PS2: the MP at")
+                && text(&wrong).contains("serves site PS1"),
+            "{}",
+            text(&wrong)
+        );
+    }
+
     // A stored registration is confirmed with the site, not taken on trust.
     let again = register("PRN-1");
     assert!(again.status.success(), "{}", text(&again));

@@ -134,24 +134,14 @@ pub async fn register(
 ) -> Result<RegisterOutcome> {
     let (session, mut connector) = Session::open(opts)?;
     let config = session.config()?;
-    // Mixed mode only: a native-mode look-up would need the TLS session set up first, and a
-    // native site refuses a certificate of another site's CA anyway.
-    if opts.mode == SiteMode::Mixed {
-        match site_check::served_site(config.mp.host, config.mp.port).await {
-            Some(served) if !served.eq_ignore_ascii_case(&opts.site_code) => {
-                return Err(site_check::SiteMismatch {
-                    configured: opts.site_code.to_ascii_uppercase(),
-                    served,
-                    mp: opts.mp_url.clone(),
-                }
-                .into());
-            }
-            Some(_) => {}
-            None => tracing::info!(
-                "the MP did not answer MPKEYINFORMATION; its site code is not checked"
-            ),
-        }
-    }
+    site_check::check_site(
+        &mut connector,
+        config.mp.host,
+        config.mp.port,
+        &opts.site_code,
+        &opts.mp_url,
+    )
+    .await?;
     let (identity, state_dir) = (&session.identity, &session.state_dir);
     let signing = SigningIdentity {
         signer: &identity.signer,

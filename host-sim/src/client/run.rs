@@ -628,6 +628,17 @@ pub async fn run_cycle_with(
     let config = session.config()?;
     let mut store = open_store(session.state_dir.path())?;
     let stored = session.state_dir.registration()?;
+    // Before the first registration only: a registered device's site is settled.
+    if stored == RegistrationState::Unregistered {
+        super::site_check::check_site(
+            &mut connector,
+            config.mp.host,
+            config.mp.port,
+            &opts.site_code,
+            &opts.mp_url,
+        )
+        .await?;
+    }
     let start = clock.now();
     let mut agent = Agent::new(stored, schedule, store.len(), start);
     if !due.status {

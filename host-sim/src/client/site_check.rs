@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use embedded_io_async::{Read as _, Write as _};
+use mpagent_core::io::Connector;
 
 /// The MP serves another site than `--site-code` says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,34 +35,61 @@ pub fn site_code_of(answer: &[u8]) -> Option<String> {
         .then(|| code.to_ascii_uppercase())
 }
 
-/// The site code the plain-HTTP MP at `host:port` announces; `None` when it does not answer
-/// the look-up (older or stricter MPs): the registration then goes ahead and the MP's own
+/// The site code the MP announces, asked over `connector` (plain TCP in mixed mode, the
+/// client's TLS session in native mode); `None` when it does not answer the look-up (older or
+/// stricter MPs) or cannot be reached: the registration then goes ahead and the MP's own
 /// refusal, if any, is what the user sees.
-pub async fn served_site(host: &str, port: u16) -> Option<String> {
+pub async fn served_site<C: Connector>(connector: &mut C, host: &str, port: u16) -> Option<String> {
     let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let mut conn = connector.connect().await.ok()?;
         let request = format!(
             "GET /SMS_MP/.sms_aut?MPKEYINFORMATION HTTP/1.1\r\nHost: {host}:{port}\r\n\
              User-Agent: mpagent\r\nConnection: close\r\n\r\n"
         );
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        stream
-            .take(MAX_ANSWER as u64)
-            .read_to_end(&mut answer)
-            .await
-            .ok()?;
+        conn.write_all(request.as_bytes()).await.ok()?;
+        conn.flush().await.ok()?;
+        let mut answer = vec![0u8; MAX_ANSWER];
+        let mut len = 0;
+        while len < answer.len() {
+            match conn.read(&mut answer[len..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => len += n,
+            }
+        }
+        let answer = &answer[..len];
         let status_ok = answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200");
         if !status_ok {
             return None;
         }
-        let body = memchr::memmem::find(&answer, b"\r\n\r\n").map(|i| &answer[i + 4..])?;
+        let body = memchr::memmem::find(answer, b"\r\n\r\n").map(|i| &answer[i + 4..])?;
         site_code_of(body)
     };
     tokio::time::timeout(Duration::from_secs(10), fetch)
         .await
         .ok()
         .flatten()
+}
+
+/// Stop with [`SiteMismatch`] when the MP says it serves another site than `configured`.
+pub async fn check_site<C: Connector>(
+    connector: &mut C,
+    host: &str,
+    port: u16,
+    configured: &str,
+    mp_url: &str,
+) -> Result<(), SiteMismatch> {
+    match served_site(connector, host, port).await {
+        Some(served) if !served.eq_ignore_ascii_case(configured) => Err(SiteMismatch {
+            configured: configured.to_ascii_uppercase(),
+            served,
+            mp: mp_url.to_string(),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            tracing::info!("the MP did not answer MPKEYINFORMATION; its site code is not checked");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
