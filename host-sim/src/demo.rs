@@ -142,6 +142,8 @@ pub async fn run() -> Result<()> {
         fqdn: Some("printer-0042.demo.local".into()),
         wait_for_approval: false,
         max_failures: 3,
+        // The emulator's own profile, and a first run without RSA key generation; `client
+        // register` makes RSA-2048 keys by default, as real sites need.
         key: KeyKind::P256,
         mode: SiteMode::Mixed,
         pki: None,

@@ -280,9 +280,9 @@ struct ClientArgs {
     /// Consecutive failed attempts before giving up.
     #[arg(long, default_value_t = 4)]
     max_failures: u32,
-    /// Key of a new identity: p256 (our profile) or rsa2048 (what real sites take). An
-    /// existing identity keeps its key.
-    #[arg(long, value_enum, default_value_t = client::KeyKind::P256)]
+    /// Key of a new identity: rsa2048 (what real sites take, the default) or p256 (the
+    /// emulator and secure elements take it too). An existing identity keeps its key.
+    #[arg(long, value_enum, default_value_t = client::KeyKind::Rsa2048)]
     key: client::KeyKind,
     /// The site's generation, 2007 or current: how it numbers registration status, names report
     /// attachments and takes confirmations, and the default --hash.
@@ -623,7 +623,11 @@ mod tests {
         let o = client_options(&[]).unwrap();
         assert_eq!(o.signature_hash, None);
         assert_eq!(o.site_generation, SiteGeneration::Current);
-        assert_eq!(o.key, client::KeyKind::P256);
+        assert_eq!(o.key, client::KeyKind::Rsa2048, "what real sites take");
+        assert_eq!(
+            client_options(&["--key", "p256"]).unwrap().key,
+            client::KeyKind::P256
+        );
         let o = client_options(&["--key", "rsa2048", "--hash", "sha1"]).unwrap();
         assert_eq!(o.signature_hash, Some(SignatureHash::Sha1));
         assert_eq!(o.key, client::KeyKind::Rsa2048);

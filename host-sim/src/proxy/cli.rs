@@ -27,8 +27,8 @@ pub enum ProxyCommand {
         /// The proxy's NetBIOS name (its certificate CN) for a new identity.
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
-        /// Key of a new identity: p256 (our profile) or rsa2048 (what real sites take).
-        #[arg(long, value_enum, default_value_t = KeyKind::P256)]
+        /// Key of a new identity: rsa2048 (what real sites take, the default) or p256.
+        #[arg(long, value_enum, default_value_t = KeyKind::Rsa2048)]
         key: KeyKind,
     },
     /// Register the proxy (AgentType 4) and serve devices over the compact protocol.
@@ -67,8 +67,9 @@ pub enum ProxyCommand {
 /// How `proxy serve` signs and reaches the site (the same choices as `client`).
 #[derive(clap::Args, Debug)]
 pub struct SiteArgs {
-    /// Mixed mode: key of a new identity, p256 (our profile) or rsa2048 (what real sites take).
-    #[arg(long, value_enum, default_value_t = KeyKind::P256)]
+    /// Mixed mode: key of a new identity, rsa2048 (what real sites take, the default) or p256;
+    /// the proxy's devices get keys of the same kind.
+    #[arg(long, value_enum, default_value_t = KeyKind::Rsa2048)]
     key: KeyKind,
     /// The site's generation, 2007 or current: how it numbers registration status and takes
     /// confirmations, for the proxy and its devices, and the default --hash.
