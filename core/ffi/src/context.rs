@@ -864,7 +864,7 @@ pub unsafe extern "C" fn mpagent_smsid(ctx: *mut mpagent_context, buf: *mut c_ch
 /// # Safety
 /// `ctx` was set up by `mpagent_init` and `mpagent_identity`; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn mpagent_counts(ctx: *mut mpagent_context, out: *mut mpagent_counts) -> c_int {
+pub unsafe extern "C" fn mpagent_get_counts(ctx: *mut mpagent_context, out: *mut mpagent_counts) -> c_int {
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
