@@ -73,8 +73,9 @@ pub struct mpagent_callbacks {
     /// least 4 of them: two identity slots and two queue pages).
     pub flash_size: u32,
     /// Read `len` bytes at `offset` of the region into `buf`.
-    pub flash_read:
-        Option<unsafe extern "C" fn(user: *mut c_void, offset: u32, buf: *mut u8, len: usize) -> c_int>,
+    pub flash_read: Option<
+        unsafe extern "C" fn(user: *mut c_void, offset: u32, buf: *mut u8, len: usize) -> c_int,
+    >,
     /// Program `len` bytes at `offset` (NOR rules: bits only go from 1 to 0).
     pub flash_write: Option<
         unsafe extern "C" fn(user: *mut c_void, offset: u32, buf: *const u8, len: usize) -> c_int,
@@ -107,15 +108,17 @@ pub struct mpagent_callbacks {
     /// Fill `item` with inventory instance number `index` (0, 1, …) and return 1, or return 0
     /// after the last one. Called once per pass over the report (it is hashed, measured and
     /// sent in passes), so it must give the same items every time. NULL: no inventory is sent.
-    pub inventory_item:
-        Option<unsafe extern "C" fn(user: *mut c_void, index: usize, item: *mut mpagent_instance) -> c_int>,
+    pub inventory_item: Option<
+        unsafe extern "C" fn(user: *mut c_void, index: usize, item: *mut mpagent_instance) -> c_int,
+    >,
     /// Whether policy `id` at `version` is applied already (1) or not (0). NULL: never.
     pub policy_applied: Option<
         unsafe extern "C" fn(user: *mut c_void, id: *const c_char, version: *const c_char) -> c_int,
     >,
     /// The next bytes of the policy body being fetched (from its first byte); negative stops the
     /// fetch. NULL: policy bodies are fetched and thrown away.
-    pub policy_body: Option<unsafe extern "C" fn(user: *mut c_void, bytes: *const u8, len: usize) -> c_int>,
+    pub policy_body:
+        Option<unsafe extern "C" fn(user: *mut c_void, bytes: *const u8, len: usize) -> c_int>,
     /// The body is whole (`keep` 1: its hash matched, keep it) or not (`keep` 0: throw it away).
     /// Returns 1 when it was kept. NULL: bodies are not kept.
     pub policy_done: Option<
@@ -233,7 +236,9 @@ impl NorFlash for CbFlash {
         if from > to || to > self.cb.flash_size {
             return Err(NorFlashErrorKind::OutOfBounds);
         }
-        if from % MPAGENT_FLASH_ERASE_SIZE != 0 || to % MPAGENT_FLASH_ERASE_SIZE != 0 {
+        if !from.is_multiple_of(MPAGENT_FLASH_ERASE_SIZE)
+            || !to.is_multiple_of(MPAGENT_FLASH_ERASE_SIZE)
+        {
             return Err(NorFlashErrorKind::NotAligned);
         }
         let f = self.cb.flash_erase.ok_or(NorFlashErrorKind::Other)?;
@@ -245,8 +250,10 @@ impl NorFlash for CbFlash {
     }
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         self.in_range(offset, bytes.len())?;
-        if offset % MPAGENT_FLASH_WRITE_SIZE != 0
-            || bytes.len() % MPAGENT_FLASH_WRITE_SIZE as usize != 0
+        if !offset.is_multiple_of(MPAGENT_FLASH_WRITE_SIZE)
+            || !bytes
+                .len()
+                .is_multiple_of(MPAGENT_FLASH_WRITE_SIZE as usize)
         {
             return Err(NorFlashErrorKind::NotAligned);
         }
@@ -556,7 +563,11 @@ impl Host<CbFlash> for CbHost {
         }
     }
 
-    fn persist(&mut self, store: &mut Store<CbFlash>, state: RegistrationState) -> Result<(), Persist> {
+    fn persist(
+        &mut self,
+        store: &mut Store<CbFlash>,
+        state: RegistrationState,
+    ) -> Result<(), Persist> {
         let record = StoredIdentity {
             key: &self.secret,
             cert_der: self.cert_der,
@@ -609,7 +620,15 @@ impl Host<CbFlash> for CbHost {
         };
         let (id, version) = (CText::<128>::of(id), CText::<64>::of(version));
         // SAFETY: both texts are NUL-terminated and live for the call.
-        unsafe { f(self.cb.user, id.as_ptr(), version.as_ptr(), len, c_int::from(keep)) > 0 }
+        unsafe {
+            f(
+                self.cb.user,
+                id.as_ptr(),
+                version.as_ptr(),
+                len,
+                c_int::from(keep),
+            ) > 0
+        }
     }
 
     fn event(&mut self, event: &Event<'_>) {
@@ -625,9 +644,10 @@ impl Host<CbFlash> for CbHost {
                 MPAGENT_EVENT_REGISTRATION_FAILED,
                 format_args!("the registration attempt failed: {failure}"),
             ),
-            Event::Registration(moved) => {
-                self.tell(MPAGENT_EVENT_REGISTRATION, format_args!("registration: {moved}"))
-            }
+            Event::Registration(moved) => self.tell(
+                MPAGENT_EVENT_REGISTRATION,
+                format_args!("registration: {moved}"),
+            ),
             Event::Queued {
                 kind,
                 message_id,

@@ -221,10 +221,14 @@ pub extern "C" fn mpagent_strerror(code: c_int) -> *const c_char {
         MPAGENT_ERR_CONTEXT => {
             c"the context memory is smaller than mpagent_context_size() or not 8-byte aligned"
         }
-        MPAGENT_ERR_CONFIG => c"the configuration was refused (mpagent_last_error names the setting)",
+        MPAGENT_ERR_CONFIG => {
+            c"the configuration was refused (mpagent_last_error names the setting)"
+        }
         MPAGENT_ERR_STORE => c"the store on the flash region failed",
         MPAGENT_ERR_IDENTITY => c"the identity could not be loaded or made",
-        MPAGENT_ERR_STATE => c"the call came out of order (mpagent_init, then mpagent_identity, then steps)",
+        MPAGENT_ERR_STATE => {
+            c"the call came out of order (mpagent_init, then mpagent_identity, then steps)"
+        }
         MPAGENT_ERR_AGENT => c"the agent stopped on an error that retrying will not fix",
         MPAGENT_ERR_BUFFER => c"the output buffer is too small",
         MPAGENT_ERR_NO_SMSID => c"there is no SMSID yet",
@@ -313,7 +317,7 @@ pub unsafe extern "C" fn mpagent_init(
     if ctx.is_null() || config.is_null() || callbacks.is_null() {
         return MPAGENT_ERR_ARGUMENT;
     }
-    if ctx_len < MPAGENT_CONTEXT_SIZE || (ctx as usize) % MPAGENT_CONTEXT_ALIGN != 0 {
+    if ctx_len < MPAGENT_CONTEXT_SIZE || !(ctx as usize).is_multiple_of(MPAGENT_CONTEXT_ALIGN) {
         return MPAGENT_ERR_CONTEXT;
     }
     // SAFETY: both point at filled structs (the caller's contract).
@@ -467,7 +471,13 @@ unsafe fn configure(p: *mut Inner, config: &mpagent_config, cb: mpagent_callback
         match AgentConfig::new(site_code, mode, text(&s.mp_url), netbios, text(&s.fqdn)) {
             Ok(c) => c.with_site_generation(generation),
             Err(e) => {
-                return unsafe { fail(p, MPAGENT_ERR_CONFIG, format_args!("the configuration: {e}")) }
+                return unsafe {
+                    fail(
+                        p,
+                        MPAGENT_ERR_CONFIG,
+                        format_args!("the configuration: {e}"),
+                    )
+                }
             }
         };
     // SAFETY: fields of the set-up context; no driver borrows them yet.
@@ -527,7 +537,11 @@ pub unsafe extern "C" fn mpagent_identity(ctx: *mut mpagent_context, created: *m
     // SAFETY: fields of a set-up context, reached one at a time.
     unsafe {
         if (*addr_of!((*p).driver)).is_some() {
-            return fail(p, MPAGENT_ERR_STATE, format_args!("mpagent_identity was called already"));
+            return fail(
+                p,
+                MPAGENT_ERR_STATE,
+                format_args!("mpagent_identity was called already"),
+            );
         }
         let Some(store) = (*addr_of_mut!((*p).store)).as_mut() else {
             return fail(
@@ -581,18 +595,25 @@ pub unsafe extern "C" fn mpagent_identity(ctx: *mut mpagent_context, created: *m
                 let failed = &*addr_of!((*p).rng_failed);
                 failed.set(false);
                 let signer = P256Signer::generate(rng);
-                let params = CertParams::self_signed_now(config.netbios_name, clock.now_secs(), rng);
+                let params =
+                    CertParams::self_signed_now(config.netbios_name, clock.now_secs(), rng);
                 if failed.get() {
                     return fail(
                         p,
                         MPAGENT_ERR_RANDOM,
-                        format_args!("the random callback failed while the key was made; nothing was saved"),
+                        format_args!(
+                            "the random callback failed while the key was made; nothing was saved"
+                        ),
                     );
                 }
                 cert_len = match build_self_signed_p256(&params, &signer, &mut cert[..]) {
                     Ok(len) => len,
                     Err(e) => {
-                        return fail(p, MPAGENT_ERR_IDENTITY, format_args!("the certificate: {e}"))
+                        return fail(
+                            p,
+                            MPAGENT_ERR_IDENTITY,
+                            format_args!("the certificate: {e}"),
+                        )
                     }
                 };
                 host.secret = signer.secret_bytes();
@@ -602,11 +623,21 @@ pub unsafe extern "C" fn mpagent_identity(ctx: *mut mpagent_context, created: *m
                     registration: state,
                 };
                 if let Err(e) = store.save_identity(&record) {
-                    return fail(p, MPAGENT_ERR_STORE, format_args!("saving the identity: {e}"));
+                    return fail(
+                        p,
+                        MPAGENT_ERR_STORE,
+                        format_args!("saving the identity: {e}"),
+                    );
                 }
                 signer
             }
-            Err(e) => return fail(p, MPAGENT_ERR_STORE, format_args!("loading the identity: {e}")),
+            Err(e) => {
+                return fail(
+                    p,
+                    MPAGENT_ERR_STORE,
+                    format_args!("loading the identity: {e}"),
+                )
+            }
         };
         addr_of_mut!((*p).cert_len).write(cert_len);
         addr_of_mut!((*p).stored_state).write(state);
@@ -723,7 +754,13 @@ pub unsafe extern "C" fn mpagent_step(
     };
     // SAFETY: the driver is reached through its field only.
     let Some(d) = (unsafe { driver(p) }) else {
-        return unsafe { fail(p, MPAGENT_ERR_STATE, format_args!("mpagent_step before mpagent_identity")) };
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_STATE,
+                format_args!("mpagent_step before mpagent_identity"),
+            )
+        };
     };
     // SAFETY: the flag is a Cell the RNG shares; nothing holds it mutably.
     let failed = unsafe { &*addr_of!((*p).rng_failed) };
@@ -832,7 +869,11 @@ pub const MPAGENT_SMSID_LEN: usize = 42;
 /// # Safety
 /// `ctx` was set up by `mpagent_init`; `buf` holds `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn mpagent_smsid(ctx: *mut mpagent_context, buf: *mut c_char, len: usize) -> c_int {
+pub unsafe extern "C" fn mpagent_smsid(
+    ctx: *mut mpagent_context,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
@@ -864,7 +905,10 @@ pub unsafe extern "C" fn mpagent_smsid(ctx: *mut mpagent_context, buf: *mut c_ch
 /// # Safety
 /// `ctx` was set up by `mpagent_init` and `mpagent_identity`; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn mpagent_get_counts(ctx: *mut mpagent_context, out: *mut mpagent_counts) -> c_int {
+pub unsafe extern "C" fn mpagent_get_counts(
+    ctx: *mut mpagent_context,
+    out: *mut mpagent_counts,
+) -> c_int {
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };

@@ -16,7 +16,9 @@
 //!
 //! Threading: a context is used by one thread at a time; the callbacks run on the calling
 //! thread, inside the call that needs them.
-#![no_std]
+// Firmware targets (`target_os = "none"`) build without std and without an allocator; the host
+// build links std only so that the library also builds with the workspace's unwinding profiles.
+#![cfg_attr(target_os = "none", no_std)]
 #![allow(non_camel_case_types)]
 #![deny(
     clippy::unwrap_used,
@@ -33,16 +35,10 @@ pub use callbacks::{mpagent_callbacks, mpagent_instance, mpagent_property};
 pub use context::*;
 
 // Without std there is no unwinding: a panic (no path of this crate has one) stops here.
-#[cfg(not(test))]
+#[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     loop {
         core::hint::spin_loop();
     }
 }
-
-// The host targets' precompiled `core` is built for unwinding and names the personality
-// routine in its unwind tables; with panic = abort nothing ever calls it.
-#[cfg(all(not(test), not(target_os = "none")))]
-#[no_mangle]
-extern "C" fn rust_eh_personality() {}
