@@ -499,7 +499,8 @@ int mpagent_registration_state(mpagent_context *ctx);
 
 /**
  * Writes the SMSID (`GUID:xxxxxxxx-…`, NUL-terminated) into `buf` (`len` ≥
- * `MPAGENT_SMSID_LEN`). Returns `MPAGENT_ERR_NO_SMSID` while there is none.
+ * `MPAGENT_SMSID_LEN`): the registered one, or the one pending approval. Returns
+ * `MPAGENT_ERR_NO_SMSID` while there is none.
  *
  * # Safety
  * `ctx` was set up by `mpagent_init`; `buf` holds `len` bytes.

@@ -864,7 +864,8 @@ pub unsafe extern "C" fn mpagent_registration_state(ctx: *mut mpagent_context) -
 pub const MPAGENT_SMSID_LEN: usize = 42;
 
 /// Writes the SMSID (`GUID:xxxxxxxx-…`, NUL-terminated) into `buf` (`len` ≥
-/// `MPAGENT_SMSID_LEN`). Returns `MPAGENT_ERR_NO_SMSID` while there is none.
+/// `MPAGENT_SMSID_LEN`): the registered one, or the one pending approval. Returns
+/// `MPAGENT_ERR_NO_SMSID` while there is none.
 ///
 /// # Safety
 /// `ctx` was set up by `mpagent_init`; `buf` holds `len` bytes.
@@ -884,12 +885,14 @@ pub unsafe extern "C" fn mpagent_smsid(
         return MPAGENT_ERR_BUFFER;
     }
     // SAFETY: read only, through the driver when there is one.
-    let smsid = match unsafe { driver(p) } {
-        Some(d) => d.agent.smsid(),
-        None => match unsafe { addr_of!((*p).stored_state).read() } {
-            RegistrationState::Pending(id) | RegistrationState::Registered(id) => Some(id),
-            _ => None,
-        },
+    // The registered or pending SMSID; otherwise the last one the site confirmed, if any.
+    let (state, held) = match unsafe { driver(p) } {
+        Some(d) => (d.agent.registration(), d.agent.smsid()),
+        None => (unsafe { addr_of!((*p).stored_state).read() }, None),
+    };
+    let smsid = match state {
+        RegistrationState::Pending(id) | RegistrationState::Registered(id) => Some(id),
+        _ => held,
     };
     let Some(smsid) = smsid else {
         return MPAGENT_ERR_NO_SMSID;
