@@ -25,6 +25,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
 command -v defmt-print >/dev/null || cargo install --locked defmt-print  # decodes the firmware's log
+command -v cbindgen >/dev/null || cargo install --locked cbindgen  # core/ffi/include/mpagent.h
 
 step "format"
 cargo fmt --all --check
@@ -96,6 +97,10 @@ step "firmware for NUCLEO-F767ZI (boards/nucleo-f767zi: embassy-stm32 Ethernet, 
   && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')
 (cd boards/nucleo-f767zi && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings \
   && cargo build --locked --release --features key-rsa2048 --target-dir target/rsa)
+
+step "C API (core/ffi): header freshness, c-host built with gcc (run by tests/tests/ffi_c_host.rs)"
+bash core/ffi/check-header.sh
+bash core/ffi/examples/c-host/build.sh
 
 step "host tests, interop and end-to-end"
 cargo test --workspace --locked

@@ -1,0 +1,956 @@
+//! The context in caller memory and the functions over it.
+
+use core::cell::Cell;
+use core::ffi::{c_char, c_int};
+use core::fmt::Write as _;
+use core::future::Future;
+use core::mem::{align_of, size_of, MaybeUninit};
+use core::pin::pin;
+use core::ptr::{addr_of, addr_of_mut};
+use core::task::{Context, Poll, Waker};
+
+use mpagent_core::agent::lifecycle::Action;
+use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
+use mpagent_core::store::embedded_storage::nor_flash::NorFlashErrorKind;
+use mpagent_core::store::StoredIdentity;
+use mpagent_core::{
+    Agent, AgentConfig, AgentType, Buffers, Device, Driver, DriverError, Layout, P256Signer,
+    PolicySlot, RegistrationState, Schedule, SigningIdentity, SiteGeneration, SiteMode, Step,
+    Store,
+};
+
+use crate::callbacks::{
+    c_str, mpagent_callbacks, CText, CbClock, CbFlash, CbHost, CbNet, CbRng,
+    MPAGENT_FLASH_ERASE_SIZE,
+};
+
+/// Success.
+pub const MPAGENT_OK: c_int = 0;
+/// A pointer argument was NULL, or a required callback is missing.
+pub const MPAGENT_ERR_ARGUMENT: c_int = -1;
+/// The memory handed to `mpagent_init` is smaller than `mpagent_context_size()` or not aligned
+/// to `MPAGENT_CONTEXT_ALIGN`.
+pub const MPAGENT_ERR_CONTEXT: c_int = -2;
+/// The configuration was refused (`mpagent_last_error` names the setting).
+pub const MPAGENT_ERR_CONFIG: c_int = -3;
+/// The store on the flash region failed (flash callback error, layout, corrupt record).
+pub const MPAGENT_ERR_STORE: c_int = -4;
+/// The identity could not be loaded or made.
+pub const MPAGENT_ERR_IDENTITY: c_int = -5;
+/// The call came out of order (e.g. `mpagent_step` before `mpagent_identity`).
+pub const MPAGENT_ERR_STATE: c_int = -6;
+/// The agent stopped on an error retrying will not fix (`mpagent_last_error` says which).
+pub const MPAGENT_ERR_AGENT: c_int = -7;
+/// An output buffer is too small.
+pub const MPAGENT_ERR_BUFFER: c_int = -8;
+/// There is no SMSID yet.
+pub const MPAGENT_ERR_NO_SMSID: c_int = -9;
+/// The `random` callback failed: nothing made from its bytes was used.
+pub const MPAGENT_ERR_RANDOM: c_int = -10;
+
+/// Bytes of memory a context needs (also `mpagent_context_size()`), for static allocation.
+pub const MPAGENT_CONTEXT_SIZE: usize = 20480;
+/// Alignment a context needs.
+pub const MPAGENT_CONTEXT_ALIGN: usize = 8;
+
+/// `mpagent_config.site_mode`: HTTP and a self-signed certificate made on first run.
+pub const MPAGENT_SITE_MIXED: c_int = 0;
+/// `mpagent_config.site_mode`: HTTPS with a provisioned certificate (see the README).
+pub const MPAGENT_SITE_NATIVE: c_int = 1;
+/// `mpagent_config.site_generation`: current branch (the default).
+pub const MPAGENT_SITE_CURRENT: c_int = 0;
+/// `mpagent_config.site_generation`: ConfigMgr 2007.
+pub const MPAGENT_SITE_2007: c_int = 1;
+
+/// `mpagent_registration_state`: no SMSID yet.
+pub const MPAGENT_UNREGISTERED: c_int = 0;
+/// `mpagent_registration_state`: SMSID confirmed, approval pending.
+pub const MPAGENT_PENDING: c_int = 1;
+/// `mpagent_registration_state`: registered and approved.
+pub const MPAGENT_REGISTERED: c_int = 2;
+/// `mpagent_registration_state`: the site refused the registration (asked again later).
+pub const MPAGENT_REJECTED: c_int = 3;
+
+/// `mpagent_step_result.action`: nothing to do before `until`.
+pub const MPAGENT_ACTION_IDLE: c_int = 0;
+/// `mpagent_step_result.action`: a registration or confirmation request was exchanged.
+pub const MPAGENT_ACTION_REGISTER: c_int = 1;
+/// `mpagent_step_result.action`: a report was made and queued on the flash.
+pub const MPAGENT_ACTION_QUEUE: c_int = 2;
+/// `mpagent_step_result.action`: the queue's oldest message was sent.
+pub const MPAGENT_ACTION_DELIVER: c_int = 3;
+/// `mpagent_step_result.action`: policy was requested.
+pub const MPAGENT_ACTION_POLICY: c_int = 4;
+
+/// `event` callback: a registration request is going out.
+pub const MPAGENT_EVENT_REGISTRATION_SENDING: c_int = 1;
+/// `event` callback: a registration attempt failed (or a state could not be saved).
+pub const MPAGENT_EVENT_REGISTRATION_FAILED: c_int = 2;
+/// `event` callback: the registration moved (issued, registered, pending, rejected, …).
+pub const MPAGENT_EVENT_REGISTRATION: c_int = 3;
+/// `event` callback: a report was queued.
+pub const MPAGENT_EVENT_QUEUED: c_int = 4;
+/// `event` callback: a queued message reached the MP.
+pub const MPAGENT_EVENT_DELIVERED: c_int = 5;
+/// `event` callback: a delivery failed; the message stays queued.
+pub const MPAGENT_EVENT_DELIVERY_FAILED: c_int = 6;
+/// `event` callback: the site refused a message for good; it left the queue.
+pub const MPAGENT_EVENT_REFUSED: c_int = 7;
+/// `event` callback: policy (assignments, bodies, failures).
+pub const MPAGENT_EVENT_POLICY: c_int = 8;
+
+/// Bytes requests stream through and replies land in.
+const EXCHANGE: usize = 4096;
+/// Policy replies decode through 3/2 of the exchange buffer.
+const POLICY_SCRATCH: usize = EXCHANGE * 3 / 2;
+/// Policy assignments one poll keeps.
+const POLICY_SLOTS: usize = 2;
+/// One identity slot: a P-256 key, its certificate and the record's framing.
+const IDENTITY_SLOT: u32 = 4096;
+/// Value of [`Inner::magic`] once `mpagent_init` has run.
+const MAGIC: u32 = 0x4D50_4147;
+
+/// How the agent is configured. Strings are UTF-8, NUL-terminated, copied by `mpagent_init`.
+#[repr(C)]
+pub struct mpagent_config {
+    /// Three letters or digits (e.g. `"PS1"`).
+    pub site_code: *const c_char,
+    /// `MPAGENT_SITE_MIXED` or `MPAGENT_SITE_NATIVE`.
+    pub site_mode: c_int,
+    /// The management point: `http://host[:port]` (mixed) or `https://…` (native).
+    pub mp_url: *const c_char,
+    /// `MPAGENT_SITE_CURRENT` or `MPAGENT_SITE_2007`.
+    pub site_generation: c_int,
+    /// The device's NetBIOS name (at most 15 characters).
+    pub netbios_name: *const c_char,
+    /// The device's fully qualified name.
+    pub fqdn: *const c_char,
+    /// An IPv4/IPv6 address for the heartbeat, or NULL.
+    pub ip_address: *const c_char,
+    /// A MAC address (`"52:54:00:12:34:56"`) for the heartbeat, or NULL.
+    pub mac_address: *const c_char,
+}
+
+/// Opaque agent memory: `MPAGENT_CONTEXT_SIZE` bytes aligned to `MPAGENT_CONTEXT_ALIGN`.
+/// It must not move or be copied after `mpagent_init`.
+#[repr(C, align(8))]
+pub struct mpagent_context {
+    _opaque: [u8; MPAGENT_CONTEXT_SIZE],
+}
+
+/// What one `mpagent_step` did.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct mpagent_step_result {
+    /// `MPAGENT_ACTION_*`.
+    pub action: c_int,
+    /// With `MPAGENT_ACTION_IDLE`: UTC seconds at which the agent next has something to do.
+    pub until: i64,
+}
+
+/// The agent's counters since `mpagent_identity`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct mpagent_counts {
+    /// Reports queued.
+    pub queued: u32,
+    /// Messages the MP acknowledged.
+    pub delivered: u32,
+    /// Reports replaced while unsent by a newer one of their kind.
+    pub superseded: u32,
+    /// Reports not made because the queue had no room.
+    pub no_room: u32,
+    /// Messages the site refused for good.
+    pub refused: u32,
+    /// Messages on the flash queue now.
+    pub in_queue: u32,
+}
+
+type CDriver = Driver<'static, CbNet, CbClock, CbFlash, CbHost>;
+
+/// Copies of the configuration's strings (the agent's configuration points into them).
+struct Strings {
+    site_code: CText<8>,
+    mp_url: CText<256>,
+    netbios_name: CText<32>,
+    fqdn: CText<256>,
+    ip: CText<48>,
+    mac: CText<32>,
+}
+
+struct Inner {
+    magic: u32,
+    last_error: CText<160>,
+    strings: Strings,
+    config: MaybeUninit<AgentConfig<'static>>,
+    stored_state: RegistrationState,
+    net: CbNet,
+    clock: CbClock,
+    rng: CbRng,
+    /// Set by the RNG when the `random` callback failed (the driver holds the RNG itself).
+    rng_failed: Cell<bool>,
+    host: CbHost,
+    store: Option<Store<CbFlash>>,
+    signer: Option<P256Signer>,
+    cert: [u8; MAX_CERT_LEN],
+    cert_len: usize,
+    exchange: [u8; EXCHANGE],
+    scratch: [u8; POLICY_SCRATCH],
+    policies: [PolicySlot; POLICY_SLOTS],
+    /// The agent, once the identity is there: it borrows the fields above, so it is reached
+    /// only through raw pointers to the fields, never through a reference to the whole.
+    driver: Option<CDriver>,
+}
+
+const _: () = assert!(size_of::<Inner>() <= MPAGENT_CONTEXT_SIZE);
+const _: () = assert!(align_of::<Inner>() <= MPAGENT_CONTEXT_ALIGN);
+const _: () = assert!(align_of::<mpagent_context>() == MPAGENT_CONTEXT_ALIGN);
+
+/// Bytes of memory a context needs (`MPAGENT_CONTEXT_SIZE`).
+#[no_mangle]
+pub extern "C" fn mpagent_context_size() -> usize {
+    MPAGENT_CONTEXT_SIZE
+}
+
+/// A sentence for an `MPAGENT_*` code (a static string, never NULL).
+#[no_mangle]
+pub extern "C" fn mpagent_strerror(code: c_int) -> *const c_char {
+    let s: &'static core::ffi::CStr = match code {
+        MPAGENT_OK => c"success",
+        MPAGENT_ERR_ARGUMENT => c"a pointer argument was NULL or a required callback is missing",
+        MPAGENT_ERR_CONTEXT => {
+            c"the context memory is smaller than mpagent_context_size() or not 8-byte aligned"
+        }
+        MPAGENT_ERR_CONFIG => {
+            c"the configuration was refused (mpagent_last_error names the setting)"
+        }
+        MPAGENT_ERR_STORE => c"the store on the flash region failed",
+        MPAGENT_ERR_IDENTITY => c"the identity could not be loaded or made",
+        MPAGENT_ERR_STATE => {
+            c"the call came out of order (mpagent_init, then mpagent_identity, then steps)"
+        }
+        MPAGENT_ERR_AGENT => c"the agent stopped on an error that retrying will not fix",
+        MPAGENT_ERR_BUFFER => c"the output buffer is too small",
+        MPAGENT_ERR_NO_SMSID => c"there is no SMSID yet",
+        MPAGENT_ERR_RANDOM => c"the random callback failed",
+        _ => c"unknown mpagent error code",
+    };
+    s.as_ptr()
+}
+
+/// The context behind `ctx`, if `mpagent_init` set it up.
+fn inner(ctx: *mut mpagent_context) -> Option<*mut Inner> {
+    if ctx.is_null() {
+        return None;
+    }
+    let p = ctx.cast::<Inner>();
+    // SAFETY: `ctx` points at MPAGENT_CONTEXT_SIZE bytes (the header's contract); the magic is
+    // the first field, read without forming a reference to the whole.
+    let magic = unsafe { addr_of!((*p).magic).read() };
+    (magic == MAGIC).then_some(p)
+}
+
+/// Records `text` as the context's last error and returns `code`.
+///
+/// # Safety
+/// `p` comes from [`inner`].
+unsafe fn fail(p: *mut Inner, code: c_int, text: core::fmt::Arguments<'_>) -> c_int {
+    // SAFETY: `last_error` is never borrowed by the driver.
+    let e = unsafe { &mut *addr_of_mut!((*p).last_error) };
+    *e = CText::new();
+    let _ = e.write_fmt(text);
+    code
+}
+
+/// Copies the last error's sentence (naming the setting, rule or value) into `buf`.
+/// Returns `MPAGENT_OK`, or `MPAGENT_ERR_BUFFER` (the sentence is cut short, still terminated).
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init`; `buf` holds `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_last_error(
+    ctx: *mut mpagent_context,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    if buf.is_null() || len == 0 {
+        return MPAGENT_ERR_ARGUMENT;
+    }
+    // SAFETY: `last_error` is never borrowed by the driver.
+    let text = unsafe { &*addr_of!((*p).last_error) }.as_bytes();
+    // SAFETY: `buf` holds `len` bytes (the caller's contract).
+    unsafe { copy_out(text, buf, len) }
+}
+
+/// Copies `text` and a NUL into `buf` (`len` bytes), cutting it short when it does not fit.
+unsafe fn copy_out(text: &[u8], buf: *mut c_char, len: usize) -> c_int {
+    let n = text.len().min(len.saturating_sub(1));
+    // SAFETY: `buf` holds `len` > `n` bytes.
+    unsafe {
+        core::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+        buf.add(n).write(0);
+    }
+    if n < text.len() {
+        MPAGENT_ERR_BUFFER
+    } else {
+        MPAGENT_OK
+    }
+}
+
+/// Sets up an agent in `ctx` (`ctx_len` bytes, 8-byte aligned): checks and copies `config`,
+/// copies `callbacks` and opens the store on the flash region (reading it once; nothing is
+/// written). Then call `mpagent_identity`.
+///
+/// # Safety
+/// `ctx` holds `ctx_len` writable bytes and does not move afterwards; `config` and `callbacks`
+/// point at filled structs (they are copied); the callbacks stay callable while `ctx` is used.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_init(
+    ctx: *mut mpagent_context,
+    ctx_len: usize,
+    config: *const mpagent_config,
+    callbacks: *const mpagent_callbacks,
+) -> c_int {
+    if ctx.is_null() || config.is_null() || callbacks.is_null() {
+        return MPAGENT_ERR_ARGUMENT;
+    }
+    if ctx_len < MPAGENT_CONTEXT_SIZE || !(ctx as usize).is_multiple_of(MPAGENT_CONTEXT_ALIGN) {
+        return MPAGENT_ERR_CONTEXT;
+    }
+    // SAFETY: both point at filled structs (the caller's contract).
+    let (config, cb) = unsafe { (&*config, *callbacks) };
+    let p = ctx.cast::<Inner>();
+    // SAFETY: `ctx` holds enough aligned bytes (checked above); everything is written before the
+    // magic marks the context as set up.
+    unsafe {
+        p.write(Inner {
+            magic: 0,
+            last_error: CText::new(),
+            strings: Strings {
+                site_code: CText::new(),
+                mp_url: CText::new(),
+                netbios_name: CText::new(),
+                fqdn: CText::new(),
+                ip: CText::new(),
+                mac: CText::new(),
+            },
+            config: MaybeUninit::uninit(),
+            stored_state: RegistrationState::Unregistered,
+            net: CbNet {
+                cb,
+                host: CText::new(),
+                port: 0,
+                tls: false,
+            },
+            clock: CbClock { cb },
+            rng: CbRng { cb, failed: None },
+            rng_failed: Cell::new(false),
+            host: CbHost::new(cb),
+            store: None,
+            signer: None,
+            cert: [0; MAX_CERT_LEN],
+            cert_len: 0,
+            exchange: [0; EXCHANGE],
+            scratch: [0; POLICY_SCRATCH],
+            policies: [PolicySlot::EMPTY, PolicySlot::EMPTY],
+            driver: None,
+        });
+        (*addr_of_mut!((*p).rng)).failed = Some(&*addr_of!((*p).rng_failed));
+        addr_of_mut!((*p).magic).write(MAGIC);
+    }
+    if cb.flash_read.is_none()
+        || cb.flash_write.is_none()
+        || cb.flash_erase.is_none()
+        || cb.now.is_none()
+        || cb.random.is_none()
+        || cb.connect.is_none()
+        || cb.send.is_none()
+        || cb.recv.is_none()
+    {
+        // SAFETY: `p` was set up above.
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_ARGUMENT,
+                format_args!(
+                    "callbacks flash_read, flash_write, flash_erase, now, random, connect, send and recv are required"
+                ),
+            )
+        };
+    }
+    // SAFETY: `p` was set up above and no driver exists yet.
+    unsafe { configure(p, config, cb) }
+}
+
+/// Copies and checks the configuration, opens the store.
+unsafe fn configure(p: *mut Inner, config: &mpagent_config, cb: mpagent_callbacks) -> c_int {
+    // SAFETY: no driver exists yet, so the strings are borrowed by nothing.
+    let s = unsafe { &mut *addr_of_mut!((*p).strings) };
+    macro_rules! copy {
+        ($field:ident, $dst:expr, $name:literal, $required:expr) => {{
+            // SAFETY: the caller's contract for `mpagent_config`.
+            match unsafe { c_str(config.$field) } {
+                Some(v) => {
+                    if v.len() >= $dst.buf_len() {
+                        return unsafe {
+                            fail(
+                                p,
+                                MPAGENT_ERR_CONFIG,
+                                format_args!(
+                                    "config.{} is {} bytes; at most {} fit",
+                                    $name,
+                                    v.len(),
+                                    $dst.buf_len() - 1
+                                ),
+                            )
+                        };
+                    }
+                    $dst = CText::of(v);
+                    true
+                }
+                None if $required => {
+                    return unsafe {
+                        fail(
+                            p,
+                            MPAGENT_ERR_CONFIG,
+                            format_args!("config.{} is NULL or not UTF-8", $name),
+                        )
+                    }
+                }
+                None => false,
+            }
+        }};
+    }
+    copy!(site_code, s.site_code, "site_code", true);
+    copy!(mp_url, s.mp_url, "mp_url", true);
+    copy!(netbios_name, s.netbios_name, "netbios_name", true);
+    copy!(fqdn, s.fqdn, "fqdn", true);
+    let has_ip = copy!(ip_address, s.ip, "ip_address", false);
+    let has_mac = copy!(mac_address, s.mac, "mac_address", false);
+
+    let mode = match config.site_mode {
+        MPAGENT_SITE_MIXED => SiteMode::Mixed,
+        MPAGENT_SITE_NATIVE => SiteMode::Native,
+        other => {
+            return unsafe {
+                fail(
+                    p,
+                    MPAGENT_ERR_CONFIG,
+                    format_args!(
+                        "config.site_mode is {other}; it must be MPAGENT_SITE_MIXED (0) or MPAGENT_SITE_NATIVE (1)"
+                    ),
+                )
+            }
+        }
+    };
+    let generation = match config.site_generation {
+        MPAGENT_SITE_CURRENT => SiteGeneration::Current,
+        MPAGENT_SITE_2007 => SiteGeneration::Sms2007,
+        other => {
+            return unsafe {
+                fail(
+                    p,
+                    MPAGENT_ERR_CONFIG,
+                    format_args!(
+                        "config.site_generation is {other}; it must be MPAGENT_SITE_CURRENT (0) or MPAGENT_SITE_2007 (1)"
+                    ),
+                )
+            }
+        }
+    };
+    // SAFETY: the strings live in the context, which does not move and outlives the agent;
+    // they are not written again while it exists.
+    let s: &'static Strings = unsafe { &*addr_of!((*p).strings) };
+    let text = |t: &'static CText<256>| core::str::from_utf8(t.as_bytes()).unwrap_or("");
+    let site_code = core::str::from_utf8(s.site_code.as_bytes()).unwrap_or("");
+    let netbios = core::str::from_utf8(s.netbios_name.as_bytes()).unwrap_or("");
+    let agent_config =
+        match AgentConfig::new(site_code, mode, text(&s.mp_url), netbios, text(&s.fqdn)) {
+            Ok(c) => c.with_site_generation(generation),
+            Err(e) => {
+                return unsafe {
+                    fail(
+                        p,
+                        MPAGENT_ERR_CONFIG,
+                        format_args!("the configuration: {e}"),
+                    )
+                }
+            }
+        };
+    // SAFETY: fields of the set-up context; no driver borrows them yet.
+    unsafe {
+        let net = &mut *addr_of_mut!((*p).net);
+        net.host = CText::of(agent_config.mp.host);
+        net.port = agent_config.mp.port;
+        net.tls = agent_config.mp.https;
+        let host = &mut *addr_of_mut!((*p).host);
+        host.fqdn = agent_config.fqdn;
+        host.ip = if has_ip {
+            core::str::from_utf8(s.ip.as_bytes()).ok()
+        } else {
+            None
+        };
+        host.mac = if has_mac {
+            core::str::from_utf8(s.mac.as_bytes()).ok()
+        } else {
+            None
+        };
+        addr_of_mut!((*p).config).write(MaybeUninit::new(agent_config));
+    }
+
+    let flash = CbFlash { cb };
+    let layout = Layout::split::<CbFlash>(cb.flash_size, IDENTITY_SLOT);
+    match Store::open(flash, layout) {
+        Ok(store) => {
+            // SAFETY: no driver borrows the store yet.
+            unsafe { addr_of_mut!((*p).store).write(Some(store)) };
+            MPAGENT_OK
+        }
+        Err(e) => unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_STORE,
+                format_args!(
+                    "opening the store on the {}-byte flash region ({} bytes per erase): {e}",
+                    cb.flash_size, MPAGENT_FLASH_ERASE_SIZE
+                ),
+            )
+        },
+    }
+}
+
+/// Loads the identity (P-256 key, certificate, registration state) from the store, or makes
+/// one (key from `random`, self-signed certificate) and saves it before anything is sent. Then
+/// the agent is ready for `mpagent_step`. `created` (may be NULL) is set to 1 when a new
+/// identity was made, 0 when one was loaded.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init`; `created` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_identity(ctx: *mut mpagent_context, created: *mut c_int) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    // SAFETY: fields of a set-up context, reached one at a time.
+    unsafe {
+        if (*addr_of!((*p).driver)).is_some() {
+            return fail(
+                p,
+                MPAGENT_ERR_STATE,
+                format_args!("mpagent_identity was called already"),
+            );
+        }
+        let Some(store) = (*addr_of_mut!((*p).store)).as_mut() else {
+            return fail(
+                p,
+                MPAGENT_ERR_STATE,
+                format_args!("the store is not open: mpagent_init failed or was not called"),
+            );
+        };
+        let cert = &mut *addr_of_mut!((*p).cert);
+        let exchange = &mut *addr_of_mut!((*p).exchange);
+        let host = &mut *addr_of_mut!((*p).host);
+        let rng = &mut *addr_of_mut!((*p).rng);
+        let clock = &*addr_of!((*p).clock);
+        let config: &'static AgentConfig<'static> = (*addr_of!((*p).config)).assume_init_ref();
+
+        let mut made = false;
+        let mut state = RegistrationState::Unregistered;
+        let cert_len;
+        let signer = match store.load_identity(&mut exchange[..]) {
+            Ok(Some(found)) => {
+                let (Ok(secret), true) = (
+                    <[u8; 32]>::try_from(found.key),
+                    found.cert_der.len() <= cert.len(),
+                ) else {
+                    return fail(
+                        p,
+                        MPAGENT_ERR_IDENTITY,
+                        format_args!(
+                            "the stored identity is not a P-256 key ({} bytes) with a certificate of at most {} bytes",
+                            found.key.len(),
+                            MAX_CERT_LEN
+                        ),
+                    );
+                };
+                let Some(dst) = cert.get_mut(..found.cert_der.len()) else {
+                    return MPAGENT_ERR_IDENTITY;
+                };
+                dst.copy_from_slice(found.cert_der);
+                cert_len = found.cert_der.len();
+                state = found.registration;
+                host.secret = secret;
+                match P256Signer::from_secret_bytes(&secret) {
+                    Ok(signer) => signer,
+                    Err(e) => {
+                        return fail(p, MPAGENT_ERR_IDENTITY, format_args!("the stored key: {e}"))
+                    }
+                }
+            }
+            Ok(None) => {
+                made = true;
+                let failed = &*addr_of!((*p).rng_failed);
+                failed.set(false);
+                let signer = P256Signer::generate(rng);
+                let params =
+                    CertParams::self_signed_now(config.netbios_name, clock.now_secs(), rng);
+                if failed.get() {
+                    return fail(
+                        p,
+                        MPAGENT_ERR_RANDOM,
+                        format_args!(
+                            "the random callback failed while the key was made; nothing was saved"
+                        ),
+                    );
+                }
+                cert_len = match build_self_signed_p256(&params, &signer, &mut cert[..]) {
+                    Ok(len) => len,
+                    Err(e) => {
+                        return fail(
+                            p,
+                            MPAGENT_ERR_IDENTITY,
+                            format_args!("the certificate: {e}"),
+                        )
+                    }
+                };
+                host.secret = signer.secret_bytes();
+                let record = StoredIdentity {
+                    key: &host.secret,
+                    cert_der: cert.get(..cert_len).unwrap_or(&[]),
+                    registration: state,
+                };
+                if let Err(e) = store.save_identity(&record) {
+                    return fail(
+                        p,
+                        MPAGENT_ERR_STORE,
+                        format_args!("saving the identity: {e}"),
+                    );
+                }
+                signer
+            }
+            Err(e) => {
+                return fail(
+                    p,
+                    MPAGENT_ERR_STORE,
+                    format_args!("loading the identity: {e}"),
+                )
+            }
+        };
+        addr_of_mut!((*p).cert_len).write(cert_len);
+        addr_of_mut!((*p).stored_state).write(state);
+        addr_of_mut!((*p).signer).write(Some(signer));
+        if !created.is_null() {
+            created.write(c_int::from(made));
+        }
+        start(p, state)
+    }
+}
+
+/// Builds the agent over the context's fields.
+///
+/// # Safety
+/// `p` is set up, with the store open and the signer made; no driver exists.
+unsafe fn start(p: *mut Inner, state: RegistrationState) -> c_int {
+    // SAFETY: every reference below is to a distinct field of the context, which does not
+    // move and outlives the driver; from here on those fields are reached only through the
+    // driver (the caller's contract on `mpagent_context`).
+    unsafe {
+        let Some(signer) = (*addr_of!((*p).signer)).as_ref() else {
+            return MPAGENT_ERR_STATE;
+        };
+        let Some(store) = (*addr_of_mut!((*p).store)).as_mut() else {
+            return MPAGENT_ERR_STATE;
+        };
+        let cert_len = addr_of!((*p).cert_len).read();
+        let cert: &'static [u8] = (*addr_of!((*p).cert)).get(..cert_len).unwrap_or(&[]);
+        let config: &'static AgentConfig<'static> = (*addr_of!((*p).config)).assume_init_ref();
+        let host = &mut *addr_of_mut!((*p).host);
+        host.cert_der = cert;
+        let clock = &mut *addr_of_mut!((*p).clock);
+        let agent = Agent::new(state, Schedule::default(), store.len(), clock.now_secs());
+        let device = Device {
+            config,
+            identity: SigningIdentity {
+                signer,
+                cert_der: cert,
+            },
+            agent_type: AgentType::Client,
+        };
+        let driver = Driver::new(
+            agent,
+            device,
+            &mut *addr_of_mut!((*p).net),
+            clock,
+            store,
+            &mut *addr_of_mut!((*p).rng),
+            Buffers {
+                exchange: (&mut *addr_of_mut!((*p).exchange)).as_mut_slice(),
+                policy_scratch: (&mut *addr_of_mut!((*p).scratch)).as_mut_slice(),
+                policies: (&mut *addr_of_mut!((*p).policies)).as_mut_slice(),
+            },
+            host,
+        );
+        addr_of_mut!((*p).driver).write(Some(driver));
+    }
+    MPAGENT_OK
+}
+
+/// Polls a future whose IO never waits (the callbacks block) to its end.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+/// The driver of a context that `mpagent_identity` started.
+///
+/// # Safety
+/// `p` comes from [`inner`]; the reference is the only one to the driver while it lives.
+unsafe fn driver<'a>(p: *mut Inner) -> Option<&'a mut CDriver> {
+    // SAFETY: the caller's contract.
+    unsafe { (*addr_of_mut!((*p).driver)).as_mut() }
+}
+
+fn action_code(action: Action) -> c_int {
+    match action {
+        Action::Register(..) => MPAGENT_ACTION_REGISTER,
+        Action::Queue { .. } => MPAGENT_ACTION_QUEUE,
+        Action::Deliver(_) => MPAGENT_ACTION_DELIVER,
+        Action::PollPolicy(_) => MPAGENT_ACTION_POLICY,
+        Action::Sleep(_) => MPAGENT_ACTION_IDLE,
+    }
+}
+
+/// Records a driver error as the last error.
+unsafe fn agent_error(p: *mut Inner, e: DriverError<NorFlashErrorKind>) -> c_int {
+    let code = match e {
+        DriverError::Store(_) | DriverError::QueueRead(_) => MPAGENT_ERR_STORE,
+        _ => MPAGENT_ERR_AGENT,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { fail(p, code, format_args!("{e}")) }
+}
+
+/// Carries out the agent's next action: at most one exchange with the MP over the transport
+/// callbacks (blocking in them). `out` (may be NULL) says what was done, or until when there is
+/// nothing to do: sleep until then (or until an event of the device's own) and step again.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init` and `mpagent_identity`; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_step(
+    ctx: *mut mpagent_context,
+    out: *mut mpagent_step_result,
+) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    // SAFETY: the driver is reached through its field only.
+    let Some(d) = (unsafe { driver(p) }) else {
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_STATE,
+                format_args!("mpagent_step before mpagent_identity"),
+            )
+        };
+    };
+    // SAFETY: the flag is a Cell the RNG shares; nothing holds it mutably.
+    let failed = unsafe { &*addr_of!((*p).rng_failed) };
+    failed.set(false);
+    let result = block_on(d.step());
+    let rng_failed = failed.get();
+    let step = match result {
+        Ok(step) => step,
+        Err(e) => return unsafe { agent_error(p, e) },
+    };
+    if rng_failed {
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_RANDOM,
+                format_args!("the random callback failed during the step; a message ID may repeat"),
+            )
+        };
+    }
+    let r = match step {
+        Step::Idle(t) => mpagent_step_result {
+            action: MPAGENT_ACTION_IDLE,
+            until: i64::try_from(t.0).unwrap_or(i64::MAX),
+        },
+        Step::Did(a) => mpagent_step_result {
+            action: action_code(a),
+            until: 0,
+        },
+    };
+    if !out.is_null() {
+        // SAFETY: `out` is writable (the caller's contract).
+        unsafe { out.write(r) };
+    }
+    MPAGENT_OK
+}
+
+/// Steps until there is nothing to do now; `until` (may be NULL) gets the UTC second at which
+/// the agent next has something to do. At most `max_steps` steps (0: no bound) are taken;
+/// reaching the bound returns `MPAGENT_OK` with `until` set to now.
+///
+/// # Safety
+/// As for `mpagent_step`; `until` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_run_until_idle(
+    ctx: *mut mpagent_context,
+    max_steps: u32,
+    until: *mut i64,
+) -> c_int {
+    let mut taken: u32 = 0;
+    loop {
+        let mut r = mpagent_step_result::default();
+        // SAFETY: the caller's contract.
+        let rc = unsafe { mpagent_step(ctx, &mut r) };
+        if rc != MPAGENT_OK {
+            return rc;
+        }
+        taken = taken.saturating_add(1);
+        let done = r.action == MPAGENT_ACTION_IDLE;
+        if done || (max_steps != 0 && taken >= max_steps) {
+            if !until.is_null() {
+                let t = if done {
+                    r.until
+                } else {
+                    inner(ctx)
+                        // SAFETY: the clock is only read.
+                        .map(|p| unsafe { driver(p) }.map_or(0, |d| d.clock.now_secs().0))
+                        .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX))
+                };
+                // SAFETY: `until` is writable (the caller's contract).
+                unsafe { until.write(t) };
+            }
+            return MPAGENT_OK;
+        }
+    }
+}
+
+/// The registration state the agent holds now (`MPAGENT_UNREGISTERED`, `_PENDING`,
+/// `_REGISTERED`, `_REJECTED`), or a negative error code.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init`.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_registration_state(ctx: *mut mpagent_context) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    // SAFETY: read only, through the driver when there is one.
+    let state = match unsafe { driver(p) } {
+        Some(d) => d.agent.registration(),
+        None => unsafe { addr_of!((*p).stored_state).read() },
+    };
+    match state {
+        RegistrationState::Unregistered => MPAGENT_UNREGISTERED,
+        RegistrationState::Pending(_) => MPAGENT_PENDING,
+        RegistrationState::Registered(_) => MPAGENT_REGISTERED,
+        RegistrationState::Rejected(_) => MPAGENT_REJECTED,
+    }
+}
+
+/// Bytes `mpagent_smsid` needs, NUL included (`GUID:` and a 36-character GUID).
+pub const MPAGENT_SMSID_LEN: usize = 42;
+
+/// Writes the SMSID (`GUID:xxxxxxxx-…`, NUL-terminated) into `buf` (`len` ≥
+/// `MPAGENT_SMSID_LEN`): the registered one, or the one pending approval. Returns
+/// `MPAGENT_ERR_NO_SMSID` while there is none.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init`; `buf` holds `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_smsid(
+    ctx: *mut mpagent_context,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    if buf.is_null() {
+        return MPAGENT_ERR_ARGUMENT;
+    }
+    if len < MPAGENT_SMSID_LEN {
+        return MPAGENT_ERR_BUFFER;
+    }
+    // SAFETY: read only, through the driver when there is one.
+    // The registered or pending SMSID; otherwise the last one the site confirmed, if any.
+    let (state, held) = match unsafe { driver(p) } {
+        Some(d) => (d.agent.registration(), d.agent.smsid()),
+        None => (unsafe { addr_of!((*p).stored_state).read() }, None),
+    };
+    let smsid = match state {
+        RegistrationState::Pending(id) | RegistrationState::Registered(id) => Some(id),
+        _ => held,
+    };
+    let Some(smsid) = smsid else {
+        return MPAGENT_ERR_NO_SMSID;
+    };
+    let mut t = CText::<MPAGENT_SMSID_LEN>::new();
+    let _ = write!(t, "{smsid}");
+    // SAFETY: `buf` holds `len` bytes.
+    unsafe { copy_out(t.as_bytes(), buf, len) }
+}
+
+/// Fills `out` with the agent's counters.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init` and `mpagent_identity`; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_get_counts(
+    ctx: *mut mpagent_context,
+    out: *mut mpagent_counts,
+) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    if out.is_null() {
+        return MPAGENT_ERR_ARGUMENT;
+    }
+    // SAFETY: read only, through the driver.
+    let Some(d) = (unsafe { driver(p) }) else {
+        return MPAGENT_ERR_STATE;
+    };
+    let c = d.agent.counts();
+    let r = mpagent_counts {
+        queued: c.queued,
+        delivered: c.delivered,
+        superseded: c.superseded,
+        no_room: c.no_room,
+        refused: c.refused,
+        in_queue: d.store.len(),
+    };
+    // SAFETY: `out` is writable.
+    unsafe { out.write(r) };
+    MPAGENT_OK
+}
+
+/// Makes the agent try again now what it is backing off from (registration, delivery, policy),
+/// e.g. after the device's network came back.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init` and `mpagent_identity`.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_retry_now(ctx: *mut mpagent_context) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    // SAFETY: through the driver only.
+    let Some(d) = (unsafe { driver(p) }) else {
+        return MPAGENT_ERR_STATE;
+    };
+    let now = d.clock.now_secs();
+    d.agent.retry_now(now);
+    MPAGENT_OK
+}

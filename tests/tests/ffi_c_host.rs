@@ -1,0 +1,164 @@
+//! The C API end to end: `core/ffi/examples/c-host` (C over `libmpagent_ffi.a`, BSD sockets, a
+//! file as its flash) against the MP emulator, with the site database as the witness.
+//!
+//! The program is built by `core/ffi/examples/c-host/build.sh` (tests/run-all.sh runs it before
+//! the host tests) into `target/ffi/c-host`; `MPAGENT_C_HOST` names another build.
+
+use std::path::{Path, PathBuf};
+
+use mpagent_sim::mp::db::SiteDb;
+use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
+
+fn c_host() -> PathBuf {
+    if let Some(path) = std::env::var_os("MPAGENT_C_HOST") {
+        return PathBuf::from(path);
+    }
+    // target/debug/deps/ffi_c_host-… → target/ffi/c-host
+    let exe = std::env::current_exe().expect("the test's own path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("the test runs from target/<profile>/deps");
+    let path = target.join("ffi").join("c-host");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with core/ffi/examples/c-host/build.sh (or set MPAGENT_C_HOST)",
+        path.display()
+    );
+    path
+}
+
+async fn start_mp(dir: &Path, approval: Approval) -> MpServer {
+    MpServer::start(
+        MpConfig {
+            site_code: "PS1".into(),
+            db_path: dir.join("site.db"),
+            approval,
+            limits: Limits::default(),
+            mp_host: "mp.test.local".into(),
+            strict: false,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("MP starts")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run_c_host(mp: &MpServer, state: &Path, name: &str) -> Run {
+    let out = tokio::process::Command::new(c_host())
+        .arg("--mp")
+        .arg(format!("http://{}", mp.local_addr()))
+        .args(["--site-code", "PS1", "--name", name, "--state"])
+        .arg(state)
+        .output()
+        .await
+        .expect("c-host runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn smsid_of(run: &Run) -> String {
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SMSID "))
+        .map(|s| s.split_whitespace().next().unwrap_or("").to_owned())
+        .unwrap_or_else(|| panic!("no SMSID line: {}\n{}", run.stdout, run.stderr))
+}
+
+#[tokio::test]
+async fn the_c_host_registers_and_its_heartbeat_and_inventory_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let state = dir.path().join("chost");
+
+    let first = run_c_host(&mp, &state, "CHOST-1").await;
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    assert!(first.stderr.contains("identity made and saved"), "{}", first.stderr);
+    let smsid = smsid_of(&first);
+    assert!(smsid.starts_with("GUID:"), "{smsid}");
+
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let clients = db.clients().unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    let row = format!("{:?}", clients[0]);
+    assert!(row.contains(&smsid) && row.contains("CHOST-1"), "{row}");
+    let messages = db.messages(Some(&smsid)).unwrap();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["ddr", "hinv-full", "status"], "{messages:?}");
+    // The inventory is the one the C program streamed, instance by instance.
+    let hinv = &messages[1].body;
+    for needle in [
+        "Win32_ComputerSystem",
+        "Win32_OperatingSystem",
+        "Win32_Processor",
+        "<Model>c-host</Model>",
+    ] {
+        assert!(hinv.contains(needle), "{needle} not in {hinv}");
+    }
+    assert!(messages[0].body.contains("chost-1.mpagent.test"), "{}", messages[0].body);
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+
+    // A restart loads the identity from the flash file and keeps the SMSID.
+    let second = run_c_host(&mp, &state, "CHOST-1").await;
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains("identity loaded"), "{}", second.stderr);
+    assert_eq!(smsid_of(&second), smsid);
+    assert_eq!(db.clients().unwrap().len(), 1);
+    assert_eq!(db.messages(Some(&smsid)).unwrap().len(), 6);
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pending_c_host_says_so_and_reports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Pending).await;
+    let run = run_c_host(&mp, &dir.path().join("chost"), "CHOST-2").await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("approval pending"), "{}", run.stdout);
+    let smsid = smsid_of(&run);
+    assert!(db_messages(dir.path(), &smsid).is_empty());
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_site_code_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let out = tokio::process::Command::new(c_host())
+        .arg("--mp")
+        .arg(format!("http://{}", mp.local_addr()))
+        .args(["--site-code", "P-1", "--name", "CHOST-3", "--state"])
+        .arg(dir.path().join("chost"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("mpagent_init"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("site code"), "{stderr}");
+    assert!(SiteDb::open(dir.path().join("site.db"))
+        .unwrap()
+        .clients()
+        .unwrap()
+        .is_empty());
+    mp.shutdown().await;
+}
+
+fn db_messages(dir: &Path, smsid: &str) -> Vec<String> {
+    SiteDb::open(dir.join("site.db"))
+        .unwrap()
+        .messages(Some(smsid))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect()
+}
