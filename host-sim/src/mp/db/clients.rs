@@ -398,7 +398,9 @@ fn check_proxy_usage(der: &[u8]) -> anyhow::Result<()> {
                     .context("the certificate's extendedKeyUsage extension is malformed")?;
                 let usages: Vec<String> = eku.0.iter().map(ToString::to_string).collect();
                 anyhow::ensure!(
-                    usages.iter().any(|u| u == EKU_SMS_SIGNING || u == EKU_CLIENT_AUTH),
+                    usages
+                        .iter()
+                        .any(|u| u == EKU_SMS_SIGNING || u == EKU_CLIENT_AUTH),
                     "its extended key usages ({}) allow neither SMS signing ({EKU_SMS_SIGNING}) \
                      nor TLS client authentication ({EKU_CLIENT_AUTH}): an ISV proxy certificate \
                      needs one (is this the MP's server certificate?)",

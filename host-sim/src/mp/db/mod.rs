@@ -353,7 +353,10 @@ mod tests {
         let err = db.import_cert(&server.cert_der).unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains("neither SMS signing"), "{text}");
-        assert!(text.contains("1.3.6.1.5.5.7.3.1"), "names the usages it has: {text}");
+        assert!(
+            text.contains("1.3.6.1.5.5.7.3.1"),
+            "names the usages it has: {text}"
+        );
         let proxy = ca
             .issue(&IssueParams::new("ISVPROXY", CertKind::Proxy))
             .unwrap();
