@@ -390,7 +390,8 @@ pub enum TlsError {
         cert: String,
         alert: u8,
         alert_name: &'static str,
-        /// Empty, or where in the exchange (after the request, when the MP asked late).
+        /// Empty when it refused in the handshake; else when (an MP that verifies the certificate
+        /// after the handshake or asks for it after the request).
         during: &'static str,
     },
     /// Any other TLS failure.
@@ -547,8 +548,9 @@ fn subject_of(c: &openssl::x509::X509Ref) -> String {
 }
 
 impl Classifier {
-    /// The sentence for a failed handshake or I/O: `after_request` when it happened while the
-    /// reply was awaited (an MP asking for the certificate late).
+    /// The sentence for a failed handshake or I/O: `after_request` when it happened on the
+    /// established connection (an MP verifying the certificate after a TLS 1.3 handshake, or
+    /// asking for it after the request).
     fn classify(&self, e: &openssl::ssl::Error, after_request: bool) -> TlsError {
         let mp = self.mp.clone();
         let failed = lock(&self.failed).clone();
@@ -611,7 +613,7 @@ impl Classifier {
                     alert,
                     alert_name: crate::ossl::alert_name(alert),
                     during: if after_request {
-                        ", when it asked for the certificate after the request"
+                        " after our request was sent"
                     } else {
                         ""
                     },
