@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod group_commit;
 pub mod human;
 pub mod mp;
+pub mod ossl;
 pub mod pki;
 pub mod proxy;
 pub mod render;

@@ -312,7 +312,7 @@ impl ClientArgs {
     fn options(self, wait_for_approval: bool) -> Result<client::ClientOptions> {
         let pki = match (self.cert, self.key_file, self.ca) {
             (None, None, None) => None,
-            (Some(cert), Some(key), Some(ca)) => Some(client::PkiFiles { cert, key, ca }),
+            (Some(cert), Some(key), Some(ca)) => Some(client::PkiFiles::new(cert, key, ca)),
             _ => anyhow::bail!("native mode needs all three of --cert, --key-file and --ca"),
         };
         Ok(client::ClientOptions {

@@ -16,7 +16,7 @@ use mpagent_core::config::{AgentConfig, SiteMode};
 use mpagent_core::io::{self, AttemptFailure, Connector as _, RegisterError, RegisterOptions};
 use mpagent_core::wire::registration::{AgentType, RequestType};
 use mpagent_sim::client::state::ClientSigner;
-use mpagent_sim::client::tls::{client_config, TlsConnector, NATIVE_CERT_FILE};
+use mpagent_sim::client::tls::{client_config, TlsConnector, TlsLabels, NATIVE_CERT_FILE};
 use mpagent_sim::client::transport::{SystemClock, TcpConnector};
 use mpagent_sim::client::{self, ClientOptions, NativeConfigError, PkiFiles};
 use mpagent_sim::mp::db::SiteDb;
@@ -111,11 +111,11 @@ impl Site {
 }
 
 fn files(cert: &Issued, ca: &Path) -> PkiFiles {
-    PkiFiles {
-        cert: cert.cert_pem_path.clone(),
-        key: cert.key_pem_path.clone(),
-        ca: ca.to_path_buf(),
-    }
+    PkiFiles::new(
+        cert.cert_pem_path.clone(),
+        cert.key_pem_path.clone(),
+        ca.to_path_buf(),
+    )
 }
 
 fn config_error(err: &anyhow::Error) -> &NativeConfigError {
@@ -147,11 +147,11 @@ async fn a_native_client_registers_over_tls_with_its_ca_issued_certificate() {
     assert!(!opts.state_dir.join("key.pk8").exists());
     // A second run keeps the SMSID (DER files this time: either encoding is read).
     let mut again = opts.clone();
-    again.pki = Some(PkiFiles {
-        cert: dev.cert_der_path.clone(),
-        key: dev.key_der_path.clone(),
-        ca: site.ca.dir().join(pki::CA_CERT_DER),
-    });
+    again.pki = Some(PkiFiles::new(
+        dev.cert_der_path.clone(),
+        dev.key_der_path.clone(),
+        site.ca.dir().join(pki::CA_CERT_DER),
+    ));
     let second = client::register(&again, &mut |_| {}).await.unwrap();
     assert_eq!(second.state, RegistrationState::Registered(smsid));
     // A new certificate for the device: the old registration is dropped and it registers anew.
@@ -501,7 +501,12 @@ fn tls_as(site: &Site, cert: &Issued) -> TlsConnector {
         port: site.mp.local_addr().port(),
         connect_timeout: Duration::from_secs(5),
     };
-    TlsConnector::new(tcp, client_config(&ca, chain, key).unwrap()).unwrap()
+    let labels = TlsLabels {
+        ca: site.ca.cert_pem_path().display().to_string(),
+        cert: cert.cert_pem_path.display().to_string(),
+        crl: None,
+    };
+    TlsConnector::new(tcp, client_config(&ca, &[], chain, key, labels).unwrap()).unwrap()
 }
 
 #[tokio::test]

@@ -192,7 +192,11 @@ pub async fn register(
     if let Some(e) = save_error {
         return Err(e).context("persisting the registration state");
     }
-    let state = result.map_err(|e| anyhow!("registration failed: {e}"))?;
+    let state = result.map_err(|e| match connector.last_tls_error() {
+        // The core saw only the io error's kind; the TLS layer knows the cause.
+        Some(t) => anyhow::Error::new(t).context(format!("registration failed: {e}")),
+        None => anyhow!("registration failed: {e}"),
+    })?;
     state_dir.save_registration(state)?;
     Ok(RegisterOutcome {
         state,

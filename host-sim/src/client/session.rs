@@ -55,6 +55,16 @@ impl Connector for AnyConnector {
     }
 }
 
+impl AnyConnector {
+    /// The TLS failure of the latest connection, if it failed for a TLS reason (native mode).
+    pub fn last_tls_error(&self) -> Option<tls::TlsError> {
+        match self {
+            AnyConnector::Tcp(_) => None,
+            AnyConnector::Tls(c) => c.last_error(),
+        }
+    }
+}
+
 /// A connection of either kind, with deadlines on every operation.
 pub type AnyConnection = TimedConnection<Box<dyn AsyncStream>>;
 
@@ -109,7 +119,10 @@ impl Session {
         check_mode(opts)?;
         let mp = validate_config(opts, &fqdn)?.mp;
         let native = match &opts.pki {
-            Some(files) => Some(tls::load_native_identity(files, unix_now())?),
+            Some(files) => Some((
+                tls::load_native_identity(files, unix_now())?,
+                tls::TlsLabels::of(files),
+            )),
             None => None,
         };
         let state_dir = StateDir::open_locked(&opts.state_dir)?;
@@ -139,15 +152,20 @@ impl Session {
                 let path = state_dir.path().join(state::CERT_FILE);
                 (identity, path, AnyConnector::Tcp(tcp))
             }
-            Some(NativeIdentity {
-                signer,
-                cert_der,
-                chain,
-                key,
-                ca,
-            }) => {
+            Some((
+                NativeIdentity {
+                    signer,
+                    cert_der,
+                    chain,
+                    key,
+                    ca,
+                    crls,
+                },
+                labels,
+            )) => {
                 tls::bind_registration(&state_dir, &cert_der)?;
-                let connector = TlsConnector::new(tcp, tls::client_config(&ca, chain, key)?)?;
+                let config = tls::client_config(&ca, &crls, chain, key, labels)?;
+                let connector = TlsConnector::new(tcp, config)?;
                 let identity = Identity {
                     signer,
                     cert_der,

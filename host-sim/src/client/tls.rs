@@ -15,14 +15,26 @@
 //! registration is dropped and the device registers anew ([`bind_registration`]), since the MP
 //! knows the SMSID by its certificate.
 //!
-//! **Transport**: [`TlsConnector`] implements the core's `io::Connector`: TCP, then a rustls
-//! (0.23, ring) handshake bounded by the connect timeout, presenting the certificate (and any
-//! chain in the certificate file) and verifying the MP's certificate against the configured CA
-//! and the MP's host name; the TLS stream goes to the core through `embedded-io-adapters`
-//! inside the same [`TimedConnection`] deadlines as plain TCP.
+//! **Transport**: [`TlsConnector`] implements the core's `io::Connector`: TCP, then an OpenSSL
+//! handshake bounded by the connect timeout (TLS 1.2 at least, 1.3 when the MP has it),
+//! presenting the certificate (and any chain in the certificate file) and verifying the MP's
+//! chain against `--ca` (signatures, validity, the serverAuth usage when the certificate lists
+//! usages, and with `--crl` revocation of every certificate in it) and its name against the
+//! `--mp` host (DNS name or IP address SAN). The TLS stream goes to the core through
+//! `embedded-io-adapters` inside the same [`TimedConnection`] deadlines as plain TCP.
+//!
+//! **An MP that asks for the certificate after the request** (IIS' default binding): the
+//! connector allows the MP's renegotiation on TLS 1.2 and offers post-handshake authentication
+//! on TLS 1.3, and presents the certificate then. Both happen inside the read of the reply.
+//! OpenSSL rather than rustls for this: rustls does neither (see [`crate::ossl`]).
+//!
+//! **Errors**: the core sees only an `io::ErrorKind`; the cause is a [`TlsError`] sentence,
+//! kept as the io error's inner error and in [`TlsConnector::last_error`] for the caller's
+//! report (an unknown CA, a name mismatch, a certificate not yet or no longer valid, one
+//! revoked or not for servers, or our certificate refused with the MP's alert).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -31,10 +43,9 @@ use mpagent_core::identity::{cert_has_eku, cert_spki_der, cert_validity, EKU_SMS
 use mpagent_core::io::Connector;
 use mpagent_core::sign::P256Signer;
 use mpagent_core::time::UnixTime;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 use super::state::{write_atomic, ClientSigner, StateDir};
 use super::transport::{
@@ -55,6 +66,21 @@ pub struct PkiFiles {
     pub key: PathBuf,
     /// The CA(s) the MP's server certificate must chain to.
     pub ca: PathBuf,
+    /// CRLs the MP's chain is checked against (each of its CAs must have one there); `None`: no
+    /// revocation check.
+    pub crl: Option<PathBuf>,
+}
+
+impl PkiFiles {
+    /// The three files, without a CRL.
+    pub fn new(cert: PathBuf, key: PathBuf, ca: PathBuf) -> Self {
+        PkiFiles {
+            cert,
+            key,
+            ca,
+            crl: None,
+        }
+    }
 }
 
 /// A native-mode configuration refused at start-up.
@@ -122,6 +148,8 @@ pub struct NativeIdentity {
     pub key: PrivateKeyDer<'static>,
     /// Trust anchors for the MP's certificate.
     pub ca: Vec<CertificateDer<'static>>,
+    /// CRLs for the MP's chain (empty: none checked).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
 impl std::fmt::Debug for NativeIdentity {
@@ -212,12 +240,17 @@ pub fn load_native_identity(
         });
     }
     let ca = pki::read_certs(&files.ca).map_err(|e| unreadable(&files.ca, format!("{e:#}")))?;
+    let crls = match &files.crl {
+        Some(p) => pki::read_crls(p).map_err(|e| unreadable(p, format!("{e:#}")))?,
+        None => Vec::new(),
+    };
     Ok(NativeIdentity {
         signer,
         cert_der,
         chain,
         key,
         ca,
+        crls,
     })
 }
 
@@ -249,24 +282,160 @@ pub fn bind_registration(state: &StateDir, cert_der: &[u8]) -> Result<bool> {
     Ok(reset)
 }
 
-/// The rustls client configuration: the MP verified against `ca`, `chain` + `key` presented.
+/// What the error sentences call the files: the options and paths they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsLabels {
+    /// The `--ca` file.
+    pub ca: String,
+    /// The `--cert` file.
+    pub cert: String,
+    /// The `--crl` file, if any.
+    pub crl: Option<String>,
+}
+
+impl TlsLabels {
+    /// The labels of `files`.
+    pub fn of(files: &PkiFiles) -> Self {
+        TlsLabels {
+            ca: files.ca.display().to_string(),
+            cert: files.cert.display().to_string(),
+            crl: files.crl.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// A TLS failure with the MP, as a person can act on it (see the module docs). `mp` is the
+/// `https://host:port` the client connected to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The MP's chain does not lead to a CA of `--ca`.
+    #[error(
+        "the MP's certificate ({subject}) at --mp {mp} is not issued by a CA in --ca {ca} \
+         ({detail}); give --ca the CA certificate that issued the MP's certificate"
+    )]
+    UnknownCa {
+        mp: String,
+        ca: String,
+        subject: String,
+        detail: String,
+    },
+    /// The MP's certificate names another host.
+    #[error(
+        "the MP's certificate ({subject}) does not name the host {host} of --mp {mp}; use the \
+         name (or address) its certificate carries in --mp"
+    )]
+    NameMismatch {
+        mp: String,
+        host: String,
+        subject: String,
+    },
+    /// A certificate of the MP's chain has expired.
+    #[error(
+        "the MP's certificate ({subject}) at --mp {mp} has expired: valid until {not_after}, \
+         now is {now}"
+    )]
+    Expired {
+        mp: String,
+        subject: String,
+        not_after: String,
+        now: String,
+    },
+    /// A certificate of the MP's chain is not valid yet.
+    #[error(
+        "the MP's certificate ({subject}) at --mp {mp} is not valid yet: valid from \
+         {not_before}, now is {now}"
+    )]
+    NotYetValid {
+        mp: String,
+        subject: String,
+        not_before: String,
+        now: String,
+    },
+    /// A certificate of the MP's chain is listed in `--crl`.
+    #[error(
+        "the MP's certificate ({subject}) at --mp {mp} is revoked: --crl {crl} lists its \
+         serial number {serial}"
+    )]
+    Revoked {
+        mp: String,
+        subject: String,
+        serial: String,
+        crl: String,
+    },
+    /// `--crl` has no current CRL of one of the MP's CAs.
+    #[error(
+        "the MP's certificate ({subject}) at --mp {mp} cannot be checked for revocation: \
+         --crl {crl} {detail}"
+    )]
+    CrlUnusable {
+        mp: String,
+        subject: String,
+        crl: String,
+        detail: String,
+    },
+    /// The MP's certificate is not for TLS servers.
+    #[error(
+        "the MP's certificate ({subject}) at --mp {mp} is not for TLS servers: its extended \
+         key usages lack serverAuth (1.3.6.1.5.5.7.3.1)"
+    )]
+    NotServerAuth { mp: String, subject: String },
+    /// The MP did not accept our client certificate.
+    #[error(
+        "the MP at --mp {mp} did not accept our certificate --cert {cert}: it answered the \
+         TLS alert {alert} ({alert_name}){during}"
+    )]
+    ClientCertRefused {
+        mp: String,
+        cert: String,
+        alert: u8,
+        alert_name: &'static str,
+        /// Empty when it refused in the handshake; else when (an MP that verifies the certificate
+        /// after the handshake or asks for it after the request).
+        during: &'static str,
+    },
+    /// Any other TLS failure.
+    #[error("TLS with the MP at --mp {mp} failed: {detail}")]
+    Other { mp: String, detail: String },
+}
+
+/// The OpenSSL client configuration ([`client_config`]).
+pub struct ClientConfig {
+    connector: SslConnector,
+    labels: TlsLabels,
+}
+
+/// The client configuration: the MP verified against `ca` (and `crls`), `chain` + `key`
+/// presented, in the handshake or when the MP asks later (see the module docs). `labels` name
+/// the files in errors.
 pub fn client_config(
     ca: &[CertificateDer<'static>],
+    crls: &[CertificateRevocationListDer<'static>],
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    labels: TlsLabels,
 ) -> Result<Arc<ClientConfig>> {
-    let mut roots = RootCertStore::empty();
-    for (i, c) in ca.iter().enumerate() {
-        roots
-            .add(c.clone())
-            .map_err(|e| anyhow!("CA certificate {}: {e}", i + 1))?;
+    let mut b = SslConnector::builder(SslMethod::tls_client())?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    let cas = crate::ossl::x509s(ca, "CA")?;
+    b.set_cert_store(crate::ossl::store(&cas, crls, "CA")?);
+    let chain = crate::ossl::x509s(&chain, "client")?;
+    let (leaf, rest) = chain
+        .split_first()
+        .ok_or_else(|| anyhow!("the client certificate file holds no certificate"))?;
+    b.set_certificate(leaf)
+        .map_err(|e| anyhow!("client certificate: {e}"))?;
+    for c in rest {
+        b.add_extra_chain_cert(c.clone())?;
     }
-    let config = ClientConfig::builder_with_provider(crate::mp::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
+    let pkey = crate::ossl::pkey(&key)?;
+    b.set_private_key(&pkey)?;
+    b.check_private_key()
         .map_err(|e| anyhow!("client certificate and key: {e}"))?;
-    Ok(Arc::new(config))
+    Ok(Arc::new(ClientConfig {
+        connector: b.build(),
+        labels,
+    }))
 }
 
 /// The core's `Connector` over TLS (see the module docs).
@@ -274,21 +443,20 @@ pub fn client_config(
 pub struct TlsConnector {
     /// Where to connect and the connect timeout (which also bounds the handshake).
     pub tcp: TcpConnector,
-    /// The name the MP's certificate must carry (a DNS name or an IP address).
-    pub server_name: ServerName<'static>,
     /// The TLS client configuration ([`client_config`]).
     pub config: Arc<ClientConfig>,
     /// A read, write or flush that makes no progress for this long fails with `TimedOut`.
     pub io_timeout: Duration,
     /// All I/O of one exchange must be done this long after the handshake.
     pub exchange_timeout: Duration,
+    last_error: Arc<Mutex<Option<TlsError>>>,
 }
 
 impl std::fmt::Debug for TlsConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsConnector")
             .field("tcp", &self.tcp)
-            .field("server_name", &self.server_name)
+            .field("labels", &self.config.labels)
             .finish_non_exhaustive()
     }
 }
@@ -296,25 +464,41 @@ impl std::fmt::Debug for TlsConnector {
 impl TlsConnector {
     /// A connector to `tcp`'s host (also the name verified) with the default deadlines.
     pub fn new(tcp: TcpConnector, config: Arc<ClientConfig>) -> Result<Self> {
-        let server_name = ServerName::try_from(tcp.host.clone()).map_err(|e| {
-            anyhow!(
-                "{:?} cannot be verified as a TLS server name: {e}",
-                tcp.host
-            )
-        })?;
+        anyhow::ensure!(
+            !tcp.host.is_empty(),
+            "the MP's host name is empty: it cannot be verified as a TLS server name"
+        );
         Ok(TlsConnector {
             tcp,
-            server_name,
             config,
             io_timeout: DEFAULT_IO_TIMEOUT,
             exchange_timeout: DEFAULT_EXCHANGE_TIMEOUT,
+            last_error: Arc::default(),
         })
     }
+
+    /// The TLS failure of the latest connection, if it failed for a TLS reason (the core only
+    /// sees the io error's kind).
+    pub fn last_error(&self) -> Option<TlsError> {
+        lock(&self.last_error).clone()
+    }
+
+    fn mp(&self) -> String {
+        if self.tcp.host.contains(':') {
+            format!("https://[{}]:{}", self.tcp.host, self.tcp.port)
+        } else {
+            format!("https://{}:{}", self.tcp.host, self.tcp.port)
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Connector for TlsConnector {
     type Error = std::io::Error;
-    type Connection<'c> = TimedConnection<TlsStream<TcpStream>>;
+    type Connection<'c> = TimedConnection<ClientTlsStream>;
 
     async fn connect(&mut self) -> Result<Self::Connection<'_>, Self::Error> {
         let tls = self.connect_tls().await?;
@@ -326,19 +510,250 @@ impl Connector for TlsConnector {
     }
 }
 
+/// What the verify callback saw of the first certificate that failed.
+#[derive(Debug, Clone, Default)]
+struct Failed {
+    code: i32,
+    text: String,
+    subject: String,
+    serial: String,
+    not_before: String,
+    not_after: String,
+}
+
+/// Where a connection's failure is classified and recorded.
+struct Classifier {
+    mp: String,
+    host: String,
+    labels: TlsLabels,
+    failed: Arc<Mutex<Option<Failed>>>,
+    last: Arc<Mutex<Option<TlsError>>>,
+}
+
+fn subject_of(c: &openssl::x509::X509Ref) -> String {
+    let parts: Vec<String> = c
+        .subject_name()
+        .entries()
+        .filter_map(|e| {
+            let key = e.object().nid().short_name().ok()?;
+            let v = e.data().to_string().ok()?;
+            Some(format!("{key}={v}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        "no subject".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl Classifier {
+    /// The sentence for a failed handshake or I/O: `after_request` when it happened on the
+    /// established connection (an MP verifying the certificate after a TLS 1.3 handshake, or
+    /// asking for it after the request).
+    fn classify(&self, e: &openssl::ssl::Error, after_request: bool) -> TlsError {
+        let mp = self.mp.clone();
+        let failed = lock(&self.failed).clone();
+        if let Some(f) = failed {
+            let subject = f.subject.clone();
+            let now = time(super::transport::unix_now());
+            // X509_V_ERR_* codes (openssl/x509_vfy.h).
+            return match f.code {
+                2 | 7 | 18 | 19 | 20 | 21 | 24 | 30 => TlsError::UnknownCa {
+                    mp,
+                    ca: self.labels.ca.clone(),
+                    subject,
+                    detail: f.text,
+                },
+                62 | 64 => TlsError::NameMismatch {
+                    mp,
+                    host: self.host.clone(),
+                    subject,
+                },
+                9 => TlsError::NotYetValid {
+                    mp,
+                    subject,
+                    not_before: f.not_before,
+                    now,
+                },
+                10 => TlsError::Expired {
+                    mp,
+                    subject,
+                    not_after: f.not_after,
+                    now,
+                },
+                23 => TlsError::Revoked {
+                    mp,
+                    subject,
+                    serial: f.serial,
+                    crl: self.labels.crl.clone().unwrap_or_default(),
+                },
+                3 | 11 | 12 => TlsError::CrlUnusable {
+                    mp,
+                    subject,
+                    crl: self.labels.crl.clone().unwrap_or_default(),
+                    detail: match f.code {
+                        3 => "has no CRL of its issuer".to_string(),
+                        11 => "holds a CRL that is not valid yet".to_string(),
+                        _ => "holds only an expired CRL of its issuer".to_string(),
+                    },
+                },
+                26 => TlsError::NotServerAuth { mp, subject },
+                _ => TlsError::Other {
+                    mp,
+                    detail: format!("the MP's certificate ({subject}): {}", f.text),
+                },
+            };
+        }
+        if let Some(alert) = e.ssl_error().and_then(crate::ossl::received_alert) {
+            if matches!(alert, 40..=49 | 116) {
+                return TlsError::ClientCertRefused {
+                    mp,
+                    cert: self.labels.cert.clone(),
+                    alert,
+                    alert_name: crate::ossl::alert_name(alert),
+                    during: if after_request {
+                        " after our request was sent"
+                    } else {
+                        ""
+                    },
+                };
+            }
+        }
+        TlsError::Other {
+            mp,
+            detail: e.to_string(),
+        }
+    }
+
+    fn record(&self, e: &openssl::ssl::Error, after_request: bool) -> std::io::Error {
+        let t = self.classify(e, after_request);
+        tracing::warn!("{t}");
+        *lock(&self.last) = Some(t.clone());
+        std::io::Error::new(std::io::ErrorKind::InvalidData, t)
+    }
+}
+
 impl TlsConnector {
     /// TCP connect and TLS handshake, both within the connect timeout; no I/O deadlines yet.
-    pub async fn connect_tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
+    pub async fn connect_tls(&self) -> std::io::Result<ClientTlsStream> {
+        *lock(&self.last_error) = None;
         let tcp = self.tcp.connect_stream().await?;
-        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
-        let tls = tokio::time::timeout(
+        let failed: Arc<Mutex<Option<Failed>>> = Arc::default();
+        let classifier = Arc::new(Classifier {
+            mp: self.mp(),
+            host: self.tcp.host.clone(),
+            labels: self.config.labels.clone(),
+            failed: failed.clone(),
+            last: self.last_error.clone(),
+        });
+        let other = |e: openssl::error::ErrorStack| {
+            std::io::Error::other(format!("setting up TLS to {}: {e}", classifier.mp))
+        };
+        let mut ssl = self
+            .config
+            .connector
+            .configure()
+            .map_err(other)?
+            .into_ssl(&self.tcp.host)
+            .map_err(other)?;
+        crate::ossl::set_post_handshake_auth(&mut ssl, true);
+        ssl.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+            if !ok {
+                let mut f = lock(&failed);
+                if f.is_none() {
+                    let cert = ctx.current_cert();
+                    *f = Some(Failed {
+                        code: ctx.error().as_raw(),
+                        text: ctx.error().error_string().to_string(),
+                        subject: cert.map(subject_of).unwrap_or_default(),
+                        serial: cert
+                            .and_then(|c| c.serial_number().to_bn().ok())
+                            .and_then(|b| b.to_hex_str().ok())
+                            .map(|h| h.to_string())
+                            .unwrap_or_default(),
+                        not_before: cert.map(|c| c.not_before().to_string()).unwrap_or_default(),
+                        not_after: cert.map(|c| c.not_after().to_string()).unwrap_or_default(),
+                    });
+                }
+            }
+            ok
+        });
+        let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(other)?;
+        let handshake = tokio::time::timeout(
             self.tcp.connect_timeout,
-            connector.connect(self.server_name.clone(), tcp),
+            std::pin::Pin::new(&mut stream).connect(),
         )
         .await
         .map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
-        })??;
-        Ok(tls)
+        })?;
+        if let Err(e) = handshake {
+            return Err(classifier.record(&e, false));
+        }
+        Ok(ClientTlsStream {
+            inner: stream,
+            classifier,
+        })
+    }
+}
+
+/// A TLS connection to the MP whose failures are [`TlsError`]s (see the module docs).
+pub struct ClientTlsStream {
+    inner: tokio_openssl::SslStream<TcpStream>,
+    classifier: Arc<Classifier>,
+}
+
+impl ClientTlsStream {
+    /// The TLS session (version, cipher, peer certificate).
+    pub fn ssl(&self) -> &openssl::ssl::SslRef {
+        self.inner.ssl()
+    }
+
+    fn map(&self, e: std::io::Error) -> std::io::Error {
+        let ssl_error = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<openssl::ssl::Error>());
+        match ssl_error {
+            Some(s) if s.ssl_error().is_some() => self.classifier.record(s, true),
+            _ => e,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for ClientTlsStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        r.map_err(|e| self.map(e))
+    }
+}
+
+impl tokio::io::AsyncWrite for ClientTlsStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        r.map_err(|e| self.map(e))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        r.map_err(|e| self.map(e))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -4,6 +4,7 @@
 //! and list policies).
 
 use super::db::{smsid_key, NewPolicy, NextReply, PolicyTarget, SiteDb};
+use super::tls::TlsVersion;
 use super::{Approval, Limits, MpConfig, MpServer, TlsConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -95,6 +96,13 @@ pub enum MpCommand {
         /// CA has no CRL here is refused.
         #[arg(long, requires = "tls_cert")]
         crl: Option<PathBuf>,
+        /// Native mode: the TLS versions served (Windows Server 2016/2019 IIS: 1.2).
+        #[arg(long, value_enum, default_value_t = TlsVersion::Any, requires = "tls_cert")]
+        tls_version: TlsVersion,
+        /// Native mode: ask for the client certificate only after reading the request, as IIS
+        /// does by default (renegotiation on TLS 1.2, post-handshake authentication on 1.3).
+        #[arg(long, requires = "tls_cert")]
+        client_cert_after_request: bool,
     },
     /// Approve a pending client.
     Approve {
@@ -301,6 +309,8 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             tls_key,
             client_ca,
             crl,
+            tls_version,
+            client_cert_after_request,
         } => {
             let config = MpConfig {
                 site_code,
@@ -320,7 +330,9 @@ pub async fn run(cmd: MpCommand) -> anyhow::Result<()> {
             };
             let server = match (tls_cert, tls_key, client_ca) {
                 (Some(cert), Some(key), Some(ca)) => {
-                    let tls = TlsConfig::from_files(&cert, &key, &ca, crl.as_deref())?;
+                    let mut tls = TlsConfig::from_files(&cert, &key, &ca, crl.as_deref())?
+                        .with_version(tls_version);
+                    tls.client_cert_after_request = client_cert_after_request;
                     MpServer::start_tls(config, tls, listen).await?
                 }
                 (None, None, None) => MpServer::start(config, listen).await?,
@@ -672,5 +684,9 @@ mod tests {
         assert!(serve(&[&native[..], &["--crl", "crl.pem"]].concat()).is_ok());
         assert!(serve(&native[..4]).is_err(), "no client CA");
         assert!(serve(&["--crl", "crl.pem"]).is_err(), "CRL without TLS");
+        let late = ["--tls-version", "1.2", "--client-cert-after-request"];
+        assert!(serve(&[&native[..], &late[..]].concat()).is_ok());
+        assert!(serve(&[&native[..], &["--tls-version", "1.1"]].concat()).is_err());
+        assert!(serve(&late[2..]).is_err(), "after-request without TLS");
     }
 }

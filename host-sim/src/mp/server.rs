@@ -36,9 +36,39 @@ struct Shared {
     db: SiteDbPool,
     identity: MpIdentity,
     /// Native mode: every connection is TLS with a verified client certificate.
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Acceptor>,
     /// Measurement only: a part of the `CCM_POST` path left out.
     shortcut: Option<Shortcut>,
+}
+
+/// The TLS server of native mode: rustls, or OpenSSL where rustls cannot (a client certificate
+/// asked for after the request, see [`super::tls`]).
+#[derive(Clone)]
+enum Acceptor {
+    Rustls(tokio_rustls::TlsAcceptor),
+    OpenSsl(Arc<super::tls::OpensslServer>),
+}
+
+/// A connection that can ask for the client certificate after the request was read (an
+/// OpenSSL TLS connection); the others cannot.
+trait LateClientCert {
+    fn request_client_cert(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send + '_>>
+    {
+        Box::pin(async { Err("this connection cannot ask for a client certificate".into()) })
+    }
+}
+
+impl LateClientCert for TcpStream {}
+impl LateClientCert for tokio_rustls::server::TlsStream<TcpStream> {}
+impl LateClientCert for tokio_openssl::SslStream<TcpStream> {
+    fn request_client_cert(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send + '_>>
+    {
+        Box::pin(super::tls::request_client_cert(self))
+    }
 }
 
 /// A part of the `CCM_POST` path left out, for measurements of how fast the MP would be without
@@ -104,13 +134,17 @@ impl MpServer {
         tls: TlsConfig,
         listen: SocketAddr,
     ) -> anyhow::Result<MpServer> {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config()?);
+        let acceptor = if tls.client_cert_after_request {
+            Acceptor::OpenSsl(Arc::new(tls.openssl_server()?))
+        } else {
+            Acceptor::Rustls(tokio_rustls::TlsAcceptor::from(tls.server_config()?))
+        };
         Self::start_with(config, Some(acceptor), listen, None).await
     }
 
     async fn start_with(
         mut config: MpConfig,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<Acceptor>,
         listen: SocketAddr,
         shortcut: Option<Shortcut>,
     ) -> anyhow::Result<MpServer> {
@@ -311,7 +345,7 @@ type Slot = OwnedSemaphorePermit;
 
 async fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
     match shared.tls.clone() {
-        None => serve_connection(shared.clone(), stream, peer, None, slot).await,
+        None => serve_connection(shared.clone(), stream, peer, None, false, slot).await,
         Some(acceptor) => serve_tls(shared.clone(), acceptor, stream, peer, slot).await,
     }
 }
@@ -487,10 +521,11 @@ async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
 }
 
 /// Native mode: refuse plain HTTP, complete the TLS handshake (client certificate required and
-/// verified by rustls) within the read timeout, then serve HTTP with the presented certificate.
+/// verified, in the handshake or after the request) within the read timeout, then serve HTTP
+/// with the presented certificate.
 async fn serve_tls(
     shared: Arc<Shared>,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: Acceptor,
     mut stream: TcpStream,
     peer: SocketAddr,
     slot: Slot,
@@ -529,6 +564,12 @@ async fn serve_tls(
             return;
         }
     }
+    let acceptor = match acceptor {
+        Acceptor::Rustls(a) => a,
+        Acceptor::OpenSsl(server) => {
+            return serve_openssl(shared, &server, stream, peer, slot).await
+        }
+    };
     let tls = match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -562,16 +603,72 @@ async fn serve_tls(
         return;
     };
     tracing::debug!(%peer, "TLS client certificate verified");
-    serve_connection(shared, tls, peer, Some(cert), slot).await;
+    serve_connection(shared, tls, peer, Some(cert), false, slot).await;
+}
+
+/// [`serve_tls`] over OpenSSL: the handshake, then HTTP with the certificate presented in it,
+/// or asked for after the first request.
+async fn serve_openssl(
+    shared: Arc<Shared>,
+    server: &super::tls::OpensslServer,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+) {
+    let limits = shared.config.limits;
+    let made = openssl::ssl::Ssl::new(&server.context)
+        .and_then(|ssl| tokio_openssl::SslStream::new(ssl, stream));
+    let mut tls = match made {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "setting up the TLS connection");
+            return;
+        }
+    };
+    let accepted =
+        tokio::time::timeout(limits.read_timeout, std::pin::Pin::new(&mut tls).accept()).await;
+    match accepted {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let why = super::tls::openssl_failure(&e, tls.ssl());
+            shared
+                .log_refusal_async(peer, None, format!("TLS handshake failed: {why}"))
+                .await;
+            return;
+        }
+        Err(_) => {
+            shared
+                .log_refusal_async(peer, None, "TLS handshake timed out".to_string())
+                .await;
+            return;
+        }
+    }
+    if server.after_request {
+        serve_connection(shared, tls, peer, None, true, slot).await;
+        return;
+    }
+    let Some(cert) = tls.ssl().peer_certificate().and_then(|c| c.to_der().ok()) else {
+        shared
+            .log_refusal_async(
+                peer,
+                None,
+                "TLS client presented no certificate".to_string(),
+            )
+            .await;
+        return;
+    };
+    serve_connection(shared, tls, peer, Some(Arc::new(cert)), false, slot).await;
 }
 
 /// Serves HTTP requests on one connection; `client_cert` is the TLS client certificate (native
-/// mode) every request is checked against.
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+/// mode) every request is checked against; with `cert_after_request` it is asked for once the
+/// first request has been read.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + LateClientCert>(
     shared: Arc<Shared>,
     mut stream: S,
     peer: SocketAddr,
-    client_cert: Option<Arc<Vec<u8>>>,
+    mut client_cert: Option<Arc<Vec<u8>>>,
+    cert_after_request: bool,
     slot: Slot,
 ) {
     let limits = shared.config.limits;
@@ -586,6 +683,35 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let refusal = match outcome {
             Ok(Ok(ReadOutcome::Request(req))) => {
                 first = false;
+                if cert_after_request && client_cert.is_none() {
+                    let asked =
+                        tokio::time::timeout(limits.read_timeout, stream.request_client_cert())
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(
+                                    "the client certificate asked for after the request did not \
+                                     come within the read timeout"
+                                        .into(),
+                                )
+                            });
+                    match asked {
+                        Ok(cert) => {
+                            tracing::debug!(%peer, "TLS client certificate verified after the request");
+                            client_cert = Some(Arc::new(cert));
+                        }
+                        Err(why) => {
+                            // The TLS session is broken or refused: nothing more can be said on it.
+                            shared
+                                .log_refusal_async(
+                                    peer,
+                                    None,
+                                    format!("TLS client certificate after the request: {why}"),
+                                )
+                                .await;
+                            return;
+                        }
+                    }
+                }
                 let keep_alive = req.head.keep_alive;
                 let head_only = req.head.method == "HEAD";
                 let response = if is_ccm_post(&req) {

@@ -16,12 +16,28 @@
 //! plain HTTP to this port is answered a plain-text 403 saying so (the first byte of a TLS
 //! connection is 0x16) rather than left to guess from a failed handshake.
 //!
+//!
+//! **TLS versions and an IIS-like binding** ([`TlsVersion`], [`TlsConfig::client_cert_after_request`],
+//! `mp serve --tls-version 1.2|1.3|any --client-cert-after-request`): by default IIS asks for the
+//! client certificate only once it has read the request, by renegotiation on TLS 1.2 and by
+//! post-handshake authentication on TLS 1.3. rustls can do neither, so that server is OpenSSL
+//! ([`OpensslServer`]): the handshake asks for no certificate, the request is read, then the
+//! server sends a HelloRequest (1.2; no session resumption in it) or a CertificateRequest (1.3),
+//! and the request is handled once the certificate has been verified like in the handshake
+//! (chain to the client CAs, validity, clientAuth usage, CRLs). A client that cannot present it
+//! then is logged as a refusal and the connection closed unanswered, as IIS does. The version
+//! alone does not need OpenSSL: rustls serves 1.2 or 1.3 only when asked to.
+//!
 //! [`handler::handle_ccm_post_from`]: super::handler::handle_ccm_post_from
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
+use openssl::ssl::{
+    SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode,
+    SslVersion,
+};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -39,6 +55,25 @@ pub struct TlsConfig {
     pub client_ca: Vec<CertificateDer<'static>>,
     /// Certificate revocation lists; empty: no revocation checking.
     pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// The TLS versions served.
+    pub version: TlsVersion,
+    /// Ask for the client certificate only after the request has been read (an OpenSSL server:
+    /// see the module docs).
+    pub client_cert_after_request: bool,
+}
+
+/// The TLS versions an MP serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsVersion {
+    /// TLS 1.2 only (Windows Server 2016 and 2019 have no 1.3).
+    #[value(name = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[value(name = "1.3")]
+    Tls13,
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Any,
 }
 
 impl Clone for TlsConfig {
@@ -48,6 +83,8 @@ impl Clone for TlsConfig {
             server_key: self.server_key.clone_key(),
             client_ca: self.client_ca.clone(),
             crls: self.crls.clone(),
+            version: self.version,
+            client_cert_after_request: self.client_cert_after_request,
         }
     }
 }
@@ -59,6 +96,8 @@ impl std::fmt::Debug for TlsConfig {
             .field("server_key", &"<redacted>")
             .field("client_ca", &self.client_ca.len())
             .field("crls", &self.crls.len())
+            .field("version", &self.version)
+            .field("client_cert_after_request", &self.client_cert_after_request)
             .finish()
     }
 }
@@ -82,7 +121,21 @@ impl TlsConfig {
             server_key: pki::read_private_key(server_key)?,
             client_ca: pki::read_certs(client_ca)?,
             crls: crl.map(pki::read_crls).transpose()?.unwrap_or_default(),
+            version: TlsVersion::Any,
+            client_cert_after_request: false,
         })
+    }
+
+    /// The same with `version` served.
+    pub fn with_version(mut self, version: TlsVersion) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The same asking for the client certificate after the request (OpenSSL).
+    pub fn asking_after_request(mut self) -> Self {
+        self.client_cert_after_request = true;
+        self
     }
 
     /// The rustls server configuration: client certificates required and verified.
@@ -97,14 +150,142 @@ impl TlsConfig {
             .with_crls(self.crls.iter().cloned())
             .build()
             .map_err(|e| anyhow!("client certificate verifier: {e}"))?;
+        let versions: &[&rustls::SupportedProtocolVersion] = match self.version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+            TlsVersion::Any => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        };
         let config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .context("TLS protocol versions")?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.server_cert_chain.clone(), self.server_key.clone_key())
             .map_err(|e| anyhow!("server certificate and key: {e}"))?;
         Ok(Arc::new(config))
     }
+}
+
+/// The OpenSSL server (see the module docs): its context, and whether the client certificate
+/// is asked for after the request.
+pub struct OpensslServer {
+    /// The context every connection's `Ssl` is made from.
+    pub context: SslContext,
+    /// Ask after the request (else in the handshake).
+    pub after_request: bool,
+}
+
+impl TlsConfig {
+    /// The OpenSSL server: certificate, key, client CAs (with CRLs), versions, and the
+    /// certificate asked for in the handshake or after the request.
+    pub fn openssl_server(&self) -> Result<OpensslServer> {
+        let mut b = SslContextBuilder::new(SslMethod::tls_server())?;
+        let (min, max) = match self.version {
+            TlsVersion::Tls12 => (SslVersion::TLS1_2, SslVersion::TLS1_2),
+            TlsVersion::Tls13 => (SslVersion::TLS1_3, SslVersion::TLS1_3),
+            TlsVersion::Any => (SslVersion::TLS1_2, SslVersion::TLS1_3),
+        };
+        b.set_min_proto_version(Some(min))?;
+        b.set_max_proto_version(Some(max))?;
+        let chain = crate::ossl::x509s(&self.server_cert_chain, "server")?;
+        let (leaf, rest) = chain
+            .split_first()
+            .ok_or_else(|| anyhow!("the server certificate file holds no certificate"))?;
+        b.set_certificate(leaf)?;
+        for c in rest {
+            b.add_extra_chain_cert(c.clone())?;
+        }
+        let key = crate::ossl::pkey(&self.server_key)?;
+        b.set_private_key(&key)?;
+        b.check_private_key()
+            .map_err(|e| anyhow!("server certificate and key: {e}"))?;
+        let cas = crate::ossl::x509s(&self.client_ca, "client CA")?;
+        for ca in &cas {
+            b.add_client_ca(ca)?;
+        }
+        b.set_cert_store(crate::ossl::store(&cas, &self.crls, "client CA")?);
+        // A renegotiation is a full handshake with a certificate request, never a resumption.
+        b.set_options(SslOptions::NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
+        b.set_session_cache_mode(SslSessionCacheMode::OFF);
+        b.set_session_id_context(b"mpagent-mp")?;
+        b.set_verify(if self.client_cert_after_request {
+            SslVerifyMode::NONE
+        } else {
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
+        });
+        Ok(OpensslServer {
+            context: b.build(),
+            after_request: self.client_cert_after_request,
+        })
+    }
+}
+
+/// Why OpenSSL refused a handshake: the certificate check's verdict when there was one.
+pub fn openssl_failure(e: &openssl::ssl::Error, ssl: &openssl::ssl::SslRef) -> String {
+    let verdict = ssl.verify_result();
+    if verdict.as_raw() != 0 {
+        format!("client certificate refused: {}", verdict.error_string())
+    } else {
+        match e.ssl_error() {
+            Some(stack) => stack.to_string(),
+            None => e.to_string(),
+        }
+    }
+}
+
+/// Asks the client for its certificate on an established connection (after the request):
+/// renegotiation on TLS 1.2, post-handshake authentication on TLS 1.3; returns it (DER) once
+/// verified, or why not.
+pub async fn request_client_cert(
+    stream: &mut tokio_openssl::SslStream<tokio::net::TcpStream>,
+) -> std::result::Result<Vec<u8>, String> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    let tls13 = stream.ssl().version2() == Some(SslVersion::TLS1_3);
+    crate::ossl::set_verify_mode(
+        stream.ssl(),
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+    );
+    let asked = if tls13 {
+        crate::ossl::verify_client_post_handshake(stream.ssl())
+    } else {
+        crate::ossl::renegotiate(stream.ssl())
+    };
+    let how = if tls13 {
+        "post-handshake authentication (TLS 1.3)"
+    } else {
+        "renegotiation (TLS 1.2)"
+    };
+    asked.map_err(|e| format!("asking for the client certificate by {how}: {e}"))?;
+    Pin::new(&mut *stream)
+        .do_handshake()
+        .await
+        .map_err(|e| format!("{how} failed: {}", openssl_failure(&e, stream.ssl())))?;
+    std::future::poll_fn(|cx| {
+        let mut byte = [0u8; 1];
+        let peeked = Pin::new(&mut *stream).poll_peek(cx, &mut byte);
+        if let Poll::Ready(Err(e)) = &peeked {
+            return Poll::Ready(Err(format!(
+                "{how} failed: {}",
+                openssl_failure(e, stream.ssl())
+            )));
+        }
+        let ssl = stream.ssl();
+        if ssl.is_init_finished() && !crate::ossl::renegotiate_pending(ssl) {
+            if let Some(cert) = ssl.peer_certificate() {
+                return Poll::Ready(cert.to_der().map_err(|e| e.to_string()));
+            }
+        }
+        match peeked {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(format!(
+                "the client closed the connection instead of answering the {how}"
+            ))),
+            Poll::Ready(Ok(_)) => Poll::Ready(Err(format!(
+                "the client sent data instead of answering the {how}"
+            ))),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Native mode's rule for every signed request: the certificate whose key signed it must be the

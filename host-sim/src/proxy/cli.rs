@@ -120,7 +120,7 @@ impl SiteArgs {
             (None, None, None) => {}
             (Some(cert), Some(key), Some(ca)) => {
                 opts.mode = SiteMode::Native;
-                opts.pki = Some(PkiFiles { cert, key, ca });
+                opts.pki = Some(PkiFiles::new(cert, key, ca));
             }
             _ => anyhow::bail!("native mode needs all three of --cert, --key-file and --ca"),
         }

@@ -212,10 +212,14 @@ impl ProxyLink {
             chain,
             key,
             ca,
+            crls,
         } = tls::load_native_identity(files, unix_now())?;
         // A new certificate is a new proxy to the site: its old registration does not carry over.
         tls::bind_registration(&state_dir, &cert_der)?;
-        let tls = TlsConnector::new(tcp.clone(), tls::client_config(&ca, chain, key)?)?;
+        let tls = TlsConnector::new(
+            tcp.clone(),
+            tls::client_config(&ca, &crls, chain, key, tls::TlsLabels::of(files))?,
+        )?;
         let hash = opts.hash_for(signer.kind());
         Ok(ProxyLink {
             signer: site_hash(signer, hash)?,
@@ -377,7 +381,13 @@ pub async fn register_self(opts: &ProxyOptions, link: &ProxyLink) -> Result<Smsi
                  `mpagent-sim mp rejections` for the MP's reason)"
             )
         }
-        Err(e) => bail!("the proxy's registration failed: {e:?}"),
+        Err(e) => match connector.last_tls_error() {
+            Some(t) => {
+                return Err(anyhow::Error::new(t)
+                    .context(format!("the proxy's registration failed: {e:?}")))
+            }
+            None => bail!("the proxy's registration failed: {e:?}"),
+        },
     };
     state_dir.save_registration(state)?;
     match state {

@@ -367,11 +367,15 @@ impl mpagent_core::wire::report::InstanceSource for PairsInventory<'_> {
     }
 }
 
-fn send_error(e: SendError) -> Frame {
+fn send_error(e: SendError, connector: &crate::client::session::AnyConnector) -> Frame {
     match e {
-        SendError::Transport(k) => {
-            Frame::error(code::MP_UNAVAILABLE, format!("the MP is unreachable: {k}"))
-        }
+        SendError::Transport(k) => Frame::error(
+            code::MP_UNAVAILABLE,
+            match connector.last_tls_error() {
+                Some(t) => t.to_string(),
+                None => format!("the MP is unreachable: {k}"),
+            },
+        ),
         SendError::Status(s) => Frame::error(
             code::MP_REFUSED,
             format!("the MP refused the message (HTTP {s})"),
@@ -500,7 +504,10 @@ impl Proxy {
             Err(RegisterError::GaveUp(AttemptFailure::Transport(k))) => {
                 return Ok(Frame::error(
                     code::MP_UNAVAILABLE,
-                    format!("the MP is unreachable: {k}"),
+                    match connector.last_tls_error() {
+                        Some(t) => t.to_string(),
+                        None => format!("the MP is unreachable: {k}"),
+                    },
                 ))
             }
             Err(e) => {
@@ -597,7 +604,7 @@ impl Proxy {
                 of: 0,
                 detail: String::from_utf8_lossy(&message_id.to_braced()).into_owned(),
             },
-            Err(e) => send_error(e),
+            Err(e) => send_error(e, &connector),
         }
     }
 
@@ -711,7 +718,7 @@ impl Proxy {
             Ok(_) => Frame::PolicyList { policies },
             // A real MP with nothing for the device yet answers with an empty body.
             Err(PolicyRequestError::EmptyReply) => Frame::PolicyList { policies },
-            Err(PolicyRequestError::Send(e)) => send_error(e),
+            Err(PolicyRequestError::Send(e)) => send_error(e, &connector),
             Err(e) => Frame::error(code::MP_REFUSED, format!("policy request failed: {e}")),
         }
     }
