@@ -4,7 +4,12 @@
  * prints the SMSID.
  *
  *   c-host --mp http://127.0.0.1:8080 --site-code PS1 --state DIR --name NAME [--fqdn FQDN]
- *          [--max-steps N]
+ *          [--max-steps N] [--verbose]
+ *
+ * For recording the replies the Cortex-M image replays (core/ffi/examples/cortex-m/record.sh):
+ *   --clock T     the clock stands at UTC second T
+ *   --seed S      random bytes from a xorshift seeded with S: a stand-in, never for a device
+ *   --record DIR  the bytes of each connection's reply go to DIR/reply-N.bin (N = 0, 1, …)
  *
  * Exit codes: 0 registered and both reports delivered; 1 failure (the reason on stderr);
  * 2 usage; 3 registered but approval is pending (the site holds reports until approved).
@@ -44,6 +49,12 @@ struct host {
     char cores[16];
     char memory_kb[32];
     char name[64];
+    /* Recording (see the top of the file). */
+    int64_t fixed_clock;
+    uint64_t seed;
+    const char *record_dir;
+    int connections;
+    FILE *record;
 };
 
 /* ---- flash region: a file with NOR rules (erase to 0xFF, writes only clear bits) ---- */
@@ -102,12 +113,27 @@ static int open_flash(struct host *h) {
 /* ---- clock and RNG ---- */
 
 static int64_t now(void *user) {
-    (void)user;
-    return (int64_t)time(NULL);
+    struct host *h = user;
+    return h->fixed_clock ? h->fixed_clock : (int64_t)time(NULL);
+}
+
+/* The same xorshift the Cortex-M image uses: only so that a recording can be replayed. */
+static uint64_t xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
 }
 
 static int random_bytes(void *user, uint8_t *buf, size_t len) {
-    (void)user;
+    struct host *h = user;
+    if (h->seed) {
+        for (size_t i = 0; i < len; i += 8) {
+            uint64_t w = xorshift(&h->seed);
+            for (size_t j = 0; j < 8 && i + j < len; j++) buf[i + j] = (uint8_t)(w >> (8 * j));
+        }
+        return 0;
+    }
     while (len > 0) {
         ssize_t n = getrandom(buf, len, 0);
         if (n < 0) {
@@ -154,6 +180,13 @@ static int net_connect(void *user, const char *host, uint16_t port, int tls, uin
         return -1;
     }
     h->sock = fd;
+    if (h->record_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/reply-%d.bin", h->record_dir, h->connections);
+        h->record = fopen(path, "wb");
+        if (h->record == NULL) return -1;
+    }
+    h->connections++;
     return 0;
 }
 
@@ -170,6 +203,7 @@ static intptr_t net_recv(void *user, uint8_t *buf, size_t len) {
     ssize_t n;
     do n = recv(h->sock, buf, len, 0);
     while (n < 0 && errno == EINTR);
+    if (n > 0 && h->record) fwrite(buf, 1, (size_t)n, h->record);
     return n;
 }
 
@@ -177,6 +211,8 @@ static void net_close(void *user) {
     struct host *h = user;
     if (h->sock >= 0) close(h->sock);
     h->sock = -1;
+    if (h->record) fclose(h->record);
+    h->record = NULL;
 }
 
 /* ---- hardware inventory: one instance per call, from values fixed at start ---- */
@@ -276,7 +312,7 @@ static void on_event(void *user, int event, const char *text) {
 
 static void usage(void) {
     fprintf(stderr, "usage: c-host --mp URL --site-code CODE --state DIR --name NAME [--fqdn FQDN] "
-                    "[--max-steps N] [--verbose]\n");
+                    "[--max-steps N] [--verbose] [--clock T] [--seed S] [--record DIR]\n");
 }
 
 static int fail(mpagent_context *ctx, const char *what, int rc) {
@@ -310,6 +346,9 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--name") == 0) name = v;
         else if (strcmp(a, "--fqdn") == 0) fqdn = v;
         else if (strcmp(a, "--max-steps") == 0) max_steps = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--clock") == 0) h.fixed_clock = strtoll(v, NULL, 10);
+        else if (strcmp(a, "--seed") == 0) h.seed = strtoull(v, NULL, 0);
+        else if (strcmp(a, "--record") == 0) h.record_dir = v;
         else {
             usage();
             return 2;
