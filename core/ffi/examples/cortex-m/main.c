@@ -150,6 +150,16 @@ static int failed(mpagent_context *ctx, const char *what, int rc) {
 
 static mpagent_context agent;
 
+/* Stack high-water mark: the start-up code paints the free RAM, this finds the deepest word the
+ * run wrote. */
+extern uint32_t _bss_end, _stack_top;
+#define PAINT 0xA5A5A5A5u
+static uint32_t stack_used(void) {
+    const uint32_t *p = &_bss_end;
+    while (p < &_stack_top && *p == PAINT) p++;
+    return (uint32_t)((uintptr_t)&_stack_top - (uintptr_t)p);
+}
+
 int main(void) {
     mpagent_config config = {
         .site_code = "PS1",
@@ -200,7 +210,9 @@ int main(void) {
     put_u(delivered);
     put(" delivered; idle until ");
     put_u((uint64_t)until);
-    put("\n");
+    put("\ncm4: stack used ");
+    put_u(stack_used());
+    put(" bytes\n");
     if (!registered || delivered != 3) {
         put("cm4: FAILED: not registered with three reports delivered\n");
         stop(0);
@@ -213,12 +225,16 @@ int main(void) {
 
 /* ---- start-up: vector table, .data and .bss, the FPU (the library is built hard-float) ---- */
 
-extern uint32_t _data_start, _data_end, _data_load, _bss_start, _bss_end, _stack_top;
+extern uint32_t _data_start, _data_end, _data_load, _bss_start;
 
 void __attribute__((noreturn)) reset_handler(void) {
     uint32_t *src = &_data_load;
     for (uint32_t *dst = &_data_start; dst < &_data_end;) *dst++ = *src++;
     for (uint32_t *dst = &_bss_start; dst < &_bss_end;) *dst++ = 0;
+    /* Paint the free RAM up to just below this function's own frame. */
+    uint32_t *sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    for (uint32_t *p = &_bss_end; p < sp - 16;) *p++ = PAINT;
     *(volatile uint32_t *)0xE000ED88 |= 0xFu << 20; /* CPACR: CP10, CP11 full access */
     __asm__ volatile("dsb\n isb");
     main();
