@@ -17,5 +17,5 @@ arm-none-eabi-gcc -std=c11 -Os -Wall -Wextra -Werror -mcpu=cortex-m4 -mthumb -mf
 echo "$elf"
 if [[ "${1:-}" == "--run" ]]; then
     timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
-        -kernel "$elf"
+        -kernel "$elf" 2>&1  # SYS_WRITE0 output arrives on stderr
 fi
