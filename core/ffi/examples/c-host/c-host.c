@@ -4,7 +4,10 @@
  * prints the SMSID.
  *
  *   c-host --mp http://127.0.0.1:8080 --site-code PS1 --state DIR --name NAME [--fqdn FQDN]
- *          [--max-steps N] [--verbose]
+ *          [--max-steps N] [--verbose] [--pump]
+ *
+ * --pump drives the agent through the sans-IO mpagent_pump (this program owns the socket and
+ * the time) instead of mpagent_step over transport callbacks.
  *
  * For recording the replies the Cortex-M image replays (core/ffi/examples/cortex-m/record.sh):
  *   --clock T     the clock stands at UTC second T
@@ -297,6 +300,9 @@ static int policy_done(void *user, const char *id, const char *version, size_t l
     return rename(tmp, path) == 0;
 }
 
+/* The context is a static: its size is known at compile time (MPAGENT_CONTEXT_SIZE). */
+static mpagent_context agent;
+
 /* ---- log ---- */
 
 static void on_event(void *user, int event, const char *text) {
@@ -312,7 +318,7 @@ static void on_event(void *user, int event, const char *text) {
 
 static void usage(void) {
     fprintf(stderr, "usage: c-host --mp URL --site-code CODE --state DIR --name NAME [--fqdn FQDN] "
-                    "[--max-steps N] [--verbose] [--clock T] [--seed S] [--record DIR]\n");
+                    "[--max-steps N] [--verbose] [--pump] [--clock T] [--seed S] [--record DIR]\n");
 }
 
 static int fail(mpagent_context *ctx, const char *what, int rc) {
@@ -322,18 +328,114 @@ static int fail(mpagent_context *ctx, const char *what, int rc) {
     return 1;
 }
 
-/* The context is a static: its size is known at compile time (MPAGENT_CONTEXT_SIZE). */
-static mpagent_context agent;
+
+/* The agent is idle until `until`: report and exit (a device would sleep and step again). */
+static int finish(const struct host *h, int64_t until) {
+    int st = mpagent_registration_state(&agent);
+    char smsid[MPAGENT_SMSID_LEN];
+    int have = mpagent_smsid(&agent, smsid, sizeof smsid) == MPAGENT_OK;
+    mpagent_counts counts = {0};
+    mpagent_get_counts(&agent, &counts);
+    fprintf(stderr, "c-host: idle until %lld; %u queued, %u delivered, %u in the queue\n",
+            (long long)until, counts.queued, counts.delivered, counts.in_queue);
+    if (st == MPAGENT_REGISTERED && have && h->delivered_ddr && h->delivered_hinv) {
+        printf("SMSID %s\n", smsid);
+        return 0;
+    }
+    if (st == MPAGENT_PENDING && have) {
+        printf("SMSID %s (approval pending)\n", smsid);
+        return 3;
+    }
+    fprintf(stderr, "c-host: the agent is idle and %s (heartbeat %s, inventory %s)\n",
+            st == MPAGENT_REGISTERED ? "registered" : "not registered",
+            h->delivered_ddr ? "delivered" : "not delivered",
+            h->delivered_hinv ? "delivered" : "not delivered");
+    return 1;
+}
+
+/* The pump (sans-IO) variant: this loop owns the socket and the time; the library says what it
+ * wants next. The transport callbacks are not used. */
+static int run_pump(struct host *h, unsigned max_steps) {
+    static uint8_t rx[1536];
+    const uint8_t *pending = NULL;
+    size_t pending_len = 0;
+    mpagent_pump_in in = {.now = now(h), .event = MPAGENT_PUMP_NONE};
+    unsigned steps = 0;
+    for (;;) {
+        mpagent_pump_out out;
+        int rc = mpagent_pump(&agent, &in, &out);
+        if (rc != MPAGENT_OK) return fail(&agent, "mpagent_pump", rc);
+        if (in.event == MPAGENT_PUMP_RECEIVED && out.consumed < in.rx_len) {
+            pending = in.rx + out.consumed;
+            pending_len = in.rx_len - out.consumed;
+        } else if (in.event == MPAGENT_PUMP_RECEIVED) {
+            pending_len = 0;
+        }
+        if (out.close) net_close(h);
+        in = (mpagent_pump_in){.now = now(h), .event = MPAGENT_PUMP_NONE};
+        switch (out.want) {
+        case MPAGENT_WANT_CONNECT:
+            pending_len = 0;
+            in.event = net_connect(h, out.host, out.port, out.tls, 10000) == 0
+                           ? MPAGENT_PUMP_CONNECTED
+                           : MPAGENT_PUMP_CONNECT_FAILED;
+            break;
+        case MPAGENT_WANT_SEND: {
+            intptr_t n = net_send(h, out.tx, out.tx_len);
+            in.event = n > 0 ? MPAGENT_PUMP_SENT : MPAGENT_PUMP_IO_FAILED;
+            in.sent = n > 0 ? (size_t)n : 0;
+            break;
+        }
+        case MPAGENT_WANT_RECV: {
+            if (pending_len > 0) {
+                in.event = MPAGENT_PUMP_RECEIVED;
+                in.rx = pending;
+                in.rx_len = pending_len;
+                break;
+            }
+            intptr_t n = net_recv(h, rx, sizeof rx);
+            if (n > 0) {
+                in.event = MPAGENT_PUMP_RECEIVED;
+                in.rx = rx;
+                in.rx_len = (size_t)n;
+            } else if (n == 0) {
+                in.event = MPAGENT_PUMP_PEER_CLOSED;
+            } else {
+                /* SO_RCVTIMEO expired: the exchange's deadline. */
+                in.event = (errno == EAGAIN || errno == EWOULDBLOCK) ? MPAGENT_PUMP_TIMEOUT
+                                                                     : MPAGENT_PUMP_IO_FAILED;
+            }
+            break;
+        }
+        case MPAGENT_WANT_STEP:
+            if (++steps >= max_steps) {
+                fprintf(stderr, "c-host: still busy after %u steps\n", max_steps);
+                return 1;
+            }
+            break;
+        case MPAGENT_WANT_SLEEP:
+            return finish(h, out.until);
+        default:
+            fprintf(stderr, "c-host: mpagent_pump wants %d\n", out.want);
+            return 1;
+        }
+    }
+}
 
 int main(int argc, char **argv) {
     const char *mp = NULL, *site = NULL, *state = NULL, *name = NULL, *fqdn = NULL;
     unsigned max_steps = 64;
+    int pump = 0;
     struct host h = {.flash_fd = -1, .sock = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--verbose") == 0) {
             h.verbose = 1;
+            continue;
+        }
+        if (strcmp(a, "--pump") == 0) {
+            pump = 1;
             continue;
         }
         if (v == NULL) {
@@ -420,32 +522,14 @@ int main(int argc, char **argv) {
     if (rc != MPAGENT_OK) return fail(&agent, "mpagent_identity", rc);
     fprintf(stderr, "c-host: identity %s\n", created ? "made and saved" : "loaded");
 
+    if (pump) return run_pump(&h, max_steps);
     for (unsigned step = 0; step < max_steps; step++) {
         mpagent_step_result r;
         rc = mpagent_step(&agent, &r);
         if (rc != MPAGENT_OK) return fail(&agent, "mpagent_step", rc);
         if (r.action != MPAGENT_ACTION_IDLE) continue;
         /* Nothing to do before r.until: a device sleeps; this program checks and exits. */
-        int st = mpagent_registration_state(&agent);
-        char smsid[MPAGENT_SMSID_LEN];
-        int have = mpagent_smsid(&agent, smsid, sizeof smsid) == MPAGENT_OK;
-        mpagent_counts counts = {0};
-        mpagent_get_counts(&agent, &counts);
-        fprintf(stderr, "c-host: idle until %lld; %u queued, %u delivered, %u in the queue\n",
-                (long long)r.until, counts.queued, counts.delivered, counts.in_queue);
-        if (st == MPAGENT_REGISTERED && have && h.delivered_ddr && h.delivered_hinv) {
-            printf("SMSID %s\n", smsid);
-            return 0;
-        }
-        if (st == MPAGENT_PENDING && have) {
-            printf("SMSID %s (approval pending)\n", smsid);
-            return 3;
-        }
-        fprintf(stderr, "c-host: the agent is idle and %s (heartbeat %s, inventory %s)\n",
-                st == MPAGENT_REGISTERED ? "registered" : "not registered",
-                h.delivered_ddr ? "delivered" : "not delivered",
-                h.delivered_hinv ? "delivered" : "not delivered");
-        return 1;
+        return finish(&h, r.until);
     }
     fprintf(stderr, "c-host: still busy after %u steps\n", max_steps);
     return 1;
