@@ -194,14 +194,15 @@ c_api_section() {
 
 ## The C API on Cortex-M4 (core/ffi)
 
-\`core/ffi/examples/cortex-m\`: a C \`main\` linked by \`arm-none-eabi-gcc -Os\` (newlib-nano for
-\`memcpy\`/\`strlen\`, no \`malloc\`) with \`libmpagent_ffi.a\` for thumbv7em (profile \`ffi\`:
-\`opt-level = "z"\`, LTO, p256 and crypto-bigint at \`"s"\`, \`panic = "abort"\`). It makes an
-identity, registers, and delivers heartbeat, inventory and status against recorded MP emulator
-replies under QEMU. Static RAM holds the 20 KiB context (\`MPAGENT_CONTEXT_SIZE\`: exchange
-buffer, policy decoding buffer, certificate, the agent) and the image's 64 KiB RAM flash
-stand-in; .rodata holds the $replies bytes of recorded replies; the stack is the run's
-high-water mark (the start-up code paints the free RAM).
+\`core/ffi/examples/cortex-m\`: a C \`main\` linked by \`arm-none-eabi-gcc -Os\` with
+\`libmpagent_ffi.a\` for thumbv7em (profile \`ffi\`: \`opt-level = "z"\`, LTO, p256 and
+crypto-bigint at \`"s"\`, \`panic = "abort"\`); no \`malloc\`, and no member of newlib-nano or libgcc
+is linked (the archive carries \`memcpy\` and the like). It makes an identity, registers, and
+delivers heartbeat, inventory and status through the sans-IO \`mpagent_pump\`, fed the MP
+emulator's recorded replies, under QEMU. Static RAM holds the 20 KiB context
+(\`MPAGENT_CONTEXT_SIZE\`: exchange buffer, policy decoding buffer, certificate, the agent, the
+pumped step) and the image's 64 KiB RAM flash stand-in; .rodata holds the $replies bytes of
+recorded replies; the stack is the run's high-water mark (the start-up code paints the free RAM).
 
 | image | .text | .rodata | flash | .data | .bss | static RAM | stack |
 |---|---:|---:|---:|---:|---:|---:|---:|

@@ -98,7 +98,7 @@
 /**
  * Bytes of memory a context needs (also `mpagent_context_size()`), for static allocation.
  */
-#define MPAGENT_CONTEXT_SIZE 32768
+#define MPAGENT_CONTEXT_SIZE 20480
 
 /**
  * Alignment a context needs.

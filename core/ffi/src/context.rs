@@ -52,7 +52,7 @@ pub const MPAGENT_ERR_RANDOM: c_int = -10;
 pub const MPAGENT_ERR_BUSY: c_int = -11;
 
 /// Bytes of memory a context needs (also `mpagent_context_size()`), for static allocation.
-pub const MPAGENT_CONTEXT_SIZE: usize = 32768;
+pub const MPAGENT_CONTEXT_SIZE: usize = 20480;
 /// Alignment a context needs.
 pub const MPAGENT_CONTEXT_ALIGN: usize = 8;
 
@@ -1058,7 +1058,7 @@ pub struct mpagent_pump_out {
 }
 
 /// Bytes the pump keeps for the step in flight (its future, pinned in the context).
-const PUMP_FUTURE_SIZE: usize = 12288;
+const PUMP_FUTURE_SIZE: usize = 2048;
 
 type StepOutput = Result<Step, DriverError<NorFlashErrorKind>>;
 type PollFn = unsafe fn(*mut u8, &mut Context<'_>) -> Poll<StepOutput>;

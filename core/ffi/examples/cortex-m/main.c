@@ -2,9 +2,11 @@
  * The C API on a Cortex-M4: a C `main` linked with the thumbv7em libmpagent_ffi.a by
  * arm-none-eabi-gcc, run under QEMU mps2-an386 with semihosting for output. It makes an identity
  * (P-256 key and self-signed certificate, saved in a RAM stand-in for NOR flash), then runs the
- * agent through the C API: the registration request is built and signed on the M4, and the
- * replies it parses are the MP emulator's, recorded by record.sh (replies.h). Heartbeat,
- * inventory and status are queued on the flash, sent and acknowledged the same way.
+ * agent through the sans-IO pump (mpagent_pump): the registration request is built and signed on
+ * the M4 and handed out in pieces to "send"; the replies handed in are the MP emulator's,
+ * recorded by record.sh (replies.h). Heartbeat, inventory and status are queued on the flash,
+ * sent and acknowledged the same way. No transport callback exists: the loop below is the
+ * network.
  *
  * Exit (semihosting): 0 when the agent is registered with the recorded SMSID's site and the
  * three reports were delivered; 1 otherwise, with the reason on the console.
@@ -83,34 +85,10 @@ static int random_bytes(void *user, uint8_t *buf, size_t len) {
     return 0;
 }
 
+/* The recorded exchanges, one per connection the agent asks for. */
 static int connection = -1;
 static size_t reply_at;
 static size_t sent;
-
-static int net_connect(void *user, const char *host, uint16_t port, int tls, uint32_t timeout_ms) {
-    (void)user, (void)host, (void)port, (void)tls, (void)timeout_ms;
-    if (connection + 1 >= REC_REPLIES) return -1; /* nothing recorded for it */
-    connection++;
-    reply_at = 0;
-    return 0;
-}
-
-static intptr_t net_send(void *user, const uint8_t *buf, size_t len) {
-    (void)user, (void)buf;
-    sent += len;
-    return (intptr_t)len;
-}
-
-static intptr_t net_recv(void *user, uint8_t *buf, size_t len) {
-    (void)user;
-    size_t left = rec_reply_len[connection] - reply_at;
-    size_t n = len < left ? len : left;
-    memcpy(buf, rec_reply[connection] + reply_at, n);
-    reply_at += n;
-    return (intptr_t)n;
-}
-
-static void net_close(void *user) { (void)user; }
 
 static const mpagent_property board_props[] = {
     {"Name", "CM4-C-1"}, {"Manufacturer", "ARM"}, {"Model", "MPS2 AN386 (QEMU)"}};
@@ -178,11 +156,6 @@ int main(void) {
         .flash_erase = flash_erase,
         .now = now,
         .random = random_bytes,
-        .connect = net_connect,
-        .send = net_send,
-        .recv = net_recv,
-        .close = net_close,
-        .io_timeout_ms = 10000,
         .inventory_item = inventory_item,
         .event = on_event,
     };
@@ -196,9 +169,50 @@ int main(void) {
     rc = mpagent_identity(&agent, &created);
     if (rc != MPAGENT_OK) failed(&agent, "mpagent_identity", rc);
     put(created ? "cm4: identity made and saved\n" : "cm4: identity loaded\n");
+    /* The pump: the agent says what it wants, this loop answers from the recording. */
     int64_t until = 0;
-    rc = mpagent_run_until_idle(&agent, 32, &until);
-    if (rc != MPAGENT_OK) failed(&agent, "mpagent_run_until_idle", rc);
+    mpagent_pump_in in = {.now = REC_CLOCK, .event = MPAGENT_PUMP_NONE};
+    for (unsigned calls = 0; until == 0; calls++) {
+        mpagent_pump_out out;
+        rc = mpagent_pump(&agent, &in, &out);
+        if (rc != MPAGENT_OK) failed(&agent, "mpagent_pump", rc);
+        if (in.event == MPAGENT_PUMP_RECEIVED) reply_at += out.consumed;
+        if (calls > 10000) {
+            put("cm4: FAILED: the pump did not come to rest\n");
+            stop(0);
+        }
+        in = (mpagent_pump_in){.now = REC_CLOCK, .event = MPAGENT_PUMP_NONE};
+        switch (out.want) {
+        case MPAGENT_WANT_CONNECT:
+            if (connection + 1 < REC_REPLIES) {
+                connection++;
+                reply_at = 0;
+                in.event = MPAGENT_PUMP_CONNECTED;
+            } else {
+                in.event = MPAGENT_PUMP_CONNECT_FAILED; /* nothing recorded for it */
+            }
+            break;
+        case MPAGENT_WANT_SEND:
+            sent += out.tx_len;
+            in.event = MPAGENT_PUMP_SENT;
+            in.sent = out.tx_len;
+            break;
+        case MPAGENT_WANT_RECV:
+            if (reply_at < rec_reply_len[connection]) {
+                in.event = MPAGENT_PUMP_RECEIVED;
+                in.rx = rec_reply[connection] + reply_at;
+                in.rx_len = rec_reply_len[connection] - reply_at;
+            } else {
+                in.event = MPAGENT_PUMP_PEER_CLOSED;
+            }
+            break;
+        case MPAGENT_WANT_STEP:
+            break;
+        case MPAGENT_WANT_SLEEP:
+            until = out.until;
+            break;
+        }
+    }
     char smsid[MPAGENT_SMSID_LEN];
     int registered = mpagent_registration_state(&agent) == MPAGENT_REGISTERED &&
                      mpagent_smsid(&agent, smsid, sizeof smsid) == MPAGENT_OK;
