@@ -180,6 +180,36 @@ sign_stack=$(sed -n 's/.*measure registration request build+sign: [0-9]* instruc
 verdict() { # value limit unit
   if [ "$1" -le "$2" ]; then echo "met ($1 $3 ≤ $2 $3)"; else echo "**missed by $(($1 - $2)) $3** ($1 $3 > $2 $3)"; fi
 }
+# The C API (core/ffi): the Cortex-M C image linked by arm-none-eabi-gcc, booted under QEMU.
+c_api_section() {
+  local run elf text rodata data bss vec stack replies
+  run=$(bash core/ffi/examples/cortex-m/build.sh --run)
+  elf=${CARGO_TARGET_DIR:-target}/ffi/cm4-c-image.elf
+  sec() { "$size_tool" -A "$elf" | awk -v s="$1" '$1 == s { print $2 }'; }
+  vec=$(sec .vectors); text=$(sec .text); rodata=$(sec .rodata); data=$(sec .data); bss=$(sec .bss)
+  stack=$(sed -n 's/^cm4: stack used \([0-9]*\) bytes$/\1/p' <<<"$run")
+  replies=$(grep -o 'rec_reply_[0-9]*\[[0-9]*\]' core/ffi/examples/cortex-m/replies.h | tr -dc '0-9[]\n' \
+    | sed 's/.*\[\([0-9]*\)\]/\1/' | awk '{ n += $1 } END { print n }')
+  cat <<EOF
+
+## The C API on Cortex-M4 (core/ffi)
+
+\`core/ffi/examples/cortex-m\`: a C \`main\` linked by \`arm-none-eabi-gcc -Os\` with
+\`libmpagent_ffi.a\` for thumbv7em (profile \`ffi\`: \`opt-level = "z"\`, LTO, p256 and
+crypto-bigint at \`"s"\`, \`panic = "abort"\`); no \`malloc\`, and no member of newlib-nano or libgcc
+is linked (the archive carries \`memcpy\` and the like). It makes an identity, registers, and
+delivers heartbeat, inventory and status through the sans-IO \`mpagent_pump\`, fed the MP
+emulator's recorded replies, under QEMU. Static RAM holds the 20 KiB context
+(\`MPAGENT_CONTEXT_SIZE\`: exchange buffer, policy decoding buffer, certificate, the agent, the
+pumped step) and the image's 64 KiB RAM flash stand-in; .rodata holds the $replies bytes of
+recorded replies; the stack is the run's high-water mark (the start-up code paints the free RAM).
+
+| image | .text | .rodata | flash | .data | .bss | static RAM | stack |
+|---|---:|---:|---:|---:|---:|---:|---:|
+| C image over the C API (\`core/ffi/examples/cortex-m\`) | $text | $rodata | **$(kib $((vec + text + rodata)))** | $data | $bss | **$(kib $((data + bss)))** | $stack B |
+EOF
+}
+
 report() {
   cat <<EOF
 # Code size, RAM, stack and CPU on Cortex-M4
@@ -300,6 +330,7 @@ Largest stack frames in the firmware (\`sub sp\` / \`subw sp\` in the disassembl
 |---|---:|
 $frames
 EOF
+  c_api_section
 }
 # Not `> /dev/stdout`: reopening stdout truncates a log file it points to (CI captures the output).
 if [ "$out" = /dev/stdout ]; then report; else report >"$out"; fi

@@ -20,6 +20,9 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev pkg-config)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+# The C API's examples: gcc for c-host, arm-none-eabi-gcc and newlib for the Cortex-M C image.
+command -v gcc >/dev/null || need_apt+=(gcc)
+command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -98,9 +101,19 @@ step "firmware for NUCLEO-F767ZI (boards/nucleo-f767zi: embassy-stm32 Ethernet, 
 (cd boards/nucleo-f767zi && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings \
   && cargo build --locked --release --features key-rsa2048 --target-dir target/rsa)
 
-step "C API (core/ffi): header freshness, c-host built with gcc (run by tests/tests/ffi_c_host.rs)"
+step "C API (core/ffi): header freshness, c-host built with gcc (run by tests/tests/ffi_c_host.rs), the Cortex-M C image under QEMU mps2-an386"
 bash core/ffi/check-header.sh
 bash core/ffi/examples/c-host/build.sh
+# The firmware library: nothing of an allocator among its undefined symbols.
+ffi_lib=target/thumbv7em-none-eabihf/ffi/libmpagent_ffi.a
+cm4_out=$(bash core/ffi/examples/cortex-m/build.sh --run)
+echo "$cm4_out"
+if arm-none-eabi-nm -u "$ffi_lib" 2>/dev/null | grep -E ' U (__rust_alloc|__rust_dealloc|__rust_realloc|__rg_alloc|malloc|free|calloc)$' \
+  || arm-none-eabi-nm target/ffi/cm4-c-image.elf | grep -wE 'malloc|_malloc_r|__rust_alloc'; then
+  echo "the C API's firmware library or image needs an allocator" >&2; exit 1
+fi
+grep -q '^cm4: registered as GUID:' <<<"$cm4_out"
+grep -q '^cm4: 5 exchanges, .* 3 delivered' <<<"$cm4_out"
 
 step "host tests, interop and end-to-end"
 cargo test --workspace --locked

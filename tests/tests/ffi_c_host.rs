@@ -51,11 +51,16 @@ struct Run {
 }
 
 async fn run_c_host(mp: &MpServer, state: &Path, name: &str) -> Run {
+    run_c_host_with(mp, state, name, &[]).await
+}
+
+async fn run_c_host_with(mp: &MpServer, state: &Path, name: &str, extra: &[&str]) -> Run {
     let out = tokio::process::Command::new(c_host())
         .arg("--mp")
         .arg(format!("http://{}", mp.local_addr()))
         .args(["--site-code", "PS1", "--name", name, "--state"])
         .arg(state)
+        .args(extra)
         .output()
         .await
         .expect("c-host runs");
@@ -82,7 +87,11 @@ async fn the_c_host_registers_and_its_heartbeat_and_inventory_are_stored() {
 
     let first = run_c_host(&mp, &state, "CHOST-1").await;
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
-    assert!(first.stderr.contains("identity made and saved"), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("identity made and saved"),
+        "{}",
+        first.stderr
+    );
     let smsid = smsid_of(&first);
     assert!(smsid.starts_with("GUID:"), "{smsid}");
 
@@ -104,16 +113,53 @@ async fn the_c_host_registers_and_its_heartbeat_and_inventory_are_stored() {
     ] {
         assert!(hinv.contains(needle), "{needle} not in {hinv}");
     }
-    assert!(messages[0].body.contains("chost-1.mpagent.test"), "{}", messages[0].body);
+    assert!(
+        messages[0].body.contains("chost-1.mpagent.test"),
+        "{}",
+        messages[0].body
+    );
     assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
 
     // A restart loads the identity from the flash file and keeps the SMSID.
     let second = run_c_host(&mp, &state, "CHOST-1").await;
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
-    assert!(second.stderr.contains("identity loaded"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("identity loaded"),
+        "{}",
+        second.stderr
+    );
     assert_eq!(smsid_of(&second), smsid);
     assert_eq!(db.clients().unwrap().len(), 1);
     assert_eq!(db.messages(Some(&smsid)).unwrap().len(), 6);
+    mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_pump_variant_registers_and_reports_with_the_caller_owning_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let state = dir.path().join("chost");
+    let first = run_c_host_with(&mp, &state, "CHOST-P", &["--pump"]).await;
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let smsid = smsid_of(&first);
+    assert_eq!(
+        db_messages(dir.path(), &smsid),
+        ["ddr", "hinv-full", "status"]
+    );
+    // The identity the pump run stored is the one the blocking variant loads.
+    let second = run_c_host(&mp, &state, "CHOST-P").await;
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stderr.contains("identity loaded"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(smsid_of(&second), smsid);
+    assert!(SiteDb::open(dir.path().join("site.db"))
+        .unwrap()
+        .rejections()
+        .unwrap()
+        .is_empty());
     mp.shutdown().await;
 }
 

@@ -90,6 +90,12 @@
 #define MPAGENT_ERR_RANDOM -10
 
 /**
+ * An exchange driven by `mpagent_pump` is in flight: finish it (or end it with
+ * `MPAGENT_PUMP_TIMEOUT`) first.
+ */
+#define MPAGENT_ERR_BUSY -11
+
+/**
  * Bytes of memory a context needs (also `mpagent_context_size()`), for static allocation.
  */
 #define MPAGENT_CONTEXT_SIZE 20480
@@ -208,6 +214,75 @@
  * Bytes `mpagent_smsid` needs, NUL included (`GUID:` and a 36-character GUID).
  */
 #define MPAGENT_SMSID_LEN 42
+
+/**
+ * `mpagent_pump_out.want`: open a connection to `host`:`port` (`tls`), then pump
+ * `MPAGENT_PUMP_CONNECTED` or `MPAGENT_PUMP_CONNECT_FAILED`.
+ */
+#define MPAGENT_WANT_CONNECT 1
+
+/**
+ * `mpagent_pump_out.want`: send `tx[0..tx_len]` (or a first part of it), then pump
+ * `MPAGENT_PUMP_SENT` with the count (or `MPAGENT_PUMP_IO_FAILED`).
+ */
+#define MPAGENT_WANT_SEND 2
+
+/**
+ * `mpagent_pump_out.want`: wait for bytes from the MP, then pump `MPAGENT_PUMP_RECEIVED` (or
+ * `MPAGENT_PUMP_PEER_CLOSED`, `MPAGENT_PUMP_IO_FAILED`).
+ */
+#define MPAGENT_WANT_RECV 3
+
+/**
+ * `mpagent_pump_out.want`: a step is done (`action` says which): pump `MPAGENT_PUMP_NONE` again.
+ */
+#define MPAGENT_WANT_STEP 4
+
+/**
+ * `mpagent_pump_out.want`: nothing to do before `until`: pump `MPAGENT_PUMP_NONE` then.
+ */
+#define MPAGENT_WANT_SLEEP 5
+
+/**
+ * `mpagent_pump_in.event`: nothing new (start or go on).
+ */
+#define MPAGENT_PUMP_NONE 0
+
+/**
+ * `mpagent_pump_in.event`: the connection is open.
+ */
+#define MPAGENT_PUMP_CONNECTED 1
+
+/**
+ * `mpagent_pump_in.event`: the connection could not be opened.
+ */
+#define MPAGENT_PUMP_CONNECT_FAILED 2
+
+/**
+ * `mpagent_pump_in.event`: `sent` bytes of `tx` went out.
+ */
+#define MPAGENT_PUMP_SENT 3
+
+/**
+ * `mpagent_pump_in.event`: `rx[0..rx_len]` arrived (see `consumed`).
+ */
+#define MPAGENT_PUMP_RECEIVED 4
+
+/**
+ * `mpagent_pump_in.event`: the MP closed the connection.
+ */
+#define MPAGENT_PUMP_PEER_CLOSED 5
+
+/**
+ * `mpagent_pump_in.event`: sending or receiving failed.
+ */
+#define MPAGENT_PUMP_IO_FAILED 6
+
+/**
+ * `mpagent_pump_in.event`: the caller's deadline for the exchange passed: it is given up and
+ * counted as a failure (the agent backs off).
+ */
+#define MPAGENT_PUMP_TIMEOUT 7
 
 /**
  * Opaque agent memory: `MPAGENT_CONTEXT_SIZE` bytes aligned to `MPAGENT_CONTEXT_ALIGN`.
@@ -420,6 +495,78 @@ typedef struct {
   uint32_t in_queue;
 } mpagent_counts;
 
+/**
+ * What the caller hands `mpagent_pump`.
+ */
+typedef struct {
+  /**
+   * UTC seconds now.
+   */
+  int64_t now;
+  /**
+   * `MPAGENT_PUMP_*`: the answer to the last `want`.
+   */
+  int event;
+  /**
+   * With `MPAGENT_PUMP_SENT`: how many bytes of `tx` went out.
+   */
+  size_t sent;
+  /**
+   * With `MPAGENT_PUMP_RECEIVED`: the bytes that arrived (read during the call only).
+   */
+  const uint8_t *rx;
+  /**
+   * How many bytes `rx` holds.
+   */
+  size_t rx_len;
+} mpagent_pump_in;
+
+/**
+ * What `mpagent_pump` asks of the caller.
+ */
+typedef struct {
+  /**
+   * `MPAGENT_WANT_*`.
+   */
+  int want;
+  /**
+   * 1: close the connection now (before acting on `want`).
+   */
+  int close;
+  /**
+   * With `MPAGENT_WANT_CONNECT`: the MP (NUL-terminated; lives in the context).
+   */
+  const char *host;
+  /**
+   * With `MPAGENT_WANT_CONNECT`: its port.
+   */
+  uint16_t port;
+  /**
+   * With `MPAGENT_WANT_CONNECT`: 1 for TLS (native mode).
+   */
+  int tls;
+  /**
+   * With `MPAGENT_WANT_SEND`: the bytes to send (valid until the next call).
+   */
+  const uint8_t *tx;
+  /**
+   * How many bytes `tx` holds.
+   */
+  size_t tx_len;
+  /**
+   * With `MPAGENT_PUMP_RECEIVED`: how many bytes of `rx` were taken; hand the rest in again.
+   */
+  size_t consumed;
+  /**
+   * With `MPAGENT_WANT_STEP`: `MPAGENT_ACTION_*` of the step that finished.
+   */
+  int action;
+  /**
+   * With `MPAGENT_WANT_SLEEP`: UTC seconds at which to pump again.
+   */
+  int64_t until;
+} mpagent_pump_out;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -523,6 +670,19 @@ int mpagent_get_counts(mpagent_context *ctx, mpagent_counts *out);
  * `ctx` was set up by `mpagent_init` and `mpagent_identity`.
  */
 int mpagent_retry_now(mpagent_context *ctx);
+
+/**
+ * The pump (sans-IO) variant of `mpagent_step`: the caller owns the connection and the time.
+ * Each call hands in the answer to the last `out->want` (`in->event`) and the time, and takes
+ * the next want: connect, send these bytes, receive, a step is done, or sleep until. One step is
+ * at most one exchange with the MP; `MPAGENT_PUMP_TIMEOUT` gives it up. The `connect`, `send`,
+ * `recv`, `close` and `now` callbacks are not used while pumping.
+ *
+ * # Safety
+ * `ctx` was set up by `mpagent_init` and `mpagent_identity`; `input` points at a filled struct
+ * whose `rx` holds `rx_len` bytes; `out` is writable.
+ */
+int mpagent_pump(mpagent_context *ctx, const mpagent_pump_in *input, mpagent_pump_out *out);
 
 #ifdef __cplusplus
 }  // extern "C"

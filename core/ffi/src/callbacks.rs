@@ -1,7 +1,10 @@
 //! The caller's callbacks and the core's seams over them: flash, clock, RNG, transport, host.
 
+use core::cell::Cell;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::fmt::Write as _;
+use core::future::poll_fn;
+use core::task::Poll;
 
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use mpagent_core::agent::lifecycle::ReportKind;
@@ -266,13 +269,73 @@ impl NorFlash for CbFlash {
     }
 }
 
-/// The clock, over `now`. It never sleeps: [`crate::mpagent_step`] hands the deadline back.
+/// What the pump variant ([`crate::mpagent_pump`]) and the exchange it drives tell each other:
+/// the connection asks (`want`) and returns pending; the caller's answer is put here and the
+/// step is polled again. Shared through `Cell`s: the driver holds the connection, the context
+/// the state.
+pub(crate) struct PumpState {
+    /// Set while `mpagent_pump` polls: IO and time come from here instead of the callbacks.
+    pub(crate) active: Cell<bool>,
+    pub(crate) now: Cell<u64>,
+    pub(crate) want: Cell<c_int>,
+    pub(crate) connected: Cell<Option<bool>>,
+    pub(crate) tx: Cell<(*const u8, usize)>,
+    pub(crate) sent: Cell<Option<usize>>,
+    pub(crate) rx: Cell<(*const u8, usize)>,
+    pub(crate) consumed: Cell<usize>,
+    pub(crate) peer_closed: Cell<bool>,
+    pub(crate) io_failed: Cell<bool>,
+    pub(crate) close: Cell<bool>,
+    pub(crate) open: Cell<bool>,
+}
+
+impl PumpState {
+    pub(crate) const fn new() -> Self {
+        Self {
+            active: Cell::new(false),
+            now: Cell::new(0),
+            want: Cell::new(0),
+            connected: Cell::new(None),
+            tx: Cell::new((core::ptr::null(), 0)),
+            sent: Cell::new(None),
+            rx: Cell::new((core::ptr::null(), 0)),
+            consumed: Cell::new(0),
+            peer_closed: Cell::new(false),
+            io_failed: Cell::new(false),
+            close: Cell::new(false),
+            open: Cell::new(false),
+        }
+    }
+
+    /// Forgets every answer (a new exchange, or one given up).
+    pub(crate) fn reset(&self) {
+        self.want.set(0);
+        self.connected.set(None);
+        self.tx.set((core::ptr::null(), 0));
+        self.sent.set(None);
+        self.rx.set((core::ptr::null(), 0));
+        self.peer_closed.set(false);
+        self.io_failed.set(false);
+    }
+}
+
+/// The pump state of a connection or clock, when `mpagent_pump` is polling.
+fn pumping(state: Option<&'static PumpState>) -> Option<&'static PumpState> {
+    state.filter(|s| s.active.get())
+}
+
+/// The clock, over `now` (or the time `mpagent_pump` was handed). It never sleeps: the step
+/// hands the deadline back.
 pub(crate) struct CbClock {
     pub(crate) cb: mpagent_callbacks,
+    pub(crate) pump: Option<&'static PumpState>,
 }
 
 impl CbClock {
     pub(crate) fn now_secs(&self) -> UnixTime {
+        if let Some(p) = pumping(self.pump) {
+            return UnixTime(p.now.get());
+        }
         match self.cb.now {
             // SAFETY: the callback's contract.
             Some(f) => UnixTime(u64::try_from(unsafe { f(self.cb.user) }).unwrap_or(0)),
@@ -339,15 +402,22 @@ pub(crate) struct CbNet {
     pub(crate) host: CText<256>,
     pub(crate) port: u16,
     pub(crate) tls: bool,
+    pub(crate) pump: Option<&'static PumpState>,
 }
 
-/// One open connection; dropping it calls `close`.
+/// One open connection; dropping it calls `close` (or tells `mpagent_pump`'s caller to close).
 pub(crate) struct CbConnection<'c> {
     cb: &'c mpagent_callbacks,
+    pump: Option<&'static PumpState>,
 }
 
 impl Drop for CbConnection<'_> {
     fn drop(&mut self) {
+        if let Some(p) = self.pump {
+            p.close.set(true);
+            p.open.set(false);
+            return;
+        }
         if let Some(f) = self.cb.close {
             // SAFETY: the callback's contract.
             unsafe { f(self.cb.user) }
@@ -361,6 +431,33 @@ impl ErrorType for CbConnection<'_> {
 
 impl Read for CbConnection<'_> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if let Some(p) = self.pump {
+            return poll_fn(|_| {
+                let (at, left) = p.rx.get();
+                if left > 0 && !at.is_null() {
+                    let n = left.min(buf.len());
+                    // SAFETY: `rx` points at `left` bytes the caller handed to this very
+                    // `mpagent_pump` call, which is polling now.
+                    let from = unsafe { core::slice::from_raw_parts(at, n) };
+                    if let Some(to) = buf.get_mut(..n) {
+                        to.copy_from_slice(from);
+                    }
+                    // SAFETY: `n` ≤ `left`: still inside the caller's bytes (or one past them).
+                    p.rx.set((unsafe { at.add(n) }, left - n));
+                    p.consumed.set(p.consumed.get().saturating_add(n));
+                    return Poll::Ready(Ok(n));
+                }
+                if p.peer_closed.take() {
+                    return Poll::Ready(Ok(0));
+                }
+                if p.io_failed.take() {
+                    return Poll::Ready(Err(ErrorKind::Other));
+                }
+                p.want.set(crate::context::MPAGENT_WANT_RECV);
+                Poll::Pending
+            })
+            .await;
+        }
         let f = self.cb.recv.ok_or(ErrorKind::Unsupported)?;
         // SAFETY: `buf` is live for the call; the callback's contract.
         let n = unsafe { f(self.cb.user, buf.as_mut_ptr(), buf.len()) };
@@ -375,6 +472,26 @@ impl Write for CbConnection<'_> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(p) = self.pump {
+            return poll_fn(|_| {
+                if let Some(n) = p.sent.take() {
+                    p.tx.set((core::ptr::null(), 0));
+                    return Poll::Ready(match n {
+                        0 => Err(ErrorKind::WriteZero),
+                        n => Ok(n.min(buf.len())),
+                    });
+                }
+                if p.io_failed.take() {
+                    return Poll::Ready(Err(ErrorKind::Other));
+                }
+                // `buf` stays where it is until this write is polled again: the step's future
+                // is pinned in the context and the bytes live in it or in the exchange buffer.
+                p.tx.set((buf.as_ptr(), buf.len()));
+                p.want.set(crate::context::MPAGENT_WANT_SEND);
+                Poll::Pending
+            })
+            .await;
         }
         let f = self.cb.send.ok_or(ErrorKind::Unsupported)?;
         // SAFETY: `buf` is live for the call; the callback's contract.
@@ -394,6 +511,24 @@ impl Connector for CbNet {
     type Error = ErrorKind;
     type Connection<'c> = CbConnection<'c>;
     async fn connect(&mut self) -> Result<CbConnection<'_>, ErrorKind> {
+        if let Some(p) = pumping(self.pump) {
+            let ok = poll_fn(|_| match p.connected.take() {
+                Some(ok) => Poll::Ready(ok),
+                None => {
+                    p.want.set(crate::context::MPAGENT_WANT_CONNECT);
+                    Poll::Pending
+                }
+            })
+            .await;
+            if !ok {
+                return Err(ErrorKind::ConnectionRefused);
+            }
+            p.open.set(true);
+            return Ok(CbConnection {
+                cb: &self.cb,
+                pump: Some(p),
+            });
+        }
         let f = self.cb.connect.ok_or(ErrorKind::Unsupported)?;
         // SAFETY: `host` is NUL-terminated and lives for the call; the callback's contract.
         let rc = unsafe {
@@ -408,7 +543,10 @@ impl Connector for CbNet {
         if rc < 0 {
             return Err(ErrorKind::ConnectionRefused);
         }
-        Ok(CbConnection { cb: &self.cb })
+        Ok(CbConnection {
+            cb: &self.cb,
+            pump: None,
+        })
     }
 }
 

@@ -20,7 +20,7 @@ use mpagent_core::{
 };
 
 use crate::callbacks::{
-    c_str, mpagent_callbacks, CText, CbClock, CbFlash, CbHost, CbNet, CbRng,
+    c_str, mpagent_callbacks, CText, CbClock, CbFlash, CbHost, CbNet, CbRng, PumpState,
     MPAGENT_FLASH_ERASE_SIZE,
 };
 
@@ -47,6 +47,9 @@ pub const MPAGENT_ERR_BUFFER: c_int = -8;
 pub const MPAGENT_ERR_NO_SMSID: c_int = -9;
 /// The `random` callback failed: nothing made from its bytes was used.
 pub const MPAGENT_ERR_RANDOM: c_int = -10;
+/// An exchange driven by `mpagent_pump` is in flight: finish it (or end it with
+/// `MPAGENT_PUMP_TIMEOUT`) first.
+pub const MPAGENT_ERR_BUSY: c_int = -11;
 
 /// Bytes of memory a context needs (also `mpagent_context_size()`), for static allocation.
 pub const MPAGENT_CONTEXT_SIZE: usize = 20480;
@@ -190,6 +193,10 @@ struct Inner {
     /// Set by the RNG when the `random` callback failed (the driver holds the RNG itself).
     rng_failed: Cell<bool>,
     host: CbHost,
+    /// What `mpagent_pump` and the exchange it drives tell each other.
+    pump: PumpState,
+    /// The step `mpagent_pump` drives, while one is in flight.
+    slot: FutureSlot,
     store: Option<Store<CbFlash>>,
     signer: Option<P256Signer>,
     cert: [u8; MAX_CERT_LEN],
@@ -233,6 +240,7 @@ pub extern "C" fn mpagent_strerror(code: c_int) -> *const c_char {
         MPAGENT_ERR_BUFFER => c"the output buffer is too small",
         MPAGENT_ERR_NO_SMSID => c"there is no SMSID yet",
         MPAGENT_ERR_RANDOM => c"the random callback failed",
+        MPAGENT_ERR_BUSY => c"an exchange driven by mpagent_pump is in flight",
         _ => c"unknown mpagent error code",
     };
     s.as_ptr()
@@ -344,8 +352,11 @@ pub unsafe extern "C" fn mpagent_init(
                 host: CText::new(),
                 port: 0,
                 tls: false,
+                pump: None,
             },
-            clock: CbClock { cb },
+            clock: CbClock { cb, pump: None },
+            pump: PumpState::new(),
+            slot: FutureSlot::EMPTY,
             rng: CbRng { cb, failed: None },
             rng_failed: Cell::new(false),
             host: CbHost::new(cb),
@@ -359,6 +370,8 @@ pub unsafe extern "C" fn mpagent_init(
             driver: None,
         });
         (*addr_of_mut!((*p).rng)).failed = Some(&*addr_of!((*p).rng_failed));
+        (*addr_of_mut!((*p).net)).pump = Some(&*addr_of!((*p).pump));
+        (*addr_of_mut!((*p).clock)).pump = Some(&*addr_of!((*p).pump));
         addr_of_mut!((*p).magic).write(MAGIC);
     }
     if cb.flash_read.is_none()
@@ -366,9 +379,6 @@ pub unsafe extern "C" fn mpagent_init(
         || cb.flash_erase.is_none()
         || cb.now.is_none()
         || cb.random.is_none()
-        || cb.connect.is_none()
-        || cb.send.is_none()
-        || cb.recv.is_none()
     {
         // SAFETY: `p` was set up above.
         return unsafe {
@@ -376,7 +386,7 @@ pub unsafe extern "C" fn mpagent_init(
                 p,
                 MPAGENT_ERR_ARGUMENT,
                 format_args!(
-                    "callbacks flash_read, flash_write, flash_erase, now, random, connect, send and recv are required"
+                    "callbacks flash_read, flash_write, flash_erase, now and random are required"
                 ),
             )
         };
@@ -847,6 +857,10 @@ pub unsafe extern "C" fn mpagent_registration_state(ctx: *mut mpagent_context) -
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
+    // SAFETY: `p` comes from `inner`.
+    if unsafe { busy(p) } {
+        return MPAGENT_ERR_BUSY;
+    }
     // SAFETY: read only, through the driver when there is one.
     let state = match unsafe { driver(p) } {
         Some(d) => d.agent.registration(),
@@ -878,6 +892,10 @@ pub unsafe extern "C" fn mpagent_smsid(
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
+    // SAFETY: `p` comes from `inner`.
+    if unsafe { busy(p) } {
+        return MPAGENT_ERR_BUSY;
+    }
     if buf.is_null() {
         return MPAGENT_ERR_ARGUMENT;
     }
@@ -915,6 +933,10 @@ pub unsafe extern "C" fn mpagent_get_counts(
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
+    // SAFETY: `p` comes from `inner`.
+    if unsafe { busy(p) } {
+        return MPAGENT_ERR_BUSY;
+    }
     if out.is_null() {
         return MPAGENT_ERR_ARGUMENT;
     }
@@ -946,11 +968,374 @@ pub unsafe extern "C" fn mpagent_retry_now(ctx: *mut mpagent_context) -> c_int {
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
+    // SAFETY: `p` comes from `inner`.
+    if unsafe { busy(p) } {
+        return MPAGENT_ERR_BUSY;
+    }
     // SAFETY: through the driver only.
     let Some(d) = (unsafe { driver(p) }) else {
         return MPAGENT_ERR_STATE;
     };
     let now = d.clock.now_secs();
     d.agent.retry_now(now);
+    MPAGENT_OK
+}
+
+// ---- the pump (sans-IO) variant ----
+
+/// `mpagent_pump_out.want`: open a connection to `host`:`port` (`tls`), then pump
+/// `MPAGENT_PUMP_CONNECTED` or `MPAGENT_PUMP_CONNECT_FAILED`.
+pub const MPAGENT_WANT_CONNECT: c_int = 1;
+/// `mpagent_pump_out.want`: send `tx[0..tx_len]` (or a first part of it), then pump
+/// `MPAGENT_PUMP_SENT` with the count (or `MPAGENT_PUMP_IO_FAILED`).
+pub const MPAGENT_WANT_SEND: c_int = 2;
+/// `mpagent_pump_out.want`: wait for bytes from the MP, then pump `MPAGENT_PUMP_RECEIVED` (or
+/// `MPAGENT_PUMP_PEER_CLOSED`, `MPAGENT_PUMP_IO_FAILED`).
+pub const MPAGENT_WANT_RECV: c_int = 3;
+/// `mpagent_pump_out.want`: a step is done (`action` says which): pump `MPAGENT_PUMP_NONE` again.
+pub const MPAGENT_WANT_STEP: c_int = 4;
+/// `mpagent_pump_out.want`: nothing to do before `until`: pump `MPAGENT_PUMP_NONE` then.
+pub const MPAGENT_WANT_SLEEP: c_int = 5;
+
+/// `mpagent_pump_in.event`: nothing new (start or go on).
+pub const MPAGENT_PUMP_NONE: c_int = 0;
+/// `mpagent_pump_in.event`: the connection is open.
+pub const MPAGENT_PUMP_CONNECTED: c_int = 1;
+/// `mpagent_pump_in.event`: the connection could not be opened.
+pub const MPAGENT_PUMP_CONNECT_FAILED: c_int = 2;
+/// `mpagent_pump_in.event`: `sent` bytes of `tx` went out.
+pub const MPAGENT_PUMP_SENT: c_int = 3;
+/// `mpagent_pump_in.event`: `rx[0..rx_len]` arrived (see `consumed`).
+pub const MPAGENT_PUMP_RECEIVED: c_int = 4;
+/// `mpagent_pump_in.event`: the MP closed the connection.
+pub const MPAGENT_PUMP_PEER_CLOSED: c_int = 5;
+/// `mpagent_pump_in.event`: sending or receiving failed.
+pub const MPAGENT_PUMP_IO_FAILED: c_int = 6;
+/// `mpagent_pump_in.event`: the caller's deadline for the exchange passed: it is given up and
+/// counted as a failure (the agent backs off).
+pub const MPAGENT_PUMP_TIMEOUT: c_int = 7;
+
+/// What the caller hands `mpagent_pump`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mpagent_pump_in {
+    /// UTC seconds now.
+    pub now: i64,
+    /// `MPAGENT_PUMP_*`: the answer to the last `want`.
+    pub event: c_int,
+    /// With `MPAGENT_PUMP_SENT`: how many bytes of `tx` went out.
+    pub sent: usize,
+    /// With `MPAGENT_PUMP_RECEIVED`: the bytes that arrived (read during the call only).
+    pub rx: *const u8,
+    /// How many bytes `rx` holds.
+    pub rx_len: usize,
+}
+
+/// What `mpagent_pump` asks of the caller.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mpagent_pump_out {
+    /// `MPAGENT_WANT_*`.
+    pub want: c_int,
+    /// 1: close the connection now (before acting on `want`).
+    pub close: c_int,
+    /// With `MPAGENT_WANT_CONNECT`: the MP (NUL-terminated; lives in the context).
+    pub host: *const c_char,
+    /// With `MPAGENT_WANT_CONNECT`: its port.
+    pub port: u16,
+    /// With `MPAGENT_WANT_CONNECT`: 1 for TLS (native mode).
+    pub tls: c_int,
+    /// With `MPAGENT_WANT_SEND`: the bytes to send (valid until the next call).
+    pub tx: *const u8,
+    /// How many bytes `tx` holds.
+    pub tx_len: usize,
+    /// With `MPAGENT_PUMP_RECEIVED`: how many bytes of `rx` were taken; hand the rest in again.
+    pub consumed: usize,
+    /// With `MPAGENT_WANT_STEP`: `MPAGENT_ACTION_*` of the step that finished.
+    pub action: c_int,
+    /// With `MPAGENT_WANT_SLEEP`: UTC seconds at which to pump again.
+    pub until: i64,
+}
+
+/// Bytes the pump keeps for the step in flight (its future, pinned in the context).
+const PUMP_FUTURE_SIZE: usize = 2048;
+
+type StepOutput = Result<Step, DriverError<NorFlashErrorKind>>;
+type PollFn = unsafe fn(*mut u8, &mut Context<'_>) -> Poll<StepOutput>;
+type DropFn = unsafe fn(*mut u8);
+
+/// One step's future, type-erased, in place.
+#[repr(C, align(8))]
+struct FutureSlot {
+    bytes: MaybeUninit<[u8; PUMP_FUTURE_SIZE]>,
+    poll: Option<PollFn>,
+    drop: Option<DropFn>,
+}
+
+impl FutureSlot {
+    const EMPTY: Self = Self {
+        bytes: MaybeUninit::uninit(),
+        poll: None,
+        drop: None,
+    };
+}
+
+/// # Safety
+/// `p` holds a live, pinned `F`.
+unsafe fn poll_erased<F: Future<Output = StepOutput>>(
+    p: *mut u8,
+    cx: &mut Context<'_>,
+) -> Poll<StepOutput> {
+    // SAFETY: the caller's contract; the slot never moves while it holds the future.
+    unsafe { core::pin::Pin::new_unchecked(&mut *p.cast::<F>()) }.poll(cx)
+}
+
+/// # Safety
+/// `p` holds a live `F`, dropped here once.
+unsafe fn drop_erased<F>(p: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { core::ptr::drop_in_place(p.cast::<F>()) }
+}
+
+/// Puts `future` into `slot`; refused (with its size) when it does not fit.
+///
+/// # Safety
+/// `slot` is empty.
+unsafe fn place<F: Future<Output = StepOutput>>(
+    slot: *mut FutureSlot,
+    future: F,
+) -> Result<(), usize> {
+    if size_of::<F>() > PUMP_FUTURE_SIZE || align_of::<F>() > align_of::<FutureSlot>() {
+        return Err(size_of::<F>());
+    }
+    // SAFETY: the slot is empty, large and aligned enough (checked above).
+    unsafe {
+        addr_of_mut!((*slot).bytes).cast::<F>().write(future);
+        addr_of_mut!((*slot).poll).write(Some(poll_erased::<F>));
+        addr_of_mut!((*slot).drop).write(Some(drop_erased::<F>));
+    }
+    Ok(())
+}
+
+/// Whether a step driven by `mpagent_pump` is in flight.
+///
+/// # Safety
+/// `p` comes from [`inner`].
+unsafe fn busy(p: *mut Inner) -> bool {
+    // SAFETY: the slot's fields are only touched by the functions of this file.
+    unsafe { addr_of!((*p).slot.poll).read().is_some() }
+}
+
+/// Drops the step in flight, if any.
+///
+/// # Safety
+/// `p` comes from [`inner`]; nothing polls the slot now.
+unsafe fn drop_step(p: *mut Inner) {
+    // SAFETY: the slot holds a live future exactly when `drop` is set.
+    unsafe {
+        if let Some(d) = addr_of!((*p).slot.drop).read() {
+            addr_of_mut!((*p).slot.poll).write(None);
+            addr_of_mut!((*p).slot.drop).write(None);
+            d(addr_of_mut!((*p).slot.bytes).cast::<u8>());
+        }
+    }
+}
+
+/// The pump (sans-IO) variant of `mpagent_step`: the caller owns the connection and the time.
+/// Each call hands in the answer to the last `out->want` (`in->event`) and the time, and takes
+/// the next want: connect, send these bytes, receive, a step is done, or sleep until. One step is
+/// at most one exchange with the MP; `MPAGENT_PUMP_TIMEOUT` gives it up. The `connect`, `send`,
+/// `recv`, `close` and `now` callbacks are not used while pumping.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init` and `mpagent_identity`; `input` points at a filled struct
+/// whose `rx` holds `rx_len` bytes; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_pump(
+    ctx: *mut mpagent_context,
+    input: *const mpagent_pump_in,
+    out: *mut mpagent_pump_out,
+) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    if input.is_null() || out.is_null() {
+        return MPAGENT_ERR_ARGUMENT;
+    }
+    // SAFETY: the caller's contract.
+    let input = unsafe { *input };
+    // SAFETY: `pump` is only shared (its fields are Cells).
+    let st: &PumpState = unsafe { &*addr_of!((*p).pump) };
+    let mut o = mpagent_pump_out {
+        want: MPAGENT_WANT_STEP,
+        close: 0,
+        host: core::ptr::null(),
+        port: 0,
+        tls: 0,
+        tx: core::ptr::null(),
+        tx_len: 0,
+        consumed: 0,
+        action: MPAGENT_ACTION_IDLE,
+        until: input.now,
+    };
+    st.now.set(u64::try_from(input.now).unwrap_or(0));
+    st.consumed.set(0);
+    st.close.set(false);
+    // SAFETY: `p` comes from `inner`.
+    let in_flight = unsafe { busy(p) };
+    match input.event {
+        MPAGENT_PUMP_NONE => {}
+        MPAGENT_PUMP_CONNECTED => st.connected.set(Some(true)),
+        MPAGENT_PUMP_CONNECT_FAILED => st.connected.set(Some(false)),
+        MPAGENT_PUMP_SENT => st.sent.set(Some(input.sent)),
+        MPAGENT_PUMP_RECEIVED if !input.rx.is_null() && input.rx_len > 0 => {
+            st.rx.set((input.rx, input.rx_len))
+        }
+        MPAGENT_PUMP_RECEIVED | MPAGENT_PUMP_PEER_CLOSED => st.peer_closed.set(true),
+        MPAGENT_PUMP_IO_FAILED => st.io_failed.set(true),
+        MPAGENT_PUMP_TIMEOUT => {
+            if in_flight {
+                // SAFETY: nothing polls the slot now; the driver is free once it is dropped.
+                unsafe {
+                    st.active.set(true);
+                    drop_step(p);
+                    st.active.set(false);
+                    if let Some(d) = driver(p) {
+                        d.on_deadline();
+                    }
+                }
+            }
+            st.reset();
+            o.close = c_int::from(st.close.take() || st.open.take());
+            // SAFETY: `out` is writable.
+            unsafe { out.write(o) };
+            return MPAGENT_OK;
+        }
+        other => {
+            return unsafe {
+                fail(
+                    p,
+                    MPAGENT_ERR_ARGUMENT,
+                    format_args!(
+                        "mpagent_pump_in.event is {other}; it must be one of MPAGENT_PUMP_*"
+                    ),
+                )
+            }
+        }
+    }
+    if !in_flight {
+        st.reset();
+        if input.event != MPAGENT_PUMP_NONE {
+            return unsafe {
+                fail(
+                    p,
+                    MPAGENT_ERR_STATE,
+                    format_args!(
+                        "mpagent_pump was handed event {} with no exchange in flight",
+                        input.event
+                    ),
+                )
+            };
+        }
+        // SAFETY: no step is in flight, so nothing else holds the driver; the future borrows it
+        // for as long as it lives in the slot, which does not move.
+        let Some(d) = (unsafe { driver(p) }) else {
+            return unsafe {
+                fail(
+                    p,
+                    MPAGENT_ERR_STATE,
+                    format_args!("mpagent_pump before mpagent_identity"),
+                )
+            };
+        };
+        let d: &'static mut CDriver = d;
+        if let Err(size) = unsafe { place(addr_of_mut!((*p).slot), d.step()) } {
+            return unsafe {
+                fail(
+                    p,
+                    MPAGENT_ERR_AGENT,
+                    format_args!("a step needs {size} bytes; the pump keeps {PUMP_FUTURE_SIZE}"),
+                )
+            };
+        }
+    }
+    // SAFETY: `rng_failed` is a Cell the RNG shares.
+    let failed = unsafe { &*addr_of!((*p).rng_failed) };
+    failed.set(false);
+    st.want.set(0);
+    st.active.set(true);
+    let mut cx = Context::from_waker(Waker::noop());
+    // SAFETY: the slot holds a live future (placed above or by an earlier call).
+    let polled = unsafe {
+        match addr_of!((*p).slot.poll).read() {
+            Some(poll) => poll(addr_of_mut!((*p).slot.bytes).cast::<u8>(), &mut cx),
+            None => Poll::Ready(Ok(Step::Idle(mpagent_core::UnixTime(0)))),
+        }
+    };
+    o.consumed = st.consumed.get();
+    let result = match polled {
+        Poll::Pending => {
+            st.active.set(false);
+            o.close = c_int::from(st.close.take());
+            match st.want.get() {
+                MPAGENT_WANT_CONNECT => {
+                    // SAFETY: `net` is only read here (the host text, port and scheme).
+                    let net = unsafe { &(*addr_of!((*p).net)) };
+                    o.host = net.host.as_ptr();
+                    o.port = net.port;
+                    o.tls = c_int::from(net.tls);
+                }
+                MPAGENT_WANT_SEND => {
+                    let (tx, len) = st.tx.get();
+                    o.tx = tx;
+                    o.tx_len = len;
+                }
+                MPAGENT_WANT_RECV => {}
+                _ => {
+                    unsafe { drop_step(p) };
+                    return unsafe {
+                        fail(
+                            p,
+                            MPAGENT_ERR_AGENT,
+                            format_args!("the step waited on nothing the pump provides"),
+                        )
+                    };
+                }
+            }
+            o.want = st.want.get();
+            None
+        }
+        Poll::Ready(r) => {
+            // SAFETY: done: the future is dropped (its connection with it) and the slot freed.
+            unsafe { drop_step(p) };
+            st.active.set(false);
+            o.close = c_int::from(st.close.take());
+            st.reset();
+            Some(r)
+        }
+    };
+    if failed.get() {
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_RANDOM,
+                format_args!("the random callback failed during the step; a message ID may repeat"),
+            )
+        };
+    }
+    match result {
+        None => {}
+        Some(Ok(Step::Idle(t))) => {
+            o.want = MPAGENT_WANT_SLEEP;
+            o.until = i64::try_from(t.0).unwrap_or(i64::MAX);
+        }
+        Some(Ok(Step::Did(a))) => {
+            o.want = MPAGENT_WANT_STEP;
+            o.action = action_code(a);
+        }
+        Some(Err(e)) => return unsafe { agent_error(p, e) },
+    }
+    // SAFETY: `out` is writable.
+    unsafe { out.write(o) };
     MPAGENT_OK
 }

@@ -4,7 +4,15 @@
  * prints the SMSID.
  *
  *   c-host --mp http://127.0.0.1:8080 --site-code PS1 --state DIR --name NAME [--fqdn FQDN]
- *          [--max-steps N]
+ *          [--max-steps N] [--verbose] [--pump]
+ *
+ * --pump drives the agent through the sans-IO mpagent_pump (this program owns the socket and
+ * the time) instead of mpagent_step over transport callbacks.
+ *
+ * For recording the replies the Cortex-M image replays (core/ffi/examples/cortex-m/record.sh):
+ *   --clock T     the clock stands at UTC second T
+ *   --seed S      random bytes from a xorshift seeded with S: a stand-in, never for a device
+ *   --record DIR  the bytes of each connection's reply go to DIR/reply-N.bin (N = 0, 1, …)
  *
  * Exit codes: 0 registered and both reports delivered; 1 failure (the reason on stderr);
  * 2 usage; 3 registered but approval is pending (the site holds reports until approved).
@@ -44,6 +52,12 @@ struct host {
     char cores[16];
     char memory_kb[32];
     char name[64];
+    /* Recording (see the top of the file). */
+    int64_t fixed_clock;
+    uint64_t seed;
+    const char *record_dir;
+    int connections;
+    FILE *record;
 };
 
 /* ---- flash region: a file with NOR rules (erase to 0xFF, writes only clear bits) ---- */
@@ -102,12 +116,27 @@ static int open_flash(struct host *h) {
 /* ---- clock and RNG ---- */
 
 static int64_t now(void *user) {
-    (void)user;
-    return (int64_t)time(NULL);
+    struct host *h = user;
+    return h->fixed_clock ? h->fixed_clock : (int64_t)time(NULL);
+}
+
+/* The same xorshift the Cortex-M image uses: only so that a recording can be replayed. */
+static uint64_t xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
 }
 
 static int random_bytes(void *user, uint8_t *buf, size_t len) {
-    (void)user;
+    struct host *h = user;
+    if (h->seed) {
+        for (size_t i = 0; i < len; i += 8) {
+            uint64_t w = xorshift(&h->seed);
+            for (size_t j = 0; j < 8 && i + j < len; j++) buf[i + j] = (uint8_t)(w >> (8 * j));
+        }
+        return 0;
+    }
     while (len > 0) {
         ssize_t n = getrandom(buf, len, 0);
         if (n < 0) {
@@ -154,6 +183,13 @@ static int net_connect(void *user, const char *host, uint16_t port, int tls, uin
         return -1;
     }
     h->sock = fd;
+    if (h->record_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/reply-%d.bin", h->record_dir, h->connections);
+        h->record = fopen(path, "wb");
+        if (h->record == NULL) return -1;
+    }
+    h->connections++;
     return 0;
 }
 
@@ -170,6 +206,7 @@ static intptr_t net_recv(void *user, uint8_t *buf, size_t len) {
     ssize_t n;
     do n = recv(h->sock, buf, len, 0);
     while (n < 0 && errno == EINTR);
+    if (n > 0 && h->record) fwrite(buf, 1, (size_t)n, h->record);
     return n;
 }
 
@@ -177,6 +214,8 @@ static void net_close(void *user) {
     struct host *h = user;
     if (h->sock >= 0) close(h->sock);
     h->sock = -1;
+    if (h->record) fclose(h->record);
+    h->record = NULL;
 }
 
 /* ---- hardware inventory: one instance per call, from values fixed at start ---- */
@@ -261,6 +300,9 @@ static int policy_done(void *user, const char *id, const char *version, size_t l
     return rename(tmp, path) == 0;
 }
 
+/* The context is a static: its size is known at compile time (MPAGENT_CONTEXT_SIZE). */
+static mpagent_context agent;
+
 /* ---- log ---- */
 
 static void on_event(void *user, int event, const char *text) {
@@ -276,7 +318,7 @@ static void on_event(void *user, int event, const char *text) {
 
 static void usage(void) {
     fprintf(stderr, "usage: c-host --mp URL --site-code CODE --state DIR --name NAME [--fqdn FQDN] "
-                    "[--max-steps N] [--verbose]\n");
+                    "[--max-steps N] [--verbose] [--pump] [--clock T] [--seed S] [--record DIR]\n");
 }
 
 static int fail(mpagent_context *ctx, const char *what, int rc) {
@@ -286,18 +328,114 @@ static int fail(mpagent_context *ctx, const char *what, int rc) {
     return 1;
 }
 
-/* The context is a static: its size is known at compile time (MPAGENT_CONTEXT_SIZE). */
-static mpagent_context agent;
+
+/* The agent is idle until `until`: report and exit (a device would sleep and step again). */
+static int finish(const struct host *h, int64_t until) {
+    int st = mpagent_registration_state(&agent);
+    char smsid[MPAGENT_SMSID_LEN];
+    int have = mpagent_smsid(&agent, smsid, sizeof smsid) == MPAGENT_OK;
+    mpagent_counts counts = {0};
+    mpagent_get_counts(&agent, &counts);
+    fprintf(stderr, "c-host: idle until %lld; %u queued, %u delivered, %u in the queue\n",
+            (long long)until, counts.queued, counts.delivered, counts.in_queue);
+    if (st == MPAGENT_REGISTERED && have && h->delivered_ddr && h->delivered_hinv) {
+        printf("SMSID %s\n", smsid);
+        return 0;
+    }
+    if (st == MPAGENT_PENDING && have) {
+        printf("SMSID %s (approval pending)\n", smsid);
+        return 3;
+    }
+    fprintf(stderr, "c-host: the agent is idle and %s (heartbeat %s, inventory %s)\n",
+            st == MPAGENT_REGISTERED ? "registered" : "not registered",
+            h->delivered_ddr ? "delivered" : "not delivered",
+            h->delivered_hinv ? "delivered" : "not delivered");
+    return 1;
+}
+
+/* The pump (sans-IO) variant: this loop owns the socket and the time; the library says what it
+ * wants next. The transport callbacks are not used. */
+static int run_pump(struct host *h, unsigned max_steps) {
+    static uint8_t rx[1536];
+    const uint8_t *pending = NULL;
+    size_t pending_len = 0;
+    mpagent_pump_in in = {.now = now(h), .event = MPAGENT_PUMP_NONE};
+    unsigned steps = 0;
+    for (;;) {
+        mpagent_pump_out out;
+        int rc = mpagent_pump(&agent, &in, &out);
+        if (rc != MPAGENT_OK) return fail(&agent, "mpagent_pump", rc);
+        if (in.event == MPAGENT_PUMP_RECEIVED && out.consumed < in.rx_len) {
+            pending = in.rx + out.consumed;
+            pending_len = in.rx_len - out.consumed;
+        } else if (in.event == MPAGENT_PUMP_RECEIVED) {
+            pending_len = 0;
+        }
+        if (out.close) net_close(h);
+        in = (mpagent_pump_in){.now = now(h), .event = MPAGENT_PUMP_NONE};
+        switch (out.want) {
+        case MPAGENT_WANT_CONNECT:
+            pending_len = 0;
+            in.event = net_connect(h, out.host, out.port, out.tls, 10000) == 0
+                           ? MPAGENT_PUMP_CONNECTED
+                           : MPAGENT_PUMP_CONNECT_FAILED;
+            break;
+        case MPAGENT_WANT_SEND: {
+            intptr_t n = net_send(h, out.tx, out.tx_len);
+            in.event = n > 0 ? MPAGENT_PUMP_SENT : MPAGENT_PUMP_IO_FAILED;
+            in.sent = n > 0 ? (size_t)n : 0;
+            break;
+        }
+        case MPAGENT_WANT_RECV: {
+            if (pending_len > 0) {
+                in.event = MPAGENT_PUMP_RECEIVED;
+                in.rx = pending;
+                in.rx_len = pending_len;
+                break;
+            }
+            intptr_t n = net_recv(h, rx, sizeof rx);
+            if (n > 0) {
+                in.event = MPAGENT_PUMP_RECEIVED;
+                in.rx = rx;
+                in.rx_len = (size_t)n;
+            } else if (n == 0) {
+                in.event = MPAGENT_PUMP_PEER_CLOSED;
+            } else {
+                /* SO_RCVTIMEO expired: the exchange's deadline. */
+                in.event = (errno == EAGAIN || errno == EWOULDBLOCK) ? MPAGENT_PUMP_TIMEOUT
+                                                                     : MPAGENT_PUMP_IO_FAILED;
+            }
+            break;
+        }
+        case MPAGENT_WANT_STEP:
+            if (++steps >= max_steps) {
+                fprintf(stderr, "c-host: still busy after %u steps\n", max_steps);
+                return 1;
+            }
+            break;
+        case MPAGENT_WANT_SLEEP:
+            return finish(h, out.until);
+        default:
+            fprintf(stderr, "c-host: mpagent_pump wants %d\n", out.want);
+            return 1;
+        }
+    }
+}
 
 int main(int argc, char **argv) {
     const char *mp = NULL, *site = NULL, *state = NULL, *name = NULL, *fqdn = NULL;
     unsigned max_steps = 64;
+    int pump = 0;
     struct host h = {.flash_fd = -1, .sock = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--verbose") == 0) {
             h.verbose = 1;
+            continue;
+        }
+        if (strcmp(a, "--pump") == 0) {
+            pump = 1;
             continue;
         }
         if (v == NULL) {
@@ -310,6 +448,9 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--name") == 0) name = v;
         else if (strcmp(a, "--fqdn") == 0) fqdn = v;
         else if (strcmp(a, "--max-steps") == 0) max_steps = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--clock") == 0) h.fixed_clock = strtoll(v, NULL, 10);
+        else if (strcmp(a, "--seed") == 0) h.seed = strtoull(v, NULL, 0);
+        else if (strcmp(a, "--record") == 0) h.record_dir = v;
         else {
             usage();
             return 2;
@@ -381,32 +522,14 @@ int main(int argc, char **argv) {
     if (rc != MPAGENT_OK) return fail(&agent, "mpagent_identity", rc);
     fprintf(stderr, "c-host: identity %s\n", created ? "made and saved" : "loaded");
 
+    if (pump) return run_pump(&h, max_steps);
     for (unsigned step = 0; step < max_steps; step++) {
         mpagent_step_result r;
         rc = mpagent_step(&agent, &r);
         if (rc != MPAGENT_OK) return fail(&agent, "mpagent_step", rc);
         if (r.action != MPAGENT_ACTION_IDLE) continue;
         /* Nothing to do before r.until: a device sleeps; this program checks and exits. */
-        int st = mpagent_registration_state(&agent);
-        char smsid[MPAGENT_SMSID_LEN];
-        int have = mpagent_smsid(&agent, smsid, sizeof smsid) == MPAGENT_OK;
-        mpagent_counts counts = {0};
-        mpagent_get_counts(&agent, &counts);
-        fprintf(stderr, "c-host: idle until %lld; %u queued, %u delivered, %u in the queue\n",
-                (long long)r.until, counts.queued, counts.delivered, counts.in_queue);
-        if (st == MPAGENT_REGISTERED && have && h.delivered_ddr && h.delivered_hinv) {
-            printf("SMSID %s\n", smsid);
-            return 0;
-        }
-        if (st == MPAGENT_PENDING && have) {
-            printf("SMSID %s (approval pending)\n", smsid);
-            return 3;
-        }
-        fprintf(stderr, "c-host: the agent is idle and %s (heartbeat %s, inventory %s)\n",
-                st == MPAGENT_REGISTERED ? "registered" : "not registered",
-                h.delivered_ddr ? "delivered" : "not delivered",
-                h.delivered_hinv ? "delivered" : "not delivered");
-        return 1;
+        return finish(&h, r.until);
     }
     fprintf(stderr, "c-host: still busy after %u steps\n", max_steps);
     return 1;
