@@ -15,7 +15,9 @@ use mpagent_sim::client::{self, ClientOptions, PkiFiles};
 use mpagent_sim::mp::db::SiteDb;
 use mpagent_sim::mp::tls::TlsVersion;
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer, TlsConfig};
-use mpagent_sim::pki::{CertKind, IssueParams, Issued, TestCa};
+use mpagent_sim::pki::{CertKind, IssueParams, Issued, LeafKey, TestCa};
+use mpagent_sim::proxy::protocol::Frame;
+use mpagent_sim::proxy::{self, ProxyOptions};
 
 /// A native-mode site: its CA and a running MP with a server certificate from `server`.
 struct Site {
@@ -421,6 +423,92 @@ async fn our_certificate_refused_by_the_mp_names_the_cert_option_and_the_alert()
         assert_eq!(cert, &stranger.cert_pem_path.display().to_string());
         assert!(t.to_string().contains("--cert"), "{t}");
         assert!(site.db().clients().unwrap().is_empty());
+        site.mp.shutdown().await;
+    }
+}
+
+fn rsa(p: IssueParams) -> IssueParams {
+    IssueParams {
+        key: LeafKey::Rsa2048,
+        ..p
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_client_registers_with_an_rsa_mp_that_renegotiates() {
+    let site = Site::start(TlsVersion::Tls12, true, |ca| {
+        ca.issue(&rsa(server_params())).unwrap()
+    })
+    .await;
+    let dev = site
+        .ca
+        .issue(&rsa(IssueParams::new("RSA-DEV", CertKind::Device)))
+        .unwrap();
+    let out = client::register(&site.options("RSA-DEV", site.files(&dev)), &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(matches!(out.state, RegistrationState::Registered(_)));
+    assert_eq!(site.db().clients().unwrap()[0].cert_der, dev.cert_der);
+    assert_eq!(site.rejections(0).await, "");
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_isv_proxy_runs_native_mode_against_an_mp_that_asks_after_the_request() {
+    for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
+        let site = Site::start(version, true, |ca| ca.issue(&rsa(server_params())).unwrap()).await;
+        let cert = site
+            .ca
+            .issue(&rsa(IssueParams::new("PROXY-L", CertKind::Proxy)))
+            .unwrap();
+        // The administrator imports the proxy's CA-issued certificate.
+        let imported = site.db().import_cert(&cert.cert_der).unwrap();
+        let mut opts = ProxyOptions::native(
+            &site.mp.url(),
+            "PS1",
+            site.dir.path().join("proxy-state"),
+            site.files(&cert),
+        );
+        opts.name = "PROXY-L".into();
+        let proxy = proxy::start(opts, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{version:?}: the native proxy registers: {e:#}"));
+        assert!(proxy.smsid().to_string().eq_ignore_ascii_case(&imported));
+        let proxy_id = proxy.smsid().to_string();
+        let (mut conn, smsid) =
+            mpagent_tests::proxy_device(proxy.local_addr(), "l-dev-1", "L-THING-1").await;
+        for frame in [
+            Frame::Heartbeat,
+            Frame::Inventory {
+                items: vec![("fw".into(), "3.0".into())],
+            },
+        ] {
+            let want = frame.kind();
+            match conn.request(&frame).await.unwrap() {
+                Frame::Ack { of, .. } => assert_eq!(of, want),
+                other => panic!("{version:?} {want:#x}: {other:?}"),
+            }
+        }
+        let db = site.db();
+        let proxy_row = db.client(&proxy_id).unwrap().expect("proxy registered");
+        assert_eq!(proxy_row.cert_der, cert.cert_der);
+        let device_row = db.client(&smsid).unwrap().expect("device registered");
+        assert_eq!(device_row.agent_type, 8);
+        assert_eq!(
+            device_row.registered_by_proxy.as_deref(),
+            Some(proxy_id.as_str())
+        );
+        let kinds: Vec<String> = db
+            .messages(Some(&smsid))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.kind)
+            .collect();
+        assert_eq!(kinds, ["ddr", "hinv-full"], "{version:?}");
+        assert_eq!(site.rejections(0).await, "", "{version:?}");
+        tokio::task::spawn_blocking(move || proxy.shutdown())
+            .await
+            .unwrap();
         site.mp.shutdown().await;
     }
 }
