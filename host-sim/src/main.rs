@@ -306,13 +306,20 @@ struct ClientArgs {
     /// Native mode: the CA certificate(s) the MP's certificate must chain to (DER or PEM).
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// Native mode: check the MP's certificate chain against this CRL (DER or PEM; each of its
+    /// CAs needs a current one here).
+    #[arg(long, requires = "ca")]
+    crl: Option<PathBuf>,
 }
 
 impl ClientArgs {
     fn options(self, wait_for_approval: bool) -> Result<client::ClientOptions> {
         let pki = match (self.cert, self.key_file, self.ca) {
             (None, None, None) => None,
-            (Some(cert), Some(key), Some(ca)) => Some(client::PkiFiles::new(cert, key, ca)),
+            (Some(cert), Some(key), Some(ca)) => Some(client::PkiFiles {
+                crl: self.crl,
+                ..client::PkiFiles::new(cert, key, ca)
+            }),
             _ => anyhow::bail!("native mode needs all three of --cert, --key-file and --ca"),
         };
         Ok(client::ClientOptions {

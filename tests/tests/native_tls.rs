@@ -15,7 +15,9 @@ use mpagent_sim::client::{self, ClientOptions, PkiFiles};
 use mpagent_sim::mp::db::SiteDb;
 use mpagent_sim::mp::tls::TlsVersion;
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer, TlsConfig};
-use mpagent_sim::pki::{CertKind, IssueParams, Issued, TestCa};
+use mpagent_sim::pki::{CertKind, IssueParams, Issued, LeafKey, TestCa};
+use mpagent_sim::proxy::protocol::Frame;
+use mpagent_sim::proxy::{self, ProxyOptions};
 
 /// A native-mode site: its CA and a running MP with a server certificate from `server`.
 struct Site {
@@ -423,4 +425,229 @@ async fn our_certificate_refused_by_the_mp_names_the_cert_option_and_the_alert()
         assert!(site.db().clients().unwrap().is_empty());
         site.mp.shutdown().await;
     }
+}
+
+fn rsa(p: IssueParams) -> IssueParams {
+    IssueParams {
+        key: LeafKey::Rsa2048,
+        ..p
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_client_registers_with_an_rsa_mp_that_renegotiates() {
+    let site = Site::start(TlsVersion::Tls12, true, |ca| {
+        ca.issue(&rsa(server_params())).unwrap()
+    })
+    .await;
+    let dev = site
+        .ca
+        .issue(&rsa(IssueParams::new("RSA-DEV", CertKind::Device)))
+        .unwrap();
+    let out = client::register(&site.options("RSA-DEV", site.files(&dev)), &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(matches!(out.state, RegistrationState::Registered(_)));
+    assert_eq!(site.db().clients().unwrap()[0].cert_der, dev.cert_der);
+    assert_eq!(site.rejections(0).await, "");
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_isv_proxy_runs_native_mode_against_an_mp_that_asks_after_the_request() {
+    for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
+        let site = Site::start(version, true, |ca| ca.issue(&rsa(server_params())).unwrap()).await;
+        let cert = site
+            .ca
+            .issue(&rsa(IssueParams::new("PROXY-L", CertKind::Proxy)))
+            .unwrap();
+        // The administrator imports the proxy's CA-issued certificate.
+        let imported = site.db().import_cert(&cert.cert_der).unwrap();
+        let mut opts = ProxyOptions::native(
+            &site.mp.url(),
+            "PS1",
+            site.dir.path().join("proxy-state"),
+            site.files(&cert),
+        );
+        opts.name = "PROXY-L".into();
+        let proxy = proxy::start(opts, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{version:?}: the native proxy registers: {e:#}"));
+        assert!(proxy.smsid().to_string().eq_ignore_ascii_case(&imported));
+        let proxy_id = proxy.smsid().to_string();
+        let (mut conn, smsid) =
+            mpagent_tests::proxy_device(proxy.local_addr(), "l-dev-1", "L-THING-1").await;
+        for frame in [
+            Frame::Heartbeat,
+            Frame::Inventory {
+                items: vec![("fw".into(), "3.0".into())],
+            },
+        ] {
+            let want = frame.kind();
+            match conn.request(&frame).await.unwrap() {
+                Frame::Ack { of, .. } => assert_eq!(of, want),
+                other => panic!("{version:?} {want:#x}: {other:?}"),
+            }
+        }
+        let db = site.db();
+        let proxy_row = db.client(&proxy_id).unwrap().expect("proxy registered");
+        assert_eq!(proxy_row.cert_der, cert.cert_der);
+        let device_row = db.client(&smsid).unwrap().expect("device registered");
+        assert_eq!(device_row.agent_type, 8);
+        assert_eq!(
+            device_row.registered_by_proxy.as_deref(),
+            Some(proxy_id.as_str())
+        );
+        let kinds: Vec<String> = db
+            .messages(Some(&smsid))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.kind)
+            .collect();
+        assert_eq!(kinds, ["ddr", "hinv-full"], "{version:?}");
+        assert_eq!(site.rejections(0).await, "", "{version:?}");
+        tokio::task::spawn_blocking(move || proxy.shutdown())
+            .await
+            .unwrap();
+        site.mp.shutdown().await;
+    }
+}
+
+/// Debian's `openssl s_server` as an independent TLS 1.2 peer: it accepts our connection without
+/// asking for a certificate, then (its `R` command) renegotiates asking for one, as IIS does
+/// after the request; our connector answers inside its read with the RSA certificate, which
+/// s_server verifies against the CA, and the data that follows arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_server_renegotiates_for_our_certificate() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::init(&dir.path().join("ca"), "Interop CA", 30).unwrap();
+    let server = ca.issue(&rsa(server_params())).unwrap();
+    let dev = ca
+        .issue(&rsa(IssueParams::new("INTEROP-DEV", CertKind::Device)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("openssl")
+        // A renegotiation that resumes the session would ask for no certificate; IIS makes it
+        // a full handshake, and so does this.
+        .args(["s_server", "-tls1_2", "-no_resumption_on_reneg", "-msg", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&server.cert_pem_path)
+        .arg("-key")
+        .arg(&server.key_pem_path)
+        .arg("-CAfile")
+        .arg(ca.cert_pem_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server runs");
+    let out = Arc::new(Mutex::new(String::new()));
+    let stdout = child.stdout.take().unwrap();
+    let reader = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut o = out.lock().unwrap();
+                o.push_str(&line);
+                o.push('\n');
+            }
+        })
+    };
+    let wait_for = |what: &str| {
+        for _ in 0..100 {
+            if out.lock().unwrap().contains(what) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("s_server never printed {what:?}:\n{}", out.lock().unwrap());
+    };
+    wait_for("ACCEPT");
+    let mut stdin = child.stdin.take().unwrap();
+
+    let files = PkiFiles::new(
+        dev.cert_pem_path.clone(),
+        dev.key_pem_path.clone(),
+        ca.cert_pem_path(),
+    );
+    let identity = mpagent_sim::client::tls::load_native_identity(
+        &files,
+        mpagent_sim::client::transport::unix_now(),
+    )
+    .unwrap();
+    let config = mpagent_sim::client::tls::client_config(
+        &identity.ca,
+        &[],
+        identity.chain.clone(),
+        identity.key.clone_key(),
+        mpagent_sim::client::tls::TlsLabels::of(&files),
+    )
+    .unwrap();
+    let tcp = mpagent_sim::client::transport::TcpConnector {
+        host: "127.0.0.1".into(),
+        port,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let connector = mpagent_sim::client::tls::TlsConnector::new(tcp, config).unwrap();
+    let mut tls = connector
+        .connect_tls()
+        .await
+        .expect("handshake with s_server");
+    assert_eq!(tls.ssl().version_str(), "TLSv1.2");
+    tls.write_all(b"request\n").await.unwrap();
+    tls.flush().await.unwrap();
+    wait_for("request");
+    // The certificate was not asked for in the handshake.
+    assert!(!out.lock().unwrap().contains("CertificateVerify"));
+    stdin.write_all(b"R\n").unwrap();
+    stdin.flush().unwrap();
+    // Our read answers the HelloRequest; the reply comes once the renegotiation is done.
+    let read = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("reply within 10 s")
+            .expect("read after renegotiation");
+        buf.truncate(n);
+        (buf, tls)
+    });
+    tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            for _ in 0..100 {
+                if out.lock().unwrap().contains("CertificateVerify") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            stdin.write_all(b"reply\n").unwrap();
+            stdin.flush().unwrap();
+            stdin
+        }
+    })
+    .await
+    .unwrap();
+    let (got, tls) = read.await.unwrap();
+    assert_eq!(got, b"reply\n");
+    let log = out.lock().unwrap().clone();
+    assert!(log.contains("HelloRequest"), "{log}");
+    assert!(log.contains("CertificateVerify"), "{log}");
+    // The renegotiated session knows the server; s_server verified our certificate (else the
+    // renegotiation would have failed with VERIFY_PEER).
+    assert!(tls.ssl().peer_certificate().is_some());
+    drop(tls);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
 }

@@ -515,7 +515,10 @@ impl Connector for TlsConnector {
 struct Failed {
     code: i32,
     text: String,
+    /// The MP's (end-entity) certificate.
     subject: String,
+    /// The certificate that failed, when not the MP's own (a CA of its chain).
+    failed_subject: Option<String>,
     serial: String,
     not_before: String,
     not_after: String,
@@ -556,6 +559,15 @@ impl Classifier {
         let failed = lock(&self.failed).clone();
         if let Some(f) = failed {
             let subject = f.subject.clone();
+            // Validity and revocation of a CA of the chain: its dates and serial are the CA's.
+            let whose = match &f.failed_subject {
+                Some(ca) => format!("{subject}, its CA {ca}"),
+                None => subject.clone(),
+            };
+            let text = match &f.failed_subject {
+                Some(ca) => format!("{}: {ca}", f.text),
+                None => f.text.clone(),
+            };
             let now = time(super::transport::unix_now());
             // X509_V_ERR_* codes (openssl/x509_vfy.h).
             return match f.code {
@@ -563,7 +575,7 @@ impl Classifier {
                     mp,
                     ca: self.labels.ca.clone(),
                     subject,
-                    detail: f.text,
+                    detail: text,
                 },
                 62 | 64 => TlsError::NameMismatch {
                     mp,
@@ -572,19 +584,19 @@ impl Classifier {
                 },
                 9 => TlsError::NotYetValid {
                     mp,
-                    subject,
+                    subject: whose.clone(),
                     not_before: f.not_before,
                     now,
                 },
                 10 => TlsError::Expired {
                     mp,
-                    subject,
+                    subject: whose.clone(),
                     not_after: f.not_after,
                     now,
                 },
                 23 => TlsError::Revoked {
                     mp,
-                    subject,
+                    subject: whose.clone(),
                     serial: f.serial,
                     crl: self.labels.crl.clone().unwrap_or_default(),
                 },
@@ -601,7 +613,7 @@ impl Classifier {
                 26 => TlsError::NotServerAuth { mp, subject },
                 _ => TlsError::Other {
                     mp,
-                    detail: format!("the MP's certificate ({subject}): {}", f.text),
+                    detail: format!("the MP's certificate ({subject}): {text}"),
                 },
             };
         }
@@ -663,10 +675,20 @@ impl TlsConnector {
                 let mut f = lock(&failed);
                 if f.is_none() {
                     let cert = ctx.current_cert();
+                    let leaf = ctx
+                        .chain()
+                        .and_then(|c| c.iter().next())
+                        .map(subject_of)
+                        .or_else(|| cert.map(subject_of))
+                        .unwrap_or_default();
+                    let failed_subject = (ctx.error_depth() > 0)
+                        .then(|| cert.map(subject_of))
+                        .flatten();
                     *f = Some(Failed {
                         code: ctx.error().as_raw(),
                         text: ctx.error().error_string().to_string(),
-                        subject: cert.map(subject_of).unwrap_or_default(),
+                        subject: leaf,
+                        failed_subject,
                         serial: cert
                             .and_then(|c| c.serial_number().to_bn().ok())
                             .and_then(|b| b.to_hex_str().ok())

@@ -89,6 +89,10 @@ pub struct SiteArgs {
     /// Native mode: the CA certificate(s) the MP's certificate must chain to.
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// Native mode: check the MP's certificate chain against this CRL (DER or PEM; each of its
+    /// CAs needs a current one here).
+    #[arg(long, requires = "ca")]
+    crl: Option<PathBuf>,
 }
 
 /// `--hash`.
@@ -120,7 +124,10 @@ impl SiteArgs {
             (None, None, None) => {}
             (Some(cert), Some(key), Some(ca)) => {
                 opts.mode = SiteMode::Native;
-                opts.pki = Some(PkiFiles::new(cert, key, ca));
+                opts.pki = Some(PkiFiles {
+                    crl: self.crl,
+                    ..PkiFiles::new(cert, key, ca)
+                });
             }
             _ => anyhow::bail!("native mode needs all three of --cert, --key-file and --ca"),
         }
