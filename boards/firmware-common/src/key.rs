@@ -128,7 +128,9 @@ mod imp {
     //! scalar) and the certificate are those of the software signer.
     use super::*;
     use crate::p256_asm::AsmP256Signer;
-    use mpagent_core::identity::{build_self_signed, cert_public_key_p256, MAX_CERT_LEN};
+    use mpagent_core::identity::{
+        build_self_signed_p256_point, cert_public_key_p256, MAX_CERT_LEN,
+    };
 
     /// The signer this firmware holds.
     pub type DeviceSigner = AsmP256Signer;
@@ -162,15 +164,15 @@ mod imp {
         Ok(secret.len())
     }
 
-    /// The self-signed certificate around the signer's SPKI (the same bytes as the software
-    /// signer's certificate: same TBS, same RFC 6979 signature).
+    /// The self-signed certificate around the signer's public key (the same bytes as the
+    /// software signer's certificate: same TBS, same RFC 6979 signature).
     #[inline(never)]
     pub fn build_cert(
         params: &CertParams<'_>,
         signer: &DeviceSigner,
         out: &mut [u8],
     ) -> Result<usize, CertError> {
-        build_self_signed(params, &signer.spki_der(), signer, out)
+        build_self_signed_p256_point(params, &signer.public_key_sec1(), signer, out)
     }
 
     /// Whether `cert_der` holds `signer`'s public key.

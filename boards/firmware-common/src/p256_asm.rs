@@ -29,33 +29,19 @@ const ORDER: [u8; 32] = [
     0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 ];
 
-/// DER `SubjectPublicKeyInfo` of an uncompressed P-256 key up to the point: `SEQUENCE {
-/// SEQUENCE { id-ecPublicKey, secp256r1 }, BIT STRING (0 unused bits) }`.
-const SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-
-/// Length of the DER `SubjectPublicKeyInfo` from [`AsmP256Signer::spki_der`].
-pub const SPKI_LEN: usize = SPKI_PREFIX.len() + 65;
-
 /// A 256-bit big-endian integer as the library's eight little-endian words.
 fn to_words(be: &[u8; 32]) -> [u32; 8] {
     let mut words = [0u32; 8];
-    for (word, chunk) in words.iter_mut().zip(be.rchunks_exact(4)) {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(chunk);
-        *word = u32::from_be_bytes(b);
-    }
+    // SAFETY: 32-byte output and input, distinct; the function has no alignment requirements.
+    unsafe { sys::p256_convert_endianness(words.as_mut_ptr().cast(), be.as_ptr().cast(), 32) };
     words
 }
 
 /// The library's eight little-endian words as a 256-bit big-endian integer.
 fn to_be_bytes(words: &[u32; 8]) -> [u8; 32] {
     let mut be = [0u8; 32];
-    for (chunk, word) in be.rchunks_exact_mut(4).zip(words.iter()) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
+    // SAFETY: as in `to_words`.
+    unsafe { sys::p256_convert_endianness(be.as_mut_ptr().cast(), words.as_ptr().cast(), 32) };
     be
 }
 
@@ -115,55 +101,6 @@ impl AsmP256Signer {
         out[1..33].copy_from_slice(&to_be_bytes(&self.public_x));
         out[33..].copy_from_slice(&to_be_bytes(&self.public_y));
         out
-    }
-
-    /// The public key as a DER `SubjectPublicKeyInfo` (id-ecPublicKey, secp256r1).
-    pub fn spki_der(&self) -> [u8; SPKI_LEN] {
-        let mut out = [0u8; SPKI_LEN];
-        out[..SPKI_PREFIX.len()].copy_from_slice(&SPKI_PREFIX);
-        out[SPKI_PREFIX.len()..].copy_from_slice(&self.public_key_sec1());
-        out
-    }
-
-    /// Whether `signature` (raw `r‖s`) is this key's signature of `digest`.
-    pub fn verify_sha256(&self, digest: &[u8; 32], signature: &[u8]) -> bool {
-        verify_sha256(&self.public_x, &self.public_y, digest, signature)
-    }
-}
-
-/// Whether `signature` (raw `r‖s`) over `digest` verifies under the SEC1 uncompressed public key
-/// `public` (`04 ‖ x ‖ y`, a point on the curve).
-pub fn verify_sha256_sec1(public: &[u8; 65], digest: &[u8; 32], signature: &[u8]) -> bool {
-    let (mut x, mut y) = ([0u32; 8], [0u32; 8]);
-    // SAFETY: two 8-word outputs and a 65-byte input whose length is passed.
-    let on_curve = unsafe {
-        sys::p256_octet_string_to_point(x.as_mut_ptr(), y.as_mut_ptr(), public.as_ptr(), 65)
-    };
-    on_curve && verify_sha256(&x, &y, digest, signature)
-}
-
-fn verify_sha256(x: &[u32; 8], y: &[u32; 8], digest: &[u8; 32], signature: &[u8]) -> bool {
-    let (Some(r), Some(s)) = (signature.get(..32), signature.get(32..64)) else {
-        return false;
-    };
-    if signature.len() != 64 {
-        return false;
-    }
-    let mut rb = [0u8; 32];
-    let mut sb = [0u8; 32];
-    rb.copy_from_slice(r);
-    sb.copy_from_slice(s);
-    let (r, s) = (to_words(&rb), to_words(&sb));
-    // SAFETY: 8-word point and signature values, a 32-byte digest whose length is passed.
-    unsafe {
-        sys::p256_verify(
-            x.as_ptr(),
-            y.as_ptr(),
-            digest.as_ptr(),
-            32,
-            r.as_ptr(),
-            s.as_ptr(),
-        )
     }
 }
 

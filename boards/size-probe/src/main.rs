@@ -78,9 +78,9 @@ fn run() -> Result<(usize, [u8; 32]), &'static str> {
 fn run() -> Result<(usize, [u8; 32]), &'static str> {
     let signer = p256_asm::AsmP256Signer::from_secret_bytes(&[0x5A; 32]).map_err(|_| "key")?;
     let mut cert = [0u8; MAX_CERT_LEN];
-    let cert_len = mpagent_core::identity::build_self_signed(
+    let cert_len = mpagent_core::identity::build_self_signed_p256_point(
         &cert_params(),
-        &signer.spki_der(),
+        &signer.public_key_sec1(),
         &signer,
         &mut cert,
     )
@@ -345,7 +345,8 @@ fn run_measure_p256() -> Result<(), &'static str> {
 }
 
 /// The assembly signer: instructions and stack of its steps, then known answers: its signatures,
-/// certificate and generated keys equal the software signer's, and it verifies both.
+/// certificate and generated keys equal the software signer's. One signature is printed with its
+/// key for an independent check on the host (tests/run-all.sh).
 #[cfg(all(feature = "measure", feature = "p256-asm"))]
 fn run_measure_asm() -> Result<(), &'static str> {
     use p256_asm::AsmP256Signer;
@@ -363,16 +364,18 @@ fn run_measure_asm() -> Result<(), &'static str> {
     let (sig, n, stack) = measure::run(|| signer.sign_sha256(&digest));
     let sig = sig.map_err(|_| "asm sign")?;
     hprintln!("p256-asm sign: {} instructions, {} B stack", n, stack);
-    let (ok, n, stack) = measure::run(|| signer.verify_sha256(&digest, sig.as_bytes()));
-    if !ok {
-        return Err("asm verify");
-    }
-    hprintln!("p256-asm verify: {} instructions, {} B stack", n, stack);
+    // For an independent check on the host (OpenSSL through Python `cryptography`).
+    hprintln!(
+        "p256-asm signature check: key {:02x?} digest {:02x?} signature {:02x?}",
+        signer.public_key_sec1(),
+        digest,
+        sig.as_bytes()
+    );
     let mut cert = [0u8; MAX_CERT_LEN];
     let (len, n, stack) = measure::run(|| {
-        mpagent_core::identity::build_self_signed(
+        mpagent_core::identity::build_self_signed_p256_point(
             &cert_params(),
-            &signer.spki_der(),
+            &signer.public_key_sec1(),
             &signer,
             &mut cert,
         )
@@ -434,21 +437,13 @@ fn run_measure_asm() -> Result<(), &'static str> {
     }
     let mut rng = ProbeRng(0x2545_F491_4F6C_DD1D);
     const DIGESTS: usize = 16;
-    for i in 0..DIGESTS {
+    for _ in 0..DIGESTS {
         let mut d = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rng, &mut d);
         let a = signer.sign_sha256(&d).map_err(|_| "asm sign")?;
         let b = soft.sign_sha256(&d).map_err(|_| "soft sign")?;
         if a != b {
             return Err("asm signature differs from the software signer's");
-        }
-        if !p256_asm::verify_sha256_sec1(&signer.public_key_sec1(), &d, b.as_bytes()) {
-            return Err("asm refuses the software signature");
-        }
-        let mut flipped = d;
-        flipped[i % 32] ^= 1;
-        if signer.verify_sha256(&flipped, a.as_bytes()) {
-            return Err("asm accepts a signature of another digest");
         }
     }
     const KEYS: u64 = 4;
