@@ -1,4 +1,5 @@
-//! Which signer the device holds, chosen at build time (feature `key-rsa2048`, else P-256), and
+//! Which signer the device holds, chosen at build time (feature `key-rsa2048`, else P-256: on the
+//! P256-Cortex-M4 assembly with `p256-asm`, the default, else the core's software signer), and
 //! how its key sits in the identity record: what the rest of the firmware needs to know about
 //! the algorithm lives here, nowhere else.
 //!
@@ -67,8 +68,9 @@ pub enum KeyError {
     ProvisioningUnsupported,
 }
 
-#[cfg(not(feature = "key-rsa2048"))]
+#[cfg(not(any(feature = "key-rsa2048", feature = "p256-asm")))]
 mod imp {
+    //! P-256 on the core's software signer.
     use super::*;
     use mpagent_core::identity::{build_self_signed_p256, cert_public_key_p256, MAX_CERT_LEN};
     use mpagent_core::sign::P256Signer;
@@ -117,6 +119,66 @@ mod imp {
     pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
         let cert_key = cert_public_key_p256(cert_der)?;
         Ok(signer.verifying_key().to_encoded_point(false).as_bytes() == cert_key.as_slice())
+    }
+}
+
+#[cfg(all(not(feature = "key-rsa2048"), feature = "p256-asm"))]
+mod imp {
+    //! P-256 on the P256-Cortex-M4 assembly ([`crate::p256_asm`]); the stored form (the 32-byte
+    //! scalar) and the certificate are those of the software signer.
+    use super::*;
+    use crate::p256_asm::AsmP256Signer;
+    use mpagent_core::identity::{
+        build_self_signed_p256_point, cert_public_key_p256, MAX_CERT_LEN,
+    };
+
+    /// The signer this firmware holds.
+    pub type DeviceSigner = AsmP256Signer;
+    /// The kind of key this firmware is built for.
+    pub const KIND: KeyKind = KeyKind::P256;
+    /// Largest key field this firmware stores.
+    pub const MAX_STORED_KEY: usize = 32;
+    /// Largest certificate this firmware makes.
+    pub const MAX_DEVICE_CERT: usize = MAX_CERT_LEN;
+    /// Largest provisioned key read (P-256 builds take none: enough to see one and refuse it).
+    pub const MAX_PROVISIONED_KEY: usize = 256;
+
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<DeviceSigner, KeyError> {
+        Ok(AsmP256Signer::generate(rng))
+    }
+
+    pub fn from_provisioned(_der: &[u8]) -> Result<DeviceSigner, KeyError> {
+        Err(KeyError::ProvisioningUnsupported)
+    }
+
+    pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
+        let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
+        AsmP256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)
+    }
+
+    /// Write the key field into `out`; returns its length. The caller zeroes `out` after use.
+    pub fn to_stored(signer: &DeviceSigner, out: &mut [u8]) -> Result<usize, KeyError> {
+        let secret = signer.secret_bytes();
+        let dst = out.get_mut(..secret.len()).ok_or(KeyError::P256)?;
+        dst.copy_from_slice(&secret);
+        Ok(secret.len())
+    }
+
+    /// The self-signed certificate around the signer's public key (the same bytes as the
+    /// software signer's certificate: same TBS, same RFC 6979 signature).
+    #[inline(never)]
+    pub fn build_cert(
+        params: &CertParams<'_>,
+        signer: &DeviceSigner,
+        out: &mut [u8],
+    ) -> Result<usize, CertError> {
+        build_self_signed_p256_point(params, &signer.public_key_sec1(), signer, out)
+    }
+
+    /// Whether `cert_der` holds `signer`'s public key.
+    pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
+        let cert_key = cert_public_key_p256(cert_der)?;
+        Ok(signer.public_key_sec1()[..] == cert_key[..])
     }
 }
 

@@ -10,4 +10,6 @@
 pub mod exchange;
 pub mod identity;
 pub mod key;
+#[cfg(feature = "p256-asm")]
+pub mod p256_asm;
 mod text;

@@ -3,18 +3,23 @@
 //! instructions = SysTick counts × 40 (25 MHz clock, 1 ns per instruction). Each operation runs
 //! twice: once counted (interrupts on, so SysTick wraps are seen), once with interrupts masked
 //! for its stack (painting below the caller's frame). `boards/size-report.sh` parses the lines.
+//! The steps run on the core's software P-256 signer, then ("asm …") on the firmware's own
+//! signer, P256-Cortex-M4.
 
 use defmt::info;
 use mpagent_core::agent::outbound::{Post, PostParams};
 use mpagent_core::agent::registration::{build_request, SigningIdentity};
 use mpagent_core::config::AgentConfig;
 use mpagent_core::guid::Guid;
-use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
+use mpagent_core::identity::{
+    build_self_signed_p256, build_self_signed_p256_point, CertParams, MAX_CERT_LEN,
+};
 use mpagent_core::sign::{P256Signer, Signer};
 use mpagent_core::sink::{emitted_len, Emit, Sha256Sink, Sink, WindowSink};
 use mpagent_core::time::UnixTime;
 use mpagent_core::wire::header::{endpoint, ReplyMode};
 use mpagent_core::wire::registration::{AgentType, RequestType};
+use mpagent_firmware_common::p256_asm::AsmP256Signer;
 use rand_chacha::ChaCha20Rng;
 
 use crate::{stack_paint, time_driver};
@@ -109,4 +114,45 @@ pub fn report(config: &AgentConfig<'_>, now: UnixTime, rng: &mut ChaCha20Rng) {
     };
     let total = measure("request stream (512-byte window, hashed)", || stream(&post));
     info!("measure request length: {=usize} bytes", total);
+    report_asm(config, now, rng);
+}
+
+/// The same steps on the firmware's signer, P256-Cortex-M4 (boards/firmware-common/src/p256_asm.rs).
+fn report_asm(config: &AgentConfig<'_>, now: UnixTime, rng: &mut ChaCha20Rng) {
+    let signer = measure("asm P-256 key generation", || AsmP256Signer::generate(rng));
+    let secret = signer.secret_bytes();
+    measure("asm P-256 key load (secret -> public key)", || {
+        AsmP256Signer::from_secret_bytes(&secret).is_ok()
+    });
+    measure("asm P-256 sign (one digest)", || {
+        signer.sign_sha256(&[0x42; 32]).is_ok()
+    });
+    let params = CertParams {
+        common_name: config.netbios_name,
+        not_before: now,
+        not_after: now.plus(86_400),
+        serial: [0x41; 16],
+    };
+    let mut cert = [0u8; MAX_CERT_LEN];
+    let point = signer.public_key_sec1();
+    let len = measure("asm self-signed certificate", || {
+        build_self_signed_p256_point(&params, &point, &signer, &mut cert).unwrap_or(0)
+    });
+    let identity = SigningIdentity {
+        signer: &signer,
+        cert_der: &cert[..len],
+    };
+    let build = || {
+        build_request(
+            config,
+            &identity,
+            AgentType::Client,
+            RequestType::Registration,
+            None,
+            now,
+        )
+    };
+    if measure("asm registration request build+sign", build).is_err() {
+        defmt::error!("measure: building the request failed");
+    }
 }

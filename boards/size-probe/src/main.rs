@@ -6,7 +6,9 @@
 //! Features: `baseline` (no core code, for size differences), `rsa` (the same path with an
 //! RSA-2048 key as well), `rsa-keygen` (and an RSA key generated on the device), `measure`
 //! (instructions and stack of each step of the P-256 path, see [`measure`]), `rsa-measure` (and
-//! of RSA signing and key generation). `src/bin/no_panic.rs` is the no-panic link proof.
+//! of RSA signing and key generation), `p256-asm` (the P-256 path on the firmware's assembly
+//! signer; with `measure`, its steps and known answers against the software signer).
+//! `src/bin/no_panic.rs` is the no-panic link proof.
 #![no_std]
 #![no_main]
 
@@ -22,10 +24,16 @@ use mpagent_core::agent::registration::{build_request, SigningIdentity};
 use mpagent_core::config::{AgentConfig, SiteMode};
 #[cfg_attr(feature = "baseline", allow(unused_imports))]
 use mpagent_core::guid::Guid;
-#[cfg_attr(feature = "baseline", allow(unused_imports))]
+#[cfg_attr(any(feature = "baseline", feature = "p256-asm"), allow(unused_imports))]
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
-#[cfg_attr(feature = "baseline", allow(unused_imports))]
+#[cfg_attr(any(feature = "baseline", feature = "p256-asm"), allow(unused_imports))]
 use mpagent_core::sign::{P256Signer, Signer};
+
+/// The firmware's assembly P-256 signer: the same source file as the boards build.
+#[cfg(feature = "p256-asm")]
+#[allow(dead_code)]
+#[path = "../../firmware-common/src/p256_asm.rs"]
+mod p256_asm;
 #[cfg_attr(feature = "baseline", allow(unused_imports))]
 use mpagent_core::sink::{emitted_len, Emit, Sha256Sink, Sink, WindowSink};
 #[cfg_attr(feature = "baseline", allow(unused_imports))]
@@ -55,12 +63,28 @@ fn cert_params() -> CertParams<'static> {
     }
 }
 
-#[cfg(not(feature = "baseline"))]
+#[cfg(all(not(feature = "baseline"), not(feature = "p256-asm")))]
 fn run() -> Result<(usize, [u8; 32]), &'static str> {
     let signer = P256Signer::from_secret_bytes(&[0x5A; 32]).map_err(|_| "key")?;
     let mut cert = [0u8; MAX_CERT_LEN];
     let cert_len =
         build_self_signed_p256(&cert_params(), &signer, &mut cert).map_err(|_| "cert")?;
+    let cert = cert.get(..cert_len).ok_or("cert len")?;
+    registration(&signer, cert)
+}
+
+/// The same path on the assembly signer: the same key, so the same request bytes.
+#[cfg(all(not(feature = "baseline"), feature = "p256-asm"))]
+fn run() -> Result<(usize, [u8; 32]), &'static str> {
+    let signer = p256_asm::AsmP256Signer::from_secret_bytes(&[0x5A; 32]).map_err(|_| "key")?;
+    let mut cert = [0u8; MAX_CERT_LEN];
+    let cert_len = mpagent_core::identity::build_self_signed_p256_point(
+        &cert_params(),
+        &signer.public_key_sec1(),
+        &signer,
+        &mut cert,
+    )
+    .map_err(|_| "cert")?;
     let cert = cert.get(..cert_len).ok_or("cert len")?;
     registration(&signer, cert)
 }
@@ -133,10 +157,10 @@ fn run_rsa() -> Result<(usize, [u8; 32]), &'static str> {
 
 /// A deterministic xorshift generator: NOT a cryptographic RNG. It only makes key generation
 /// repeatable so that its cost can be measured per seed.
-#[cfg(feature = "rsa-keygen")]
+#[cfg(any(feature = "rsa-keygen", all(feature = "p256-asm", feature = "measure")))]
 struct ProbeRng(u64);
 
-#[cfg(feature = "rsa-keygen")]
+#[cfg(any(feature = "rsa-keygen", all(feature = "p256-asm", feature = "measure")))]
 impl rand_core::RngCore for ProbeRng {
     fn next_u32(&mut self) -> u32 {
         (self.next_u64() >> 32) as u32
@@ -160,7 +184,7 @@ impl rand_core::RngCore for ProbeRng {
     }
 }
 
-#[cfg(feature = "rsa-keygen")]
+#[cfg(any(feature = "rsa-keygen", all(feature = "p256-asm", feature = "measure")))]
 impl rand_core::CryptoRng for ProbeRng {}
 
 /// A key generated on the device, then one signature with it.
@@ -320,6 +344,126 @@ fn run_measure_p256() -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The assembly signer: instructions and stack of its steps, then known answers: its signatures,
+/// certificate and generated keys equal the software signer's. One signature is printed with its
+/// key for an independent check on the host (tests/run-all.sh).
+#[cfg(all(feature = "measure", feature = "p256-asm"))]
+fn run_measure_asm() -> Result<(), &'static str> {
+    use p256_asm::AsmP256Signer;
+
+    let digest = [0x42u8; 32];
+    let (_, n, stack) = measure::run(|| {
+        AsmP256Signer::from_secret_bytes(&[0x5A; 32]).map(|s| s.sign_sha256(&digest))
+    });
+    hprintln!(
+        "p256-asm key load + sign: {} instructions, {} B stack",
+        n,
+        stack
+    );
+    let signer = AsmP256Signer::from_secret_bytes(&[0x5A; 32]).map_err(|_| "asm key")?;
+    let (sig, n, stack) = measure::run(|| signer.sign_sha256(&digest));
+    let sig = sig.map_err(|_| "asm sign")?;
+    hprintln!("p256-asm sign: {} instructions, {} B stack", n, stack);
+    // For an independent check on the host (OpenSSL through Python `cryptography`).
+    hprintln!(
+        "p256-asm signature check: key {:02x?} digest {:02x?} signature {:02x?}",
+        signer.public_key_sec1(),
+        digest,
+        sig.as_bytes()
+    );
+    let mut cert = [0u8; MAX_CERT_LEN];
+    let (len, n, stack) = measure::run(|| {
+        mpagent_core::identity::build_self_signed_p256_point(
+            &cert_params(),
+            &signer.public_key_sec1(),
+            &signer,
+            &mut cert,
+        )
+    });
+    let cert = cert
+        .get(..len.map_err(|_| "asm cert")?)
+        .ok_or("asm cert len")?;
+    hprintln!(
+        "p256-asm self-signed certificate: {} instructions, {} B stack",
+        n,
+        stack
+    );
+    let config = AgentConfig::new(
+        "PS1",
+        SiteMode::Mixed,
+        "http://10.0.2.2:8080",
+        "PROBE-1",
+        "probe-1.local",
+    )
+    .map_err(|_| "config")?;
+    let identity = SigningIdentity {
+        signer: &signer,
+        cert_der: cert,
+    };
+    let (out, n, stack) = measure::run(|| {
+        build_request(
+            &config,
+            &identity,
+            AgentType::Client,
+            RequestType::Registration,
+            None,
+            NOW,
+        )
+        .is_ok()
+    });
+    if !out {
+        return Err("asm build");
+    }
+    hprintln!(
+        "p256-asm registration request build+sign: {} instructions, {} B stack",
+        n,
+        stack
+    );
+    let (out, n, stack) = measure::run(|| registration(&signer, cert));
+    out?;
+    hprintln!(
+        "p256-asm registration request build+sign+stream: {} instructions, {} B stack",
+        n,
+        stack
+    );
+
+    // Known answers against the core's software signer.
+    let soft = P256Signer::from_secret_bytes(&[0x5A; 32]).map_err(|_| "soft key")?;
+    let mut soft_cert = [0u8; MAX_CERT_LEN];
+    let soft_len =
+        build_self_signed_p256(&cert_params(), &soft, &mut soft_cert).map_err(|_| "soft cert")?;
+    if soft_cert.get(..soft_len) != Some(cert) {
+        return Err("asm certificate differs from the software signer's");
+    }
+    let mut rng = ProbeRng(0x2545_F491_4F6C_DD1D);
+    const DIGESTS: usize = 16;
+    for _ in 0..DIGESTS {
+        let mut d = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rng, &mut d);
+        let a = signer.sign_sha256(&d).map_err(|_| "asm sign")?;
+        let b = soft.sign_sha256(&d).map_err(|_| "soft sign")?;
+        if a != b {
+            return Err("asm signature differs from the software signer's");
+        }
+    }
+    const KEYS: u64 = 4;
+    for seed in 1..=KEYS {
+        let a = AsmP256Signer::generate(&mut ProbeRng(seed));
+        let b = P256Signer::generate(&mut ProbeRng(seed));
+        if a.secret_bytes() != b.secret_bytes()
+            || a.public_key_sec1()[..] != b.verifying_key().to_encoded_point(false).as_bytes()[..]
+        {
+            return Err("asm key generation differs from the software signer's");
+        }
+    }
+    hprintln!(
+        "p256-asm known answers: {} signatures, the certificate and {} generated keys equal the software signer's",
+        DIGESTS,
+        KEYS
+    );
+    Ok(())
+}
+
 /// Instructions and stack of RSA-2048 operations, printed over semihosting.
 #[cfg(feature = "rsa-measure")]
 fn run_measure() -> Result<(), &'static str> {
@@ -424,6 +568,10 @@ fn main() -> ! {
     }
     #[cfg(feature = "measure")]
     if let Err(what) = run_measure_p256() {
+        fail(what);
+    }
+    #[cfg(all(feature = "measure", feature = "p256-asm"))]
+    if let Err(what) = run_measure_asm() {
         fail(what);
     }
     #[cfg(feature = "rsa-measure")]

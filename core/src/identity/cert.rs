@@ -69,6 +69,27 @@ pub fn build_self_signed_p256(
     sign_and_assemble(&tbs, signer, out)
 }
 
+/// Build a self-signed certificate for a P-256 key held by any [`Signer`] (an assembly or
+/// hardware signer) into `out`; returns its length. `point` is the key's SEC1 uncompressed public
+/// key (`04 ‖ x ‖ y`; it is not checked against the key).
+///
+/// The same bytes as [`build_self_signed_p256`] for the same key, parameters and signature; no
+/// DER is decoded (the SPKI is built from the point). A signer of another scheme is refused with
+/// [`CertError::InvalidKey`]. `out` of [`MAX_CERT_LEN`] bytes always suffices.
+#[inline(never)]
+pub fn build_self_signed_p256_point(
+    params: &CertParams<'_>,
+    point: &[u8; 65],
+    signer: &dyn Signer,
+    out: &mut [u8],
+) -> Result<usize, CertError> {
+    if signer.scheme() != SignatureScheme::EcdsaP256Sha256 {
+        return Err(CertError::InvalidKey);
+    }
+    let tbs = p256_point_tbs(params, point, out)?;
+    sign_and_assemble(&tbs, signer, out)
+}
+
 /// Build a self-signed certificate (sha256WithRSAEncryption) for a software RSA-2048 key into
 /// `out`; returns its length.
 ///
@@ -113,13 +134,23 @@ fn p256_tbs(
     out: &mut [u8],
 ) -> Result<EncodedTbs, CertError> {
     let point = signer.verifying_key().to_encoded_point(false);
+    p256_point_tbs(params, point.as_bytes(), out)
+}
+
+/// TBS of a P-256 certificate from the SEC1 uncompressed point.
+#[inline(never)]
+fn p256_point_tbs(
+    params: &CertParams<'_>,
+    point: &[u8],
+    out: &mut [u8],
+) -> Result<EncodedTbs, CertError> {
     let mut spki_buf = [0u8; P256_SPKI_LEN];
-    let spki_der = p256_spki_der(point.as_bytes(), &mut spki_buf)?;
+    let spki_der = p256_spki_der(point, &mut spki_buf)?;
     let key = SubjectKey {
         spki_der,
-        key_bits: point.as_bytes(),
+        key_bits: point,
     };
-    encode_tbs(params, &key, signer.scheme(), out)
+    encode_tbs(params, &key, SignatureScheme::EcdsaP256Sha256, out)
 }
 
 /// TBS of an RSA certificate, from the signer's SPKI.

@@ -34,8 +34,8 @@ use crate::sign::SignError;
 use crate::time::UnixTime;
 
 pub use cert::{
-    build_self_signed, build_self_signed_p256, build_self_signed_rsa, MAX_CERT_LEN,
-    MAX_RSA_CERT_LEN, P256_SPKI_LEN,
+    build_self_signed, build_self_signed_p256, build_self_signed_p256_point, build_self_signed_rsa,
+    MAX_CERT_LEN, MAX_RSA_CERT_LEN, P256_SPKI_LEN,
 };
 pub use der::asn1::ObjectIdentifier;
 pub use parse::{cert_has_eku, cert_public_key_p256, cert_spki_der, cert_validity};

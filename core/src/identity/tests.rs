@@ -156,6 +156,20 @@ fn p256_builder_matches_the_spki_route() {
 }
 
 #[test]
+fn p256_point_builder_matches_the_software_signer_route() {
+    let signer = fixed_signer();
+    let mut out = [0u8; MAX_CERT_LEN];
+    let n = build_self_signed_p256_point(&fixed_params(), &point_of(&signer), &signer, &mut out)
+        .unwrap();
+    assert_eq!(out[..n], build(&fixed_params(), &signer)[..]);
+    verify_p256(&out[..n]);
+    assert_eq!(
+        build_self_signed_p256_point(&fixed_params(), &point_of(&signer), &FakeRsa, &mut out),
+        Err(CertError::InvalidKey)
+    );
+}
+
+#[test]
 fn random_keys_verify_and_fit() {
     for _ in 0..8 {
         let signer = P256Signer::generate(&mut OsRng);
