@@ -10,4 +10,6 @@
 pub mod exchange;
 pub mod identity;
 pub mod key;
+#[cfg(feature = "native")]
+pub mod tls;
 mod text;

@@ -1,0 +1,1 @@
+//! Native mode: TLS over the core's `Connector`.
