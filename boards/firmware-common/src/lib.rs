@@ -10,6 +10,6 @@
 pub mod exchange;
 pub mod identity;
 pub mod key;
+mod text;
 #[cfg(feature = "native")]
 pub mod tls;
-mod text;
