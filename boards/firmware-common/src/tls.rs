@@ -320,6 +320,8 @@ pub struct TlsConnector<'t, C> {
     max_version: Option<TlsVersion>,
     /// The version the last handshake negotiated.
     pub negotiated: Option<TlsVersion>,
+    /// Why the last connection failed, if it did (the core's driver sees only its kind).
+    pub last_error: Option<TlsError>,
 }
 
 impl<'t, C> TlsConnector<'t, C> {
@@ -347,6 +349,7 @@ impl<'t, C> TlsConnector<'t, C> {
             min_version: versions.0,
             max_version: versions.1,
             negotiated: None,
+            last_error: None,
         })
     }
 }
@@ -359,28 +362,64 @@ impl<'t, C: Connector> Connector for TlsConnector<'t, C> {
         Self: 'c;
 
     async fn connect(&mut self) -> Result<Self::Connection<'_>, TlsError> {
-        let server_name = CStr::from_bytes_with_nul(&self.server_name)
+        let (result, negotiated) = connect_tls(
+            &mut self.inner,
+            self.tls,
+            self.provisioned,
+            &self.server_name,
+            (self.min_version, self.max_version),
+        )
+        .await;
+        match &result {
+            Ok(_) => {
+                self.negotiated = negotiated;
+                self.last_error = None;
+                if let Some(v) = negotiated {
+                    defmt::info!("tls={=str}", version_name(v));
+                }
+            }
+            Err(e) => {
+                defmt::warn!("{}", e);
+                self.last_error = Some(*e);
+            }
+        }
+        result
+    }
+}
+
+/// TCP, then the handshake; the connection and the version it negotiated.
+async fn connect_tls<'c, C: Connector>(
+    inner: &'c mut C,
+    tls: TlsReference<'c>,
+    provisioned: &'c Provisioned,
+    server_name: &'c [u8],
+    (min_version, max_version): (TlsVersion, Option<TlsVersion>),
+) -> (
+    Result<TlsConnection<'c, C::Connection<'c>>, TlsError>,
+    Option<TlsVersion>,
+) {
+    let result = async {
+        let server_name = CStr::from_bytes_with_nul(server_name)
             .map_err(|_| TlsError::Tls(sys::MBEDTLS_ERR_SSL_BAD_INPUT_DATA))?;
         let config = SessionConfig::Client(ClientSessionConfig {
-            ca_chain: Some(self.provisioned.ca.clone()),
-            creds: Some(self.provisioned.creds.clone()),
+            ca_chain: Some(provisioned.ca.clone()),
+            creds: Some(provisioned.creds.clone()),
             server_name: Some(server_name),
             auth_mode: AuthMode::Required,
-            min_version: self.min_version,
-            max_version: self.max_version,
+            min_version,
+            max_version,
             ..ClientSessionConfig::new()
         });
-        let tcp = self
-            .inner
+        let tcp = inner
             .connect()
             .await
             .map_err(|e| TlsError::Transport(embedded_io_async::Error::kind(&e)))?;
-        let mut session = Session::new(self.tls, tcp, &config).map_err(TlsError::from_session)?;
+        let mut session = Session::new(tls, tcp, &config).map_err(TlsError::from_session)?;
         drop(config);
         match session.connect().await {
-            Ok(()) => {}
+            Ok(()) => Ok(session),
             Err(SessionError::MbedTls(e)) if e.code() == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED => {
-                return Err(TlsError::Verify(VerifyError::from_flags(
+                Err(TlsError::Verify(VerifyError::from_flags(
                     session.tls_verification_details(),
                 )))
             }
@@ -388,16 +427,20 @@ impl<'t, C: Connector> Connector for TlsConnector<'t, C> {
                 let flags = session.tls_verification_details();
                 // A refused chain can surface as the alert Mbed TLS sent about it.
                 if flags != 0 && flags != u32::MAX {
-                    return Err(TlsError::Verify(VerifyError::from_flags(flags)));
+                    Err(TlsError::Verify(VerifyError::from_flags(flags)))
+                } else {
+                    Err(TlsError::from_session(e))
                 }
-                return Err(TlsError::from_session(e));
             }
         }
-        self.negotiated = session.tls_version();
-        if let Some(v) = self.negotiated {
-            defmt::info!("tls={=str}", version_name(v));
+    }
+    .await;
+    match result {
+        Ok(session) => {
+            let v = session.tls_version();
+            (Ok(TlsConnection { session }), v)
         }
-        Ok(TlsConnection { session })
+        Err(e) => (Err(e), None),
     }
 }
 
