@@ -44,11 +44,11 @@ use mbedtls_rs::sys::{
     self, mbedtls_ms_time_t, MBEDTLS_ERR_SSL_ALLOC_FAILED, MBEDTLS_ERR_X509_ALLOC_FAILED,
     MBEDTLS_ERR_X509_CERT_VERIFY_FAILED,
 };
-pub use mbedtls_rs::TlsVersion;
 use mbedtls_rs::{
     AuthMode, Certificate, ClientSessionConfig, Credentials, PrivateKey, Session, SessionConfig,
-    SessionError, Tls, TlsReference, X509,
+    SessionError, TlsReference, X509,
 };
+pub use mbedtls_rs::{Tls, TlsVersion};
 use mpagent_core::io::Connector;
 use mpagent_core::time::UnixTime;
 
