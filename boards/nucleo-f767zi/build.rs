@@ -7,6 +7,11 @@ fn main() {
     std::fs::copy("memory.x", out.join("memory.x")).unwrap();
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
+    // Native mode: Mbed TLS's configuration gets renegotiation enabled through this wrapper
+    // (mpagent_firmware_common::tls, "Renegotiation").
+    if std::env::var_os("CARGO_FEATURE_NATIVE").is_some() {
+        println!("cargo:rustc-link-arg=--wrap=mbedtls_ssl_config_defaults");
+    }
     for (var, file) in [
         ("MPAGENT_CA", "ca.der"),
         ("MPAGENT_CLIENT_CERT", "client.der"),

@@ -1170,6 +1170,19 @@ async fn native_boot_registers(site: &NativeSite, elf: &Path, version: &str, cer
     b
 }
 
+/// A policy body of about 12 000 characters (24 KB in UTF-16).
+fn big_policy_body() -> String {
+    let mut body = String::from("<Policy>");
+    for i in 0..300 {
+        body.push_str(&format!(
+            "<Setting Name=\"Tray{i:03}\" Value=\"letter-duplex-on\"/>"
+        ));
+    }
+    body.push_str("</Policy>");
+    assert!(body.len() > 8 * 1024);
+    body
+}
+
 fn other(version: &str) -> &'static str {
     if version == "1.2" {
         "1.3"
@@ -1191,6 +1204,19 @@ async fn native_firmware_registers_over_tls_1_2_then_1_3_with_a_p256_client_cert
         .unwrap();
     let site = NativeSite::start(ServerCert::Good).await;
     let cert = site.provision_p256();
+    // A policy body over 16 KiB on the wire (UTF-16): the MP sends full 16 KiB records, which
+    // the board's receive record must hold whole.
+    let body = big_policy_body();
+    site.db
+        .add_policy(&NewPolicy {
+            policy_id: POLICY_ID,
+            version: POLICY_VERSION,
+            target: PolicyTarget::All,
+            category: None,
+            flags: 0,
+            body: &body,
+        })
+        .unwrap();
     let first = native_boot_registers(&site, &elf, "1.2", &cert).await;
     assert!(
         first.log.contains("identity provisioned: P-256 key"),
@@ -1202,11 +1228,22 @@ async fn native_firmware_registers_over_tls_1_2_then_1_3_with_a_p256_client_cert
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(kinds, ["ddr"], "the heartbeat went over TLS");
+    assert_eq!(
+        kinds,
+        ["ddr", "state"],
+        "heartbeat and the policy's state message over TLS"
+    );
+    let fetched = std::fs::read(site.workdir.path().join("policy0.xml")).unwrap();
+    assert!(fetched.len() > 16 * 1024, "{} bytes", fetched.len());
+    assert_eq!(
+        utf16_text(&fetched),
+        body,
+        "the body fetched over TLS is the published one"
+    );
     // Second boot over TLS 1.3: the same identity, confirmed, reporting again.
     let second = native_boot_registers(&site, &elf, "1.3", &cert).await;
     assert!(second.log.contains("identity loaded"), "{}", second.log);
-    assert_eq!(messages_of(&site.db, &smsid).len(), 2, "a second heartbeat");
+    assert_eq!(messages_of(&site.db, &smsid).len(), 3, "a second heartbeat");
     site.mp.shutdown().await;
 }
 

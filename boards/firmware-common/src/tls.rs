@@ -28,9 +28,17 @@
 //! handshake's transient state. [`Pool::peak`] is the high-water mark, which the board logs
 //! after each boot; the pool sizes and flash figures measured are in the boards' README.
 //!
-//! The renegotiation switch of Mbed TLS (`mbedtls_ssl_conf_renegotiation`) is not reachable
-//! through `mbedtls-rs` 0.3's `Session`, which keeps its configuration private; a server's
-//! HelloRequest is therefore refused with a no_renegotiation alert today.
+//! # Renegotiation
+//! IIS asks for the client certificate only after it has read the request: on TLS 1.2 by a
+//! HelloRequest, which Mbed TLS answers inside `mbedtls_ssl_read` when renegotiation is enabled
+//! in its configuration (off by default). `mbedtls-rs` 0.3 keeps that configuration private, so
+//! this module enables it by wrapping `mbedtls_ssl_config_defaults` at link time: the board links
+//! with `--wrap=mbedtls_ssl_config_defaults` (its build.rs), and
+//! `__wrap_mbedtls_ssl_config_defaults` below runs the real one, then
+//! `mbedtls_ssl_conf_renegotiation(conf, ENABLED)`. (Without that link argument the image does
+//! not link: `__real_mbedtls_ssl_config_defaults` is undefined.) TLS 1.3's post-handshake client
+//! authentication is not implemented by Mbed TLS 3.6: an MP asking for the certificate that way
+//! fails the connection.
 
 use core::cell::{RefCell, UnsafeCell};
 use core::ffi::{c_void, CStr};
@@ -478,6 +486,45 @@ impl<S: Read + Write> Write for TlsConnection<'_, S> {
     async fn flush(&mut self) -> Result<(), TlsError> {
         self.session.flush().await.map_err(TlsError::from_session)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renegotiation (see the module documentation)
+// ---------------------------------------------------------------------------------------------
+
+extern "C" {
+    fn __real_mbedtls_ssl_config_defaults(
+        conf: *mut sys::mbedtls_ssl_config,
+        endpoint: core::ffi::c_int,
+        transport: core::ffi::c_int,
+        preset: core::ffi::c_int,
+    ) -> core::ffi::c_int;
+}
+
+/// `mbedtls_ssl_config_defaults`, then renegotiation enabled (the board links with
+/// `--wrap=mbedtls_ssl_config_defaults`).
+///
+/// # Safety
+/// As `mbedtls_ssl_config_defaults`: `conf` points to an initialised `mbedtls_ssl_config`.
+#[no_mangle]
+pub unsafe extern "C" fn __wrap_mbedtls_ssl_config_defaults(
+    conf: *mut sys::mbedtls_ssl_config,
+    endpoint: core::ffi::c_int,
+    transport: core::ffi::c_int,
+    preset: core::ffi::c_int,
+) -> core::ffi::c_int {
+    // SAFETY: the caller's contract, passed on.
+    let r = unsafe { __real_mbedtls_ssl_config_defaults(conf, endpoint, transport, preset) };
+    if r == 0 {
+        // SAFETY: `conf` was just set up by the real function.
+        unsafe {
+            sys::mbedtls_ssl_conf_renegotiation(
+                conf,
+                sys::MBEDTLS_SSL_RENEGOTIATION_ENABLED as core::ffi::c_int,
+            )
+        };
+    }
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
