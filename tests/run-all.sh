@@ -23,6 +23,11 @@ command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 # The C API's examples: gcc for c-host, arm-none-eabi-gcc and newlib for the Cortex-M C image.
 command -v gcc >/dev/null || need_apt+=(gcc)
 command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+# The boards' native mode builds Mbed TLS (mbedtls-rs-sys: cmake + ninja, clang for the C and bindgen).
+command -v clang >/dev/null || need_apt+=(clang)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v ninja >/dev/null || need_apt+=(ninja-build)
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}"
 fi
@@ -87,6 +92,9 @@ grep -q '^skeleton: 4 steps run$' <<<"$skeleton_out"
 step "firmware logic shared by the boards (boards/firmware-common: identity, heartbeat, queue, policy)"
 (cd boards/firmware-common && cargo fmt --check && cargo clippy --locked --release -- -D warnings \
   && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings)
+# Native mode (Mbed TLS); checked in the QEMU board's native target dir, whose Mbed TLS build it shares.
+(cd boards/firmware-common && cargo clippy --locked --release --features native,key-rsa2048 \
+  --target-dir ../qemu-mps2-an386/target/native -- -D warnings)
 
 step "firmware for QEMU mps2-an386 (boards/qemu-mps2-an386; booted by tests/tests/qemu_board.rs)"
 (cd boards/qemu-mps2-an386 && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
@@ -94,12 +102,19 @@ step "firmware for QEMU mps2-an386 (boards/qemu-mps2-an386; booted by tests/test
 # The RSA-2048 key build, in its own target dir; also booted by qemu_board.rs.
 (cd boards/qemu-mps2-an386 && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings \
   && cargo build --locked --release --features key-rsa2048 --target-dir target/rsa)
+# Native mode (HTTPS, Mbed TLS), P-256 and RSA-2048 client keys; booted by qemu_board.rs (`native…`).
+(cd boards/qemu-mps2-an386 && cargo clippy --locked --release --features native --target-dir target/native -- -D warnings \
+  && cargo build --locked --release --features native --target-dir target/native \
+  && cargo build --locked --release --features native,key-rsa2048 --target-dir target/native-rsa)
 
 step "firmware for NUCLEO-F767ZI (boards/nucleo-f767zi: embassy-stm32 Ethernet, identity and queue in flash; build only)"
 (cd boards/nucleo-f767zi && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
   && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')
 (cd boards/nucleo-f767zi && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings \
   && cargo build --locked --release --features key-rsa2048 --target-dir target/rsa)
+# Native mode, built without provisioning (the image then refuses to start native mode).
+(cd boards/nucleo-f767zi && cargo clippy --locked --release --features native --target-dir target/native -- -D warnings \
+  && cargo build --locked --release --features native --target-dir target/native)
 
 step "C API (core/ffi): header freshness, c-host built with gcc (run by tests/tests/ffi_c_host.rs), the Cortex-M C image under QEMU mps2-an386"
 bash core/ffi/check-header.sh

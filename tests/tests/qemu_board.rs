@@ -934,3 +934,400 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
     );
     mp.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Native mode: the `--features native` image over HTTPS (Mbed TLS) against the emulator's TLS
+// MP (rustls), with the site's CA, the MP's certificate and the device's CA-issued certificate
+// made by `mpagent_sim::pki` (P-256) or by OpenSSL (the RSA-2048 device certificate).
+// ---------------------------------------------------------------------------------------------
+
+use mpagent_sim::mp::TlsConfig;
+use mpagent_sim::pki::{self, CertKind, IssueParams, Issued, TestCa};
+
+/// The native image (P-256 client key), or with `rsa` the native RSA-2048 one, each in its own
+/// target directory as tests/run-all.sh builds them.
+fn native_firmware(rsa: bool) -> PathBuf {
+    if rsa {
+        build_firmware(Some(("native,key-rsa2048", "target/native-rsa")))
+    } else {
+        build_firmware(Some(("native", "target/native")))
+    }
+}
+
+/// A native-mode site: its CA, the MP (TLS, a client certificate required) and the device's
+/// directory with `mpagent.cfg`, `ca.der`, `client.der` and `client-key.der`.
+struct NativeSite {
+    _dir: tempfile::TempDir,
+    workdir: tempfile::TempDir,
+    ca: TestCa,
+    mp: MpServer,
+    db: SiteDb,
+}
+
+/// The MP's certificate for [`NativeSite::start`].
+enum ServerCert {
+    /// Names 10.0.2.2 (the address the device connects to) as an IP SAN.
+    Good,
+    /// Names only `elsewhere.test`.
+    WrongName,
+    /// Names 10.0.2.2, but expired in 2020.
+    Expired,
+}
+
+impl NativeSite {
+    async fn start(server: ServerCert) -> NativeSite {
+        let dir = tempfile::tempdir().unwrap();
+        let workdir = tempfile::tempdir().unwrap();
+        let ca = TestCa::init(&dir.path().join("ca"), "mpagent Board Test CA", 30).unwrap();
+        let mut params = IssueParams {
+            san: vec!["10.0.2.2".into(), "mp.test.local".into()],
+            ..IssueParams::new("mp.test.local", CertKind::Server)
+        };
+        match server {
+            ServerCert::Good => {}
+            ServerCert::WrongName => params.san = vec!["elsewhere.test".into()],
+            ServerCert::Expired => {
+                params.not_before = Some(pki::parse_date("2020-01-01").unwrap());
+                params.days = 30;
+            }
+        }
+        let server = ca.issue(&params).unwrap();
+        let tls = TlsConfig::from_files(
+            &server.cert_pem_path,
+            &server.key_pem_path,
+            &ca.cert_pem_path(),
+            None,
+        )
+        .unwrap();
+        let db_path = dir.path().join("site.db");
+        let mp = MpServer::start_tls(mp_config(&db_path), tls, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("MP starts in native mode");
+        std::fs::write(workdir.path().join("ca.der"), ca.cert_der()).unwrap();
+        let db = SiteDb::open(&db_path).unwrap();
+        NativeSite {
+            _dir: dir,
+            workdir,
+            ca,
+            mp,
+            db,
+        }
+    }
+
+    /// Writes `mpagent.cfg` for `https://10.0.2.2:<port>` offering `tls_version`.
+    fn configure(&self, tls_version: &str) {
+        let port = self.mp.local_addr().port();
+        std::fs::write(
+            self.workdir.path().join("mpagent.cfg"),
+            format!(
+                "# written by tests/tests/qemu_board.rs (native mode)\n\
+                 mp=https://10.0.2.2:{port}\nsite=PS1\nname={DEVICE}\nfqdn=qemu-1.test.local\n\
+                 max_failures=1\ntls_version={tls_version}\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Provisions a P-256 device certificate from the site's CA.
+    fn provision_p256(&self) -> Vec<u8> {
+        let issued: Issued = self
+            .ca
+            .issue(&IssueParams::new(DEVICE, CertKind::Device))
+            .unwrap();
+        self.provision(&issued.cert_der, &issued.key_pkcs8);
+        issued.cert_der
+    }
+
+    /// Provisions an RSA-2048 device certificate from the site's CA, made with OpenSSL (the
+    /// same key usage and EKUs as `pki issue --kind device`).
+    fn provision_rsa(&self) -> Vec<u8> {
+        let d = self.workdir.path().join("openssl");
+        std::fs::create_dir_all(&d).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&d)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            d.join("ext.cnf"),
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=clientAuth,1.3.6.1.4.1.311.101.2,1.3.6.1.4.1.311.101\n\
+             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+        )
+        .unwrap();
+        let ca_dir = self.ca.dir();
+        std::fs::copy(ca_dir.join(pki::CA_CERT_DER), d.join("ca.der")).unwrap();
+        std::fs::copy(ca_dir.join(pki::CA_KEY_PK8), d.join("ca.key.der")).unwrap();
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-outform",
+            "DER",
+            "-out",
+            "key.der",
+        ]);
+        run(&[
+            "req",
+            "-new",
+            "-key",
+            "key.der",
+            "-keyform",
+            "DER",
+            "-subj",
+            &format!("/CN={DEVICE}"),
+            "-out",
+            "req.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.der",
+            "-CAform",
+            "DER",
+            "-CAkey",
+            "ca.key.der",
+            "-CAkeyform",
+            "DER",
+            "-days",
+            "30",
+            "-set_serial",
+            "4242",
+            "-extfile",
+            "ext.cnf",
+            "-outform",
+            "DER",
+            "-out",
+            "cert.der",
+        ]);
+        let cert = std::fs::read(d.join("cert.der")).unwrap();
+        let key = std::fs::read(d.join("key.der")).unwrap();
+        self.provision(&cert, &key);
+        cert
+    }
+
+    fn provision(&self, cert: &[u8], key: &[u8]) {
+        std::fs::write(self.workdir.path().join("client.der"), cert).unwrap();
+        std::fs::write(self.workdir.path().join("client-key.der"), key).unwrap();
+    }
+}
+
+/// The pool figure the firmware logs at the end of a boot.
+fn tls_pool_peak(log: &str) -> Option<usize> {
+    let at = log.find("tls pool: peak ")? + "tls pool: peak ".len();
+    log.get(at..)?.split(' ').next()?.parse().ok()
+}
+
+/// Boots native `elf` offering `version`: registered (exit 0) over that version, the MP's
+/// client being the provisioned certificate.
+async fn native_boot_registers(site: &NativeSite, elf: &Path, version: &str, cert: &[u8]) -> Boot {
+    site.configure(version);
+    let b = boot(elf, site.workdir.path()).await;
+    println!(
+        "--- native boot, tls_version={version} ({:?}) ---\n{}",
+        b.elapsed, b.log
+    );
+    assert_eq!(
+        b.code,
+        Some(0),
+        "native boot over TLS {version} failed:\n{}",
+        b.log
+    );
+    assert!(b.log.contains(&format!("tls={version}")), "{}", b.log);
+    assert!(
+        !b.log.contains(&format!("tls={}", other(version))),
+        "{}",
+        b.log
+    );
+    let clients = site.db.clients().unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    assert_eq!(
+        clients[0].cert_der, cert,
+        "registered with the provisioned certificate"
+    );
+    assert!(
+        site.db.rejections().unwrap().is_empty(),
+        "{:?}",
+        site.db.rejections()
+    );
+    let peak = tls_pool_peak(&b.log).expect("the pool's peak is logged");
+    assert!(
+        peak > 16 * 1024,
+        "the 16 KiB receive record comes from the pool: {peak}"
+    );
+    b
+}
+
+/// A policy body of about 12 000 characters (24 KB in UTF-16).
+fn big_policy_body() -> String {
+    let mut body = String::from("<Policy>");
+    for i in 0..300 {
+        body.push_str(&format!(
+            "<Setting Name=\"Tray{i:03}\" Value=\"letter-duplex-on\"/>"
+        ));
+    }
+    body.push_str("</Policy>");
+    assert!(body.len() > 8 * 1024);
+    body
+}
+
+fn other(version: &str) -> &'static str {
+    if version == "1.2" {
+        "1.3"
+    } else {
+        "1.2"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_registers_over_tls_1_2_then_1_3_with_a_p256_client_certificate() {
+    if tools_or_skip(
+        "native_firmware_registers_over_tls_1_2_then_1_3_with_a_p256_client_certificate",
+    ) != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    let site = NativeSite::start(ServerCert::Good).await;
+    let cert = site.provision_p256();
+    // A policy body over 16 KiB on the wire (UTF-16): the MP sends full 16 KiB records, which
+    // the board's receive record must hold whole.
+    let body = big_policy_body();
+    site.db
+        .add_policy(&NewPolicy {
+            policy_id: POLICY_ID,
+            version: POLICY_VERSION,
+            target: PolicyTarget::All,
+            category: None,
+            flags: 0,
+            body: &body,
+        })
+        .unwrap();
+    let first = native_boot_registers(&site, &elf, "1.2", &cert).await;
+    assert!(
+        first.log.contains("identity provisioned: P-256 key"),
+        "{}",
+        first.log
+    );
+    let smsid = site.db.clients().unwrap()[0].smsid.to_ascii_uppercase();
+    let kinds: Vec<String> = messages_of(&site.db, &smsid)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ddr", "state"],
+        "heartbeat and the policy's state message over TLS"
+    );
+    let fetched = std::fs::read(site.workdir.path().join("policy0.xml")).unwrap();
+    assert!(fetched.len() > 16 * 1024, "{} bytes", fetched.len());
+    assert_eq!(
+        utf16_text(&fetched),
+        body,
+        "the body fetched over TLS is the published one"
+    );
+    // Second boot over TLS 1.3: the same identity, confirmed, reporting again.
+    let second = native_boot_registers(&site, &elf, "1.3", &cert).await;
+    assert!(second.log.contains("identity loaded"), "{}", second.log);
+    assert_eq!(messages_of(&site.db, &smsid).len(), 3, "a second heartbeat");
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_rsa_firmware_registers_over_tls_1_2_and_1_3_with_an_rsa_2048_client_certificate() {
+    if tools_or_skip(
+        "native_rsa_firmware_registers_over_tls_1_2_and_1_3_with_an_rsa_2048_client_certificate",
+    ) != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(true))
+        .await
+        .unwrap();
+    let site = NativeSite::start(ServerCert::Good).await;
+    let cert = site.provision_rsa();
+    let first = native_boot_registers(&site, &elf, "1.2", &cert).await;
+    assert!(
+        first.log.contains("identity provisioned: RSA-2048 key"),
+        "{}",
+        first.log
+    );
+    assert_eq!(
+        site.db.clients().unwrap()[0].hash_algorithm.as_deref(),
+        Some(mpagent_core::profile::RSA_SHA256_OID)
+    );
+    native_boot_registers(&site, &elf, "1.3", &cert).await;
+    site.mp.shutdown().await;
+}
+
+/// A boot that must be refused at the handshake with `sentence`: exit 1, nothing registered,
+/// no message reached the MP.
+async fn native_boot_refused(site: &NativeSite, elf: &Path, sentence: &str) {
+    site.configure("any");
+    let b = boot(elf, site.workdir.path()).await;
+    println!("--- refused native boot ({:?}) ---\n{}", b.elapsed, b.log);
+    assert_eq!(b.code, Some(1), "{}", b.log);
+    assert!(
+        b.log.contains(sentence),
+        "expected {sentence:?} in:\n{}",
+        b.log
+    );
+    assert!(
+        b.log.contains("the last connection to the MP failed"),
+        "{}",
+        b.log
+    );
+    assert!(
+        !b.log.contains("tls=1."),
+        "no handshake completed:\n{}",
+        b.log
+    );
+    assert!(site.db.clients().unwrap().is_empty());
+    assert!(site.db.messages(None).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_refuses_an_unknown_ca_a_wrong_name_and_an_expired_mp_certificate() {
+    if tools_or_skip(
+        "native_firmware_refuses_an_unknown_ca_a_wrong_name_and_an_expired_mp_certificate",
+    ) != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+
+    // Wrong CA: the device was provisioned with another CA than the one that issued the MP's.
+    let site = NativeSite::start(ServerCert::Good).await;
+    site.provision_p256();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCa::init(other_dir.path(), "Some Other CA", 30).unwrap();
+    std::fs::write(site.workdir.path().join("ca.der"), other.cert_der()).unwrap();
+    native_boot_refused(&site, &elf, "does not chain to the provisioned CA").await;
+    site.mp.shutdown().await;
+
+    let site = NativeSite::start(ServerCert::WrongName).await;
+    site.provision_p256();
+    native_boot_refused(&site, &elf, "names neither the host nor the address in mp=").await;
+    site.mp.shutdown().await;
+
+    let site = NativeSite::start(ServerCert::Expired).await;
+    site.provision_p256();
+    native_boot_refused(&site, &elf, "the MP's certificate has expired").await;
+    site.mp.shutdown().await;
+}

@@ -179,6 +179,52 @@ fn load<F: NorFlash>(
     Ok(Some((signer, rec.cert_der.len(), rec.registration)))
 }
 
+/// Bytes of the certificate buffer [`load_or_provision`] fills: a CA-issued certificate (chain
+/// extensions, EKUs, an RSA key) is longer than the self-signed one.
+#[cfg(feature = "native")]
+pub const NATIVE_CERT_BUFFER: usize = 2048;
+
+/// Native mode: the identity is the certificate the site's CA issued and its key, both
+/// provisioned (`client_cert`, `client_key`: DER). A stored identity holding that very
+/// certificate is loaded with its registration state; otherwise (none, or a renewed
+/// certificate) the provisioned pair, checked to match, replaces it, unregistered — the MP knows
+/// a device by its certificate, so a new certificate registers anew.
+#[cfg(feature = "native")]
+pub fn load_or_provision<F: NorFlash>(
+    store: &mut Store<F>,
+    load_buf: &mut [u8],
+    cert_buf: &mut [u8],
+    client_cert: &[u8],
+    client_key: &[u8],
+) -> Result<Loaded, IdentityError<F::Error>> {
+    let loaded = load(store, load_buf, cert_buf);
+    load_buf.fill(0);
+    if let Some((signer, len, state)) = loaded? {
+        if cert_buf.get(..len) == Some(client_cert) {
+            return Ok((signer, len, state));
+        }
+        info!("the provisioned certificate is new: the device registers anew");
+    } else if store.report().torn_identity_slots > 0 {
+        return Err(IdentityError::Damaged);
+    }
+    let signer = key::from_provisioned_native(client_key).map_err(IdentityError::ProvisionedKey)?;
+    if !key::cert_matches(&signer, client_cert).map_err(IdentityError::Certificate)? {
+        return Err(IdentityError::Mismatch);
+    }
+    let cert = cert_buf
+        .get_mut(..client_cert.len())
+        .ok_or(IdentityError::Certificate(CertError::BufferTooSmall))?;
+    cert.copy_from_slice(client_cert);
+    let state = RegistrationState::Unregistered;
+    save(store, &signer, client_cert, state)?;
+    info!(
+        "identity provisioned: {} key, {=usize}-byte CA-issued certificate",
+        key::KIND,
+        client_cert.len()
+    );
+    Ok((signer, client_cert.len(), state))
+}
+
 /// Save the identity with `state` (the other A/B slot: a power cut keeps the previous record).
 #[inline(never)]
 pub fn save<F: NorFlash>(

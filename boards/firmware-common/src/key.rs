@@ -94,6 +94,13 @@ mod imp {
         Err(KeyError::ProvisioningUnsupported)
     }
 
+    /// Native mode: the CA-issued certificate's key, DER PKCS#8 or SEC1 `ECPrivateKey`.
+    #[cfg(feature = "native")]
+    pub fn from_provisioned_native(der: &[u8]) -> Result<DeviceSigner, KeyError> {
+        let scalar = super::p256_scalar_of(der).ok_or(KeyError::P256)?;
+        P256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)
+    }
+
     pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
         let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
         P256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)
@@ -218,6 +225,12 @@ mod imp {
         .map_err(KeyError::Rsa)
     }
 
+    /// Native mode: the CA-issued certificate's key (PKCS#8 or PKCS#1 DER), checked.
+    #[cfg(feature = "native")]
+    pub fn from_provisioned_native(der: &[u8]) -> Result<DeviceSigner, KeyError> {
+        from_provisioned(der)
+    }
+
     /// The stored PKCS#8 key, checked on import like a provisioned one (a flash fault in the key
     /// is caught here, not by a wrong signature on the wire).
     #[inline(never)]
@@ -255,3 +268,55 @@ mod imp {
 }
 
 pub use imp::*;
+
+/// One DER TLV at the start of `der`: (tag, contents, rest). Definite lengths up to 2 bytes.
+#[cfg(all(feature = "native", not(feature = "key-rsa2048")))]
+fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81 => (usize::from(*rest.first()?), rest.get(1..)?),
+        0x82 => (
+            usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
+            rest.get(2..)?,
+        ),
+        _ => return None,
+    };
+    Some((tag, rest.get(..len)?, rest.get(len..)?))
+}
+
+/// The 32-byte secret of a P-256 key in PKCS#8 `PrivateKeyInfo` or SEC1 `ECPrivateKey` DER
+/// (`SEQUENCE { INTEGER 1, OCTET STRING privateKey, … }`, inside PKCS#8's OCTET STRING).
+#[cfg(all(feature = "native", not(feature = "key-rsa2048")))]
+fn p256_scalar_of(der: &[u8]) -> Option<&[u8; 32]> {
+    let (tag, body, _) = tlv(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, version, rest) = tlv(body)?;
+    if tag != 0x02 {
+        return None;
+    }
+    let ec_private_key = if version == [0] {
+        // PKCS#8: AlgorithmIdentifier, then the ECPrivateKey in an OCTET STRING.
+        let (tag, _alg, rest) = tlv(rest)?;
+        let (tag2, inner, _) = tlv(rest)?;
+        if tag != 0x30 || tag2 != 0x04 {
+            return None;
+        }
+        let (tag, body, _) = tlv(inner)?;
+        if tag != 0x30 {
+            return None;
+        }
+        let (tag, version, rest) = tlv(body)?;
+        (tag == 0x02 && version == [1]).then_some(rest)?
+    } else if version == [1] {
+        rest
+    } else {
+        return None;
+    };
+    let (tag, scalar, _) = tlv(ec_private_key)?;
+    (tag == 0x04).then_some(())?;
+    scalar.try_into().ok()
+}

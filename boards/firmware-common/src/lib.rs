@@ -13,3 +13,5 @@ pub mod key;
 #[cfg(feature = "p256-asm")]
 pub mod p256_asm;
 mod text;
+#[cfg(feature = "native")]
+pub mod tls;

@@ -17,6 +17,8 @@
 mod net;
 mod policy_ram;
 mod storage;
+#[cfg(feature = "native")]
+mod tls_pool;
 
 use core::net::Ipv4Addr;
 
@@ -40,13 +42,49 @@ use mpagent_core::io::{self, Clock as _, Connector};
 use mpagent_core::store::Store;
 use mpagent_core::wire::registration::AgentType;
 use mpagent_firmware_common::exchange::{self, Addresses, BoardHost, Bounded, MAX_ASSIGNMENTS};
-use mpagent_firmware_common::identity::{self, CERT_BUFFER, LOAD_BUFFER_ANY_KIND};
+use mpagent_firmware_common::identity::{self, LOAD_BUFFER_ANY_KIND};
+/// The identity's certificate: self-signed, or in native mode the CA-issued one (longer).
+#[cfg(not(feature = "native"))]
+const CERT_LEN: usize = identity::CERT_BUFFER;
+#[cfg(feature = "native")]
+const CERT_LEN: usize = identity::NATIVE_CERT_BUFFER;
 use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
 use crate::net::{BoardClock, TcpConnector};
 use crate::policy_ram::{PolicyRam, MAX_POLICY_BODY};
 use crate::storage::{BoardStore, LAYOUT};
+#[cfg(feature = "native")]
+use mpagent_firmware_common::tls;
+// Mbed TLS's strchr, strcmp, strlen, strncmp and strstr.
+#[cfg(feature = "native")]
+use tinyrlibc as _;
+
+/// Native mode's build-time provisioning (see build.rs and README.md).
+#[cfg(feature = "native")]
+const NATIVE_CA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ca.der"));
+#[cfg(feature = "native")]
+const NATIVE_CLIENT_CERT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/client.der"));
+#[cfg(feature = "native")]
+const NATIVE_CLIENT_KEY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/client-key.der"));
+/// Certificate dates are checked against this floor (the build time) until the MP's `Date`
+/// header gives the time.
+#[cfg(feature = "native")]
+const BUILD_UNIX: u64 = parse_u64(env!("MPAGENT_BUILD_UNIX"));
+
+#[cfg(feature = "native")]
+const fn parse_u64(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut n = 0u64;
+    while i < b.len() {
+        n = n * 10 + (b[i] - b'0') as u64;
+        i += 1;
+    }
+    n
+}
+#[cfg(feature = "native")]
+static TLS_RNG: StaticCell<tls::Rng<rand_chacha::ChaCha20Rng>> = StaticCell::new();
 
 /// Build-time provisioning (`MPAGENT_MP=http://mp.corp.example:80 cargo build --release`).
 const MP_URL: &str = match option_env!("MPAGENT_MP") {
@@ -85,7 +123,7 @@ type EthDevice = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
 /// Large buffers in `.bss`, out of the task's future (and so off the stack when it is spawned).
 struct Buffers {
-    cert: [u8; CERT_BUFFER],
+    cert: [u8; CERT_LEN],
     socket_rx: [u8; SOCKET_BUFFER],
     socket_tx: [u8; SOCKET_BUFFER],
     exchange: [u8; EXCHANGE_BUFFER],
@@ -95,7 +133,7 @@ struct Buffers {
 }
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
-    cert: [0; CERT_BUFFER],
+    cert: [0; CERT_LEN],
     socket_rx: [0; SOCKET_BUFFER],
     socket_tx: [0; SOCKET_BUFFER],
     exchange: [0; EXCHANGE_BUFFER],
@@ -160,7 +198,12 @@ async fn run(spawner: Spawner) {
         policy_body,
     } = BUFFERS.take();
     let rng = RNG_CELL.init(Rng::new(p.RNG, Irqs));
-    let Ok(config) = AgentConfig::new(SITE, SiteMode::Mixed, MP_URL, NAME, FQDN) else {
+    let mode = if cfg!(feature = "native") {
+        SiteMode::Native
+    } else {
+        SiteMode::Mixed
+    };
+    let Ok(config) = AgentConfig::new(SITE, mode, MP_URL, NAME, FQDN) else {
         error!("the build-time provisioning is invalid: check MPAGENT_MP/SITE/NAME/FQDN");
         return;
     };
@@ -212,12 +255,56 @@ async fn run(spawner: Spawner) {
         error!("cannot resolve the MP {=str}", config.mp.host);
         return;
     };
-    let mut connector = TcpConnector {
+    let tcp = TcpConnector {
         stack,
         remote: (mp_ip, config.mp.port).into(),
         rx: socket_rx,
         tx: socket_tx,
         timeout: NET_TIMEOUT,
+    };
+    #[cfg(not(feature = "native"))]
+    let mut connector = tcp;
+    #[cfg(feature = "native")]
+    let tls_instance = {
+        use rand_core::{RngCore as _, SeedableRng as _};
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let tls_rng = TLS_RNG.init(tls::Rng(rand_chacha::ChaCha20Rng::from_seed(seed)));
+        seed.fill(0);
+        tls::set_utc_now(mpagent_core::time::UnixTime(BUILD_UNIX));
+        match tls::start(tls_rng) {
+            Ok(t) => t,
+            Err(e) => {
+                error!("{}", e);
+                return;
+            }
+        }
+    };
+    #[cfg(feature = "native")]
+    let tls_material = match tls::Provisioned::parse(
+        NATIVE_CA,
+        NATIVE_CLIENT_CERT,
+        NATIVE_CLIENT_KEY,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            error!("native mode is not provisioned (build with MPAGENT_CA, MPAGENT_CLIENT_CERT and MPAGENT_CLIENT_KEY): {}", e);
+            return;
+        }
+    };
+    #[cfg(feature = "native")]
+    let mut connector = match tls::TlsConnector::new(
+        tcp,
+        tls_instance.reference(),
+        &tls_material,
+        config.mp.host,
+        (tls::TlsVersion::Tls1_2, None),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{}", e);
+            return;
+        }
     };
     let mut clock = loop {
         match time_from_mp(&mut connector, &config, exchange).await {
@@ -226,7 +313,19 @@ async fn run(spawner: Spawner) {
         }
     };
 
+    #[cfg(feature = "native")]
+    tls::set_utc_now(clock.now());
+
     // Identity: load it, or make it and save it before anything goes on the wire.
+    #[cfg(feature = "native")]
+    let loaded = identity::load_or_provision(
+        &mut store,
+        &mut exchange[..],
+        cert_buf,
+        NATIVE_CLIENT_CERT,
+        NATIVE_CLIENT_KEY,
+    );
+    #[cfg(not(feature = "native"))]
     let loaded = identity::load_or_create(
         &mut store,
         &mut exchange[..],
@@ -323,8 +422,8 @@ async fn resolve(stack: Stack<'static>, host: &str) -> Option<Ipv4Addr> {
 }
 
 /// UTC from the `Date` header of an anonymous MP look-up (`GET /SMS_MP/.sms_aut?MPLIST`).
-async fn time_from_mp(
-    connector: &mut TcpConnector<'_>,
+async fn time_from_mp<C: Connector>(
+    connector: &mut C,
     config: &AgentConfig<'_>,
     buf: &mut [u8],
 ) -> Option<BoardClock> {

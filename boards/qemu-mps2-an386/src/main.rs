@@ -16,6 +16,10 @@
 //! 2 (pending approval) or 1 (failed: not registered this boot, rejected, or an error). When the
 //! MP is unreachable, a registered device still queues its heartbeat, which a later boot delivers.
 //!
+//! With `--features native` the image speaks HTTPS to an HTTPS-only site's MP: Mbed TLS over
+//! the TCP connector (`mpagent_firmware_common::tls`), the identity is the provisioned
+//! CA-issued certificate and key, and Mbed TLS allocates from a fixed pool (`src/tls_pool.rs`).
+//!
 //! Logs are defmt frames on semihosting stdout: `… | defmt-print -e <this ELF>`. No global
 //! allocator exists in this image.
 #![no_std]
@@ -31,6 +35,8 @@ mod rng;
 mod stack_paint;
 mod storage;
 mod time_driver;
+#[cfg(feature = "native")]
+mod tls_pool;
 
 use core::ffi::CStr;
 use core::net::Ipv4Addr;
@@ -54,9 +60,9 @@ use mpagent_core::wire::registration::AgentType;
 use mpagent_firmware_common::exchange::{
     self, Addresses, BoardHost, BoardReport, Bounded, MAX_ASSIGNMENTS,
 };
-use mpagent_firmware_common::identity::{
-    self, CERT_BUFFER, LOAD_BUFFER_ANY_KIND, PROVISIONED_KEY_BUFFER,
-};
+#[cfg(not(feature = "native"))]
+use mpagent_firmware_common::identity::CERT_BUFFER;
+use mpagent_firmware_common::identity::{self, LOAD_BUFFER_ANY_KIND, PROVISIONED_KEY_BUFFER};
 use rand_core::RngCore;
 use semihosting::sys::arm_compat::sys_time;
 use static_cell::{ConstStaticCell, StaticCell};
@@ -66,6 +72,11 @@ use crate::net::{BoardClock, TcpConnector};
 use crate::policy_files::PolicyFiles;
 use crate::provision::{ProvisionError, Provisioning};
 use crate::storage::{FlashError, SemihostingFiles, SemihostingFlash, StorageError};
+#[cfg(feature = "native")]
+use mpagent_firmware_common::tls;
+// Mbed TLS's strchr, strcmp, strlen, strncmp and strstr.
+#[cfg(feature = "native")]
+use tinyrlibc as _;
 
 /// The store on this board.
 type BoardStore = Store<SemihostingFlash>;
@@ -77,6 +88,7 @@ const FLASH_FILE: &CStr = c"flash.bin";
 const FLASH_TMP: &CStr = c"flash.bin.tmp";
 /// A key for the first boot's new identity (DER, PKCS#8 or PKCS#1; RSA-2048 builds only):
 /// read only while no identity is stored, else a key is generated.
+#[cfg(not(feature = "native"))]
 const PROVISION_KEY_FILE: &CStr = c"provision-key.der";
 /// The one buffer requests stream through and replies land in (as on the host).
 const EXCHANGE_BUFFER: usize = 4096;
@@ -86,6 +98,22 @@ const POLICY_SCRATCH: usize = EXCHANGE_BUFFER * 3 / 2;
 // either key kind fits, so one of the other kind is refused by name, not for its size.
 const _: () = assert!(EXCHANGE_BUFFER >= LOAD_BUFFER_ANY_KIND);
 const SOCKET_BUFFER: usize = 2048;
+/// The identity's certificate: the device's own self-signed one, or in native mode the
+/// CA-issued one (longer: the CA's extensions).
+#[cfg(not(feature = "native"))]
+const CERT_LEN: usize = CERT_BUFFER;
+#[cfg(feature = "native")]
+const CERT_LEN: usize = identity::NATIVE_CERT_BUFFER;
+/// Native mode's provisioned files (DER), next to `mpagent.cfg`.
+#[cfg(feature = "native")]
+const CA_FILE: &CStr = c"ca.der";
+#[cfg(feature = "native")]
+const CLIENT_CERT_FILE: &CStr = c"client.der";
+#[cfg(feature = "native")]
+const CLIENT_KEY_FILE: &CStr = c"client-key.der";
+/// Largest CA certificate read.
+#[cfg(feature = "native")]
+const CA_BUFFER: usize = 2048;
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a boot did not end registered.
@@ -109,6 +137,12 @@ enum Failure {
     /// The MP never answered the registration this boot.
     NotRegistered,
     Rejected,
+    /// Native mode: a provisioned file (named) is missing.
+    #[cfg(feature = "native")]
+    NativeFileMissing(&'static str),
+    /// Native mode: the provisioned TLS material was refused, or TLS did not start.
+    #[cfg(feature = "native")]
+    Tls(tls::ProvisionError),
 }
 
 impl From<StorageError> for Failure {
@@ -136,7 +170,11 @@ enum Outcome {
 /// small, and so the stack: a future is built on the stack before it moves into its task.
 struct Buffers {
     config: [u8; 1024],
-    cert: [u8; CERT_BUFFER],
+    cert: [u8; CERT_LEN],
+    #[cfg(feature = "native")]
+    ca: [u8; CA_BUFFER],
+    #[cfg(feature = "native")]
+    client_cert: [u8; CERT_LEN],
     provisioned_key: [u8; PROVISIONED_KEY_BUFFER],
     socket_rx: [u8; SOCKET_BUFFER],
     socket_tx: [u8; SOCKET_BUFFER],
@@ -147,7 +185,11 @@ struct Buffers {
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     config: [0; 1024],
-    cert: [0; CERT_BUFFER],
+    cert: [0; CERT_LEN],
+    #[cfg(feature = "native")]
+    ca: [0; CA_BUFFER],
+    #[cfg(feature = "native")]
+    client_cert: [0; CERT_LEN],
     provisioned_key: [0; PROVISIONED_KEY_BUFFER],
     socket_rx: [0; SOCKET_BUFFER],
     socket_tx: [0; SOCKET_BUFFER],
@@ -204,6 +246,10 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let Buffers {
         config: cfg_buf,
         cert: cert_buf,
+        #[cfg(feature = "native")]
+            ca: ca_buf,
+        #[cfg(feature = "native")]
+            client_cert: client_cert_buf,
         provisioned_key,
         socket_rx,
         socket_tx,
@@ -237,11 +283,30 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let flash = SemihostingFlash::open(FLASH_FILE, FLASH_TMP)?;
     let mut store = open_store(flash)?;
     info!("store open: {} messages queued", store.len());
+    #[cfg(feature = "native")]
+    let (loaded, tls_material) = {
+        let ca = read_required(&files, CA_FILE, "ca.der", ca_buf)?;
+        let client_cert = read_required(&files, CLIENT_CERT_FILE, "client.der", client_cert_buf)?;
+        let client_key = read_required(&files, CLIENT_KEY_FILE, "client-key.der", provisioned_key)?;
+        let loaded = identity::load_or_provision(
+            &mut store,
+            &mut exchange[..],
+            cert_buf,
+            client_cert,
+            client_key,
+        );
+        // Mbed TLS's own copies, in its pool (the key's parsed once, here).
+        let material = tls::Provisioned::parse(ca, client_cert, client_key);
+        provisioned_key.fill(0);
+        (loaded, material.map_err(Failure::Tls)?)
+    };
+    #[cfg(not(feature = "native"))]
     let provisioned = if store.has_identity() {
         None
     } else {
         files.read(PROVISION_KEY_FILE, provisioned_key)?
     };
+    #[cfg(not(feature = "native"))]
     let loaded = identity::load_or_create(
         &mut store,
         &mut exchange[..],
@@ -273,13 +338,34 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
 
     // The agent: registration (a stored registration is confirmed first), the heartbeat, the
     // queue, policy, one pass (`run_until_idle`): each step bounded in time.
-    let mut connector = TcpConnector {
+    let tcp = TcpConnector {
         stack,
         remote: (mp_ip, config.mp.port).into(),
         rx: socket_rx,
         tx: socket_tx,
         timeout: NET_TIMEOUT,
     };
+    #[cfg(not(feature = "native"))]
+    let mut connector = tcp;
+    #[cfg(feature = "native")]
+    let tls_instance = start_tls(&mut rng, &clock)?;
+    #[cfg(feature = "native")]
+    let mut connector = tls::TlsConnector::new(
+        tcp,
+        tls_instance.reference(),
+        &tls_material,
+        prov.tls_name.unwrap_or(config.mp.host),
+        match prov.tls_version {
+            provision::TlsVersions::Only12 => {
+                (tls::TlsVersion::Tls1_2, Some(tls::TlsVersion::Tls1_2))
+            }
+            provision::TlsVersions::Only13 => {
+                (tls::TlsVersion::Tls1_3, Some(tls::TlsVersion::Tls1_3))
+            }
+            provision::TlsVersions::Any => (tls::TlsVersion::Tls1_2, None),
+        },
+    )
+    .map_err(Failure::Tls)?;
     let schedule = Schedule {
         inventory_secs: 0,
         ..Schedule::default()
@@ -376,6 +462,17 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     }
     let registration = driver.agent.registration();
     let waiting = driver.agent.waiting_for_approval();
+    #[cfg(feature = "native")]
+    {
+        let pool = tls_pool::usage();
+        info!(
+            "tls pool: peak {=usize} of {=usize} bytes, {=usize} in use, {=u32} refused",
+            pool.peak, pool.size, pool.in_use, pool.failures
+        );
+        if let Some(e) = driver.connector.last_error {
+            error!("the last connection to the MP failed: {}", e);
+        }
+    }
     let queued = driver.store.len();
     let report = driver.host.report;
     let exchange_stack = stack_paint::peak();
@@ -401,14 +498,13 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
 /// The agent's configuration from the provisioning, and the MP's address.
 #[inline(never)]
 fn agent_config<'p>(prov: &'p Provisioning<'p>) -> Result<(AgentConfig<'p>, Ipv4Addr), Failure> {
-    let config = AgentConfig::new(
-        prov.site,
-        SiteMode::Mixed,
-        prov.mp_url,
-        prov.name,
-        prov.fqdn.as_str(),
-    )
-    .map_err(Failure::Config)?;
+    let mode = if cfg!(feature = "native") {
+        SiteMode::Native
+    } else {
+        SiteMode::Mixed
+    };
+    let config = AgentConfig::new(prov.site, mode, prov.mp_url, prov.name, prov.fqdn.as_str())
+        .map_err(Failure::Config)?;
     let mp_ip: Ipv4Addr = config
         .mp
         .host
@@ -426,6 +522,38 @@ fn net_stack(
     seed: u64,
 ) -> (embassy_net::Stack<'static>, Runner<'static, Lan9118>) {
     embassy_net::new(driver, config, NET_RESOURCES.take(), seed)
+}
+
+/// A provisioned file that must exist (native mode).
+#[cfg(feature = "native")]
+#[inline(never)]
+fn read_required<'b>(
+    files: &SemihostingFiles,
+    name: &CStr,
+    shown: &'static str,
+    buf: &'b mut [u8],
+) -> Result<&'b [u8], Failure> {
+    files
+        .read(name, buf)?
+        .ok_or(Failure::NativeFileMissing(shown))
+}
+
+/// Mbed TLS with its own ChaCha20 (seeded from the board's) and the board's clock for
+/// certificate dates.
+#[cfg(feature = "native")]
+#[inline(never)]
+fn start_tls(
+    rng: &mut rand_chacha::ChaCha20Rng,
+    clock: &BoardClock,
+) -> Result<tls::Tls<'static>, Failure> {
+    use rand_core::SeedableRng;
+    static TLS_RNG: StaticCell<tls::Rng<rand_chacha::ChaCha20Rng>> = StaticCell::new();
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let tls_rng = TLS_RNG.init(tls::Rng(rand_chacha::ChaCha20Rng::from_seed(seed)));
+    seed.fill(0);
+    tls::set_utc_now(clock.now());
+    tls::start(tls_rng).map_err(Failure::Tls)
 }
 
 #[inline(never)]

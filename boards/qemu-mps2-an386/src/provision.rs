@@ -9,7 +9,15 @@
 //! ip=10.0.2.15/24              # optional, QEMU user networking's guest address
 //! gateway=10.0.2.2             # optional, QEMU user networking's host alias
 //! max_failures=3               # optional, failed registration attempts in one boot
+//! tls_name=mp.test             # native builds, optional: the name the MP's certificate must
+//!                              # hold (default: the host in mp=, here an IP SAN)
+//! tls_version=1.2              # native builds, optional: 1.2, 1.3 or any (the default)
 //! ```
+//!
+//! A native build (`--features native`, `mp=https://…`) also reads `ca.der` (the CA that issued
+//! the MP's certificate), `client.der` (the device's certificate from the site's CA) and
+//! `client-key.der` (its key: PKCS#8, SEC1 for P-256 or PKCS#1 for RSA-2048), all DER, from
+//! the same directory (see README.md).
 
 use core::net::Ipv4Addr;
 
@@ -27,7 +35,7 @@ pub enum ProvisionError {
     BadLine(usize),
     /// A required key (`mp`, `site` or `name`) is missing.
     Missing(&'static str),
-    /// `ip`, `gateway` or `max_failures` does not parse.
+    /// `ip`, `gateway`, `max_failures`, `tls_name` or `tls_version` does not parse.
     BadValue(&'static str),
 }
 
@@ -50,6 +58,21 @@ pub struct Provisioning<'a> {
     pub gateway: Ipv4Addr,
     /// Consecutive failed attempts before giving up.
     pub max_failures: u32,
+    /// The name the MP's certificate must hold, when not the host in `mp`.
+    pub tls_name: Option<&'a str>,
+    /// Which TLS versions to offer.
+    pub tls_version: TlsVersions,
+}
+
+/// The TLS versions a native build offers (`tls_version=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum TlsVersions {
+    /// TLS 1.2 only.
+    Only12,
+    /// TLS 1.3 only.
+    Only13,
+    /// 1.2 or 1.3, whichever the MP picks (the default).
+    Any,
 }
 
 impl<'a> Provisioning<'a> {
@@ -60,6 +83,8 @@ impl<'a> Provisioning<'a> {
         let mut ip = (Ipv4Addr::new(10, 0, 2, 15), 24u8);
         let mut gateway = Ipv4Addr::new(10, 0, 2, 2);
         let mut max_failures = 3u32;
+        let mut tls_name = None;
+        let mut tls_version = TlsVersions::Any;
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -90,6 +115,16 @@ impl<'a> Provisioning<'a> {
                         .filter(|n| *n > 0)
                         .ok_or(ProvisionError::BadValue("max_failures"))?
                 }
+                "tls_name" if !value.is_empty() => tls_name = Some(value),
+                "tls_name" => return Err(ProvisionError::BadValue("tls_name")),
+                "tls_version" => {
+                    tls_version = match value {
+                        "1.2" => TlsVersions::Only12,
+                        "1.3" => TlsVersions::Only13,
+                        "any" => TlsVersions::Any,
+                        _ => return Err(ProvisionError::BadValue("tls_version")),
+                    }
+                }
                 _ => return Err(ProvisionError::BadLine(i + 1)),
             }
         }
@@ -111,6 +146,8 @@ impl<'a> Provisioning<'a> {
             prefix_len: ip.1,
             gateway,
             max_failures,
+            tls_name,
+            tls_version,
         })
     }
 }
