@@ -266,7 +266,7 @@ async fn run(spawner: Spawner) {
     let mut connector = tcp;
     #[cfg(feature = "native")]
     let tls_instance = {
-        use rand_core::{RngCore as _, SeedableRng as _};
+        use rand_core::SeedableRng as _;
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let tls_rng = TLS_RNG.init(tls::Rng(rand_chacha::ChaCha20Rng::from_seed(seed)));
@@ -397,6 +397,8 @@ async fn run(spawner: Spawner) {
                     driver.store.len(),
                     until
                 );
+                #[cfg(feature = "native")]
+                info!("tls pool: {}", tls_pool::usage());
                 driver.clock.sleep_until(until).await;
             }
             Ok(_) => {}
@@ -426,7 +428,10 @@ async fn time_from_mp<C: Connector>(
     connector: &mut C,
     config: &AgentConfig<'_>,
     buf: &mut [u8],
-) -> Option<BoardClock> {
+) -> Option<BoardClock>
+where
+    C::Error: defmt::Format,
+{
     let head = RequestHead::get(
         "/SMS_MP/.sms_aut?MPLIST",
         config.mp.host,

@@ -262,6 +262,13 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         .ok_or(Failure::NoProvisioning)?;
     let prov = Provisioning::parse(cfg).map_err(Failure::Provisioning)?;
     let (config, mp_ip) = agent_config(&prov)?;
+    if !cfg!(feature = "native")
+        && (prov.tls_name.is_some() || prov.tls_version != provision::TlsVersions::Any)
+    {
+        defmt::warn!(
+            "tls_name and tls_version in mpagent.cfg apply to native builds only: ignored"
+        );
+    }
     info!(
         "{=str} joins site {=str} through MP {}:{=u16}",
         prov.name,
