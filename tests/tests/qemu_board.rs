@@ -941,6 +941,7 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
 // made by `mpagent_sim::pki` (P-256) or by OpenSSL (the RSA-2048 device certificate).
 // ---------------------------------------------------------------------------------------------
 
+use mpagent_sim::mp::tls::TlsVersion;
 use mpagent_sim::mp::TlsConfig;
 use mpagent_sim::pki::{self, CertKind, IssueParams, Issued, TestCa};
 
@@ -976,6 +977,12 @@ enum ServerCert {
 
 impl NativeSite {
     async fn start(server: ServerCert) -> NativeSite {
+        Self::start_with(server, TlsVersion::Any, false).await
+    }
+
+    /// An MP serving `version`, asking for the client certificate only after it has read the
+    /// request when `late` (the emulator's OpenSSL server: renegotiation on 1.2).
+    async fn start_with(server: ServerCert, version: TlsVersion, late: bool) -> NativeSite {
         let dir = tempfile::tempdir().unwrap();
         let workdir = tempfile::tempdir().unwrap();
         let ca = TestCa::init(&dir.path().join("ca"), "mpagent Board Test CA", 30).unwrap();
@@ -992,13 +999,15 @@ impl NativeSite {
             }
         }
         let server = ca.issue(&params).unwrap();
-        let tls = TlsConfig::from_files(
+        let mut tls = TlsConfig::from_files(
             &server.cert_pem_path,
             &server.key_pem_path,
             &ca.cert_pem_path(),
             None,
         )
-        .unwrap();
+        .unwrap()
+        .with_version(version);
+        tls.client_cert_after_request = late;
         let db_path = dir.path().join("site.db");
         let mp = MpServer::start_tls(mp_config(&db_path), tls, "127.0.0.1:0".parse().unwrap())
             .await
@@ -1333,5 +1342,31 @@ async fn native_firmware_refuses_an_unknown_ca_a_wrong_name_and_an_expired_mp_ce
     let site = NativeSite::start(ServerCert::Expired).await;
     site.provision_p256();
     native_boot_refused(&site, &elf, "the MP's certificate has expired").await;
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_presents_its_certificate_when_the_mp_asks_after_the_request_on_tls_1_2() {
+    if tools_or_skip(
+        "native_firmware_presents_its_certificate_when_the_mp_asks_after_the_request_on_tls_1_2",
+    ) != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    // As IIS by default: the handshake asks for no certificate; once the request is read, the
+    // MP renegotiates asking for it (HelloRequest), and answers only after the device sent it.
+    let site = NativeSite::start_with(ServerCert::Good, TlsVersion::Tls12, true).await;
+    let cert = site.provision_p256();
+    let b = native_boot_registers(&site, &elf, "1.2", &cert).await;
+    let smsid = site.db.clients().unwrap()[0].smsid.to_ascii_uppercase();
+    assert_eq!(
+        messages_of(&site.db, &smsid).len(),
+        1,
+        "the heartbeat went through a renegotiated connection too:\n{}",
+        b.log
+    );
     site.mp.shutdown().await;
 }
