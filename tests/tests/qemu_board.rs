@@ -973,6 +973,8 @@ enum ServerCert {
     WrongName,
     /// Names 10.0.2.2, but expired in 2020.
     Expired,
+    /// An RSA-2048 key (made with OpenSSL), naming 10.0.2.2.
+    Rsa,
 }
 
 impl NativeSite {
@@ -997,16 +999,24 @@ impl NativeSite {
                 params.not_before = Some(pki::parse_date("2020-01-01").unwrap());
                 params.days = 30;
             }
+            ServerCert::Rsa => {}
         }
-        let server = ca.issue(&params).unwrap();
-        let mut tls = TlsConfig::from_files(
-            &server.cert_pem_path,
-            &server.key_pem_path,
-            &ca.cert_pem_path(),
-            None,
-        )
-        .unwrap()
-        .with_version(version);
+        let (cert_pem, key_pem) = if matches!(server, ServerCert::Rsa) {
+            let d = dir.path().join("rsa-mp");
+            openssl_rsa_leaf(
+                &ca,
+                &d,
+                "mp.test.local",
+                "extendedKeyUsage=serverAuth\nsubjectAltName=IP:10.0.2.2,DNS:mp.test.local\n",
+            );
+            (d.join("cert.pem"), d.join("key.pem"))
+        } else {
+            let issued = ca.issue(&params).unwrap();
+            (issued.cert_pem_path, issued.key_pem_path)
+        };
+        let mut tls = TlsConfig::from_files(&cert_pem, &key_pem, &ca.cert_pem_path(), None)
+            .unwrap()
+            .with_version(version);
         tls.client_cert_after_request = late;
         let db_path = dir.path().join("site.db");
         let mp = MpServer::start_tls(mp_config(&db_path), tls, "127.0.0.1:0".parse().unwrap())
@@ -1051,27 +1061,48 @@ impl NativeSite {
     /// same key usage and EKUs as `pki issue --kind device`).
     fn provision_rsa(&self) -> Vec<u8> {
         let d = self.workdir.path().join("openssl");
-        std::fs::create_dir_all(&d).unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&d)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        std::fs::write(
-            d.join("ext.cnf"),
+        let (cert, key) = openssl_rsa_leaf(
+            &self.ca,
+            &d,
+            DEVICE,
+            "extendedKeyUsage=clientAuth,1.3.6.1.4.1.311.101.2,1.3.6.1.4.1.311.101\n",
+        );
+        self.provision(&cert, &key);
+        cert
+    }
+
+    fn provision(&self, cert: &[u8], key: &[u8]) {
+        std::fs::write(self.workdir.path().join("client.der"), cert).unwrap();
+        std::fs::write(self.workdir.path().join("client-key.der"), key).unwrap();
+    }
+}
+
+/// An RSA-2048 certificate for `cn` from `ca`, made with OpenSSL in `d` with the extensions
+/// `extra` adds: (certificate DER, key PKCS#8 DER); `d` also keeps `cert.pem` and `key.pem`.
+fn openssl_rsa_leaf(ca: &TestCa, d: &Path, cn: &str, extra: &str) -> (Vec<u8>, Vec<u8>) {
+    std::fs::create_dir_all(d).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        d.join("ext.cnf"),
+        format!(
             "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=clientAuth,1.3.6.1.4.1.311.101.2,1.3.6.1.4.1.311.101\n\
-             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-        )
-        .unwrap();
-        let ca_dir = self.ca.dir();
+             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n{extra}"
+        ),
+    )
+    .unwrap();
+    {
+        let ca_dir = ca.dir();
         std::fs::copy(ca_dir.join(pki::CA_CERT_DER), d.join("ca.der")).unwrap();
         std::fs::copy(ca_dir.join(pki::CA_KEY_PK8), d.join("ca.key.der")).unwrap();
         run(&[
@@ -1093,7 +1124,7 @@ impl NativeSite {
             "-keyform",
             "DER",
             "-subj",
-            &format!("/CN={DEVICE}"),
+            &format!("/CN={cn}"),
             "-out",
             "req.csr",
         ]);
@@ -1113,7 +1144,7 @@ impl NativeSite {
             "-days",
             "30",
             "-set_serial",
-            "4242",
+            &format!("{}", 1000 + cn.len()),
             "-extfile",
             "ext.cnf",
             "-outform",
@@ -1121,16 +1152,17 @@ impl NativeSite {
             "-out",
             "cert.der",
         ]);
-        let cert = std::fs::read(d.join("cert.der")).unwrap();
-        let key = std::fs::read(d.join("key.der")).unwrap();
-        self.provision(&cert, &key);
-        cert
+        run(&[
+            "x509", "-inform", "DER", "-in", "cert.der", "-out", "cert.pem",
+        ]);
+        run(&[
+            "pkey", "-inform", "DER", "-in", "key.der", "-out", "key.pem",
+        ]);
     }
-
-    fn provision(&self, cert: &[u8], key: &[u8]) {
-        std::fs::write(self.workdir.path().join("client.der"), cert).unwrap();
-        std::fs::write(self.workdir.path().join("client-key.der"), key).unwrap();
-    }
+    (
+        std::fs::read(d.join("cert.der")).unwrap(),
+        std::fs::read(d.join("key.der")).unwrap(),
+    )
 }
 
 /// The pool figure the firmware logs at the end of a boot.
@@ -1368,5 +1400,23 @@ async fn native_firmware_presents_its_certificate_when_the_mp_asks_after_the_req
         "the heartbeat went through a renegotiated connection too:\n{}",
         b.log
     );
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_verifies_an_rsa_2048_mp_certificate_over_tls_1_2_and_1_3() {
+    if tools_or_skip("native_firmware_verifies_an_rsa_2048_mp_certificate_over_tls_1_2_and_1_3")
+        != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    // ECDHE-RSA: the MP's certificate has an RSA-2048 key (PKCS#1 v1.5 on 1.2, PSS on 1.3).
+    let site = NativeSite::start(ServerCert::Rsa).await;
+    let cert = site.provision_p256();
+    native_boot_registers(&site, &elf, "1.2", &cert).await;
+    native_boot_registers(&site, &elf, "1.3", &cert).await;
     site.mp.shutdown().await;
 }
