@@ -1420,3 +1420,45 @@ async fn native_firmware_verifies_an_rsa_2048_mp_certificate_over_tls_1_2_and_1_
     native_boot_registers(&site, &elf, "1.3", &cert).await;
     site.mp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_says_when_the_mp_refuses_its_certificate_on_tls_1_2_and_1_3() {
+    if tools_or_skip("native_firmware_says_when_the_mp_refuses_its_certificate_on_tls_1_2_and_1_3")
+        != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    let site = NativeSite::start(ServerCert::Good).await;
+    // A device certificate from a CA the MP does not trust for clients.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCa::init(other_dir.path(), "Some Other CA", 30).unwrap();
+    let stranger = other
+        .issue(&IssueParams::new(DEVICE, CertKind::Device))
+        .unwrap();
+    site.provision(&stranger.cert_der, &stranger.key_pkcs8);
+    for version in ["1.2", "1.3"] {
+        site.configure(version);
+        let b = boot(&elf, site.workdir.path()).await;
+        println!(
+            "--- refused client certificate, TLS {version} ({:?}) ---\n{}",
+            b.elapsed, b.log
+        );
+        assert_eq!(b.code, Some(1), "{}", b.log);
+        assert!(
+            b.log
+                .contains("the MP ended the connection with a fatal alert"),
+            "TLS {version}: the refusal is named:\n{}",
+            b.log
+        );
+        assert!(site.db.clients().unwrap().is_empty());
+        assert!(site.db.messages(None).unwrap().is_empty());
+    }
+    assert!(
+        !site.db.rejections().unwrap().is_empty(),
+        "the MP logged its refusals"
+    );
+    site.mp.shutdown().await;
+}

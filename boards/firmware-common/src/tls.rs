@@ -150,6 +150,9 @@ pub enum TlsError {
     Verify(VerifyError),
     /// The TLS pool ran out of memory.
     OutOfMemory,
+    /// The MP ended the connection with a fatal alert: in a handshake with a client
+    /// certificate, most often because it refused the device's certificate.
+    PeerAlert,
     /// The handshake or a record failed in Mbed TLS (its negative error code): a peer's fatal
     /// alert, a protocol error, or the MP refusing the client certificate.
     Tls(i32),
@@ -165,10 +168,15 @@ impl TlsError {
             {
                 Self::OutOfMemory
             }
+            SessionError::MbedTls(e) if e.code() == sys::MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE => {
+                Self::PeerAlert
+            }
             SessionError::MbedTls(e) => Self::Tls(e.code()),
         }
     }
 }
+
+const PEER_ALERT: &str = "TLS: the MP ended the connection with a fatal alert (most often it refused the device's certificate: check that client.der is issued by the site's CA, valid, and allows client authentication)";
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -176,6 +184,7 @@ impl fmt::Display for TlsError {
             Self::Transport(kind) => write!(f, "the TCP connection to the MP failed ({kind:?})"),
             Self::Verify(e) => write!(f, "TLS: {e}"),
             Self::OutOfMemory => f.write_str("TLS: the TLS pool is too small for this handshake"),
+            Self::PeerAlert => f.write_str(PEER_ALERT),
             Self::Tls(code) => write!(
                 f,
                 "TLS: the handshake or a record failed (Mbed TLS error -{:#06x})",
@@ -199,6 +208,7 @@ impl defmt::Format for TlsError {
             Self::OutOfMemory => {
                 defmt::write!(f, "TLS: the TLS pool is too small for this handshake")
             }
+            Self::PeerAlert => defmt::write!(f, "{=str}", PEER_ALERT),
             Self::Tls(code) => defmt::write!(
                 f,
                 "TLS: the handshake or a record failed (Mbed TLS error -{=u32:#06x})",
@@ -214,6 +224,7 @@ impl embedded_io_async::Error for TlsError {
             Self::Transport(kind) => *kind,
             Self::Verify(_) => ErrorKind::InvalidData,
             Self::OutOfMemory => ErrorKind::OutOfMemory,
+            Self::PeerAlert => ErrorKind::ConnectionAborted,
             Self::Tls(_) => ErrorKind::Other,
         }
     }
@@ -475,22 +486,27 @@ impl<S: Read + Write> ErrorType for TlsConnection<'_, S> {
     type Error = TlsError;
 }
 
+/// A failure after the handshake, logged as its sentence (on TLS 1.3 the MP's verdict on the
+/// client certificate arrives only here, with the first record read).
+fn logged(e: SessionError) -> TlsError {
+    let e = TlsError::from_session(e);
+    defmt::warn!("{}", e);
+    e
+}
+
 impl<S: Read + Write> Read for TlsConnection<'_, S> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
-        self.session.read(buf).await.map_err(TlsError::from_session)
+        self.session.read(buf).await.map_err(logged)
     }
 }
 
 impl<S: Read + Write> Write for TlsConnection<'_, S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, TlsError> {
-        self.session
-            .write(buf)
-            .await
-            .map_err(TlsError::from_session)
+        self.session.write(buf).await.map_err(logged)
     }
 
     async fn flush(&mut self) -> Result<(), TlsError> {
-        self.session.flush().await.map_err(TlsError::from_session)
+        self.session.flush().await.map_err(logged)
     }
 }
 
