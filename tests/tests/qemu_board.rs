@@ -1462,3 +1462,55 @@ async fn native_firmware_says_when_the_mp_refuses_its_certificate_on_tls_1_2_and
     );
     site.mp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_stops_without_a_provisioned_file_or_with_an_http_url() {
+    if tools_or_skip("native_firmware_stops_without_a_provisioned_file_or_with_an_http_url")
+        != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    let site = NativeSite::start(ServerCert::Good).await;
+    site.provision_p256();
+    site.configure("any");
+    let key = site.workdir.path().join("client-key.der");
+    let key_bytes = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let b = boot(&elf, site.workdir.path()).await;
+    println!("--- no client-key.der ---\n{}", b.log);
+    assert_eq!(b.code, Some(1), "{}", b.log);
+    assert!(
+        b.log.contains("NativeFileMissing(client-key.der)"),
+        "{}",
+        b.log
+    );
+    // A key that is not a key: refused by name, before anything is sent.
+    std::fs::write(&key, b"not a key").unwrap();
+    let b = boot(&elf, site.workdir.path()).await;
+    println!("--- a bad client-key.der ---\n{}", b.log);
+    assert_eq!(b.code, Some(1), "{}", b.log);
+    assert!(
+        b.log
+            .contains("the provisioned client key (client-key.der) is not a DER"),
+        "{}",
+        b.log
+    );
+    std::fs::write(&key, key_bytes).unwrap();
+    // Native builds speak HTTPS only.
+    let cfg = site.workdir.path().join("mpagent.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("mp=https://", "mp=http://")).unwrap();
+    let b = boot(&elf, site.workdir.path()).await;
+    println!("--- mp=http:// ---\n{}", b.log);
+    assert_eq!(b.code, Some(1), "{}", b.log);
+    assert!(b.log.contains("SchemeDoesNotMatchMode"), "{}", b.log);
+    assert!(site.db.clients().unwrap().is_empty());
+    assert!(
+        site.db.rejections().unwrap().is_empty(),
+        "nothing reached the MP"
+    );
+    site.mp.shutdown().await;
+}
