@@ -158,6 +158,10 @@ pub enum TlsError {
     /// The MP ended the connection with a fatal alert: in a handshake with a client
     /// certificate, most often because it refused the device's certificate.
     PeerAlert,
+    /// TLS 1.3: the MP closed the connection before its first record after the handshake —
+    /// where it says what it thinks of the client certificate (its alert may be lost to the
+    /// reset).
+    ClosedAfterHandshake,
     /// The handshake or a record failed in Mbed TLS (its negative error code): a peer's fatal
     /// alert, a protocol error, or the MP refusing the client certificate.
     Tls(i32),
@@ -183,6 +187,8 @@ impl TlsError {
 
 const PEER_ALERT: &str = "TLS: the MP ended the connection with a fatal alert (most often it refused the device's certificate: check that client.der is issued by the site's CA, valid, and allows client authentication)";
 
+const CLOSED_AFTER_HANDSHAKE: &str = "TLS: the MP closed the connection right after the TLS 1.3 handshake (most often it refused the device's certificate: check that client.der is issued by the site's CA, valid, and allows client authentication)";
+
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -190,6 +196,7 @@ impl fmt::Display for TlsError {
             Self::Verify(e) => write!(f, "TLS: {e}"),
             Self::OutOfMemory => f.write_str("TLS: the TLS pool is too small for this handshake"),
             Self::PeerAlert => f.write_str(PEER_ALERT),
+            Self::ClosedAfterHandshake => f.write_str(CLOSED_AFTER_HANDSHAKE),
             Self::Tls(code) => write!(
                 f,
                 "TLS: the handshake or a record failed (Mbed TLS error -{:#06x})",
@@ -214,6 +221,7 @@ impl defmt::Format for TlsError {
                 defmt::write!(f, "TLS: the TLS pool is too small for this handshake")
             }
             Self::PeerAlert => defmt::write!(f, "{=str}", PEER_ALERT),
+            Self::ClosedAfterHandshake => defmt::write!(f, "{=str}", CLOSED_AFTER_HANDSHAKE),
             Self::Tls(code) => defmt::write!(
                 f,
                 "TLS: the handshake or a record failed (Mbed TLS error -{=u32:#06x})",
@@ -230,6 +238,7 @@ impl embedded_io_async::Error for TlsError {
             Self::Verify(_) => ErrorKind::InvalidData,
             Self::OutOfMemory => ErrorKind::OutOfMemory,
             Self::PeerAlert => ErrorKind::ConnectionAborted,
+            Self::ClosedAfterHandshake => ErrorKind::ConnectionReset,
             Self::Tls(_) => ErrorKind::Other,
         }
     }
@@ -468,7 +477,14 @@ async fn connect_tls<'c, C: Connector>(
     match result {
         Ok(session) => {
             let v = session.tls_version();
-            (Ok(TlsConnection { session }), v)
+            let verdict_pending = v == Some(TlsVersion::Tls1_3);
+            (
+                Ok(TlsConnection {
+                    session,
+                    verdict_pending,
+                }),
+                v,
+            )
         }
         Err(e) => (Err(e), None),
     }
@@ -485,33 +501,55 @@ pub fn version_name(v: TlsVersion) -> &'static str {
 /// One TLS connection to the MP.
 pub struct TlsConnection<'c, S: Read + Write> {
     session: Session<'c, S>,
+    /// TLS 1.3 and no record read yet: the MP's verdict on the client certificate is still to
+    /// come, so a reset now is most likely that verdict.
+    verdict_pending: bool,
+}
+
+impl<S: Read + Write> TlsConnection<'_, S> {
+    /// A failure after the handshake, logged as its sentence (on TLS 1.3 the MP's verdict on
+    /// the client certificate arrives only with the first record read).
+    fn failed(&self, e: SessionError) -> TlsError {
+        let e = match TlsError::from_session(e) {
+            TlsError::Transport(
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe,
+            ) if self.verdict_pending => TlsError::ClosedAfterHandshake,
+            e => e,
+        };
+        defmt::warn!("{}", e);
+        e
+    }
 }
 
 impl<S: Read + Write> ErrorType for TlsConnection<'_, S> {
     type Error = TlsError;
 }
 
-/// A failure after the handshake, logged as its sentence (on TLS 1.3 the MP's verdict on the
-/// client certificate arrives only here, with the first record read).
-fn logged(e: SessionError) -> TlsError {
-    let e = TlsError::from_session(e);
-    defmt::warn!("{}", e);
-    e
-}
-
 impl<S: Read + Write> Read for TlsConnection<'_, S> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
-        self.session.read(buf).await.map_err(logged)
+        match self.session.read(buf).await {
+            Ok(n) => {
+                self.verdict_pending = false;
+                Ok(n)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
     }
 }
 
 impl<S: Read + Write> Write for TlsConnection<'_, S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, TlsError> {
-        self.session.write(buf).await.map_err(logged)
+        match self.session.write(buf).await {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.failed(e)),
+        }
     }
 
     async fn flush(&mut self) -> Result<(), TlsError> {
-        self.session.flush().await.map_err(logged)
+        match self.session.flush().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e)),
+        }
     }
 }
 
