@@ -538,7 +538,13 @@ async fn openssl_s_server_renegotiates_for_our_certificate() {
     let mut child = Command::new("openssl")
         // A renegotiation that resumes the session would ask for no certificate; IIS makes it
         // a full handshake, and so does this.
-        .args(["s_server", "-tls1_2", "-no_resumption_on_reneg", "-msg", "-accept"])
+        .args([
+            "s_server",
+            "-tls1_2",
+            "-no_resumption_on_reneg",
+            "-msg",
+            "-accept",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("-cert")
         .arg(&server.cert_pem_path)

@@ -158,6 +158,13 @@ mod imp {
         Err(KeyError::ProvisioningUnsupported)
     }
 
+    /// Native mode: the CA-issued certificate's key, DER PKCS#8 or SEC1 `ECPrivateKey`.
+    #[cfg(feature = "native")]
+    pub fn from_provisioned_native(der: &[u8]) -> Result<DeviceSigner, KeyError> {
+        let scalar = super::p256_scalar_of(der).ok_or(KeyError::P256)?;
+        AsmP256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)
+    }
+
     pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
         let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
         AsmP256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)
