@@ -718,3 +718,23 @@ async fn a_full_cycle_runs_against_an_mp_that_renegotiates_on_every_connection()
     assert_eq!(site.rejections(0).await, "");
     site.mp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_crl_without_the_mps_ca_is_unusable_naming_the_crl_option() {
+    let site = Site::normal(TlsVersion::Any, false).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCa::init(other_dir.path(), "Some Other CA", 30).unwrap();
+    let dev = site.device("CRL-OTHER");
+    let mut files = site.files(&dev);
+    files.crl = Some(other.crl_pem_path());
+    let err = client::register(&site.options("CRL-OTHER", files), &mut |_| {})
+        .await
+        .unwrap_err();
+    let t = tls_error(&err);
+    let TlsError::CrlUnusable { crl, .. } = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(crl, &other.crl_pem_path().display().to_string());
+    assert!(t.to_string().contains("has no CRL of its issuer"), "{t}");
+    site.mp.shutdown().await;
+}
