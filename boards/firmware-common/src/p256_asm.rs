@@ -29,6 +29,16 @@ const ORDER: [u8; 32] = [
     0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 ];
 
+/// DER `SubjectPublicKeyInfo` of an uncompressed P-256 key up to the point: `SEQUENCE {
+/// SEQUENCE { id-ecPublicKey, secp256r1 }, BIT STRING (0 unused bits) }`.
+const SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// Length of the DER `SubjectPublicKeyInfo` from [`AsmP256Signer::spki_der`].
+pub const SPKI_LEN: usize = SPKI_PREFIX.len() + 65;
+
 /// A 256-bit big-endian integer as the library's eight little-endian words.
 fn to_words(be: &[u8; 32]) -> [u32; 8] {
     let mut words = [0u32; 8];
@@ -100,6 +110,15 @@ impl AsmP256Signer {
         out[0] = 0x04;
         out[1..33].copy_from_slice(&to_be_bytes(&self.public_x));
         out[33..].copy_from_slice(&to_be_bytes(&self.public_y));
+        out
+    }
+
+    /// The public key as a DER `SubjectPublicKeyInfo` (id-ecPublicKey, secp256r1): the bytes the
+    /// certificate holds, compared as they are (no curve arithmetic to read a certificate back).
+    pub fn spki_der(&self) -> [u8; SPKI_LEN] {
+        let mut out = [0u8; SPKI_LEN];
+        out[..SPKI_PREFIX.len()].copy_from_slice(&SPKI_PREFIX);
+        out[SPKI_PREFIX.len()..].copy_from_slice(&self.public_key_sec1());
         out
     }
 }
