@@ -330,7 +330,8 @@ Why the misses (and what was done), as measured:
   squaring by multiplication (−0.5 KB, +4.6 % instructions per signature). Left on: the fast
   base-point multiplication; without it the path is 1.1 KB smaller but a signature takes
   0.90 M instructions, over the 0.5 M budget (measured with \`-Duse_fast_p256_basemult=0\`).
-- **Stack**: P-256 signing itself needs ≈ 4.8 KiB (the "P-256 sign" row); the self-signed
+- **Stack**: the core's software P-256 signing itself needs ≈ 4.8 KiB (the "P-256 sign" row),
+  the assembly signer the firmware uses ≈ 2.5 KiB (the "asm P-256 sign" row); the self-signed
   certificate encodes its TBS in a frame of its own that is gone before it signs, so only the
   signature's frame sits under the signing chain; every phase of the firmware signs. Below the
   signing chain sit the executor, the main task's poll and the phase's own driver
