@@ -163,6 +163,59 @@ async fn the_pump_variant_registers_and_reports_with_the_caller_owning_the_socke
     mp.shutdown().await;
 }
 
+/// An MP that accepts connections and never answers: the pump's caller times the exchange out
+/// (`MPAGENT_PUMP_TIMEOUT`), the agent counts it as a failed attempt and backs off.
+#[tokio::test]
+async fn a_pumped_exchange_the_mp_never_answers_is_given_up_and_backed_off() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            open.push(sock);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(c_host())
+        .arg("--mp")
+        .arg(format!("http://{addr}"))
+        .args([
+            "--site-code",
+            "PS1",
+            "--name",
+            "CHOST-T",
+            "--pump",
+            "--verbose",
+        ])
+        .args(["--io-timeout-ms", "300", "--state"])
+        .arg(dir.path().join("chost"))
+        .output()
+        .await
+        .unwrap();
+    held.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sending a Registration request"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not registered"), "{stderr}");
+    assert!(stderr.contains("registration: trying again at"), "{stderr}");
+    // Backed off: the agent's next attempt lies in the future.
+    let until: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("c-host: idle until "))
+        .and_then(|l| l.split(';').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no idle line: {stderr}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(until > now, "idle until {until}, now {now}: {stderr}");
+}
+
 #[tokio::test]
 async fn a_pending_c_host_says_so_and_reports_nothing() {
     let dir = tempfile::tempdir().unwrap();
