@@ -377,6 +377,7 @@ Largest stack frames in the firmware (\`sub sp\` / \`subw sp\` in the disassembl
 $frames
 EOF
   c_api_section
+  bash boards/qemu-mps2-an386/size-native.sh
 }
 # Not `> /dev/stdout`: reopening stdout truncates a log file it points to (CI captures the output).
 if [ "$out" = /dev/stdout ]; then report; else report >"$out"; fi

@@ -941,6 +941,7 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
 // made by `mpagent_sim::pki` (P-256) or by OpenSSL (the RSA-2048 device certificate).
 // ---------------------------------------------------------------------------------------------
 
+use mpagent_sim::mp::tls::TlsVersion;
 use mpagent_sim::mp::TlsConfig;
 use mpagent_sim::pki::{self, CertKind, IssueParams, Issued, TestCa};
 
@@ -972,10 +973,18 @@ enum ServerCert {
     WrongName,
     /// Names 10.0.2.2, but expired in 2020.
     Expired,
+    /// An RSA-2048 key (made with OpenSSL), naming 10.0.2.2.
+    Rsa,
 }
 
 impl NativeSite {
     async fn start(server: ServerCert) -> NativeSite {
+        Self::start_with(server, TlsVersion::Any, false).await
+    }
+
+    /// An MP serving `version`, asking for the client certificate only after it has read the
+    /// request when `late` (the emulator's OpenSSL server: renegotiation on 1.2).
+    async fn start_with(server: ServerCert, version: TlsVersion, late: bool) -> NativeSite {
         let dir = tempfile::tempdir().unwrap();
         let workdir = tempfile::tempdir().unwrap();
         let ca = TestCa::init(&dir.path().join("ca"), "mpagent Board Test CA", 30).unwrap();
@@ -990,15 +999,25 @@ impl NativeSite {
                 params.not_before = Some(pki::parse_date("2020-01-01").unwrap());
                 params.days = 30;
             }
+            ServerCert::Rsa => {}
         }
-        let server = ca.issue(&params).unwrap();
-        let tls = TlsConfig::from_files(
-            &server.cert_pem_path,
-            &server.key_pem_path,
-            &ca.cert_pem_path(),
-            None,
-        )
-        .unwrap();
+        let (cert_pem, key_pem) = if matches!(server, ServerCert::Rsa) {
+            let d = dir.path().join("rsa-mp");
+            openssl_rsa_leaf(
+                &ca,
+                &d,
+                "mp.test.local",
+                "extendedKeyUsage=serverAuth\nsubjectAltName=IP:10.0.2.2,DNS:mp.test.local\n",
+            );
+            (d.join("cert.pem"), d.join("key.pem"))
+        } else {
+            let issued = ca.issue(&params).unwrap();
+            (issued.cert_pem_path, issued.key_pem_path)
+        };
+        let mut tls = TlsConfig::from_files(&cert_pem, &key_pem, &ca.cert_pem_path(), None)
+            .unwrap()
+            .with_version(version);
+        tls.client_cert_after_request = late;
         let db_path = dir.path().join("site.db");
         let mp = MpServer::start_tls(mp_config(&db_path), tls, "127.0.0.1:0".parse().unwrap())
             .await
@@ -1042,27 +1061,48 @@ impl NativeSite {
     /// same key usage and EKUs as `pki issue --kind device`).
     fn provision_rsa(&self) -> Vec<u8> {
         let d = self.workdir.path().join("openssl");
-        std::fs::create_dir_all(&d).unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&d)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        std::fs::write(
-            d.join("ext.cnf"),
+        let (cert, key) = openssl_rsa_leaf(
+            &self.ca,
+            &d,
+            DEVICE,
+            "extendedKeyUsage=clientAuth,1.3.6.1.4.1.311.101.2,1.3.6.1.4.1.311.101\n",
+        );
+        self.provision(&cert, &key);
+        cert
+    }
+
+    fn provision(&self, cert: &[u8], key: &[u8]) {
+        std::fs::write(self.workdir.path().join("client.der"), cert).unwrap();
+        std::fs::write(self.workdir.path().join("client-key.der"), key).unwrap();
+    }
+}
+
+/// An RSA-2048 certificate for `cn` from `ca`, made with OpenSSL in `d` with the extensions
+/// `extra` adds: (certificate DER, key PKCS#8 DER); `d` also keeps `cert.pem` and `key.pem`.
+fn openssl_rsa_leaf(ca: &TestCa, d: &Path, cn: &str, extra: &str) -> (Vec<u8>, Vec<u8>) {
+    std::fs::create_dir_all(d).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        d.join("ext.cnf"),
+        format!(
             "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=clientAuth,1.3.6.1.4.1.311.101.2,1.3.6.1.4.1.311.101\n\
-             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-        )
-        .unwrap();
-        let ca_dir = self.ca.dir();
+             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n{extra}"
+        ),
+    )
+    .unwrap();
+    {
+        let ca_dir = ca.dir();
         std::fs::copy(ca_dir.join(pki::CA_CERT_DER), d.join("ca.der")).unwrap();
         std::fs::copy(ca_dir.join(pki::CA_KEY_PK8), d.join("ca.key.der")).unwrap();
         run(&[
@@ -1084,7 +1124,7 @@ impl NativeSite {
             "-keyform",
             "DER",
             "-subj",
-            &format!("/CN={DEVICE}"),
+            &format!("/CN={cn}"),
             "-out",
             "req.csr",
         ]);
@@ -1104,7 +1144,7 @@ impl NativeSite {
             "-days",
             "30",
             "-set_serial",
-            "4242",
+            &format!("{}", 1000 + cn.len()),
             "-extfile",
             "ext.cnf",
             "-outform",
@@ -1112,16 +1152,17 @@ impl NativeSite {
             "-out",
             "cert.der",
         ]);
-        let cert = std::fs::read(d.join("cert.der")).unwrap();
-        let key = std::fs::read(d.join("key.der")).unwrap();
-        self.provision(&cert, &key);
-        cert
+        run(&[
+            "x509", "-inform", "DER", "-in", "cert.der", "-out", "cert.pem",
+        ]);
+        run(&[
+            "pkey", "-inform", "DER", "-in", "key.der", "-out", "key.pem",
+        ]);
     }
-
-    fn provision(&self, cert: &[u8], key: &[u8]) {
-        std::fs::write(self.workdir.path().join("client.der"), cert).unwrap();
-        std::fs::write(self.workdir.path().join("client-key.der"), key).unwrap();
-    }
+    (
+        std::fs::read(d.join("cert.der")).unwrap(),
+        std::fs::read(d.join("key.der")).unwrap(),
+    )
 }
 
 /// The pool figure the firmware logs at the end of a boot.
@@ -1333,5 +1374,143 @@ async fn native_firmware_refuses_an_unknown_ca_a_wrong_name_and_an_expired_mp_ce
     let site = NativeSite::start(ServerCert::Expired).await;
     site.provision_p256();
     native_boot_refused(&site, &elf, "the MP's certificate has expired").await;
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_presents_its_certificate_when_the_mp_asks_after_the_request_on_tls_1_2() {
+    if tools_or_skip(
+        "native_firmware_presents_its_certificate_when_the_mp_asks_after_the_request_on_tls_1_2",
+    ) != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    // As IIS by default: the handshake asks for no certificate; once the request is read, the
+    // MP renegotiates asking for it (HelloRequest), and answers only after the device sent it.
+    let site = NativeSite::start_with(ServerCert::Good, TlsVersion::Tls12, true).await;
+    let cert = site.provision_p256();
+    let b = native_boot_registers(&site, &elf, "1.2", &cert).await;
+    let smsid = site.db.clients().unwrap()[0].smsid.to_ascii_uppercase();
+    assert_eq!(
+        messages_of(&site.db, &smsid).len(),
+        1,
+        "the heartbeat went through a renegotiated connection too:\n{}",
+        b.log
+    );
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_verifies_an_rsa_2048_mp_certificate_over_tls_1_2_and_1_3() {
+    if tools_or_skip("native_firmware_verifies_an_rsa_2048_mp_certificate_over_tls_1_2_and_1_3")
+        != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    // ECDHE-RSA: the MP's certificate has an RSA-2048 key (PKCS#1 v1.5 on 1.2, PSS on 1.3).
+    let site = NativeSite::start(ServerCert::Rsa).await;
+    let cert = site.provision_p256();
+    native_boot_registers(&site, &elf, "1.2", &cert).await;
+    native_boot_registers(&site, &elf, "1.3", &cert).await;
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_says_when_the_mp_refuses_its_certificate_on_tls_1_2_and_1_3() {
+    if tools_or_skip("native_firmware_says_when_the_mp_refuses_its_certificate_on_tls_1_2_and_1_3")
+        != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    let site = NativeSite::start(ServerCert::Good).await;
+    // A device certificate from a CA the MP does not trust for clients.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCa::init(other_dir.path(), "Some Other CA", 30).unwrap();
+    let stranger = other
+        .issue(&IssueParams::new(DEVICE, CertKind::Device))
+        .unwrap();
+    site.provision(&stranger.cert_der, &stranger.key_pkcs8);
+    for version in ["1.2", "1.3"] {
+        site.configure(version);
+        let b = boot(&elf, site.workdir.path()).await;
+        println!(
+            "--- refused client certificate, TLS {version} ({:?}) ---\n{}",
+            b.elapsed, b.log
+        );
+        assert_eq!(b.code, Some(1), "{}", b.log);
+        assert!(
+            b.log
+                .contains("the MP ended the connection with a fatal alert"),
+            "TLS {version}: the refusal is named:\n{}",
+            b.log
+        );
+        assert!(site.db.clients().unwrap().is_empty());
+        assert!(site.db.messages(None).unwrap().is_empty());
+    }
+    assert!(
+        !site.db.rejections().unwrap().is_empty(),
+        "the MP logged its refusals"
+    );
+    site.mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_firmware_stops_without_a_provisioned_file_or_with_an_http_url() {
+    if tools_or_skip("native_firmware_stops_without_a_provisioned_file_or_with_an_http_url")
+        != Some(true)
+    {
+        return;
+    }
+    let elf = tokio::task::spawn_blocking(|| native_firmware(false))
+        .await
+        .unwrap();
+    let site = NativeSite::start(ServerCert::Good).await;
+    site.provision_p256();
+    site.configure("any");
+    let key = site.workdir.path().join("client-key.der");
+    let key_bytes = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let b = boot(&elf, site.workdir.path()).await;
+    println!("--- no client-key.der ---\n{}", b.log);
+    assert_eq!(b.code, Some(1), "{}", b.log);
+    assert!(
+        b.log.contains("NativeFileMissing(client-key.der)"),
+        "{}",
+        b.log
+    );
+    // A key that is not a key: refused by name, before anything is sent.
+    std::fs::write(&key, b"not a key").unwrap();
+    let b = boot(&elf, site.workdir.path()).await;
+    println!("--- a bad client-key.der ---\n{}", b.log);
+    assert_eq!(b.code, Some(1), "{}", b.log);
+    assert!(
+        b.log
+            .contains("the provisioned client key (client-key.der) is not a DER"),
+        "{}",
+        b.log
+    );
+    std::fs::write(&key, key_bytes).unwrap();
+    // Native builds speak HTTPS only.
+    let cfg = site.workdir.path().join("mpagent.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("mp=https://", "mp=http://")).unwrap();
+    let b = boot(&elf, site.workdir.path()).await;
+    println!("--- mp=http:// ---\n{}", b.log);
+    assert_eq!(b.code, Some(1), "{}", b.log);
+    assert!(b.log.contains("SchemeDoesNotMatchMode"), "{}", b.log);
+    assert!(site.db.clients().unwrap().is_empty());
+    assert!(
+        site.db.rejections().unwrap().is_empty(),
+        "nothing reached the MP"
+    );
     site.mp.shutdown().await;
 }

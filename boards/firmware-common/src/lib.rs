@@ -6,6 +6,8 @@
 //! policy bodies, defmt events, steps bounded in time). Generic over the flash (`NorFlash`), the core's `Connector` and `Clock`, and
 //! where a board keeps policy bodies ([`exchange::PolicyBodies`]); deadlines use embassy-time,
 //! logs defmt. The boards keep only what is theirs: drivers, provisioning, the boot sequence.
+//! With the feature `native`, `tls` adds native mode (HTTPS with a CA-issued client certificate,
+//! Mbed TLS over the core's `Connector`) and `identity::load_or_provision`.
 #![no_std]
 
 pub mod exchange;

@@ -89,8 +89,13 @@ static TLS_RNG: StaticCell<tls::Rng<rand_chacha::ChaCha20Rng>> = StaticCell::new
 /// Build-time provisioning (`MPAGENT_MP=http://mp.corp.example:80 cargo build --release`).
 const MP_URL: &str = match option_env!("MPAGENT_MP") {
     Some(url) => url,
-    None => "http://192.168.1.10:80",
+    None => DEFAULT_MP_URL,
 };
+#[cfg(not(feature = "native"))]
+const DEFAULT_MP_URL: &str = "http://192.168.1.10:80";
+/// Native mode speaks HTTPS (an `http://` URL is refused).
+#[cfg(feature = "native")]
+const DEFAULT_MP_URL: &str = "https://192.168.1.10:443";
 const SITE: &str = match option_env!("MPAGENT_SITE") {
     Some(site) => site,
     None => "PS1",
