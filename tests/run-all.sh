@@ -20,9 +20,11 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev pkg-config)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
-# The C API's examples: gcc for c-host, arm-none-eabi-gcc and newlib for the Cortex-M C image.
+# The C API's examples: gcc for c-host, arm-none-eabi-gcc and newlib for the Cortex-M C image;
+# the boards' assembly P-256 signer (p256-cortex-m4-sys: C + assembly built by cc) needs them too.
 command -v gcc >/dev/null || need_apt+=(gcc)
-command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+{ command -v arm-none-eabi-gcc >/dev/null && [ -e /usr/lib/arm-none-eabi/include/string.h ]; } \
+  || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 # The boards' native mode builds Mbed TLS (mbedtls-rs-sys: cmake + ninja, clang for the C and bindgen).
 command -v clang >/dev/null || need_apt+=(clang)
 command -v cmake >/dev/null || need_apt+=(cmake)
@@ -54,6 +56,21 @@ probe_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-co
   -kernel boards/size-probe/target/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$probe_out"
 grep -q '^registration request: [0-9]* bytes' <<<"$probe_out"
+# The same path on the boards' assembly P-256 signer: the same request, byte for byte (RFC 6979);
+# measured, it checks its signatures, certificate and key generation against the software
+# signer's, and one of its signatures is verified by OpenSSL (Python `cryptography`).
+(cd boards/size-probe && cargo clippy --locked --release --features p256-asm,measure --target-dir target/asm-measure -- -D warnings \
+  && cargo build --locked --release --features p256-asm --target-dir target/asm \
+  && cargo build --locked --release --features p256-asm,measure --target-dir target/asm-measure)
+asm_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
+  -kernel boards/size-probe/target/asm/thumbv7em-none-eabihf/release/mpagent-size-probe)
+echo "$asm_out"
+[ "$asm_out" = "$(grep '^registration request: ' <<<"$probe_out")" ]
+asm_measure_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
+  -icount shift=0 -kernel boards/size-probe/target/asm-measure/thumbv7em-none-eabihf/release/mpagent-size-probe)
+grep '^p256-asm ' <<<"$asm_measure_out"
+grep -q '^p256-asm known answers: ' <<<"$asm_measure_out"
+python3 tests/interop/verify_p256_asm.py <<<"$asm_measure_out"
 # The same image with the RSA-2048 signer as well (provisioned key, certificate, signed request).
 (cd boards/size-probe && cargo clippy --locked --release --features rsa-measure -- -D warnings \
   && cargo build --locked --release --features rsa --target-dir target/rsa)

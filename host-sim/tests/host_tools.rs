@@ -144,8 +144,7 @@ fn fleet_json_keeps_stdout_for_the_summary_and_shows_progress_on_stderr() {
     // stderr is not a terminal here: progress comes as plain lines, the last one final.
     let last = stderr
         .lines()
-        .filter(|l| l.starts_with("fleet: "))
-        .last()
+        .rfind(|l| l.starts_with("fleet: "))
         .unwrap_or_else(|| panic!("no progress line: {stderr}"));
     assert!(last.contains("4 registered"), "{last}");
     assert!(

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mpagent_sim::mp::db::SiteDb;
+use mpagent_sim::mp::db::{NewPolicy, PolicyTarget, SiteDb};
 use mpagent_sim::mp::{Approval, Limits, MpConfig, MpServer};
 
 fn c_host() -> PathBuf {
@@ -161,6 +161,105 @@ async fn the_pump_variant_registers_and_reports_with_the_caller_owning_the_socke
         .unwrap()
         .is_empty());
     mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn policy_reaches_the_c_callbacks_is_kept_and_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let body = "<Policy><Setting Name=\"Duplex\" Value=\"on\"/></Policy>";
+    db.add_policy(&NewPolicy {
+        policy_id: "{11111111-2222-3333-4444-555555555555}",
+        version: "2.00",
+        target: PolicyTarget::All,
+        category: None,
+        flags: 0,
+        body,
+    })
+    .unwrap();
+    let state = dir.path().join("chost");
+    let run = run_c_host_with(&mp, &state, "CHOST-4", &["--verbose"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("policy {11111111-2222-3333-4444-555555555555}.2.00 applied"),
+        "{}",
+        run.stderr
+    );
+    // policy_body streamed it into a file that policy_done kept under its ID and version.
+    let kept = std::fs::read(state.join("policy-_11111111-2222-3333-4444-555555555555_.2.00.xml"))
+        .unwrap();
+    // The MP serves policy bodies as UTF-16LE with a byte order mark: kept byte for byte.
+    assert_eq!(kept.get(..2), Some(&[0xFF, 0xFE][..]), "{kept:?}");
+    let units: Vec<u16> = kept[2..]
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(String::from_utf16(&units).unwrap(), body);
+    let smsid = smsid_of(&run);
+    let kinds = db_messages(dir.path(), &smsid);
+    assert!(kinds.contains(&"state".to_owned()), "{kinds:?}");
+    assert_eq!(db.policy_fetches().unwrap().len(), 1);
+
+    // policy_applied answers yes from the file: the next run does not fetch it again.
+    let again = run_c_host(&mp, &state, "CHOST-4").await;
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(db.policy_fetches().unwrap().len(), 1);
+    mp.shutdown().await;
+}
+
+/// An MP that accepts connections and never answers: the pump's caller times the exchange out
+/// (`MPAGENT_PUMP_TIMEOUT`), the agent counts it as a failed attempt and backs off.
+#[tokio::test]
+async fn a_pumped_exchange_the_mp_never_answers_is_given_up_and_backed_off() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            open.push(sock);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(c_host())
+        .arg("--mp")
+        .arg(format!("http://{addr}"))
+        .args([
+            "--site-code",
+            "PS1",
+            "--name",
+            "CHOST-T",
+            "--pump",
+            "--verbose",
+        ])
+        .args(["--io-timeout-ms", "300", "--state"])
+        .arg(dir.path().join("chost"))
+        .output()
+        .await
+        .unwrap();
+    held.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sending a Registration request"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not registered"), "{stderr}");
+    assert!(stderr.contains("registration: trying again at"), "{stderr}");
+    // Backed off: the agent's next attempt lies in the future.
+    let until: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("c-host: idle until "))
+        .and_then(|l| l.split(';').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no idle line: {stderr}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(until > now, "idle until {until}, now {now}: {stderr}");
 }
 
 #[tokio::test]

@@ -233,28 +233,33 @@ async fn the_host_client_registers_over_tls12_and_tls13_only_mps() {
 
 #[tokio::test]
 async fn a_wrong_ca_is_an_unknown_ca_naming_the_ca_option() {
-    let site = Site::normal(TlsVersion::Any, false).await;
     let other_dir = tempfile::tempdir().unwrap();
     let other = TestCa::init(other_dir.path(), "Some Other CA", 30).unwrap();
-    let dev = site.device("WRONG-CA");
-    let mut files = site.files(&dev);
-    files.ca = other.cert_pem_path();
-    let err = client::register(&site.options("WRONG-CA", files), &mut |_| {})
-        .await
-        .unwrap_err();
-    let t = tls_error(&err);
-    assert!(matches!(t, TlsError::UnknownCa { .. }), "{t:?}");
-    let text = t.to_string();
-    assert!(
-        text.contains("--ca") && text.contains(&other.cert_pem_path().display().to_string()),
-        "{text}"
-    );
-    assert!(
-        text.contains("mp.test.local"),
-        "the MP's certificate is named: {text}"
-    );
-    assert!(site.db().clients().unwrap().is_empty());
-    site.mp.shutdown().await;
+    // rustls sends the MP's certificate alone, OpenSSL (asking late) its chain with the CA.
+    for late in [false, true] {
+        let site = Site::normal(TlsVersion::Any, late).await;
+        let dev = site.device("WRONG-CA");
+        let mut files = site.files(&dev);
+        files.ca = other.cert_pem_path();
+        let err = client::register(&site.options("WRONG-CA", files), &mut |_| {})
+            .await
+            .unwrap_err();
+        let t = tls_error(&err);
+        let TlsError::UnknownCa { subject, .. } = t else {
+            panic!("late={late}: {t:?}")
+        };
+        assert_eq!(
+            subject, "CN=mp.test.local",
+            "the MP's own certificate is named"
+        );
+        let text = t.to_string();
+        assert!(
+            text.contains("--ca") && text.contains(&other.cert_pem_path().display().to_string()),
+            "{text}"
+        );
+        assert!(site.db().clients().unwrap().is_empty());
+        site.mp.shutdown().await;
+    }
 }
 
 #[tokio::test]
@@ -656,4 +661,80 @@ async fn openssl_s_server_renegotiates_for_our_certificate() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = reader.join();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cycle_runs_against_an_mp_that_renegotiates_on_every_connection() {
+    use mpagent_sim::client::run::{self, Due};
+    use mpagent_sim::mp::db::{NewPolicy, PolicyTarget};
+    let site = Site::start(TlsVersion::Tls12, true, |ca| {
+        ca.issue(&rsa(server_params())).unwrap()
+    })
+    .await;
+    // A policy body over one TLS record (16 KiB).
+    let settings: String = (0..400)
+        .map(|i| format!("<Setting Name=\"S{i:04}\" Value=\"value-{i:04}\"/>"))
+        .collect();
+    let body = format!("<Policy>{settings}</Policy>");
+    assert!(body.len() > 16 * 1024, "{}", body.len());
+    site.db()
+        .add_policy(&NewPolicy {
+            policy_id: "{11111111-2222-3333-4444-555555555555}",
+            version: "1.00",
+            target: PolicyTarget::All,
+            category: None,
+            flags: 0,
+            body: &body,
+        })
+        .unwrap();
+    let dev = site
+        .ca
+        .issue(&rsa(IssueParams::new("CYCLE", CertKind::Device)))
+        .unwrap();
+    let opts = site.options("CYCLE", site.files(&dev));
+    let due = Due {
+        heartbeat: true,
+        inventory_items: 3,
+        status: true,
+        policy: true,
+    };
+    let report = run::run_cycle(&opts, due, &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(report.delivery_stopped, None, "{report:?}");
+    assert_eq!(report.delivered, 4, "{report:?}");
+    assert_eq!(
+        report.policies_applied,
+        vec!["{11111111-2222-3333-4444-555555555555}.1.00"]
+    );
+    let kinds: Vec<String> = site
+        .db()
+        .messages(report.smsid.as_deref())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, ["ddr", "hinv-full", "status", "state"]);
+    assert_eq!(site.rejections(0).await, "");
+    site.mp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crl_without_the_mps_ca_is_unusable_naming_the_crl_option() {
+    let site = Site::normal(TlsVersion::Any, false).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCa::init(other_dir.path(), "Some Other CA", 30).unwrap();
+    let dev = site.device("CRL-OTHER");
+    let mut files = site.files(&dev);
+    files.crl = Some(other.crl_pem_path());
+    let err = client::register(&site.options("CRL-OTHER", files), &mut |_| {})
+        .await
+        .unwrap_err();
+    let t = tls_error(&err);
+    let TlsError::CrlUnusable { crl, .. } = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(crl, &other.crl_pem_path().display().to_string());
+    assert!(t.to_string().contains("has no CRL of its issuer"), "{t}");
+    site.mp.shutdown().await;
 }

@@ -135,9 +135,7 @@ mod imp {
     //! scalar) and the certificate are those of the software signer.
     use super::*;
     use crate::p256_asm::AsmP256Signer;
-    use mpagent_core::identity::{
-        build_self_signed_p256_point, cert_public_key_p256, MAX_CERT_LEN,
-    };
+    use mpagent_core::identity::{build_self_signed_p256_point, cert_spki_der, MAX_CERT_LEN};
 
     /// The signer this firmware holds.
     pub type DeviceSigner = AsmP256Signer;
@@ -189,10 +187,10 @@ mod imp {
         build_self_signed_p256_point(params, &signer.public_key_sec1(), signer, out)
     }
 
-    /// Whether `cert_der` holds `signer`'s public key.
+    /// Whether `cert_der` holds `signer`'s public key: its SPKI, byte for byte (the key is the
+    /// signer's own, so the point needs no curve check; the software P-256 stays unlinked).
     pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
-        let cert_key = cert_public_key_p256(cert_der)?;
-        Ok(signer.public_key_sec1()[..] == cert_key[..])
+        Ok(cert_spki_der(cert_der)? == &signer.spki_der()[..])
     }
 }
 

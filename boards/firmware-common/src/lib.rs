@@ -1,5 +1,6 @@
 //! The board-independent part of mpagent's firmware, shared by every board: the identity in the
-//! core's store (`identity`, with the key kind chosen at build time in `key`: P-256, or RSA-2048
+//! core's store (`identity`, with the key kind chosen at build time in `key`: P-256, signed on
+//! the P256-Cortex-M4 assembly of `p256_asm` with the default feature `p256-asm`, or RSA-2048
 //! with the feature `key-rsa2048`), and the board's side of the core's agent driver (`exchange`:
 //! the heartbeat naming the device's addresses, the registration state saved with the identity,
 //! policy bodies, defmt events, steps bounded in time). Generic over the flash (`NorFlash`), the core's `Connector` and `Clock`, and

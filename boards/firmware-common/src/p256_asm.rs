@@ -8,7 +8,8 @@
 //! with less code (figures in docs/size.md and docs/performance.md, measured under QEMU
 //! `-icount`). Its routines run in constant time and, with the C define `has_d_cache=1` (the
 //! NUCLEO-F767ZI's Cortex-M7 has a data cache; its `.cargo/config.toml` sets it), with a constant
-//! RAM access pattern as well.
+//! RAM access pattern as well. The boards build the library with only what is called here (sign,
+//! key generation: `CFLAGS_thumbv7em_none_eabihf` in their `.cargo/config.toml`).
 //!
 //! Nonces are RFC 6979 (HMAC-SHA-256 over the secret and the digest, the `rfc6979` crate the core's
 //! `p256` uses), so a signature here is byte for byte the core's [`P256Signer`] signature of the
@@ -28,6 +29,16 @@ const ORDER: [u8; 32] = [
     0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
     0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 ];
+
+/// DER `SubjectPublicKeyInfo` of an uncompressed P-256 key up to the point: `SEQUENCE {
+/// SEQUENCE { id-ecPublicKey, secp256r1 }, BIT STRING (0 unused bits) }`.
+const SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// Length of the DER `SubjectPublicKeyInfo` from [`AsmP256Signer::spki_der`].
+pub const SPKI_LEN: usize = SPKI_PREFIX.len() + 65;
 
 /// A 256-bit big-endian integer as the library's eight little-endian words.
 fn to_words(be: &[u8; 32]) -> [u32; 8] {
@@ -100,6 +111,15 @@ impl AsmP256Signer {
         out[0] = 0x04;
         out[1..33].copy_from_slice(&to_be_bytes(&self.public_x));
         out[33..].copy_from_slice(&to_be_bytes(&self.public_y));
+        out
+    }
+
+    /// The public key as a DER `SubjectPublicKeyInfo` (id-ecPublicKey, secp256r1): the bytes the
+    /// certificate holds, compared as they are (no curve arithmetic to read a certificate back).
+    pub fn spki_der(&self) -> [u8; SPKI_LEN] {
+        let mut out = [0u8; SPKI_LEN];
+        out[..SPKI_PREFIX.len()].copy_from_slice(&SPKI_PREFIX);
+        out[SPKI_PREFIX.len()..].copy_from_slice(&self.public_key_sec1());
         out
     }
 }

@@ -256,9 +256,7 @@ pub async fn register_as<C: Connector, K: Clock>(
         let (request_type, smsid) = match registrar.poll(now) {
             RegistrarAction::Done(_) | RegistrarAction::Rejected(_) => return Ok(registrar.state()),
             RegistrarAction::WaitUntil(t) => {
-                if options.return_when_pending
-                    && site_answered
-                    && registrar.waiting_for_approval()
+                if options.return_when_pending && site_answered && registrar.waiting_for_approval()
                 {
                     return Ok(registrar.state());
                 }

@@ -6,6 +6,7 @@
  *   c-host --mp http://127.0.0.1:8080 --site-code PS1 --state DIR --name NAME [--fqdn FQDN]
  *          [--max-steps N] [--verbose] [--pump]
  *
+ * --io-timeout-ms bounds the connect and every send and recv (default 10000).
  * --pump drives the agent through the sans-IO mpagent_pump (this program owns the socket and
  * the time) instead of mpagent_step over transport callbacks.
  *
@@ -58,6 +59,7 @@ struct host {
     const char *record_dir;
     int connections;
     FILE *record;
+    uint32_t io_timeout_ms;
 };
 
 /* ---- flash region: a file with NOR rules (erase to 0xFF, writes only clear bits) ---- */
@@ -318,7 +320,8 @@ static void on_event(void *user, int event, const char *text) {
 
 static void usage(void) {
     fprintf(stderr, "usage: c-host --mp URL --site-code CODE --state DIR --name NAME [--fqdn FQDN] "
-                    "[--max-steps N] [--verbose] [--pump] [--clock T] [--seed S] [--record DIR]\n");
+                    "[--max-steps N] [--verbose] [--pump] [--io-timeout-ms MS] [--clock T] [--seed S] "
+                    "[--record DIR]\n");
 }
 
 static int fail(mpagent_context *ctx, const char *what, int rc) {
@@ -376,7 +379,7 @@ static int run_pump(struct host *h, unsigned max_steps) {
         switch (out.want) {
         case MPAGENT_WANT_CONNECT:
             pending_len = 0;
-            in.event = net_connect(h, out.host, out.port, out.tls, 10000) == 0
+            in.event = net_connect(h, out.host, out.port, out.tls, h->io_timeout_ms) == 0
                            ? MPAGENT_PUMP_CONNECTED
                            : MPAGENT_PUMP_CONNECT_FAILED;
             break;
@@ -426,7 +429,7 @@ int main(int argc, char **argv) {
     const char *mp = NULL, *site = NULL, *state = NULL, *name = NULL, *fqdn = NULL;
     unsigned max_steps = 64;
     int pump = 0;
-    struct host h = {.flash_fd = -1, .sock = -1};
+    struct host h = {.flash_fd = -1, .sock = -1, .io_timeout_ms = 10000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -451,6 +454,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--clock") == 0) h.fixed_clock = strtoll(v, NULL, 10);
         else if (strcmp(a, "--seed") == 0) h.seed = strtoull(v, NULL, 0);
         else if (strcmp(a, "--record") == 0) h.record_dir = v;
+        else if (strcmp(a, "--io-timeout-ms") == 0) h.io_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
         else {
             usage();
             return 2;
@@ -507,7 +511,7 @@ int main(int argc, char **argv) {
         .send = net_send,
         .recv = net_recv,
         .close = net_close,
-        .io_timeout_ms = 10000,
+        .io_timeout_ms = h.io_timeout_ms,
         .inventory_item = inventory_item,
         .policy_applied = policy_applied,
         .policy_body = policy_body,
