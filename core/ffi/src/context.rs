@@ -762,6 +762,10 @@ pub unsafe extern "C" fn mpagent_step(
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
+    // SAFETY: `p` comes from `inner`.
+    if unsafe { busy(p) } {
+        return MPAGENT_ERR_BUSY;
+    }
     // SAFETY: the driver is reached through its field only.
     let Some(d) = (unsafe { driver(p) }) else {
         return unsafe {
@@ -772,6 +776,18 @@ pub unsafe extern "C" fn mpagent_step(
             )
         };
     };
+    let cb = d.connector.cb;
+    if cb.connect.is_none() || cb.send.is_none() || cb.recv.is_none() {
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_ARGUMENT,
+                format_args!(
+                    "mpagent_step needs the connect, send and recv callbacks (mpagent_pump does not)"
+                ),
+            )
+        };
+    }
     // SAFETY: the flag is a Cell the RNG shares; nothing holds it mutably.
     let failed = unsafe { &*addr_of!((*p).rng_failed) };
     failed.set(false);
@@ -1197,12 +1213,13 @@ pub unsafe extern "C" fn mpagent_pump(
             if in_flight {
                 // SAFETY: nothing polls the slot now; the driver is free once it is dropped.
                 unsafe {
+                    // Pumping still: the failure is counted at the time handed in.
                     st.active.set(true);
                     drop_step(p);
-                    st.active.set(false);
                     if let Some(d) = driver(p) {
                         d.on_deadline();
                     }
+                    st.active.set(false);
                 }
             }
             st.reset();
