@@ -381,3 +381,50 @@ fn the_pump_asks_to_connect_and_a_timeout_backs_off() {
         assert!(out.until > t0 + 30, "{}", out.until);
     }
 }
+
+#[test]
+fn a_provisioned_identity_is_checked_stored_and_loaded() {
+    use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
+    let secret = [7u8; 32];
+    let other = [9u8; 32];
+    let signer = mpagent_core::P256Signer::from_secret_bytes(&secret).unwrap();
+    let mut rng = rand_core::OsRng;
+    let params =
+        CertParams::self_signed_now("DEVICE-1", mpagent_core::UnixTime(1_796_000_000), &mut rng);
+    let mut cert = vec![0u8; MAX_CERT_LEN];
+    let len = build_self_signed_p256(&params, &signer, &mut cert).unwrap();
+    cert.truncate(len);
+
+    let d = device();
+    let cb = callbacks(&d);
+    let cfg = config(c"PS1", MPAGENT_SITE_MIXED);
+    let mut ctx = context();
+    unsafe {
+        assert_eq!(
+            mpagent_init(&mut *ctx, MPAGENT_CONTEXT_SIZE, &cfg, &cb),
+            MPAGENT_OK
+        );
+        // The certificate names another key than the secret: refused, nothing stored.
+        let rc = mpagent_identity_provision(&mut *ctx, other.as_ptr(), cert.as_ptr(), cert.len());
+        assert_eq!(rc, MPAGENT_ERR_IDENTITY);
+        assert!(
+            last_error(&mut ctx).contains("another key"),
+            "{}",
+            last_error(&mut ctx)
+        );
+        let rc = mpagent_identity_provision(&mut *ctx, secret.as_ptr(), cert.as_ptr(), 10);
+        assert_eq!(rc, MPAGENT_ERR_IDENTITY, "not DER");
+        assert!(d.flash.borrow().iter().all(|&b| b == 0xFF));
+
+        let rc = mpagent_identity_provision(&mut *ctx, secret.as_ptr(), cert.as_ptr(), cert.len());
+        assert_eq!(rc, MPAGENT_OK, "{}", last_error(&mut ctx));
+        let mut created = -1;
+        assert_eq!(mpagent_identity(&mut *ctx, &mut created), MPAGENT_OK);
+        assert_eq!(
+            created, 0,
+            "the provisioned identity is loaded, not a new one made"
+        );
+        let rc = mpagent_identity_provision(&mut *ctx, secret.as_ptr(), cert.as_ptr(), cert.len());
+        assert_eq!(rc, MPAGENT_ERR_STATE, "after mpagent_identity");
+    }
+}
