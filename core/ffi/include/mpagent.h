@@ -616,6 +616,22 @@ int mpagent_init(mpagent_context *ctx,
 int mpagent_identity(mpagent_context *ctx, int *created);
 
 /**
+ * Stores a provisioned identity (a PKI-issued certificate, native mode): the P-256 secret
+ * `secret` (32 bytes, big-endian) and its certificate `cert_der` (`cert_len` bytes of DER),
+ * replacing any stored identity, with the registration state reset. Call it after
+ * `mpagent_init` and before `mpagent_identity`, which then loads it. Refused with
+ * `MPAGENT_ERR_IDENTITY` when the secret is not a P-256 key, the certificate is not DER for a
+ * P-256 key, or its key is not the secret's.
+ *
+ * # Safety
+ * `ctx` was set up by `mpagent_init`; `secret` holds 32 bytes, `cert_der` `cert_len` bytes.
+ */
+int mpagent_identity_provision(mpagent_context *ctx,
+                               const uint8_t *secret,
+                               const uint8_t *cert_der,
+                               size_t cert_len);
+
+/**
  * Carries out the agent's next action: at most one exchange with the MP over the transport
  * callbacks (blocking in them). `out` (may be NULL) says what was done, or until when there is
  * nothing to do: sleep until then (or until an event of the device's own) and step again.

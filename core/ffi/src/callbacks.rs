@@ -371,6 +371,9 @@ impl RngCore for CbRng {
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         if self.try_fill_bytes(dest).is_err() {
+            // Not zeros: key generation rejects a zero scalar and would ask again for ever. The
+            // flag makes the call that asked refuse whatever was made from these bytes.
+            dest.fill(0x5A);
             if let Some(failed) = self.failed {
                 failed.set(true);
             }

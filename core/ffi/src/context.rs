@@ -659,6 +659,100 @@ pub unsafe extern "C" fn mpagent_identity(ctx: *mut mpagent_context, created: *m
     }
 }
 
+/// Stores a provisioned identity (a PKI-issued certificate, native mode): the P-256 secret
+/// `secret` (32 bytes, big-endian) and its certificate `cert_der` (`cert_len` bytes of DER),
+/// replacing any stored identity, with the registration state reset. Call it after
+/// `mpagent_init` and before `mpagent_identity`, which then loads it. Refused with
+/// `MPAGENT_ERR_IDENTITY` when the secret is not a P-256 key, the certificate is not DER for a
+/// P-256 key, or its key is not the secret's.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init`; `secret` holds 32 bytes, `cert_der` `cert_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_identity_provision(
+    ctx: *mut mpagent_context,
+    secret: *const u8,
+    cert_der: *const u8,
+    cert_len: usize,
+) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    if secret.is_null() || cert_der.is_null() {
+        return MPAGENT_ERR_ARGUMENT;
+    }
+    // SAFETY: fields of a set-up context; no driver exists when the checks below pass.
+    unsafe {
+        if (*addr_of!((*p).driver)).is_some() {
+            return fail(
+                p,
+                MPAGENT_ERR_STATE,
+                format_args!("mpagent_identity_provision comes before mpagent_identity"),
+            );
+        }
+        let Some(store) = (*addr_of_mut!((*p).store)).as_mut() else {
+            return fail(
+                p,
+                MPAGENT_ERR_STATE,
+                format_args!("the store is not open: mpagent_init failed or was not called"),
+            );
+        };
+        if cert_len > MAX_CERT_LEN {
+            return fail(
+                p,
+                MPAGENT_ERR_IDENTITY,
+                format_args!(
+                    "the certificate is {cert_len} bytes; at most {MAX_CERT_LEN} are kept"
+                ),
+            );
+        }
+        let key: [u8; 32] = *secret.cast::<[u8; 32]>();
+        let cert = core::slice::from_raw_parts(cert_der, cert_len);
+        let signer = match P256Signer::from_secret_bytes(&key) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(
+                    p,
+                    MPAGENT_ERR_IDENTITY,
+                    format_args!("the provisioned secret: {e}"),
+                )
+            }
+        };
+        let public = match mpagent_core::identity::cert_public_key_p256(cert) {
+            Ok(k) => k,
+            Err(e) => {
+                return fail(
+                    p,
+                    MPAGENT_ERR_IDENTITY,
+                    format_args!("the provisioned certificate: {e}"),
+                )
+            }
+        };
+        if signer.verifying_key().to_encoded_point(false).as_bytes() != public.as_slice() {
+            return fail(
+                p,
+                MPAGENT_ERR_IDENTITY,
+                format_args!(
+                    "the provisioned certificate is for another key than the provisioned secret"
+                ),
+            );
+        }
+        let record = StoredIdentity {
+            key: &key,
+            cert_der: cert,
+            registration: RegistrationState::Unregistered,
+        };
+        if let Err(e) = store.save_identity(&record) {
+            return fail(
+                p,
+                MPAGENT_ERR_STORE,
+                format_args!("saving the provisioned identity: {e}"),
+            );
+        }
+    }
+    MPAGENT_OK
+}
+
 /// Builds the agent over the context's fields.
 ///
 /// # Safety
@@ -762,6 +856,10 @@ pub unsafe extern "C" fn mpagent_step(
     let Some(p) = inner(ctx) else {
         return MPAGENT_ERR_ARGUMENT;
     };
+    // SAFETY: `p` comes from `inner`.
+    if unsafe { busy(p) } {
+        return MPAGENT_ERR_BUSY;
+    }
     // SAFETY: the driver is reached through its field only.
     let Some(d) = (unsafe { driver(p) }) else {
         return unsafe {
@@ -772,6 +870,18 @@ pub unsafe extern "C" fn mpagent_step(
             )
         };
     };
+    let cb = d.connector.cb;
+    if cb.connect.is_none() || cb.send.is_none() || cb.recv.is_none() {
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_ARGUMENT,
+                format_args!(
+                    "mpagent_step needs the connect, send and recv callbacks (mpagent_pump does not)"
+                ),
+            )
+        };
+    }
     // SAFETY: the flag is a Cell the RNG shares; nothing holds it mutably.
     let failed = unsafe { &*addr_of!((*p).rng_failed) };
     failed.set(false);
@@ -1197,12 +1307,13 @@ pub unsafe extern "C" fn mpagent_pump(
             if in_flight {
                 // SAFETY: nothing polls the slot now; the driver is free once it is dropped.
                 unsafe {
+                    // Pumping still: the failure is counted at the time handed in.
                     st.active.set(true);
                     drop_step(p);
-                    st.active.set(false);
                     if let Some(d) = driver(p) {
                         d.on_deadline();
                     }
+                    st.active.set(false);
                 }
             }
             st.reset();

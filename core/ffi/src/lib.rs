@@ -31,7 +31,10 @@
 mod callbacks;
 mod context;
 
-pub use callbacks::{mpagent_callbacks, mpagent_instance, mpagent_property};
+pub use callbacks::{
+    mpagent_callbacks, mpagent_instance, mpagent_property, MPAGENT_EVENT_TEXT_MAX,
+    MPAGENT_FLASH_ERASE_SIZE, MPAGENT_FLASH_WRITE_SIZE, MPAGENT_INVENTORY_MAX_ITEMS,
+};
 pub use context::*;
 
 // Without std there is no unwinding: a panic (no path of this crate has one) stops here.
