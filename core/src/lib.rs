@@ -60,7 +60,9 @@ pub use agent::lifecycle::{Agent, Counts, Schedule};
 pub use agent::registration::{RegistrationState, SigningIdentity};
 pub use config::{AgentConfig, ConfigError, SiteGeneration, SiteMode};
 pub use guid::{Guid, Smsid};
-pub use io::driver::{Buffers, Device, Driver, DriverError, Event, Host, PolicySlot, Step};
+pub use io::driver::{
+    Buffers, Device, Driver, DriverError, Event, Host, PolicySlot, StateMessageError, Step,
+};
 pub use io::{Clock, Connector};
 pub use sign::{P256Signer, RsaSigner, Signer};
 pub use store::{Layout, Store, StoreError};

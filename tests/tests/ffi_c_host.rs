@@ -307,3 +307,40 @@ fn db_messages(dir: &Path, smsid: &str) -> Vec<String> {
         .map(|m| m.kind)
         .collect()
 }
+
+#[tokio::test]
+async fn a_state_message_from_c_is_delivered_under_the_smsid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path(), Approval::Auto).await;
+    let state = dir.path().join("chost");
+    let run = run_c_host_with(&mp, &state, "CHOST-S", &["--report-state", "fw-update=2"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("state of fw-update queued"),
+        "{}",
+        run.stderr
+    );
+    let smsid = smsid_of(&run);
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let messages = db.messages(Some(&smsid)).unwrap();
+    let state_msg = messages
+        .iter()
+        .find(|m| m.kind == "state")
+        .unwrap_or_else(|| panic!("no state message: {messages:?}"));
+    for needle in [
+        r#"<Topic ID="fw-update""#,
+        r#"Type="9003""#,
+        r#"<State ID="2""#,
+    ] {
+        assert!(
+            state_msg.body.contains(needle),
+            "{needle} not in {}",
+            state_msg.body
+        );
+    }
+    // A topic longer than the header's MPAGENT_MAX_STATE_TOPIC is refused before it is queued.
+    let long = format!("{}=1", "t".repeat(130));
+    let refused = run_c_host_with(&mp, &state, "CHOST-S", &["--report-state", &long]).await;
+    assert_ne!(refused.code, 0, "{}", refused.stderr);
+    mp.shutdown().await;
+}

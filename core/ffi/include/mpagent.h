@@ -96,6 +96,17 @@
 #define MPAGENT_ERR_BUSY -11
 
 /**
+ * The outbound queue is full: what is queued must be delivered first (nothing was dropped).
+ */
+#define MPAGENT_ERR_QUEUE_FULL -12
+
+/**
+ * Longest state message topic `mpagent_report_state` takes, in bytes (a literal, for the
+ * header; the core's bound, checked below).
+ */
+#define MPAGENT_MAX_STATE_TOPIC 129
+
+/**
  * Bytes of memory a context needs (also `mpagent_context_size()`), for static allocation.
  */
 #define MPAGENT_CONTEXT_SIZE 20480
@@ -686,6 +697,21 @@ int mpagent_get_counts(mpagent_context *ctx, mpagent_counts *out);
  * `ctx` was set up by `mpagent_init` and `mpagent_identity`.
  */
 int mpagent_retry_now(mpagent_context *ctx);
+
+/**
+ * Queues a state message: `state` of `topic` (a `topic_type` topic), e.g. the outcome of a
+ * firmware update, delivered in order with the other reports and kept in flash through an
+ * outage. It names the device by its SMSID: `MPAGENT_ERR_NO_SMSID` until the site gave one.
+ * `topic` is UTF-8, NUL-terminated, at most `MPAGENT_MAX_STATE_TOPIC` bytes
+ * (`MPAGENT_ERR_ARGUMENT` otherwise); `MPAGENT_ERR_QUEUE_FULL` when there is no room yet.
+ *
+ * # Safety
+ * `ctx` was set up by `mpagent_init` and `mpagent_identity`; `topic` is NUL-terminated.
+ */
+int mpagent_report_state(mpagent_context *ctx,
+                         const char *topic,
+                         uint32_t topic_type,
+                         uint32_t state);
 
 /**
  * The pump (sans-IO) variant of `mpagent_step`: the caller owns the connection and the time.

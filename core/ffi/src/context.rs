@@ -50,6 +50,12 @@ pub const MPAGENT_ERR_RANDOM: c_int = -10;
 /// An exchange driven by `mpagent_pump` is in flight: finish it (or end it with
 /// `MPAGENT_PUMP_TIMEOUT`) first.
 pub const MPAGENT_ERR_BUSY: c_int = -11;
+/// The outbound queue is full: what is queued must be delivered first (nothing was dropped).
+pub const MPAGENT_ERR_QUEUE_FULL: c_int = -12;
+/// Longest state message topic `mpagent_report_state` takes, in bytes (a literal, for the
+/// header; the core's bound, checked below).
+pub const MPAGENT_MAX_STATE_TOPIC: usize = 129;
+const _: () = assert!(MPAGENT_MAX_STATE_TOPIC == mpagent_core::io::driver::MAX_STATE_TOPIC);
 
 /// Bytes of memory a context needs (also `mpagent_context_size()`), for static allocation.
 pub const MPAGENT_CONTEXT_SIZE: usize = 20480;
@@ -241,6 +247,7 @@ pub extern "C" fn mpagent_strerror(code: c_int) -> *const c_char {
         MPAGENT_ERR_NO_SMSID => c"there is no SMSID yet",
         MPAGENT_ERR_RANDOM => c"the random callback failed",
         MPAGENT_ERR_BUSY => c"an exchange driven by mpagent_pump is in flight",
+        MPAGENT_ERR_QUEUE_FULL => c"the outbound queue is full until queued reports are delivered",
         _ => c"unknown mpagent error code",
     };
     s.as_ptr()
@@ -1089,6 +1096,61 @@ pub unsafe extern "C" fn mpagent_retry_now(ctx: *mut mpagent_context) -> c_int {
     let now = d.clock.now_secs();
     d.agent.retry_now(now);
     MPAGENT_OK
+}
+
+/// Queues a state message: `state` of `topic` (a `topic_type` topic), e.g. the outcome of a
+/// firmware update, delivered in order with the other reports and kept in flash through an
+/// outage. It names the device by its SMSID: `MPAGENT_ERR_NO_SMSID` until the site gave one.
+/// `topic` is UTF-8, NUL-terminated, at most `MPAGENT_MAX_STATE_TOPIC` bytes
+/// (`MPAGENT_ERR_ARGUMENT` otherwise); `MPAGENT_ERR_QUEUE_FULL` when there is no room yet.
+///
+/// # Safety
+/// `ctx` was set up by `mpagent_init` and `mpagent_identity`; `topic` is NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn mpagent_report_state(
+    ctx: *mut mpagent_context,
+    topic: *const c_char,
+    topic_type: u32,
+    state: u32,
+) -> c_int {
+    let Some(p) = inner(ctx) else {
+        return MPAGENT_ERR_ARGUMENT;
+    };
+    // SAFETY: `p` comes from `inner`.
+    if unsafe { busy(p) } {
+        return MPAGENT_ERR_BUSY;
+    }
+    // SAFETY: `topic` is NUL-terminated (the caller's contract) or NULL.
+    let Some(topic) = (unsafe { crate::callbacks::c_str(topic) }) else {
+        // SAFETY: `p` comes from `inner`.
+        return unsafe {
+            fail(
+                p,
+                MPAGENT_ERR_ARGUMENT,
+                format_args!("mpagent_report_state: topic is NULL or not UTF-8"),
+            )
+        };
+    };
+    // SAFETY: through the driver only.
+    let Some(d) = (unsafe { driver(p) }) else {
+        return MPAGENT_ERR_STATE;
+    };
+    use mpagent_core::io::driver::StateMessageError;
+    let result = d.queue_state_message(topic, topic_type, state);
+    let code = match &result {
+        Ok(()) => return MPAGENT_OK,
+        Err(StateMessageError::NotRegistered) => MPAGENT_ERR_NO_SMSID,
+        Err(StateMessageError::TopicTooLong { .. }) => MPAGENT_ERR_ARGUMENT,
+        Err(StateMessageError::Store(mpagent_core::store::StoreError::QueueFull)) => {
+            MPAGENT_ERR_QUEUE_FULL
+        }
+        Err(_) => MPAGENT_ERR_STORE,
+    };
+    if let Err(e) = result {
+        // SAFETY: `p` comes from `inner`; the driver's borrow ended with `result`.
+        return unsafe { fail(p, code, format_args!("mpagent_report_state: {e}")) };
+    }
+    code
 }
 
 // ---- the pump (sans-IO) variant ----

@@ -911,8 +911,6 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             bytes: len,
         });
         // Acknowledged with a state message, queued so that it survives an outage.
-        let now = self.clock.now();
-        let identity = ReportIdentity::new(smsid, self.device.config.netbios_name);
         // The topic names the policy and the version applied: `{id}.{version}`.
         let mut topic: heapless::String<{ MAX_POLICY_ID + 1 + MAX_POLICY_VERSION }> =
             heapless::String::new();
@@ -922,23 +920,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         if !named {
             topic.clear();
         }
-        let state = StateMessage::new(
-            identity,
-            now.to_datetime(),
-            &topic,
-            POLICY_TOPIC_TYPE,
-            0,
-            POLICY_STATE_APPLIED,
-        );
-        let meta = MessageMeta {
-            message_id: Guid::random(self.rng),
-            endpoint: Endpoint::Relay,
-            reply_mode: ReplyMode::Async,
-            sent_time: now,
-            source_id: Some(smsid),
-        };
-        let mut scratch = [0u8; STORE_SCRATCH];
-        match self.store.enqueue(&meta, &state, &mut scratch) {
+        match self.enqueue_state(smsid, &topic, POLICY_TOPIC_TYPE, POLICY_STATE_APPLIED) {
             Ok(()) => {}
             Err(StoreError::QueueFull) => {
                 warn!("queue full: a policy acknowledgement was not made")
@@ -948,7 +930,84 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         self.agent.set_queued(self.store.len());
         Ok(())
     }
+
+    /// Queue a state message: `state` of `topic` (of `topic_type`), e.g. the outcome of a
+    /// firmware update, delivered in order with the other reports and kept through an outage.
+    /// It names the device by its SMSID, so it needs one the site gave (registered or pending).
+    pub fn queue_state_message(
+        &mut self,
+        topic: &str,
+        topic_type: u32,
+        state: u32,
+    ) -> Result<(), StateMessageError<F::Error>> {
+        let smsid = self.agent.smsid().ok_or(StateMessageError::NotRegistered)?;
+        if topic.len() > MAX_STATE_TOPIC {
+            return Err(StateMessageError::TopicTooLong { len: topic.len() });
+        }
+        self.enqueue_state(smsid, topic, topic_type, state)
+            .map_err(StateMessageError::Store)?;
+        self.agent.set_queued(self.store.len());
+        Ok(())
+    }
+
+    fn enqueue_state(
+        &mut self,
+        smsid: Smsid,
+        topic: &str,
+        topic_type: u32,
+        state: u32,
+    ) -> Result<(), StoreError<F::Error>> {
+        let now = self.clock.now();
+        let identity = ReportIdentity::new(smsid, self.device.config.netbios_name);
+        let message = StateMessage::new(identity, now.to_datetime(), topic, topic_type, 0, state);
+        let meta = MessageMeta {
+            message_id: Guid::random(self.rng),
+            endpoint: Endpoint::Relay,
+            reply_mode: ReplyMode::Async,
+            sent_time: now,
+            source_id: Some(smsid),
+        };
+        let mut scratch = [0u8; STORE_SCRATCH];
+        self.store.enqueue(&meta, &message, &mut scratch)
+    }
 }
+
+/// Longest topic [`Driver::queue_state_message`] takes (a policy acknowledgement's
+/// `{id}.{version}` fits).
+pub const MAX_STATE_TOPIC: usize = MAX_POLICY_ID + 1 + MAX_POLICY_VERSION;
+
+/// A state message could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum StateMessageError<E> {
+    /// The site has given no SMSID yet to name the device by.
+    NotRegistered,
+    /// The topic is longer than [`MAX_STATE_TOPIC`] bytes.
+    TopicTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// The queue refused it (full: delivered reports make room) or failed.
+    Store(StoreError<E>),
+}
+
+impl<E: NorFlashError> core::fmt::Display for StateMessageError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotRegistered => f.write_str(
+                "a state message needs the SMSID the site gives at registration: none yet",
+            ),
+            Self::TopicTooLong { len } => write!(
+                f,
+                "a state message topic is at most {MAX_STATE_TOPIC} bytes, this one {len}"
+            ),
+            Self::Store(e) => write!(f, "the state message could not be queued: {e}"),
+        }
+    }
+}
+
+impl<E: NorFlashError> core::error::Error for StateMessageError<E> {}
 
 /// The signed request for a policy body. Out of line: it signs, and the request it builds is
 /// larger than the frame the signing chain would otherwise run under.

@@ -7,6 +7,8 @@
  *          [--max-steps N] [--verbose] [--pump]
  *
  * --io-timeout-ms bounds the connect and every send and recv (default 10000).
+ * --report-state TOPIC=STATE queues a state message (STATE of TOPIC) once the site gave an
+ * SMSID (mpagent_report_state); it is delivered with the other reports.
  * --pump drives the agent through the sans-IO mpagent_pump (this program owns the socket and
  * the time) instead of mpagent_step over transport callbacks.
  *
@@ -38,6 +40,8 @@
 
 /* 64 KiB of "flash": two 4 KiB identity slots and a 56 KiB queue ring. */
 #define FLASH_SIZE (16u * MPAGENT_FLASH_ERASE_SIZE)
+/* The topic type of --report-state's state messages (an application's own topic). */
+#define STATE_TOPIC_TYPE 9003u
 
 struct host {
     int flash_fd;
@@ -321,7 +325,7 @@ static void on_event(void *user, int event, const char *text) {
 static void usage(void) {
     fprintf(stderr, "usage: c-host --mp URL --site-code CODE --state DIR --name NAME [--fqdn FQDN] "
                     "[--max-steps N] [--verbose] [--pump] [--io-timeout-ms MS] [--clock T] [--seed S] "
-                    "[--record DIR]\n");
+                    "[--record DIR] [--report-state TOPIC=STATE]\n");
 }
 
 static int fail(mpagent_context *ctx, const char *what, int rc) {
@@ -427,6 +431,7 @@ static int run_pump(struct host *h, unsigned max_steps) {
 
 int main(int argc, char **argv) {
     const char *mp = NULL, *site = NULL, *state = NULL, *name = NULL, *fqdn = NULL;
+    const char *report_state = NULL;
     unsigned max_steps = 64;
     int pump = 0;
     struct host h = {.flash_fd = -1, .sock = -1, .io_timeout_ms = 10000};
@@ -455,6 +460,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--seed") == 0) h.seed = strtoull(v, NULL, 0);
         else if (strcmp(a, "--record") == 0) h.record_dir = v;
         else if (strcmp(a, "--io-timeout-ms") == 0) h.io_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--report-state") == 0) report_state = v;
         else {
             usage();
             return 2;
@@ -532,6 +538,24 @@ int main(int argc, char **argv) {
         rc = mpagent_step(&agent, &r);
         if (rc != MPAGENT_OK) return fail(&agent, "mpagent_step", rc);
         if (r.action != MPAGENT_ACTION_IDLE) continue;
+        if (report_state != NULL) {
+            /* --report-state TOPIC=STATE: queued once the site gave an SMSID, then delivered. */
+            char topic[MPAGENT_MAX_STATE_TOPIC + 1];
+            const char *eq = strchr(report_state, '=');
+            size_t n = eq ? (size_t)(eq - report_state) : 0;
+            if (eq == NULL || n == 0 || n > MPAGENT_MAX_STATE_TOPIC) {
+                fprintf(stderr, "c-host: --report-state %s: give TOPIC=STATE\n", report_state);
+                return 2;
+            }
+            memcpy(topic, report_state, n);
+            topic[n] = '\0';
+            rc = mpagent_report_state(&agent, topic, STATE_TOPIC_TYPE,
+                                      (uint32_t)strtoul(eq + 1, NULL, 10));
+            if (rc != MPAGENT_OK) return fail(&agent, "mpagent_report_state", rc);
+            fprintf(stderr, "c-host: state of %s queued\n", topic);
+            report_state = NULL;
+            continue;
+        }
         /* Nothing to do before r.until: a device sleeps; this program checks and exits. */
         return finish(&h, r.until);
     }
