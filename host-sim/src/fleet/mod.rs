@@ -17,7 +17,8 @@
 //! RSA-2048 keys take tens of milliseconds to generate, so an RSA fleet makes them before the
 //! clock starts, as appliances come with their keys (up to [`MAX_RSA_KEYS_AHEAD`] distinct ones,
 //! then reused under distinct certificates), and an in-process proxy's device-key pool is filled
-//! ahead the same way; the summary reports how many and how long that took.
+//! ahead the same way (and, past that many devices, hands the same keys out in turn, each device
+//! with its own certificate); the summary reports how many and how long that took.
 //!
 //! [`bound::run_bound`] (`fleet --bound K`) pre-builds K registration requests, then times (a) the bare
 //! ECDSA verification of their K signatures on all cores and (b) the same K requests replayed
@@ -291,11 +292,20 @@ pub async fn run(opts: FleetOptions) -> Result<FleetSummary> {
                 Ok(proxy) => {
                     let ahead = Instant::now();
                     let n = keys_ahead(&opts);
+                    let opts_clients = opts.clients;
                     let filled = tokio::task::spawn_blocking(move || {
                         // A P-256 run leaves the pool (and its thread) unstarted.
                         match n {
                             0 => Ok(()),
-                            n => crate::proxy::device_key::rsa_pool().fill(n),
+                            n => {
+                                let pool = crate::proxy::device_key::rsa_pool();
+                                // More devices than keys made ahead: they take turns with the
+                                // keys (each its own certificate), as direct appliances do.
+                                if n < opts_clients {
+                                    pool.reuse_keys();
+                                }
+                                pool.fill(n)
+                            }
                         }
                     })
                     .await?;
