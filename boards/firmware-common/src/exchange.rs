@@ -84,12 +84,14 @@ pub struct BoardReport {
 /// Room for the new identity a CertificateReset asks for: its key and self-signed certificate
 /// (a static, beside the identity the device booted with, which stays in use and stored until
 /// the site has registered the new one).
+#[cfg(not(feature = "native"))]
 pub struct NewIdentity {
     signer: Option<DeviceSigner>,
     cert: [u8; crate::key::MAX_DEVICE_CERT],
     cert_len: usize,
 }
 
+#[cfg(not(feature = "native"))]
 impl NewIdentity {
     /// Empty room.
     pub const fn new() -> Self {
@@ -106,6 +108,7 @@ impl NewIdentity {
     }
 }
 
+#[cfg(not(feature = "native"))]
 impl Default for NewIdentity {
     fn default() -> Self {
         Self::new()
