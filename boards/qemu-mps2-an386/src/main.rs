@@ -391,14 +391,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let mut bodies = PolicyFiles::default();
     // The new identity's key comes from an RNG of its own: the driver holds the board's.
     #[cfg(not(feature = "native"))]
-    let mut identity_rng = {
-        use rand_core::SeedableRng;
-        let mut seed = [0u8; 32];
-        rng.fill_bytes(&mut seed);
-        let forked = rand_chacha::ChaCha20Rng::from_seed(seed);
-        seed.fill(0);
-        forked
-    };
+    let mut identity_rng = fork_rng(&mut rng);
     let host = BoardHost::new(
         &config,
         &signer,
@@ -587,6 +580,18 @@ fn start_tls(
     seed.fill(0);
     tls::set_utc_now(clock.now());
     tls::start(tls_rng).map_err(Failure::Tls)
+}
+
+/// A ChaCha20 seeded from `rng`.
+#[cfg(not(feature = "native"))]
+#[inline(never)]
+fn fork_rng(rng: &mut rand_chacha::ChaCha20Rng) -> rand_chacha::ChaCha20Rng {
+    use rand_core::SeedableRng;
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let forked = rand_chacha::ChaCha20Rng::from_seed(seed);
+    seed.fill(0);
+    forked
 }
 
 #[inline(never)]
