@@ -614,6 +614,110 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
 
 /// `Some(defmt-print available)` when QEMU is there; `None` (skipped loudly) without it, except
 /// under CI, where a missing tool fails the test.
+/// The accepted messages of `kind` from `smsid`.
+fn count_of(db: &SiteDb, smsid: &str, kind: &str) -> usize {
+    messages_of(db, smsid)
+        .iter()
+        .filter(|(k, _)| k == kind)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_answers_certificate_reset_with_a_new_certificate_under_its_smsid_and_boots_with_it(
+) {
+    let Some(decoder) =
+        tools_or_skip("firmware_answers_certificate_reset_with_a_new_certificate_under_its_smsid_and_boots_with_it")
+    else {
+        return;
+    };
+    let elf = tokio::task::spawn_blocking(firmware).await.unwrap();
+    let Site {
+        _dir,
+        workdir,
+        db,
+        mp,
+        ..
+    } = start_site(false).await;
+
+    let first = boot(&elf, workdir.path()).await;
+    println!("--- first boot ({:?}) ---\n{}", first.elapsed, first.log);
+    assert_eq!(first.code, Some(0), "first boot:\n{}", first.log);
+    let clients = db.clients().unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    let smsid = clients[0].smsid.clone();
+    let old = read_flash(workdir.path());
+    assert_eq!(old.cert_der, clients[0].cert_der);
+    assert_eq!(count_of(&db, &smsid, "ddr"), 1);
+
+    // The site answers the next registration request (the boot's confirmation of its stored
+    // SMSID) with CertificateReset.
+    assert!(db
+        .set_next_reply(&smsid, mpagent_sim::mp::db::NextReply::CertificateReset)
+        .unwrap());
+    let renewed = boot(&elf, workdir.path()).await;
+    println!(
+        "--- CertificateReset boot ({:?}) ---\n{}",
+        renewed.elapsed, renewed.log
+    );
+    assert_eq!(
+        renewed.code,
+        Some(0),
+        "the CertificateReset boot did not register a new certificate and report:\n{}",
+        renewed.log
+    );
+    let clients = db.clients().unwrap();
+    assert_eq!(clients.len(), 1, "a second device appeared: {clients:?}");
+    assert!(same_smsid(Some(&clients[0].smsid), &smsid), "{clients:?}");
+    let site_cert = db.client(&smsid).unwrap().unwrap().cert_der;
+    assert_ne!(site_cert, old.cert_der, "the site holds a new certificate");
+    let new = read_flash(workdir.path());
+    assert_eq!(
+        new.cert_der, site_cert,
+        "the stored certificate is the registered one"
+    );
+    assert_ne!(new.key, old.key, "a new key is stored");
+    assert_eq!(
+        new.key.len(),
+        32,
+        "a P-256 record keeps the bare secret scalar"
+    );
+    assert_eq!(
+        new.registration,
+        RegistrationState::Registered(Smsid::parse(smsid.as_bytes()).unwrap())
+    );
+    assert!(new.queued.is_empty(), "{:?}", new.queued);
+    assert_eq!(
+        count_of(&db, &smsid, "ddr"),
+        2,
+        "the heartbeat of the CertificateReset boot, signed with the new key"
+    );
+    if decoder {
+        assert!(renewed.log.contains("new identity made"), "{}", renewed.log);
+        assert!(
+            renewed.log.contains("the site registered the new identity"),
+            "{}",
+            renewed.log
+        );
+    }
+
+    // The next boot loads the new identity, confirms the same SMSID and reports.
+    let after = boot(&elf, workdir.path()).await;
+    println!("--- boot after ({:?}) ---\n{}", after.elapsed, after.log);
+    assert_eq!(after.code, Some(0), "the boot after:\n{}", after.log);
+    let stored = read_flash(workdir.path());
+    assert_eq!(stored.cert_der, site_cert);
+    assert_eq!(stored.key, new.key);
+    assert_eq!(db.client(&smsid).unwrap().unwrap().cert_der, site_cert);
+    assert_eq!(db.clients().unwrap().len(), 1);
+    assert_eq!(count_of(&db, &smsid, "ddr"), 3);
+    if decoder {
+        assert!(after.log.contains("identity loaded"), "{}", after.log);
+        assert!(!after.log.contains("new identity made"), "{}", after.log);
+    }
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    mp.shutdown().await;
+}
+
 fn tools_or_skip(test: &str) -> Option<bool> {
     if !have("qemu-system-arm") {
         assert!(

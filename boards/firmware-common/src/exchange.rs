@@ -1,12 +1,16 @@
 //! The boards' side of the core's agent driver (`mpagent_core::io::driver`): the heartbeat
 //! naming this device's address and MAC, the registration state saved with the identity in
 //! flash, policy bodies into the board's [`PolicyBodies`], refused messages logged, events as
-//! defmt lines; and [`step`], one driver step bounded by [`EXCHANGE_DEADLINE`]
+//! defmt lines; a new key and self-signed certificate when the site answers CertificateReset
+//! ([`BoardHost::with_new_identity`]: made between steps, saved in place of the old identity
+//! only once the site registered it); and [`step`], one driver step bounded by [`EXCHANGE_DEADLINE`]
 //! (`embassy_time::with_timeout`) so that a dead or stalled MP costs one deadline, never the boot.
 
 use defmt::{error, info, warn};
 use embassy_time::{with_timeout, Duration};
 use mpagent_core::agent::lifecycle::ReportKind;
+#[cfg(not(feature = "native"))]
+use mpagent_core::agent::registration::SigningIdentity;
 use mpagent_core::agent::registration::{RegistrationEvent, RegistrationState};
 use mpagent_core::config::AgentConfig;
 use mpagent_core::io::driver::{DriverError, Event, Host, Persist, Step};
@@ -16,6 +20,8 @@ use mpagent_core::store::embedded_storage::nor_flash::NorFlash;
 use mpagent_core::store::{MessageMeta, Store};
 use mpagent_core::time::UnixTime;
 use mpagent_core::wire::report::{BasicDiscovery, Report, ReportIdentity};
+#[cfg(not(feature = "native"))]
+use rand_core::CryptoRngCore;
 
 use crate::identity;
 use crate::key::DeviceSigner;
@@ -75,6 +81,49 @@ pub struct BoardReport {
     pub policies: u32,
 }
 
+/// Room for the new identity a CertificateReset asks for: its key and self-signed certificate
+/// (a static, beside the identity the device booted with, which stays in use and stored until
+/// the site has registered the new one).
+#[cfg(not(feature = "native"))]
+pub struct NewIdentity {
+    signer: Option<DeviceSigner>,
+    cert: [u8; crate::key::MAX_DEVICE_CERT],
+    cert_len: usize,
+}
+
+#[cfg(not(feature = "native"))]
+impl NewIdentity {
+    /// Empty room.
+    pub const fn new() -> Self {
+        Self {
+            signer: None,
+            cert: [0; crate::key::MAX_DEVICE_CERT],
+            cert_len: 0,
+        }
+    }
+
+    fn identity(&self) -> Option<(&DeviceSigner, &[u8])> {
+        let signer = self.signer.as_ref()?;
+        Some((signer, self.cert.get(..self.cert_len)?))
+    }
+}
+
+#[cfg(not(feature = "native"))]
+impl Default for NewIdentity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a board that makes new identities lends its host.
+#[cfg(not(feature = "native"))]
+struct Renewal<'a> {
+    room: &'a mut NewIdentity,
+    rng: &'a mut dyn CryptoRngCore,
+    /// The new identity is stored: it is the device's identity now.
+    stored: bool,
+}
+
 /// The board's [`Host`].
 pub struct BoardHost<'a, B: PolicyBodies> {
     config: &'a AgentConfig<'a>,
@@ -83,6 +132,8 @@ pub struct BoardHost<'a, B: PolicyBodies> {
     saved: RegistrationState,
     addresses: Addresses,
     body: BodySink<'a, B>,
+    #[cfg(not(feature = "native"))]
+    renewal: Option<Renewal<'a>>,
     /// What this boot saw.
     pub report: BoardReport,
 }
@@ -107,7 +158,82 @@ impl<'a, B: PolicyBodies> BoardHost<'a, B> {
                 bodies,
                 started: false,
             },
+            #[cfg(not(feature = "native"))]
+            renewal: None,
             report: BoardReport::default(),
+        }
+    }
+
+    /// Answer a CertificateReset with a new key (from `rng`) and self-signed certificate, made
+    /// in `room` between driver steps (key generation and the certificate build then sit on
+    /// the stack without a step under them). Without this the host cannot, and the agent backs
+    /// off. Native builds cannot: their certificate is the one the site's CA issued.
+    ///
+    /// One new identity per boot: a second CertificateReset after the first new identity was
+    /// stored is answered "cannot" (the identity this boot started with is gone from RAM), and
+    /// the next boot, which starts with the new one, makes the next.
+    #[cfg(not(feature = "native"))]
+    pub fn with_new_identity(
+        mut self,
+        room: &'a mut NewIdentity,
+        rng: &'a mut dyn CryptoRngCore,
+    ) -> Self {
+        self.renewal = Some(Renewal {
+            room,
+            rng,
+            stored: false,
+        });
+        self
+    }
+
+    /// The identity that is stored now: the new one once it was stored, else the boot's.
+    fn stored_identity(&self) -> (&DeviceSigner, &[u8]) {
+        #[cfg(not(feature = "native"))]
+        if let Some(renewal) = self.renewal.as_ref().filter(|r| r.stored) {
+            if let Some(found) = renewal.room.identity() {
+                return found;
+            }
+        }
+        (self.signer, self.cert_der)
+    }
+}
+
+/// A new key and self-signed certificate named `name` into `room`; whether they were made.
+#[cfg(not(feature = "native"))]
+#[inline(never)]
+fn make_identity(
+    room: &mut NewIdentity,
+    mut rng: &mut dyn CryptoRngCore,
+    name: &str,
+    now: UnixTime,
+) -> bool {
+    use mpagent_core::identity::CertParams;
+    room.signer = None;
+    room.cert_len = 0;
+    let started = embassy_time::Instant::now();
+    let signer = match crate::key::generate(&mut rng) {
+        Ok(signer) => signer,
+        Err(e) => {
+            error!("generating a new key failed: {}", e);
+            return false;
+        }
+    };
+    let params = CertParams::self_signed_now(name, now, &mut rng);
+    match crate::key::build_cert(&params, &signer, &mut room.cert) {
+        Ok(len) => {
+            room.cert_len = len;
+            room.signer = Some(signer);
+            info!(
+                "new identity made: {} key, {=usize}-byte certificate, in {=u64} ms",
+                crate::key::KIND,
+                len,
+                started.elapsed().as_millis()
+            );
+            true
+        }
+        Err(e) => {
+            error!("building the new certificate failed: {}", e);
+            false
         }
     }
 }
@@ -144,13 +270,64 @@ where
         if state == self.saved {
             return Ok(());
         }
-        match identity::save(store, self.signer, self.cert_der, state) {
+        let (signer, cert_der) = self.stored_identity();
+        match identity::save(store, signer, cert_der, state) {
             Ok(()) => {
                 self.saved = state;
                 Ok(())
             }
             Err(e) => {
                 error!("saving the registration state failed: {}", e);
+                Err(Persist)
+            }
+        }
+    }
+
+    #[cfg(not(feature = "native"))]
+    fn makes_new_identity_between_steps(&self) -> bool {
+        self.renewal.is_some()
+    }
+
+    #[cfg(not(feature = "native"))]
+    fn make_new_identity(&mut self, now: UnixTime) -> bool {
+        let name = self.config.netbios_name;
+        match self.renewal.as_mut() {
+            Some(renewal) if !renewal.stored => make_identity(renewal.room, renewal.rng, name, now),
+            Some(_) => {
+                warn!("a second new identity is made on the next boot, not in this one");
+                false
+            }
+            None => false,
+        }
+    }
+
+    #[cfg(not(feature = "native"))]
+    fn new_identity(&self) -> Option<SigningIdentity<'_>> {
+        let (signer, cert_der) = self.renewal.as_ref()?.room.identity()?;
+        Some(SigningIdentity { signer, cert_der })
+    }
+
+    #[cfg(not(feature = "native"))]
+    fn store_new_identity(
+        &mut self,
+        store: &mut Store<F>,
+        state: RegistrationState,
+    ) -> Result<(), Persist> {
+        let Some(renewal) = self.renewal.as_mut() else {
+            return self.persist(store, state);
+        };
+        let Some((signer, cert_der)) = renewal.room.identity() else {
+            return Err(Persist);
+        };
+        match identity::save(store, signer, cert_der, state) {
+            Ok(()) => {
+                renewal.stored = true;
+                self.saved = state;
+                info!("new identity stored in place of the old one: {}", state);
+                Ok(())
+            }
+            Err(e) => {
+                error!("saving the new identity failed (the old one stays): {}", e);
                 Err(Persist)
             }
         }
@@ -201,6 +378,11 @@ where
                 info!("pending approval {}", id)
             }
             Event::Registration(e) => info!("registration: {}", e),
+            Event::NewIdentityMade => info!("registering the new key and certificate"),
+            Event::NewIdentityUnavailable => warn!(
+                "the site asked for a new key and certificate: none made, asking again after a backoff"
+            ),
+            Event::NewIdentityStored => info!("the site registered the new identity"),
             Event::Queued {
                 kind,
                 message_id,

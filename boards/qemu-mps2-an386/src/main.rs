@@ -7,7 +7,9 @@
 //! up Ethernet with a static address, then one pass of the core's agent
 //! (`mpagent_core::io::driver`, with `mpagent_firmware_common::exchange` as the board's side): a
 //! stored registration is confirmed first (a new device registers), the heartbeat DDR is queued,
-//! the queue drains in order, policy is polled and bodies fetched, checked and acknowledged. Every
+//! the queue drains in order, policy is polled and bodies fetched, checked and acknowledged. When
+//! the site answers CertificateReset, a new key and self-signed certificate are made between two
+//! steps and registered; they replace the stored identity once the site knows them. Every
 //! step runs under a deadline; the pass ends at the agent's first wait (registration backoffs
 //! are waited through up to `max_failures` attempts), and the next boot goes on from the flash.
 //!
@@ -57,6 +59,8 @@ use mpagent_core::io::driver::{
 use mpagent_core::io::Clock as _;
 use mpagent_core::store::{Store, StoreError};
 use mpagent_core::wire::registration::AgentType;
+#[cfg(not(feature = "native"))]
+use mpagent_firmware_common::exchange::NewIdentity;
 use mpagent_firmware_common::exchange::{
     self, Addresses, BoardHost, BoardReport, Bounded, MAX_ASSIGNMENTS,
 };
@@ -201,6 +205,9 @@ static FRAMES: ConstStaticCell<lan9118::Frames> = ConstStaticCell::new(lan9118::
 static NET_RESOURCES: ConstStaticCell<StackResources<2>> =
     ConstStaticCell::new(StackResources::new());
 static EXECUTOR: StaticCell<raw::Executor> = StaticCell::new();
+/// The new identity a CertificateReset asks for.
+#[cfg(not(feature = "native"))]
+static NEW_IDENTITY: ConstStaticCell<NewIdentity> = ConstStaticCell::new(NewIdentity::new());
 
 #[entry]
 fn main() -> ! {
@@ -382,7 +389,10 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     // may ignore it, and every boot would spend a flash record and an exchange on it.
     agent.skip_online_status();
     let mut bodies = PolicyFiles::default();
-    let mut host = BoardHost::new(
+    // The new identity's key comes from an RNG of its own: the driver holds the board's.
+    #[cfg(not(feature = "native"))]
+    let mut identity_rng = fork_rng(&mut rng);
+    let host = BoardHost::new(
         &config,
         &signer,
         cert_der,
@@ -393,6 +403,10 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         },
         &mut bodies,
     );
+    #[cfg(not(feature = "native"))]
+    let mut host = host.with_new_identity(NEW_IDENTITY.take(), &mut identity_rng);
+    #[cfg(feature = "native")]
+    let mut host = host;
     let device = Device {
         config: &config,
         identity: SigningIdentity {
@@ -436,6 +450,11 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let mut reg_stack = None;
     loop {
         let step = exchange::step(&mut driver).await.map_err(Failure::Driver)?;
+        // A CertificateReset: the new identity is made here, between steps, and the next
+        // step registers it.
+        if driver.make_due_new_identity() {
+            continue;
+        }
         if reg_stack.is_none()
             && matches!(
                 driver.agent.registration(),
@@ -561,6 +580,18 @@ fn start_tls(
     seed.fill(0);
     tls::set_utc_now(clock.now());
     tls::start(tls_rng).map_err(Failure::Tls)
+}
+
+/// A ChaCha20 seeded from `rng`.
+#[cfg(not(feature = "native"))]
+#[inline(never)]
+fn fork_rng(rng: &mut rand_chacha::ChaCha20Rng) -> rand_chacha::ChaCha20Rng {
+    use rand_core::SeedableRng;
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let forked = rand_chacha::ChaCha20Rng::from_seed(seed);
+    seed.fill(0);
+    forked
 }
 
 #[inline(never)]

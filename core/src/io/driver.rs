@@ -225,6 +225,14 @@ pub trait Host<F: NorFlash> {
         let _ = now;
         false
     }
+    /// Whether [`Host::make_new_identity`] runs between steps rather than inside the step that
+    /// got the CertificateReset: the step then only records it ([`Driver::new_identity_due`]),
+    /// and [`Driver::make_due_new_identity`] (called by [`Driver::run`], [`Driver::run_until_idle`]
+    /// or the caller's own loop) makes it, so that key generation and the certificate build
+    /// sit on the stack without a step's frame under them. The default: inside the step.
+    fn makes_new_identity_between_steps(&self) -> bool {
+        false
+    }
     /// The identity [`Host::make_new_identity`] made, if any.
     fn new_identity(&self) -> Option<SigningIdentity<'_>> {
         None
@@ -365,6 +373,8 @@ pub struct Driver<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> {
     in_flight: Option<Action>,
     identity_in_use: IdentityInUse,
     registration_ids: MessageIds,
+    /// A CertificateReset waits for [`Driver::make_due_new_identity`].
+    new_identity_due: bool,
     /// The last policy reply's `ServerCookie`, echoed by the next policy request (not kept
     /// across restarts: the first request after one sends it empty, as a new client does).
     server_cookie: ServerCookie,
@@ -404,6 +414,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             in_flight: None,
             identity_in_use: IdentityInUse::Started,
             registration_ids: MessageIds::default(),
+            new_identity_due: false,
             server_cookie: ServerCookie::new(),
         }
     }
@@ -412,7 +423,9 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
     /// that retrying will not fix.
     pub async fn run(&mut self) -> DriverError<F::Error> {
         loop {
-            match self.step().await {
+            let step = self.step().await;
+            self.make_due_new_identity();
+            match step {
                 Ok(Step::Idle(t)) => self.clock.sleep_until(t).await,
                 Ok(Step::Did(_)) => {}
                 Err(e) => return e,
@@ -424,10 +437,34 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
     /// sleeps); returns when the agent next has something to do.
     pub async fn run_until_idle(&mut self) -> Result<UnixTime, DriverError<F::Error>> {
         loop {
-            if let Step::Idle(t) = self.step().await? {
+            let step = self.step().await?;
+            if self.make_due_new_identity() {
+                continue;
+            }
+            if let Step::Idle(t) = step {
                 return Ok(t);
             }
         }
+    }
+
+    /// Whether the site answered CertificateReset and the new identity waits to be made by
+    /// [`Driver::make_due_new_identity`] (hosts that make it between steps:
+    /// [`Host::makes_new_identity_between_steps`]).
+    pub fn new_identity_due(&self) -> bool {
+        self.new_identity_due
+    }
+
+    /// Make the new identity a CertificateReset asked for, if one is due (see
+    /// [`Driver::new_identity_due`]): the host makes key and certificate here, outside any
+    /// step, and the next step registers them. Answers whether one was due.
+    #[inline(never)]
+    pub fn make_due_new_identity(&mut self) -> bool {
+        if !core::mem::take(&mut self.new_identity_due) {
+            return false;
+        }
+        let now = self.clock.now();
+        self.make_new_identity(now);
+        true
     }
 
     /// The step in flight was cut short by the caller's deadline: count it as a failure on the
@@ -539,7 +576,11 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         }
         self.host.event(&Event::Registration(event));
         if let RegistrationEvent::CertificateReset(_) = event {
-            self.make_new_identity(now);
+            if self.host.makes_new_identity_between_steps() {
+                self.new_identity_due = true;
+            } else {
+                self.make_new_identity(now);
+            }
         }
         Ok(())
     }
