@@ -290,6 +290,8 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let flash = SemihostingFlash::open(FLASH_FILE, FLASH_TMP)?;
     let mut store = open_store(flash)?;
     info!("store open: {} messages queued", store.len());
+    // The signer is written here in place (an RSA key is ~3.3 KB: not returned through frames).
+    let mut key_slot = None;
     #[cfg(feature = "native")]
     let (loaded, tls_material) = {
         let ca = read_required(&files, CA_FILE, "ca.der", ca_buf)?;
@@ -297,6 +299,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         let client_key = read_required(&files, CLIENT_KEY_FILE, "client-key.der", provisioned_key)?;
         let loaded = identity::load_or_provision(
             &mut store,
+            &mut key_slot,
             &mut exchange[..],
             cert_buf,
             client_cert,
@@ -316,6 +319,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     #[cfg(not(feature = "native"))]
     let loaded = identity::load_or_create(
         &mut store,
+        &mut key_slot,
         &mut exchange[..],
         cert_buf,
         prov.name,
@@ -384,7 +388,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let mut bodies = PolicyFiles::default();
     let mut host = BoardHost::new(
         &config,
-        &signer,
+        signer,
         cert_der,
         stored_state,
         Addresses {
@@ -395,10 +399,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     );
     let device = Device {
         config: &config,
-        identity: SigningIdentity {
-            signer: &signer,
-            cert_der,
-        },
+        identity: SigningIdentity { signer, cert_der },
         agent_type: AgentType::Client,
     };
     let mut driver = Driver::new(

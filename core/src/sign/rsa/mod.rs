@@ -68,8 +68,6 @@ pub const DIGEST_INFO_SHA1: [u8; 15] = [
 /// Montgomery parameters of a public dummy modulus, written over the secret ones on drop (and
 /// what an empty key holds).
 const DUMMY_HALF_PARAMS: DynResidueParams<HALF> = DynResidueParams::new(&U1024::MAX);
-/// The same for the modulus `n`.
-const DUMMY_FULL_PARAMS: DynResidueParams<FULL> = DynResidueParams::new(&U2048::MAX);
 
 /// An RSA key could not be read, written, checked or generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +93,8 @@ pub enum RsaKeyError {
 #[derive(Clone)]
 pub struct RsaSigner {
     n: U2048,
-    n_params: DynResidueParams<FULL>,
+    /// `None` in an empty key (a dummy 2048-bit one is too long for the const evaluator).
+    n_params: Option<DynResidueParams<FULL>>,
     e: u32,
     d: U2048,
     p: U1024,
@@ -142,7 +141,7 @@ impl RsaSigner {
     pub const fn empty() -> Self {
         Self {
             n: U2048::ZERO,
-            n_params: DUMMY_FULL_PARAMS,
+            n_params: None,
             e: 0,
             d: U2048::ZERO,
             p: U1024::ZERO,
@@ -226,7 +225,7 @@ impl RsaSigner {
         self.qinv.zeroize();
         // The parameters hold p and q (and R mod p, which gives p away): overwrite them with a
         // public modulus'.
-        self.n_params = DUMMY_FULL_PARAMS;
+        self.n_params = None;
         self.p_params = DUMMY_HALF_PARAMS;
         self.q_params = DUMMY_HALF_PARAMS;
         core::hint::black_box(&self.p_params);
@@ -308,7 +307,11 @@ impl RsaSigner {
         let sp = crt_half(m, &self.p_params, &self.dp);
         let sq = crt_half(m, &self.q_params, &self.dq);
         let s = garner(&sp, &sq, &self.q, &self.qinv, &self.p_params);
-        if public_op_gives(&s, m, &self.n_params, self.e) {
+        let checked = self
+            .n_params
+            .as_ref()
+            .is_some_and(|n_params| public_op_gives(&s, m, n_params, self.e));
+        if checked {
             Ok(s)
         } else {
             Err(SignError::Crypto)
@@ -346,7 +349,7 @@ impl RsaSigner {
         if self.e < 3 || self.e.is_multiple_of(2) {
             return Err(RsaKeyError::Unsupported);
         }
-        odd_params_into(&self.n, &mut self.n_params)?;
+        full_params_into(&self.n, &mut self.n_params)?;
         odd_params_into(&self.p, &mut self.p_params)?;
         odd_params_into(&self.q, &mut self.q_params)
     }
@@ -500,6 +503,17 @@ fn odd_params_into<const L: usize>(
     out: &mut DynResidueParams<L>,
 ) -> Result<(), RsaKeyError> {
     *out = odd_params(modulus)?;
+    Ok(())
+}
+
+/// [`odd_params_into`] for the modulus `n` (`None` if it has none).
+#[inline(never)]
+fn full_params_into(
+    modulus: &U2048,
+    out: &mut Option<DynResidueParams<FULL>>,
+) -> Result<(), RsaKeyError> {
+    *out = None;
+    *out = Some(odd_params(modulus)?);
     Ok(())
 }
 
