@@ -241,10 +241,10 @@ mod imp {
     }
 
     /// `slot` holding the key written by `fill`, or emptied if that failed.
-    fn filled<'s>(
-        slot: &'s mut Option<DeviceSigner>,
+    fn filled(
+        slot: &mut Option<DeviceSigner>,
         fill: impl FnOnce(&mut DeviceSigner) -> Result<(), RsaKeyError>,
-    ) -> Result<&'s DeviceSigner, KeyError> {
+    ) -> Result<&DeviceSigner, KeyError> {
         match fill(holder(slot)) {
             Ok(()) => Ok(holder(slot)),
             Err(e) => {
