@@ -62,8 +62,19 @@ pub(super) fn generate_into(
 
 /// The key of two primes `p > q`, written into `key` field by field and checked as an imported
 /// one would be.
+///
+/// The integers are worked out in their own frame ([`set_integers`]), which is gone when the
+/// Montgomery parameters and the checks run: the peak is the larger of the two, not the sum.
 #[inline(never)]
 fn from_primes_into(key: &mut RsaSigner, p: U1024, q: U1024, e: u32) -> Result<(), RsaKeyError> {
+    set_integers(key, p, q, e)?;
+    key.set_params()?;
+    key.check_consistency()
+}
+
+/// `n`, `e`, `d` and the CRT values of the primes `p > q`, into `key`.
+#[inline(never)]
+fn set_integers(key: &mut RsaSigner, p: U1024, q: U1024, e: u32) -> Result<(), RsaKeyError> {
     let (lo, hi) = p.mul_wide(&q);
     key.n = hi.concat(&lo);
     key.e = e;
@@ -77,8 +88,7 @@ fn from_primes_into(key: &mut RsaSigner, p: U1024, q: U1024, e: u32) -> Result<(
     key.qinv = invert(&q, &p)?;
     let (lo, hi) = pm1.mul_wide(&qm1);
     key.d = invert(&U2048::from_u32(e), &hi.concat(&lo))?;
-    key.set_params()?;
-    key.check_consistency()
+    Ok(())
 }
 
 fn invert<const L: usize>(
