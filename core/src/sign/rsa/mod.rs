@@ -22,10 +22,13 @@
 //! on the stack are not.
 //!
 //! Cost on a Cortex-M4 (`opt-level = "s"`, counted under QEMU, `boards/size-probe --features
-//! rsa-measure`): a signature is about 60 M instructions and 11.5 KB of stack (crypto-bigint's
-//! 1024-bit exponentiation alone: 29 M and 5.7 KB); a checked import 51 M and 25 KB; a key
-//! generation 2.8 G on average (1.2–4.4 G over 8 keys) and 14 KB. An [`RsaSigner`] holds the key
-//! with its Montgomery parameters: about 3.3 KB on a 32-bit target. About 17 KB of flash for
+//! rsa-measure`): a signature is about 73 M instructions and 12.4 KB of stack (crypto-bigint's
+//! 1024-bit exponentiation alone: 29 M and 5.7 KB); a checked import in place
+//! ([`RsaSigner::load_pkcs1_der`]) 63 M and 11.7 KB; a key generation in place 3.4 G on average
+//! (1.4–5.4 G over 8 keys) and 14 KB. An [`RsaSigner`] holds the key with its Montgomery
+//! parameters: about 3.3 KB on a 32-bit target, which is why keys are written in place
+//! ([`RsaSigner::empty`], then `load_*`/`generate_in_place`): returned by value, each frame on
+//! the way holds a copy (the by-value constructors are for hosts). About 17 KB of flash for
 //! import, signing and certificate, 11 KB more for generation.
 
 mod keygen;
@@ -156,8 +159,8 @@ impl RsaSigner {
 
     /// A fresh RSA-2048 key with `e` = 65537 from the caller's cryptographic RNG.
     ///
-    /// Slow on a microcontroller: about 2.8 G instructions on a Cortex-M4 on average, varying
-    /// from key to key with the distance to the next primes (1.2–4.4 G over 8 keys); see the
+    /// Slow on a microcontroller: about 3.4 G instructions on a Cortex-M4 on average, varying
+    /// from key to key with the distance to the next primes (1.4–5.4 G over 8 keys); see the
     /// module documentation. Fails only when the RNG is broken ([`RsaKeyError::Generation`]).
     /// Returns the key by value; [`generate_in_place`](Self::generate_in_place) writes it where
     /// it stays.
