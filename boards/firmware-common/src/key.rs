@@ -187,6 +187,17 @@ mod imp {
         Ok(slot.insert(signer))
     }
 
+    /// Native mode: the CA-issued certificate's key, DER PKCS#8 or SEC1 `ECPrivateKey`.
+    #[cfg(feature = "native")]
+    pub fn from_provisioned_native<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        der: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        let scalar = super::p256_scalar_of(der).ok_or(KeyError::P256)?;
+        let signer = AsmP256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)?;
+        Ok(slot.insert(signer))
+    }
+
     /// Write the key field into `out`; returns its length. The caller zeroes `out` after use.
     pub fn to_stored(signer: &DeviceSigner, out: &mut [u8]) -> Result<usize, KeyError> {
         let secret = signer.secret_bytes();
