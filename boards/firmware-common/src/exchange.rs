@@ -211,7 +211,8 @@ fn make_identity(
     room.signer = None;
     room.cert_len = 0;
     let started = embassy_time::Instant::now();
-    let signer = match crate::key::generate(&mut rng) {
+    // The key is written in place, into the room (an RSA key is ~3.3 KB).
+    let signer = match crate::key::generate(&mut room.signer, &mut rng) {
         Ok(signer) => signer,
         Err(e) => {
             error!("generating a new key failed: {}", e);
@@ -219,10 +220,9 @@ fn make_identity(
         }
     };
     let params = CertParams::self_signed_now(name, now, &mut rng);
-    match crate::key::build_cert(&params, &signer, &mut room.cert) {
+    match crate::key::build_cert(&params, signer, &mut room.cert) {
         Ok(len) => {
             room.cert_len = len;
-            room.signer = Some(signer);
             info!(
                 "new identity made: {} key, {=usize}-byte certificate, in {=u64} ms",
                 crate::key::KIND,
@@ -233,6 +233,7 @@ fn make_identity(
         }
         Err(e) => {
             error!("building the new certificate failed: {}", e);
+            room.signer = None;
             false
         }
     }

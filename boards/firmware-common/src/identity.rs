@@ -32,9 +32,22 @@ pub const CERT_BUFFER: usize = key::MAX_DEVICE_CERT;
 /// Bytes a board reads a provisioned key into (see [`load_or_create`]).
 pub const PROVISIONED_KEY_BUFFER: usize = key::MAX_PROVISIONED_KEY;
 
-/// What [`load_or_create`] hands back: the signer, the certificate's length (in the caller's
-/// buffer) and the stored registration state.
-pub type Loaded = (DeviceSigner, usize, RegistrationState);
+/// What [`load_or_create`] hands back: the signer (in the caller's slot: an RSA key is ~3.3 KB,
+/// written there in place rather than returned through every frame), the certificate's length
+/// (in the caller's buffer) and the stored registration state.
+pub type Loaded<'s> = (&'s DeviceSigner, usize, RegistrationState);
+
+/// The certificate's length and the registration state; the signer is in the slot.
+type Found = (usize, RegistrationState);
+
+/// The signer `load`/`create` put in `slot`.
+fn loaded<E>(
+    slot: &mut Option<DeviceSigner>,
+    found: Found,
+) -> Result<Loaded<'_>, IdentityError<E>> {
+    let signer = slot.as_ref().ok_or(IdentityError::BadKey(None))?;
+    Ok((signer, found.0, found.1))
+}
 
 /// The stored identity is unusable.
 #[derive(Debug, defmt::Format)]
@@ -76,53 +89,58 @@ impl<E> From<StoreError<E>> for IdentityError<E> {
 /// A new identity takes the `provisioned` key (DER: PKCS#8 or PKCS#1 for RSA-2048; P-256 builds
 /// take none) when there is one, else a key generated from `rng`. A provisioned key is used
 /// only for a new identity: the board reads it only while [`Store::has_identity`] is false.
-pub fn load_or_create<F: NorFlash>(
+/// The key is written into `slot`.
+#[allow(clippy::too_many_arguments)]
+pub fn load_or_create<'s, F: NorFlash>(
     store: &mut Store<F>,
+    slot: &'s mut Option<DeviceSigner>,
     load_buf: &mut [u8],
     cert_buf: &mut [u8],
     name: &str,
     now: UnixTime,
     rng: &mut impl CryptoRngCore,
     provisioned: Option<&[u8]>,
-) -> Result<Loaded, IdentityError<F::Error>> {
-    let loaded = load(store, load_buf, cert_buf);
+) -> Result<Loaded<'s>, IdentityError<F::Error>> {
+    let found = load(store, slot, load_buf, cert_buf);
     load_buf.fill(0); // the secret key does not linger in RAM
-    if let Some(found) = loaded? {
-        return Ok(found);
+    if let Some(found) = found? {
+        return loaded(slot, found);
     }
     if store.report().torn_identity_slots > 0 {
         return Err(IdentityError::Damaged);
     }
-    create(store, cert_buf, name, now, rng, provisioned)
+    let found = create(store, slot, cert_buf, name, now, rng, provisioned)?;
+    loaded(slot, found)
 }
 
 // Out of line, like `load`: each path's frame then sits alone under the caller, not both.
 #[inline(never)]
 fn create<F: NorFlash>(
     store: &mut Store<F>,
+    slot: &mut Option<DeviceSigner>,
     cert_buf: &mut [u8],
     name: &str,
     now: UnixTime,
     rng: &mut impl CryptoRngCore,
     provisioned: Option<&[u8]>,
-) -> Result<Loaded, IdentityError<F::Error>> {
+) -> Result<Found, IdentityError<F::Error>> {
     let signer = match provisioned {
-        Some(der) => key::from_provisioned(der).map_err(IdentityError::ProvisionedKey)?,
+        Some(der) => key::from_provisioned(slot, der).map_err(IdentityError::ProvisionedKey)?,
         None => {
             info!("generating a {} key", key::KIND);
             let started = embassy_time::Instant::now();
-            let signer = key::generate(rng).map_err(IdentityError::Generation)?;
+            let signer = key::generate(slot, rng).map_err(IdentityError::Generation)?;
             info!("key generated in {=u64} ms", started.elapsed().as_millis());
             signer
         }
     };
     let params = CertParams::self_signed_now(name, now, rng);
-    let len = key::build_cert(&params, &signer, cert_buf).map_err(IdentityError::Certificate)?;
+    let len = key::build_cert(&params, signer, cert_buf).map_err(IdentityError::Certificate)?;
     let state = RegistrationState::Unregistered;
     let cert = cert_buf
         .get(..len)
         .ok_or(IdentityError::Certificate(CertError::BufferTooSmall))?;
-    save(store, &signer, cert, state)?;
+    save(store, signer, cert, state)?;
     info!(
         "identity created: {} key ({=str}), {=usize}-byte certificate",
         key::KIND,
@@ -133,15 +151,16 @@ fn create<F: NorFlash>(
         },
         len
     );
-    Ok((signer, len, state))
+    Ok((len, state))
 }
 
 #[inline(never)]
 fn load<F: NorFlash>(
     store: &mut Store<F>,
+    slot: &mut Option<DeviceSigner>,
     load_buf: &mut [u8],
     cert_buf: &mut [u8],
-) -> Result<Option<Loaded>, IdentityError<F::Error>> {
+) -> Result<Option<Found>, IdentityError<F::Error>> {
     let Some(rec) = store.load_identity(load_buf)? else {
         return Ok(None);
     };
@@ -163,8 +182,8 @@ fn load<F: NorFlash>(
         }
         None => return Err(IdentityError::BadKey(None)),
     }
-    let signer = key::from_stored(rec.key).map_err(|e| IdentityError::BadKey(Some(e)))?;
-    if !key::cert_matches(&signer, rec.cert_der).map_err(IdentityError::Certificate)? {
+    let signer = key::from_stored(slot, rec.key).map_err(|e| IdentityError::BadKey(Some(e)))?;
+    if !key::cert_matches(signer, rec.cert_der).map_err(IdentityError::Certificate)? {
         return Err(IdentityError::Mismatch);
     }
     let cert = cert_buf
@@ -176,7 +195,7 @@ fn load<F: NorFlash>(
         key::KIND,
         rec.registration
     );
-    Ok(Some((signer, rec.cert_der.len(), rec.registration)))
+    Ok(Some((rec.cert_der.len(), rec.registration)))
 }
 
 /// Bytes of the certificate buffer [`load_or_provision`] fills: a CA-issued certificate (chain
@@ -190,25 +209,27 @@ pub const NATIVE_CERT_BUFFER: usize = 2048;
 /// certificate) the provisioned pair, checked to match, replaces it, unregistered — the MP knows
 /// a device by its certificate, so a new certificate registers anew.
 #[cfg(feature = "native")]
-pub fn load_or_provision<F: NorFlash>(
+pub fn load_or_provision<'s, F: NorFlash>(
     store: &mut Store<F>,
+    slot: &'s mut Option<DeviceSigner>,
     load_buf: &mut [u8],
     cert_buf: &mut [u8],
     client_cert: &[u8],
     client_key: &[u8],
-) -> Result<Loaded, IdentityError<F::Error>> {
-    let loaded = load(store, load_buf, cert_buf);
+) -> Result<Loaded<'s>, IdentityError<F::Error>> {
+    let found = load(store, slot, load_buf, cert_buf);
     load_buf.fill(0);
-    if let Some((signer, len, state)) = loaded? {
+    if let Some((len, state)) = found? {
         if cert_buf.get(..len) == Some(client_cert) {
-            return Ok((signer, len, state));
+            return loaded(slot, (len, state));
         }
         info!("the provisioned certificate is new: the device registers anew");
     } else if store.report().torn_identity_slots > 0 {
         return Err(IdentityError::Damaged);
     }
-    let signer = key::from_provisioned_native(client_key).map_err(IdentityError::ProvisionedKey)?;
-    if !key::cert_matches(&signer, client_cert).map_err(IdentityError::Certificate)? {
+    let signer =
+        key::from_provisioned_native(slot, client_key).map_err(IdentityError::ProvisionedKey)?;
+    if !key::cert_matches(signer, client_cert).map_err(IdentityError::Certificate)? {
         return Err(IdentityError::Mismatch);
     }
     let cert = cert_buf
@@ -216,7 +237,7 @@ pub fn load_or_provision<F: NorFlash>(
         .ok_or(IdentityError::Certificate(CertError::BufferTooSmall))?;
     cert.copy_from_slice(client_cert);
     let state = RegistrationState::Unregistered;
-    save(store, &signer, client_cert, state)?;
+    save(store, signer, client_cert, state)?;
     info!(
         "identity provisioned: {} key, {=usize}-byte CA-issued certificate",
         key::KIND,

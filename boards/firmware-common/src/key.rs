@@ -86,24 +86,38 @@ mod imp {
     /// Largest provisioned key read (P-256 builds take none: enough to see one and refuse it).
     pub const MAX_PROVISIONED_KEY: usize = 256;
 
-    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<DeviceSigner, KeyError> {
-        Ok(P256Signer::generate(rng))
+    pub fn generate<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        Ok(slot.insert(P256Signer::generate(rng)))
     }
 
-    pub fn from_provisioned(_der: &[u8]) -> Result<DeviceSigner, KeyError> {
+    pub fn from_provisioned<'s>(
+        _slot: &'s mut Option<DeviceSigner>,
+        _der: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
         Err(KeyError::ProvisioningUnsupported)
     }
 
     /// Native mode: the CA-issued certificate's key, DER PKCS#8 or SEC1 `ECPrivateKey`.
     #[cfg(feature = "native")]
-    pub fn from_provisioned_native(der: &[u8]) -> Result<DeviceSigner, KeyError> {
+    pub fn from_provisioned_native<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        der: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
         let scalar = super::p256_scalar_of(der).ok_or(KeyError::P256)?;
-        P256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)
+        let signer = P256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)?;
+        Ok(slot.insert(signer))
     }
 
-    pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
+    pub fn from_stored<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        key: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
         let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
-        P256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)
+        let signer = P256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)?;
+        Ok(slot.insert(signer))
     }
 
     /// Write the key field into `out`; returns its length. The caller zeroes `out` after use.
@@ -148,24 +162,38 @@ mod imp {
     /// Largest provisioned key read (P-256 builds take none: enough to see one and refuse it).
     pub const MAX_PROVISIONED_KEY: usize = 256;
 
-    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<DeviceSigner, KeyError> {
-        Ok(AsmP256Signer::generate(rng))
+    pub fn generate<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        Ok(slot.insert(AsmP256Signer::generate(rng)))
     }
 
-    pub fn from_provisioned(_der: &[u8]) -> Result<DeviceSigner, KeyError> {
+    pub fn from_provisioned<'s>(
+        _slot: &'s mut Option<DeviceSigner>,
+        _der: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
         Err(KeyError::ProvisioningUnsupported)
+    }
+
+    pub fn from_stored<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        key: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
+        let signer = AsmP256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)?;
+        Ok(slot.insert(signer))
     }
 
     /// Native mode: the CA-issued certificate's key, DER PKCS#8 or SEC1 `ECPrivateKey`.
     #[cfg(feature = "native")]
-    pub fn from_provisioned_native(der: &[u8]) -> Result<DeviceSigner, KeyError> {
+    pub fn from_provisioned_native<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        der: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
         let scalar = super::p256_scalar_of(der).ok_or(KeyError::P256)?;
-        AsmP256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)
-    }
-
-    pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
-        let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
-        AsmP256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)
+        let signer = AsmP256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)?;
+        Ok(slot.insert(signer))
     }
 
     /// Write the key field into `out`; returns its length. The caller zeroes `out` after use.
@@ -197,7 +225,8 @@ mod imp {
 #[cfg(feature = "key-rsa2048")]
 mod imp {
     //! Each step is out of line: inlined, the RSA temporaries of all of them (a key is ~3.3 KB)
-    //! pile up in the caller's frame, under the deepest step's stack.
+    //! pile up in the caller's frame, under the deepest step's stack. Keys are written in place,
+    //! into the caller's slot (`RsaSigner::load_pkcs8_der` and co.).
     use super::*;
     use mpagent_core::identity::{build_self_signed_rsa, cert_spki_der, MAX_RSA_CERT_LEN};
     use mpagent_core::sign::rsa::{RSA_PKCS8_DER_MAX_LEN, RSA_SPKI_DER_MAX_LEN};
@@ -214,33 +243,64 @@ mod imp {
     /// Largest provisioned key read (PKCS#8 is the longer of the two forms).
     pub const MAX_PROVISIONED_KEY: usize = RSA_PKCS8_DER_MAX_LEN;
 
+    /// The key holder in `slot` (an empty one put there if there is none): each key is written
+    /// in place, in the caller's slot, not returned by value through the frames in between.
+    fn holder(slot: &mut Option<DeviceSigner>) -> &mut DeviceSigner {
+        slot.get_or_insert_with(RsaSigner::empty)
+    }
+
+    /// `slot` holding the key written by `fill`, or emptied if that failed.
+    fn filled(
+        slot: &mut Option<DeviceSigner>,
+        fill: impl FnOnce(&mut DeviceSigner) -> Result<(), RsaKeyError>,
+    ) -> Result<&DeviceSigner, KeyError> {
+        match fill(holder(slot)) {
+            Ok(()) => Ok(holder(slot)),
+            Err(e) => {
+                *slot = None;
+                Err(KeyError::Rsa(e))
+            }
+        }
+    }
+
     /// A fresh key: about 2.8 G instructions on average on a Cortex-M4 (see the README).
     #[inline(never)]
-    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<DeviceSigner, KeyError> {
-        RsaSigner::generate(rng).map_err(KeyError::Rsa)
+    pub fn generate<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        filled(slot, |key| key.generate_in_place(rng))
     }
 
     /// A provisioned PKCS#8 or PKCS#1 DER key (told apart by trying PKCS#8 first), checked.
     #[inline(never)]
-    pub fn from_provisioned(der: &[u8]) -> Result<DeviceSigner, KeyError> {
-        match RsaSigner::from_pkcs8_der(der) {
-            Err(RsaKeyError::Malformed) => RsaSigner::from_pkcs1_der(der),
+    pub fn from_provisioned<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        der: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        filled(slot, |key| match key.load_pkcs8_der(der) {
+            Err(RsaKeyError::Malformed) => key.load_pkcs1_der(der),
             other => other,
-        }
-        .map_err(KeyError::Rsa)
+        })
     }
 
     /// Native mode: the CA-issued certificate's key (PKCS#8 or PKCS#1 DER), checked.
     #[cfg(feature = "native")]
-    pub fn from_provisioned_native(der: &[u8]) -> Result<DeviceSigner, KeyError> {
-        from_provisioned(der)
+    pub fn from_provisioned_native<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        der: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        from_provisioned(slot, der)
     }
 
     /// The stored PKCS#8 key, checked on import like a provisioned one (a flash fault in the key
     /// is caught here, not by a wrong signature on the wire).
     #[inline(never)]
-    pub fn from_stored(key: &[u8]) -> Result<DeviceSigner, KeyError> {
-        RsaSigner::from_pkcs8_der(key).map_err(KeyError::Rsa)
+    pub fn from_stored<'s>(
+        slot: &'s mut Option<DeviceSigner>,
+        key: &[u8],
+    ) -> Result<&'s DeviceSigner, KeyError> {
+        filled(slot, |holder| holder.load_pkcs8_der(key))
     }
 
     /// Write the key field (PKCS#8) into `out`; returns its length. The caller zeroes `out`.

@@ -322,9 +322,12 @@ async fn run(spawner: Spawner) {
     tls::set_utc_now(clock.now());
 
     // Identity: load it, or make it and save it before anything goes on the wire.
+    // The signer is written here in place (an RSA key is ~3.3 KB: not returned through frames).
+    let mut key_slot = None;
     #[cfg(feature = "native")]
     let loaded = identity::load_or_provision(
         &mut store,
+        &mut key_slot,
         &mut exchange[..],
         cert_buf,
         NATIVE_CLIENT_CERT,
@@ -333,6 +336,7 @@ async fn run(spawner: Spawner) {
     #[cfg(not(feature = "native"))]
     let loaded = identity::load_or_create(
         &mut store,
+        &mut key_slot,
         &mut exchange[..],
         cert_buf,
         NAME,
@@ -365,7 +369,7 @@ async fn run(spawner: Spawner) {
     };
     let mut host = BoardHost::new(
         &config,
-        &signer,
+        signer,
         cert_der,
         stored_state,
         Addresses { ip, mac },
@@ -373,10 +377,7 @@ async fn run(spawner: Spawner) {
     );
     let device = Device {
         config: &config,
-        identity: SigningIdentity {
-            signer: &signer,
-            cert_der,
-        },
+        identity: SigningIdentity { signer, cert_der },
         agent_type: AgentType::Client,
     };
     let mut driver = Driver::new(

@@ -297,6 +297,8 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let flash = SemihostingFlash::open(FLASH_FILE, FLASH_TMP)?;
     let mut store = open_store(flash)?;
     info!("store open: {} messages queued", store.len());
+    // The signer is written here in place (an RSA key is ~3.3 KB: not returned through frames).
+    let mut key_slot = None;
     #[cfg(feature = "native")]
     let (loaded, tls_material) = {
         let ca = read_required(&files, CA_FILE, "ca.der", ca_buf)?;
@@ -304,6 +306,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
         let client_key = read_required(&files, CLIENT_KEY_FILE, "client-key.der", provisioned_key)?;
         let loaded = identity::load_or_provision(
             &mut store,
+            &mut key_slot,
             &mut exchange[..],
             cert_buf,
             client_cert,
@@ -323,6 +326,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     #[cfg(not(feature = "native"))]
     let loaded = identity::load_or_create(
         &mut store,
+        &mut key_slot,
         &mut exchange[..],
         cert_buf,
         prov.name,
@@ -394,7 +398,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let mut identity_rng = fork_rng(&mut rng);
     let host = BoardHost::new(
         &config,
-        &signer,
+        signer,
         cert_der,
         stored_state,
         Addresses {
@@ -409,10 +413,7 @@ async fn run(spawner: Spawner) -> Result<Outcome, Failure> {
     let mut host = host;
     let device = Device {
         config: &config,
-        identity: SigningIdentity {
-            signer: &signer,
-            cert_der,
-        },
+        identity: SigningIdentity { signer, cert_der },
         agent_type: AgentType::Client,
     };
     let mut driver = Driver::new(

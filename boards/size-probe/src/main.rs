@@ -469,8 +469,10 @@ fn run_measure_asm() -> Result<(), &'static str> {
 fn run_measure() -> Result<(), &'static str> {
     use mpagent_core::sign::RsaSigner;
 
-    let (key, n, stack) = measure::run(|| RsaSigner::from_pkcs1_der(RSA_KEY));
-    let key = key.map_err(|_| "rsa key")?;
+    // Written in place, as the firmware imports its key.
+    let mut key = RsaSigner::empty();
+    let (loaded, n, stack) = measure::run(|| key.load_pkcs1_der(RSA_KEY));
+    loaded.map_err(|_| "rsa key")?;
     hprintln!(
         "rsa-2048 import PKCS#1 (checked): {} instructions, {} B stack",
         n,
@@ -494,10 +496,11 @@ fn run_measure() -> Result<(), &'static str> {
     let mut deepest = 0usize;
     const SEEDS: u64 = 8;
     for seed in 1..=SEEDS {
-        let (key, n, stack) = measure::run(|| {
-            RsaSigner::generate(&mut ProbeRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        // In place, over the imported key (as the firmware fills its slot).
+        let (made, n, stack) = measure::run(|| {
+            key.generate_in_place(&mut ProbeRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
         });
-        key.map_err(|_| "keygen")?;
+        made.map_err(|_| "keygen")?;
         hprintln!(
             "rsa-2048 keygen seed {}: {} instructions, {} B stack",
             seed,

@@ -36,8 +36,13 @@ const MAX_KEY_ATTEMPTS: usize = 8;
 /// FIPS 186-5 A.1.3: `|p − q| > 2^(nlen/2 − 100)`.
 const MIN_PQ_DISTANCE_BITS: usize = 1024 - 100;
 
-/// A fresh key with public exponent `e` (odd, ≥ 3).
-pub(super) fn generate(rng: &mut impl CryptoRngCore, e: u32) -> Result<RsaSigner, RsaKeyError> {
+/// A fresh key with public exponent `e` (odd, ≥ 3), written into `key` (left partly written
+/// on error: the caller wipes it).
+pub(super) fn generate_into(
+    key: &mut RsaSigner,
+    rng: &mut impl CryptoRngCore,
+    e: u32,
+) -> Result<(), RsaKeyError> {
     if e < 3 || e.is_multiple_of(2) {
         return Err(RsaKeyError::Unsupported);
     }
@@ -48,28 +53,42 @@ pub(super) fn generate(rng: &mut impl CryptoRngCore, e: u32) -> Result<RsaSigner
         if p.wrapping_sub(&q).bits_vartime() <= MIN_PQ_DISTANCE_BITS {
             continue;
         }
-        if let Ok(key) = from_primes(p, q, e) {
-            return Ok(key);
+        if from_primes_into(key, p, q, e).is_ok() {
+            return Ok(());
         }
     }
     Err(RsaKeyError::Generation)
 }
 
-/// The key of two primes `p > q`, checked as an imported one would be.
-pub(super) fn from_primes(p: U1024, q: U1024, e: u32) -> Result<RsaSigner, RsaKeyError> {
+/// The key of two primes `p > q`, written into `key` field by field and checked as an imported
+/// one would be.
+///
+/// The integers are worked out in their own frame ([`set_integers`]), which is gone when the
+/// Montgomery parameters and the checks run: the peak is the larger of the two, not the sum.
+#[inline(never)]
+fn from_primes_into(key: &mut RsaSigner, p: U1024, q: U1024, e: u32) -> Result<(), RsaKeyError> {
+    set_integers(key, p, q, e)?;
+    key.set_params()?;
+    key.check_consistency()
+}
+
+/// `n`, `e`, `d` and the CRT values of the primes `p > q`, into `key`.
+#[inline(never)]
+fn set_integers(key: &mut RsaSigner, p: U1024, q: U1024, e: u32) -> Result<(), RsaKeyError> {
     let (lo, hi) = p.mul_wide(&q);
-    let n = hi.concat(&lo);
+    key.n = hi.concat(&lo);
+    key.e = e;
+    key.p = p;
+    key.q = q;
     let pm1 = p.wrapping_sub(&U1024::ONE);
     let qm1 = q.wrapping_sub(&U1024::ONE);
     let e_half = U1024::from_u32(e);
-    let dp = invert(&e_half, &pm1)?;
-    let dq = invert(&e_half, &qm1)?;
-    let qinv = invert(&q, &p)?;
+    key.dp = invert(&e_half, &pm1)?;
+    key.dq = invert(&e_half, &qm1)?;
+    key.qinv = invert(&q, &p)?;
     let (lo, hi) = pm1.mul_wide(&qm1);
-    let d = invert(&U2048::from_u32(e), &hi.concat(&lo))?;
-    let key = RsaSigner::assemble(n, e, d, p, q, dp, dq, qinv)?;
-    key.check_consistency()?;
-    Ok(key)
+    key.d = invert(&U2048::from_u32(e), &hi.concat(&lo))?;
+    Ok(())
 }
 
 fn invert<const L: usize>(

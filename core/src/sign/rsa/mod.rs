@@ -22,10 +22,13 @@
 //! on the stack are not.
 //!
 //! Cost on a Cortex-M4 (`opt-level = "s"`, counted under QEMU, `boards/size-probe --features
-//! rsa-measure`): a signature is about 60 M instructions and 11.5 KB of stack (crypto-bigint's
-//! 1024-bit exponentiation alone: 29 M and 5.7 KB); a checked import 51 M and 25 KB; a key
-//! generation 2.8 G on average (1.2–4.4 G over 8 keys) and 14 KB. An [`RsaSigner`] holds the key
-//! with its Montgomery parameters: about 3.3 KB on a 32-bit target. About 17 KB of flash for
+//! rsa-measure`): a signature is about 73 M instructions and 12.4 KB of stack (crypto-bigint's
+//! 1024-bit exponentiation alone: 29 M and 5.7 KB); a checked import in place
+//! ([`RsaSigner::load_pkcs1_der`]) 63 M and 11.7 KB; a key generation in place 3.4 G on average
+//! (1.4–5.4 G over 8 keys) and 14 KB. An [`RsaSigner`] holds the key with its Montgomery
+//! parameters: about 3.3 KB on a 32-bit target, which is why keys are written in place
+//! ([`RsaSigner::empty`], then `load_*`/`generate_in_place`): returned by value, each frame on
+//! the way holds a copy (the by-value constructors are for hosts). About 17 KB of flash for
 //! import, signing and certificate, 11 KB more for generation.
 
 mod keygen;
@@ -65,7 +68,8 @@ pub const DIGEST_INFO_SHA1: [u8; 15] = [
     0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14,
 ];
 
-/// Montgomery parameters of a public dummy modulus, written over the secret ones on drop.
+/// Montgomery parameters of a public dummy modulus, written over the secret ones on drop (and
+/// what an empty key holds).
 const DUMMY_HALF_PARAMS: DynResidueParams<HALF> = DynResidueParams::new(&U1024::MAX);
 
 /// An RSA key could not be read, written, checked or generated.
@@ -92,7 +96,8 @@ pub enum RsaKeyError {
 #[derive(Clone)]
 pub struct RsaSigner {
     n: U2048,
-    n_params: DynResidueParams<FULL>,
+    /// `None` in an empty key (a dummy 2048-bit one is too long for the const evaluator).
+    n_params: Option<DynResidueParams<FULL>>,
     e: u32,
     d: U2048,
     p: U1024,
@@ -112,18 +117,7 @@ impl core::fmt::Debug for RsaSigner {
 
 impl Drop for RsaSigner {
     fn drop(&mut self) {
-        self.d.zeroize();
-        self.p.zeroize();
-        self.q.zeroize();
-        self.dp.zeroize();
-        self.dq.zeroize();
-        self.qinv.zeroize();
-        // The parameters hold p and q (and R mod p, which gives p away): overwrite them with a
-        // public modulus' and keep the stores from being optimised out.
-        self.p_params = DUMMY_HALF_PARAMS;
-        self.q_params = DUMMY_HALF_PARAMS;
-        core::hint::black_box(&self.p_params);
-        core::hint::black_box(&self.q_params);
+        self.wipe();
     }
 }
 
@@ -142,26 +136,110 @@ pub(crate) struct KeyParts<'a> {
 }
 
 impl RsaSigner {
+    /// A holder of no key, to be filled in place by [`generate_in_place`](Self::generate_in_place),
+    /// [`load_pkcs1_der`](Self::load_pkcs1_der) or [`load_pkcs8_der`](Self::load_pkcs8_der):
+    /// a key is ~3.3 KB, and returning one by value through several frames costs that much
+    /// stack in each of them. An empty holder signs nothing: its signatures fail their own
+    /// check ([`SignError::Crypto`]).
+    pub const fn empty() -> Self {
+        Self {
+            n: U2048::ZERO,
+            n_params: None,
+            e: 0,
+            d: U2048::ZERO,
+            p: U1024::ZERO,
+            q: U1024::ZERO,
+            dp: U1024::ZERO,
+            dq: U1024::ZERO,
+            qinv: U1024::ZERO,
+            p_params: DUMMY_HALF_PARAMS,
+            q_params: DUMMY_HALF_PARAMS,
+        }
+    }
+
     /// A fresh RSA-2048 key with `e` = 65537 from the caller's cryptographic RNG.
     ///
-    /// Slow on a microcontroller: about 2.8 G instructions on a Cortex-M4 on average, varying
-    /// from key to key with the distance to the next primes (1.2–4.4 G over 8 keys); see the
+    /// Slow on a microcontroller: about 3.4 G instructions on a Cortex-M4 on average, varying
+    /// from key to key with the distance to the next primes (1.4–5.4 G over 8 keys); see the
     /// module documentation. Fails only when the RNG is broken ([`RsaKeyError::Generation`]).
+    /// Returns the key by value; [`generate_in_place`](Self::generate_in_place) writes it where
+    /// it stays.
     pub fn generate(rng: &mut impl rand_core::CryptoRngCore) -> Result<Self, RsaKeyError> {
-        keygen::generate(rng, RSA_DEFAULT_EXPONENT)
+        let mut key = Self::empty();
+        key.generate_in_place(rng)?;
+        Ok(key)
+    }
+
+    /// [`generate`](Self::generate), written over `self` (the same key for the same RNG
+    /// output). On error `self` is left empty.
+    pub fn generate_in_place(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(), RsaKeyError> {
+        let done = keygen::generate_into(self, rng, RSA_DEFAULT_EXPONENT);
+        self.wipe_on_error(done)
     }
 
     /// Load a PKCS#1 `RSAPrivateKey` (DER). The key is checked: two primes of at most 1024
     /// bits whose product is a 2048-bit modulus, CRT values and `d` that match them, and an odd
-    /// public exponent of at most 32 bits.
+    /// public exponent of at most 32 bits. [`load_pkcs1_der`](Self::load_pkcs1_der) writes it
+    /// in place.
     pub fn from_pkcs1_der(der: &[u8]) -> Result<Self, RsaKeyError> {
-        Self::from_parts(&pkcs::decode_pkcs1(der)?)
+        let mut key = Self::empty();
+        key.load_pkcs1_der(der)?;
+        Ok(key)
     }
 
     /// Load a PKCS#8 `PrivateKeyInfo` (DER) holding an rsaEncryption key; [`RsaKeyError::NotRsa`]
-    /// for another algorithm. Checked as [`from_pkcs1_der`](Self::from_pkcs1_der).
+    /// for another algorithm. Checked as [`from_pkcs1_der`](Self::from_pkcs1_der);
+    /// [`load_pkcs8_der`](Self::load_pkcs8_der) writes it in place.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, RsaKeyError> {
-        Self::from_pkcs1_der(pkcs::decode_pkcs8(der)?)
+        let mut key = Self::empty();
+        key.load_pkcs8_der(der)?;
+        Ok(key)
+    }
+
+    /// [`from_pkcs1_der`](Self::from_pkcs1_der), written over `self`. On error `self` is left
+    /// empty.
+    pub fn load_pkcs1_der(&mut self, der: &[u8]) -> Result<(), RsaKeyError> {
+        let done = pkcs::decode_pkcs1(der).and_then(|parts| self.set_parts(&parts));
+        self.wipe_on_error(done)
+    }
+
+    /// [`from_pkcs8_der`](Self::from_pkcs8_der), written over `self`. On error `self` is left
+    /// empty.
+    pub fn load_pkcs8_der(&mut self, der: &[u8]) -> Result<(), RsaKeyError> {
+        match pkcs::decode_pkcs8(der) {
+            Ok(pkcs1) => self.load_pkcs1_der(pkcs1),
+            Err(e) => self.wipe_on_error(Err(e)),
+        }
+    }
+
+    /// Overwrite the secret integers and their Montgomery parameters (what [`empty`](Self::empty)
+    /// holds), keeping the stores from being optimised out.
+    fn wipe(&mut self) {
+        self.n = U2048::ZERO;
+        self.e = 0;
+        self.d.zeroize();
+        self.p.zeroize();
+        self.q.zeroize();
+        self.dp.zeroize();
+        self.dq.zeroize();
+        self.qinv.zeroize();
+        // The parameters hold p and q (and R mod p, which gives p away): overwrite them with a
+        // public modulus'.
+        self.n_params = None;
+        self.p_params = DUMMY_HALF_PARAMS;
+        self.q_params = DUMMY_HALF_PARAMS;
+        core::hint::black_box(&self.p_params);
+        core::hint::black_box(&self.q_params);
+    }
+
+    fn wipe_on_error(&mut self, done: Result<(), RsaKeyError>) -> Result<(), RsaKeyError> {
+        if done.is_err() {
+            self.wipe();
+        }
+        done
     }
 
     /// Write the key as PKCS#1 `RSAPrivateKey` DER into `out` ([`RSA_PKCS1_DER_MAX_LEN`]
@@ -232,72 +310,57 @@ impl RsaSigner {
         let sp = crt_half(m, &self.p_params, &self.dp);
         let sq = crt_half(m, &self.q_params, &self.dq);
         let s = garner(&sp, &sq, &self.q, &self.qinv, &self.p_params);
-        if public_op_gives(&s, m, &self.n_params, self.e) {
+        let checked = self
+            .n_params
+            .as_ref()
+            .is_some_and(|n_params| public_op_gives(&s, m, n_params, self.e));
+        if checked {
             Ok(s)
         } else {
             Err(SignError::Crypto)
         }
     }
 
-    /// Build and check a key from its PKCS#1 integers.
-    pub(crate) fn from_parts(parts: &KeyParts<'_>) -> Result<Self, RsaKeyError> {
-        let n = uint_from_be::<FULL>(parts.n).ok_or(RsaKeyError::Unsupported)?;
-        let e = public_exponent_from_be(parts.e).ok_or(RsaKeyError::Unsupported)?;
-        let p = uint_from_be::<HALF>(parts.p).ok_or(RsaKeyError::Unsupported)?;
-        let q = uint_from_be::<HALF>(parts.q).ok_or(RsaKeyError::Unsupported)?;
-        let full = |bytes| uint_from_be::<FULL>(bytes).ok_or(RsaKeyError::Inconsistent);
-        let half = |bytes| uint_from_be::<HALF>(bytes).ok_or(RsaKeyError::Inconsistent);
-        let key = Self::assemble(
-            n,
-            e,
-            full(parts.d)?,
-            p,
-            q,
-            half(parts.dp)?,
-            half(parts.dq)?,
-            half(parts.qinv)?,
-        )?;
-        key.check_consistency()?;
-        Ok(key)
+    /// Write and check a key from its PKCS#1 integers.
+    ///
+    /// Each integer goes straight into its field, and the Montgomery parameters are computed
+    /// from the fields: no whole key is built on the stack.
+    #[inline(never)]
+    pub(crate) fn set_parts(&mut self, parts: &KeyParts<'_>) -> Result<(), RsaKeyError> {
+        let unsupported = RsaKeyError::Unsupported;
+        let inconsistent = RsaKeyError::Inconsistent;
+        self.n = uint_from_be::<FULL>(parts.n).ok_or(unsupported)?;
+        self.e = public_exponent_from_be(parts.e).ok_or(unsupported)?;
+        self.p = uint_from_be::<HALF>(parts.p).ok_or(unsupported)?;
+        self.q = uint_from_be::<HALF>(parts.q).ok_or(unsupported)?;
+        self.d = uint_from_be::<FULL>(parts.d).ok_or(inconsistent)?;
+        self.dp = uint_from_be::<HALF>(parts.dp).ok_or(inconsistent)?;
+        self.dq = uint_from_be::<HALF>(parts.dq).ok_or(inconsistent)?;
+        self.qinv = uint_from_be::<HALF>(parts.qinv).ok_or(inconsistent)?;
+        self.set_params()?;
+        self.check_consistency()
     }
 
-    /// Shape checks and Montgomery parameters; the arithmetic checks are
+    /// Shape checks of `n` and `e`, then the Montgomery parameters of `n`, `p` and `q` (each
+    /// written into its field); the arithmetic checks are
     /// [`check_consistency`](Self::check_consistency).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn assemble(
-        n: U2048,
-        e: u32,
-        d: U2048,
-        p: U1024,
-        q: U1024,
-        dp: U1024,
-        dq: U1024,
-        qinv: U1024,
-    ) -> Result<Self, RsaKeyError> {
-        if n.bits_vartime() != RSA_MODULUS_BITS {
+    #[inline(never)]
+    pub(crate) fn set_params(&mut self) -> Result<(), RsaKeyError> {
+        if self.n.bits_vartime() != RSA_MODULUS_BITS {
             return Err(RsaKeyError::Unsupported);
         }
-        if e < 3 || e.is_multiple_of(2) {
+        if self.e < 3 || self.e.is_multiple_of(2) {
             return Err(RsaKeyError::Unsupported);
         }
-        Ok(Self {
-            n_params: odd_params(&n)?,
-            p_params: odd_params(&p)?,
-            q_params: odd_params(&q)?,
-            n,
-            e,
-            d,
-            p,
-            q,
-            dp,
-            dq,
-            qinv,
-        })
+        full_params_into(&self.n, &mut self.n_params)?;
+        odd_params_into(&self.p, &mut self.p_params)?;
+        odd_params_into(&self.q, &mut self.q_params)
     }
 
     /// `n = p·q`, `1 < p, q`, `d mod (p−1) = dp < p−1`, same for q, `qinv·q ≡ 1 (mod p)`, and
     /// `e·dp ≡ 1 (mod p−1)`. With these, CRT signing gives `m^d` for every `m`.
-    fn check_consistency(&self) -> Result<(), RsaKeyError> {
+    #[inline(never)]
+    pub(crate) fn check_consistency(&self) -> Result<(), RsaKeyError> {
         let bad = Err(RsaKeyError::Inconsistent);
         let (lo, hi) = self.p.mul_wide(&self.q);
         if hi.concat(&lo) != self.n || self.p <= U1024::ONE || self.q <= U1024::ONE {
@@ -433,6 +496,28 @@ fn odd_params<const L: usize>(modulus: &Uint<L>) -> Result<DynResidueParams<L>, 
         return Err(RsaKeyError::Inconsistent);
     }
     Option::from(DynResidueParams::new_checked(modulus)).ok_or(RsaKeyError::Inconsistent)
+}
+
+/// [`odd_params`] written into `out` (out of line: its temporaries and the result do not sit in
+/// the caller's frame).
+#[inline(never)]
+fn odd_params_into<const L: usize>(
+    modulus: &Uint<L>,
+    out: &mut DynResidueParams<L>,
+) -> Result<(), RsaKeyError> {
+    *out = odd_params(modulus)?;
+    Ok(())
+}
+
+/// [`odd_params_into`] for the modulus `n` (`None` if it has none).
+#[inline(never)]
+fn full_params_into(
+    modulus: &U2048,
+    out: &mut Option<DynResidueParams<FULL>>,
+) -> Result<(), RsaKeyError> {
+    *out = None;
+    *out = Some(odd_params(modulus)?);
+    Ok(())
 }
 
 /// Big-endian bytes (leading zeros allowed) into a fixed-size integer; `None` if too large.

@@ -230,27 +230,21 @@ fn only_2048_bit_moduli_are_taken() {
     }
     // Leading zeros are fine (and then the other numbers are wrong).
     assert_eq!(
-        RsaSigner::from_parts(&parts(&n)).err(),
+        from_parts(&parts(&n)).err(),
         Some(RsaKeyError::Inconsistent)
     );
     n[0] = 1; // 3072 bits
-    assert_eq!(
-        RsaSigner::from_parts(&parts(&n)).err(),
-        Some(RsaKeyError::Unsupported)
-    );
+    assert_eq!(from_parts(&parts(&n)).err(), Some(RsaKeyError::Unsupported));
     let mut short = key.modulus_be();
     short[0] = 0x7F; // 2047 bits
     assert_eq!(
-        RsaSigner::from_parts(&parts(&short)).err(),
+        from_parts(&parts(&short)).err(),
         Some(RsaKeyError::Unsupported)
     );
     let modulus = key.modulus_be();
     let mut wide_e = parts(&modulus);
     wide_e.e = &[1, 0, 0, 0, 1];
-    assert_eq!(
-        RsaSigner::from_parts(&wide_e).err(),
-        Some(RsaKeyError::Unsupported)
-    );
+    assert_eq!(from_parts(&wide_e).err(), Some(RsaKeyError::Unsupported));
 }
 
 #[test]
@@ -265,11 +259,7 @@ fn random_corruptions_never_load() {
 
 /// The fixture's key with one CRT value replaced, bypassing the import checks.
 fn faulty(replace: impl FnOnce(&mut RsaSigner)) -> RsaSigner {
-    let good = fixture();
-    let mut key = RsaSigner::assemble(
-        good.n, good.e, good.d, good.p, good.q, good.dp, good.dq, good.qinv,
-    )
-    .unwrap();
+    let mut key = fixture();
     replace(&mut key);
     key
 }
@@ -376,3 +366,94 @@ fn primality_test_tells_primes_from_composites() {
     let composite = uint_from_be::<HALF>(&bytes).unwrap();
     assert_eq!(keygen::is_probable_prime(&composite, &mut OsRng), Ok(false));
 }
+
+/// A key from its PKCS#1 integers, by value.
+fn from_parts(parts: &KeyParts<'_>) -> Result<RsaSigner, RsaKeyError> {
+    let mut key = RsaSigner::empty();
+    key.set_parts(parts)?;
+    Ok(key)
+}
+
+#[test]
+fn an_empty_key_signs_nothing() {
+    let key = RsaSigner::empty();
+    assert_eq!(
+        key.sign_pkcs1v15_sha256(&[0x5A; 32]),
+        Err(SignError::Crypto)
+    );
+    assert_eq!(key.sign_sha1(&[0x5A; 20]), Err(SignError::Crypto));
+}
+
+#[test]
+fn loading_in_place_gives_the_same_key_and_signatures() {
+    let digest = [0x42u8; 32];
+    let by_value = RsaSigner::from_pkcs8_der(PK8).unwrap();
+    // Over a holder that held another key: every field is rewritten.
+    let mut slot = RsaSigner::from_pkcs1_der(PK1_E32).unwrap();
+    slot.load_pkcs8_der(PK8).unwrap();
+    assert_eq!(slot.modulus_be(), by_value.modulus_be());
+    assert_eq!(
+        slot.sign_pkcs1v15_sha256(&digest).unwrap(),
+        by_value.sign_pkcs1v15_sha256(&digest).unwrap()
+    );
+    let mut der = [0u8; RSA_PKCS1_DER_MAX_LEN];
+    assert_eq!(slot.to_pkcs1_der(&mut der).unwrap(), PK1);
+    let mut fresh = RsaSigner::empty();
+    fresh.load_pkcs1_der(PK1).unwrap();
+    assert_eq!(fresh.to_pkcs1_der(&mut der).unwrap(), PK1);
+}
+
+#[test]
+fn a_failed_load_in_place_leaves_the_holder_empty() {
+    let mut slot = RsaSigner::from_pkcs1_der(PK1).unwrap();
+    let mut bad = PK1.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01; // qinv no longer matches
+    assert_eq!(slot.load_pkcs1_der(&bad), Err(RsaKeyError::Inconsistent));
+    assert_eq!(slot.public_exponent(), 0);
+    assert_eq!(slot.modulus_be(), [0u8; RSA_SIGNATURE_LEN]);
+    assert_eq!(slot.sign_pkcs1v15_sha256(&[1; 32]), Err(SignError::Crypto));
+    let mut slot = RsaSigner::from_pkcs1_der(PK1).unwrap();
+    assert_eq!(
+        slot.load_pkcs8_der(b"\x30\x00"),
+        Err(RsaKeyError::Malformed)
+    );
+    assert_eq!(slot.public_exponent(), 0);
+}
+
+#[test]
+fn generating_in_place_gives_the_by_value_key() {
+    let by_value = RsaSigner::generate(&mut SplitMix(7)).unwrap();
+    let mut slot = RsaSigner::from_pkcs1_der(PK1).unwrap();
+    slot.generate_in_place(&mut SplitMix(7)).unwrap();
+    let (mut a, mut b) = ([0u8; RSA_PKCS1_DER_MAX_LEN], [0u8; RSA_PKCS1_DER_MAX_LEN]);
+    assert_eq!(
+        slot.to_pkcs1_der(&mut a).unwrap(),
+        by_value.to_pkcs1_der(&mut b).unwrap()
+    );
+}
+
+/// A seeded test RNG (SplitMix64): the same seed gives the same key.
+struct SplitMix(u64);
+
+impl RngCore for SplitMix {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        rand_core::impls::fill_bytes_via_next(self, dest);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for SplitMix {}
