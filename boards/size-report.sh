@@ -290,7 +290,7 @@ $asm_rows
 Flash added next to P-256 (image with \`rsa\` minus the default probe): **$rsa_added B** (RSA
 signer with CRT on crypto-bigint, PKCS#1 import, RSA self-signed certificate, an RSA registration,
 and the embedded test key); key generation on the device adds **$rsa_keygen_added B**. The
-firmware boards make P-256 identities only (no key-kind option there yet).
+firmware boards build P-256 identities by default and RSA-2048 ones with \`--features key-rsa2048\`.
 
 | RSA-2048 step (\`-icount shift=0\`, painted stack) | instructions | stack |
 |---|---:|---:|
