@@ -636,8 +636,10 @@ pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
 pub enum PkiCommand {
     /// Make a test CA (P-256) in a directory: ca.der/ca.pem, ca.key.pk8/ca.key.pem, an empty CRL.
     Init {
+        /// The CA directory (`pki init` makes it).
         #[arg(long)]
         dir: PathBuf,
+        /// The CA's common name.
         #[arg(long, default_value = "mpagent Test CA")]
         cn: String,
         /// Validity of the CA certificate, days.
@@ -647,11 +649,13 @@ pub enum PkiCommand {
     /// Issue a device, ISV proxy or MP server certificate with a new key (P-256 or RSA-2048):
     /// NAME.der/NAME.pem + NAME.key.pk8/NAME.key.pem in the CA directory.
     Issue {
+        /// The CA directory (`pki init` makes it).
         #[arg(long)]
         dir: PathBuf,
         /// Subject common name.
         #[arg(long)]
         cn: String,
+        /// What the certificate is for: device, proxy or server.
         #[arg(long, value_enum)]
         kind: CertKind,
         /// Subject alternative name (DNS name or IP address; repeatable). Server certificates
@@ -673,6 +677,7 @@ pub enum PkiCommand {
     },
     /// Revoke a certificate (by file or serial) and remake the CRL.
     Revoke {
+        /// The CA directory (`pki init` makes it).
         #[arg(long)]
         dir: PathBuf,
         /// The certificate (DER or PEM).
@@ -684,6 +689,7 @@ pub enum PkiCommand {
     },
     /// Remake the CRL (crl.der/crl.pem, valid 30 days) from revoked.txt.
     Crl {
+        /// The CA directory (`pki init` makes it).
         #[arg(long)]
         dir: PathBuf,
     },

@@ -50,6 +50,7 @@ pub enum MpCommand {
         /// Three letters or digits.
         #[arg(long, default_value = "P01")]
         site_code: String,
+        /// New clients: registered at once (auto), or pending until `mp approve` (pending).
         #[arg(long, value_enum, default_value_t = Approval::Auto)]
         approval: Approval,
         /// Real-MP mode: single-body and pending clients' reports, and messages failing identity
@@ -106,28 +107,36 @@ pub enum MpCommand {
     },
     /// Approve a pending client.
     Approve {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
+        /// The client's SMSID, with its GUID: prefix (e.g. GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42).
         smsid: String,
     },
     /// Block a client: its registrations and confirmations get Status 3.
     Reject {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
+        /// The client's SMSID, with its GUID: prefix (e.g. GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42).
         smsid: String,
     },
     /// Make the next registration reply to a client Reset (Status 2: register afresh), Error
     /// (Status 3) or CertificateReset (Status 4: new key and certificate, then register); after
     /// Reset and CertificateReset the client's record is gone, so it registers anew.
     NextReply {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
+        /// The client's SMSID, with its GUID: prefix (e.g. GUID:1AF488D8-7B42-4842-A4BD-B3A2842BBC42).
         smsid: String,
+        /// What the next registration reply to this client says.
         #[arg(value_enum)]
         reply: NextReply,
     },
     /// List registered clients.
     Clients {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
     },
@@ -144,11 +153,13 @@ pub enum MpCommand {
     },
     /// List refused requests.
     Rejections {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
     },
     /// List accepted management messages (DDR, inventory, status, state), oldest first.
     Messages {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
         /// Only this client's messages.
@@ -171,6 +182,7 @@ pub enum PolicyCommand {
     /// Publish a policy (ID + version + body) and assign it to one client or to all; prints the
     /// assignment ID and the body's location.
     Add {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
         /// Policy ID, e.g. {5C4D3A3E-0000-4000-8000-000000000001} (letters, digits, {}-_).
@@ -202,10 +214,13 @@ pub enum PolicyCommand {
     /// published body's hash (a stand-in for an attacker on the path, to show that clients
     /// refuse it); without --body-file, serve the published body again.
     Tamper {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
+        /// The published policy's ID.
         #[arg(long)]
         id: String,
+        /// The published policy's version.
         #[arg(long)]
         version: String,
         /// The body to serve instead (XML text, UTF-8 or UTF-16 with BOM).
@@ -214,6 +229,7 @@ pub enum PolicyCommand {
     },
     /// List policy assignments.
     List {
+        /// Site database file (must exist; `mp serve` or `mp import-cert --create` makes it).
         #[arg(long)]
         db: PathBuf,
     },
