@@ -383,10 +383,11 @@ pub async fn register_self(opts: &ProxyOptions, link: &ProxyLink) -> Result<Smsi
         }
         Err(e) => match connector.last_tls_error() {
             Some(t) => {
-                return Err(anyhow::Error::new(t)
-                    .context(format!("the proxy's registration failed: {e:?}")))
+                return Err(
+                    anyhow::Error::new(t).context(format!("the proxy's registration failed: {e}"))
+                )
             }
-            None => bail!("the proxy's registration failed: {e:?}"),
+            None => bail!("the proxy's registration failed: {e}"),
         },
     };
     state_dir.save_registration(state)?;
