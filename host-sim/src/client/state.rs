@@ -122,7 +122,7 @@ impl ClientSigner {
             Self::Rsa(s) => {
                 let mut buf = [0u8; RSA_PKCS8_DER_MAX_LEN];
                 Ok(s.to_pkcs8_der(&mut buf)
-                    .map_err(|e| anyhow!("encoding the key: {e:?}"))?
+                    .map_err(|e| anyhow!("encoding the key: {e}"))?
                     .to_vec())
             }
         }
@@ -140,7 +140,7 @@ impl ClientSigner {
             Self::Rsa(s) => {
                 let mut buf = [0u8; RSA_SPKI_DER_MAX_LEN];
                 Ok(s.spki_der(&mut buf)
-                    .map_err(|e| anyhow!("encoding the public key: {e:?}"))?
+                    .map_err(|e| anyhow!("encoding the public key: {e}"))?
                     .to_vec())
             }
         }
@@ -165,11 +165,11 @@ impl ClientSigner {
                 let mut spki = [0u8; RSA_SPKI_DER_MAX_LEN];
                 let spki = s
                     .spki_der(&mut spki)
-                    .map_err(|e| anyhow!("encoding the public key: {e:?}"))?;
+                    .map_err(|e| anyhow!("encoding the public key: {e}"))?;
                 build_self_signed(params, spki, s, &mut buf)
             }
         }
-        .map_err(|e| anyhow!("building the self-signed certificate: {e:?}"))?;
+        .map_err(|e| anyhow!("building the self-signed certificate: {e}"))?;
         Ok(buf[..len].to_vec())
     }
 
@@ -268,9 +268,8 @@ impl StateDir {
                 let signer = ClientSigner::from_pkcs8_der(&der)
                     .with_context(|| format!("{}", key_path.display()))?;
                 let cert_der = fs::read(&cert_path)?;
-                let cert_key = cert_spki_der(&cert_der).map_err(|e| {
-                    anyhow!("{}: unreadable certificate: {e:?}", cert_path.display())
-                })?;
+                let cert_key = cert_spki_der(&cert_der)
+                    .map_err(|e| anyhow!("{}: unreadable certificate: {e}", cert_path.display()))?;
                 if signer.spki_der()? != cert_key {
                     bail!(
                         "{} and {} do not belong together (the certificate's public key is not the key's)",
