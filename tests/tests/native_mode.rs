@@ -712,7 +712,9 @@ async fn a_native_proxy_with_a_certificate_from_another_ca_is_refused() {
     .await
     .err()
     .expect("refused");
-    assert!(format!("{err:#}").contains("Transport"), "{err:#}");
+    let err = format!("{err:#}");
+    assert!(err.contains("did not accept our certificate"), "{err}");
+    assert!(err.contains("unknown_ca"), "{err}");
     let log = site.rejections(1).await;
     assert!(log.contains("TLS handshake failed"), "{log}");
     assert!(log.contains("UnknownIssuer"), "{log}");
