@@ -49,11 +49,22 @@ async fn a_small_fleet_registers_and_reports() {
     let messages = db.messages(None).unwrap();
     assert_eq!(messages.len(), 40);
     for c in &clients {
-        let n = messages
+        let mut mine: Vec<_> = messages
             .iter()
             .filter(|m| m.smsid.eq_ignore_ascii_case(&c.smsid))
-            .count();
-        assert_eq!(n, 2, "two heartbeats from {}", c.smsid);
+            .collect();
+        assert_eq!(mine.len(), 2, "two heartbeats from {}", c.smsid);
+        assert!(mine.iter().all(|m| m.kind == "ddr"), "{}", c.smsid);
+        // Each appliance's clock jumps to its next heartbeat deadline (a second on) instead of
+        // waiting: the second heartbeat is stamped later than the first.
+        mine.sort_by(|a, b| a.sent_time.cmp(&b.sent_time));
+        assert!(
+            mine[0].sent_time < mine[1].sent_time,
+            "{}: {:?} then {:?}",
+            c.smsid,
+            mine[0].sent_time,
+            mine[1].sent_time
+        );
     }
     assert!(db.rejections().unwrap().is_empty());
 }
@@ -269,4 +280,76 @@ async fn an_rsa_fleet_registers_rsa_appliances_directly_and_through_the_proxy() 
         .unwrap();
     assert_eq!(clients.len(), 7, "the proxy and its 6 devices");
     assert!(clients.iter().all(|c| has_rsa_key(&c.cert_der)));
+}
+
+fn direct(url: &str, clients: usize) -> FleetOptions {
+    FleetOptions {
+        mp: Some(url.into()),
+        site_code: fleet::DEFAULT_SITE_CODE.into(),
+        clients,
+        concurrency: 2,
+        duration: None,
+        messages_per_client: 2,
+        threads: 1,
+        progress: false,
+        proxy: None,
+        key: KeyKind::P256,
+        site_generation: Default::default(),
+    }
+}
+
+/// An MP that is not there: every appliance's registration fails once and is counted under one
+/// kind, the core's sentence for the refused connection, not a Rust `Debug` value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_registrations_are_counted_by_their_sentence() {
+    // A port that was free a moment ago: nothing listens there now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let summary = fleet::run_against(&url, &direct(&url, 3)).await.unwrap();
+    assert_eq!((summary.registered, summary.messages_sent), (0, 0));
+    assert_eq!(summary.errors_total, 3);
+    let kinds: Vec<_> = summary.errors.keys().cloned().collect();
+    assert_eq!(
+        kinds,
+        ["register: the MP refused the connection"],
+        "{kinds:?}"
+    );
+    assert_eq!(summary.registration.count, 0);
+    assert_eq!(summary.identity.count, 3);
+}
+
+/// An MP that holds new clients for approval: each appliance stops at the first pending answer
+/// (no waiting through the agent's backoff) and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mp_that_does_not_auto_approve_leaves_every_appliance_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MpConfig {
+        site_code: fleet::DEFAULT_SITE_CODE.into(),
+        db_path: dir.path().join("site.db"),
+        approval: Approval::Pending,
+        limits: Limits::default(),
+        mp_host: "mp.test".into(),
+        strict: false,
+    };
+    let server = MpServer::start(config, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let summary = fleet::run_against(&server.url(), &direct(&server.url(), 2))
+        .await
+        .unwrap();
+    server.shutdown().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!((summary.registered, summary.messages_sent), (0, 0));
+    assert_eq!(
+        summary.errors.into_iter().collect::<Vec<_>>(),
+        [(
+            "register: pending (is the MP auto-approving?)".to_string(),
+            2
+        )]
+    );
 }

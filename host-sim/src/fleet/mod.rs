@@ -2,12 +2,13 @@
 //! against its bound.
 //!
 //! Each appliance is the real core: its own key (`--key p256`, or `rsa2048` as real sites take)
-//! and self-signed certificate made in memory (no state directory), a registration through [`io::register`] (mixed mode; the MP must
-//! auto-approve), then `M` heartbeat DDRs signed with [`MessageSigner::client`] and sent with
-//! [`io::send_message`]. The core's async functions are not `Send` (`async fn` in traits), so
-//! each client thread runs a current-thread tokio runtime with a [`tokio::task::LocalSet`] and
-//! `concurrency / threads` worker tasks that take the next appliance index from a shared
-//! counter.
+//! and self-signed certificate made in memory (no state directory), then the core's agent run by
+//! its [`Driver`](mpagent_core::io::driver::Driver) over an in-memory queue and a virtual clock
+//! ([`appliance`]): registration (mixed mode; the MP must auto-approve), then `M` heartbeat DDRs
+//! queued and delivered as a device would. The core's async functions are not `Send` (`async
+//! fn` in traits), so each client thread runs a current-thread tokio runtime with a
+//! [`tokio::task::LocalSet`] and `concurrency / threads` worker tasks that take the next
+//! appliance index from a shared counter.
 //!
 //! Through the ISV proxy (`--proxy ADDR`, or `--via-proxy` for an in-process proxy imported into
 //! the in-process MP as the administrator would), each appliance is instead a constrained device
@@ -24,6 +25,7 @@
 //! ECDSA verification of their K signatures on all cores and (b) the same K requests replayed
 //! through an in-process MP, and reports (b)/(a), with the CPU time each phase used per operation.
 
+mod appliance;
 mod bound;
 pub use bound::{
     prebuild_registration, run_bound, start_floor_mp, BoundSummary, Connections, Floor,
@@ -37,31 +39,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use mpagent_core::agent::registration::{Registrar, RegistrationState, SigningIdentity};
-use mpagent_core::agent::signed::{MessageParams, MessageSigner, SignedMessage};
+use mpagent_core::agent::registration::SigningIdentity;
 use mpagent_core::config::{AgentConfig, SiteGeneration, SiteMode};
-use mpagent_core::guid::Guid;
 use mpagent_core::identity::{build_self_signed_p256, CertParams, MAX_CERT_LEN};
-use mpagent_core::io::{self, RegisterOptions};
 use mpagent_core::sign::{P256Signer, SiteHashSigner};
 
 use crate::client::state::{ClientSigner, KeyKind};
 use crate::sign::{generate_rsa_keys, HostP256Signer, HostRsaSigner};
-use mpagent_core::store::Endpoint;
-use mpagent_core::wire::clientauth::ClientIdSignature;
-use mpagent_core::wire::header::ReplyMode;
-use mpagent_core::wire::registration::AgentType;
-use mpagent_core::wire::report::{Report, ReportIdentity};
 use rand_core::OsRng;
 use serde::Serialize;
 
-use crate::client::transport::{unix_now, SystemClock, TcpConnector};
+use crate::client::transport::unix_now;
 use crate::client::EXCHANGE_BUFFER;
 use crate::mp::{Approval, Limits, MpConfig, MpServer};
 use crate::proxy::client::DeviceConnection;
 use crate::proxy::protocol::{reg_status, Frame};
 use crate::proxy::{self as isv, ProxyHandle, ProxyOptions};
-use crate::render::render_once;
 
 /// Site code of the in-process MP (and the default for `--site-code`).
 pub const DEFAULT_SITE_CODE: &str = "FLT";
@@ -632,12 +625,6 @@ struct Worker {
     generation: SiteGeneration,
 }
 
-/// Error kind of a `Debug` value: its text up to the first `(` / `{` of a payload that varies
-/// (e.g. `GaveUp(Transport(TimedOut))` is kept whole; only long reasons are cut).
-fn kind_of(prefix: &str, e: &dyn std::fmt::Debug) -> String {
-    cut_kind(format!("{prefix}: {e:?}"))
-}
-
 /// `s` cut to at most 100 bytes.
 fn cut_kind(mut s: String) -> String {
     if s.len() > 100 {
@@ -661,7 +648,7 @@ pub fn new_identity(name: &str) -> Result<(HostP256Signer, Vec<u8>)> {
     let params = CertParams::self_signed_now(name, unix_now(), &mut OsRng);
     let mut cert = vec![0u8; MAX_CERT_LEN];
     let n = build_self_signed_p256(&params, &signer, &mut cert)
-        .map_err(|e| anyhow!("self-signed certificate: {e:?}"))?;
+        .map_err(|e| anyhow!("self-signed certificate: {e}"))?;
     cert.truncate(n);
     Ok((signer, cert))
 }
@@ -706,12 +693,7 @@ impl Worker {
         let fqdn = format!("{name}.fleet.local");
         let config = match AgentConfig::new(&self.site, SiteMode::Mixed, url, &name, &fqdn) {
             Ok(c) => c.with_site_generation(self.generation),
-            Err(e) => return stats.error(c, kind_of("config", &e)),
-        };
-        let mut connector = TcpConnector {
-            host: config.mp.host.to_string(),
-            port: config.mp.port,
-            connect_timeout: Duration::from_secs(10),
+            Err(e) => return stats.error(c, format!("config: {e}")),
         };
         let t = Instant::now();
         let (signer, cert_der) = match self.identity(i, &name) {
@@ -724,85 +706,16 @@ impl Worker {
             Err(e) => return stats.error(c, format!("identity: {e}")),
         };
         stats.identity_us.push(micros(t.elapsed()));
-        let signing = SigningIdentity {
-            signer: &signer,
-            cert_der: &cert_der,
-        };
-        let mut registrar = Registrar::new(RegistrationState::Unregistered)
-            .with_proposed_smsid(mpagent_core::agent::registration::proposed_smsid(&cert_der));
-        let t = Instant::now();
-        let outcome = io::register(
-            &mut connector,
-            &mut SystemClock,
-            &config,
-            &signing,
-            AgentType::Client,
-            &mut registrar,
-            &mut OsRng,
-            buf,
-            RegisterOptions {
-                return_when_pending: true,
-                // No retries: a failure is counted at once (no back-off sleep in the figures).
-                max_failures: 1,
+        let plan = appliance::Plan {
+            config: &config,
+            identity: SigningIdentity {
+                signer: &signer,
+                cert_der: &cert_der,
             },
-            &mut |_| {},
-        )
-        .await;
-        let smsid = match outcome {
-            Ok(RegistrationState::Registered(id)) => id,
-            Ok(RegistrationState::Pending(_)) => {
-                return stats.error(c, "register: pending (is the MP auto-approving?)".into())
-            }
-            Ok(other) => return stats.error(c, kind_of("register", &other)),
-            Err(e) => return stats.error(c, kind_of("register", &e)),
+            fqdn: &fqdn,
+            messages: self.messages,
         };
-        stats.registration_us.push(micros(t.elapsed()));
-        c.registered.fetch_add(1, Ordering::Relaxed);
-
-        let client_id = match ClientIdSignature::compute(&signer, smsid) {
-            Ok(x) => x,
-            Err(e) => return stats.error(c, kind_of("client id", &e)),
-        };
-        let message_signer = MessageSigner::client(signing, &client_id);
-        // Each DDR is rendered once and signed and sent from those bytes (crate::render).
-        let mut body = Vec::new();
-        for _ in 0..self.messages {
-            let t = Instant::now();
-            let now = unix_now();
-            let discovery = crate::client::host_discovery(&fqdn, &["127.0.0.1"]);
-            let report = Report::discovery(
-                ReportIdentity::new(smsid, &name),
-                now.to_datetime(),
-                &discovery,
-            );
-            let params = MessageParams {
-                endpoint: Endpoint::Ddr.name(),
-                reply_mode: ReplyMode::Async,
-                message_id: Guid::random(&mut OsRng),
-                now,
-            };
-            let rendered = match render_once(&report, &mut body) {
-                Ok(r) => r,
-                Err(e) => {
-                    stats.error(c, kind_of("render", &e));
-                    continue;
-                }
-            };
-            let signed = match SignedMessage::new(&config, &message_signer, params, &rendered) {
-                Ok(s) => s,
-                Err(e) => {
-                    stats.error(c, kind_of("sign", &e));
-                    continue;
-                }
-            };
-            match io::send_message(&mut connector, &signed, buf).await {
-                Ok(()) => {
-                    stats.message_us.push(micros(t.elapsed()));
-                    c.messages.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => stats.error(c, kind_of("message", &e)),
-            }
-        }
+        appliance::run(plan, buf, stats, c).await;
     }
 }
 
@@ -855,7 +768,10 @@ impl Worker {
 fn answer_kind(what: &str, answer: Result<Frame>) -> String {
     cut_kind(match answer {
         Ok(Frame::Error { code, text }) => format!("{what}: proxy ERROR {code}: {text}"),
-        Ok(other) => format!("{what}: unexpected answer {:?}", other.kind()),
+        Ok(other) => format!(
+            "{what}: unexpected answer, frame kind {:#04x}",
+            other.kind()
+        ),
         Err(e) => format!("{what}: {e:#}"),
     })
 }
