@@ -4,8 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Each step prints the disk left: a CI machine may have little, and a full disk fails a build.
-step() { printf '\n=== %s === (%s free)\n' "$*" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"; }
+# Each step prints the seconds since the start (the log shows where a run's time goes) and the
+# disk left: a CI machine may have little, and a full disk fails a build.
+started=$SECONDS
+step() {
+  printf '\n=== %s === (at %d s, %s free)\n' "$*" "$((SECONDS - started))" \
+    "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
+}
 # No incremental caches: every build here is a clean one-off, and they cost gigabytes of disk.
 export CARGO_INCREMENTAL=0
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -159,3 +164,5 @@ if [ -n "${CI:-}" ]; then rm -rf target/debug; fi
 
 step "fuzz smoke: every target of core/fuzz and host-sim/fuzz for 10 s (SKIPPED without nightly; tests/fuzz-long.sh runs longer)"
 bash tests/fuzz-smoke.sh 10
+
+step "done"
