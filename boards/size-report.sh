@@ -33,17 +33,20 @@ size_tool=$(command -v llvm-size || true)
 [ -n "$size_tool" ] || { echo "llvm-size not found: rustup component add llvm-tools" >&2; exit 1; }
 
 echo "building images…" >&2
-(cd "$fw_dir" && cargo build --locked --release -q \
-  && cargo build --locked --release -q --features measure --target-dir target/measure)
-(cd boards/nucleo-f767zi && cargo build --locked --release -q)
-(cd "$probe_dir" && cargo build --locked --release -q \
-  && cargo build --locked --release -q --features baseline --target-dir target/baseline \
-  && cargo build --locked --release -q --features measure --target-dir target/measure \
-  && cargo build --locked --release -q --features p256-asm --target-dir target/asm \
-  && cargo build --locked --release -q --features p256-asm,measure --target-dir target/asm-measure \
-  && cargo build --locked --release -q --features rsa --target-dir target/rsa \
-  && cargo build --locked --release -q --features rsa-keygen --target-dir target/rsa-keygen \
-  && cargo build --locked --release -q --features rsa-measure --target-dir target/rsa-measure)
+# Each firmware crate's images in its one shared target directory (boards/build-image.sh), the
+# ELF of each copied to target/<variant>/.
+image() { bash boards/build-image.sh "$@" -q; }
+image "$fw_dir" . build
+image "$fw_dir" measure build --features measure
+image boards/nucleo-f767zi . build
+image "$probe_dir" . build
+image "$probe_dir" baseline build --features baseline
+image "$probe_dir" measure build --features measure
+image "$probe_dir" asm build --features p256-asm
+image "$probe_dir" asm-measure build --features p256-asm,measure
+image "$probe_dir" rsa build --features rsa
+image "$probe_dir" rsa-keygen build --features rsa-keygen
+image "$probe_dir" rsa-measure build --features rsa-measure
 fw=$fw_dir/target/$elf_name/mpagent-qemu-mps2-an386
 fw_measure=$fw_dir/target/measure/$elf_name/mpagent-qemu-mps2-an386
 nucleo=boards/nucleo-f767zi/target/$elf_name/mpagent-nucleo-f767zi

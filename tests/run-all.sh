@@ -4,8 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Each step prints the disk left: a CI machine may have little, and a full disk fails a build.
-step() { printf '\n=== %s === (%s free)\n' "$*" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"; }
+# Each step prints the seconds since the start (the log shows where a run's time goes) and the
+# disk left: a CI machine may have little, and a full disk fails a build.
+started=$SECONDS
+step() {
+  printf '\n=== %s === (at %d s, %s free)\n' "$*" "$((SECONDS - started))" \
+    "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
+}
 # No incremental caches: every build here is a clean one-off, and they cost gigabytes of disk.
 export CARGO_INCREMENTAL=0
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -51,7 +56,12 @@ cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release
 cargo build --locked -p mpagent-core --target thumbv7em-none-eabihf --release --features defmt
 
 step "board image without a global allocator (boards/size-probe), run under QEMU mps2-an386"
-(cd boards/size-probe && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release)
+# Every board build goes through boards/build-image.sh: one target directory per firmware crate,
+# shared by its feature sets, each ELF copied to target/<variant>/ where the readers expect it.
+image() { bash boards/build-image.sh "$@"; }
+(cd boards/size-probe && cargo fmt --check)
+image boards/size-probe . clippy -- -D warnings
+image boards/size-probe . build
 probe_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
   -kernel boards/size-probe/target/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$probe_out"
@@ -59,9 +69,9 @@ grep -q '^registration request: [0-9]* bytes' <<<"$probe_out"
 # The same path on the boards' assembly P-256 signer: the same request, byte for byte (RFC 6979);
 # measured, it checks its signatures, certificate and key generation against the software
 # signer's, and one of its signatures is verified by OpenSSL (Python `cryptography`).
-(cd boards/size-probe && cargo clippy --locked --release --features p256-asm,measure --target-dir target/asm-measure -- -D warnings \
-  && cargo build --locked --release --features p256-asm --target-dir target/asm \
-  && cargo build --locked --release --features p256-asm,measure --target-dir target/asm-measure)
+image boards/size-probe . clippy --features p256-asm,measure -- -D warnings
+image boards/size-probe asm build --features p256-asm
+image boards/size-probe asm-measure build --features p256-asm,measure
 asm_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
   -kernel boards/size-probe/target/asm/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$asm_out"
@@ -72,8 +82,8 @@ grep '^p256-asm ' <<<"$asm_measure_out"
 grep -q '^p256-asm known answers: ' <<<"$asm_measure_out"
 python3 tests/interop/verify_p256_asm.py <<<"$asm_measure_out"
 # The same image with the RSA-2048 signer as well (provisioned key, certificate, signed request).
-(cd boards/size-probe && cargo clippy --locked --release --features rsa-measure -- -D warnings \
-  && cargo build --locked --release --features rsa --target-dir target/rsa)
+image boards/size-probe . clippy --features rsa-measure -- -D warnings
+image boards/size-probe rsa build --features rsa
 rsa_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
   -kernel boards/size-probe/target/rsa/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$rsa_out"
@@ -83,23 +93,22 @@ grep -q '^rsa registration request: [0-9]* bytes' <<<"$rsa_out"
 # Then the HTTP head (httparse) and the signing path, linked with the symbol defined: panic-sites.py
 # fails on any panic site outside the dependencies listed (their sites are in docs/size.md).
 # At opt-level "s", the firmware's (at "z" core's str/char helpers stay out of line, checks kept).
-(cd boards/size-probe && cargo clippy --locked --release --features no-panic -- -D warnings \
-  && cargo clippy --locked --release --features no-panic-http,no-panic-sign -- -D warnings \
-  && cargo build --locked --release --features no-panic --bin no-panic --target-dir target/no-panic \
-    --config 'profile.release.opt-level="s"')
+image boards/size-probe . clippy --features no-panic -- -D warnings
+image boards/size-probe . clippy --features no-panic-http,no-panic-sign -- -D warnings
+image boards/size-probe no-panic build --features no-panic --bin no-panic --config 'profile.release.opt-level="s"'
 timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
   -kernel boards/size-probe/target/no-panic/thumbv7em-none-eabihf/release/no-panic
-(cd boards/size-probe && cargo rustc --locked --release --features no-panic-http,no-panic-sign --bin no-panic \
-    --target-dir target/no-panic-sites --config 'profile.release.opt-level="s"' \
-    -- -C link-arg=--defsym=mpagent_parser_reaches_a_panic=0 \
-  && python3 panic-sites.py target/no-panic-sites/thumbv7em-none-eabihf/release/no-panic \
-    --allow httparse --allow const_oid --allow der --allow sec1 --allow subtle)
+image boards/size-probe no-panic-sites rustc --features no-panic-http,no-panic-sign --bin no-panic \
+  --config 'profile.release.opt-level="s"' -- -C link-arg=--defsym=mpagent_parser_reaches_a_panic=0
+(cd boards/size-probe && python3 panic-sites.py target/no-panic-sites/thumbv7em-none-eabihf/release/no-panic \
+  --allow httparse --allow const_oid --allow der --allow sec1 --allow subtle)
 
 step "firmware skeleton for integrators (core/examples/firmware-skeleton), run under QEMU mps2-an386"
 # Identity made, agent started, first registration attempt failing at its network seam (which has
 # no network behind it) and the agent backing off: the seams a vendor fills, shown working.
-(cd core/examples/firmware-skeleton && cargo fmt --check && cargo clippy --locked --release -- -D warnings \
-  && cargo build --locked --release)
+(cd core/examples/firmware-skeleton && cargo fmt --check)
+image core/examples/firmware-skeleton . clippy -- -D warnings
+image core/examples/firmware-skeleton . build
 skeleton_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
   -kernel core/examples/firmware-skeleton/target/thumbv7em-none-eabihf/release/mpagent-firmware-skeleton)
 echo "$skeleton_out"
@@ -107,31 +116,35 @@ grep -q '^registration attempt failed: not connected$' <<<"$skeleton_out"
 grep -q '^skeleton: 4 steps run$' <<<"$skeleton_out"
 
 step "firmware logic shared by the boards (boards/firmware-common: identity, heartbeat, queue, policy)"
-(cd boards/firmware-common && cargo fmt --check && cargo clippy --locked --release -- -D warnings \
-  && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings)
-# Native mode (Mbed TLS); checked in the QEMU board's native target dir, whose Mbed TLS build it shares.
-(cd boards/firmware-common && cargo clippy --locked --release --features native,key-rsa2048 \
-  --target-dir ../qemu-mps2-an386/target/native -- -D warnings)
+(cd boards/firmware-common && cargo fmt --check)
+image boards/firmware-common . clippy -- -D warnings
+image boards/firmware-common . clippy --features key-rsa2048 -- -D warnings
+# Native mode (Mbed TLS).
+image boards/firmware-common . clippy --features native,key-rsa2048 -- -D warnings
 
 step "firmware for QEMU mps2-an386 (boards/qemu-mps2-an386; booted by tests/tests/qemu_board.rs)"
-(cd boards/qemu-mps2-an386 && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
+(cd boards/qemu-mps2-an386 && cargo fmt --check \
   && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')  # one RustCrypto generation
-# The RSA-2048 key build, in its own target dir; also booted by qemu_board.rs.
-(cd boards/qemu-mps2-an386 && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings \
-  && cargo build --locked --release --features key-rsa2048 --target-dir target/rsa)
+image boards/qemu-mps2-an386 . clippy -- -D warnings
+image boards/qemu-mps2-an386 . build
+# The RSA-2048 key build; also booted by qemu_board.rs.
+image boards/qemu-mps2-an386 . clippy --features key-rsa2048 -- -D warnings
+image boards/qemu-mps2-an386 rsa build --features key-rsa2048
 # Native mode (HTTPS, Mbed TLS), P-256 and RSA-2048 client keys; booted by qemu_board.rs (`native…`).
-(cd boards/qemu-mps2-an386 && cargo clippy --locked --release --features native --target-dir target/native -- -D warnings \
-  && cargo build --locked --release --features native --target-dir target/native \
-  && cargo build --locked --release --features native,key-rsa2048 --target-dir target/native-rsa)
+image boards/qemu-mps2-an386 . clippy --features native -- -D warnings
+image boards/qemu-mps2-an386 native build --features native
+image boards/qemu-mps2-an386 native-rsa build --features native,key-rsa2048
 
 step "firmware for NUCLEO-F767ZI (boards/nucleo-f767zi: embassy-stm32 Ethernet, identity and queue in flash; build only)"
-(cd boards/nucleo-f767zi && cargo fmt --check && cargo clippy --locked --release -- -D warnings && cargo build --locked --release \
+(cd boards/nucleo-f767zi && cargo fmt --check \
   && ! cargo tree --locked -d -e normal | grep -E '^(p256|sha2|der|spki|elliptic-curve|ecdsa) ')
-(cd boards/nucleo-f767zi && cargo clippy --locked --release --features key-rsa2048 --target-dir target/rsa -- -D warnings \
-  && cargo build --locked --release --features key-rsa2048 --target-dir target/rsa)
+image boards/nucleo-f767zi . clippy -- -D warnings
+image boards/nucleo-f767zi . build
+image boards/nucleo-f767zi . clippy --features key-rsa2048 -- -D warnings
+image boards/nucleo-f767zi rsa build --features key-rsa2048
 # Native mode, built without provisioning (the image then refuses to start native mode).
-(cd boards/nucleo-f767zi && cargo clippy --locked --release --features native --target-dir target/native -- -D warnings \
-  && cargo build --locked --release --features native --target-dir target/native)
+image boards/nucleo-f767zi . clippy --features native -- -D warnings
+image boards/nucleo-f767zi native build --features native
 
 step "C API (core/ffi): header freshness, c-host built with gcc (run by tests/tests/ffi_c_host.rs), the Cortex-M C image under QEMU mps2-an386"
 bash core/ffi/check-header.sh
@@ -159,3 +172,5 @@ if [ -n "${CI:-}" ]; then rm -rf target/debug; fi
 
 step "fuzz smoke: every target of core/fuzz and host-sim/fuzz for 10 s (SKIPPED without nightly; tests/fuzz-long.sh runs longer)"
 bash tests/fuzz-smoke.sh 10
+
+step "done"

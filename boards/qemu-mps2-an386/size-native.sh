@@ -9,10 +9,14 @@ size_tool=$(command -v llvm-size || command -v llvm-size-14)
 elf=thumbv7em-none-eabihf/release
 q=boards/qemu-mps2-an386
 n=boards/nucleo-f767zi
-(cd $q && cargo build --locked --release -q && cargo build --locked --release -q --features native --target-dir target/native \
-  && cargo build --locked --release -q --features key-rsa2048 --target-dir target/rsa \
-  && cargo build --locked --release -q --features native,key-rsa2048 --target-dir target/native-rsa) >&2
-(cd $n && cargo build --locked --release -q && cargo build --locked --release -q --features native --target-dir target/native) >&2
+# Each board's images in its one shared target directory, each ELF copied to target/<variant>/.
+image() { bash boards/build-image.sh "$@" -q >&2; }
+image $q . build
+image $q native build --features native
+image $q rsa build --features key-rsa2048
+image $q native-rsa build --features native,key-rsa2048
+image $n . build
+image $n native build --features native
 cargo build --locked -q -p mpagent-sim >&2
 # "flash static-RAM" of an ELF (flash = vector table + .text + .rodata + .data; RAM = .data + .bss + .uninit).
 fr() {

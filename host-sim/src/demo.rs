@@ -183,11 +183,11 @@ pub async fn run() -> Result<()> {
     println!("\n5. The site database now holds:");
     for c in db.clients()? {
         println!(
-            "   {}  {:<14} agent type {}  {:?}  cert sha256 {}…  {}",
+            "   {}  {:<14} agent type {}  {}  cert sha256 {}…  {}",
             c.smsid,
             c.netbios_name.as_deref().unwrap_or("-"),
             c.agent_type,
-            c.status,
+            c.status.as_str(),
             &c.cert_sha256[..16],
             c.hash_algorithm.as_deref().unwrap_or("-"),
         );
@@ -214,8 +214,14 @@ pub async fn run() -> Result<()> {
     };
     let report = run::run_cycle(&opts, due, &mut print_run_event).await?;
     println!(
-        "   delivered {}, still queued {}, policies applied {:?}",
-        report.delivered, report.still_queued, report.policies_applied
+        "   delivered {}, still queued {}, policies applied: {}",
+        report.delivered,
+        report.still_queued,
+        if report.policies_applied.is_empty() {
+            "none".to_string()
+        } else {
+            report.policies_applied.join(", ")
+        }
     );
 
     println!("\n8. The MP goes down; the appliance keeps reporting into its flash queue");

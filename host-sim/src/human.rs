@@ -94,14 +94,7 @@ pub fn driver_event(e: &Event<'_>) -> String {
         Event::RegistrationSending {
             request_type,
             message_id,
-        } => format!(
-            "sending a {} request, message {}",
-            match request_type {
-                mpagent_core::wire::registration::RequestType::Registration => "registration",
-                mpagent_core::wire::registration::RequestType::Confirmation => "confirmation",
-            },
-            message_id
-        ),
+        } => format!("sending a {request_type} request, message {message_id}"),
         Event::RegistrationFailed(f) => format!("registration attempt failed: {f}"),
         Event::Registration(r) => registration(&r),
         Event::Queued {

@@ -115,7 +115,7 @@ impl std::fmt::Display for HostRsaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::OpenSsl(e) => write!(f, "OpenSSL refused the RSA-2048 key: {e}"),
-            Self::Key(e) => write!(f, "the RSA-2048 key is not usable ({e:?})"),
+            Self::Key(e) => write!(f, "the RSA-2048 key is not usable: {e}"),
         }
     }
 }

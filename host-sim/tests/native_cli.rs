@@ -5,13 +5,43 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-fn sim(args: &[&str], cwd: &Path) -> Output {
+fn sim<S: AsRef<std::ffi::OsStr>>(args: &[S], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mpagent-sim"))
         .args(args)
         .current_dir(cwd)
         .env("RUST_LOG", "warn")
         .output()
         .expect("mpagent-sim runs")
+}
+
+/// `client COMMAND` in native mode: device `name` with the certificate and key `pki issue` made
+/// for it, against the MP at `url` for site `site`, its state in `state`.
+fn native_client(command: &str, url: &str, site: &str, state: &str, name: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "client",
+        command,
+        "--mp",
+        url,
+        "--site-code",
+        site,
+        "--state",
+        state,
+        "--name",
+        name,
+        "--mode",
+        "native",
+        "--ca",
+        "pki/ca.pem",
+    ]
+    .map(String::from)
+    .into();
+    args.extend([
+        "--cert".into(),
+        format!("pki/{name}.pem"),
+        "--key-file".into(),
+        format!("pki/{name}.key.pem"),
+    ]);
+    args
 }
 
 fn text(o: &Output) -> String {
@@ -105,36 +135,13 @@ fn native_mode_from_the_command_line() {
     // PRN-2 is revoked before the MP starts (it reads the CRL at start).
     ok(&["pki", "revoke", "--dir", "pki", "--cert", "pki/PRN-2.pem"]);
     let (mp, url) = serve(d);
-    let register = |name: &str| {
-        let cert = format!("pki/{name}.pem");
-        let key = format!("pki/{name}.key.pem");
-        let state = format!("state-{name}");
-        sim(
-            &[
-                "client",
-                "register",
-                "--mp",
-                &url,
-                "--site-code",
-                "PS1",
-                "--state",
-                &state,
-                "--name",
-                name,
-                "--max-failures",
-                "1",
-                "--mode",
-                "native",
-                "--cert",
-                &cert,
-                "--key-file",
-                &key,
-                "--ca",
-                "pki/ca.pem",
-            ],
-            d,
-        )
+    // One attempt: a refusal is final.
+    let register_at = |url: &str, name: &str| {
+        let mut args = native_client("register", url, "PS1", &format!("state-{name}"), name);
+        args.extend(["--max-failures".into(), "1".into()]);
+        sim(&args, d)
     };
+    let register = |name: &str| register_at(&url, name);
 
     let first = register("PRN-1");
     assert!(first.status.success(), "{}", text(&first));
@@ -176,28 +183,9 @@ fn native_mode_from_the_command_line() {
     // A device configured for another site is stopped before it registers, over TLS too, by
     // `register` and by `run` alike.
     for command in ["register", "run"] {
-        let mut args = vec![
-            "client",
-            command,
-            "--mp",
-            &url,
-            "--site-code",
-            "PS2",
-            "--state",
-            "state-wrong",
-            "--name",
-            "PRN-1",
-            "--mode",
-            "native",
-            "--cert",
-            "pki/PRN-1.pem",
-            "--key-file",
-            "pki/PRN-1.key.pem",
-            "--ca",
-            "pki/ca.pem",
-        ];
+        let mut args = native_client(command, &url, "PS2", "state-wrong", "PRN-1");
         if command == "run" {
-            args.push("--once");
+            args.push("--once".into());
         }
         let wrong = sim(&args, d);
         assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
@@ -222,31 +210,7 @@ fn native_mode_from_the_command_line() {
     ok(&["pki", "revoke", "--dir", "pki", "--cert", "pki/PRN-1.pem"]);
     drop(mp);
     let (mp, url2) = serve(d);
-    let revoked_later = sim(
-        &[
-            "client",
-            "register",
-            "--mp",
-            &url2,
-            "--site-code",
-            "PS1",
-            "--state",
-            "state-PRN-1",
-            "--name",
-            "PRN-1",
-            "--max-failures",
-            "1",
-            "--mode",
-            "native",
-            "--cert",
-            "pki/PRN-1.pem",
-            "--key-file",
-            "pki/PRN-1.key.pem",
-            "--ca",
-            "pki/ca.pem",
-        ],
-        d,
-    );
+    let revoked_later = register_at(&url2, "PRN-1");
     assert!(!revoked_later.status.success(), "{}", text(&revoked_later));
     assert!(
         text(&revoked_later).contains("registration failed"),

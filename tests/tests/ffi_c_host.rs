@@ -243,7 +243,7 @@ async fn a_pumped_exchange_the_mp_never_answers_is_given_up_and_backed_off() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("sending a Registration request"),
+        stderr.contains("sending a registration request"),
         "{stderr}"
     );
     assert!(stderr.contains("not registered"), "{stderr}");

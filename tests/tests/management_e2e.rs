@@ -412,3 +412,33 @@ async fn a_policy_body_tampered_on_the_way_is_refused_and_the_honest_one_applied
     assert!(policy_file.exists());
     mp.shutdown().await;
 }
+
+/// A registration state that cannot be saved ends the run with the reason, not only with the
+/// fact that something could not be kept: here the state file's name is taken by a directory
+/// once the request is on its way, so the rename onto it fails.
+#[tokio::test]
+async fn a_registration_state_that_cannot_be_saved_ends_the_run_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let opts = options(&mp, dir.path(), "KIOSK-NOSAVE");
+    let state_file = opts.state_dir.join(client::state::REGISTRATION_FILE);
+    let mut on = |e: &run::RunEvent| {
+        if matches!(e, run::RunEvent::RegistrationSent) && !state_file.exists() {
+            std::fs::create_dir(&state_file).unwrap();
+        }
+    };
+    let err = run::run_cycle(&opts, EVERYTHING, &mut on)
+        .await
+        .expect_err("the state cannot be saved");
+    let text = format!("{err:#}");
+    assert!(
+        text.starts_with("the registration state or a refused message could not be saved: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("saving the registration state: replacing ")
+            && text.contains(&state_file.display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("Is a directory"), "{text}");
+}

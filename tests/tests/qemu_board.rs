@@ -59,29 +59,35 @@ fn firmware() -> PathBuf {
     build_firmware(None)
 }
 
-/// The RSA-2048 build, in its own target directory (as tests/run-all.sh builds it).
+/// The RSA-2048 build (the image tests/run-all.sh copies to target/rsa).
 fn rsa_firmware() -> PathBuf {
-    build_firmware(Some(("key-rsa2048", "target/rsa")))
+    build_firmware(Some(("key-rsa2048", "rsa")))
 }
 
-/// Build with `(feature, target directory)`, or the default image.
-fn build_firmware(feature: Option<(&str, &str)>) -> PathBuf {
+/// Build with `(features, variant)`, or the default image, through boards/build-image.sh as
+/// tests/run-all.sh does: the board's shared target directory, the ELF copied to
+/// target/<variant>/ (under a lock, so that tests building other variants at once don't swap it).
+fn build_firmware(variant: Option<(&str, &str)>) -> PathBuf {
     let dir = board_dir();
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.args(["build", "--release", "--locked"]);
+    let mut build = Command::new("bash");
+    build.arg(dir.join("../build-image.sh")).arg(&dir);
     let mut target = dir.join("target");
-    if let Some((feature, target_dir)) = feature {
-        cargo.args(["--features", feature, "--target-dir", target_dir]);
-        target = dir.join(target_dir);
+    match variant {
+        Some((features, name)) => {
+            build.args([name, "build", "--features", features]);
+            target = target.join(name);
+        }
+        None => {
+            build.args([".", "build"]);
+        }
     }
-    let status = cargo
-        .current_dir(&dir)
+    let status = build
         // The board has its own workspace, target and .cargo/config.toml: don't inherit ours.
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("RUSTFLAGS")
         .status()
-        .expect("running cargo build for the firmware");
+        .expect("running boards/build-image.sh for the firmware");
     assert!(status.success(), "firmware build failed");
     target.join("thumbv7em-none-eabihf/release/mpagent-qemu-mps2-an386")
 }
@@ -93,7 +99,8 @@ struct Boot {
     elapsed: Duration,
 }
 
-async fn boot(elf: &Path, workdir: &Path) -> Boot {
+/// Boot `elf` in `workdir` and print its log under `label`.
+async fn boot(elf: &Path, workdir: &Path, label: &str) -> Boot {
     let started = Instant::now();
     let mut child = tokio::process::Command::new("qemu-system-arm")
         .args([
@@ -142,11 +149,9 @@ async fn boot(elf: &Path, workdir: &Path) -> Boot {
         log.push_str("\n[qemu stderr]\n");
         log.push_str(&stderr);
     }
-    Boot {
-        code,
-        log,
-        elapsed: started.elapsed(),
-    }
+    let elapsed = started.elapsed();
+    println!("--- {label} ({:.1} s) ---\n{log}", elapsed.as_secs_f64());
+    Boot { code, log, elapsed }
 }
 
 /// Decode defmt frames with `defmt-print`; without it, say so in the "log".
@@ -377,8 +382,7 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
     } = start_site(true).await;
 
     // First boot: identity created, registered, heartbeat delivered, policy fetched and acked.
-    let first = boot(&elf, workdir.path()).await;
-    println!("--- first boot ({:?}) ---\n{}", first.elapsed, first.log);
+    let first = boot(&elf, workdir.path(), "first boot").await;
     assert_eq!(
         first.code,
         Some(0),
@@ -467,8 +471,7 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
     let identity_slots = identity_slot_bytes(workdir.path());
 
     // Second boot: same key, same SMSID confirmed (not registered again); reports again.
-    let second = boot(&elf, workdir.path()).await;
-    println!("--- second boot ({:?}) ---\n{}", second.elapsed, second.log);
+    let second = boot(&elf, workdir.path(), "second boot").await;
     assert_eq!(
         second.code,
         Some(0),
@@ -513,13 +516,9 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
     // exchange's deadline ends it (exit 3: registered, exchange incomplete); the DDR stays queued.
     let (proxy_port, proxy) = stalling_proxy(mp.local_addr(), 1).await;
     write_config(workdir.path(), proxy_port);
-    let stalled = boot(&elf, workdir.path()).await;
+    let stalled = boot(&elf, workdir.path(), "stalled boot, MP stalls the DDR").await;
     proxy.abort();
     write_config(workdir.path(), port);
-    println!(
-        "--- stalled boot, MP stalls the DDR ({:?}) ---\n{}",
-        stalled.elapsed, stalled.log
-    );
     assert_eq!(
         stalled.code,
         Some(3),
@@ -541,11 +540,7 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
 
     // Third boot, MP down: the registration fails within its bounds, a heartbeat is queued too.
     mp.shutdown().await;
-    let third = boot(&elf, workdir.path()).await;
-    println!(
-        "--- third boot, MP down ({:?}) ---\n{}",
-        third.elapsed, third.log
-    );
+    let third = boot(&elf, workdir.path(), "third boot, MP down").await;
     assert_eq!(third.code, Some(1), "{}", third.log);
     let flash = read_flash(workdir.path());
     assert_eq!(flash.queued.len(), 2, "{:?}", flash.queued);
@@ -562,11 +557,7 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
     )
     .await
     .expect("MP restarts on its port");
-    let fourth = boot(&elf, workdir.path()).await;
-    println!(
-        "--- fourth boot, MP back ({:?}) ---\n{}",
-        fourth.elapsed, fourth.log
-    );
+    let fourth = boot(&elf, workdir.path(), "fourth boot, MP back").await;
     assert_eq!(fourth.code, Some(0), "{}", fourth.log);
     let fourth_msgs = messages_of(&db, &smsid);
     assert_eq!(
@@ -593,11 +584,7 @@ async fn firmware_registers_in_qemu_reports_polls_policy_and_keeps_identity_and_
         bytes[slot * IDENTITY_SLOT + 100] ^= 0x55;
     }
     std::fs::write(&path, &bytes).unwrap();
-    let fifth = boot(&elf, workdir.path()).await;
-    println!(
-        "--- fifth boot, damaged identity ({:?}) ---\n{}",
-        fifth.elapsed, fifth.log
-    );
+    let fifth = boot(&elf, workdir.path(), "fifth boot, damaged identity").await;
     assert_eq!(
         fifth.code,
         Some(1),
@@ -668,8 +655,7 @@ async fn certificate_reset_round(
         ..
     } = start_site(false).await;
 
-    let first = boot(elf, workdir.path()).await;
-    println!("--- first boot ({:?}) ---\n{}", first.elapsed, first.log);
+    let first = boot(elf, workdir.path(), "first boot").await;
     assert_eq!(first.code, Some(0), "first boot:\n{}", first.log);
     let clients = db.clients().unwrap();
     assert_eq!(clients.len(), 1, "{clients:?}");
@@ -683,11 +669,7 @@ async fn certificate_reset_round(
     assert!(db
         .set_next_reply(&smsid, mpagent_sim::mp::db::NextReply::CertificateReset)
         .unwrap());
-    let renewed = boot(elf, workdir.path()).await;
-    println!(
-        "--- CertificateReset boot ({:?}) ---\n{}",
-        renewed.elapsed, renewed.log
-    );
+    let renewed = boot(elf, workdir.path(), "CertificateReset boot").await;
     assert_eq!(
         renewed.code,
         Some(0),
@@ -727,8 +709,7 @@ async fn certificate_reset_round(
     }
 
     // The next boot loads the new identity, confirms the same SMSID and reports.
-    let after = boot(elf, workdir.path()).await;
-    println!("--- boot after ({:?}) ---\n{}", after.elapsed, after.log);
+    let after = boot(elf, workdir.path(), "boot after").await;
     assert_eq!(after.code, Some(0), "the boot after:\n{}", after.log);
     let stored = read_flash(workdir.path());
     assert_eq!(stored.cert_der, site_cert);
@@ -847,11 +828,7 @@ async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_
 
     // First boot: an RSA-2048 key generated on the device, registered, DDR and state accepted
     // (the MP takes a message only once its signatures verify against the certificate).
-    let first = boot(&elf, workdir.path()).await;
-    println!(
-        "--- RSA first boot ({:?}) ---\n{}",
-        first.elapsed, first.log
-    );
+    let first = boot(&elf, workdir.path(), "RSA first boot").await;
     assert_eq!(first.code, Some(0), "RSA first boot failed:\n{}", first.log);
     let clients = db.clients().unwrap();
     assert_eq!(clients.len(), 1, "{clients:?}");
@@ -877,18 +854,14 @@ async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_
         );
         let ms = keygen_ms(&first.log).expect("key generation time logged");
         println!(
-            "RSA-2048 key generation in QEMU: {ms} ms (boot {:?})",
-            first.elapsed
+            "RSA-2048 key generation in QEMU: {ms} ms (boot {:.1} s)",
+            first.elapsed.as_secs_f64()
         );
     }
     let identity_slots = identity_slot_bytes(workdir.path());
 
     // Second boot: the stored key is imported, the same SMSID confirmed, nothing rewritten.
-    let second = boot(&elf, workdir.path()).await;
-    println!(
-        "--- RSA second boot ({:?}) ---\n{}",
-        second.elapsed, second.log
-    );
+    let second = boot(&elf, workdir.path(), "RSA second boot").await;
     assert_eq!(
         second.code,
         Some(0),
@@ -916,11 +889,12 @@ async fn rsa_firmware_generates_its_key_registers_rsa_keeps_it_and_a_p256_build_
     );
 
     // A P-256 build over the RSA identity: refused by name, nothing registered or rewritten.
-    let p256 = boot(&p256_elf, workdir.path()).await;
-    println!(
-        "--- P-256 build over the RSA identity ({:?}) ---\n{}",
-        p256.elapsed, p256.log
-    );
+    let p256 = boot(
+        &p256_elf,
+        workdir.path(),
+        "P-256 build over the RSA identity",
+    )
+    .await;
     assert_eq!(
         p256.code,
         Some(1),
@@ -964,11 +938,7 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
 
     // A provisioned key that does not import (here: the P-256 one): no identity, nothing sent.
     std::fs::write(&provision, rsa_testdata("p256.pk8.der")).unwrap();
-    let bad = boot(&elf, workdir.path()).await;
-    println!(
-        "--- bad provisioned key ({:?}) ---\n{}",
-        bad.elapsed, bad.log
-    );
+    let bad = boot(&elf, workdir.path(), "bad provisioned key").await;
     assert_eq!(
         bad.code,
         Some(1),
@@ -992,11 +962,7 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
 
     // A PKCS#1 key (made by OpenSSL): registered with exactly that public key, stored as PKCS#8.
     std::fs::write(&provision, rsa_testdata("rsa2048.pk1.der")).unwrap();
-    let good = boot(&elf, workdir.path()).await;
-    println!(
-        "--- provisioned PKCS#1 key ({:?}) ---\n{}",
-        good.elapsed, good.log
-    );
+    let good = boot(&elf, workdir.path(), "provisioned PKCS#1 key").await;
     assert_eq!(good.code, Some(0), "{}", good.log);
     let clients = db.clients().unwrap();
     assert_eq!(clients.len(), 1, "{clients:?}");
@@ -1028,15 +994,11 @@ async fn rsa_firmware_takes_a_good_provisioned_key_and_refuses_a_bad_key_or_a_p2
     let p256_elf = tokio::task::spawn_blocking(firmware).await.unwrap();
     let other = tempfile::tempdir().unwrap();
     write_config(other.path(), mp.local_addr().port());
-    let p256 = boot(&p256_elf, other.path()).await;
+    let p256 = boot(&p256_elf, other.path(), "P-256 build, a second device").await;
     assert_eq!(p256.code, Some(0), "{}", p256.log);
     assert_eq!(db.clients().unwrap().len(), 2);
     let slots = identity_slot_bytes(other.path());
-    let rsa = boot(&elf, other.path()).await;
-    println!(
-        "--- RSA build over a P-256 identity ({:?}) ---\n{}",
-        rsa.elapsed, rsa.log
-    );
+    let rsa = boot(&elf, other.path(), "RSA build over a P-256 identity").await;
     assert_eq!(
         rsa.code,
         Some(1),
@@ -1075,13 +1037,13 @@ use mpagent_sim::mp::tls::TlsVersion;
 use mpagent_sim::mp::TlsConfig;
 use mpagent_sim::pki::{self, CertKind, IssueParams, Issued, TestCa};
 
-/// The native image (P-256 client key), or with `rsa` the native RSA-2048 one, each in its own
-/// target directory as tests/run-all.sh builds them.
+/// The native image (P-256 client key), or with `rsa` the native RSA-2048 one, as
+/// tests/run-all.sh builds them.
 fn native_firmware(rsa: bool) -> PathBuf {
     if rsa {
-        build_firmware(Some(("native,key-rsa2048", "target/native-rsa")))
+        build_firmware(Some(("native,key-rsa2048", "native-rsa")))
     } else {
-        build_firmware(Some(("native", "target/native")))
+        build_firmware(Some(("native", "native")))
     }
 }
 
@@ -1305,11 +1267,12 @@ fn tls_pool_peak(log: &str) -> Option<usize> {
 /// client being the provisioned certificate.
 async fn native_boot_registers(site: &NativeSite, elf: &Path, version: &str, cert: &[u8]) -> Boot {
     site.configure(version);
-    let b = boot(elf, site.workdir.path()).await;
-    println!(
-        "--- native boot, tls_version={version} ({:?}) ---\n{}",
-        b.elapsed, b.log
-    );
+    let b = boot(
+        elf,
+        site.workdir.path(),
+        "native boot, tls_version={version}",
+    )
+    .await;
     assert_eq!(
         b.code,
         Some(0),
@@ -1453,8 +1416,7 @@ async fn native_rsa_firmware_registers_over_tls_1_2_and_1_3_with_an_rsa_2048_cli
 /// no message reached the MP.
 async fn native_boot_refused(site: &NativeSite, elf: &Path, sentence: &str) {
     site.configure("any");
-    let b = boot(elf, site.workdir.path()).await;
-    println!("--- refused native boot ({:?}) ---\n{}", b.elapsed, b.log);
+    let b = boot(elf, site.workdir.path(), "refused native boot").await;
     assert_eq!(b.code, Some(1), "{}", b.log);
     assert!(
         b.log.contains(sentence),
@@ -1571,11 +1533,8 @@ async fn native_firmware_says_when_the_mp_refuses_its_certificate_on_tls_1_2_and
     site.provision(&stranger.cert_der, &stranger.key_pkcs8);
     for version in ["1.2", "1.3"] {
         site.configure(version);
-        let b = boot(&elf, site.workdir.path()).await;
-        println!(
-            "--- refused client certificate, TLS {version} ({:?}) ---\n{}",
-            b.elapsed, b.log
-        );
+        let label = format!("refused client certificate, TLS {version}");
+        let b = boot(&elf, site.workdir.path(), &label).await;
         assert_eq!(b.code, Some(1), "{}", b.log);
         assert!(
             // The alert, or on 1.3 the reset that may overtake it right after the handshake.
@@ -1614,8 +1573,7 @@ async fn native_firmware_stops_without_a_provisioned_file_or_with_an_http_url() 
     let key = site.workdir.path().join("client-key.der");
     let key_bytes = std::fs::read(&key).unwrap();
     std::fs::remove_file(&key).unwrap();
-    let b = boot(&elf, site.workdir.path()).await;
-    println!("--- no client-key.der ---\n{}", b.log);
+    let b = boot(&elf, site.workdir.path(), "no client-key.der").await;
     assert_eq!(b.code, Some(1), "{}", b.log);
     assert!(
         b.log.contains("NativeFileMissing(client-key.der)"),
@@ -1624,8 +1582,7 @@ async fn native_firmware_stops_without_a_provisioned_file_or_with_an_http_url() 
     );
     // A key that is not a key: refused by name, before anything is sent.
     std::fs::write(&key, b"not a key").unwrap();
-    let b = boot(&elf, site.workdir.path()).await;
-    println!("--- a bad client-key.der ---\n{}", b.log);
+    let b = boot(&elf, site.workdir.path(), "a bad client-key.der").await;
     assert_eq!(b.code, Some(1), "{}", b.log);
     assert!(
         b.log
@@ -1638,8 +1595,7 @@ async fn native_firmware_stops_without_a_provisioned_file_or_with_an_http_url() 
     let cfg = site.workdir.path().join("mpagent.cfg");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("mp=https://", "mp=http://")).unwrap();
-    let b = boot(&elf, site.workdir.path()).await;
-    println!("--- mp=http:// ---\n{}", b.log);
+    let b = boot(&elf, site.workdir.path(), "mp=http://").await;
     assert_eq!(b.code, Some(1), "{}", b.log);
     assert!(b.log.contains("SchemeDoesNotMatchMode"), "{}", b.log);
     assert!(site.db.clients().unwrap().is_empty());

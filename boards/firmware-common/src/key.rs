@@ -68,15 +68,20 @@ pub enum KeyError {
     ProvisioningUnsupported,
 }
 
-#[cfg(not(any(feature = "key-rsa2048", feature = "p256-asm")))]
+#[cfg(not(feature = "key-rsa2048"))]
 mod imp {
-    //! P-256 on the core's software signer.
+    //! P-256: on the P256-Cortex-M4 assembly ([`crate::p256_asm`]) with `p256-asm`, else on the
+    //! core's software signer. Both store the 32-byte scalar and make the same certificate (same
+    //! TBS, same RFC 6979 signature); only the certificate's assembly and check differ.
     use super::*;
-    use mpagent_core::identity::{build_self_signed_p256, cert_public_key_p256, MAX_CERT_LEN};
-    use mpagent_core::sign::P256Signer;
+    use mpagent_core::identity::MAX_CERT_LEN;
 
     /// The signer this firmware holds.
-    pub type DeviceSigner = P256Signer;
+    #[cfg(feature = "p256-asm")]
+    pub type DeviceSigner = crate::p256_asm::AsmP256Signer;
+    /// The signer this firmware holds.
+    #[cfg(not(feature = "p256-asm"))]
+    pub type DeviceSigner = mpagent_core::sign::P256Signer;
     /// The kind of key this firmware is built for.
     pub const KIND: KeyKind = KeyKind::P256;
     /// Largest key field this firmware stores.
@@ -90,7 +95,7 @@ mod imp {
         slot: &'s mut Option<DeviceSigner>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<&'s DeviceSigner, KeyError> {
-        Ok(slot.insert(P256Signer::generate(rng)))
+        Ok(slot.insert(DeviceSigner::generate(rng)))
     }
 
     pub fn from_provisioned<'s>(
@@ -107,7 +112,7 @@ mod imp {
         der: &[u8],
     ) -> Result<&'s DeviceSigner, KeyError> {
         let scalar = super::p256_scalar_of(der).ok_or(KeyError::P256)?;
-        let signer = P256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)?;
+        let signer = DeviceSigner::from_secret_bytes(scalar).map_err(|_| KeyError::P256)?;
         Ok(slot.insert(signer))
     }
 
@@ -116,7 +121,7 @@ mod imp {
         key: &[u8],
     ) -> Result<&'s DeviceSigner, KeyError> {
         let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
-        let signer = P256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)?;
+        let signer = DeviceSigner::from_secret_bytes(key).map_err(|_| KeyError::P256)?;
         Ok(slot.insert(signer))
     }
 
@@ -128,97 +133,39 @@ mod imp {
         Ok(secret.len())
     }
 
+    #[cfg(not(feature = "p256-asm"))]
     pub fn build_cert(
         params: &CertParams<'_>,
         signer: &DeviceSigner,
         out: &mut [u8],
     ) -> Result<usize, CertError> {
-        build_self_signed_p256(params, signer, out)
+        mpagent_core::identity::build_self_signed_p256(params, signer, out)
     }
 
-    /// Whether `cert_der` holds `signer`'s public key.
-    pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
-        let cert_key = cert_public_key_p256(cert_der)?;
-        Ok(signer.verifying_key().to_encoded_point(false).as_bytes() == cert_key.as_slice())
-    }
-}
-
-#[cfg(all(not(feature = "key-rsa2048"), feature = "p256-asm"))]
-mod imp {
-    //! P-256 on the P256-Cortex-M4 assembly ([`crate::p256_asm`]); the stored form (the 32-byte
-    //! scalar) and the certificate are those of the software signer.
-    use super::*;
-    use crate::p256_asm::AsmP256Signer;
-    use mpagent_core::identity::{build_self_signed_p256_point, cert_spki_der, MAX_CERT_LEN};
-
-    /// The signer this firmware holds.
-    pub type DeviceSigner = AsmP256Signer;
-    /// The kind of key this firmware is built for.
-    pub const KIND: KeyKind = KeyKind::P256;
-    /// Largest key field this firmware stores.
-    pub const MAX_STORED_KEY: usize = 32;
-    /// Largest certificate this firmware makes.
-    pub const MAX_DEVICE_CERT: usize = MAX_CERT_LEN;
-    /// Largest provisioned key read (P-256 builds take none: enough to see one and refuse it).
-    pub const MAX_PROVISIONED_KEY: usize = 256;
-
-    pub fn generate<'s>(
-        slot: &'s mut Option<DeviceSigner>,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<&'s DeviceSigner, KeyError> {
-        Ok(slot.insert(AsmP256Signer::generate(rng)))
-    }
-
-    pub fn from_provisioned<'s>(
-        _slot: &'s mut Option<DeviceSigner>,
-        _der: &[u8],
-    ) -> Result<&'s DeviceSigner, KeyError> {
-        Err(KeyError::ProvisioningUnsupported)
-    }
-
-    pub fn from_stored<'s>(
-        slot: &'s mut Option<DeviceSigner>,
-        key: &[u8],
-    ) -> Result<&'s DeviceSigner, KeyError> {
-        let key: &[u8; 32] = key.try_into().map_err(|_| KeyError::P256)?;
-        let signer = AsmP256Signer::from_secret_bytes(key).map_err(|_| KeyError::P256)?;
-        Ok(slot.insert(signer))
-    }
-
-    /// Native mode: the CA-issued certificate's key, DER PKCS#8 or SEC1 `ECPrivateKey`.
-    #[cfg(feature = "native")]
-    pub fn from_provisioned_native<'s>(
-        slot: &'s mut Option<DeviceSigner>,
-        der: &[u8],
-    ) -> Result<&'s DeviceSigner, KeyError> {
-        let scalar = super::p256_scalar_of(der).ok_or(KeyError::P256)?;
-        let signer = AsmP256Signer::from_secret_bytes(scalar).map_err(|_| KeyError::P256)?;
-        Ok(slot.insert(signer))
-    }
-
-    /// Write the key field into `out`; returns its length. The caller zeroes `out` after use.
-    pub fn to_stored(signer: &DeviceSigner, out: &mut [u8]) -> Result<usize, KeyError> {
-        let secret = signer.secret_bytes();
-        let dst = out.get_mut(..secret.len()).ok_or(KeyError::P256)?;
-        dst.copy_from_slice(&secret);
-        Ok(secret.len())
-    }
-
-    /// The self-signed certificate around the signer's public key (the same bytes as the
-    /// software signer's certificate: same TBS, same RFC 6979 signature).
+    /// The self-signed certificate around the signer's public key.
+    #[cfg(feature = "p256-asm")]
     #[inline(never)]
     pub fn build_cert(
         params: &CertParams<'_>,
         signer: &DeviceSigner,
         out: &mut [u8],
     ) -> Result<usize, CertError> {
-        build_self_signed_p256_point(params, &signer.public_key_sec1(), signer, out)
+        let point = &signer.public_key_sec1();
+        mpagent_core::identity::build_self_signed_p256_point(params, point, signer, out)
+    }
+
+    /// Whether `cert_der` holds `signer`'s public key.
+    #[cfg(not(feature = "p256-asm"))]
+    pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
+        let cert_key = mpagent_core::identity::cert_public_key_p256(cert_der)?;
+        Ok(signer.verifying_key().to_encoded_point(false).as_bytes() == cert_key.as_slice())
     }
 
     /// Whether `cert_der` holds `signer`'s public key: its SPKI, byte for byte (the key is the
     /// signer's own, so the point needs no curve check; the software P-256 stays unlinked).
+    #[cfg(feature = "p256-asm")]
     pub fn cert_matches(signer: &DeviceSigner, cert_der: &[u8]) -> Result<bool, CertError> {
-        Ok(cert_spki_der(cert_der)? == &signer.spki_der()[..])
+        Ok(mpagent_core::identity::cert_spki_der(cert_der)? == &signer.spki_der()[..])
     }
 }
 

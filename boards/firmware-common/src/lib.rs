@@ -7,7 +7,8 @@
 //! where a board keeps policy bodies ([`exchange::PolicyBodies`]); deadlines use embassy-time,
 //! logs defmt. The boards keep only what is theirs: drivers, provisioning, the boot sequence.
 //! With the feature `native`, `tls` adds native mode (HTTPS with a CA-issued client certificate,
-//! Mbed TLS over the core's `Connector`) and `identity::load_or_provision`.
+//! Mbed TLS over the core's `Connector`), `tls_pool!` (a board image's Mbed TLS allocator) and
+//! `identity::load_or_provision`.
 #![no_std]
 
 pub mod exchange;
@@ -18,3 +19,5 @@ pub mod p256_asm;
 mod text;
 #[cfg(feature = "native")]
 pub mod tls;
+#[cfg(feature = "native")]
+mod tls_pool;

@@ -779,7 +779,7 @@ impl Host<CbFlash> for CbHost {
                 message_id,
             } => self.tell(
                 MPAGENT_EVENT_REGISTRATION_SENDING,
-                format_args!("sending a {request_type:?} request, message {message_id}"),
+                format_args!("sending a {request_type} request, message {message_id}"),
             ),
             Event::RegistrationFailed(failure) => self.tell(
                 MPAGENT_EVENT_REGISTRATION_FAILED,

@@ -45,6 +45,26 @@ pub enum RequestType {
     Confirmation,
 }
 
+impl RequestType {
+    /// The `RequestType` attribute's value on the wire.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Self::Registration => "Registration",
+            Self::Confirmation => "Confirmation",
+        }
+    }
+}
+
+/// The request's kind as a person reads it in a log line ("sending a registration request").
+impl core::fmt::Display for RequestType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Registration => "registration",
+            Self::Confirmation => "confirmation",
+        })
+    }
+}
+
 /// The shape of a `RequestType="Confirmation"` request (docs/protocol.md §4); which one is sent follows
 /// from [`crate::config::SiteGeneration::confirmation_form`]. A registration always carries
 /// both certificates and the discovery properties.
@@ -109,13 +129,7 @@ impl RegistrationData<'_> {
             }
             None => w.attr("SMSID", "")?,
         }
-        w.attr(
-            "RequestType",
-            match self.request_type {
-                RequestType::Registration => "Registration",
-                RequestType::Confirmation => "Confirmation",
-            },
-        )?;
+        w.attr("RequestType", self.request_type.attribute())?;
         let ts = self.timestamp.iso8601();
         w.attr("TimeStamp", ascii_str(&ts)?)?;
         w.close()?;
@@ -459,6 +473,14 @@ mod form_tests {
                 .unwrap();
             assert_eq!(sig.1, None, "{form:?}");
         }
+    }
+
+    #[test]
+    fn a_request_type_reads_as_a_word_and_goes_on_the_wire_as_its_attribute() {
+        assert_eq!(RequestType::Registration.to_string(), "registration");
+        assert_eq!(RequestType::Confirmation.to_string(), "confirmation");
+        let req = signed(RequestType::Confirmation, ConfirmationForm::Current);
+        assert!(text(&req).contains("RequestType=\"Confirmation\""));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use mpagent_core::agent::lifecycle::{Agent, Refusal, ReportKind, Schedule as AgentSchedule};
 use mpagent_core::agent::registration::{RegistrationState, SigningIdentity};
-use mpagent_core::io::driver::{Buffers, Device, Driver, Event, Host, Persist, PolicySlot, Step};
+use mpagent_core::io::driver::{
+    Buffers, Device, Driver, DriverError, Event, Host, Persist, PolicySlot, Step,
+};
 use mpagent_core::io::{Clock, SendError};
 use mpagent_core::sign::SiteHashSigner;
 use mpagent_core::sink::{Emit, Overflow, Sink};
@@ -239,6 +241,9 @@ struct HostSide<'e> {
     policy_body: VecSink,
     policies_applied: Vec<String>,
     stopped: Option<String>,
+    /// Why keeping something last failed: the core's `Persist` carries no reason, and the
+    /// run's final error should say what went wrong, not only that something did.
+    persist_failure: Option<String>,
     on: &'e mut dyn FnMut(&RunEvent),
     renewal: Renewal,
 }
@@ -274,6 +279,27 @@ fn sanitize(s: &str) -> String {
 }
 
 impl HostSide<'_> {
+    /// Log why keeping something failed and remember it for the run's final error.
+    fn persist_failed(&mut self, what: &str, e: &anyhow::Error) -> Persist {
+        let sentence = format!("{what}: {e:#}");
+        tracing::error!("{sentence}");
+        self.persist_failure = Some(sentence);
+        Persist
+    }
+
+    /// A step's error as the run's final error: for a failure to keep something, the reason
+    /// the host met.
+    fn step_error<E: mpagent_core::store::embedded_storage::nor_flash::NorFlashError>(
+        &self,
+        e: &DriverError<E>,
+    ) -> anyhow::Error {
+        let said = crate::human::driver_error(e);
+        match (e, &self.persist_failure) {
+            (DriverError::Persist, Some(why)) => anyhow!("{said}: {why}"),
+            _ => anyhow!("{said}"),
+        }
+    }
+
     fn policy_path(&self, id: &str, version: &str) -> PathBuf {
         self.dir
             .join(POLICY_DIR)
@@ -335,10 +361,7 @@ impl<F: mpagent_core::store::embedded_storage::nor_flash::NorFlash> Host<F> for 
     fn persist(&mut self, _store: &mut Store<F>, state: RegistrationState) -> Result<(), Persist> {
         super::state::StateDir::open(&self.dir)
             .and_then(|d| d.save_registration(state))
-            .map_err(|e| {
-                tracing::error!("saving the registration state: {e:#}");
-                Persist
-            })
+            .map_err(|e| self.persist_failed("saving the registration state", &e))
     }
 
     fn file_refused(
@@ -348,8 +371,7 @@ impl<F: mpagent_core::store::embedded_storage::nor_flash::NorFlash> Host<F> for 
         error: SendError,
     ) -> Result<(), Persist> {
         self.file(meta, body, error).map_err(|e| {
-            tracing::error!("keeping a refused message in {REFUSED_DIR}/: {e:#}");
-            Persist
+            self.persist_failed(&format!("keeping a refused message in {REFUSED_DIR}/"), &e)
         })
     }
 
@@ -421,15 +443,11 @@ impl<F: mpagent_core::store::embedded_storage::nor_flash::NorFlash> Host<F> for 
         state: RegistrationState,
     ) -> Result<(), Persist> {
         let Some((_, identity)) = self.renewal.made.as_ref() else {
-            tracing::error!("storing a new identity: none was made");
-            return Err(Persist);
+            return Err(self.persist_failed("storing a new identity", &anyhow!("none was made")));
         };
-        super::state::StateDir::open(&self.dir)
-            .and_then(|d| d.replace_identity(identity, state))
-            .map_err(|e| {
-                tracing::error!("storing the new key and certificate: {e:#}");
-                Persist
-            })
+        let stored = super::state::StateDir::open(&self.dir)
+            .and_then(|d| d.replace_identity(identity, state));
+        stored.map_err(|e| self.persist_failed("storing the new key and certificate", &e))
     }
 
     fn event(&mut self, event: &Event<'_>) {
@@ -654,6 +672,7 @@ pub async fn run_cycle_with(
         policy_body: VecSink::default(),
         policies_applied: Vec::new(),
         stopped: None,
+        persist_failure: None,
         on,
         renewal: Renewal {
             provisioned: session.opts.pki.is_some(),
@@ -700,11 +719,11 @@ pub async fn run_cycle_with(
     .filter(|&s| s > 0)
     .min()
     .unwrap_or(u64::MAX);
-    loop {
-        let step = driver
-            .step()
-            .await
-            .map_err(|e| anyhow!("{}", crate::human::driver_error(&e)))?;
+    let stepped = loop {
+        let step = match driver.step().await {
+            Ok(step) => step,
+            Err(e) => break Err(e),
+        };
         let Step::Idle(until) = step else { continue };
         let now = driver.clock.now();
         let agent = &driver.agent;
@@ -716,9 +735,13 @@ pub async fn run_cycle_with(
                 || wait > plan.max_wait.as_secs()
                 || until.0 >= start.0.saturating_add(first_period))
         {
-            break;
+            break Ok(());
         }
         driver.clock.sleep_until(until).await;
+    };
+    if let Err(e) = stepped {
+        drop(driver);
+        return Err(host.step_error(&e));
     }
     let agent = driver.agent.clone();
     let still_queued = driver.store.len();

@@ -104,7 +104,7 @@ impl ClientSigner {
                     Err(anyhow!("not a usable P-256 PKCS#8 key ({e})"))
                 }
                 Err(e) => Err(anyhow!(
-                    "not a usable key: neither RSA-2048 ({rsa:?}) nor P-256 PKCS#8 ({e})"
+                    "not a usable key: neither RSA-2048 ({rsa}) nor P-256 PKCS#8 ({e})"
                 )),
             },
         }

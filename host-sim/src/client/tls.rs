@@ -203,7 +203,7 @@ pub fn load_native_identity(
         pki::read_certs(&files.cert).map_err(|e| unreadable(&files.cert, format!("{e:#}")))?;
     let cert_der = chain[0].to_vec();
     let (not_before, not_after) = cert_validity(&cert_der)
-        .map_err(|e| unreadable(&files.cert, format!("not an X.509 certificate ({e:?})")))?;
+        .map_err(|e| unreadable(&files.cert, format!("not an X.509 certificate ({e})")))?;
     if now < not_before {
         return Err(NativeConfigError::NotYetValid {
             path: files.cert.clone(),
@@ -219,7 +219,7 @@ pub fn load_native_identity(
         });
     }
     if !cert_has_eku(&cert_der, &EKU_SMS_SIGNING)
-        .map_err(|e| unreadable(&files.cert, format!("unreadable extensions ({e:?})")))?
+        .map_err(|e| unreadable(&files.cert, format!("unreadable extensions ({e})")))?
     {
         return Err(NativeConfigError::NoSigningEku {
             path: files.cert.clone(),
@@ -232,7 +232,7 @@ pub fn load_native_identity(
         .spki_der()
         .map_err(|e| unreadable(&files.key, format!("{e:#}")))?;
     let cert_spki = cert_spki_der(&cert_der)
-        .map_err(|e| unreadable(&files.cert, format!("no public key ({e:?})")))?;
+        .map_err(|e| unreadable(&files.cert, format!("no public key ({e})")))?;
     if key_spki != cert_spki {
         return Err(NativeConfigError::KeyMismatch {
             cert: files.cert.clone(),

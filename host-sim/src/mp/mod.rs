@@ -79,6 +79,16 @@ pub enum Approval {
     Pending,
 }
 
+/// As `--approval` spells it.
+impl std::fmt::Display for Approval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Pending => "pending",
+        })
+    }
+}
+
 /// Per-connection resource limits; anything beyond them is refused with HTTP 403 (503 for a
 /// connection beyond `max_connections`) and logged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,5 +153,13 @@ mod tests {
         assert!(validate_site_code("P012").is_err());
         assert!(validate_site_code("P-1").is_err());
         assert!(validate_site_code("PÄ1").is_err());
+    }
+
+    #[test]
+    fn an_approval_prints_as_its_option_value() {
+        for approval in [Approval::Auto, Approval::Pending] {
+            let back = <Approval as clap::ValueEnum>::from_str(&approval.to_string(), false);
+            assert_eq!(back, Ok(approval));
+        }
     }
 }

@@ -165,7 +165,7 @@ impl MpServer {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let https = tls.is_some();
-        tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = ?config.approval, "MP emulator listening");
+        tracing::info!(%addr, https, site = %config.site_code, mp_host = %config.mp_host, approval = %config.approval, "MP emulator listening");
         let shared = Arc::new(Shared {
             config,
             db,
