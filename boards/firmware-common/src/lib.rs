@@ -18,3 +18,5 @@ pub mod p256_asm;
 mod text;
 #[cfg(feature = "native")]
 pub mod tls;
+#[cfg(all(feature = "native", feature = "p256-asm"))]
+pub mod tls_p256;
