@@ -43,6 +43,7 @@
 //! - Mbed TLS's own elliptic-curve multiplication (`ecp_mul_restartable_internal_soft`): every
 //!   multiplication runs on the assembly, P-256 being the only curve built in (-8 KB with
 //!   P-384 left out).
+//!
 //! What TLS still adds to a board image is in `docs/size.md`.
 //!
 //! # Renegotiation
