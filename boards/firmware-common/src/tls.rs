@@ -29,7 +29,7 @@
 //! Measured on QEMU mps2-an386 (`boards/qemu-mps2-an386/measure-tls.sh`, `docs/size.md`): the
 //! peak is 30–34 KB with a P-256 client key (P-256 or RSA-2048 MP certificate, TLS 1.2 or 1.3)
 //! and 38–39 KB with an RSA-2048 one, so the boards' pools are 64 KiB. A connect + handshake
-//! costs 12–14 M instructions (`-icount shift=0`, an upper bound) with an RSA or a P-256 MP
+//! costs 11–14 M instructions (`-icount shift=0`, an upper bound) with an RSA or a P-256 MP
 //! certificate, Mbed TLS's P-256 running on the assembly ([`crate::tls_p256`]), and the boot's
 //! peak stack stays at 6.2–7.2 KB.
 //!
