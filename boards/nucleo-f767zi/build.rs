@@ -11,6 +11,12 @@ fn main() {
     // (mpagent_firmware_common::tls, "Renegotiation").
     if std::env::var_os("CARGO_FEATURE_NATIVE").is_some() {
         println!("cargo:rustc-link-arg=--wrap=mbedtls_ssl_config_defaults");
+        // The device is a TLS client only: stubs for the server state machines let the linker
+        // drop the server side (mpagent_firmware_common::tls, "Flash").
+        println!("cargo:rustc-link-arg=--wrap=mbedtls_ssl_handshake_server_step");
+        println!("cargo:rustc-link-arg=--wrap=mbedtls_ssl_tls13_handshake_server_step");
+        // P-256 multiplies on the assembly only (mpagent_firmware_common::tls_p256).
+        println!("cargo:rustc-link-arg=--wrap=ecp_mul_restartable_internal_soft");
     }
     for (var, file) in [
         ("MPAGENT_CA", "ca.der"),

@@ -21,3 +21,5 @@ mod text;
 pub mod tls;
 #[cfg(feature = "native")]
 mod tls_pool;
+#[cfg(all(feature = "native", feature = "p256-asm"))]
+pub mod tls_p256;

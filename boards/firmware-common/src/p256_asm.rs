@@ -8,8 +8,9 @@
 //! with less code (figures in docs/size.md and docs/performance.md, measured under QEMU
 //! `-icount`). Its routines run in constant time and, with the C define `has_d_cache=1` (the
 //! NUCLEO-F767ZI's Cortex-M7 has a data cache; its `.cargo/config.toml` sets it), with a constant
-//! RAM access pattern as well. The boards build the library with only what is called here (sign,
-//! key generation: `CFLAGS_thumbv7em_none_eabihf` in their `.cargo/config.toml`).
+//! RAM access pattern as well. The boards build the library with only what is called (sign, key
+//! generation here, the variable-base multiplication for Mbed TLS in [`crate::tls_p256`]:
+//! `CFLAGS_thumbv7em_none_eabihf` in their `.cargo/config.toml`).
 //!
 //! Nonces are RFC 6979 (HMAC-SHA-256 over the secret and the digest, the `rfc6979` crate the core's
 //! `p256` uses), so a signature here is byte for byte the core's [`P256Signer`] signature of the

@@ -27,11 +27,24 @@
 //! fit), a 4 KiB send record, the parsed CA and client certificates, the client key, and the
 //! handshake's transient state. [`Pool::usage`] gives the high-water mark, which the boards log.
 //! Measured on QEMU mps2-an386 (`boards/qemu-mps2-an386/measure-tls.sh`, `docs/size.md`): the
-//! peak is 31–34 KB with a P-256 client key (P-256 or RSA-2048 MP certificate, TLS 1.2 or 1.3)
-//! and 38–39 KB with an RSA-2048 one, so the boards' pools are 64 KiB. TLS adds 128–139 KB of
-//! flash and 69–73 KB of static RAM (the pool included) to a board image (`llvm-size`); a
-//! connect + handshake costs 53–56 M instructions with an RSA MP certificate and 71–72 M with a
-//! P-256 one (`-icount shift=0`, an upper bound), and the boot's peak stack stays at 6.4–7.3 KB.
+//! peak is 30–34 KB with a P-256 client key (P-256 or RSA-2048 MP certificate, TLS 1.2 or 1.3)
+//! and 38–39 KB with an RSA-2048 one, so the boards' pools are 64 KiB. A connect + handshake
+//! costs 11–14 M instructions (`-icount shift=0`, an upper bound) with an RSA or a P-256 MP
+//! certificate, Mbed TLS's P-256 running on the assembly ([`crate::tls_p256`]), and the boot's
+//! peak stack stays at 6.2–7.2 KB.
+//!
+//! # Flash
+//! mbedtls-rs-sys configures Mbed TLS from cargo features only (additive: mbedtls-rs itself asks
+//! for the server side, and a feature cannot be taken away), so what the device never runs is
+//! cut at link time instead, each with a stub the board links in with `--wrap`
+//! (`boards/*/build.rs`), and `--gc-sections` drops what only the real function reached:
+//! - the TLS 1.2 and 1.3 server state machines (`mbedtls_ssl_handshake_server_step`,
+//!   `mbedtls_ssl_tls13_handshake_server_step`): the device is only ever a client (-11 KB);
+//! - Mbed TLS's own elliptic-curve multiplication (`ecp_mul_restartable_internal_soft`): every
+//!   multiplication runs on the assembly, P-256 being the only curve built in (-8 KB with
+//!   P-384 left out).
+//!
+//! What TLS still adds to a board image is in `docs/size.md`.
 //!
 //! # Renegotiation
 //! IIS asks for the client certificate only after it has read the request: on TLS 1.2 by a
@@ -340,6 +353,8 @@ where
     R: rand_core::RngCore + rand_core::CryptoRng + Send,
 {
     install_clock();
+    #[cfg(feature = "p256-asm")]
+    crate::tls_p256::install();
     Tls::new(rng).map_err(|_| ProvisionError::AlreadyStarted)
 }
 
@@ -590,6 +605,29 @@ pub unsafe extern "C" fn __wrap_mbedtls_ssl_config_defaults(
         };
     }
     r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client only (see the module documentation, "Flash")
+// ---------------------------------------------------------------------------------------------
+
+/// Stands in for Mbed TLS's TLS 1.2 server state machine (the board links with
+/// `--wrap=mbedtls_ssl_handshake_server_step`): the device is only ever a client, so the server
+/// side and everything only it calls drop out of the image.
+#[no_mangle]
+pub extern "C" fn __wrap_mbedtls_ssl_handshake_server_step(
+    _ssl: *mut sys::mbedtls_ssl_context,
+) -> core::ffi::c_int {
+    sys::MBEDTLS_ERR_SSL_FEATURE_UNAVAILABLE
+}
+
+/// As [`__wrap_mbedtls_ssl_handshake_server_step`], for TLS 1.3 (the board links with
+/// `--wrap=mbedtls_ssl_tls13_handshake_server_step`).
+#[no_mangle]
+pub extern "C" fn __wrap_mbedtls_ssl_tls13_handshake_server_step(
+    _ssl: *mut sys::mbedtls_ssl_context,
+) -> core::ffi::c_int {
+    sys::MBEDTLS_ERR_SSL_FEATURE_UNAVAILABLE
 }
 
 // ---------------------------------------------------------------------------------------------
