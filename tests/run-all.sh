@@ -59,11 +59,16 @@ step "board image without a global allocator (boards/size-probe), run under QEMU
 # Every board build goes through boards/build-image.sh: one target directory per firmware crate,
 # shared by its feature sets, each ELF copied to target/<variant>/ where the readers expect it.
 image() { bash boards/build-image.sh "$@"; }
+# An image under QEMU mps2-an386 that prints through semihosting and exits; `semihosted ELF`, or
+# `semihosted QEMU-OPTIONS… -kernel ELF`.
+semihosted() {
+  [ $# -eq 1 ] && set -- -kernel "$1"
+  timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native "$@"
+}
 (cd boards/size-probe && cargo fmt --check)
 image boards/size-probe . clippy -- -D warnings
 image boards/size-probe . build
-probe_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
-  -kernel boards/size-probe/target/thumbv7em-none-eabihf/release/mpagent-size-probe)
+probe_out=$(semihosted boards/size-probe/target/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$probe_out"
 grep -q '^registration request: [0-9]* bytes' <<<"$probe_out"
 # The same path on the boards' assembly P-256 signer: the same request, byte for byte (RFC 6979);
@@ -72,20 +77,17 @@ grep -q '^registration request: [0-9]* bytes' <<<"$probe_out"
 image boards/size-probe . clippy --features p256-asm,measure -- -D warnings
 image boards/size-probe asm build --features p256-asm
 image boards/size-probe asm-measure build --features p256-asm,measure
-asm_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
-  -kernel boards/size-probe/target/asm/thumbv7em-none-eabihf/release/mpagent-size-probe)
+asm_out=$(semihosted boards/size-probe/target/asm/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$asm_out"
 [ "$asm_out" = "$(grep '^registration request: ' <<<"$probe_out")" ]
-asm_measure_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
-  -icount shift=0 -kernel boards/size-probe/target/asm-measure/thumbv7em-none-eabihf/release/mpagent-size-probe)
+asm_measure_out=$(semihosted -icount shift=0 -kernel boards/size-probe/target/asm-measure/thumbv7em-none-eabihf/release/mpagent-size-probe)
 grep '^p256-asm ' <<<"$asm_measure_out"
 grep -q '^p256-asm known answers: ' <<<"$asm_measure_out"
 python3 tests/interop/verify_p256_asm.py <<<"$asm_measure_out"
 # The same image with the RSA-2048 signer as well (provisioned key, certificate, signed request).
 image boards/size-probe . clippy --features rsa-measure -- -D warnings
 image boards/size-probe rsa build --features rsa
-rsa_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
-  -kernel boards/size-probe/target/rsa/thumbv7em-none-eabihf/release/mpagent-size-probe)
+rsa_out=$(semihosted boards/size-probe/target/rsa/thumbv7em-none-eabihf/release/mpagent-size-probe)
 echo "$rsa_out"
 grep -q '^rsa registration request: [0-9]* bytes' <<<"$rsa_out"
 # No panic reachable from untrusted bytes: the core's parsers linked with a panic handler
@@ -96,8 +98,7 @@ grep -q '^rsa registration request: [0-9]* bytes' <<<"$rsa_out"
 image boards/size-probe . clippy --features no-panic -- -D warnings
 image boards/size-probe . clippy --features no-panic-http,no-panic-sign -- -D warnings
 image boards/size-probe no-panic build --features no-panic --bin no-panic --config 'profile.release.opt-level="s"'
-timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
-  -kernel boards/size-probe/target/no-panic/thumbv7em-none-eabihf/release/no-panic
+semihosted boards/size-probe/target/no-panic/thumbv7em-none-eabihf/release/no-panic
 image boards/size-probe no-panic-sites rustc --features no-panic-http,no-panic-sign --bin no-panic \
   --config 'profile.release.opt-level="s"' -- -C link-arg=--defsym=mpagent_parser_reaches_a_panic=0
 (cd boards/size-probe && python3 panic-sites.py target/no-panic-sites/thumbv7em-none-eabihf/release/no-panic \
@@ -109,8 +110,7 @@ step "firmware skeleton for integrators (core/examples/firmware-skeleton), run u
 (cd core/examples/firmware-skeleton && cargo fmt --check)
 image core/examples/firmware-skeleton . clippy -- -D warnings
 image core/examples/firmware-skeleton . build
-skeleton_out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
-  -kernel core/examples/firmware-skeleton/target/thumbv7em-none-eabihf/release/mpagent-firmware-skeleton)
+skeleton_out=$(semihosted core/examples/firmware-skeleton/target/thumbv7em-none-eabihf/release/mpagent-firmware-skeleton)
 echo "$skeleton_out"
 grep -q '^registration attempt failed: not connected$' <<<"$skeleton_out"
 grep -q '^skeleton: 4 steps run$' <<<"$skeleton_out"
