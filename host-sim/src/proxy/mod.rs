@@ -27,8 +27,10 @@
 pub mod cli;
 pub mod client;
 pub mod demo;
+mod device;
 pub mod device_key;
 pub mod protocol;
+mod queue;
 pub mod registry;
 pub mod server;
 
