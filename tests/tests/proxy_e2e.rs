@@ -312,16 +312,25 @@ async fn a_second_proxy_cannot_speak_for_the_first_proxys_device() {
         })
         .await
         .unwrap();
-    // A real MP does not tell the sender why it drops a message: 200, and the reason recorded.
-    assert!(matches!(
-        conn2.request(&Frame::Heartbeat).await.unwrap(),
-        Frame::Ack { .. }
-    ));
+    // The second proxy's Agent for the device confirms the copied registration before it sends
+    // anything: the MP refuses the confirmation (it wants the registering proxy) and then the
+    // registration afresh (the certificate is the first proxy's device's), so the heartbeat
+    // stays queued at the second proxy and the device is told so.
+    match conn2.request(&Frame::Heartbeat).await.unwrap() {
+        Frame::Ack { detail, .. } => assert!(detail.starts_with("queued {"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
     let rejections = db.rejections().unwrap();
     assert!(
         rejections
             .iter()
-            .any(|r| r.reason.contains("cannot speak for it")),
+            .any(|r| r.reason.contains("must be signed by")),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections
+            .iter()
+            .any(|r| r.reason.contains("already registered")),
         "{rejections:?}"
     );
     // Nor may it (re-)confirm the device's registration: the MP wants the registering proxy.

@@ -19,6 +19,7 @@ use mpagent_core::sink::{Emit, Overflow, Sink};
 use mpagent_core::store::embedded_storage::nor_flash::NorFlash;
 use mpagent_core::store::{MessageMeta, Store};
 use mpagent_core::time::UnixTime;
+use mpagent_core::wire::registration::RequestType;
 use mpagent_core::wire::report::ReportIdentity;
 
 use super::device_key::{self, DeviceIdentity};
@@ -81,6 +82,10 @@ pub struct DeviceHost<'d> {
     /// See [`Self::last_failure`].
     pub unreachable: bool,
     registration_failed: bool,
+    sending_registration: bool,
+    /// The site refused a registration (not a confirmation) in this frame: the Agent's
+    /// re-confirm-then-register-afresh path is spent, and its next try is a backoff away.
+    pub registration_refused: bool,
     /// The policy request's assignments.
     pub policies: Vec<(String, String)>,
     /// How the policy request went, once it ran.
@@ -113,6 +118,8 @@ impl<'d> DeviceHost<'d> {
             last_failure: None,
             unreachable: false,
             registration_failed: false,
+            sending_registration: false,
+            registration_refused: false,
             policies: Vec::new(),
             policy: None,
             max_policies,
@@ -178,13 +185,19 @@ impl<F: NorFlash> Host<F> for DeviceHost<'_> {
     fn event(&mut self, event: &Event<'_>) {
         tracing::debug!("device {}: {}", self.id, crate::human::driver_event(event));
         match *event {
-            Event::RegistrationSending { .. } => self.registration_failed = false,
+            Event::RegistrationSending { request_type, .. } => {
+                self.registration_failed = false;
+                self.sending_registration = request_type == RequestType::Registration;
+            }
             Event::RegistrationFailed(f) => {
                 self.registration_failed = true;
-                self.failed(
-                    format!("registration failed: {f}"),
-                    matches!(f, AttemptFailure::Transport(_)),
-                );
+                self.registration_refused |= self.sending_registration && f.is_refusal();
+                match f {
+                    AttemptFailure::Transport(_) => {
+                        self.failed(format!("the MP is unreachable: {f}"), true)
+                    }
+                    _ => self.failed(format!("registration failed: {f}"), false),
+                }
             }
             Event::Registration(ev) => {
                 if !self.registration_failed {
@@ -201,10 +214,12 @@ impl<F: NorFlash> Host<F> for DeviceHost<'_> {
                 self.delivered.push(message_id);
                 self.unreachable = false;
             }
-            Event::DeliveryFailed { error, .. } => self.failed(
-                crate::human::send_error(&error),
-                matches!(error, SendError::Transport(_)),
-            ),
+            Event::DeliveryFailed { error, .. } => match error {
+                SendError::Transport(_) => {
+                    self.failed(format!("the MP is unreachable: {error}"), true)
+                }
+                _ => self.failed(crate::human::send_error(&error), false),
+            },
             Event::PolicyAssignments(_) => {
                 self.unreachable = false;
                 self.policy = Some(PolicyAnswer::Assignments);
@@ -214,10 +229,12 @@ impl<F: NorFlash> Host<F> for DeviceHost<'_> {
                 self.policy = Some(PolicyAnswer::Empty);
             }
             Event::PolicyFailed(e) => {
-                self.failed(
-                    format!("the policy request failed: {e}"),
-                    matches!(e, PolicyRequestError::Send(SendError::Transport(_))),
-                );
+                match e {
+                    PolicyRequestError::Send(SendError::Transport(_)) => {
+                        self.failed(format!("the MP is unreachable: {e}"), true)
+                    }
+                    _ => self.failed(format!("the policy request failed: {e}"), false),
+                }
                 self.policy = Some(PolicyAnswer::Failed(e));
             }
             _ => {}

@@ -564,6 +564,7 @@ impl Proxy {
             let wait = until.0.saturating_sub(unix_now().0);
             if done
                 || host.unreachable
+                || host.registration_refused
                 || wait > MAX_STEP_WAIT_SECS
                 || started.elapsed() + Duration::from_secs(wait) > MAX_FRAME_WORK
             {
