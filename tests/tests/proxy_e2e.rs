@@ -831,3 +831,52 @@ async fn frames_sent_while_the_mp_is_down_are_queued_kept_across_a_restart_and_d
         .unwrap();
     mp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_strict_mp_a_forgotten_device_learns_it_from_the_empty_policy_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = MpServer::start(
+        mp_config_at(dir.path(), true),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = mp.local_addr();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-S").await;
+    mp.shutdown().await;
+    let rebuilt = dir.path().join("rebuilt");
+    copy_site_db(dir.path(), &rebuilt);
+    let mp = MpServer::start(mp_config_at(dir.path(), true), addr)
+        .await
+        .unwrap();
+    let (mut conn, old_id) = device(&proxy, "dev-s", "THING-S").await;
+    mp.shutdown().await;
+    let mp = MpServer::start(mp_config_at(&rebuilt, true), addr)
+        .await
+        .unwrap();
+    let site = SiteDb::open(rebuilt.join("site.db")).unwrap();
+    // A real MP answers the unknown SMSID's policy request with an empty 200: the Agent
+    // re-confirms, is refused, and registers afresh under the SMSID it proposes.
+    match conn.request(&Frame::PolicyRequest).await.unwrap() {
+        Frame::PolicyList { policies } => assert!(policies.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    let row = site
+        .client(&old_id)
+        .unwrap()
+        .expect("registered with the new site");
+    assert_eq!(row.agent_type, 8);
+    assert!(ack_detail(conn.request(&Frame::Heartbeat).await.unwrap()).starts_with('{'));
+    let kinds: Vec<String> = site
+        .messages(Some(&old_id))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, ["ddr"]);
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}

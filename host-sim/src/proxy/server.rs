@@ -549,14 +549,15 @@ impl Proxy {
             };
             let agent = &driver.agent;
             let host = &*driver.host;
+            let settled = matches!(
+                agent.registration(),
+                RegistrationState::Registered(_) | RegistrationState::Rejected(_)
+            ) || agent.waiting_for_approval();
             let done = match &work {
-                Work::Register => {
-                    matches!(
-                        agent.registration(),
-                        RegistrationState::Registered(_) | RegistrationState::Rejected(_)
-                    ) || agent.waiting_for_approval()
-                }
-                Work::Policy => host.policy.is_some(),
+                Work::Register => settled,
+                // An empty reply sends the Agent to re-confirm (a real MP's quiet refusal): the
+                // answer waits until the registration is settled again.
+                Work::Policy => host.policy.is_some() && settled,
                 Work::Data(_) => queued.is_none_or(|id| {
                     host.delivered.contains(&id) || host.refused.iter().any(|(r, _)| *r == id)
                 }),
