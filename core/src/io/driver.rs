@@ -389,6 +389,18 @@ pub struct Device<'a> {
     pub agent_type: AgentType,
 }
 
+/// What a driver holds beyond its [`Agent`]: which identity signs (the one made after a
+/// CertificateReset, until it is registered and stored), the registration's message ID that a
+/// confirmation repeats, and the policy `ServerCookie`. A caller that builds a driver per piece
+/// of work (an ISV proxy, per device frame) hands it on with [`Driver::carried`] and
+/// [`Driver::carry_on`], keeping its host's new identity alongside.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    identity_in_use: IdentityInUse,
+    registration_ids: MessageIds,
+    server_cookie: ServerCookie,
+}
+
 /// The agent with everything it runs on.
 pub struct Driver<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> {
     /// The lifecycle.
@@ -469,6 +481,24 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         self.agent
             .propose_smsid(proposed_smsid(proxy.device_cert_der));
         self.proxy = Some(proxy);
+        self
+    }
+
+    /// What this driver holds beyond its Agent, for the next driver of the same device.
+    pub fn carried(&self) -> Carried {
+        Carried {
+            identity_in_use: self.identity_in_use,
+            registration_ids: self.registration_ids,
+            server_cookie: self.server_cookie.clone(),
+        }
+    }
+
+    /// Carry on from the driver that made `carried` (with the same host state: a new identity
+    /// it made must still be [`Host::new_identity`] / [`Host::new_certificate`]).
+    pub fn carry_on(mut self, carried: Carried) -> Self {
+        self.identity_in_use = carried.identity_in_use;
+        self.registration_ids = carried.registration_ids;
+        self.server_cookie = carried.server_cookie;
         self
     }
 

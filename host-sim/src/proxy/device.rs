@@ -127,6 +127,18 @@ impl<'d> DeviceHost<'d> {
         }
     }
 
+    /// Go on with a new identity an earlier frame made and did not get registered.
+    pub fn with_made(mut self, made: Option<DeviceIdentity>) -> Self {
+        self.made_cert = made.as_ref().map(|m| m.cert_der.clone());
+        self.made = made;
+        self
+    }
+
+    /// The new identity still waiting to be registered, for the device's next frame.
+    pub fn take_made(&mut self) -> Option<DeviceIdentity> {
+        self.made.take()
+    }
+
     fn failed(&mut self, text: String, unreachable: bool) {
         self.last_failure = Some(text);
         self.unreachable = unreachable;

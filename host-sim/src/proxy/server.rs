@@ -23,7 +23,7 @@ use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::{Guid, Smsid};
 use mpagent_core::identity::CertParams;
 use mpagent_core::io::driver::{
-    Buffers, CallerReport, Device as DriverDevice, Driver, PolicySlot, QueueReportError,
+    Buffers, CallerReport, Carried, Device as DriverDevice, Driver, PolicySlot, QueueReportError,
     ReportQueued, Step, ThroughProxy,
 };
 use mpagent_core::io::{PolicyRequestError, SendError};
@@ -39,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
 use super::device::{new_agent, DeviceHost, PolicyAnswer, Writes};
-use super::device_key;
+use super::device_key::{self, DeviceIdentity};
 use super::protocol::{self, code, reg_status, Frame, ReadError};
 use super::queue;
 use super::registry::{DeviceRecord, Registry};
@@ -105,7 +105,16 @@ struct Proxy {
     /// at all.
     turns: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Each device's Agent between its frames (a device not here starts from the registry).
-    agents: StdMutex<HashMap<String, mpagent_core::agent::lifecycle::Agent>>,
+    agents: StdMutex<HashMap<String, Kept>>,
+}
+
+/// What the proxy holds for a device between its frames.
+struct Kept {
+    agent: mpagent_core::agent::lifecycle::Agent,
+    /// What its last driver held beyond the Agent.
+    carried: Carried,
+    /// A key and certificate made after a CertificateReset and not registered yet.
+    made: Option<DeviceIdentity>,
 }
 
 /// A device's turn; dropping it lets the device's next frame in.
@@ -460,16 +469,21 @@ impl Proxy {
         let had_queue = kept_queue.is_some();
         let mut store = queue::open(kept_queue)?;
         let now = unix_now();
-        let kept_agent = self
+        let kept = self
             .agents
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&dev.id);
         // REGISTER starts from what the registry holds, so a known device is confirmed with
-        // the MP (the MP, not only this proxy's files, vouches for the mapping).
-        let agent = match (&work, kept_agent) {
-            (Work::Register, _) | (_, None) => new_agent(record.state, store.len(), now),
-            (_, Some(agent)) => agent,
+        // the MP (the MP, not only this proxy's files, vouches for the mapping) — unless a new
+        // identity waits to be registered: that one goes on.
+        let kept = match (&work, kept) {
+            (Work::Register, Some(k)) if k.made.is_none() => None,
+            (_, k) => k,
+        };
+        let (agent, carried, made) = match kept {
+            Some(k) => (k.agent, Some(k.carried), k.made),
+            None => (new_agent(record.state, store.len(), now), None, None),
         };
         let policy = matches!(work, Work::Policy);
         let mut host = DeviceHost::new(
@@ -477,7 +491,8 @@ impl Proxy {
             &dev.name,
             self.link.signer.inner().kind(),
             protocol::MAX_PAIRS,
-        );
+        )
+        .with_made(made);
         let mut connector = self.link.connector();
         let exchange_len = if policy {
             EXCHANGE_BUFFER * 4
@@ -515,6 +530,9 @@ impl Proxy {
             proxy_smsid: self.smsid,
             device_cert_der: &record.cert_der,
         });
+        if let Some(carried) = carried {
+            driver = driver.carry_on(carried);
+        }
         let queued = match &work {
             Work::Register => None,
             Work::Policy => {
@@ -574,7 +592,9 @@ impl Proxy {
             tokio::time::sleep(Duration::from_secs(wait)).await;
         };
         let agent = driver.agent.clone();
+        let carried = driver.carried();
         drop(driver);
+        let made = host.take_made();
         let image = queue::image_to_keep(store);
         if image.is_some() || had_queue {
             self.registry
@@ -587,7 +607,14 @@ impl Proxy {
         self.agents
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(dev.id.clone(), agent);
+            .insert(
+                dev.id.clone(),
+                Kept {
+                    agent,
+                    carried,
+                    made,
+                },
+            );
         if let Some(text) = failed {
             return Ok(Frame::error(code::INTERNAL, text));
         }

@@ -505,3 +505,42 @@ fn through_a_proxy_a_certificate_reset_registers_the_new_device_certificate_and_
         &utf16(&std::format!("<Signature SMSID=\"{}\">", id(0x22)))
     ));
 }
+
+#[test]
+fn a_new_identity_made_in_one_driver_is_registered_by_the_next_one_it_is_carried_to() {
+    let mut rig = Rig::new();
+    let device = proposed_smsid(DEVICE_CERT);
+    let renewed = proposed_smsid(NEW_DEVICE_CERT);
+    rig.host.new_cert = Some(NEW_DEVICE_CERT.to_vec());
+    // CertificateReset, then the MP is gone before the new certificate is registered.
+    rig.mp.responses.push_back(registration_reply(4, device));
+    let mut d = rig
+        .driver(RegistrationState::Unregistered)
+        .through_proxy(proxy());
+    block_on(d.run_until_idle()).unwrap();
+    assert_eq!(d.agent.counts().new_identities, 1);
+    let (agent, carried) = (d.agent.clone(), d.carried());
+    drop(d);
+    assert_eq!(rig.host.stored_new, None);
+    rig.mp.responses.push_back(registration_reply(0, renewed));
+    // The MP is back; the next driver starts from the Agent and what the first one carried.
+    rig.clock.0 = rig.clock.0.plus(3600);
+    let mut d = rig
+        .driver(RegistrationState::Unregistered)
+        .through_proxy(proxy())
+        .carry_on(carried);
+    d.agent = agent;
+    block_on(d.run_until_idle()).unwrap();
+    assert_eq!(
+        d.agent.registration(),
+        RegistrationState::Registered(renewed)
+    );
+    drop(d);
+    assert_eq!(
+        rig.host.stored_new,
+        Some(RegistrationState::Registered(renewed))
+    );
+    let last = rig.mp.requests.last().unwrap();
+    assert!(contains(last, &utf16(&hex(NEW_DEVICE_CERT))));
+    assert!(!contains(last, &utf16(&hex(DEVICE_CERT))));
+}
