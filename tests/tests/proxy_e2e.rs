@@ -312,16 +312,25 @@ async fn a_second_proxy_cannot_speak_for_the_first_proxys_device() {
         })
         .await
         .unwrap();
-    // A real MP does not tell the sender why it drops a message: 200, and the reason recorded.
-    assert!(matches!(
-        conn2.request(&Frame::Heartbeat).await.unwrap(),
-        Frame::Ack { .. }
-    ));
+    // The second proxy's Agent for the device confirms the copied registration before it sends
+    // anything: the MP refuses the confirmation (it wants the registering proxy) and then the
+    // registration afresh (the certificate is the first proxy's device's), so the heartbeat
+    // stays queued at the second proxy and the device is told so.
+    match conn2.request(&Frame::Heartbeat).await.unwrap() {
+        Frame::Ack { detail, .. } => assert!(detail.starts_with("queued {"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
     let rejections = db.rejections().unwrap();
     assert!(
         rejections
             .iter()
-            .any(|r| r.reason.contains("cannot speak for it")),
+            .any(|r| r.reason.contains("must be signed by")),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections
+            .iter()
+            .any(|r| r.reason.contains("already registered")),
         "{rejections:?}"
     );
     // Nor may it (re-)confirm the device's registration: the MP wants the registering proxy.
@@ -538,6 +547,334 @@ async fn many_devices_registering_at_once_get_distinct_smsids_that_survive_a_res
             other => panic!("{id}: {other:?}"),
         }
     }
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}
+
+fn mp_config_at(db_dir: &Path, strict: bool) -> MpConfig {
+    MpConfig {
+        site_code: "PS1".into(),
+        db_path: db_dir.join("site.db"),
+        approval: Approval::Auto,
+        limits: Limits {
+            max_connections_per_address: Limits::default().max_connections,
+            ..Limits::default()
+        },
+        mp_host: "mp.test.local".into(),
+        strict,
+    }
+}
+
+/// The site database as it is now, copied to `to` (the MP stopped, so it is whole on disk).
+fn copy_site_db(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let src = from.join(format!("site.db{suffix}"));
+        if src.exists() {
+            std::fs::copy(&src, to.join(format!("site.db{suffix}"))).unwrap();
+        }
+    }
+}
+
+fn ack_detail(answer: Frame) -> String {
+    match answer {
+        Frame::Ack { detail, .. } => detail,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_the_site_forgot_registers_again_through_the_proxy_and_its_heartbeat_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    // Our emulator's own mode: it refuses (403) a message from an SMSID it does not know, which
+    // is what sends the Agent to re-confirm. (A strict, real MP answers 200 and drops it; the
+    // Agent learns from the empty policy reply instead.)
+    let mp = MpServer::start(
+        mp_config_at(dir.path(), false),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = mp.local_addr();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-F").await;
+    // The site as it was before it knew the device: it knows the proxy only.
+    mp.shutdown().await;
+    let rebuilt = dir.path().join("rebuilt");
+    copy_site_db(dir.path(), &rebuilt);
+    let mp = MpServer::start(mp_config_at(dir.path(), false), addr)
+        .await
+        .unwrap();
+    let (mut conn, old_id) = device(&proxy, "dev-f", "THING-F").await;
+    assert!(ack_detail(conn.request(&Frame::Heartbeat).await.unwrap()).starts_with('{'));
+    mp.shutdown().await;
+
+    // A new site database behind the same address: the device's SMSID means nothing there.
+    let mp = MpServer::start(mp_config_at(&rebuilt, false), addr)
+        .await
+        .unwrap();
+    let detail = ack_detail(conn.request(&Frame::Heartbeat).await.unwrap());
+    assert!(detail.starts_with('{'), "delivered, not queued: {detail}");
+    let site = SiteDb::open(rebuilt.join("site.db")).unwrap();
+    // Registered afresh (the device proposes the SMSID made from its certificate, which the new
+    // site takes), through the proxy, and the heartbeat arrived under it.
+    let row = site
+        .client(&old_id)
+        .unwrap()
+        .expect("registered with the new site");
+    assert_eq!(row.agent_type, 8);
+    assert_eq!(
+        row.registered_by_proxy.as_deref(),
+        Some(proxy.smsid().to_string().as_str())
+    );
+    let kinds: Vec<String> = site
+        .messages(Some(&old_id))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, ["ddr"]);
+    let kept = Registry::open(&dir.path().join("PROXY-F"))
+        .unwrap()
+        .state("dev-f")
+        .unwrap();
+    assert_eq!(
+        kept.map(|s| s.to_string()),
+        Some(format!("registered as {old_id}"))
+    );
+    // Nothing refused for good: the refusals were the forgotten SMSID's, answered by registering.
+    assert!(
+        site.rejections()
+            .unwrap()
+            .iter()
+            .all(|r| !r.reason.contains("must be signed by")),
+        "{:?}",
+        site.rejections()
+    );
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_reset_gives_the_proxied_device_a_new_certificate_kept_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-R").await;
+    let state = dir.path().join("PROXY-R");
+    let (mut conn, id) = device(&proxy, "dev-r", "THING-R").await;
+    assert!(ack_detail(conn.request(&Frame::Heartbeat).await.unwrap()).starts_with('{'));
+    let old_cert = Registry::open(&state)
+        .unwrap()
+        .device("dev-r")
+        .unwrap()
+        .unwrap()
+        .cert_der;
+    assert_eq!(db.client(&id).unwrap().unwrap().cert_der, old_cert);
+
+    // `mp next-reply --db F SMSID certificate-reset`: the device's next registration request is
+    // answered CertificateReset.
+    assert!(db
+        .set_next_reply(&id, mpagent_sim::mp::db::NextReply::CertificateReset)
+        .unwrap());
+    match conn.request(&Frame::Register).await.unwrap() {
+        Frame::RegisterResult { status: 0, smsid } => assert_eq!(smsid, id),
+        other => panic!("{other:?}"),
+    }
+    let renewed = Registry::open(&state)
+        .unwrap()
+        .device("dev-r")
+        .unwrap()
+        .unwrap();
+    assert_ne!(renewed.cert_der, old_cert, "a new certificate");
+    assert_eq!(
+        db.client(&id).unwrap().unwrap().cert_der,
+        renewed.cert_der,
+        "the site registered the new certificate"
+    );
+    assert!(ack_detail(conn.request(&Frame::Heartbeat).await.unwrap()).starts_with('{'));
+
+    // Kept across a restart: the restarted proxy confirms the device with the new certificate.
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    let proxy = proxy::start(
+        proxy_options(&mp, &state, "PROXY-R"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (mut conn, again) = device(&proxy, "dev-r", "THING-R").await;
+    assert_eq!(again, id);
+    assert!(ack_detail(conn.request(&Frame::Heartbeat).await.unwrap()).starts_with('{'));
+    let kept = Registry::open(&state)
+        .unwrap()
+        .device("dev-r")
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.cert_der, renewed.cert_der);
+    assert_eq!(kept.key_pk8, renewed.key_pk8);
+    let ddrs = db
+        .messages(Some(&id))
+        .unwrap()
+        .iter()
+        .filter(|m| m.kind == "ddr")
+        .count();
+    assert_eq!(ddrs, 3);
+    assert!(db.rejections().unwrap().is_empty(), "{:?}", db.rejections());
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_while_the_mp_is_down_are_queued_kept_across_a_restart_and_delivered_in_order()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mp = start_mp(dir.path()).await;
+    let addr = mp.local_addr();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-Q").await;
+    let state = dir.path().join("PROXY-Q");
+    let (mut conn, id) = device(&proxy, "dev-q", "THING-Q").await;
+    let restart = proxy_options(&mp, &state, "PROXY-Q");
+    mp.shutdown().await;
+
+    let frames = [
+        Frame::Heartbeat,
+        Frame::Inventory {
+            items: synthetic_items(3),
+        },
+        Frame::Status {
+            message_type: "device-online".into(),
+            properties: vec![("Firmware".into(), "2.0".into())],
+        },
+        Frame::State {
+            topic: "fw-update".into(),
+            state: 1,
+        },
+    ];
+    let mut queued = Vec::new();
+    for frame in &frames {
+        let detail = ack_detail(conn.request(frame).await.unwrap());
+        let message_id = detail
+            .strip_prefix("queued ")
+            .unwrap_or_else(|| panic!("MP down: {detail}"))
+            .to_string();
+        queued.push(message_id);
+    }
+    // The proxy restarts while the MP is still down: the queue is in its registry.
+    drop(conn);
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    assert!(Registry::open(&state)
+        .unwrap()
+        .queue_image("dev-q")
+        .unwrap()
+        .is_some());
+    let proxy = proxy::start(restart, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+
+    // The MP is back: the device's next frame delivers what was queued, in order, then itself.
+    let mp = MpServer::start(mp_config_at(dir.path(), true), addr)
+        .await
+        .unwrap();
+    let mut conn = DeviceConnection::connect(proxy.local_addr()).await.unwrap();
+    ack_detail(
+        conn.request(&Frame::Hello {
+            device_id: "dev-q".into(),
+            name: "THING-Q".into(),
+        })
+        .await
+        .unwrap(),
+    );
+    let last = ack_detail(
+        conn.request(&Frame::State {
+            topic: "fw-update".into(),
+            state: 2,
+        })
+        .await
+        .unwrap(),
+    );
+    assert!(last.starts_with('{'), "delivered: {last}");
+    let messages = db.messages(Some(&id)).unwrap();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["ddr", "hinv-full", "status", "state", "state"]);
+    let ids: Vec<String> = messages
+        .iter()
+        .take(4)
+        .map(|m| m.message_id.to_ascii_uppercase())
+        .collect();
+    let want: Vec<String> = queued.iter().map(|q| q.to_ascii_uppercase()).collect();
+    assert_eq!(
+        ids, want,
+        "the queued messages, under their own IDs, in order"
+    );
+    assert_eq!(
+        messages[4].message_id.to_ascii_uppercase(),
+        last.to_ascii_uppercase()
+    );
+    assert!(Registry::open(&state)
+        .unwrap()
+        .queue_image("dev-q")
+        .unwrap()
+        .is_none());
+    tokio::task::spawn_blocking(move || stop(proxy))
+        .await
+        .unwrap();
+    mp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_strict_mp_a_forgotten_device_learns_it_from_the_empty_policy_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = MpServer::start(
+        mp_config_at(dir.path(), true),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = mp.local_addr();
+    let db = SiteDb::open(dir.path().join("site.db")).unwrap();
+    let proxy = imported_proxy(&mp, &db, dir.path(), "PROXY-S").await;
+    mp.shutdown().await;
+    let rebuilt = dir.path().join("rebuilt");
+    copy_site_db(dir.path(), &rebuilt);
+    let mp = MpServer::start(mp_config_at(dir.path(), true), addr)
+        .await
+        .unwrap();
+    let (mut conn, old_id) = device(&proxy, "dev-s", "THING-S").await;
+    mp.shutdown().await;
+    let mp = MpServer::start(mp_config_at(&rebuilt, true), addr)
+        .await
+        .unwrap();
+    let site = SiteDb::open(rebuilt.join("site.db")).unwrap();
+    // A real MP answers the unknown SMSID's policy request with an empty 200: the Agent
+    // re-confirms, is refused, and registers afresh under the SMSID it proposes.
+    match conn.request(&Frame::PolicyRequest).await.unwrap() {
+        Frame::PolicyList { policies } => assert!(policies.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    let row = site
+        .client(&old_id)
+        .unwrap()
+        .expect("registered with the new site");
+    assert_eq!(row.agent_type, 8);
+    assert!(ack_detail(conn.request(&Frame::Heartbeat).await.unwrap()).starts_with('{'));
+    let kinds: Vec<String> = site
+        .messages(Some(&old_id))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(kinds, ["ddr"]);
     tokio::task::spawn_blocking(move || stop(proxy))
         .await
         .unwrap();

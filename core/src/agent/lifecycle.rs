@@ -424,6 +424,34 @@ impl Agent {
         t
     }
 
+    /// The unsent report of `kind` a newer one would supersede (heartbeat and full inventory
+    /// only), for a caller that queues reports of its own ([`crate::io::driver::Driver::queue_report`]).
+    pub fn unsent(&self, kind: ReportKind) -> Option<QueuedMessage> {
+        kind.slot()
+            .and_then(|i| self.unsent.get(i).copied().flatten())
+    }
+
+    /// A message the caller made outside the schedule (one that nothing supersedes) was
+    /// queued; `queued` is the store's message count now.
+    pub fn on_queued_message(&mut self, queued: u32) {
+        self.counts.queued = self.counts.queued.saturating_add(1);
+        self.queued = queued;
+    }
+
+    /// A message the caller made outside the schedule found no room in the queue (counted).
+    pub fn on_no_room(&mut self, what: &str) {
+        // Only the log names it (none is compiled in without a log feature).
+        let _ = what;
+        self.counts.no_room = self.counts.no_room.saturating_add(1);
+        warn!("queue full: a message for {} was not queued", what);
+    }
+
+    /// When the next policy request is due: a caller that asks for policy on its own terms (an
+    /// ISV proxy asks when its device does) sets it to now, or far ahead to keep it quiet.
+    pub fn set_next_policy(&mut self, at: UnixTime) {
+        self.next_policy = at;
+    }
+
     /// A report asked for by [`Action::Queue`] was queued (or had no room); `queued` is the
     /// store's message count now. The report's schedule moves on either way.
     pub fn on_queued(&mut self, now: UnixTime, kind: ReportKind, outcome: Queued, queued: u32) {

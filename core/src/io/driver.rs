@@ -24,7 +24,8 @@ use crate::agent::messages::{
 };
 use crate::agent::outbound::{Post, PostParams};
 use crate::agent::registration::{
-    build_request, MessageIds, RegistrationEvent, RegistrationState, SigningIdentity,
+    build_proxy_client_request, build_request, proposed_smsid, MessageIds, RegistrationEvent,
+    RegistrationState, SigningIdentity,
 };
 use crate::agent::signed::{MessageParams, MessageSigner, SignedMessage, SignedMessageError};
 use crate::agent::smsid_rewrite::SmsidRewrite;
@@ -237,6 +238,12 @@ pub trait Host<F: NorFlash> {
     fn new_identity(&self) -> Option<SigningIdentity<'_>> {
         None
     }
+    /// The certificate of the identity [`Host::make_new_identity`] made, if any. A device an ISV
+    /// proxy signs for ([`Driver::through_proxy`]) is known by its certificate alone: its host
+    /// answers this and may answer `None` to [`Host::new_identity`].
+    fn new_certificate(&self) -> Option<&[u8]> {
+        self.new_identity().map(|i| i.cert_der)
+    }
     /// The site knows the new identity (it answered with an SMSID for it): keep it with
     /// `state` in one save that replaces the old identity, so that a power cut at any point
     /// leaves the one or the other, whole.
@@ -262,15 +269,46 @@ enum IdentityInUse {
 
 /// The identity that signs now ([`IdentityInUse`]). A host that made a new identity and then
 /// lost it would break its own contract; the device's own identity is the only one left then.
+/// Through an ISV proxy the proxy's identity (`started`) signs whatever the device's is.
 fn signing_identity<'s, F: NorFlash, H: Host<F>>(
     started: SigningIdentity<'s>,
     host: &'s H,
     in_use: IdentityInUse,
+    proxied: bool,
 ) -> SigningIdentity<'s> {
     match in_use {
+        _ if proxied => started,
         IdentityInUse::Started => started,
         IdentityInUse::New { .. } => host.new_identity().unwrap_or(started),
     }
+}
+
+/// The certificate the site knows the device by: its identity's, or through an ISV proxy the
+/// device's own; after a CertificateReset the new one the host made.
+fn registered_cert<'s, F: NorFlash, H: Host<F>>(
+    started: SigningIdentity<'s>,
+    proxy: Option<ThroughProxy<'s>>,
+    host: &'s H,
+    in_use: IdentityInUse,
+) -> &'s [u8] {
+    let started = match proxy {
+        Some(p) => p.device_cert_der,
+        None => started.cert_der,
+    };
+    match in_use {
+        IdentityInUse::Started => started,
+        IdentityInUse::New { .. } => host.new_certificate().unwrap_or(started),
+    }
+}
+
+/// An ISV proxy signs every request of the device ([`Driver::through_proxy`]): registrations as
+/// AgentType 8 naming the proxy, messages with `ProxySMSID` (docs/protocol.md §4).
+#[derive(Clone, Copy)]
+pub struct ThroughProxy<'a> {
+    /// The proxy's own SMSID (it holds it before acting for any device).
+    pub proxy_smsid: Smsid,
+    /// The device's certificate (DER): what the site registers and knows the device by.
+    pub device_cert_der: &'a [u8],
 }
 
 /// Persisting the registration state failed (the host logged why).
@@ -351,12 +389,26 @@ pub struct Device<'a> {
     pub agent_type: AgentType,
 }
 
+/// What a driver holds beyond its [`Agent`]: which identity signs (the one made after a
+/// CertificateReset, until it is registered and stored), the registration's message ID that a
+/// confirmation repeats, and the policy `ServerCookie`. A caller that builds a driver per piece
+/// of work (an ISV proxy, per device frame) hands it on with [`Driver::carried`] and
+/// [`Driver::carry_on`], keeping its host's new identity alongside.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    identity_in_use: IdentityInUse,
+    registration_ids: MessageIds,
+    server_cookie: ServerCookie,
+}
+
 /// The agent with everything it runs on.
 pub struct Driver<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> {
     /// The lifecycle.
     pub agent: Agent,
     /// Who it is.
     pub device: Device<'a>,
+    /// Set when an ISV proxy signs for the device ([`Driver::through_proxy`]).
+    proxy: Option<ThroughProxy<'a>>,
     /// Connections to the MP.
     pub connector: &'a mut C,
     /// Time.
@@ -404,6 +456,7 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         Self {
             agent,
             device,
+            proxy: None,
             connector,
             clock,
             store,
@@ -417,6 +470,36 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             new_identity_due: false,
             server_cookie: ServerCookie::new(),
         }
+    }
+
+    /// The device is an ISV proxy's client (AgentType 8, docs/protocol.md §4): the proxy signs
+    /// every request for it. [`Device::identity`] is then the proxy's key and certificate, and
+    /// `proxy` names the proxy's SMSID and the device's certificate, which is what registers
+    /// (and proposes the SMSID). After a CertificateReset the host's
+    /// [`Host::new_certificate`] replaces the device's certificate; the proxy's key signs on.
+    pub fn through_proxy(mut self, proxy: ThroughProxy<'a>) -> Self {
+        self.agent
+            .propose_smsid(proposed_smsid(proxy.device_cert_der));
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// What this driver holds beyond its Agent, for the next driver of the same device.
+    pub fn carried(&self) -> Carried {
+        Carried {
+            identity_in_use: self.identity_in_use,
+            registration_ids: self.registration_ids,
+            server_cookie: self.server_cookie.clone(),
+        }
+    }
+
+    /// Carry on from the driver that made `carried` (with the same host state: a new identity
+    /// it made must still be [`Host::new_identity`] / [`Host::new_certificate`]).
+    pub fn carry_on(mut self, carried: Carried) -> Self {
+        self.identity_in_use = carried.identity_in_use;
+        self.registration_ids = carried.registration_ids;
+        self.server_cookie = carried.server_cookie;
+        self
     }
 
     /// Run forever: step, and sleep while there is nothing to do. Returns only on an error
@@ -535,9 +618,31 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             request_type: kind,
             message_id,
         });
-        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
-        let request = build_request(config, &identity, self.device.agent_type, kind, smsid, now)
-            .map_err(DriverError::Build)?;
+        let proxied = self.proxy.is_some();
+        let identity = signing_identity(
+            self.device.identity,
+            &*self.host,
+            self.identity_in_use,
+            proxied,
+        );
+        let request = match self.proxy {
+            Some(p) => build_proxy_client_request(
+                config,
+                &identity,
+                p.proxy_smsid,
+                registered_cert(
+                    self.device.identity,
+                    self.proxy,
+                    &*self.host,
+                    self.identity_in_use,
+                ),
+                kind,
+                smsid,
+                now,
+            ),
+            None => build_request(config, &identity, self.device.agent_type, kind, smsid, now),
+        }
+        .map_err(DriverError::Build)?;
         let params = PostParams {
             endpoint: endpoint::CLIENT_REGISTRATION,
             reply_mode: ReplyMode::Sync,
@@ -615,8 +720,12 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         }
         self.identity_in_use = IdentityInUse::New { stored: false };
         self.client_id = None;
-        let fallback = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
-        let fallback = crate::agent::registration::proposed_smsid(fallback.cert_der);
+        let fallback = proposed_smsid(registered_cert(
+            self.device.identity,
+            self.proxy,
+            &*self.host,
+            self.identity_in_use,
+        ));
         self.agent.begin_new_identity(fallback);
         self.host.event(&Event::NewIdentityMade);
     }
@@ -702,9 +811,14 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
             return Ok(());
         };
         let meta = msg.meta;
-        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+        let identity = signing_identity(
+            self.device.identity,
+            &*self.host,
+            self.identity_in_use,
+            self.proxy.is_some(),
+        );
         let client_id = cached_client_id(&mut self.client_id, identity.signer, smsid)?;
-        let signer = MessageSigner::client(identity, client_id);
+        let signer = message_signer(identity, client_id, self.proxy);
         // SentTime is restamped (the MP checks a window; the header is not signed); the message
         // ID stays the original one so that a retry is recognised.
         let params = MessageParams {
@@ -806,10 +920,14 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         // The request and its signature are gone before the body fetches below: what an await
         // point holds stays in the step's future.
         let answer = {
-            let identity =
-                signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+            let identity = signing_identity(
+                self.device.identity,
+                &*self.host,
+                self.identity_in_use,
+                self.proxy.is_some(),
+            );
             let client_id = cached_client_id(&mut self.client_id, identity.signer, smsid)?;
-            let signer = MessageSigner::client(identity, client_id);
+            let signer = message_signer(identity, client_id, self.proxy);
             let request = request_assignments(config, smsid, self.server_cookie.as_str());
             let signed = sign_message(config, &signer, &request, Guid::random(self.rng), now)
                 .map_err(DriverError::Sign)?;
@@ -887,7 +1005,12 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         if self.host.policy_applied(&slot.id, &slot.version) {
             return Ok(());
         }
-        let identity = signing_identity(self.device.identity, &*self.host, self.identity_in_use);
+        let identity = signing_identity(
+            self.device.identity,
+            &*self.host,
+            self.identity_in_use,
+            self.proxy.is_some(),
+        );
         let request = policy_body_request(
             self.device.config,
             identity.signer,
@@ -991,6 +1114,71 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         Ok(())
     }
 
+    /// Queue a report the caller made outside the agent's schedule (an ISV proxy's device sends
+    /// its heartbeat, inventory, status and state messages when it chooses), to be delivered in
+    /// order with the rest and kept through an outage. `body` names the device by
+    /// [`Agent::smsid`]; a registration afresh sends it under the SMSID the site then gives.
+    ///
+    /// The queue's rules hold as for scheduled reports: a heartbeat supersedes an unsent older
+    /// heartbeat and a full inventory an unsent older one; when the queue has no room the unsent
+    /// one of the kind stands for the new one ([`ReportQueued::UnsentStandsFor`]), and anything
+    /// else is refused with [`QueueReportError::NoRoom`] (counted in
+    /// [`crate::agent::lifecycle::Counts::no_room`]).
+    pub fn queue_report(
+        &mut self,
+        report: CallerReport,
+        body: &dyn Emit,
+    ) -> Result<ReportQueued, QueueReportError<F::Error>> {
+        let smsid = self.agent.smsid().ok_or(QueueReportError::NotRegistered)?;
+        let now = self.clock.now();
+        let meta = MessageMeta {
+            message_id: Guid::random(self.rng),
+            endpoint: report.endpoint(),
+            reply_mode: ReplyMode::Async,
+            sent_time: now,
+            source_id: Some(smsid),
+        };
+        let mut scratch = [0u8; STORE_SCRATCH];
+        let stored = self.store.enqueue_tracked(&meta, body, &mut scratch);
+        let Some(kind) = report.superseding_kind() else {
+            return match stored {
+                Ok(_) => {
+                    self.agent.on_queued_message(self.store.len());
+                    Ok(ReportQueued::Stored {
+                        message_id: meta.message_id,
+                        superseded: false,
+                    })
+                }
+                Err(StoreError::QueueFull) => {
+                    self.agent.on_no_room(report.endpoint().name());
+                    Err(QueueReportError::NoRoom)
+                }
+                Err(e) => Err(QueueReportError::Store(e)),
+            };
+        };
+        let outcome = match stored {
+            Ok(record) => {
+                let superseded = match self.agent.unsent(kind) {
+                    Some(old) => self.store.withdraw(&old).map_err(QueueReportError::Store)?,
+                    None => false,
+                };
+                Queued::Stored { record, superseded }
+            }
+            Err(StoreError::QueueFull) => Queued::NoRoom,
+            Err(e) => return Err(QueueReportError::Store(e)),
+        };
+        let stands_in = self.agent.unsent(kind).is_some();
+        self.agent.on_queued(now, kind, outcome, self.store.len());
+        match outcome {
+            Queued::Stored { superseded, .. } => Ok(ReportQueued::Stored {
+                message_id: meta.message_id,
+                superseded,
+            }),
+            _ if stands_in => Ok(ReportQueued::UnsentStandsFor),
+            _ => Err(QueueReportError::NoRoom),
+        }
+    }
+
     fn enqueue_state(
         &mut self,
         smsid: Smsid,
@@ -1012,6 +1200,87 @@ impl<'a, C: Connector, K: Clock, F: NorFlash, H: Host<F>> Driver<'a, C, K, F, H>
         self.store.enqueue(&meta, &message, &mut scratch)
     }
 }
+
+/// What a report queued with [`Driver::queue_report`] is: where it goes and what it supersedes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CallerReport {
+    /// A heartbeat discovery record (`MP_DdrEndpoint`): supersedes an unsent older one.
+    Heartbeat,
+    /// A full hardware inventory (`MP_HinvEndpoint`): supersedes an unsent older one.
+    FullInventory,
+    /// A status message (`StatusReceiver`).
+    Status,
+    /// A state message (the relay endpoint).
+    State,
+}
+
+impl CallerReport {
+    /// The endpoint it goes to.
+    pub fn endpoint(self) -> Endpoint {
+        match self {
+            Self::Heartbeat => Endpoint::Ddr,
+            Self::FullInventory => Endpoint::Hinv,
+            Self::Status => Endpoint::Status,
+            Self::State => Endpoint::Relay,
+        }
+    }
+
+    /// The scheduled kind whose unsent report it supersedes, if any.
+    fn superseding_kind(self) -> Option<ReportKind> {
+        match self {
+            Self::Heartbeat => Some(ReportKind::Heartbeat),
+            Self::FullInventory => Some(ReportKind::Inventory),
+            Self::Status | Self::State => None,
+        }
+    }
+}
+
+/// A report [`Driver::queue_report`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReportQueued {
+    /// Queued under this message ID; `superseded`: an unsent older one of its kind was withdrawn.
+    Stored {
+        /// Its message ID (the MP's message ID once delivered).
+        message_id: Guid,
+        /// Whether it replaced an unsent older report of its kind.
+        superseded: bool,
+    },
+    /// The queue had no room and an unsent report of the kind is queued: that one stands for
+    /// this one (counted as superseded).
+    UnsentStandsFor,
+}
+
+/// A report could not be queued ([`Driver::queue_report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum QueueReportError<E> {
+    /// The site has given no SMSID yet to name the device by.
+    NotRegistered,
+    /// The queue has no room for it and nothing queued stands for it (delivered messages make
+    /// room).
+    NoRoom,
+    /// The store failed.
+    Store(StoreError<E>),
+}
+
+impl<E: NorFlashError> core::fmt::Display for QueueReportError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotRegistered => {
+                f.write_str("a report needs the SMSID the site gives at registration: none yet")
+            }
+            Self::NoRoom => f.write_str(
+                "the queue has no room for the report until queued messages are delivered",
+            ),
+            Self::Store(e) => write!(f, "the report could not be queued: {e}"),
+        }
+    }
+}
+
+impl<E: NorFlashError> core::error::Error for QueueReportError<E> {}
 
 /// Longest topic [`Driver::queue_state_message`] takes (a policy acknowledgement's
 /// `{id}.{version}` fits).
@@ -1063,6 +1332,18 @@ fn policy_body_request<'c, E>(
     PolicyBodyRequest::new(config, signer, smsid, location, now).map_err(DriverError::PolicyGet)
 }
 
+/// Who signs a message: the device itself, or the ISV proxy for it (`ProxySMSID`).
+fn message_signer<'s>(
+    identity: SigningIdentity<'s>,
+    client_id: &'s ClientIdSignature,
+    proxy: Option<ThroughProxy<'_>>,
+) -> MessageSigner<'s> {
+    match proxy {
+        Some(p) => MessageSigner::proxy(identity, client_id, p.proxy_smsid),
+        None => MessageSigner::client(identity, client_id),
+    }
+}
+
 /// The cached `ClientIDSignature` for `smsid`, made first if the cache holds none or another
 /// SMSID's. Lent rather than copied: it is as large as the longest signature.
 // Out of line: it may sign, and its frame then sits under the signing chain.
@@ -1104,3 +1385,6 @@ impl Sink for HashingSink<'_> {
         self.inner.write(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests;

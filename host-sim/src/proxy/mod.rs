@@ -7,8 +7,10 @@
 //! device's data into MP messages signed with the proxy's key that name the device's SMSID
 //! (`MessageSigner::proxy`).
 //!
-//! Everything MP-facing is the core's: `build_proxy_client_request` / `io::register_as` for
-//! registration, `SignedMessage` / `io::send_message` / `io::request_policy` for the rest.
+//! Everything MP-facing is the core's: the proxy's own registration runs `io::register`, and
+//! every device runs the core's `Driver` with its Agent signing through the proxy
+//! (`Driver::through_proxy`, [`server`], the device's side in `device`): registration and
+//! re-confirmation, its queue (`queue`), delivery and policy requests.
 //!
 //! The proxy's key is P-256 or RSA-2048 ([`ProxyOptions::key`]; device keys follow it), signs
 //! with the site's hash ([`ProxyOptions::signature_hash`]), and in native mode is the
@@ -19,7 +21,8 @@
 //! DIR/key.pk8, DIR/cert.der      the proxy's identity (made on first run; export-cert)
 //! DIR/registration               the proxy's own registration (`registered GUID:…`)
 //! DIR/devices.db                 the device registry (SQLite, WAL): per device its key and
-//!                                certificate (made by the proxy), name and registration
+//!                                certificate (made by the proxy), name and registration,
+//!                                and the queue of a device whose messages wait for the MP
 //! ```
 //! The identity files are written atomically (`client::state::write_atomic`); the registry
 //! commits durably (`synchronous=FULL`) before a device is answered.
@@ -27,8 +30,10 @@
 pub mod cli;
 pub mod client;
 pub mod demo;
+mod device;
 pub mod device_key;
 pub mod protocol;
+mod queue;
 pub mod registry;
 pub mod server;
 

@@ -46,7 +46,8 @@ pub mod kind {
     pub const STATE: u8 = 0x06;
     /// Client → proxy: which policies are assigned to me?
     pub const POLICY_REQUEST: u8 = 0x07;
-    /// Proxy → client: the request was done.
+    /// Proxy → client: the request was done (a data frame: delivered, detail `{GUID}`; or kept
+    /// in the proxy's queue because the MP cannot be reached, detail `queued {GUID}`).
     pub const ACK: u8 = 0x80;
     /// Proxy → client: answer to `REGISTER`.
     pub const REGISTER_RESULT: u8 = 0x82;
@@ -72,7 +73,8 @@ pub mod code {
     pub const NOT_REGISTERED: u16 = 6;
     /// The MP refused the message or registration (the text says why).
     pub const MP_REFUSED: u16 = 7;
-    /// The MP could not be reached; try again later.
+    /// The MP could not be reached (`REGISTER`, `POLICY_REQUEST`) or the device's queue is full;
+    /// try again later. A data frame the MP cannot take now is queued and acknowledged instead.
     pub const MP_UNAVAILABLE: u16 = 8;
     /// The proxy failed internally.
     pub const INTERNAL: u16 = 9;

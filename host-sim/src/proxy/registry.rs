@@ -1,5 +1,6 @@
 //! The proxy's device registry: for every device the key and certificate the proxy made for it,
-//! its name and its registration state (SMSID), in one SQLite database `DIR/devices.db`.
+//! its name and its registration state (SMSID), and the messages queued for it while the MP
+//! cannot take them, in one SQLite database `DIR/devices.db`.
 //!
 //! Why one database and not a directory per device: the per-device directory (five fsynced
 //! files, an inode and a directory entry each) made each registration cost several fsyncs and
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS devices (
     state       TEXT NOT NULL CHECK (state IN ('unregistered', 'pending', 'registered', 'rejected')),
     smsid       TEXT,
     rejected_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queues (
+    id          TEXT PRIMARY KEY NOT NULL REFERENCES devices (id),
+    image       BLOB NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -215,6 +220,61 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The image of a device's queue (`None`: nothing is queued for it).
+    pub fn queue_image(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT image FROM queues WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Keep the image of a device's queue (`None`: its queue is empty), durably.
+    pub async fn set_queue_image(&self, id: &str, image: Option<Vec<u8>>) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            match image {
+                Some(image) => conn
+                    .prepare_cached("INSERT OR REPLACE INTO queues (id, image) VALUES (?1, ?2)")?
+                    .execute(params![id, image])?,
+                None => conn
+                    .prepare_cached("DELETE FROM queues WHERE id = ?1")?
+                    .execute([&id])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replace a device's key and certificate (the site asked for new ones: CertificateReset)
+    /// together with the registration the site gave them, in one row write: a crash leaves
+    /// the old identity or the new one, whole.
+    pub async fn replace_identity(
+        &self,
+        id: &str,
+        key_pk8: Vec<u8>,
+        cert_der: Vec<u8>,
+        state: RegistrationState,
+    ) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let (s, smsid, at) = encode_state(state);
+            let n = conn
+                .prepare_cached(
+                    "UPDATE devices SET key_pk8 = ?2, cert_der = ?3, state = ?4, smsid = ?5, \
+                     rejected_at = ?6 WHERE id = ?1",
+                )?
+                .execute(params![id, key_pk8, cert_der, s, smsid, at])?;
+            match n {
+                1 => Ok(()),
+                _ => Err(anyhow!("device {id} is not in the registry")),
+            }
+        })
+        .await
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         // Closing the channel ends the writer after it committed what was queued.
@@ -363,6 +423,39 @@ mod tests {
             reg.all().unwrap(),
             vec![("a".to_string(), RegistrationState::Registered(smsid(3)))]
         );
+    }
+
+    #[tokio::test]
+    async fn queue_images_and_new_identities_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let a = new_record("a");
+        reg.insert_new(a.clone()).await.unwrap();
+        assert_eq!(reg.queue_image("a").unwrap(), None);
+        reg.set_queue_image("a", Some(vec![1, 2, 3])).await.unwrap();
+        let renewed = new_record("a");
+        reg.replace_identity(
+            "a",
+            renewed.key_pk8.clone(),
+            renewed.cert_der.clone(),
+            RegistrationState::Registered(smsid(7)),
+        )
+        .await
+        .unwrap();
+        drop(reg);
+        let reg = Registry::open(dir.path()).unwrap();
+        assert_eq!(reg.queue_image("a").unwrap(), Some(vec![1, 2, 3]));
+        let kept = reg.device("a").unwrap().unwrap();
+        assert_eq!(kept.cert_der, renewed.cert_der);
+        assert_ne!(kept.cert_der, a.cert_der);
+        assert_eq!(kept.key_pk8, renewed.key_pk8);
+        assert_eq!(kept.state, RegistrationState::Registered(smsid(7)));
+        reg.set_queue_image("a", None).await.unwrap();
+        assert_eq!(reg.queue_image("a").unwrap(), None);
+        assert!(reg
+            .replace_identity("b", vec![], vec![], RegistrationState::Unregistered)
+            .await
+            .is_err());
     }
 
     #[tokio::test]

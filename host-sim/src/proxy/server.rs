@@ -3,10 +3,15 @@
 //! The core's drivers borrow `dyn Signer` / `dyn RngCore`, so their futures are not `Send`: the
 //! server runs [`ProxyOptions::workers`] threads, each a current-thread runtime with a `LocalSet`
 //! accepting on its own handle of the one listening socket, one local task per connection. The
-//! proxy's state is shared (`Arc`): the registry ([`Registry`]) and a per-device lock so that two
-//! `REGISTER`s of one device do not race; nothing is held across the MP exchange that another
-//! device would wait for. A malformed frame gets an `ERROR` frame and that connection is closed;
-//! the others carry on.
+//! proxy's state is shared (`Arc`): the registry ([`Registry`]), each device's Agent between its
+//! frames, and a per-device lock so that two frames of one device do not race; nothing is held
+//! across the MP exchange that another device would wait for. A malformed frame gets an `ERROR`
+//! frame and that connection is closed; the others carry on.
+//!
+//! Every device runs the core's `Driver` (its Agent, its queue, [`super::device::DeviceHost`]),
+//! signing through the proxy: a frame queues the device's message or asks for what it names,
+//! then steps the Agent until the frame's work is done or the MP cannot be reached, and the
+//! device is told what happened (`docs/proxy-protocol.md`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,39 +19,34 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use mpagent_core::agent::messages::{
-    attachment_name, request_assignments, sign_message, travels_attached, MessageBody,
-};
-use mpagent_core::agent::registration::{
-    Registrant, Registrar, RegistrationState, SigningIdentity,
-};
-use mpagent_core::agent::signed::{MessageParams, MessageSigner, SignedMessage};
+use mpagent_core::agent::registration::RegistrationState;
 use mpagent_core::guid::{Guid, Smsid};
 use mpagent_core::identity::CertParams;
-use mpagent_core::io::{
-    self, AttemptFailure, PolicyRequestError, Progress, RegisterError, RegisterOptions, SendError,
+use mpagent_core::io::driver::{
+    Buffers, CallerReport, Carried, Device as DriverDevice, Driver, PolicySlot, QueueReportError,
+    ReportQueued, Step, ThroughProxy,
 };
+use mpagent_core::io::{PolicyRequestError, SendError};
 use mpagent_core::sink::Overflow;
-use mpagent_core::store::Endpoint;
-use mpagent_core::wire::clientauth::ClientIdSignature;
-use mpagent_core::wire::policy::ServerCookie;
+use mpagent_core::wire::policy::policy_reply_scratch_len;
+use mpagent_core::wire::registration::AgentType;
 use mpagent_core::wire::report::{
     InstanceContent, InstanceWriter, Namespace, Report, ReportIdentity, ReportType, ReportVersion,
 };
-use mpagent_core::wire::report_framing::AttachedReport;
 use mpagent_core::wire::state_message::StateMessage;
 use mpagent_core::wire::status::StatusMessage;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
-use super::device_key;
-use super::protocol::{self, code, kind, reg_status, Frame, ReadError};
+use super::device::{new_agent, DeviceHost, PolicyAnswer, Writes};
+use super::device_key::{self, DeviceIdentity};
+use super::protocol::{self, code, reg_status, Frame, ReadError};
+use super::queue;
 use super::registry::{DeviceRecord, Registry};
 use super::{register_self, ProxyLink, ProxyOptions};
 use crate::buffers::Buffer;
 use crate::client::transport::{unix_now, SystemClock};
 use crate::client::EXCHANGE_BUFFER;
-use crate::render::render_once;
 
 /// A connection idle this long between frames is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -100,13 +100,24 @@ struct Proxy {
     smsid: Smsid,
     /// The devices' keys, certificates and SMSIDs.
     registry: Registry,
-    /// One lock per device with a `REGISTER` in progress (the map itself is locked only to find
-    /// or drop an entry), so a device's second `REGISTER` waits for its first and no other device
-    /// waits at all.
-    registering: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// One lock per device with a frame in progress (the map itself is locked only to find or
+    /// drop an entry), so a device's second frame waits for its first and no other device waits
+    /// at all.
+    turns: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Each device's Agent between its frames (a device not here starts from the registry).
+    agents: StdMutex<HashMap<String, Kept>>,
 }
 
-/// A device's turn to register; dropping it lets the device's next `REGISTER` in.
+/// What the proxy holds for a device between its frames.
+struct Kept {
+    agent: mpagent_core::agent::lifecycle::Agent,
+    /// What its last driver held beyond the Agent.
+    carried: Carried,
+    /// A key and certificate made after a CertificateReset and not registered yet.
+    made: Option<DeviceIdentity>,
+}
+
+/// A device's turn; dropping it lets the device's next frame in.
 struct DeviceTurn<'a> {
     map: &'a StdMutex<HashMap<String, Arc<Mutex<()>>>>,
     id: &'a str,
@@ -161,7 +172,8 @@ pub async fn start(opts: ProxyOptions, listen: SocketAddr) -> Result<ProxyHandle
         link,
         smsid,
         registry,
-        registering: StdMutex::new(HashMap::new()),
+        turns: StdMutex::new(HashMap::new()),
+        agents: StdMutex::new(HashMap::new()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handle = ProxyHandle {
@@ -311,7 +323,7 @@ async fn handle(proxy: &Proxy, device: &mut Option<Device>, frame: Frame) -> Fra
             if !protocol::valid_name(&name) {
                 return Frame::error(code::INVALID, "name must be 1-15 letters, digits or '-'");
             }
-            let state = proxy.client_state(&device_id).unwrap_or(None);
+            let state = proxy.registry.state(&device_id).unwrap_or(None);
             *device = Some(Device {
                 id: device_id,
                 name,
@@ -335,12 +347,16 @@ async fn handle(proxy: &Proxy, device: &mut Option<Device>, frame: Frame) -> Fra
             let Some(dev) = device.as_ref() else {
                 return Frame::error(code::SEQUENCE, "send HELLO first");
             };
-            match frame {
-                Frame::Register => proxy.register_device(dev).await,
-                other => match proxy.registered_smsid(dev) {
-                    Err(e) => e,
-                    Ok(smsid) => proxy.forward(dev, smsid, other).await,
-                },
+            let work = match frame {
+                Frame::Register => Work::Register,
+                Frame::PolicyRequest => Work::Policy,
+                other => Work::Data(other),
+            };
+            // One frame of a device at a time: its Agent and queue are the frame's.
+            let _turn = DeviceTurn::take(&proxy.turns, &dev.id).await;
+            match proxy.device_turn(dev, work).await {
+                Ok(f) => f,
+                Err(e) => Frame::error(code::INTERNAL, format!("{e:#}")),
             }
         }
     }
@@ -367,56 +383,40 @@ impl mpagent_core::wire::report::InstanceSource for PairsInventory<'_> {
     }
 }
 
-fn send_error(e: SendError, connector: &crate::client::session::AnyConnector) -> Frame {
-    match e {
-        SendError::Transport(k) => Frame::error(
-            code::MP_UNAVAILABLE,
-            match connector.last_tls_error() {
-                Some(t) => t.to_string(),
-                None => format!("the MP is unreachable: {k}"),
-            },
+/// What a device frame asks of its Agent.
+enum Work {
+    /// `REGISTER`: register, or confirm the stored registration.
+    Register,
+    /// `POLICY_REQUEST`: request the assignments now.
+    Policy,
+    /// A data frame: queue its message, then deliver.
+    Data(Frame),
+}
+
+/// Longest wait between steps that a frame sits through while the site is answering (a
+/// refused message's re-confirmation and the registration afresh after it fit); an MP that
+/// cannot be reached is not waited for: the message stays queued and the device is told so.
+const MAX_STEP_WAIT_SECS: u64 = 10;
+/// Longest a frame drives its device's Agent before it answers (the device waits
+/// `client::ANSWER_TIMEOUT` for the answer).
+const MAX_FRAME_WORK: Duration = Duration::from_secs(30);
+
+/// The answer to a device whose Agent has no SMSID to send under.
+fn not_registered(state: RegistrationState) -> Frame {
+    match state {
+        RegistrationState::Pending(id) => Frame::error(
+            code::NOT_REGISTERED,
+            format!("registration {id} is pending approval; send REGISTER again later"),
         ),
-        SendError::Status(s) => Frame::error(
-            code::MP_REFUSED,
-            format!("the MP refused the message (HTTP {s})"),
-        ),
-        other => Frame::error(code::MP_UNAVAILABLE, format!("sending failed: {other:?}")),
+        _ => Frame::error(code::NOT_REGISTERED, "not registered: send REGISTER first"),
     }
 }
 
+fn braced(id: Guid) -> String {
+    String::from_utf8_lossy(&id.to_braced()).into_owned()
+}
+
 impl Proxy {
-    fn client_state(&self, id: &str) -> Result<Option<RegistrationState>> {
-        self.registry.state(id)
-    }
-
-    fn registered_smsid(&self, dev: &Device) -> Result<Smsid, Frame> {
-        match self.client_state(&dev.id) {
-            Ok(Some(RegistrationState::Registered(id))) => Ok(id),
-            Ok(Some(RegistrationState::Pending(id))) => Err(Frame::error(
-                code::NOT_REGISTERED,
-                format!("registration {id} is pending approval; send REGISTER again later"),
-            )),
-            Ok(_) => Err(Frame::error(
-                code::NOT_REGISTERED,
-                "not registered: send REGISTER first",
-            )),
-            Err(e) => Err(Frame::error(code::INTERNAL, format!("{e:#}"))),
-        }
-    }
-
-    fn signing(&self) -> SigningIdentity<'_> {
-        self.link.signing()
-    }
-
-    /// Register (or confirm) a device through the proxy, keeping its certificate and SMSID.
-    async fn register_device(&self, dev: &Device) -> Frame {
-        let _turn = DeviceTurn::take(&self.registering, &dev.id).await;
-        match self.register_device_locked(dev).await {
-            Ok(f) => f,
-            Err(e) => Frame::error(code::INTERNAL, format!("{e:#}")),
-        }
-    }
-
     /// The device's record, made (key, certificate) and stored durably on its first `REGISTER`.
     async fn device_record(&self, dev: &Device) -> Result<DeviceRecord> {
         if let Some(r) = self.registry.device(&dev.id)? {
@@ -437,298 +437,337 @@ impl Proxy {
         self.registry.insert_new(record).await
     }
 
-    async fn register_device_locked(&self, dev: &Device) -> Result<Frame> {
-        let client = self.device_record(dev).await?;
-        let fqdn = format!("{}.local", dev.name);
-        let config = self.opts.config(&dev.name, &fqdn)?;
-        let registrant = Registrant::ProxyClient {
-            proxy: self.signing(),
-            proxy_smsid: self.smsid,
-            client_cert_der: &client.cert_der,
-        };
-        // A device registered before is re-confirmed with the MP (RequestType="Confirmation"
-        // with its SMSID), so the MP — not only this proxy's files — vouches for the mapping.
-        let known = match client.state {
-            RegistrationState::Registered(id) => RegistrationState::Pending(id),
-            other => other,
-        };
-        let mut registrar = Registrar::new(known);
-        if let Some(p) = registrant.proposes() {
-            registrar = registrar.with_proposed_smsid(p);
-        }
-        let mut connector = self.link.connector();
-        let mut buf = Buffer::take(EXCHANGE_BUFFER);
-        // The states to keep are written once the exchange is over (one registry write): the
-        // observer cannot wait for the registry, and the last such state is the one that counts.
-        let mut persisted = None;
-        let mut observe = |p: &Progress| {
-            if let Progress::Event(ev) = p {
-                if let Some(s) = ev.persist() {
-                    persisted = Some(s);
-                }
-            }
-        };
-        let result = io::register_as(
-            &mut connector,
-            &mut SystemClock,
-            &config,
-            &registrant,
-            &mut registrar,
-            &mut rand_core::OsRng,
-            &mut buf,
-            RegisterOptions {
-                return_when_pending: true,
-                max_failures: 1,
-            },
-            &mut observe,
-        )
-        .await;
-        let keep = match &result {
-            Ok(s) => Some(*s),
-            Err(_) => persisted,
-        };
-        if let Some(s) = keep {
+    /// The registry writes a step asked for, done before the next step.
+    async fn keep(&self, dev: &Device, writes: &mut Writes) -> Result<()> {
+        if let Some((made, state)) = writes.new_identity.take() {
             self.registry
-                .set_registration(&dev.id, &dev.name, s)
+                .replace_identity(&dev.id, made.key_pk8, made.cert_der, state)
+                .await
+                .context("keeping the device's new key and certificate")?;
+        }
+        if let Some(state) = writes.registration.take() {
+            self.registry
+                .set_registration(&dev.id, &dev.name, state)
                 .await
                 .context("persisting the device's registration")?;
         }
-        let state = match result {
-            Ok(s) => s,
-            Err(RegisterError::GaveUp(AttemptFailure::Status(s))) => {
-                return Ok(Frame::error(
-                    code::MP_REFUSED,
-                    format!("the MP refused the registration (HTTP {s})"),
-                ))
+        Ok(())
+    }
+
+    /// Drive the device's Agent (signing through this proxy) for one frame and answer it.
+    async fn device_turn(&self, dev: &Device, work: Work) -> Result<Frame> {
+        let record = match &work {
+            Work::Register => self.device_record(dev).await?,
+            _ => match self.registry.device(&dev.id)? {
+                Some(r) => r,
+                None => return Ok(not_registered(RegistrationState::Unregistered)),
+            },
+        };
+        let fqdn = format!("{}.local", dev.name);
+        let config = self.opts.config(&dev.name, &fqdn)?;
+        let kept_queue = self.registry.queue_image(&dev.id)?;
+        let had_queue = kept_queue.is_some();
+        let mut store = queue::open(kept_queue)?;
+        let now = unix_now();
+        let kept = self
+            .agents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&dev.id);
+        // REGISTER starts from what the registry holds, so a known device is confirmed with
+        // the MP (the MP, not only this proxy's files, vouches for the mapping) — unless a new
+        // identity waits to be registered: that one goes on.
+        let kept = match (&work, kept) {
+            (Work::Register, Some(k)) if k.made.is_none() => None,
+            (_, k) => k,
+        };
+        let (agent, carried, made) = match kept {
+            Some(k) => (k.agent, Some(k.carried), k.made),
+            None => (new_agent(record.state, store.len(), now), None, None),
+        };
+        let policy = matches!(work, Work::Policy);
+        let mut host = DeviceHost::new(
+            &dev.id,
+            &dev.name,
+            self.link.signer.inner().kind(),
+            protocol::MAX_PAIRS,
+        )
+        .with_made(made);
+        let mut connector = self.link.connector();
+        let exchange_len = if policy {
+            EXCHANGE_BUFFER * 4
+        } else {
+            EXCHANGE_BUFFER
+        };
+        let mut exchange = Buffer::take(exchange_len);
+        let mut scratch = Buffer::take(if policy {
+            policy_reply_scratch_len(exchange_len)
+        } else {
+            0
+        });
+        let mut slots = vec![PolicySlot::default(); if policy { protocol::MAX_PAIRS } else { 0 }];
+        let mut clock = SystemClock;
+        let mut rng = rand_core::OsRng;
+        let mut driver = Driver::new(
+            agent,
+            DriverDevice {
+                config: &config,
+                identity: self.link.signing(),
+                agent_type: AgentType::IsvProxyClient,
+            },
+            &mut connector,
+            &mut clock,
+            &mut store,
+            &mut rng,
+            Buffers {
+                exchange: &mut exchange,
+                policy_scratch: &mut scratch,
+                policies: &mut slots,
+            },
+            &mut host,
+        )
+        .through_proxy(ThroughProxy {
+            proxy_smsid: self.smsid,
+            device_cert_der: &record.cert_der,
+        });
+        if let Some(carried) = carried {
+            driver = driver.carry_on(carried);
+        }
+        let queued = match &work {
+            Work::Register => None,
+            Work::Policy => {
+                if driver.agent.smsid().is_none() {
+                    return Ok(not_registered(driver.agent.registration()));
+                }
+                // The device asks now: whatever backoff the Agent holds is cut short.
+                driver.agent.retry_now(now);
+                driver.agent.set_next_policy(now);
+                None
             }
-            Err(RegisterError::GaveUp(AttemptFailure::Transport(k))) => {
-                return Ok(Frame::error(
-                    code::MP_UNAVAILABLE,
-                    match connector.last_tls_error() {
-                        Some(t) => t.to_string(),
-                        None => format!("the MP is unreachable: {k}"),
-                    },
-                ))
-            }
-            Err(e) => {
-                return Ok(Frame::error(
-                    code::MP_REFUSED,
-                    format!("registration failed: {e}"),
-                ))
+            Work::Data(frame) => {
+                let Some(smsid) = driver.agent.smsid() else {
+                    return Ok(not_registered(driver.agent.registration()));
+                };
+                driver.agent.retry_now(now);
+                match queue_frame(&mut driver, &self.opts.site_code, dev, &fqdn, smsid, frame) {
+                    Ok(Some(id)) => Some(id),
+                    Ok(None) => None,
+                    Err(answer) => return Ok(answer),
+                }
             }
         };
-        tracing::info!("device {} ({}): {state:?}", dev.id, dev.name);
-        Ok(match state {
-            RegistrationState::Registered(id) => Frame::RegisterResult {
-                status: reg_status::REGISTERED,
-                smsid: id.to_string(),
+        let started = std::time::Instant::now();
+        let failed = loop {
+            let step = driver.step().await;
+            self.keep(dev, &mut driver.host.writes).await?;
+            let until = match step {
+                Err(e) => break Some(crate::human::driver_error(&e)),
+                Ok(Step::Did(_)) => continue,
+                Ok(Step::Idle(until)) => until,
+            };
+            let agent = &driver.agent;
+            let host = &*driver.host;
+            let settled = matches!(
+                agent.registration(),
+                RegistrationState::Registered(_) | RegistrationState::Rejected(_)
+            ) || agent.waiting_for_approval();
+            let done = match &work {
+                Work::Register => settled,
+                // An empty reply sends the Agent to re-confirm (a real MP's quiet refusal): the
+                // answer waits until the registration is settled again.
+                Work::Policy => host.policy.is_some() && settled,
+                Work::Data(_) => queued.is_none_or(|id| {
+                    host.delivered.contains(&id) || host.refused.iter().any(|(r, _)| *r == id)
+                }),
+            };
+            let wait = until.0.saturating_sub(unix_now().0);
+            if done
+                || host.unreachable
+                || host.registration_refused
+                || wait > MAX_STEP_WAIT_SECS
+                || started.elapsed() + Duration::from_secs(wait) > MAX_FRAME_WORK
+            {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        };
+        let agent = driver.agent.clone();
+        let carried = driver.carried();
+        drop(driver);
+        let made = host.take_made();
+        let image = queue::image_to_keep(store);
+        if image.is_some() || had_queue {
+            self.registry
+                .set_queue_image(&dev.id, image)
+                .await
+                .context("keeping the device's queue")?;
+        }
+        let state = agent.registration();
+        let waiting = agent.waiting_for_approval();
+        self.agents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                dev.id.clone(),
+                Kept {
+                    agent,
+                    carried,
+                    made,
+                },
+            );
+        if let Some(text) = failed {
+            return Ok(Frame::error(code::INTERNAL, text));
+        }
+        let unavailable = |host: &DeviceHost<'_>| {
+            let text = connector
+                .last_tls_error()
+                .map(|t| t.to_string())
+                .or_else(|| host.last_failure.clone())
+                .unwrap_or_else(|| "the MP did not answer".into());
+            Frame::error(code::MP_UNAVAILABLE, text)
+        };
+        Ok(match work {
+            Work::Register => match state {
+                RegistrationState::Registered(id) => Frame::RegisterResult {
+                    status: reg_status::REGISTERED,
+                    smsid: id.to_string(),
+                },
+                RegistrationState::Rejected(_) => Frame::RegisterResult {
+                    status: reg_status::REJECTED,
+                    smsid: String::new(),
+                },
+                RegistrationState::Pending(id) if waiting => Frame::RegisterResult {
+                    status: reg_status::PENDING,
+                    smsid: id.to_string(),
+                },
+                _ if host.unreachable => unavailable(&host),
+                _ => Frame::error(
+                    code::MP_REFUSED,
+                    host.last_failure
+                        .clone()
+                        .unwrap_or_else(|| "the MP did not register the device".into()),
+                ),
             },
-            RegistrationState::Pending(id) => Frame::RegisterResult {
-                status: reg_status::PENDING,
-                smsid: id.to_string(),
+            Work::Policy => match host.policy {
+                Some(PolicyAnswer::Assignments) | Some(PolicyAnswer::Empty) => Frame::PolicyList {
+                    policies: std::mem::take(&mut host.policies),
+                },
+                Some(PolicyAnswer::Failed(PolicyRequestError::Send(SendError::Transport(_))))
+                | None => unavailable(&host),
+                Some(PolicyAnswer::Failed(e)) => {
+                    Frame::error(code::MP_REFUSED, format!("the policy request failed: {e}"))
+                }
             },
-            RegistrationState::Rejected(_) => Frame::RegisterResult {
-                status: reg_status::REJECTED,
-                smsid: String::new(),
-            },
-            RegistrationState::Unregistered => {
-                Frame::error(code::MP_REFUSED, "the MP did not register the device")
+            Work::Data(frame) => {
+                let of = frame.kind();
+                match queued {
+                    None => Frame::error(code::INTERNAL, "the message was not queued"),
+                    Some(id) if host.delivered.contains(&id) => Frame::Ack {
+                        of,
+                        detail: braced(id),
+                    },
+                    Some(id) => match host.refused.iter().find(|(r, _)| *r == id) {
+                        Some((_, e)) => Frame::error(
+                            code::MP_REFUSED,
+                            format!(
+                                "the MP refused the message: {}",
+                                crate::human::send_error(e)
+                            ),
+                        ),
+                        None => {
+                            tracing::info!(
+                                "device {}: message {} queued ({})",
+                                dev.id,
+                                braced(id),
+                                host.last_failure
+                                    .as_deref()
+                                    .unwrap_or("the MP did not take it")
+                            );
+                            Frame::Ack {
+                                of,
+                                detail: format!("queued {}", braced(id)),
+                            }
+                        }
+                    },
+                }
             }
         })
     }
-
-    /// Sign `body` for the device (proxy key, device SMSID, `ProxySMSID`) and send it.
-    async fn send_for<B: MessageBody>(&self, dev: &Device, smsid: Smsid, body: &B) -> Frame {
-        let fqdn = format!("{}.local", dev.name);
-        let config = match self.opts.config(&dev.name, &fqdn) {
-            Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
-        };
-        let client_id = match ClientIdSignature::compute(&self.link.signer, smsid) {
-            Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e}")),
-        };
-        let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
-        let message_id = Guid::random(&mut rand_core::OsRng);
-        // Rendered once, then signed and sent from those bytes (crate::render).
-        let mut rendered = Vec::new();
-        let rendered = match render_once(body, &mut rendered) {
-            Ok(r) => r,
-            Err(_) => {
-                return Frame::error(
-                    code::INVALID,
-                    "the data cannot be sent: the message could not be written out",
-                )
-            }
-        };
-        let params = MessageParams {
-            endpoint: body.endpoint(),
-            reply_mode: body.reply_mode(),
-            message_id,
-            now: unix_now(),
-        };
-        // Discovery and inventory go as body + attachment, as real MPs read them (the same rule
-        // and naming as the agent's own: `mpagent_core::agent::messages`).
-        let endpoint = Endpoint::from_name(body.endpoint());
-        let framed = match endpoint.filter(|e| travels_attached(*e)) {
-            Some(_) => match AttachedReport::new(&rendered) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    return Frame::error(code::INVALID, format!("the data cannot be sent: {e}"))
-                }
-            },
-            None => None,
-        };
-        let signed = match (&framed, endpoint) {
-            (Some(report), Some(endpoint)) => SignedMessage::new_attached(
-                &config,
-                &signer,
-                params,
-                report,
-                attachment_name(
-                    config.site_generation.attachment_naming(),
-                    endpoint,
-                    message_id,
-                ),
-            ),
-            _ => SignedMessage::new(&config, &signer, params, &rendered),
-        };
-        let msg = match signed {
-            Ok(m) => m,
-            Err(e) => return Frame::error(code::INVALID, format!("the data cannot be sent: {e}")),
-        };
-        let mut connector = self.link.connector();
-        let mut buf = Buffer::take(EXCHANGE_BUFFER);
-        match io::send_message(&mut connector, &msg, &mut buf).await {
-            Ok(()) => Frame::Ack {
-                of: 0,
-                detail: String::from_utf8_lossy(&message_id.to_braced()).into_owned(),
-            },
-            Err(e) => send_error(e, &connector),
-        }
-    }
-
-    async fn forward(&self, dev: &Device, smsid: Smsid, frame: Frame) -> Frame {
-        let of = frame.kind();
-        let now = unix_now();
-        let identity = ReportIdentity::new(smsid, &dev.name);
-        let fqdn = format!("{}.local", dev.name);
-        let reply = match &frame {
-            Frame::Heartbeat => {
-                let discovery = crate::client::host_discovery(&fqdn, &[]);
-                let report = Report::discovery(identity, now.to_datetime(), &discovery);
-                self.send_for(dev, smsid, &report).await
-            }
-            Frame::Inventory { items } => {
-                let inv = PairsInventory(items);
-                let report = Report::hardware_inventory(
-                    identity,
-                    ReportType::Full,
-                    ReportVersion::default(),
-                    now.to_datetime(),
-                    &inv,
-                );
-                self.send_for(dev, smsid, &report).await
-            }
-            Frame::Status {
-                message_type,
-                properties,
-            } => {
-                let props: Vec<(&str, &str)> = properties
-                    .iter()
-                    .map(|(a, b)| (a.as_str(), b.as_str()))
-                    .collect();
-                let site = match mpagent_core::config::SiteCode::new(&self.opts.site_code) {
-                    Ok(s) => s,
-                    Err(e) => return Frame::error(code::INTERNAL, format!("{e}")),
-                };
-                let status = StatusMessage {
-                    message_type,
-                    smsid,
-                    machine_name: &dev.name,
-                    site_code: site,
-                    time: now.to_datetime(),
-                    properties: &props,
-                    qualifiers: &[],
-                };
-                self.send_for(dev, smsid, &status).await
-            }
-            Frame::State { topic, state } => {
-                let msg = StateMessage::new(identity, now.to_datetime(), topic, 0, 0, *state);
-                self.send_for(dev, smsid, &msg).await
-            }
-            Frame::PolicyRequest => return self.policy(dev, smsid).await,
-            _ => return Frame::error(code::SEQUENCE, "unexpected frame"),
-        };
-        match reply {
-            Frame::Ack { detail, .. } => Frame::Ack { of, detail },
-            other => other,
-        }
-    }
-
-    async fn policy(&self, dev: &Device, smsid: Smsid) -> Frame {
-        let fqdn = format!("{}.local", dev.name);
-        let config = match self.opts.config(&dev.name, &fqdn) {
-            Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("{e:#}")),
-        };
-        let client_id = match ClientIdSignature::compute(&self.link.signer, smsid) {
-            Ok(c) => c,
-            Err(e) => return Frame::error(code::INTERNAL, format!("signing: {e}")),
-        };
-        let signer = MessageSigner::proxy(self.signing(), &client_id, self.smsid);
-        // A proxied device's requests are not tied to one another here: each sends the empty
-        // cookie of a first request (docs/protocol.md §5).
-        let request = request_assignments(&config, smsid, "");
-        let msg = match sign_message(
-            &config,
-            &signer,
-            &request,
-            Guid::random(&mut rand_core::OsRng),
-            unix_now(),
-        ) {
-            Ok(m) => m,
-            Err(e) => return Frame::error(code::INTERNAL, format!("{e}")),
-        };
-        let mut connector = self.link.connector();
-        let mut buf = Buffer::take(EXCHANGE_BUFFER * 4);
-        let mut scratch = Buffer::take(EXCHANGE_BUFFER * 6);
-        let mut policies = Vec::new();
-        let mut cookie = ServerCookie::new();
-        let result = io::request_policy(
-            &mut connector,
-            &msg,
-            &mut buf,
-            &mut scratch,
-            &mut cookie,
-            &mut |a| {
-                let text = |t: &mpagent_core::wire::xml_reader::XmlText<'_>| {
-                    let mut b = [0u8; 512];
-                    t.unescape_into(&mut b)
-                        .map(str::to_string)
-                        .unwrap_or_default()
-                };
-                if policies.len() < protocol::MAX_PAIRS {
-                    policies.push((text(&a.policy_id), text(&a.policy_version)));
-                }
-            },
-        )
-        .await;
-        match result {
-            Ok(_) => Frame::PolicyList { policies },
-            // A real MP with nothing for the device yet answers with an empty body.
-            Err(PolicyRequestError::EmptyReply) => Frame::PolicyList { policies },
-            Err(PolicyRequestError::Send(e)) => send_error(e, &connector),
-            Err(e) => Frame::error(code::MP_REFUSED, format!("policy request failed: {e}")),
-        }
-    }
 }
 
-/// The frame types that carry device data to the MP (documentation aid for tests).
-pub const DATA_FRAMES: [u8; 5] = [
-    kind::HEARTBEAT,
-    kind::INVENTORY,
-    kind::STATUS,
-    kind::STATE,
-    kind::POLICY_REQUEST,
-];
+/// Queue the message of data frame `frame` for `dev` (naming `smsid`): its message ID, `None`
+/// when the queue's unsent report of the kind stands for it, or the answer when it cannot be
+/// queued.
+fn queue_frame<C, K, F, H>(
+    driver: &mut Driver<'_, C, K, F, H>,
+    site_code: &str,
+    dev: &Device,
+    fqdn: &str,
+    smsid: Smsid,
+    frame: &Frame,
+) -> Result<Option<Guid>, Frame>
+where
+    C: mpagent_core::io::Connector,
+    K: mpagent_core::io::Clock,
+    F: mpagent_core::store::embedded_storage::nor_flash::NorFlash,
+    F::Error: mpagent_core::store::embedded_storage::nor_flash::NorFlashError,
+    H: mpagent_core::io::driver::Host<F>,
+{
+    let now = unix_now();
+    let identity = ReportIdentity::new(smsid, &dev.name);
+    let queued = match frame {
+        Frame::Heartbeat => {
+            let discovery = crate::client::host_discovery(fqdn, &[]);
+            let report = Report::discovery(identity, now.to_datetime(), &discovery);
+            driver.queue_report(CallerReport::Heartbeat, &report)
+        }
+        Frame::Inventory { items } => {
+            let inv = PairsInventory(items);
+            let report = Report::hardware_inventory(
+                identity,
+                ReportType::Full,
+                ReportVersion::default(),
+                now.to_datetime(),
+                &inv,
+            );
+            driver.queue_report(CallerReport::FullInventory, &report)
+        }
+        Frame::Status {
+            message_type,
+            properties,
+        } => {
+            let props: Vec<(&str, &str)> = properties
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            let site = mpagent_core::config::SiteCode::new(site_code)
+                .map_err(|e| Frame::error(code::INTERNAL, e.to_string()))?;
+            let status = StatusMessage {
+                message_type,
+                smsid,
+                machine_name: &dev.name,
+                site_code: site,
+                time: now.to_datetime(),
+                properties: &props,
+                qualifiers: &[],
+            };
+            driver.queue_report(CallerReport::Status, &status)
+        }
+        Frame::State { topic, state } => {
+            let msg = StateMessage::new(identity, now.to_datetime(), topic, 0, 0, *state);
+            driver.queue_report(CallerReport::State, &msg)
+        }
+        _ => return Err(Frame::error(code::SEQUENCE, "unexpected frame")),
+    };
+    match queued {
+        Ok(ReportQueued::Stored { message_id, .. }) => Ok(Some(message_id)),
+        Ok(ReportQueued::UnsentStandsFor) => Ok(None),
+        Err(QueueReportError::NotRegistered) => Err(not_registered(driver.agent.registration())),
+        Err(QueueReportError::NoRoom) => Err(Frame::error(
+            code::MP_UNAVAILABLE,
+            "the proxy's queue for this device is full until the MP takes what it holds; \
+             try again later",
+        )),
+        Err(e) => Err(Frame::error(code::INTERNAL, e.to_string())),
+    }
+}
