@@ -19,7 +19,7 @@ pub mod p256_asm;
 mod text;
 #[cfg(feature = "native")]
 pub mod tls;
-#[cfg(feature = "native")]
-mod tls_pool;
 #[cfg(all(feature = "native", feature = "p256-asm"))]
 pub mod tls_p256;
+#[cfg(feature = "native")]
+mod tls_pool;
