@@ -484,18 +484,33 @@ fn format_registration(state: RegistrationState) -> String {
 }
 
 fn parse_registration(text: &str) -> Result<RegistrationState> {
-    let smsid = |s: &str| Smsid::parse(s.as_bytes()).ok_or_else(|| anyhow!("bad SMSID {s:?}"));
+    // The file's text is quoted with its control characters escaped: it may be anything.
+    let smsid = |s: &str| {
+        Smsid::parse(s.as_bytes()).ok_or_else(|| {
+            anyhow!(
+                "'{}' is not an SMSID (GUID:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                s.escape_debug()
+            )
+        })
+    };
     Ok(match text.split_once(' ') {
         None if text == "unregistered" => RegistrationState::Unregistered,
         // Written before rejections carried their time: rejected long ago, asked again now.
         None if text == "rejected" => RegistrationState::Rejected(UnixTime(0)),
-        Some(("rejected", at)) => RegistrationState::Rejected(UnixTime(
-            at.parse()
-                .map_err(|_| anyhow!("bad rejection time {at:?}"))?,
-        )),
+        Some(("rejected", at)) => {
+            RegistrationState::Rejected(UnixTime(at.parse().map_err(|_| {
+                anyhow!(
+                    "'{}' is not a rejection time (seconds since 1970)",
+                    at.escape_debug()
+                )
+            })?))
+        }
         Some(("pending", id)) => RegistrationState::Pending(smsid(id)?),
         Some(("registered", id)) => RegistrationState::Registered(smsid(id)?),
-        _ => bail!("unknown state {text:?}"),
+        _ => bail!(
+            "'{}' is none of: unregistered, pending <SMSID>, registered <SMSID>, rejected <time>",
+            text.escape_debug()
+        ),
     })
 }
 
@@ -684,6 +699,19 @@ mod tests {
         );
         assert!(parse_registration("rejected soon").is_err());
         assert!(parse_registration("registered GUID:nope").is_err());
+        // What the file held is quoted as text for the person reading the error.
+        let err = parse_registration("registered GUID:\u{1b}x")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "'GUID:\\u{1b}x' is not an SMSID (GUID:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+        );
+        let err = parse_registration("asleep").unwrap_err().to_string();
+        assert!(
+            err.starts_with("'asleep' is none of: unregistered"),
+            "{err}"
+        );
         assert!(parse_registration("").is_err());
     }
 
