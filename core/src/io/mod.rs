@@ -749,6 +749,9 @@ impl core::fmt::Display for FetchError {
 impl core::error::Error for FetchError {}
 
 #[cfg(test)]
+mod mp_replies;
+
+#[cfg(test)]
 mod message_tests {
     extern crate std;
     use super::*;
@@ -926,31 +929,10 @@ mod message_tests {
         );
     }
 
-    fn utf16(s: &str) -> Vec<u8> {
-        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-    }
-
     /// An MP reply: multipart, chunked in pieces of 100 bytes.
     fn policy_reply(body_xml: &str) -> Vec<u8> {
-        const B: &str = crate::wire::multipart::BOUNDARY;
-        let mut body = utf16(body_xml);
-        body.extend_from_slice(&[0, 0]);
-        let header = std::format!(
-            "<Msg SchemaVersion=\"1.1\"><Body Type=\"ByteRange\" Length=\"{}\" Offset=\"0\" /><CorrelationID>{{00000000-0000-0000-0000-000000000000}}</CorrelationID></Msg>",
-            body.len()
-        );
-        let mut mp = Vec::new();
-        mp.extend_from_slice(
-            std::format!("--{B}\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n").as_bytes(),
-        );
-        mp.extend_from_slice(&[0xFF, 0xFE]);
-        mp.extend(utf16(&header));
-        mp.extend_from_slice(
-            std::format!("\r\n--{B}\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes(),
-        );
-        mp.extend_from_slice(&body);
-        mp.extend_from_slice(std::format!("\r\n\r\n--{B}--").as_bytes());
-        chunked_response(&std::format!("multipart/mixed; boundary=\"{B}\""), &mp)
+        let (content_type, mp) = super::mp_replies::multipart_reply(body_xml);
+        chunked_response(&content_type, &mp)
     }
 
     fn chunked_response(content_type: &str, body: &[u8]) -> Vec<u8> {

@@ -11,6 +11,7 @@ use embedded_io_async::{ErrorKind, Read, Write};
 use super::*;
 use crate::agent::lifecycle::Schedule;
 use crate::config::SiteMode;
+use crate::io::mp_replies::utf16;
 use crate::sign::P256Signer;
 use crate::store::testing::RamFlash;
 use crate::store::Layout;
@@ -195,10 +196,6 @@ fn quiet() -> Schedule {
     }
 }
 
-fn utf16(s: &str) -> Vec<u8> {
-    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -209,29 +206,11 @@ fn hex(b: &[u8]) -> std::string::String {
 
 /// An MP's registration reply with `status` naming `smsid`.
 fn registration_reply(status: i32, smsid: Smsid) -> Vec<u8> {
-    const B: &str = crate::wire::multipart::BOUNDARY;
-    let xml = std::format!(
+    let (content_type, mp) = crate::io::mp_replies::multipart_reply(&std::format!(
         "<ClientRegistrationResponse ResponseType=\"Registration\" TimeStamp=\"2026-11-23T10:00:00Z\" Status=\"{status}\" SMSID=\"{smsid}\"/>"
-    );
-    let mut body = utf16(&xml);
-    body.extend_from_slice(&[0, 0]);
-    let header = std::format!(
-        "<Msg SchemaVersion=\"1.1\"><Body Type=\"ByteRange\" Length=\"{}\" Offset=\"0\" /><CorrelationID>{{00000000-0000-0000-0000-000000000000}}</CorrelationID></Msg>",
-        body.len()
-    );
-    let mut mp = Vec::new();
-    mp.extend_from_slice(
-        std::format!("--{B}\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n").as_bytes(),
-    );
-    mp.extend_from_slice(&[0xFF, 0xFE]);
-    mp.extend(utf16(&header));
-    mp.extend_from_slice(
-        std::format!("\r\n--{B}\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes(),
-    );
-    mp.extend_from_slice(&body);
-    mp.extend_from_slice(std::format!("\r\n\r\n--{B}--").as_bytes());
+    ));
     let mut out = std::format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: multipart/mixed; boundary=\"{B}\"\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         mp.len()
     )
     .into_bytes();
